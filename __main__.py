@@ -1,0 +1,20 @@
+"""gpu-estate: load the stack's estate spec, build it, export endpoints, URLs and cost."""
+import pulumi
+
+from components.estate import (
+    OUTPUT_CAPACITY, OUTPUT_COST, OUTPUT_NODES, OUTPUT_URLS, Estate, EstateArgs,
+)
+from components.spec import load_spec
+
+
+def define_estate() -> Estate:
+    spec = load_spec()
+    estate = Estate("estate", EstateArgs(spec=spec, project=pulumi.get_project(), stack=pulumi.get_stack()))
+    pulumi.export(OUTPUT_NODES, estate.node_outputs())
+    pulumi.export(OUTPUT_COST, estate.cost)
+    pulumi.export(OUTPUT_CAPACITY, estate.capacity)
+    pulumi.export(OUTPUT_URLS, estate.urls)
+    return estate
+
+
+define_estate()

@@ -1,0 +1,1 @@
+"""Component resources and the typed estate specification they are built from."""

@@ -1,0 +1,102 @@
+"""The estate: every node, bucket and route of one stack, wired from the parsed spec."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional
+
+import pulumi
+
+from components import pricing
+from components.node import GpuNode, GpuNodeArgs
+from components.spec import EstateSpec, WorkloadKind, node_disk_demand, node_ram_demand, node_vram_demand
+from components.storage import ModelBucket, ModelBucketArgs
+
+TYPE = "gpu-estate:index:Estate"
+
+# Output keys, shared with tests and the cost diff tool.
+OUTPUT_NODES = "nodes"
+OUTPUT_COST = "cost"
+OUTPUT_CAPACITY = "capacity"
+OUTPUT_URLS = "urls"
+OUTPUT_BUCKETS = "buckets"
+
+
+@dataclasses.dataclass(frozen=True)
+class EstateArgs:
+    spec: EstateSpec
+    project: str
+    stack: str
+
+
+def _pct(free: float, cap: float) -> int:
+    return int(round(100 * free / cap)) if cap else 0
+
+
+def capacity_table(spec: EstateSpec) -> List[Dict[str, object]]:
+    """Per-node capacity, allocation and headroom (seed 000, A201)."""
+    rows = []
+    for name, node in spec.nodes.items():
+        vram_cap = node.gpu.vram_gb if node.gpu else 0
+        for resource, cap, alloc in (
+            ("ram_gb", node.ram_gb, node_ram_demand(node)),
+            ("vram_gb", vram_cap, node_vram_demand(node)),
+            ("disk_gb", node.disk_gb, node_disk_demand(node)),
+        ):
+            if not cap:
+                continue
+            head = _pct(cap - alloc, cap)
+            rows.append({
+                "node": name, "resource": resource, "capacity": cap, "allocated": round(alloc, 1),
+                "free": round(cap - alloc, 1), "headroom_pct": head,
+                "status": "FULL" if head <= 5 else "TIGHT" if head < 25 else "OK",
+            })
+    return rows
+
+
+class Estate(pulumi.ComponentResource):
+    nodes: Dict[str, GpuNode]
+
+    def __init__(self, name: str, args: EstateArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(TYPE, name, None, opts)
+        spec = args.spec
+        self.estimate = pricing.estimate_estate(spec)
+        estimates = {e.node: e for e in self.estimate.nodes}
+        proxy_node = None
+        if spec.edge is not None and spec.edge.mode.value == "caddy":
+            proxy_node = spec.edge.proxy_node or (spec.gateway.node if spec.gateway else None)
+        self.nodes = {}
+        for node_name, node in spec.nodes.items():
+            self.nodes[node_name] = GpuNode(node_name, GpuNodeArgs(
+                spec=node,
+                label=f"{args.project}-{args.stack}-{node_name}",
+                estimate=estimates[node_name],
+                open_ports=(80, 443) if node_name == proxy_node else (),
+            ), pulumi.ResourceOptions(parent=self))
+        self.buckets = {
+            b: ModelBucket(b, ModelBucketArgs(spec=bucket, project=args.project, stack=args.stack),
+                           pulumi.ResourceOptions(parent=self))
+            for b, bucket in spec.storage.items()
+        }
+        self.cost = pricing.cost_table(self.estimate, spec.budget.monthly_usd)
+        self.capacity = capacity_table(spec)
+        self.urls = self._url_map(spec)
+        self.register_outputs({OUTPUT_COST: self.cost, OUTPUT_CAPACITY: self.capacity, OUTPUT_URLS: self.urls})
+
+    @staticmethod
+    def _url_map(spec: EstateSpec) -> List[Dict[str, object]]:
+        rows = []
+        for host, route in spec.routes.items():
+            node_name, _, wname = route.service.partition("/")
+            kind = WorkloadKind(wname)
+            rows.append({"url": f"https://{host}{route.path if route.path != '/' else ''}", "node": node_name,
+                         "container": wname, "port": spec.nodes[node_name].port(kind), "auth": route.auth.value})
+        return rows
+
+    def node_outputs(self) -> Dict[str, pulumi.Output]:
+        return {
+            name: pulumi.Output.all(
+                address=n.address, ssh_host=n.ssh_host, ssh_port=n.ssh_port, ports=n.ports,
+                hourly_price=n.hourly_price, monthly_estimate=n.monthly_estimate,
+            )
+            for name, n in self.nodes.items()
+        }

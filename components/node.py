@@ -1,0 +1,218 @@
+"""A GPU node on any provider, with the same outputs whatever it runs on.
+
+TensorDock, Vast.ai and RunPod nodes are one ``GpuInstance`` dynamic resource; AWS and GCP nodes are
+pulumi-aws / pulumi-gcp VMs with a firewall; an owned host is adopted by address. Every node exposes
+``address``, ``ssh_host``, ``ssh_port``, ``ports`` (service port -> reachable port), ``hourly_price`` and
+``monthly_estimate``, and stamps on its billing resource what the policy pack reads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Dict, Optional
+
+import pulumi
+
+from components import pricing, workloads
+from components.spec import Market, NodeSpec, PowerState, Provider, node_vram_demand
+
+TYPE = "gpu-estate:index:GpuNode"
+# Stamp keys shared with the policy pack (policy/stamps.py reads the same names).
+STAMP_KEYS = ("node", "provider", "gpu", "hourly_usd", "hours_per_month", "idle_shutdown_minutes",
+              "pay_per_use", "market", "vram_gb", "vram_demand_gb", "region")
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuNodeArgs:
+    spec: NodeSpec
+    """The node as the stack's config gives it."""
+    label: str
+    """Deterministic name the node carries at its provider: ``<project>-<stack>-<node>``."""
+    estimate: pricing.NodeEstimate
+    """The planned price, from the pricing module."""
+    open_ports: tuple = ()
+    """Ports the node's own firewall opens besides SSH (the reverse proxy's 80/443 where it runs)."""
+
+
+def stamps(name: str, spec: NodeSpec, estimate: pricing.NodeEstimate) -> Dict[str, object]:
+    return {
+        "node": name,
+        "provider": spec.provider.value,
+        "gpu": spec.gpu.model if spec.gpu else "",
+        "hourly_usd": estimate.hourly_usd,
+        "hours_per_month": spec.hours_per_month,
+        "idle_shutdown_minutes": spec.idle_shutdown_minutes or 0,
+        "pay_per_use": spec.is_pay_per_use,
+        "market": spec.market.value,
+        "vram_gb": spec.gpu.vram_gb if spec.gpu else 0,
+        "vram_demand_gb": round(node_vram_demand(spec), 2),
+        "region": spec.regions[0] if spec.regions else "",
+    }
+
+
+def _tags(stamp: Dict[str, object]) -> Dict[str, str]:
+    """Cloud tags/labels carry the stamps as strings (GCP labels: lower-case, no dots)."""
+    return {f"estate-{k.replace('_', '-')}": str(v).lower().replace(".", "_").replace(" ", "-")
+            for k, v in stamp.items()}
+
+
+class GpuNode(pulumi.ComponentResource):
+    address: pulumi.Output[Optional[str]]
+    """Public address of the node (None until a marketplace instance is up)."""
+    ssh_host: pulumi.Output[Optional[str]]
+    ssh_port: pulumi.Output[Optional[int]]
+    ports: pulumi.Output[Dict[str, int]]
+    """Service port on the node -> port that reaches it at ``address``/``ssh_host``."""
+    hourly_price: pulumi.Output[float]
+    monthly_estimate: pulumi.Output[float]
+
+    def __init__(self, name: str, args: GpuNodeArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(TYPE, name, None, opts)
+        spec = args.spec
+        self.stamp = stamps(name, spec, args.estimate)
+        child = pulumi.ResourceOptions(parent=self)
+        if spec.provider.is_marketplace:
+            self._create_marketplace(name, args, child)
+        elif spec.provider is Provider.AWS:
+            self._create_aws(name, args, child)
+        elif spec.provider is Provider.GCP:
+            self._create_gcp(name, args, child)
+        else:
+            self._adopt_host(spec)
+        self.monthly_estimate = pulumi.Output.from_input(args.estimate.monthly_usd)
+        self.register_outputs({
+            "address": self.address, "ssh_host": self.ssh_host, "ssh_port": self.ssh_port, "ports": self.ports,
+            "hourly_price": self.hourly_price, "monthly_estimate": self.monthly_estimate,
+        })
+
+    def _create_marketplace(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions) -> None:
+        from providers.gpu_instance import GpuInstance
+
+        spec = args.spec
+        request = pricing.node_request(spec)
+        if spec.provider.is_container:
+            image, env, ports = workloads.container_launch(spec)
+            cloud_init = None
+        else:
+            image, env, ports = spec.image, {}, sorted({spec.port(k) for k in spec.workloads})
+            cloud_init = workloads.render_cloud_init(spec, args.open_ports)
+        self.instance = GpuInstance(f"{name}-instance", {
+            "label": args.label,
+            "clouds": [spec.provider.value, *(p.value for p in spec.failover)],
+            "request": json.loads(request.model_dump_json()),
+            "launch": {
+                "image": image, "disk_gb": spec.disk_gb, "ports": ports, "env": env, "onstart": "",
+                "ssh_public_key": spec.ssh.public_key, "cloud_init": cloud_init,
+                "vcpu": spec.vcpu, "ram_gb": spec.ram_gb,
+            },
+            "power": spec.power.value,
+            "bid_per_hour": spec.bid_per_hour,
+            "stamps": self.stamp,
+        }, opts)
+        self.address = self.instance.address
+        self.ssh_host = self.instance.ssh_host
+        self.ssh_port = self.instance.ssh_port
+        self.ports = self.instance.ports
+        self.hourly_price = self.instance.launch_price_per_hour.apply(
+            lambda p: p if p is not None else args.estimate.hourly_usd)
+
+    def _service_ports(self, spec: NodeSpec) -> Dict[str, int]:
+        return {str(spec.port(k)): spec.port(k) for k in spec.workloads}
+
+    def _create_aws(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions) -> None:
+        import pulumi_aws as aws
+
+        spec = args.spec
+        tags = {"Name": args.label, **_tags(self.stamp)}
+        ingress = [aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=p, to_port=p,
+                                                    cidr_blocks=["0.0.0.0/0"], description=f"port {p}")
+                   for p in (spec.ssh.port, *args.open_ports)]
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg", description=f"{args.label}: SSH and the ports the estate publishes", ingress=ingress,
+            egress=[aws.ec2.SecurityGroupEgressArgs(protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"])],
+            tags=tags, opts=opts)
+        key_name = None
+        if spec.ssh.public_key:
+            self.key_pair = aws.ec2.KeyPair(f"{name}-key", public_key=spec.ssh.public_key, tags=tags, opts=opts)
+            key_name = self.key_pair.key_name
+        ami = aws.ec2.get_ami(most_recent=True, owners=["amazon"], filters=[aws.ec2.GetAmiFilterArgs(
+            name="name", values=["Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)*"])])
+        market = None
+        if spec.market is Market.SPOT:
+            market = aws.ec2.LaunchTemplateInstanceMarketOptionsArgs(
+                market_type="spot",
+                spot_options=aws.ec2.LaunchTemplateInstanceMarketOptionsSpotOptionsArgs(
+                    instance_interruption_behavior="stop", spot_instance_type="persistent",
+                    max_price=str(spec.max_price_per_hour) if spec.max_price_per_hour else None))
+        import base64
+
+        user_data = base64.b64encode(workloads.render_cloud_init(spec, args.open_ports).encode()).decode()
+        self.launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-lt", image_id=ami.id, instance_type=args.estimate.instance_type, key_name=key_name,
+            vpc_security_group_ids=[self.security_group.id], user_data=user_data, instance_market_options=market,
+            block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name="/dev/sda1", ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_size=spec.disk_gb, volume_type="gp3", encrypted="true", delete_on_termination="true"))],
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(http_tokens="required"),
+            tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="instance", tags=tags)],
+            tags=tags, opts=opts)
+        self.vm = aws.ec2.Instance(
+            f"{name}-vm", launch_template=aws.ec2.InstanceLaunchTemplateArgs(
+                id=self.launch_template.id, version=self.launch_template.latest_version.apply(str)),
+            tags=tags, opts=opts)
+        if spec.power is PowerState.STOPPED:
+            aws.ec2.InstanceState(f"{name}-power", instance_id=self.vm.id, state="stopped", opts=opts)
+        self.address = self.vm.public_ip
+        self.ssh_host = self.vm.public_ip
+        self.ssh_port = pulumi.Output.from_input(spec.ssh.port)
+        self.ports = pulumi.Output.from_input(self._service_ports(spec))
+        self.hourly_price = pulumi.Output.from_input(args.estimate.hourly_usd)
+
+    def _create_gcp(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions) -> None:
+        import pulumi_gcp as gcp
+
+        from components import catalog
+
+        spec = args.spec
+        row = catalog.instance_types("gcp")[args.estimate.instance_type]
+        zone = spec.regions[0] if spec.regions else "us-east1-c"
+        labels = _tags(self.stamp)
+        tag = f"estate-{name}"
+        self.firewall = gcp.compute.Firewall(
+            f"{name}-fw", network="default", target_tags=[tag], source_ranges=["0.0.0.0/0"],
+            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp",
+                                                  ports=[str(p) for p in (spec.ssh.port, *args.open_ports)])],
+            description=f"{args.label}: SSH and the ports the estate publishes", opts=opts)
+        spot = spec.market is Market.SPOT
+        metadata = {"user-data": workloads.render_cloud_init(spec, args.open_ports)}
+        if spec.ssh.public_key:
+            metadata["ssh-keys"] = f"{spec.ssh.user}:{spec.ssh.public_key}"
+        self.vm = gcp.compute.Instance(
+            f"{name}-vm", name=args.label, zone=zone, machine_type=row["machine_type"], tags=[tag], labels=labels,
+            boot_disk=gcp.compute.InstanceBootDiskArgs(initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
+                image="projects/deeplearning-platform-release/global/images/family/common-cu124-ubuntu-2204-py310",
+                size=spec.disk_gb)),
+            guest_accelerators=[gcp.compute.InstanceGuestAcceleratorArgs(type=row["accelerator"], count=row["gpu_count"])]
+            if not row["machine_type"].startswith(("g2-", "a2-")) else None,
+            network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(
+                network="default", access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs()])],
+            scheduling=gcp.compute.InstanceSchedulingArgs(
+                provisioning_model="SPOT" if spot else "STANDARD", preemptible=spot,
+                automatic_restart=not spot, on_host_maintenance="TERMINATE",
+                instance_termination_action="STOP" if spot else None),
+            metadata=metadata,
+            desired_status="TERMINATED" if spec.power is PowerState.STOPPED else "RUNNING",
+            opts=opts)
+        self.address = self.vm.network_interfaces.apply(
+            lambda nics: (nics[0].access_configs or [None])[0].nat_ip if nics and nics[0].access_configs else None)
+        self.ssh_host = self.address
+        self.ssh_port = pulumi.Output.from_input(spec.ssh.port)
+        self.ports = pulumi.Output.from_input(self._service_ports(spec))
+        self.hourly_price = pulumi.Output.from_input(args.estimate.hourly_usd)
+
+    def _adopt_host(self, spec: NodeSpec) -> None:
+        self.address = pulumi.Output.from_input(spec.address)
+        self.ssh_host = pulumi.Output.from_input(spec.address)
+        self.ssh_port = pulumi.Output.from_input(spec.ssh.port)
+        self.ports = pulumi.Output.from_input(self._service_ports(spec))
+        self.hourly_price = pulumi.Output.from_input(0.0)

@@ -1,0 +1,121 @@
+"""The one interface every GPU marketplace client implements, and the router that picks a client.
+
+A node can fail over from one marketplace to the next only because they all look alike here: search
+offers for a ``NodeRequest``, launch one offer with a ``LaunchSpec``, and get / find (by label) / start /
+stop / terminate instances. Each backend module (tensordock, vastai, runpod) exports ``Client``.
+"""
+from __future__ import annotations
+
+import abc
+import enum
+import importlib
+import os
+from typing import Dict, List, Optional, Tuple
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.pricing import NodeRequest, Offer
+
+CLOUDS = ("tensordock", "vastai", "runpod")
+
+
+class Status(str, enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    GONE = "gone"
+    """Deleted, being deleted, or preempted: nothing is billed and the node must be recreated."""
+
+
+class Instance(BaseModel):
+    """One rented machine as the estate sees it, whatever the vendor's shape."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    label: str = ""
+    status: Status
+    address: Optional[str] = None
+    ssh_host: Optional[str] = None
+    ssh_port: Optional[int] = None
+    ports: Dict[int, int] = Field(default_factory=dict)
+    """Container/VM port -> public port."""
+    price_per_hour: Optional[float] = None
+    detail: str = ""
+
+
+class LaunchSpec(BaseModel):
+    """What to run on the rented machine. VM backends use ``cloud_init``; container backends the rest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str
+    image: str
+    disk_gb: int
+    ports: Tuple[int, ...] = ()
+    env: Dict[str, str] = Field(default_factory=dict)
+    onstart: str = ""
+    ssh_public_key: Optional[str] = None
+    cloud_init: Optional[str] = None
+    bid_per_hour: Optional[float] = None
+    vcpu: int = 1
+    ram_gb: int = 1
+
+
+class GpuCloud(abc.ABC):
+    """A GPU marketplace. Implementations are cheap to build: create one per provider call."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def offers(self, request: NodeRequest) -> List[Offer]:
+        """Live offers matching the request's hardware (the pricing module applies every constraint)."""
+
+    @abc.abstractmethod
+    def launch(self, offer: Offer, spec: LaunchSpec) -> str:
+        """Rent ``offer`` and start ``spec`` on it. Returns the vendor's instance id.
+
+        Raises NoCapacity, OfferTaken, InsufficientCredit, AuthError, or LostResponse when the outcome
+        is unknown.
+        """
+
+    @abc.abstractmethod
+    def get(self, instance_id: str) -> Optional[Instance]:
+        """The instance, or None when the vendor no longer knows it."""
+
+    @abc.abstractmethod
+    def find(self, label: str) -> List[Instance]:
+        """Instances carrying ``label`` (our idempotency key), gone ones excluded."""
+
+    @abc.abstractmethod
+    def start(self, instance_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def stop(self, instance_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def terminate(self, instance_id: str) -> None:
+        """Destroy the instance; an instance that is already gone is not an error."""
+
+    def set_bid(self, instance_id: str, bid_per_hour: float) -> None:
+        """Change a spot bid in place where the vendor allows it."""
+        raise NotImplementedError(f"{self.name} cannot change a bid in place")
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def env_or_config(config: Dict[str, str], env_var: str, config_key: str) -> Optional[str]:
+    return os.environ.get(env_var) or config.get(config_key)
+
+
+def client(cloud: str, config: Optional[Dict[str, str]] = None) -> GpuCloud:
+    """The backend client for ``cloud``. Imported lazily so a stack pays only for what it uses."""
+    if cloud not in CLOUDS:
+        raise ValueError(f"unknown GPU cloud {cloud!r}; known: {', '.join(CLOUDS)}")
+    module = importlib.import_module(f"providers.{cloud}")
+    impl = module.Client(config or {})
+    if not isinstance(impl, GpuCloud):
+        raise TypeError(f"providers.{cloud}.Client does not implement GpuCloud")
+    return impl

@@ -1,0 +1,289 @@
+"""The Pulumi dynamic provider for rented GPU instances on TensorDock, Vast.ai and RunPod.
+
+One lifecycle for every marketplace (the backends sit behind ``providers.gpu_cloud.GpuCloud``):
+
+- create looks for an instance carrying the node's label first and adopts it, so a create whose
+  response was lost, or an earlier ``up`` that died, never rents a second machine. Otherwise it picks the
+  cheapest live offer that meets the request (``components.pricing``), tries the next offer when one is
+  taken, and fails over to the next cloud when one has no capacity; the final error lists what each said.
+- read reports a deleted or preempted instance as gone, and the observed power state, so ``refresh``
+  shows drift and the next ``up`` converges.
+- update starts/stops in place (the disk stays) and changes a spot bid where the vendor allows it.
+- delete is idempotent and verified: it returns only once the vendor no longer lists the instance as
+  billing, and raises otherwise so the resource stays in state.
+
+Credentials are read when a method runs, from the environment or from the provider's config
+(``configure``), never from resource inputs.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult, Resource,
+    ResourceProvider, UpdateResult,
+)
+from pydantic import ValidationError
+
+from components.pricing import NodeRequest, PlacementError, choose_offer, rank_offers
+from providers import gpu_cloud
+from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status
+from providers.http import CloudError, LostResponse, NoCapacity, OfferTaken
+
+# Bump when the provider's behaviour changes so existing resources pick it up on the next up.
+PROVIDER_VERSION = "1"
+REPLACE_KEYS = ("clouds", "request", "launch")
+UPDATE_KEYS = ("power", "bid_per_hour", "label", "stamps", "version")
+INPUT_KEYS = REPLACE_KEYS + UPDATE_KEYS
+CONFIG_KEYS = (
+    "gpu-estate:tensordockToken", "gpu-estate:tensordockApiUrl",
+    "gpu-estate:vastaiApiKey", "gpu-estate:vastaiApiUrl",
+    "gpu-estate:runpodApiKey", "gpu-estate:runpodApiUrl",
+)
+MAX_OFFERS_TRIED = 5
+
+
+def _seconds(env: str, default: float) -> float:
+    return float(os.environ.get(env, str(default)))
+
+
+def split_id(id_: str) -> Tuple[str, str]:
+    cloud, _, iid = id_.partition(":")
+    if cloud not in CLOUDS or not iid:
+        raise ValueError(f"not a GPU instance id: {id_!r}")
+    return cloud, iid
+
+
+class GpuInstanceProvider(ResourceProvider):
+    def __init__(self) -> None:
+        super().__init__()
+        self._config: Dict[str, str] = {}
+
+    def configure(self, req: ConfigureRequest) -> None:
+        self._config = {k: v for k in CONFIG_KEYS if (v := req.config.get(k))}
+
+    def _client(self, cloud: str) -> GpuCloud:
+        return gpu_cloud.client(cloud, self._config)
+
+    # -- check / diff -------------------------------------------------------------------------------
+    def check(self, _olds: Dict[str, Any], news: Dict[str, Any]) -> CheckResult:
+        failures: List[CheckFailure] = []
+        clouds = news.get("clouds") or []
+        if not clouds or any(c not in CLOUDS for c in clouds):
+            failures.append(CheckFailure("clouds", f"one or more of {', '.join(CLOUDS)} (got {clouds!r})"))
+        if news.get("power") not in ("running", "stopped"):
+            failures.append(CheckFailure("power", f"running or stopped (got {news.get('power')!r})"))
+        if not news.get("label"):
+            failures.append(CheckFailure("label", "a deterministic label is required"))
+        try:
+            NodeRequest.model_validate(news.get("request") or {})
+        except ValidationError as err:
+            failures.append(CheckFailure("request", str(err)))
+        try:
+            LaunchSpec.model_validate({**(news.get("launch") or {}), "label": news.get("label") or "x"})
+        except ValidationError as err:
+            failures.append(CheckFailure("launch", str(err)))
+        bid = news.get("bid_per_hour")
+        if bid is not None and (not isinstance(bid, (int, float)) or bid <= 0):
+            failures.append(CheckFailure("bid_per_hour", f"a positive $/h (got {bid!r})"))
+        return CheckResult({**news, "version": PROVIDER_VERSION}, failures)
+
+    def diff(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> DiffResult:
+        replaces = [k for k in REPLACE_KEYS if olds.get(k) != news.get(k)]
+        changed = replaces or [k for k in UPDATE_KEYS if olds.get(k) != news.get(k)]
+        # Delete first: the replacement carries the same label and must not adopt the old machine,
+        # and two GPU machines should never bill at once for one node.
+        return DiffResult(changes=bool(changed), replaces=replaces, stables=[], delete_before_replace=True)
+
+    # -- create -------------------------------------------------------------------------------------
+    def create(self, props: Dict[str, Any]) -> CreateResult:
+        label = props["label"]
+        request = NodeRequest.model_validate(props["request"])
+        spec = LaunchSpec.model_validate({**props["launch"], "label": label, "bid_per_hour": props.get("bid_per_hour")})
+        said: List[str] = []
+        for cloud in props["clouds"]:
+            c = self._client(cloud)
+            try:
+                placed = self._place(c, request, spec)
+                if placed is None:
+                    continue
+                inst, offer_price, region, offer_id = placed
+                inst = self._converge_power(c, inst, props["power"])
+                outs = self._outs(props, cloud, inst)
+                outs.update({"launch_price_per_hour": offer_price, "region": region, "offer_id": offer_id})
+                return CreateResult(f"{cloud}:{inst.id}", outs)
+            except (NoCapacity, PlacementError) as err:
+                said.append(f"{cloud}: {err}")
+                pulumi.log.warn(f"{label}: {cloud} has no capacity, trying the next provider ({err})")
+            finally:
+                c.close()
+        raise NoCapacity(f"{label}: no provider could place the node:\n  " + "\n  ".join(said))
+
+    def _place(self, c: GpuCloud, request: NodeRequest, spec: LaunchSpec):
+        """Adopt the instance carrying our label, or rent the best offer. None means no offer here."""
+        existing = c.find(spec.label)
+        if existing:
+            if len(existing) > 1:
+                pulumi.log.warn(f"{spec.label}: {len(existing)} {c.name} instances carry this label; adopting "
+                                f"{existing[0].id}, the others are not managed: {[i.id for i in existing[1:]]}")
+            pulumi.log.info(f"{spec.label}: adopting {c.name} instance {existing[0].id}")
+            inst = existing[0]
+            return inst, inst.price_per_hour, "", ""
+        offers = c.offers(request)
+        ranked = rank_offers(request, offers)
+        if not ranked:
+            choose_offer(request, offers)  # raises PlacementError saying why each offer was refused
+        taken: List[str] = []
+        for offer in ranked[:MAX_OFFERS_TRIED]:
+            pulumi.log.info(f"{spec.label}: renting {c.name} offer {offer.offer_id} at ${offer.price_per_hour}/h")
+            try:
+                iid = c.launch(offer, spec)
+            except OfferTaken as err:
+                taken.append(str(err))
+                continue
+            except LostResponse:
+                found = self._wait_for_label(c, spec.label)
+                if found is None:
+                    raise CloudError(
+                        f"{spec.label}: {c.name} did not answer the create and lists no instance with this label "
+                        f"yet; run `pulumi up` again: it adopts the instance if one appears, never renting twice")
+                iid = found.id
+            inst = self._wait_running(c, iid, spec.label)
+            return inst, offer.price_per_hour, offer.region, offer.offer_id
+        raise NoCapacity(f"every offer tried was taken: {'; '.join(taken)}")
+
+    def _wait_for_label(self, c: GpuCloud, label: str) -> Optional[Instance]:
+        deadline = time.monotonic() + _seconds("ESTATE_ADOPT_WAIT_SECONDS", 60)
+        while True:
+            found = c.find(label)
+            if found:
+                return found[0]
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(_seconds("ESTATE_POLL_SECONDS", 5))
+
+    def _wait_running(self, c: GpuCloud, iid: str, label: str) -> Instance:
+        deadline = time.monotonic() + _seconds("ESTATE_READY_TIMEOUT_SECONDS", 900)
+        while True:
+            inst = c.get(iid)
+            if inst is None or inst.status is Status.GONE:
+                raise CloudError(f"{label}: {c.name} instance {iid} vanished while starting "
+                                 f"({inst.detail if inst else 'not found'})")
+            if inst.status is Status.RUNNING:
+                return inst
+            if time.monotonic() >= deadline:
+                raise CloudError(f"{label}: {c.name} instance {iid} not running after the ready timeout "
+                                 f"(status {inst.detail}); it stays in state, run `pulumi up` again")
+            time.sleep(_seconds("ESTATE_POLL_SECONDS", 5))
+
+    def _converge_power(self, c: GpuCloud, inst: Instance, power: str) -> Instance:
+        if power == "stopped" and inst.status in (Status.RUNNING, Status.PENDING):
+            c.stop(inst.id)
+            return self._wait_status(c, inst.id, Status.STOPPED)
+        if power == "running" and inst.status in (Status.STOPPED, Status.STOPPING):
+            c.start(inst.id)
+            return self._wait_running(c, inst.id, inst.label)
+        return inst
+
+    def _wait_status(self, c: GpuCloud, iid: str, want: Status) -> Instance:
+        deadline = time.monotonic() + _seconds("ESTATE_READY_TIMEOUT_SECONDS", 900)
+        while True:
+            inst = c.get(iid)
+            if inst is None:
+                raise CloudError(f"{c.name} instance {iid} disappeared")
+            if inst.status is want or time.monotonic() >= deadline:
+                return inst
+            time.sleep(_seconds("ESTATE_POLL_SECONDS", 5))
+
+    @staticmethod
+    def _outs(props: Dict[str, Any], cloud: str, inst: Instance) -> Dict[str, Any]:
+        return {
+            **{k: props.get(k) for k in INPUT_KEYS},
+            "cloud": cloud,
+            "instance_id": inst.id,
+            "status": inst.status.value,
+            "address": inst.address,
+            "ssh_host": inst.ssh_host,
+            "ssh_port": inst.ssh_port,
+            "ports": {str(k): v for k, v in sorted(inst.ports.items())},
+            "price_per_hour": inst.price_per_hour,
+        }
+
+    # -- read / update / delete ---------------------------------------------------------------------
+    def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
+        cloud, iid = split_id(id_)
+        c = self._client(cloud)
+        try:
+            inst = c.get(iid)
+        finally:
+            c.close()
+        if inst is None or inst.status is Status.GONE:
+            # Deleted or preempted behind the state's back: report it gone so the next up recreates it.
+            return ReadResult("", {})
+        outs = {**props, **self._outs(props, cloud, inst)}
+        for k in ("launch_price_per_hour", "region", "offer_id"):
+            outs[k] = props.get(k)
+        inputs = {k: props.get(k) for k in INPUT_KEYS if k in props}
+        if inst.status in (Status.STOPPED, Status.STOPPING):
+            inputs["power"] = outs["power"] = "stopped"
+        elif inst.status is Status.RUNNING:
+            inputs["power"] = outs["power"] = "running"
+        return ReadResult(id_, outs, inputs)
+
+    def update(self, id_: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
+        cloud, iid = split_id(id_)
+        c = self._client(cloud)
+        try:
+            if news.get("bid_per_hour") != olds.get("bid_per_hour") and news.get("bid_per_hour"):
+                try:
+                    c.set_bid(iid, float(news["bid_per_hour"]))
+                except NotImplementedError as err:
+                    pulumi.log.warn(f"{news['label']}: {err}; the new bid applies at the next launch")
+            inst = c.get(iid)
+            if inst is None:
+                raise CloudError(f"{news['label']}: {cloud} instance {iid} is gone; run `pulumi refresh` then `pulumi up`")
+            inst = self._converge_power(c, inst, news["power"])
+        finally:
+            c.close()
+        outs = {**olds, **self._outs(news, cloud, inst)}
+        return UpdateResult(outs)
+
+    def delete(self, id_: str, props: Dict[str, Any]) -> None:
+        cloud, iid = split_id(id_)
+        c = self._client(cloud)
+        try:
+            c.terminate(iid)
+            deadline = time.monotonic() + _seconds("ESTATE_DELETE_TIMEOUT_SECONDS", 300)
+            while True:
+                inst = c.get(iid)
+                if inst is None or inst.status is Status.GONE:
+                    return
+                if time.monotonic() >= deadline:
+                    raise CloudError(f"{cloud} still lists instance {iid} as {inst.detail} after delete; "
+                                     "it stays in state so the next destroy tries again")
+                time.sleep(_seconds("ESTATE_POLL_SECONDS", 5))
+        finally:
+            c.close()
+
+
+class GpuInstance(Resource, module="gpu", name="Instance"):
+    """A rented GPU machine: ``pulumi-python:dynamic/gpu:Instance``."""
+
+    cloud: pulumi.Output[str]
+    instance_id: pulumi.Output[str]
+    status: pulumi.Output[str]
+    address: pulumi.Output[Optional[str]]
+    ssh_host: pulumi.Output[Optional[str]]
+    ssh_port: pulumi.Output[Optional[int]]
+    ports: pulumi.Output[Dict[str, int]]
+    price_per_hour: pulumi.Output[Optional[float]]
+    launch_price_per_hour: pulumi.Output[Optional[float]]
+    region: pulumi.Output[str]
+
+    def __init__(self, name: str, props: Dict[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
+        outs = {k: None for k in ("cloud", "instance_id", "status", "address", "ssh_host", "ssh_port", "ports",
+                                  "price_per_hour", "launch_price_per_hour", "region", "offer_id")}
+        super().__init__(GpuInstanceProvider(), name, {**outs, "version": PROVIDER_VERSION, **props}, opts)

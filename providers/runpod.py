@@ -1,0 +1,192 @@
+"""RunPod GraphQL client: GPU pods, on-demand or interruptible (spot) with a bid per GPU."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from components import catalog
+from components.pricing import NodeRequest, Offer
+from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_or_config
+from providers.http import ApiSession, CloudError, InsufficientCredit, NoCapacity, NotFound, json_body
+
+__all__ = ["Client"]
+
+DEFAULT_URL = "https://api.runpod.io/graphql"
+NO_CAPACITY = "no longer any instances available"
+POD_FIELDS = "id name desiredStatus costPerHr gpuCount runtime { ports { ip isIpPublic privatePort publicPort type } }"
+# RunPod's GPU type ids are the vendor display names.
+GPU_TYPE_IDS = {
+    "rtx3090": "NVIDIA GeForce RTX 3090",
+    "rtx4090": "NVIDIA GeForce RTX 4090",
+    "rtxa6000": "NVIDIA RTX A6000",
+    "l4": "NVIDIA L4",
+    "l40s": "NVIDIA L40S",
+    "a100-80": "NVIDIA A100 80GB PCIe",
+    "h100": "NVIDIA H100 80GB HBM3",
+}
+
+
+def _instance(pod: Dict[str, Any]) -> Instance:
+    desired = str(pod.get("desiredStatus") or "").upper()
+    runtime = pod.get("runtime")
+    if desired == "RUNNING":
+        status = Status.RUNNING if runtime else Status.PENDING
+    elif desired in ("EXITED", "STOPPED"):
+        status = Status.STOPPED
+    elif desired == "TERMINATED":
+        status = Status.GONE
+    else:
+        status = Status.PENDING
+    ports: Dict[int, int] = {}
+    address = ssh_host = None
+    ssh_port = None
+    for p in (runtime or {}).get("ports") or []:
+        if p.get("isIpPublic") and p.get("publicPort"):
+            ports[int(p["privatePort"])] = int(p["publicPort"])
+            address = address or p.get("ip")
+            if int(p["privatePort"]) == 22:
+                ssh_host, ssh_port = p.get("ip"), int(p["publicPort"])
+    return Instance(
+        id=str(pod["id"]),
+        label=str(pod.get("name") or ""),
+        status=status,
+        address=address,
+        ssh_host=ssh_host,
+        ssh_port=ssh_port,
+        ports=ports,
+        price_per_hour=pod.get("costPerHr"),
+        detail=desired.lower(),
+    )
+
+
+class Client(GpuCloud):
+    name = "runpod"
+
+    def __init__(self, config: Dict[str, str]):
+        self.http = ApiSession(
+            env_or_config(config, "RUNPOD_API_URL", "gpu-estate:runpodApiUrl") or DEFAULT_URL,
+            env_or_config(config, "RUNPOD_API_KEY", "gpu-estate:runpodApiKey"),
+            "RunPod",
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _gql(self, query: str, variables: Optional[Dict[str, Any]] = None, *, idempotent: bool = True) -> Dict[str, Any]:
+        resp = self.http.request("POST", "", idempotent=idempotent, json={"query": query, "variables": variables or {}})
+        body = json_body(resp)
+        if resp.status_code != 200:
+            raise CloudError(f"RunPod: GraphQL call failed ({resp.status_code}): {body}", resp.status_code, body)
+        errors = body.get("errors") or []
+        if errors:
+            msg = "; ".join(str(e.get("message", e)) for e in errors)
+            low = msg.lower()
+            if NO_CAPACITY in low or "not enough free gpus" in low:
+                raise NoCapacity(f"RunPod: no capacity ({msg}); try another data center, GPU or price")
+            if "balance" in low or "credit" in low:
+                raise InsufficientCredit(f"RunPod: balance too low ({msg}); add credit")
+            if "not found" in low:
+                raise NotFound(f"RunPod: {msg}")
+            raise CloudError(f"RunPod: {msg}", 200, body)
+        return body.get("data") or {}
+
+    def offers(self, request: NodeRequest) -> List[Offer]:
+        type_id = GPU_TYPE_IDS.get(request.gpu_model)
+        if type_id is None:
+            return []
+        data = self._gql(
+            "query GpuTypes($id: String, $n: Int) { gpuTypes(input: {id: $id}) { id displayName memoryInGb "
+            "securePrice communityPrice secureSpotPrice communitySpotPrice "
+            "lowestPrice(input: {gpuCount: $n}) { minimumBidPrice uninterruptablePrice } } }",
+            {"id": type_id, "n": request.gpu_count},
+        )
+        out = []
+        for gt in data.get("gpuTypes") or []:
+            lowest = gt.get("lowestPrice") or {}
+            per_gpu = lowest.get("minimumBidPrice") if request.spot else lowest.get("uninterruptablePrice")
+            if per_gpu is None:
+                continue  # RunPod lists the type but has none free at this count
+            regions = request.regions or ("",)
+            for region in regions:
+                out.append(Offer(
+                    provider=self.name,
+                    offer_id=f"{gt['id']}@{region}" if region else gt["id"],
+                    region=region,
+                    gpu_model=request.gpu_model,
+                    gpu_count=request.gpu_count,
+                    vram_gb=int(gt.get("memoryInGb") or 0) * request.gpu_count,
+                    price_per_hour=round(float(per_gpu) * request.gpu_count, 4),
+                    spot=request.spot,
+                    min_bid=float(per_gpu) if request.spot else None,
+                ))
+        return out
+
+    def launch(self, offer: Offer, spec: LaunchSpec) -> str:
+        type_id, _, region = offer.offer_id.partition("@")
+        port_list = ",".join(["22/tcp", *(f"{p}/http" for p in spec.ports)])
+        inp: Dict[str, Any] = {
+            "name": spec.label,
+            "imageName": spec.image,
+            "gpuTypeId": type_id,
+            "gpuCount": offer.gpu_count,
+            "cloudType": "ALL",
+            "containerDiskInGb": spec.disk_gb,
+            "volumeInGb": 0,
+            "minVcpuCount": spec.vcpu,
+            "minMemoryInGb": spec.ram_gb,
+            "ports": port_list,
+            "env": [{"key": k, "value": v} for k, v in sorted(spec.env.items())],
+            "startSsh": True,
+            "supportPublicIp": True,
+        }
+        if spec.onstart:
+            inp["dockerArgs"] = spec.onstart
+        if region:
+            inp["dataCenterId"] = region
+        if offer.spot:
+            inp["bidPerGpu"] = (spec.bid_per_hour / offer.gpu_count) if spec.bid_per_hour else offer.min_bid
+            mutation = "mutation Rent($input: PodRentInterruptableInput!) { podRentInterruptable(input: $input) { id imageName machineId } }"
+            key = "podRentInterruptable"
+        else:
+            mutation = "mutation Deploy($input: PodFindAndDeployOnDemandInput!) { podFindAndDeployOnDemand(input: $input) { id imageName machineId } }"
+            key = "podFindAndDeployOnDemand"
+        data = self._gql(mutation, {"input": inp}, idempotent=False)
+        pod = data.get(key)
+        if not pod or not pod.get("id"):
+            raise NoCapacity(f"RunPod: deploy returned no pod for {type_id}")
+        return str(pod["id"])
+
+    def _pod(self, pod_id: str) -> Optional[Dict[str, Any]]:
+        try:
+            data = self._gql(f"query Pod($id: String!) {{ pod(input: {{podId: $id}}) {{ {POD_FIELDS} }} }}", {"id": pod_id})
+        except NotFound:
+            return None
+        return data.get("pod")
+
+    def get(self, instance_id: str) -> Optional[Instance]:
+        pod = self._pod(instance_id)
+        if not pod:
+            return None
+        inst = _instance(pod)
+        return None if inst.status is Status.GONE else inst
+
+    def find(self, label: str) -> List[Instance]:
+        data = self._gql(f"query {{ myself {{ pods {{ {POD_FIELDS} }} }} }}")
+        pods = ((data.get("myself") or {}).get("pods")) or []
+        found = [_instance(p) for p in pods]
+        return [i for i in found if i.label == label and i.status is not Status.GONE]
+
+    def start(self, instance_id: str) -> None:
+        pod = self._pod(instance_id)
+        if not pod:
+            raise NotFound(f"RunPod: pod {instance_id} is gone")
+        self._gql("mutation Resume($id: String!, $n: Int!) { podResume(input: {podId: $id, gpuCount: $n}) { id desiredStatus } }",
+                  {"id": instance_id, "n": int(pod.get("gpuCount") or 1)})
+
+    def stop(self, instance_id: str) -> None:
+        self._gql("mutation Stop($id: String!) { podStop(input: {podId: $id}) { id desiredStatus } }", {"id": instance_id})
+
+    def terminate(self, instance_id: str) -> None:
+        try:
+            self._gql("mutation Term($id: String!) { podTerminate(input: {podId: $id}) }", {"id": instance_id})
+        except NotFound:
+            return

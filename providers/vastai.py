@@ -1,0 +1,223 @@
+"""Vast.ai REST client: container instances on marketplace offers, on-demand or interruptible bids."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from pydantic import BaseModel, ConfigDict
+
+from components import catalog
+from components.pricing import NodeRequest, Offer
+from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_or_config
+from providers.http import ApiSession, CloudError, InsufficientCredit, NoCapacity, NotFound, OfferTaken, json_body
+
+__all__ = ["Client"]
+
+DEFAULT_URL = "https://console.vast.ai/api/v0"
+
+_STATUS = {
+    None: Status.PENDING,
+    "loading": Status.PENDING,
+    "created": Status.PENDING,
+    "scheduling": Status.PENDING,
+    "running": Status.RUNNING,
+    "stopping": Status.STOPPING,
+    "stopped": Status.STOPPED,
+    "exited": Status.STOPPED,
+    "frozen": Status.STOPPED,
+    "offline": Status.STOPPED,
+    "deleted": Status.GONE,
+    "destroyed": Status.GONE,
+}
+
+
+class _Offer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: int
+    dph_total: float
+    min_bid: Optional[float] = None
+    geolocation: Optional[str] = ""
+    gpu_name: str
+    num_gpus: int
+    gpu_ram: float = 0  # MB per GPU
+    cpu_cores_effective: Optional[float] = None
+    cpu_ram: float = 0  # MB
+    disk_space: float = 0
+    reliability: Optional[float] = None
+    reliability2: Optional[float] = None
+
+
+def _error(body: Any) -> str:
+    if isinstance(body, dict):
+        return str(body.get("error") or "") + (f": {body.get('msg')}" if body.get("msg") else "")
+    return str(body)
+
+
+def _instance(raw: Dict[str, Any]) -> Instance:
+    actual = raw.get("actual_status")
+    intended = raw.get("intended_status")
+    status = _STATUS.get(actual, Status.PENDING)
+    if intended == "stopped" and status is Status.RUNNING:
+        status = Status.STOPPING
+    ports: Dict[int, int] = {}
+    for key, binds in (raw.get("ports") or {}).items():
+        inner = int(str(key).split("/")[0])
+        if binds:
+            ports[inner] = int(binds[0]["HostPort"])
+    ssh_port = raw.get("ssh_port")
+    return Instance(
+        id=str(raw["id"]),
+        label=str(raw.get("label") or ""),
+        status=status,
+        address=raw.get("public_ipaddr"),
+        ssh_host=raw.get("ssh_host"),
+        ssh_port=int(ssh_port) if ssh_port else None,
+        ports=ports,
+        price_per_hour=raw.get("dph_total"),
+        detail=str(raw.get("status_msg") or actual or ""),
+    )
+
+
+class Client(GpuCloud):
+    name = "vastai"
+
+    def __init__(self, config: Dict[str, str]):
+        self.http = ApiSession(
+            env_or_config(config, "VASTAI_API_URL", "gpu-estate:vastaiApiUrl") or DEFAULT_URL,
+            env_or_config(config, "VASTAI_API_KEY", "gpu-estate:vastaiApiKey"),
+            "Vast.ai",
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def offers(self, request: NodeRequest) -> List[Offer]:
+        query: Dict[str, Any] = {
+            "gpu_name": {"eq": catalog.gpu_display(request.gpu_model)},
+            "num_gpus": {"eq": request.gpu_count},
+            "disk_space": {"gte": request.disk_gb},
+            "cpu_ram": {"gte": request.ram_gb * 1000},
+            "rentable": {"eq": True},
+            "rented": {"eq": False},
+            "verified": {"eq": True},
+            "order": [["dph_total", "asc"]],
+            "type": "bid" if request.spot else "on-demand",
+            "limit": 64,
+        }
+        if request.min_reliability is not None:
+            query["reliability2"] = {"gte": request.min_reliability}
+        if request.regions:
+            query["geolocation"] = {"in": list(request.regions)}
+        resp = self.http.request("POST", "/bundles/", json=query)
+        if resp.status_code != 200:
+            raise CloudError(f"Vast.ai: offer search failed ({resp.status_code}): {_error(json_body(resp))}")
+        out = []
+        for raw in json_body(resp).get("offers", []):
+            o = _Offer.model_validate(raw)
+            canon = catalog.canonical_gpu(o.gpu_name)
+            if canon is None:
+                continue
+            price = o.dph_total
+            if request.spot:
+                price = max(o.min_bid or o.dph_total, 0.0)
+            out.append(Offer(
+                provider=self.name,
+                offer_id=str(o.id),
+                region=o.geolocation or "",
+                gpu_model=canon,
+                gpu_count=o.num_gpus,
+                vram_gb=int(round(o.gpu_ram / 1024.0)) * o.num_gpus if o.gpu_ram else 0,
+                vcpu=int(o.cpu_cores_effective or 0),
+                ram_gb=int(o.cpu_ram // 1000),
+                disk_gb=int(o.disk_space),
+                price_per_hour=round(price, 4),
+                reliability=o.reliability2 if o.reliability2 is not None else o.reliability,
+                spot=request.spot,
+                min_bid=o.min_bid,
+            ))
+        return out
+
+    def launch(self, offer: Offer, spec: LaunchSpec) -> str:
+        env: Dict[str, str] = {f"-p {p}:{p}": "1" for p in spec.ports}
+        env.update(spec.env)
+        body: Dict[str, Any] = {
+            "client_id": "me",
+            "image": spec.image,
+            "disk": spec.disk_gb,
+            "label": spec.label,
+            "env": env,
+            "runtype": "ssh_direc ssh_proxy",
+            "onstart": spec.onstart,
+            "cancel_unavail": True,
+        }
+        if offer.spot:
+            body["price"] = spec.bid_per_hour or offer.min_bid or offer.price_per_hour
+        resp = self.http.request("PUT", f"/asks/{offer.offer_id}/", idempotent=False, json=body)
+        data = json_body(resp)
+        if resp.status_code == 200 and data.get("success") and data.get("new_contract"):
+            return str(data["new_contract"])
+        if isinstance(data, dict) and data.get("new_contract"):
+            # A failed bid can still leave an instance behind: never let it bill behind the state's back.
+            self.terminate(str(data["new_contract"]))
+        err = str(data.get("error", "")) if isinstance(data, dict) else ""
+        msg = _error(data)
+        if err == "no_such_ask" or resp.status_code in (404, 410):
+            raise OfferTaken(f"Vast.ai: offer {offer.offer_id} is no longer available ({msg})", resp.status_code)
+        if err == "insufficient_credit" or "credit" in msg.lower():
+            raise InsufficientCredit(f"Vast.ai: not enough credit to rent offer {offer.offer_id}; add credit ({msg})",
+                                     resp.status_code)
+        raise CloudError(f"Vast.ai: create failed ({resp.status_code}): {msg}", resp.status_code, data)
+
+    def get(self, instance_id: str) -> Optional[Instance]:
+        resp = self.http.request("GET", f"/instances/{instance_id}/")
+        if resp.status_code == 404:
+            return None
+        body = json_body(resp)
+        if resp.status_code != 200:
+            if _error(body).startswith("no_such_instance"):
+                return None
+            raise CloudError(f"Vast.ai: reading instance {instance_id} failed ({resp.status_code}): {_error(body)}")
+        raw = body.get("instances")
+        if not raw:
+            return None
+        return _instance(raw)
+
+    def find(self, label: str) -> List[Instance]:
+        resp = self.http.request("GET", "/instances/", params={"owner": "me"})
+        if resp.status_code != 200:
+            raise CloudError(f"Vast.ai: listing instances failed ({resp.status_code})")
+        found = [_instance(r) for r in json_body(resp).get("instances", [])]
+        return [i for i in found if i.label == label and i.status is not Status.GONE]
+
+    def _put(self, instance_id: str, body: Dict[str, Any], what: str) -> None:
+        resp = self.http.request("PUT", f"/instances/{instance_id}/", json=body)
+        data = json_body(resp)
+        if resp.status_code == 404 or _error(data).startswith("no_such_instance"):
+            raise NotFound(f"Vast.ai: instance {instance_id} is gone")
+        if resp.status_code != 200 or (isinstance(data, dict) and data.get("success") is False):
+            msg = _error(data)
+            if what == "start" and ("unavail" in msg.lower() or "resources" in msg.lower()):
+                raise NoCapacity(f"Vast.ai: cannot start {instance_id}: its machine's GPUs are taken ({msg})")
+            raise CloudError(f"Vast.ai: {what} {instance_id} failed ({resp.status_code}): {msg}")
+
+    def start(self, instance_id: str) -> None:
+        self._put(instance_id, {"state": "running"}, "start")
+
+    def stop(self, instance_id: str) -> None:
+        self._put(instance_id, {"state": "stopped"}, "stop")
+
+    def set_bid(self, instance_id: str, bid_per_hour: float) -> None:
+        resp = self.http.request("PUT", f"/instances/bid_price/{instance_id}/",
+                                 json={"client_id": "me", "price": bid_per_hour})
+        if resp.status_code != 200:
+            raise CloudError(f"Vast.ai: changing the bid of {instance_id} failed ({resp.status_code}): "
+                             f"{_error(json_body(resp))}")
+
+    def terminate(self, instance_id: str) -> None:
+        resp = self.http.request("DELETE", f"/instances/{instance_id}/")
+        data = json_body(resp)
+        if resp.status_code in (200, 204) and not (isinstance(data, dict) and data.get("success") is False):
+            return
+        if resp.status_code == 404 or _error(data).startswith("no_such_instance"):
+            return
+        raise CloudError(f"Vast.ai: destroy {instance_id} failed ({resp.status_code}): {_error(data)}")

@@ -1,0 +1,34 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Loopback servers answer at once: keep backoff and polling short so fault tests stay quick.
+os.environ.setdefault("ESTATE_HTTP_BACKOFF", "0.01")
+os.environ.setdefault("ESTATE_POLL_SECONDS", "0.01")
+os.environ.setdefault("ESTATE_ADOPT_WAIT_SECONDS", "1")
+os.environ.setdefault("ESTATE_HTTP_TIMEOUT", "5")
+
+
+@pytest.fixture
+def clouds(monkeypatch):
+    """The three fake GPU marketplaces, with the clients pointed at them."""
+    from tests.fakes.runpod import FakeRunPod
+    from tests.fakes.tensordock import FakeTensorDock
+    from tests.fakes.vastai import FakeVast
+
+    td, vast, rp = FakeTensorDock(), FakeVast(), FakeRunPod()
+    monkeypatch.setenv("TENSORDOCK_API_URL", td.url + "/api/v2")
+    monkeypatch.setenv("TENSORDOCK_API_TOKEN", td.token)
+    monkeypatch.setenv("VASTAI_API_URL", vast.url + "/api/v0")
+    monkeypatch.setenv("VASTAI_API_KEY", "vast-test-key")
+    monkeypatch.setenv("RUNPOD_API_URL", rp.url + "/graphql")
+    monkeypatch.setenv("RUNPOD_API_KEY", "rp-test-key")
+    yield {"tensordock": td, "vastai": vast, "runpod": rp}
+    for f in (td, vast, rp):
+        f.close()

@@ -1,0 +1,135 @@
+"""The HTTP server, state lock and fault injection every fake vendor shares."""
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import parse_qs, urlparse
+
+Reply = Tuple[int, Any]
+
+
+class Fault:
+    """One injected failure: applies to the next ``count`` requests whose method and path match."""
+
+    def __init__(self, kind: str, count: int = 1, method: Optional[str] = None, path: str = "", status: int = 0,
+                 seconds: float = 0.0, body: Any = None):
+        self.kind, self.count, self.method, self.path = kind, count, method, path
+        self.status, self.seconds, self.body = status, seconds, body
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.count > 0 and (self.method in (None, method)) and path.startswith(self.path)
+
+
+class FakeServer:
+    """Base class: subclasses implement ``route(method, path, query, body) -> (status, body)``."""
+
+    vendor = "fake"
+
+    def __init__(self, address: str = "127.0.0.1", port: int = 0):
+        self.lock = threading.RLock()
+        self.faults: List[Fault] = []
+        self.calls: Counter = Counter()
+        self.log: List[Tuple[str, str]] = []
+        self.latency = 0.0
+        self.public_address = "127.0.0.1"
+        self.port_map: Dict[int, int] = {}
+        """Container port -> the loopback port every instance reports for it (e.g. a fake Ollama)."""
+        self._ids = itertools.count(1000)
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_a: Any) -> None:  # quiet
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode(errors="replace")
+                fake.handle(self, self.command, body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+        self.httpd = ThreadingHTTPServer((address, port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def inject(self, kind: str, count: int = 1, **kw: Any) -> Fault:
+        """Queue a fault: ``status`` (answer with status/body), ``drop`` (process, then close without an
+        answer: a lost response), ``hang`` (sleep ``seconds`` before answering)."""
+        f = Fault(kind, count, **kw)
+        with self.lock:
+            self.faults.append(f)
+        return f
+
+    def _take_fault(self, method: str, path: str) -> Optional[Fault]:
+        with self.lock:
+            for f in self.faults:
+                if f.matches(method, path):
+                    f.count -= 1
+                    return f
+        return None
+
+    def handle(self, h: BaseHTTPRequestHandler, method: str, body: Any) -> None:
+        parsed = urlparse(h.path)
+        path = parsed.path
+        query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+        with self.lock:
+            self.calls[(method, path)] += 1
+            self.log.append((method, path))
+        if self.latency:
+            time.sleep(self.latency)
+        fault = self._take_fault(method, path)
+        if fault and fault.kind == "hang":
+            time.sleep(fault.seconds)
+        if fault and fault.kind == "status":
+            self._reply(h, fault.status, fault.body if fault.body is not None else {"error": "injected"})
+            return
+        status, reply = self.route(method, path, query, body if body is not None else {})
+        if fault and fault.kind == "drop":
+            # The work is done but the client never hears of it.
+            try:
+                h.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            h.close_connection = True
+            return
+        self._reply(h, status, reply)
+
+    @staticmethod
+    def _reply(h: BaseHTTPRequestHandler, status: int, reply: Any) -> None:
+        data = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "text/plain" if isinstance(reply, str) else "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    def route(self, method: str, path: str, query: Dict[str, str], body: Any) -> Reply:
+        raise NotImplementedError
+
+    def ports_for(self, wanted: List[int]) -> Dict[int, int]:
+        return {p: self.port_map.get(p, 40000 + p % 10000) for p in wanted}

@@ -1,0 +1,132 @@
+"""A Vast.ai API on loopback: offer search, asks, instances, bids, credit and preemption."""
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from tests.fakes.base import FakeServer, Reply
+
+_OPS = {
+    "eq": lambda a, b: a == b, "neq": lambda a, b: a != b, "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b, "in": lambda a, b: a in b, "notin": lambda a, b: a not in b,
+}
+
+
+class FakeVast(FakeServer):
+    vendor = "vastai"
+
+    def __init__(self, **kw: Any):
+        super().__init__(**kw)
+        self.credit = 100.0
+        self.boot_polls = 1
+        self.instances: Dict[int, Dict[str, Any]] = {}
+        self.offers: List[Dict[str, Any]] = [
+            self.offer(5001, "RTX 3090", 2, 0.32, 0.18, "SE", 0.98),
+            self.offer(5002, "RTX 3090", 2, 0.28, 0.15, "US", 0.93),
+            self.offer(5003, "RTX 4090", 1, 0.34, 0.22, "DE", 0.99),
+            self.offer(5004, "RTX 4090", 1, 0.30, 0.20, "US", 0.97),
+        ]
+
+    @staticmethod
+    def offer(oid: int, gpu: str, n: int, dph: float, min_bid: float, geo: str, rel: float) -> Dict[str, Any]:
+        return {"id": oid, "gpu_name": gpu, "num_gpus": n, "dph_total": dph, "dph_base": dph * 0.9, "min_bid": min_bid,
+                "storage_cost": 0.1, "geolocation": geo, "gpu_ram": 24576, "cpu_ram": 64000, "cpu_cores_effective": 16,
+                "disk_space": 500, "reliability2": rel, "reliability": rel, "rentable": True, "rented": False,
+                "verified": True, "inet_down": 800, "direct_port_count": 20, "cuda_max_good": 12.4}
+
+    def alive(self) -> List[Dict[str, Any]]:
+        with self.lock:
+            return list(self.instances.values())
+
+    def preempt(self, iid: int) -> None:
+        """An outbid interruptible instance: the machine is taken back and the instance disappears."""
+        with self.lock:
+            inst = self.instances.pop(int(iid))
+            self._return_offer(inst)
+
+    def _return_offer(self, inst: Dict[str, Any]) -> None:
+        for o in self.offers:
+            if o["id"] == inst["offer_id"]:
+                o["rented"] = False
+
+    def _view(self, inst: Dict[str, Any]) -> Dict[str, Any]:
+        if inst["actual_status"] in (None, "loading"):
+            inst["polls"] += 1
+            if inst["polls"] >= self.boot_polls:
+                inst["actual_status"] = "running" if inst["intended_status"] == "running" else "stopped"
+            else:
+                inst["actual_status"] = "loading"
+        return {k: v for k, v in inst.items() if k != "polls"}
+
+    def route(self, method: str, path: str, query: Dict[str, str], body: Any) -> Reply:
+        if path.startswith("/api/v0"):
+            path = path[len("/api/v0"):]
+        parts = [p for p in path.split("/") if p]
+        with self.lock:
+            if method == "POST" and parts == ["bundles"]:
+                return 200, {"offers": self._search(body)}
+            if method == "PUT" and len(parts) == 2 and parts[0] == "asks":
+                return self._create(int(parts[1]), body)
+            if method == "GET" and parts == ["instances"]:
+                return 200, {"instances": [self._view(i) for i in self.instances.values()]}
+            if method == "PUT" and len(parts) == 3 and parts[:2] == ["instances", "bid_price"]:
+                inst = self.instances.get(int(parts[2]))
+                if inst is None:
+                    return 404, {"success": False, "error": "no_such_instance", "msg": "Instance not found"}
+                inst["bid"] = body.get("price")
+                return 200, {"success": True}
+            if len(parts) == 2 and parts[0] == "instances":
+                inst = self.instances.get(int(parts[1]))
+                if inst is None:
+                    return 404, {"success": False, "error": "no_such_instance", "msg": "Instance not found"}
+                if method == "GET":
+                    return 200, {"instances": self._view(inst)}
+                if method == "DELETE":
+                    self.instances.pop(inst["id"])
+                    self._return_offer(inst)
+                    return 200, {"success": True}
+                if method == "PUT":
+                    if "state" in body:
+                        inst["intended_status"] = inst["actual_status"] = body["state"]
+                    if "label" in body:
+                        inst["label"] = body["label"]
+                    return 200, {"success": True}
+        return 404, {"success": False, "error": "not_found", "msg": path}
+
+    def _search(self, q: Dict[str, Any]) -> List[Dict[str, Any]]:
+        out = []
+        for o in self.offers:
+            ok = True
+            for field, cond in q.items():
+                if field in ("order", "type", "limit") or not isinstance(cond, dict):
+                    continue
+                for op, val in cond.items():
+                    if field in o and not _OPS[op](o[field], val):
+                        ok = False
+            if ok:
+                out.append(o)
+        key = (q.get("order") or [["dph_total", "asc"]])[0][0]
+        return sorted(out, key=lambda o: o.get(key, 0))[: int(q.get("limit", 64))]
+
+    def _create(self, oid: int, body: Dict[str, Any]) -> Reply:
+        offer = next((o for o in self.offers if o["id"] == oid and not o["rented"]), None)
+        if offer is None:
+            return 404, {"success": False, "error": "no_such_ask", "msg": f"Instance type {oid} no longer available"}
+        if not body.get("cancel_unavail"):
+            return 400, {"success": False, "error": "invalid_args", "msg": "test server requires cancel_unavail"}
+        if self.credit <= 0:
+            return 400, {"success": False, "error": "insufficient_credit", "msg": "Insufficient credit"}
+        price = body.get("price")
+        if price is not None and price < offer["min_bid"]:
+            return 400, {"success": False, "error": "invalid_args", "msg": f"bid {price} below min_bid {offer['min_bid']}"}
+        offer["rented"] = True
+        iid = self.next_id()
+        ports = sorted(int(k.split()[1].split(":")[0]) for k in (body.get("env") or {}) if k.startswith("-p "))
+        self.instances[iid] = {
+            "id": iid, "label": body.get("label"), "actual_status": None, "intended_status": "running",
+            "cur_state": "running", "next_state": "running", "status_msg": "", "image": body.get("image"),
+            "ssh_host": self.public_address, "ssh_port": 22000 + iid % 1000, "public_ipaddr": self.public_address,
+            "dph_total": price if price is not None else offer["dph_total"], "bid": price, "offer_id": oid,
+            "ports": {f"{p}/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(h)}] for p, h in self.ports_for(ports).items()},
+            "env": body.get("env"), "onstart": body.get("onstart"), "polls": 0,
+        }
+        return 200, {"success": True, "new_contract": iid}

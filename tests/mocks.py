@@ -1,0 +1,75 @@
+"""Run the Pulumi program under mocks for a committed stack file and record what it registers."""
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pulumi
+import yaml
+from pulumi.runtime import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: List[pulumi.runtime.MockResourceArgs] = []
+        self.calls: List[pulumi.runtime.MockCallArgs] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append(args)
+        outs = dict(args.inputs)
+        if args.typ == "pulumi-python:dynamic/gpu:Instance":
+            cloud = args.inputs["clouds"][0]
+            outs.update(cloud=cloud, instance_id="i-1", status=args.inputs["power"], address="198.51.100.7",
+                        ssh_host="198.51.100.7", ssh_port=22,
+                        ports={str(p): 40000 + p % 10000 for p in args.inputs["launch"]["ports"]},
+                        price_per_hour=0.3, launch_price_per_hour=0.3, region="DE")
+            return f"{cloud}:i-1", outs
+        if args.typ == "aws:ec2/instance:Instance":
+            outs.update(public_ip="198.51.100.8")
+        if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            outs.update(latest_version=1)
+        if args.typ == "gcp:compute/instance:Instance":
+            outs["networkInterfaces"] = [{"accessConfigs": [{"natIp": "198.51.100.9"}]}]
+        return f"{args.name}-id", outs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.calls.append(args)
+        if args.token == "aws:ec2/getAmi:getAmi":
+            return {"id": "ami-0123456789abcdef0", "architecture": "x86_64"}
+        return {}
+
+    def of_type(self, typ: str) -> List[pulumi.runtime.MockResourceArgs]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def named(self, name: str) -> pulumi.runtime.MockResourceArgs:
+        (match,) = [r for r in self.resources if r.name == name]
+        return match
+
+
+def stack_config(stack: str) -> Dict[str, Any]:
+    with open(ROOT / f"Pulumi.{stack}.yaml", encoding="utf-8") as f:
+        return (yaml.safe_load(f) or {}).get("config", {})
+
+
+def run_program(config: Dict[str, Any], stack: str = "test") -> RecordingMocks:
+    """Run __main__.py under mocks with ``config`` (full keys) and wait for every registration."""
+    saved = settings.SETTINGS
+    mocks = RecordingMocks()
+    try:
+        pulumi.runtime.set_mocks(mocks, project="gpu-estate", stack=stack, preview=False)
+        pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+
+        @pulumi.runtime.test
+        def program():
+            runpy.run_path(str(ROOT / "__main__.py"), run_name="program")
+            return pulumi.Output.from_input(True)
+
+        program()
+    finally:
+        pulumi.runtime.set_all_config({})
+        settings.SETTINGS = saved
+    return mocks

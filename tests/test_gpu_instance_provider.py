@@ -1,0 +1,198 @@
+"""The GPU instance dynamic provider driven directly against the loopback vendor servers."""
+import pytest
+
+from providers.gpu_instance import GpuInstanceProvider
+from providers.http import CloudError, NoCapacity
+
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXRlc3RrZXk= ops@estate"
+
+
+def props(clouds=("tensordock",), gpu="rtx4090", count=1, spot=False, power="running", regions=(), bid=None,
+          label="gpu-estate-test-inference", max_price=None, image="ubuntu2404", ports=(11434,)):
+    return {
+        "label": label,
+        "clouds": list(clouds),
+        "request": {"gpu_model": gpu, "gpu_count": count, "min_vram_gb": 24 * count, "vcpu": 4, "ram_gb": 16,
+                    "disk_gb": 100, "regions": list(regions), "spot": spot, "max_price_per_hour": max_price,
+                    "min_reliability": None},
+        "launch": {"image": image, "disk_gb": 100, "ports": list(ports), "env": {}, "onstart": "",
+                   "ssh_public_key": SSH_KEY, "cloud_init": None, "vcpu": 4, "ram_gb": 16},
+        "power": power,
+        "bid_per_hour": bid,
+        "stamps": {"hours_per_month": 120},
+        "version": "1",
+    }
+
+
+def checked(p):
+    result = GpuInstanceProvider().check({}, p)
+    assert result.failures == []
+    return result.inputs
+
+
+@pytest.mark.parametrize("cloud", ["tensordock", "vastai", "runpod"])
+def test_create_read_stop_start_delete(clouds, cloud):
+    fake = clouds[cloud]
+    prov = GpuInstanceProvider()
+    inputs = checked(props(clouds=[cloud]))
+    created = prov.create(inputs)
+    assert created.id.startswith(f"{cloud}:")
+    assert created.outs["status"] == "running"
+    assert created.outs["ports"]["11434"] > 0
+    assert created.outs["launch_price_per_hour"] > 0
+    assert len(fake.alive()) == 1
+
+    read = prov.read(created.id, created.outs)
+    assert read.id == created.id and read.inputs["power"] == "running"
+
+    stopped = prov.update(created.id, created.outs, {**inputs, "power": "stopped"})
+    assert stopped.outs["status"] == "stopped"
+    assert len(fake.alive()) == 1  # stopped, not destroyed: the disk stays
+    started = prov.update(created.id, stopped.outs, {**inputs, "power": "running"})
+    assert started.outs["status"] == "running"
+
+    prov.delete(created.id, started.outs)
+    assert fake.alive() == []
+    prov.delete(created.id, started.outs)  # already gone: idempotent
+    assert prov.read(created.id, started.outs).id == ""
+
+
+def test_cheapest_offer_in_region_order(clouds):
+    created = GpuInstanceProvider().create(checked(props(regions=["Germany", "Netherlands"])))
+    # Amsterdam is cheaper than Frankfurt: price decides before region preference.
+    assert created.outs["offer_id"].startswith("hn-ams-1/")
+    created_de = GpuInstanceProvider().create(checked(props(regions=["Germany"], label="other")))
+    assert created_de.outs["offer_id"].startswith("hn-fra-1/")
+
+
+def test_lost_create_response_adopts_the_instance(clouds):
+    td = clouds["tensordock"]
+    td.inject("drop", method="POST", path="/api/v2/instances")
+    created = GpuInstanceProvider().create(checked(props()))
+    assert len(td.alive()) == 1
+    assert created.outs["instance_id"] == td.alive()[0]["id"]
+    assert td.calls[("POST", "/api/v2/instances")] == 1
+
+
+def test_next_up_adopts_instead_of_renting_again(clouds):
+    vast = clouds["vastai"]
+    first = GpuInstanceProvider().create(checked(props(clouds=["vastai"], gpu="rtx3090", count=2)))
+    again = GpuInstanceProvider().create(checked(props(clouds=["vastai"], gpu="rtx3090", count=2)))
+    assert again.id == first.id
+    assert len(vast.alive()) == 1
+
+
+def test_rate_limit_storm_and_5xx_are_retried(clouds):
+    rp = clouds["runpod"]
+    rp.inject("status", count=4, status=429, body="Too Many Requests")
+    rp.inject("status", count=2, status=503)
+    created = GpuInstanceProvider().create(checked(props(clouds=["runpod"])))
+    assert created.outs["status"] == "running"
+    assert len(rp.alive()) == 1
+
+
+def test_5xx_on_create_is_not_resent_blindly(clouds):
+    vast = clouds["vastai"]
+    vast.inject("status", method="PUT", path="/api/v0/asks/", status=502)
+    with pytest.raises(CloudError, match="lists no instance with this label"):
+        GpuInstanceProvider().create(checked(props(clouds=["vastai"])))
+    assert vast.alive() == []
+    assert sum(n for (m, p), n in vast.calls.items() if m == "PUT" and p.startswith("/api/v0/asks/")) == 1
+
+
+def test_offer_taken_moves_to_next_offer(clouds):
+    vast = clouds["vastai"]
+    vast.inject("status", method="PUT", path="/api/v0/asks/5004/", status=404,
+                body={"success": False, "error": "no_such_ask", "msg": "taken"})
+    created = GpuInstanceProvider().create(checked(props(clouds=["vastai"])))
+    assert created.outs["offer_id"] == "5003"
+
+
+def test_failover_to_next_cloud_and_error_lists_each(clouds):
+    clouds["runpod"].capacity["NVIDIA GeForce RTX 4090"] = 0
+    created = GpuInstanceProvider().create(checked(props(clouds=["runpod", "vastai"])))
+    assert created.id.startswith("vastai:")
+    for o in clouds["vastai"].offers:
+        o["rented"] = True
+    with pytest.raises(NoCapacity) as err:
+        GpuInstanceProvider().create(checked(props(clouds=["runpod", "vastai"], label="second")))
+    assert "runpod:" in str(err.value) and "vastai:" in str(err.value)
+
+
+def test_price_ceiling_refuses_dear_offers(clouds):
+    with pytest.raises(NoCapacity, match="by price"):
+        GpuInstanceProvider().create(checked(props(max_price=0.10)))
+    assert clouds["tensordock"].alive() == []
+
+
+def test_insufficient_credit_is_a_clear_error(clouds):
+    clouds["tensordock"].balance = 0.5
+    with pytest.raises(CloudError, match="add at least \\$1"):
+        GpuInstanceProvider().create(checked(props()))
+
+
+def test_bad_credentials(clouds):
+    clouds["vastai"].inject("status", count=10, status=401, body={"error": "unauthorized"})
+    with pytest.raises(CloudError, match="credentials refused"):
+        GpuInstanceProvider().create(checked(props(clouds=["vastai"])))
+
+
+def test_spot_bid_and_preemption_seen_on_refresh(clouds):
+    vast = clouds["vastai"]
+    prov = GpuInstanceProvider()
+    inputs = checked(props(clouds=["vastai"], gpu="rtx3090", count=2, spot=True, bid=0.25))
+    created = prov.create(inputs)
+    inst = vast.alive()[0]
+    assert inst["bid"] == 0.25
+    updated = prov.update(created.id, created.outs, {**inputs, "bid_per_hour": 0.3})
+    assert vast.alive()[0]["bid"] == 0.3 and updated.outs["bid_per_hour"] == 0.3
+    vast.preempt(inst["id"])
+    assert prov.read(created.id, updated.outs).id == ""
+    again = prov.create(inputs)
+    assert again.id != created.id and len(vast.alive()) == 1
+
+
+def test_runpod_spot_bid_per_gpu(clouds):
+    rp = clouds["runpod"]
+    GpuInstanceProvider().create(checked(props(clouds=["runpod"], spot=True, bid=0.3)))
+    pod = rp.alive()[0]
+    assert pod["interruptible"] and pod["costPerHr"] == 0.3
+
+
+def test_drift_stopped_behind_state_shows_in_read(clouds):
+    td = clouds["tensordock"]
+    prov = GpuInstanceProvider()
+    created = prov.create(checked(props()))
+    td.instances[created.outs["instance_id"]]["status"] = "stopped"
+    read = prov.read(created.id, created.outs)
+    assert read.inputs["power"] == "stopped"
+    diff = prov.diff(created.id, read.outs, checked(props()))
+    assert diff.changes and diff.replaces == []
+
+
+def test_failed_delete_raises_so_state_keeps_it(clouds):
+    td = clouds["tensordock"]
+    prov = GpuInstanceProvider()
+    created = prov.create(checked(props()))
+    td.inject("status", count=20, method="DELETE", status=500)
+    with pytest.raises(CloudError):
+        prov.delete(created.id, created.outs)
+    assert len(td.alive()) == 1
+
+
+def test_diff_replaces_hardware_updates_power():
+    prov = GpuInstanceProvider()
+    old = checked(props())
+    assert prov.diff("tensordock:1", old, checked(props(gpu="rtx3090"))).replaces == ["request"]
+    assert prov.diff("tensordock:1", old, checked(props(image="ubuntu2204"))).replaces == ["launch"]
+    d = prov.diff("tensordock:1", old, checked(props(power="stopped")))
+    assert d.changes and d.replaces == [] and d.delete_before_replace
+    assert not prov.diff("tensordock:1", old, checked(props())).changes
+
+
+def test_check_names_bad_inputs():
+    bad = props(clouds=["lambda"], power="paused")
+    bad["request"]["gpu_count"] = 0
+    failures = {f.property: f.reason for f in GpuInstanceProvider().check({}, bad).failures}
+    assert set(failures) == {"clouds", "power", "request"}
+    assert "lambda" in failures["clouds"]

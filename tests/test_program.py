@@ -1,0 +1,100 @@
+"""The whole program under Pulumi mocks, for every committed stack file."""
+import pytest
+
+from tests.mocks import run_program, stack_config
+
+GPU = "pulumi-python:dynamic/gpu:Instance"
+NODE = "gpu-estate:index:GpuNode"
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return run_program(stack_config("dev"), stack="dev")
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return run_program(stack_config("prod"), stack="prod")
+
+
+def test_dev_rents_one_tensordock_4090_with_ollama_and_webui(dev):
+    (inst,) = dev.of_type(GPU)
+    assert inst.name == "inference-instance"
+    assert inst.inputs["clouds"] == ["tensordock"]
+    assert inst.inputs["label"] == "gpu-estate-dev-inference"
+    assert inst.inputs["request"]["gpu_model"] == "rtx4090"
+    assert inst.inputs["request"]["max_price_per_hour"] == 0.40
+    assert inst.inputs["power"] == "running"
+    cloud_init = inst.inputs["launch"]["cloud_init"]
+    assert cloud_init.startswith("#cloud-config")
+    for image in ("ollama/ollama", "open-webui"):
+        assert image in cloud_init
+    assert inst.inputs["stamps"]["idle_shutdown_minutes"] == 30
+    assert inst.inputs["stamps"]["hours_per_month"] == 120
+
+
+def test_every_child_has_a_parent_and_real_type(prod):
+    estate = prod.named("estate")
+    assert estate.typ == "gpu-estate:index:Estate"
+    nodes = {r.name: r for r in prod.of_type(NODE)}
+    assert set(nodes) == {"inference", "training", "qwen", "batch", "burst", "gcp-dev", "vps"}
+    for r in prod.resources:
+        assert r.typ.count(":") >= 2 and not r.typ.startswith("pulumi-python:dynamic:Resource")
+    for inst in prod.of_type(GPU):
+        assert inst.custom
+
+
+def test_prod_uses_every_provider(prod):
+    clouds = {tuple(r.inputs["clouds"]) for r in prod.of_type(GPU)}
+    assert clouds == {("tensordock",), ("vastai", "runpod"), ("runpod",)}
+    assert prod.of_type("aws:ec2/instance:Instance")
+    assert prod.of_type("gcp:compute/instance:Instance")
+    assert prod.of_type("gcp:storage/bucket:Bucket")
+
+
+def test_vast_node_is_a_container_with_ollama_image_and_ports(prod):
+    qwen = prod.named("qwen-instance")
+    launch = qwen.inputs["launch"]
+    assert launch["image"].startswith("ollama/ollama")
+    assert launch["ports"] == [8188, 11434]
+    assert launch["env"]["OLLAMA_MAX_LOADED_MODELS"] == "2"
+    assert launch.get("cloud_init") is None
+    assert qwen.inputs["bid_per_hour"] == 0.30
+    assert qwen.inputs["request"]["spot"] is True
+
+
+def test_aws_spot_node_has_launch_template_and_private_firewall(prod):
+    (lt,) = prod.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert lt.inputs["instanceType"] == "g5.xlarge"
+    assert lt.inputs["instanceMarketOptions"]["marketType"] == "spot"
+    assert lt.inputs["metadataOptions"]["httpTokens"] == "required"
+    (sg,) = prod.of_type("aws:ec2/securityGroup:SecurityGroup")
+    assert [i["fromPort"] for i in sg.inputs["ingress"]] == [22]
+    assert lt.inputs["tags"]["estate-hourly-usd"] == "0_42"
+
+
+def test_gcp_spot_node(prod):
+    (vm,) = prod.of_type("gcp:compute/instance:Instance")
+    assert vm.inputs["machineType"] == "g2-standard-4"
+    assert vm.inputs["scheduling"]["provisioningModel"] == "SPOT"
+    (fw,) = prod.of_type("gcp:compute/firewall:Firewall")
+    assert fw.inputs["allows"][0]["ports"] == ["22"]
+
+
+def test_gcs_bucket_private_versioned_with_lifecycle(prod):
+    (b,) = prod.of_type("gcp:storage/bucket:Bucket")
+    assert b.inputs["publicAccessPrevention"] == "enforced"
+    assert b.inputs["versioning"]["enabled"] is True
+    assert b.inputs["lifecycleRules"][0]["condition"]["daysSinceNoncurrentTime"] == 30
+
+
+def test_owned_host_creates_nothing_billable(prod):
+    vps = prod.named("vps")
+    children = [r for r in prod.resources if r.name.startswith("vps-")]
+    assert vps.typ == NODE and children == []
+
+
+def test_credentials_never_reach_resource_inputs(prod, monkeypatch):
+    for r in prod.of_type(GPU):
+        flat = repr(r.inputs)
+        assert "token" not in flat.lower() and "api_key" not in flat.lower()
