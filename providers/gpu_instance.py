@@ -44,6 +44,7 @@ CONFIG_KEYS = (
     "gpu-estate:runpodApiKey", "gpu-estate:runpodApiUrl",
 )
 MAX_OFFERS_TRIED = 5
+SEARCH_ROUNDS = 3
 
 
 def _seconds(env: str, default: float) -> float:
@@ -132,27 +133,36 @@ class GpuInstanceProvider(ResourceProvider):
             pulumi.log.info(f"{spec.label}: adopting {c.name} instance {existing[0].id}")
             inst = existing[0]
             return inst, inst.price_per_hour, "", ""
-        offers = c.offers(request)
-        ranked = rank_offers(request, offers)
-        if not ranked:
-            choose_offer(request, offers)  # raises PlacementError saying why each offer was refused
         taken: List[str] = []
-        for offer in ranked[:MAX_OFFERS_TRIED]:
-            pulumi.log.info(f"{spec.label}: renting {c.name} offer {offer.offer_id} at ${offer.price_per_hour}/h")
-            try:
-                iid = c.launch(offer, spec)
-            except OfferTaken as err:
-                taken.append(str(err))
-                continue
-            except LostResponse:
-                found = self._wait_for_label(c, spec.label)
-                if found is None:
-                    raise CloudError(
-                        f"{spec.label}: {c.name} did not answer the create and lists no instance with this label "
-                        f"yet; run `pulumi up` again: it adopts the instance if one appears, never renting twice")
-                iid = found.id
-            inst = self._wait_running(c, iid, spec.label)
-            return inst, offer.price_per_hour, offer.region, offer.offer_id
+        tried: set = set()
+        # Several nodes placed at once race for the same cheapest offers: when every offer of one
+        # search was taken, search again (the list has moved on) before calling it no capacity.
+        for _round in range(SEARCH_ROUNDS):
+            offers = c.offers(request)
+            ranked = rank_offers(request, offers)
+            if not ranked and not taken:
+                choose_offer(request, offers)  # raises PlacementError saying why each offer was refused
+            fresh = [o for o in ranked if o.offer_id not in tried][:MAX_OFFERS_TRIED]
+            if not fresh:
+                break
+            for offer in fresh:
+                tried.add(offer.offer_id)
+                pulumi.log.info(f"{spec.label}: renting {c.name} offer {offer.offer_id} at ${offer.price_per_hour}/h")
+                try:
+                    iid = c.launch(offer, spec)
+                except OfferTaken as err:
+                    taken.append(str(err))
+                    continue
+                except LostResponse:
+                    found = self._wait_for_label(c, spec.label)
+                    if found is None:
+                        raise CloudError(
+                            f"{spec.label}: {c.name} did not answer the create and lists no instance with this "
+                            f"label yet; run `pulumi up` again: it adopts the instance if one appears, never "
+                            f"renting twice")
+                    iid = found.id
+                inst = self._wait_running(c, iid, spec.label)
+                return inst, offer.price_per_hour, offer.region, offer.offer_id
         raise NoCapacity(f"every offer tried was taken: {'; '.join(taken)}")
 
     def _wait_for_label(self, c: GpuCloud, label: str) -> Optional[Instance]:

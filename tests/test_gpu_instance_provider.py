@@ -196,3 +196,15 @@ def test_check_names_bad_inputs():
     failures = {f.property: f.reason for f in GpuInstanceProvider().check({}, bad).failures}
     assert set(failures) == {"clouds", "power", "request"}
     assert "lambda" in failures["clouds"]
+
+
+def test_concurrent_creates_racing_for_offers_all_place_once_each(clouds):
+    from concurrent.futures import ThreadPoolExecutor
+
+    vast = clouds["vastai"]
+    vast.offers = [vast.offer(9000 + i, "RTX 4090", 1, 0.30 + i / 1000, 0.2, "US", 0.99) for i in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(
+            lambda i: GpuInstanceProvider().create(checked(props(clouds=["vastai"], label=f"race-{i}"))), range(8)))
+    assert len({r.id for r in results}) == 8
+    assert sorted(i["label"] for i in vast.alive()) == sorted(f"race-{i}" for i in range(8))
