@@ -1,0 +1,74 @@
+"""Budget policies: the estate's monthly estimate, each node's $/h, and the daily cost of 24h nodes."""
+from __future__ import annotations
+
+from pulumi_policy import (
+    EnforcementLevel, PolicyConfigSchema, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from policy.stamps import node_stamps
+
+DEFAULTS = {"monthly_usd": 500.0, "max_hourly_per_node": 2.0, "daily_usd": 50.0}
+
+
+def _cfg(args, key: str) -> float:
+    return float((args.get_config() or {}).get(key, DEFAULTS[key]))
+
+
+def monthly_budget(args: StackValidationArgs, report_violation) -> None:
+    total = 0.0
+    for r in args.resources:
+        s = node_stamps(r.resource_type, r.props)
+        if s:
+            total += float(s["hourly_usd"]) * float(s["hours_per_month"])
+    limit = _cfg(args, "monthly_usd")
+    if total > limit + 1e-9:
+        report_violation(f"estimated ${total:.2f}/month exceeds the monthly budget ${limit:.2f}", None)
+
+
+def node_hourly_cap(args: ResourceValidationArgs, report_violation) -> None:
+    s = node_stamps(args.resource_type, args.props)
+    if not s:
+        return
+    limit = _cfg(args, "max_hourly_per_node")
+    if float(s["hourly_usd"]) > limit + 1e-9:
+        report_violation(f"node {s['node']!r} costs ${float(s['hourly_usd']):.3f}/h, above the cap ${limit:.2f}/h")
+
+
+def daily_cap(args: ResourceValidationArgs, report_violation) -> None:
+    s = node_stamps(args.resource_type, args.props)
+    if not s or float(s["hours_per_month"]) < 720:
+        return
+    daily = float(s["hourly_usd"]) * 24
+    limit = _cfg(args, "daily_usd")
+    if daily > limit + 1e-9:
+        report_violation(f"node {s['node']!r} runs around the clock at ${daily:.2f}/day, above ${limit:.2f}/day")
+
+
+def idle_shutdown_required(args: ResourceValidationArgs, report_violation) -> None:
+    s = node_stamps(args.resource_type, args.props)
+    if not s or not s.get("pay_per_use") or float(s["hours_per_month"]) >= 720:
+        return
+    if not float(s.get("idle_shutdown_minutes") or 0):
+        report_violation(f"pay-per-use node {s['node']!r} plans {float(s['hours_per_month']):.0f} h/month "
+                         "but has no idle_shutdown_minutes: it would bill while idle")
+
+
+def _schema(key: str) -> PolicyConfigSchema:
+    return PolicyConfigSchema(properties={key: {"type": "number", "default": DEFAULTS[key]}})
+
+
+POLICIES = [
+    StackValidationPolicy(name="estate-monthly-budget", description="Monthly estimate within the budget.",
+                          validate=monthly_budget, enforcement_level=EnforcementLevel.MANDATORY,
+                          config_schema=_schema("monthly_usd")),
+    ResourceValidationPolicy(name="node-hourly-cap", description="Each node's $/h within its cap.",
+                             validate=node_hourly_cap, enforcement_level=EnforcementLevel.MANDATORY,
+                             config_schema=_schema("max_hourly_per_node")),
+    ResourceValidationPolicy(name="node-daily-cap", description="Nodes running 24h within the daily cap.",
+                             validate=daily_cap, enforcement_level=EnforcementLevel.MANDATORY,
+                             config_schema=_schema("daily_usd")),
+    ResourceValidationPolicy(name="idle-shutdown-required",
+                             description="Pay-per-use nodes that do not run all month stop when idle.",
+                             validate=idle_shutdown_required, enforcement_level=EnforcementLevel.MANDATORY),
+]
