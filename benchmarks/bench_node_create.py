@@ -18,16 +18,7 @@ os.environ.setdefault("ESTATE_POLL_SECONDS", "0.05")
 
 from providers.gpu_instance import GpuInstanceProvider  # noqa: E402
 from tests.fakes.vastai import FakeVast  # noqa: E402
-
-
-def props(i: int) -> dict:
-    return {
-        "label": f"bench-{i}", "clouds": ["vastai"], "power": "running", "bid_per_hour": None, "stamps": {},
-        "request": {"gpu_model": "rtx4090", "gpu_count": 1, "min_vram_gb": 24, "vcpu": 4, "ram_gb": 16,
-                    "disk_gb": 100, "regions": [], "spot": False, "max_price_per_hour": None, "min_reliability": None},
-        "launch": {"image": "ollama/ollama:0.12.6", "disk_gb": 100, "ports": [11434], "env": {}, "onstart": "",
-                   "ssh_public_key": None, "cloud_init": None, "vcpu": 4, "ram_gb": 16},
-    }
+from tests.test_gpu_instance_provider import props  # noqa: E402
 
 
 def run(n: int, latency: float) -> float:
@@ -39,7 +30,7 @@ def run(n: int, latency: float) -> float:
     try:
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=n) as pool:
-            list(pool.map(lambda i: GpuInstanceProvider().create(props(i)), range(n)))
+            list(pool.map(lambda i: GpuInstanceProvider().create(props(clouds=["vastai"], label=f"bench-{i}")), range(n)))
         elapsed = time.perf_counter() - start
         assert len(fake.alive()) == n
         return elapsed

@@ -14,12 +14,10 @@ from typing import Dict, Optional
 import pulumi
 
 from components import pricing, workloads
+from components.stamps import to_tags
 from components.spec import Market, NodeSpec, PowerState, Provider, node_vram_demand
 
 TYPE = "gpu-estate:index:GpuNode"
-# Stamp keys shared with the policy pack (policy/stamps.py reads the same names).
-STAMP_KEYS = ("node", "provider", "gpu", "hourly_usd", "hours_per_month", "idle_shutdown_minutes",
-              "pay_per_use", "market", "vram_gb", "vram_demand_gb", "region")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +46,6 @@ def stamps(name: str, spec: NodeSpec, estimate: pricing.NodeEstimate) -> Dict[st
         "vram_demand_gb": round(node_vram_demand(spec), 2),
         "region": spec.regions[0] if spec.regions else "",
     }
-
-
-def _tags(stamp: Dict[str, object]) -> Dict[str, str]:
-    """Cloud tags/labels carry the stamps as strings (GCP labels: lower-case, no dots)."""
-    return {f"estate-{k.replace('_', '-')}": str(v).lower().replace(".", "_").replace(" ", "-")
-            for k, v in stamp.items()}
 
 
 class GpuNode(pulumi.ComponentResource):
@@ -123,7 +115,7 @@ class GpuNode(pulumi.ComponentResource):
         import pulumi_aws as aws
 
         spec = args.spec
-        tags = {"Name": args.label, **_tags(self.stamp)}
+        tags = {"Name": args.label, **to_tags(self.stamp)}
         ingress = [aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=p, to_port=p,
                                                     cidr_blocks=["0.0.0.0/0"], description=f"port {p}")
                    for p in (spec.ssh.port, *args.open_ports)]
@@ -176,7 +168,7 @@ class GpuNode(pulumi.ComponentResource):
         spec = args.spec
         row = catalog.instance_types("gcp")[args.estimate.instance_type]
         zone = spec.regions[0] if spec.regions else "us-east1-c"
-        labels = _tags(self.stamp)
+        labels = to_tags(self.stamp)
         tag = f"estate-{name}"
         self.firewall = gcp.compute.Firewall(
             f"{name}-fw", network="default", target_tags=[tag], source_ranges=["0.0.0.0/0"],

@@ -1,0 +1,30 @@
+"""What the program stamps on a node's billing resource for the policy pack, and how it reads back.
+
+GPU instances carry the stamps as a map; AWS/GCP resources as ``estate-*`` tags or labels, which must
+be lower-case strings without dots (GCP label rules), so numbers and booleans are encoded here and
+decoded by ``from_tags`` in the same place.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping
+
+PREFIX = "estate-"
+NUMBERS = ("hourly_usd", "hours_per_month", "idle_shutdown_minutes", "vram_gb", "vram_demand_gb")
+
+
+def to_tags(stamp: Mapping[str, Any]) -> Dict[str, str]:
+    return {f"{PREFIX}{k.replace('_', '-')}": str(v).lower().replace(".", "_").replace(" ", "-")
+            for k, v in stamp.items()}
+
+
+def from_tags(tags: Mapping[str, str]) -> Dict[str, Any]:
+    """The stamps encoded by ``to_tags``, numbers and ``pay_per_use`` typed again; empty if none."""
+    out: Dict[str, Any] = {k.removeprefix(PREFIX).replace("-", "_"): v for k, v in tags.items()
+                           if k.startswith(PREFIX)}
+    if not out:
+        return {}
+    for k in NUMBERS:
+        if k in out:
+            out[k] = float(str(out[k]).replace("_", "."))
+    out["pay_per_use"] = str(out.get("pay_per_use", "true")) == "true"
+    return out
