@@ -6,9 +6,9 @@ from typing import Dict, List, Optional
 
 import pulumi
 
-from components import pricing
+from components import catalog, pricing
 from components.node import GpuNode, GpuNodeArgs
-from components.spec import EstateSpec, WorkloadKind, node_disk_demand, node_ram_demand, node_vram_demand
+from components.spec import EstateSpec, PowerState, WorkloadKind, node_disk_demand, node_ram_demand, node_vram_demand
 from components.storage import ModelBucket, ModelBucketArgs
 
 TYPE = "gpu-estate:index:Estate"
@@ -72,6 +72,7 @@ class Estate(pulumi.ComponentResource):
                 estimate=estimates[node_name],
                 open_ports=(80, 443) if node_name == proxy_node else (),
             ), pulumi.ResourceOptions(parent=self))
+        self.models = self._model_library(spec)
         self.buckets = {
             b: ModelBucket(b, ModelBucketArgs(spec=bucket, project=args.project, stack=args.stack),
                            pulumi.ResourceOptions(parent=self))
@@ -81,6 +82,29 @@ class Estate(pulumi.ComponentResource):
         self.capacity = capacity_table(spec)
         self.urls = self._url_map(spec)
         self.register_outputs({OUTPUT_COST: self.cost, OUTPUT_CAPACITY: self.capacity, OUTPUT_URLS: self.urls})
+
+    def _model_library(self, spec: EstateSpec) -> Dict[str, "OllamaModel"]:
+        """One Ollama model resource per (node, tag): editing a model list pulls or removes exactly those."""
+        from providers.ollama import OllamaModel, resource_name
+
+        models = {}
+        for node_name, node in spec.nodes.items():
+            ollama = node.workloads.get(WorkloadKind.OLLAMA)
+            if ollama is None:
+                continue
+            gpu_node = self.nodes[node_name]
+            target = gpu_node.service_target(WorkloadKind.OLLAMA)
+            for tag in ollama.models:
+                name = resource_name(node_name, tag)
+                models[name] = OllamaModel(name, {
+                    "node": node_name, "model": tag, **target, "active": node.power is PowerState.RUNNING,
+                    # What the policy pack's VRAM check adds up per node; a model's own figures only, so
+                    # editing one tag of a list leaves the others' inputs as they are.
+                    "stamps": {"node": node_name, "model_vram_gb": catalog.ollama_model(tag)["vram_gb"],
+                               "vram_gb": node.gpu.vram_gb if node.gpu else 0,
+                               "max_loaded": ollama.max_loaded or 0},
+                }, pulumi.ResourceOptions(parent=gpu_node))
+        return models
 
     @staticmethod
     def _url_map(spec: EstateSpec) -> List[Dict[str, object]]:

@@ -15,7 +15,7 @@ import pulumi
 
 from components import pricing, workloads
 from components.stamps import to_tags
-from components.spec import Market, NodeSpec, PowerState, Provider, node_vram_demand
+from components.spec import Access, Market, NodeSpec, PowerState, Provider, WorkloadKind
 
 TYPE = "gpu-estate:index:GpuNode"
 
@@ -43,7 +43,6 @@ def stamps(name: str, spec: NodeSpec, estimate: pricing.NodeEstimate) -> Dict[st
         "pay_per_use": spec.is_pay_per_use,
         "market": spec.market.value,
         "vram_gb": spec.gpu.vram_gb if spec.gpu else 0,
-        "vram_demand_gb": round(node_vram_demand(spec), 2),
         "region": spec.regions[0] if spec.regions else "",
     }
 
@@ -72,6 +71,7 @@ class GpuNode(pulumi.ComponentResource):
         else:
             self._adopt_host(spec)
         self.monthly_estimate = pulumi.Output.from_input(args.estimate.monthly_usd)
+        self.spec = spec
         self.register_outputs({
             "address": self.address, "ssh_host": self.ssh_host, "ssh_port": self.ssh_port, "ports": self.ports,
             "hourly_price": self.hourly_price, "monthly_estimate": self.monthly_estimate,
@@ -86,7 +86,7 @@ class GpuNode(pulumi.ComponentResource):
             image, env, ports = workloads.container_launch(spec)
             cloud_init = None
         else:
-            image, env, ports = spec.image, {}, sorted({spec.port(k) for k in spec.workloads})
+            image, env, ports = spec.image, {}, workloads.published_ports(spec)
             cloud_init = workloads.render_cloud_init(spec, args.open_ports)
         self.instance = GpuInstance(f"{name}-instance", {
             "label": args.label,
@@ -101,6 +101,7 @@ class GpuNode(pulumi.ComponentResource):
             "bid_per_hour": spec.bid_per_hour,
             "stamps": self.stamp,
         }, opts)
+        self.machine_id = self.instance.id
         self.address = self.instance.address
         self.ssh_host = self.instance.ssh_host
         self.ssh_port = self.instance.ssh_port
@@ -154,6 +155,7 @@ class GpuNode(pulumi.ComponentResource):
             tags=tags, opts=opts)
         if spec.power is PowerState.STOPPED:
             aws.ec2.InstanceState(f"{name}-power", instance_id=self.vm.id, state="stopped", opts=opts)
+        self.machine_id = self.vm.id
         self.address = self.vm.public_ip
         self.ssh_host = self.vm.public_ip
         self.ssh_port = pulumi.Output.from_input(spec.ssh.port)
@@ -195,6 +197,7 @@ class GpuNode(pulumi.ComponentResource):
             metadata=metadata,
             desired_status="TERMINATED" if spec.power is PowerState.STOPPED else "RUNNING",
             opts=opts)
+        self.machine_id = self.vm.id
         self.address = self.vm.network_interfaces.apply(
             lambda nics: (nics[0].access_configs or [None])[0].nat_ip if nics and nics[0].access_configs else None)
         self.ssh_host = self.address
@@ -203,8 +206,30 @@ class GpuNode(pulumi.ComponentResource):
         self.hourly_price = pulumi.Output.from_input(args.estimate.hourly_usd)
 
     def _adopt_host(self, spec: NodeSpec) -> None:
+        self.machine_id = pulumi.Output.from_input(spec.address)
         self.address = pulumi.Output.from_input(spec.address)
         self.ssh_host = pulumi.Output.from_input(spec.address)
         self.ssh_port = pulumi.Output.from_input(spec.ssh.port)
         self.ports = pulumi.Output.from_input(self._service_ports(spec))
         self.hourly_price = pulumi.Output.from_input(0.0)
+
+    def service_target(self, kind: WorkloadKind) -> Dict[str, pulumi.Input]:
+        """How a provider on the operator's machine reaches one of the node's services: an ``endpoint``
+        URL for directly reachable nodes, or the ``ssh`` forward to the node's loopback otherwise.
+        ``instance`` changes when the machine does, so what lives on it is checked again."""
+        spec = self.spec
+        port = spec.port(kind)
+        if spec.access is Access.SSH:
+            def ssh(args):
+                host, ssh_port = args
+                return None if not host else {
+                    "host": host, "port": ssh_port or spec.ssh.port, "user": spec.ssh.user,
+                    "key_env": spec.ssh.private_key_env, "remote_port": port}
+            return {"endpoint": None, "ssh": pulumi.Output.all(self.ssh_host, self.ssh_port).apply(ssh),
+                    "instance": self.machine_id}
+
+        def url(args):
+            address, ports = args
+            return f"http://{address}:{(ports or {}).get(str(port), port)}" if address else None
+        return {"endpoint": pulumi.Output.all(self.address, self.ports).apply(url), "ssh": None,
+                "instance": self.machine_id}

@@ -66,6 +66,15 @@ class PowerState(str, enum.Enum):
     STOPPED = "stopped"
 
 
+class Access(str, enum.Enum):
+    SSH = "ssh"
+    """Services listen on the node's loopback and nothing but SSH is open: the gateway's autossh units
+    and the model library reach them through SSH port forwards."""
+    DIRECT = "direct"
+    """Services are published on the provider's mapped ports: only for private networks and the sandbox,
+    since Ollama and ComfyUI have no auth of their own."""
+
+
 class WorkloadKind(str, enum.Enum):
     OLLAMA = "ollama"
     OPEN_WEBUI = "open-webui"
@@ -189,6 +198,7 @@ class NodeSpec(_Model):
     image: str = "ubuntu2404"
     """VM image (TensorDock image id, AWS/GCP image family) for VM-like nodes."""
     ssh: SshSpec = Field(default_factory=SshSpec)
+    access: Access = Access.SSH
     workloads: Dict[WorkloadKind, WorkloadSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")

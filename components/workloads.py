@@ -14,7 +14,7 @@ import jinja2
 import yaml
 
 from components import catalog
-from components.spec import DEFAULT_PORTS, NEEDS_GPU, NodeSpec, WorkloadKind
+from components.spec import DEFAULT_PORTS, NEEDS_GPU, Access, NodeSpec, WorkloadKind
 
 # Where each workload keeps what must survive a container replacement.
 DATA_PATHS = {
@@ -66,9 +66,21 @@ def workload_env(node: NodeSpec, kind: WorkloadKind) -> Dict[str, str]:
     return env
 
 
+def bind_address(node: NodeSpec) -> str:
+    """Where services listen on a VM: loopback unless the node is reached directly (private networks)."""
+    return "127.0.0.1" if node.access is Access.SSH else "0.0.0.0"
+
+
+def published_ports(node: NodeSpec) -> List[int]:
+    """Service ports the provider maps to the outside: none for nodes reached over SSH."""
+    if node.access is Access.SSH:
+        return []
+    return sorted({node.port(k) for k in node.workloads})
+
+
 def compose_project(node: NodeSpec) -> Dict[str, object]:
-    """The compose document for a VM-like node. Ports bind to loopback: only SSH tunnels and the edge
-    connector reach them, so nothing is published to the internet by the node itself."""
+    """The compose document for a VM-like node. With ``access: ssh`` ports bind to loopback: only SSH
+    tunnels and the edge connector reach them, so nothing is published to the internet by the node."""
     services: Dict[str, object] = {}
     volumes: Dict[str, object] = {}
     for kind in node.workloads:
@@ -77,7 +89,7 @@ def compose_project(node: NodeSpec) -> Dict[str, object]:
             "image": node.image_for(kind),
             "restart": "unless-stopped",
             "environment": workload_env(node, kind),
-            "ports": [f"127.0.0.1:{node.port(kind)}:{CONTAINER_PORTS[kind]}"],
+            "ports": [f"{bind_address(node)}:{node.port(kind)}:{CONTAINER_PORTS[kind]}"],
             "volumes": [f"{name}-data:{DATA_PATHS[kind]}"],
         }
         if kind in NEEDS_GPU:
@@ -115,5 +127,4 @@ def container_launch(node: NodeSpec) -> Tuple[str, Dict[str, str], List[int]]:
     env: Dict[str, str] = {}
     for kind in node.workloads:
         env.update(workload_env(node, kind))
-    ports = sorted({node.port(k) for k in node.workloads})
-    return node.image_for(primary), env, ports
+    return node.image_for(primary), env, published_ports(node)

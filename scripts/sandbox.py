@@ -20,6 +20,7 @@ from typing import Dict, Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.fakes.ollama import FakeOllama  # noqa: E402
 from tests.fakes.runpod import FakeRunPod  # noqa: E402
 from tests.fakes.tensordock import FakeTensorDock  # noqa: E402
 from tests.fakes.vastai import FakeVast  # noqa: E402
@@ -29,11 +30,16 @@ PULUMI_BIN = Path(os.environ.get("GPU_ESTATE_CACHE", Path.home() / ".cache" / "g
 
 @contextlib.contextmanager
 def fake_clouds() -> Iterator[Dict[str, object]]:
+    """The three marketplaces, each with a loopback Ollama behind the port its instances map for 11434.
+    The Ollama servers are under the ``ollama`` key, by cloud."""
     td, vast, rp = FakeTensorDock(), FakeVast(), FakeRunPod()
+    ollamas = {name: FakeOllama(name=f"{name}-ollama") for name in ("tensordock", "vastai", "runpod")}
+    for name, cloud in (("tensordock", td), ("vastai", vast), ("runpod", rp)):
+        cloud.port_map[11434] = ollamas[name].httpd.server_address[1]
     try:
-        yield {"tensordock": td, "vastai": vast, "runpod": rp}
+        yield {"tensordock": td, "vastai": vast, "runpod": rp, "ollama": ollamas}
     finally:
-        for f in (td, vast, rp):
+        for f in (td, vast, rp, *ollamas.values()):
             f.close()
 
 
@@ -67,8 +73,41 @@ def stack(env: Dict[str, str], name: str = "sandbox", work_dir: Path = ROOT):
     return auto.create_or_select_stack(stack_name=name, work_dir=str(work_dir), opts=ws)
 
 
+PROJECT_FILES = ("Pulumi.yaml", "Pulumi.sandbox.yaml", "__main__.py", "requirements.txt", "components", "providers",
+                 "assets", "policy", "scripts", "tests")
+
+
+def project_copy(dest: Path) -> Path:
+    """A copy of the project to run a stack whose config a test or benchmark changes, so the committed
+    stack file stays as it is. Its .venv is a link to the project's."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dest / name)
+    venv = dest / ".venv"
+    if not venv.exists():
+        venv.symlink_to(ROOT / ".venv")
+    return dest
+
+
+def auto_config(value: object):
+    """A structured config value for the automation API's set_config."""
+    import json
+
+    from pulumi import automation as auto
+
+    return auto.ConfigValue(value=json.dumps(value))
+
+
 def alive(fakes: Dict[str, object]) -> Dict[str, int]:
-    return {name: len(f.alive()) for name, f in fakes.items()}
+    return {name: len(fakes[name].alive()) for name in ("tensordock", "vastai", "runpod")}
+
+
+def pulled(fakes: Dict[str, object]) -> Dict[str, list]:
+    return {name: sorted(o.installed) for name, o in fakes["ollama"].items()}
 
 
 def main() -> int:
@@ -86,7 +125,7 @@ def main() -> int:
         out = print
         print("== pulumi up (sandbox)")
         up = st.up(on_output=out)
-        print(f"\nrented: {alive(fakes)}  changes: {up.summary.resource_changes}")
+        print(f"\nrented: {alive(fakes)}  models: {pulled(fakes)}  changes: {up.summary.resource_changes}")
         print("== pulumi preview (expect no changes)")
         st.preview(on_output=out, expect_no_changes=True)
         print("== pulumi refresh")

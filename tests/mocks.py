@@ -25,7 +25,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             cloud = args.inputs["clouds"][0]
             outs.update(cloud=cloud, instance_id="i-1", status=args.inputs["power"], address="198.51.100.7",
                         ssh_host="198.51.100.7", ssh_port=22,
-                        ports={str(p): 40000 + p % 10000 for p in args.inputs["launch"]["ports"]},
+                        ports={str(int(p)): 40000 + int(p) % 10000 for p in args.inputs["launch"]["ports"]},
                         price_per_hour=0.3, launch_price_per_hour=0.3, region="DE")
             return f"{cloud}:i-1", outs
         if args.typ == "aws:ec2/instance:Instance":

@@ -56,7 +56,7 @@ def test_vast_node_is_a_container_with_ollama_image_and_ports(prod):
     qwen = prod.named("qwen-instance")
     launch = qwen.inputs["launch"]
     assert launch["image"].startswith("ollama/ollama")
-    assert launch["ports"] == [8188, 11434]
+    assert launch["ports"] == []  # reached over SSH: Ollama and ComfyUI are not published
     assert launch["env"]["OLLAMA_MAX_LOADED_MODELS"] == "2"
     assert launch.get("cloud_init") is None
     assert qwen.inputs["bid_per_hour"] == 0.30
@@ -98,3 +98,34 @@ def test_credentials_never_reach_resource_inputs(prod, monkeypatch):
     for r in prod.of_type(GPU):
         flat = repr(r.inputs)
         assert "token" not in flat.lower() and "api_key" not in flat.lower()
+
+
+MODEL = "pulumi-python:dynamic/ollama:Model"
+
+
+def test_each_model_is_its_own_resource_reached_over_ssh(prod):
+    qwen = {r.inputs["model"]: r for r in prod.of_type(MODEL) if r.inputs["node"] == "qwen"}
+    assert set(qwen) == {"qwen3:32b", "qwen3:30b-a3b", "qwen3:14b", "qwen3:8b"}
+    m = qwen["qwen3:32b"]
+    assert m.name == "qwen-qwen3-32b"
+    assert m.inputs.get("endpoint") is None and m.inputs["active"] is True
+    assert m.inputs["ssh"] == {"host": "198.51.100.7", "port": 22, "user": "root",
+                               "key_env": "ESTATE_SSH_PRIVATE_KEY", "remote_port": 11434}
+    assert m.inputs["instance"] == "vastai:i-1"
+
+
+def test_direct_access_nodes_give_the_mapped_endpoint():
+    sandbox = run_program(stack_config("sandbox"), stack="sandbox")
+    models = {(r.inputs["node"], r.inputs["model"]): r for r in sandbox.of_type(MODEL)}
+    assert set(models) == {("inference", "llama3.2:3b"), ("inference", "qwen3:8b"), ("qwen", "qwen3:14b"),
+                           ("qwen", "qwen3:8b"), ("batch", "tinyllama:1.1b")}
+    assert models[("inference", "qwen3:8b")].inputs["endpoint"] == "http://198.51.100.7:41434"
+    assert models[("inference", "qwen3:8b")].inputs.get("ssh") is None
+
+
+def test_models_of_a_stopped_node_are_left_alone():
+    config = stack_config("dev")
+    config["gpu-estate:nodes"]["inference"]["power"] = "stopped"
+    dev = run_program(config, stack="dev")
+    models = dev.of_type(MODEL)
+    assert models and all(m.inputs["active"] is False for m in models)

@@ -14,6 +14,14 @@ from urllib.parse import parse_qs, urlparse
 Reply = Tuple[int, Any]
 
 
+class Stream:
+    """A streamed answer: NDJSON lines sent one chunk at a time, ``delay`` seconds apart. ``cut_after``
+    closes the connection after that many lines without ending the stream (a dropped connection)."""
+
+    def __init__(self, lines: List[Any], delay: float = 0.0, cut_after: Optional[int] = None):
+        self.lines, self.delay, self.cut_after = lines, delay, cut_after
+
+
 class Fault:
     """One injected failure: applies to the next ``count`` requests whose method and path match."""
 
@@ -120,7 +128,29 @@ class FakeServer:
         self._reply(h, status, reply)
 
     @staticmethod
-    def _reply(h: BaseHTTPRequestHandler, status: int, reply: Any) -> None:
+    def _stream(h: BaseHTTPRequestHandler, status: int, reply: Stream) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", "application/x-ndjson")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        for i, line in enumerate(reply.lines):
+            if reply.cut_after is not None and i >= reply.cut_after:
+                h.wfile.flush()
+                h.connection.shutdown(socket.SHUT_RDWR)
+                h.close_connection = True
+                return
+            data = (json.dumps(line) + "\n").encode()
+            h.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            h.wfile.flush()
+            if reply.delay:
+                time.sleep(reply.delay)
+        h.wfile.write(b"0\r\n\r\n")
+
+    @classmethod
+    def _reply(cls, h: BaseHTTPRequestHandler, status: int, reply: Any) -> None:
+        if isinstance(reply, Stream):
+            cls._stream(h, status, reply)
+            return
         data = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
         h.send_response(status)
         h.send_header("Content-Type", "text/plain" if isinstance(reply, str) else "application/json")

@@ -1,0 +1,252 @@
+"""The Ollama model library: one dynamic resource per (node, model tag), over Ollama's HTTP API.
+
+- create makes sure the tag is on the node: one ``GET /api/tags`` when it already is, otherwise a
+  streamed ``POST /api/pull`` whose every NDJSON line is read. Progress goes to ``pulumi.log`` in steps of
+  10 percent; an ``error`` line fails the pull with the server's own message; a stream that ends before
+  ``success`` (a dropped connection) is pulled again, since Ollama resumes partial downloads.
+- read reports the digest ``/api/tags`` lists now. A model removed behind the state's back is reported
+  gone, so the next ``up`` pulls it again; a digest other than the one pulled marks it changed, and the
+  next ``up`` pulls the tag again.
+- delete removes the model; a model already absent is success. An unreachable node fails the delete, so
+  the resource stays in state.
+- While the node is powered off (``active`` false) nothing is contacted: the models stay on its disk.
+
+Nodes with ``access: ssh`` publish nothing but SSH; the provider then reaches Ollama through an OpenSSH
+port forward for the length of each operation (``providers.ssh_forward``).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+import pulumi
+import requests
+from pulumi.dynamic import (
+    CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult, Resource,
+    ResourceProvider, UpdateResult,
+)
+
+from providers import ssh_forward
+from providers.http import ApiSession, CloudError, json_body
+
+PROVIDER_VERSION = "1"
+REPLACE_KEYS = ("node", "model")
+UPDATE_KEYS = ("endpoint", "ssh", "instance", "active", "stamps", "version")
+INPUT_KEYS = REPLACE_KEYS + UPDATE_KEYS
+PULL_ATTEMPTS = 3
+OLLAMA_PORT = 11434
+
+
+class OllamaError(CloudError):
+    pass
+
+
+def resource_name(node: str, tag: str) -> str:
+    """Pulumi name of a model resource: ``<node>-<tag>`` with ':' and '/' made safe for URNs."""
+    return f"{node}-{tag.replace(':', '-').replace('/', '-')}"
+
+
+class Progress:
+    """Turns pull lines into percent of bytes across layers, reported once per 10 percent."""
+
+    def __init__(self, report: Callable[[int], None], step: int = 10):
+        self.report, self.step = report, step
+        self.layers: Dict[str, tuple] = {}
+        self.last = -1
+
+    def feed(self, line: Dict[str, Any]) -> None:
+        if "total" not in line or not line.get("digest"):
+            return
+        self.layers[line["digest"]] = (int(line.get("completed") or 0), int(line["total"] or 0))
+        done = sum(c for c, _ in self.layers.values())
+        total = sum(t for _, t in self.layers.values())
+        if not total:
+            return
+        pct = min(100, done * 100 // total)
+        if pct // self.step > self.last // self.step or self.last < 0:
+            self.last = pct
+            self.report(pct)
+
+
+class OllamaClient:
+    """The few calls the model library makes, on one Ollama base URL."""
+
+    def __init__(self, base_url: str):
+        self.api = ApiSession(base_url, None, "ollama")
+
+    def close(self) -> None:
+        self.api.close()
+
+    def tags(self) -> Dict[str, Dict[str, Any]]:
+        resp = self.api.request("GET", "/api/tags")
+        if resp.status_code != 200:
+            raise OllamaError(f"ollama: GET /api/tags answered {resp.status_code}: {resp.text[:200]}", resp.status_code)
+        return {m["name"]: m for m in json_body(resp).get("models") or []}
+
+    def digest(self, tag: str) -> Optional[str]:
+        model = self.tags().get(tag)
+        return model["digest"] if model else None
+
+    def pull(self, tag: str, on_line: Callable[[Dict[str, Any]], None]) -> None:
+        """Pull with streaming on; raise with the server's message on an error line."""
+        url = f"{self.api.base_url}/api/pull"
+        last: Optional[str] = None
+        try:
+            with requests.post(url, json={"model": tag, "stream": True}, stream=True,
+                               timeout=(5.0, float(os.environ.get("ESTATE_HTTP_TIMEOUT", "60")))) as resp:
+                if resp.status_code != 200:
+                    raise OllamaError(f"pull {tag}: {json_body(resp).get('error') or resp.status_code}", resp.status_code)
+                for raw in resp.iter_lines():
+                    if not raw:
+                        continue
+                    line = json.loads(raw)
+                    if line.get("error"):
+                        raise OllamaError(f"pull {tag}: {line['error']}", 200, line)
+                    last = line.get("status")
+                    on_line(line)
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout) as err:
+            raise StreamBroken(f"pull {tag}: stream broke after {last!r}: {err}") from err
+        if last != "success":
+            raise StreamBroken(f"pull {tag}: stream ended after {last!r}, not 'success'")
+
+    def delete(self, tag: str) -> bool:
+        """Remove ``tag``; False when it was not there."""
+        resp = self.api.request("DELETE", "/api/delete", json={"model": tag})
+        if resp.status_code == 404:
+            return False
+        if resp.status_code != 200:
+            raise OllamaError(f"delete {tag}: {resp.status_code} {resp.text[:200]}", resp.status_code)
+        return True
+
+
+class StreamBroken(OllamaError):
+    """The pull stream stopped before its last line: pulling again resumes it."""
+
+
+class OllamaModelProvider(ResourceProvider):
+    def __init__(self) -> None:
+        super().__init__()
+        self._private_key: Optional[str] = None
+
+    def configure(self, req: ConfigureRequest) -> None:
+        self._private_key = req.config.get("gpu-estate:sshPrivateKey") or None
+
+    @contextlib.contextmanager
+    def _client(self, props: Dict[str, Any]) -> Iterator[OllamaClient]:
+        ssh = props.get("ssh")
+        if ssh:
+            key = self._private_key or os.environ.get(ssh.get("key_env") or "ESTATE_SSH_PRIVATE_KEY")
+            remote = int(ssh.get("remote_port") or OLLAMA_PORT)
+            with ssh_forward.forward(ssh["host"], int(ssh["port"]), ssh["user"], remote, key) as local:
+                client = OllamaClient(f"http://127.0.0.1:{local}")
+                try:
+                    yield client
+                finally:
+                    client.close()
+            return
+        if not props.get("endpoint"):
+            raise OllamaError(f"{props['node']}: no Ollama endpoint yet (the node has no address)")
+        client = OllamaClient(props["endpoint"])
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def check(self, _olds: Dict[str, Any], news: Dict[str, Any]) -> CheckResult:
+        failures: List[CheckFailure] = []
+        if not news.get("model") or not isinstance(news.get("model"), str):
+            failures.append(CheckFailure("model", f"an Ollama tag such as qwen3:8b (got {news.get('model')!r})"))
+        if not news.get("node"):
+            failures.append(CheckFailure("node", "the node the model lives on"))
+        return CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> DiffResult:
+        replaces = [k for k in REPLACE_KEYS if olds.get(k) != news.get(k)]
+        changed = [k for k in UPDATE_KEYS if olds.get(k) != news.get(k)]
+        if news.get("active") and olds.get("digest") != olds.get("pulled_digest"):
+            changed.append("digest")
+        return DiffResult(changes=bool(replaces or changed), replaces=replaces, stables=["node"],
+                          delete_before_replace=False)
+
+    def _ensure(self, props: Dict[str, Any], force: bool) -> Dict[str, Any]:
+        node, tag = props["node"], props["model"]
+        outs = {**{k: props.get(k) for k in INPUT_KEYS}}
+        if not props.get("active"):
+            pulumi.log.info(f"{node}: powered off; {tag} stays as it is on the node's disk")
+            return {**outs, "digest": props.get("digest"), "pulled_digest": props.get("pulled_digest")}
+        with self._client(props) as c:
+            digest = c.digest(tag)
+            if digest and not force:
+                return {**outs, "digest": digest, "pulled_digest": digest, "pulled": False}
+            self._pull(c, node, tag)
+            digest = c.digest(tag)
+        if not digest:
+            raise OllamaError(f"{node}: pull of {tag} reported success but /api/tags does not list it")
+        return {**outs, "digest": digest, "pulled_digest": digest, "pulled": True}
+
+    @staticmethod
+    def _pull(c: OllamaClient, node: str, tag: str) -> None:
+        progress = Progress(lambda pct: pulumi.log.info(f"{node}: pulling {tag}: {pct}%"))
+        for attempt in range(1, PULL_ATTEMPTS + 1):
+            try:
+                c.pull(tag, progress.feed)
+                return
+            except StreamBroken as err:
+                if attempt == PULL_ATTEMPTS:
+                    raise OllamaError(f"{node}: {err} ({attempt} attempts)") from err
+                pulumi.log.warn(f"{node}: {err}; pulling again (attempt {attempt + 1} of {PULL_ATTEMPTS})")
+            except OllamaError as err:
+                raise OllamaError(f"{node}: {err}") from err
+
+    def create(self, props: Dict[str, Any]) -> CreateResult:
+        outs = self._ensure(props, force=False)
+        return CreateResult(f"{props['node']}/{props['model']}", outs)
+
+    def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
+        drift = bool(olds.get("digest")) and olds.get("digest") != olds.get("pulled_digest")
+        if drift:
+            pulumi.log.info(f"{news['node']}: {news['model']} is {str(olds.get('digest'))[:12]} on the node, "
+                            f"not the {str(olds.get('pulled_digest'))[:12]} pulled; pulling it again")
+        props = {**news, "digest": olds.get("digest"), "pulled_digest": olds.get("pulled_digest")}
+        return UpdateResult(self._ensure(props, force=drift))
+
+    def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
+        if not props.get("active"):
+            return ReadResult(id_, props)
+        try:
+            with self._client(props) as c:
+                digest = c.digest(props["model"])
+        except (CloudError, ssh_forward.ForwardError) as err:
+            pulumi.log.warn(f"{props.get('node')}: cannot reach Ollama ({err}); reporting {props.get('model')} gone")
+            return ReadResult("", {})
+        if digest is None:
+            return ReadResult("", {})
+        return ReadResult(id_, {**props, "digest": digest})
+
+    def delete(self, _id: str, props: Dict[str, Any]) -> None:
+        node, tag = props["node"], props["model"]
+        if not props.get("active"):
+            pulumi.log.info(f"{node}: powered off; {tag} is left on its disk")
+            return
+        try:
+            with self._client(props) as c:
+                if not c.delete(tag):
+                    pulumi.log.info(f"{node}: {tag} was already gone")
+        except (CloudError, ssh_forward.ForwardError) as err:
+            raise OllamaError(
+                f"{node}: could not delete {tag}: {err}. It stays in state; if the node itself is gone, "
+                "`pulumi refresh` drops its models") from err
+
+
+class OllamaModel(Resource, module="ollama", name="Model"):
+    """One Ollama model on one node: ``pulumi-python:dynamic/ollama:Model``."""
+
+    digest: pulumi.Output[Optional[str]]
+    pulled_digest: pulumi.Output[Optional[str]]
+
+    def __init__(self, name: str, props: Dict[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(OllamaModelProvider(), name,
+                         {"digest": None, "pulled_digest": None, "pulled": None, "version": PROVIDER_VERSION, **props},
+                         opts)

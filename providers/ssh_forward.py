@@ -1,0 +1,83 @@
+"""A local port forward over OpenSSH, for as long as one provider operation runs.
+
+Nodes reached with ``access: ssh`` publish nothing but SSH: their services listen on the node's loopback.
+The model library reaches Ollama there through ``ssh -N -L`` (the operator's own OpenSSH client, with
+the private key from the environment or the provider config), the same way the gateway host's autossh
+units do. The key is written to a 0600 file in a private temporary directory and removed afterwards.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Iterator, Optional
+
+CONNECT_TIMEOUT_SECONDS = 20.0
+
+
+class ForwardError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def ssh_command(host: str, port: int, user: str, key_file: str, local: int, remote: int,
+                known_hosts: str) -> list:
+    return [
+        shutil.which("ssh") or "ssh", "-N", "-T",
+        "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
+        "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3",
+        "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT_SECONDS)}",
+        "-i", key_file, "-p", str(port),
+        "-L", f"127.0.0.1:{local}:127.0.0.1:{remote}",
+        f"{user}@{host}",
+    ]
+
+
+@contextlib.contextmanager
+def forward(host: str, port: int, user: str, remote_port: int, private_key: Optional[str]) -> Iterator[int]:
+    """Yield a local port that reaches ``remote_port`` on the node's loopback."""
+    if not private_key:
+        raise ForwardError(
+            f"{user}@{host}:{port}: no SSH private key; set ESTATE_SSH_PRIVATE_KEY or the config secret "
+            "gpu-estate:sshPrivateKey")
+    with tempfile.TemporaryDirectory(prefix="estate-ssh-") as tmp:
+        key_file = os.path.join(tmp, "key")
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(private_key.strip() + "\n")
+        local = free_port()
+        cmd = ssh_command(host, port, user, key_file, local, remote_port, os.path.join(tmp, "known_hosts"))
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + CONNECT_TIMEOUT_SECONDS + 5
+            while not _listening(local):
+                if proc.poll() is not None:
+                    err = (proc.stderr.read() or b"").decode(errors="replace").strip()
+                    raise ForwardError(f"ssh to {user}@{host}:{port} failed: {err or f'exit {proc.returncode}'}")
+                if time.monotonic() > deadline:
+                    raise ForwardError(f"ssh to {user}@{host}:{port}: forward not up after {CONNECT_TIMEOUT_SECONDS:.0f}s")
+                time.sleep(0.05)
+            yield local
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
