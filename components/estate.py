@@ -64,6 +64,17 @@ class Estate(pulumi.ComponentResource):
         proxy_node = None
         if spec.edge is not None and spec.edge.mode.value == "caddy":
             proxy_node = spec.edge.proxy_node or (spec.gateway.node if spec.gateway else None)
+        readers: Dict[str, List[str]] = {b: list(bucket.readers) for b, bucket in spec.storage.items()}
+        for node_name, node in spec.nodes.items():
+            mlflow = node.workloads.get(WorkloadKind.MLFLOW)
+            if mlflow and mlflow.artifact_bucket and node_name not in readers[mlflow.artifact_bucket]:
+                readers[mlflow.artifact_bucket].append(node_name)
+        self.buckets = {
+            b: ModelBucket(b, ModelBucketArgs(spec=bucket, project=args.project, stack=args.stack,
+                                              readers=tuple(readers[b])),
+                           pulumi.ResourceOptions(parent=self))
+            for b, bucket in spec.storage.items()
+        }
         self.nodes = {}
         for node_name, node in spec.nodes.items():
             self.nodes[node_name] = GpuNode(node_name, GpuNodeArgs(
@@ -71,13 +82,9 @@ class Estate(pulumi.ComponentResource):
                 label=f"{args.project}-{args.stack}-{node_name}",
                 estimate=estimates[node_name],
                 open_ports=(80, 443) if node_name == proxy_node else (),
+                bucket_access={b: mb.access[node_name] for b, mb in self.buckets.items() if node_name in mb.access},
             ), pulumi.ResourceOptions(parent=self))
         self.models = self._model_library(spec)
-        self.buckets = {
-            b: ModelBucket(b, ModelBucketArgs(spec=bucket, project=args.project, stack=args.stack),
-                           pulumi.ResourceOptions(parent=self))
-            for b, bucket in spec.storage.items()
-        }
         self.cost = pricing.cost_table(self.estimate, spec.budget.monthly_usd)
         self.capacity = capacity_table(spec)
         self.urls = self._url_map(spec)

@@ -30,6 +30,8 @@ class GpuNodeArgs:
     """The planned price, from the pricing module."""
     open_ports: tuple = ()
     """Ports the node's own firewall opens besides SSH (the reverse proxy's 80/443 where it runs)."""
+    bucket_access: Dict[str, pulumi.Output] = dataclasses.field(default_factory=dict)
+    """Bucket name -> ``workloads.BucketAccess`` output for the buckets this node reads and writes."""
 
 
 def stamps(name: str, spec: NodeSpec, estimate: pricing.NodeEstimate) -> Dict[str, object]:
@@ -62,6 +64,7 @@ class GpuNode(pulumi.ComponentResource):
         spec = args.spec
         self.stamp = stamps(name, spec, args.estimate)
         child = pulumi.ResourceOptions(parent=self)
+        self.secrets = self._secrets(name, args, child)
         if spec.provider.is_marketplace:
             self._create_marketplace(name, args, child)
         elif spec.provider is Provider.AWS:
@@ -83,17 +86,17 @@ class GpuNode(pulumi.ComponentResource):
         spec = args.spec
         request = pricing.node_request(spec)
         if spec.provider.is_container:
-            image, env, ports = workloads.container_launch(spec)
+            image, env, ports, onstart = workloads.container_launch(spec)
             cloud_init = None
         else:
-            image, env, ports = spec.image, {}, workloads.published_ports(spec)
-            cloud_init = workloads.render_cloud_init(spec, args.open_ports)
+            image, env, ports, onstart = spec.image, {}, workloads.published_ports(spec), ""
+            cloud_init = self._cloud_init(args)
         self.instance = GpuInstance(f"{name}-instance", {
             "label": args.label,
             "clouds": [spec.provider.value, *(p.value for p in spec.failover)],
             "request": json.loads(request.model_dump_json()),
             "launch": {
-                "image": image, "disk_gb": spec.disk_gb, "ports": ports, "env": env, "onstart": "",
+                "image": image, "disk_gb": spec.disk_gb, "ports": ports, "env": env, "onstart": onstart,
                 "ssh_public_key": spec.ssh.public_key, "cloud_init": cloud_init,
                 "vcpu": spec.vcpu, "ram_gb": spec.ram_gb,
             },
@@ -108,6 +111,30 @@ class GpuNode(pulumi.ComponentResource):
         self.ports = self.instance.ports
         self.hourly_price = self.instance.launch_price_per_hour.apply(
             lambda p: p if p is not None else args.estimate.hourly_usd)
+
+    def _secrets(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions) -> Optional[pulumi.Output]:
+        """The node's secrets as one secret output: the generated pgvector password, bucket credentials."""
+        spec = args.spec
+        parts: Dict[str, pulumi.Input] = {}
+        if WorkloadKind.PGVECTOR in spec.workloads:
+            import pulumi_random as random
+
+            self.pg_password = random.RandomPassword(f"{name}-pg-password", length=32, special=False, opts=opts)
+            parts["pg"] = self.pg_password.result
+        for bucket, access in args.bucket_access.items():
+            parts[f"bucket:{bucket}"] = access
+        if not parts:
+            return None
+        return pulumi.Output.secret(pulumi.Output.all(**parts)).apply(lambda p: workloads.NodeSecrets(
+            pg_password=p.get("pg"),
+            buckets={k.removeprefix("bucket:"): v for k, v in p.items() if k.startswith("bucket:")}))
+
+    def _cloud_init(self, args: GpuNodeArgs) -> pulumi.Input[str]:
+        """The node's cloud-init: a plain string, or a secret output when it carries secret files."""
+        if self.secrets is None:
+            return workloads.render_cloud_init(args.spec, args.open_ports)
+        return pulumi.Output.secret(self.secrets.apply(
+            lambda s: workloads.render_cloud_init(args.spec, args.open_ports, s)))
 
     def _service_ports(self, spec: NodeSpec) -> Dict[str, int]:
         return {str(spec.port(k)): spec.port(k) for k in spec.workloads}
@@ -139,7 +166,8 @@ class GpuNode(pulumi.ComponentResource):
                     max_price=str(spec.max_price_per_hour) if spec.max_price_per_hour else None))
         import base64
 
-        user_data = base64.b64encode(workloads.render_cloud_init(spec, args.open_ports).encode()).decode()
+        user_data = pulumi.Output.from_input(self._cloud_init(args)).apply(
+            lambda text: base64.b64encode(text.encode()).decode())
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-lt", image_id=ami.id, instance_type=args.estimate.instance_type, key_name=key_name,
             vpc_security_group_ids=[self.security_group.id], user_data=user_data, instance_market_options=market,
@@ -153,8 +181,10 @@ class GpuNode(pulumi.ComponentResource):
             f"{name}-vm", launch_template=aws.ec2.InstanceLaunchTemplateArgs(
                 id=self.launch_template.id, version=self.launch_template.latest_version.apply(str)),
             tags=tags, opts=opts)
-        if spec.power is PowerState.STOPPED:
-            aws.ec2.InstanceState(f"{name}-power", instance_id=self.vm.id, state="stopped", opts=opts)
+        # Always declared, so a VM the idle watcher powered off starts again at the next `up` (pulumi-aws
+        # keeps this EC2 resource in its ec2transitgateway module).
+        aws.ec2transitgateway.InstanceState(f"{name}-power", instance_id=self.vm.id,
+                              state="stopped" if spec.power is PowerState.STOPPED else "running", opts=opts)
         self.machine_id = self.vm.id
         self.address = self.vm.public_ip
         self.ssh_host = self.vm.public_ip
@@ -178,7 +208,7 @@ class GpuNode(pulumi.ComponentResource):
                                                   ports=[str(p) for p in (spec.ssh.port, *args.open_ports)])],
             description=f"{args.label}: SSH and the ports the estate publishes", opts=opts)
         spot = spec.market is Market.SPOT
-        metadata = {"user-data": workloads.render_cloud_init(spec, args.open_ports)}
+        metadata = {"user-data": self._cloud_init(args)}
         if spec.ssh.public_key:
             metadata["ssh-keys"] = f"{spec.ssh.user}:{spec.ssh.public_key}"
         self.vm = gcp.compute.Instance(

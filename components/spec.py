@@ -426,6 +426,10 @@ def check_estate(spec: EstateSpec) -> List[Tuple[str, str]]:
                 if catalog.ollama_model(tag) is None:
                     problems.append((f"{wpath}.models[{i}]", f"unknown model {tag!r}: add its size to assets/models.json"))
                 served.setdefault(tag, []).append(name)
+            if node.provider.is_container and (kind is WorkloadKind.PGVECTOR or w.artifact_bucket):
+                problems.append((wpath, f"{kind.value} keeps secrets in files on a VM-like node; "
+                                        f"{node.provider.value} nodes are one container (got provider "
+                                        f"{node.provider.value!r})"))
             if w.artifact_bucket and w.artifact_bucket not in spec.storage:
                 problems.append((f"{wpath}.artifact_bucket", f"no bucket {w.artifact_bucket!r} in {ns}:storage"))
         if node.gpu is not None:

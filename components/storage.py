@@ -1,12 +1,16 @@
 """Model storage: a private, versioned, encrypted GCS or S3 bucket for weights and checkpoints."""
 from __future__ import annotations
 
+import base64
 import dataclasses
-from typing import Optional
+import hashlib
+import json
+from typing import Dict, Optional, Tuple
 
 import pulumi
 
 from components.spec import BucketSpec
+from components.workloads import BucketAccess
 
 TYPE = "gpu-estate:index:ModelBucket"
 
@@ -16,12 +20,16 @@ class ModelBucketArgs:
     spec: BucketSpec
     project: str
     stack: str
+    readers: Tuple[str, ...] = ()
+    """Nodes that get read/write credentials scoped to this bucket and nothing else."""
 
 
 class ModelBucket(pulumi.ComponentResource):
     bucket_name: pulumi.Output[str]
     url: pulumi.Output[str]
     """``gs://...`` or ``s3://...``: the artifact root MLflow and the nodes use."""
+    access: Dict[str, pulumi.Output[BucketAccess]]
+    """Reader node -> its credentials (secret outputs)."""
 
     def __init__(self, name: str, args: ModelBucketArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TYPE, name, None, opts)
@@ -31,6 +39,12 @@ class ModelBucket(pulumi.ComponentResource):
             self._create_gcs(name, bucket_name, args.spec, child)
         else:
             self._create_s3(name, bucket_name, args.spec, child)
+        self.access = {}
+        for reader in args.readers:
+            if args.spec.provider == "gcs":
+                self.access[reader] = self._gcs_reader(name, bucket_name, reader, args.stack, child)
+            else:
+                self.access[reader] = self._s3_reader(name, bucket_name, reader, child)
         self.register_outputs({"bucket_name": self.bucket_name, "url": self.url})
 
     def _create_gcs(self, name: str, bucket_name: str, spec: BucketSpec, opts: pulumi.ResourceOptions) -> None:
@@ -70,3 +84,36 @@ class ModelBucket(pulumi.ComponentResource):
             opts=opts)
         self.bucket_name = self.bucket.bucket
         self.url = self.bucket.bucket.apply(lambda n: f"s3://{n}")
+
+    def _gcs_reader(self, name: str, bucket_name: str, reader: str, stack: str,
+                    opts: pulumi.ResourceOptions) -> pulumi.Output[BucketAccess]:
+        """A service account per node with object admin on this bucket only, and its key."""
+        import pulumi_gcp as gcp
+
+        digest = hashlib.sha256(f"{bucket_name}/{reader}".encode()).hexdigest()[:6]
+        account_id = f"estate-{reader}"[:23].rstrip("-") + f"-{digest}"
+        sa = gcp.serviceaccount.Account(f"{name}-{reader}-sa", account_id=account_id,
+                                        display_name=f"{bucket_name}: node {reader} ({stack})", opts=opts)
+        gcp.storage.BucketIAMMember(f"{name}-{reader}-access", bucket=self.bucket.name, role="roles/storage.objectAdmin",
+                                    member=sa.email.apply(lambda e: f"serviceAccount:{e}"), opts=opts)
+        key = gcp.serviceaccount.Key(f"{name}-{reader}-key", service_account_id=sa.name, opts=opts)
+        url = f"gs://{bucket_name}"
+        return pulumi.Output.secret(key.private_key).apply(
+            lambda k: BucketAccess(url=url, gcs_key_json=base64.b64decode(k).decode()))
+
+    def _s3_reader(self, name: str, bucket_name: str, reader: str,
+                   opts: pulumi.ResourceOptions) -> pulumi.Output[BucketAccess]:
+        """An IAM user per node whose only policy is read/write on this bucket, and its access key."""
+        import pulumi_aws as aws
+
+        user = aws.iam.User(f"{name}-{reader}-user", name=f"{bucket_name}-{reader}"[:64],
+                            tags={"estate-role": "model-storage", "estate-node": reader}, opts=opts)
+        policy = self.bucket.arn.apply(lambda arn: json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": arn},
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                                           "s3:AbortMultipartUpload"], "Resource": f"{arn}/*"}]}))
+        aws.iam.UserPolicy(f"{name}-{reader}-policy", user=user.name, policy=policy, opts=opts)
+        key = aws.iam.AccessKey(f"{name}-{reader}-key", user=user.name, opts=opts)
+        url = f"s3://{bucket_name}"
+        return pulumi.Output.secret(pulumi.Output.all(key.id, key.secret)).apply(
+            lambda a: BucketAccess(url=url, aws_access_key_id=a[0], aws_secret_access_key=a[1]))

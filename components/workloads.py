@@ -1,20 +1,35 @@
 """One workload description, deployed two ways.
 
 VM-like nodes (TensorDock, AWS, GCP, an owned host) run every workload as a container of one compose
-project written by cloud-init. Container nodes (Vast.ai, RunPod) are themselves one container: the
-primary workload's image, env and ports become the instance's, and the others start from its onstart
-script. Both read the same ``WorkloadKind`` defaults and the same env.
+project written by cloud-init: the compose file is plain data the node's own Docker runs at boot, needs no
+Docker API reachable from the operator's machine, and survives the operator going away. Container nodes
+(Vast.ai, RunPod) are themselves one container: the primary workload's image, env and ports become the
+instance's, and a start script runs the idle watcher and checkpoint downloads beside it. Both read the
+same ``WorkloadKind`` defaults and the same env.
+
+Persistent data lives in bind mounts under ``/opt/estate/data/<workload>``, so replacing a container
+(new image, new env) keeps models, chats, runs and databases. Secrets (the pgvector password, bucket
+credentials) are written as 0600 files under ``/opt/estate/secrets`` and reach containers as files or an
+env file, never as values in the compose file.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Dict, List, Tuple
+import shlex
+from typing import Dict, List, Optional, Tuple
 
 import jinja2
 import yaml
 
 from components import catalog
-from components.spec import DEFAULT_PORTS, NEEDS_GPU, Access, NodeSpec, WorkloadKind
+from components.spec import DEFAULT_PORTS, NEEDS_GPU, Access, NodeSpec, Provider, WorkloadKind
+
+ESTATE_DIR = "/opt/estate"
+DATA_DIR = f"{ESTATE_DIR}/data"
+SECRETS_DIR = f"{ESTATE_DIR}/secrets"
+IDLE_SCRIPT = "/usr/local/sbin/estate-idle"
+CHECKPOINT_SCRIPT = f"{ESTATE_DIR}/fetch-checkpoints.sh"
 
 # Where each workload keeps what must survive a container replacement.
 DATA_PATHS = {
@@ -25,6 +40,8 @@ DATA_PATHS = {
     WorkloadKind.PGVECTOR: "/var/lib/postgresql/data",
     WorkloadKind.LITELLM: "/app/config",
 }
+# ComfyUI's models/ directory inside its data mount (yanwk/comfyui-boot keeps ComfyUI under /root).
+COMFYUI_MODELS = "ComfyUI/models"
 # Port each image listens on inside its container (the spec's port is the host side).
 CONTAINER_PORTS = {**DEFAULT_PORTS, WorkloadKind.OPEN_WEBUI: 8080, WorkloadKind.MLFLOW: 5000}
 HEALTH = {
@@ -34,6 +51,42 @@ HEALTH = {
     WorkloadKind.MLFLOW: "/health",
     WorkloadKind.LITELLM: "/health/liveliness",
 }
+# How each image is started when a container node runs it from its start script (Vast.ai replaces the
+# image's entrypoint with its own SSH launcher, so the service must be started explicitly).
+START_COMMANDS = {
+    WorkloadKind.OLLAMA: "ollama serve",
+    WorkloadKind.COMFYUI: "/runner-scripts/entrypoint.sh",
+}
+# The least privileged way each provider lets a node stop itself.
+STOP_COMMANDS = {
+    # Guest power-off: a stopped VM bills no GPU; `pulumi up` with power running starts it again.
+    Provider.TENSORDOCK: "systemctl poweroff",
+    Provider.AWS: "systemctl poweroff",
+    Provider.GCP: "systemctl poweroff",
+    # Vast.ai gives each container a key that can manage that one instance only.
+    Provider.VASTAI: ('curl -fsS -X PUT -H "Authorization: Bearer $CONTAINER_API_KEY" '
+                      "-H 'Content-Type: application/json' -d '{\"state\":\"stopped\"}' "
+                      '"https://console.vast.ai/api/v0/instances/$CONTAINER_ID/"'),
+    # RunPod gives each pod a pod-scoped key that runpodctl picks up.
+    Provider.RUNPOD: 'runpodctl stop pod "$RUNPOD_POD_ID"',
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BucketAccess:
+    """Credentials a node holds for one model bucket (values are secrets)."""
+
+    url: str
+    """``gs://...`` or ``s3://...``."""
+    gcs_key_json: Optional[str] = None
+    aws_access_key_id: Optional[str] = None
+    aws_secret_access_key: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSecrets:
+    pg_password: Optional[str] = None
+    buckets: Dict[str, BucketAccess] = dataclasses.field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=None)
@@ -49,21 +102,8 @@ def render(template: str, **values) -> str:
     return _templates().get_template(template).render(**values)
 
 
-def workload_env(node: NodeSpec, kind: WorkloadKind) -> Dict[str, str]:
-    w = node.workloads[kind]
-    env: Dict[str, str] = {}
-    if kind is WorkloadKind.OLLAMA:
-        env["OLLAMA_HOST"] = "0.0.0.0:11434"
-        env["OLLAMA_KEEP_ALIVE"] = "30m"
-        if w.max_loaded:
-            env["OLLAMA_MAX_LOADED_MODELS"] = str(w.max_loaded)
-    if kind is WorkloadKind.OPEN_WEBUI and WorkloadKind.OLLAMA in node.workloads:
-        env["OLLAMA_BASE_URL"] = "http://ollama:11434"
-        env["ENABLE_SIGNUP"] = "false"
-    if kind is WorkloadKind.MLFLOW:
-        env["MLFLOW_BACKEND_STORE_URI"] = "sqlite:////mlflow/mlflow.db"
-    env.update(w.env)
-    return env
+def asset(path: str) -> str:
+    return (catalog.ASSETS / path).read_text(encoding="utf-8")
 
 
 def bind_address(node: NodeSpec) -> str:
@@ -78,11 +118,71 @@ def published_ports(node: NodeSpec) -> List[int]:
     return sorted({node.port(k) for k in node.workloads})
 
 
-def compose_project(node: NodeSpec) -> Dict[str, object]:
+def artifact_bucket(node: NodeSpec) -> Optional[str]:
+    mlflow = node.workloads.get(WorkloadKind.MLFLOW)
+    return mlflow.artifact_bucket if mlflow else None
+
+
+def workload_env(node: NodeSpec, kind: WorkloadKind) -> Dict[str, str]:
+    w = node.workloads[kind]
+    env: Dict[str, str] = {}
+    if kind is WorkloadKind.OLLAMA:
+        env["OLLAMA_HOST"] = "0.0.0.0:11434"
+        env["OLLAMA_KEEP_ALIVE"] = "30m"
+        if w.max_loaded:
+            env["OLLAMA_MAX_LOADED_MODELS"] = str(w.max_loaded)
+    if kind is WorkloadKind.OPEN_WEBUI and WorkloadKind.OLLAMA in node.workloads:
+        env["OLLAMA_BASE_URL"] = "http://ollama:11434"
+        env["ENABLE_SIGNUP"] = "false"
+    if kind is WorkloadKind.MLFLOW:
+        env["MLFLOW_BACKEND_STORE_URI"] = "sqlite:////mlflow/mlflow.db"
+    if kind is WorkloadKind.PGVECTOR:
+        env["POSTGRES_USER"] = "estate"
+        env["POSTGRES_DB"] = "vectors"
+        env["POSTGRES_PASSWORD_FILE"] = "/run/secrets/pg_password"
+    env.update(w.env)
+    return env
+
+
+def bucket_url(name: str, provider: str, project: str, stack: str) -> str:
+    """The URL of a model bucket, known before it exists: names are ``<project>-<stack>-<bucket>``."""
+    return f"{'gs' if provider == 'gcs' else 's3'}://{project}-{stack}-{name}"
+
+
+def secret_files(node: NodeSpec, secrets: NodeSecrets) -> List[Tuple[str, str]]:
+    """(path, content) of every secret file the node needs; written 0600 by cloud-init."""
+    files: List[Tuple[str, str]] = []
+    if WorkloadKind.PGVECTOR in node.workloads:
+        if not secrets.pg_password:
+            raise ValueError("pgvector needs its generated password")
+        files.append((f"{SECRETS_DIR}/pg_password", secrets.pg_password))
+    for name, access in sorted(secrets.buckets.items()):
+        # Every bucket the node may use, as a credentials file for tools on the node.
+        if access.gcs_key_json:
+            files.append((f"{SECRETS_DIR}/{name}-gcs.json", access.gcs_key_json))
+        else:
+            files.append((f"{SECRETS_DIR}/{name}-s3.env", f"AWS_ACCESS_KEY_ID={access.aws_access_key_id}\n"
+                                                            f"AWS_SECRET_ACCESS_KEY={access.aws_secret_access_key}\n"))
+    bucket = artifact_bucket(node)
+    if bucket:
+        access = secrets.buckets.get(bucket)
+        if access is None:
+            raise ValueError(f"mlflow's artifact bucket {bucket!r} has no credentials for this node")
+        lines = [f"MLFLOW_ARTIFACTS_DESTINATION={access.url}/mlflow"]
+        if access.gcs_key_json:
+            lines.append("GOOGLE_APPLICATION_CREDENTIALS=/run/secrets/bucket.json")
+        else:
+            lines += [f"AWS_ACCESS_KEY_ID={access.aws_access_key_id}",
+                      f"AWS_SECRET_ACCESS_KEY={access.aws_secret_access_key}"]
+        files.append((f"{SECRETS_DIR}/mlflow.env", "\n".join(lines) + "\n"))
+    return files
+
+
+def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Dict[str, object]:
     """The compose document for a VM-like node. With ``access: ssh`` ports bind to loopback: only SSH
     tunnels and the edge connector reach them, so nothing is published to the internet by the node."""
     services: Dict[str, object] = {}
-    volumes: Dict[str, object] = {}
+    secrets: Dict[str, object] = {}
     for kind in node.workloads:
         name = kind.value
         svc: Dict[str, object] = {
@@ -90,28 +190,95 @@ def compose_project(node: NodeSpec) -> Dict[str, object]:
             "restart": "unless-stopped",
             "environment": workload_env(node, kind),
             "ports": [f"{bind_address(node)}:{node.port(kind)}:{CONTAINER_PORTS[kind]}"],
-            "volumes": [f"{name}-data:{DATA_PATHS[kind]}"],
+            "volumes": [f"{DATA_DIR}/{name}:{DATA_PATHS[kind]}"],
+            "healthcheck": _healthcheck(kind),
         }
         if kind in NEEDS_GPU:
             svc["deploy"] = {"resources": {"reservations": {"devices": [
                 {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}}
         if kind is WorkloadKind.MLFLOW:
-            svc["command"] = ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000",
-                              "--backend-store-uri", "sqlite:////mlflow/mlflow.db"]
+            svc["command"] = ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000"]
+            bucket = artifact_bucket(node)
+            if bucket:
+                svc["command"] += ["--serve-artifacts"]
+                svc["env_file"] = [f"{SECRETS_DIR}/mlflow.env"]
+                access = (secrets or NodeSecrets()).buckets.get(bucket)
+                if access is not None and access.gcs_key_json:
+                    svc["secrets"] = [{"source": "bucket_key", "target": "bucket.json"}]
+                    secrets["bucket_key"] = {"file": f"{SECRETS_DIR}/{bucket}-gcs.json"}
         if kind is WorkloadKind.PGVECTOR:
-            svc["environment"] = {**svc["environment"], "POSTGRES_PASSWORD_FILE": "/run/secrets/pg_password"}
-        volumes[f"{name}-data"] = {}
-        services[name] = svc
-    return {"name": "estate", "services": services, "volumes": volumes}
+            svc["secrets"] = ["pg_password"]
+            secrets["pg_password"] = {"file": f"{SECRETS_DIR}/pg_password"}
+        services[name] = {k: v for k, v in svc.items() if v is not None}
+    doc: Dict[str, object] = {"name": "estate", "services": services}
+    if secrets:
+        doc["secrets"] = secrets
+    return doc
 
 
-def render_compose(node: NodeSpec) -> str:
-    return yaml.safe_dump(compose_project(node), sort_keys=False)
+def _healthcheck(kind: WorkloadKind) -> Optional[Dict[str, object]]:
+    path = HEALTH.get(kind)
+    if kind is WorkloadKind.PGVECTOR:
+        test = ["CMD-SHELL", "pg_isready -U estate -d vectors"]
+    elif kind is WorkloadKind.OLLAMA:
+        test = ["CMD", "ollama", "list"]  # the image has no curl
+    elif path:
+        port = CONTAINER_PORTS[kind]
+        test = ["CMD-SHELL", f"curl -fsS http://127.0.0.1:{port}{path} >/dev/null || "
+                             f"python3 -c \"import urllib.request;urllib.request.urlopen('http://127.0.0.1:{port}{path}')\""]
+    else:
+        return None
+    return {"test": test, "interval": "30s", "timeout": "10s", "retries": 5, "start_period": "60s"}
 
 
-def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = ()) -> str:
-    return render("cloud-init.yaml.j2", compose=render_compose(node), ssh_port=node.ssh.port,
-                  open_ports=sorted(set(open_ports)))
+def render_compose(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> str:
+    return yaml.safe_dump(compose_project(node, secrets), sort_keys=False)
+
+
+def checkpoint_script(node: NodeSpec, models_dir: str) -> Optional[str]:
+    """A script that downloads each ComfyUI checkpoint once and refuses a file whose sha256 differs."""
+    comfy = node.workloads.get(WorkloadKind.COMFYUI)
+    if comfy is None or not comfy.checkpoints:
+        return None
+    return render("fetch-checkpoints.sh.j2", models_dir=models_dir, checkpoints=comfy.checkpoints)
+
+
+def idle_stop_command(node: NodeSpec) -> Optional[str]:
+    if not node.idle_shutdown_minutes:
+        return None
+    return STOP_COMMANDS.get(node.provider)
+
+
+def render_idle_units(node: NodeSpec, script: str = IDLE_SCRIPT) -> Dict[str, str]:
+    """The systemd service and timer of the idle watcher on a VM node (empty without idle shutdown)."""
+    stop = idle_stop_command(node)
+    if stop is None:
+        return {}
+    ollama = f"http://127.0.0.1:{node.port(WorkloadKind.OLLAMA)}" if WorkloadKind.OLLAMA in node.workloads else ""
+    return {
+        "estate-idle.service": render("idle/estate-idle.service.j2", minutes=node.idle_shutdown_minutes,
+                                      ollama_url=ollama or "http://127.0.0.1:11434",
+                                      stop_command=stop.replace("%", "%%"), script=script),
+        "estate-idle.timer": render("idle/estate-idle.timer.j2"),
+    }
+
+
+def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = (), secrets: Optional[NodeSecrets] = None) -> str:
+    secrets = secrets or NodeSecrets()
+    files = [{"path": path, "content": content, "permissions": "0600"}
+             for path, content in secret_files(node, secrets)]
+    units = render_idle_units(node)
+    if units:
+        files.append({"path": IDLE_SCRIPT, "content": asset("idle/estate-idle.sh"), "permissions": "0755"})
+        files += [{"path": f"/etc/systemd/system/{name}", "content": text, "permissions": "0644"}
+                  for name, text in units.items()]
+    fetch = checkpoint_script(node, f"{DATA_DIR}/{WorkloadKind.COMFYUI.value}/{COMFYUI_MODELS}")
+    if fetch:
+        files.append({"path": CHECKPOINT_SCRIPT, "content": fetch, "permissions": "0755"})
+    data_dirs = [f"{DATA_DIR}/{k.value}" for k in node.workloads]
+    return render("cloud-init.yaml.j2", compose=render_compose(node, secrets), ssh_port=node.ssh.port,
+                  open_ports=sorted(set(open_ports)), files=files, data_dirs=data_dirs,
+                  idle_timer=bool(units), fetch_checkpoints=bool(fetch))
 
 
 def primary_workload(node: NodeSpec) -> WorkloadKind:
@@ -121,10 +288,33 @@ def primary_workload(node: NodeSpec) -> WorkloadKind:
     return (gpu or kinds)[0]
 
 
-def container_launch(node: NodeSpec) -> Tuple[str, Dict[str, str], List[int]]:
-    """(image, env, ports) of a container node."""
+def container_start(node: NodeSpec) -> str:
+    """The start script of a container node: idle watcher and checkpoint downloads in the background,
+    then the primary workload in the foreground."""
+    primary = primary_workload(node)
+    lines = ["set -eu"]
+    stop = idle_stop_command(node)
+    if stop:
+        watcher = asset("idle/estate-idle.sh")
+        lines += [f"cat > {IDLE_SCRIPT} <<'ESTATE_IDLE'", watcher.rstrip("\n"), "ESTATE_IDLE",
+                  f"chmod 0755 {IDLE_SCRIPT}",
+                  f"ESTATE_IDLE_MINUTES={node.idle_shutdown_minutes} ESTATE_STOP_COMMAND={shlex.quote(stop)} "
+                  f"ESTATE_IDLE_STATE=/tmp/estate-idle-since nohup {IDLE_SCRIPT} --loop >/var/log/estate-idle.log 2>&1 &"]
+    fetch = checkpoint_script(node, f"{DATA_PATHS[WorkloadKind.COMFYUI]}/{COMFYUI_MODELS}")
+    if fetch:
+        lines += [f"cat > {CHECKPOINT_SCRIPT} <<'ESTATE_FETCH'", fetch.rstrip("\n"), "ESTATE_FETCH",
+                  f"mkdir -p {ESTATE_DIR} && chmod 0755 {CHECKPOINT_SCRIPT}",
+                  f"nohup {CHECKPOINT_SCRIPT} >/var/log/estate-checkpoints.log 2>&1 &"]
+    start = START_COMMANDS.get(primary)
+    if start:
+        lines.append(f"exec {start}")
+    return "\n".join(lines) + "\n"
+
+
+def container_launch(node: NodeSpec) -> Tuple[str, Dict[str, str], List[int], str]:
+    """(image, env, ports, start script) of a container node."""
     primary = primary_workload(node)
     env: Dict[str, str] = {}
     for kind in node.workloads:
         env.update(workload_env(node, kind))
-    return node.image_for(primary), env, published_ports(node)
+    return node.image_for(primary), env, published_ports(node), container_start(node)

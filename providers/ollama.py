@@ -137,9 +137,10 @@ class OllamaModelProvider(ResourceProvider):
     def _client(self, props: Dict[str, Any]) -> Iterator[OllamaClient]:
         ssh = props.get("ssh")
         if ssh:
-            key = self._private_key or os.environ.get(ssh.get("key_env") or "ESTATE_SSH_PRIVATE_KEY")
+            key_env = ssh.get("key_env") or "ESTATE_SSH_PRIVATE_KEY"
+            key = self._private_key or os.environ.get(key_env)
             remote = int(ssh.get("remote_port") or OLLAMA_PORT)
-            with ssh_forward.forward(ssh["host"], int(ssh["port"]), ssh["user"], remote, key) as local:
+            with ssh_forward.forward(ssh["host"], int(ssh["port"]), ssh["user"], remote, key, key_env) as local:
                 client = OllamaClient(f"http://127.0.0.1:{local}")
                 try:
                     yield client

@@ -50,11 +50,12 @@ def ssh_command(host: str, port: int, user: str, key_file: str, local: int, remo
 
 
 @contextlib.contextmanager
-def forward(host: str, port: int, user: str, remote_port: int, private_key: Optional[str]) -> Iterator[int]:
+def forward(host: str, port: int, user: str, remote_port: int, private_key: Optional[str],
+            key_env: str = "ESTATE_SSH_PRIVATE_KEY") -> Iterator[int]:
     """Yield a local port that reaches ``remote_port`` on the node's loopback."""
     if not private_key:
         raise ForwardError(
-            f"{user}@{host}:{port}: no SSH private key; set ESTATE_SSH_PRIVATE_KEY or the config secret "
+            f"{user}@{host}:{port}: no SSH private key; set {key_env} or the config secret "
             "gpu-estate:sshPrivateKey")
     with tempfile.TemporaryDirectory(prefix="estate-ssh-") as tmp:
         key_file = os.path.join(tmp, "key")

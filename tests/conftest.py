@@ -32,3 +32,13 @@ def clouds(monkeypatch):
     yield {"tensordock": td, "vastai": vast, "runpod": rp}
     for f in (td, vast, rp):
         f.close()
+
+
+@pytest.fixture
+def ollama():
+    """A loopback server that speaks the Ollama API."""
+    from tests.fakes.ollama import FakeOllama
+
+    fake = FakeOllama()
+    yield fake
+    fake.close()

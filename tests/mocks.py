@@ -13,12 +13,35 @@ from pulumi.runtime import settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Every secret the mocked providers hand out: tests look for it where it must never appear.
+MOCK_SECRET = "mock-secret-7f3a9c"
+
+
+SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
+
+
+def unwrap(value: Any, path: str = "", found: List[str] = None) -> Any:
+    """``value`` with Pulumi's secret wrappers removed; the paths of secret values go to ``found``."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG[0]) == SECRET_SIG[1]:
+            if found is not None:
+                found.append(path)
+            return unwrap(value.get("value"), path, found)
+        return {k: unwrap(v, f"{path}.{k}" if path else k, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    return value
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: List[pulumi.runtime.MockResourceArgs] = []
         self.calls: List[pulumi.runtime.MockCallArgs] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        args.secret_paths = []
+        args.raw_inputs = args.inputs
+        args.inputs = unwrap(args.inputs, found=args.secret_paths)
         self.resources.append(args)
         outs = dict(args.inputs)
         if args.typ == "pulumi-python:dynamic/gpu:Instance":
@@ -28,6 +51,17 @@ class RecordingMocks(pulumi.runtime.Mocks):
                         ports={str(int(p)): 40000 + int(p) % 10000 for p in args.inputs["launch"]["ports"]},
                         price_per_hour=0.3, launch_price_per_hour=0.3, region="DE")
             return f"{cloud}:i-1", outs
+        if args.typ == "gcp:serviceaccount/key:Key":
+            import base64
+            key = {"type": "service_account", "private_key": MOCK_SECRET, "client_email": f"{args.name}@example.iam"}
+            outs["privateKey"] = base64.b64encode(json.dumps(key).encode()).decode()
+        if args.typ == "gcp:serviceaccount/account:Account":
+            outs.update(email=f"{args.inputs['accountId']}@example.iam.gserviceaccount.com",
+                        name=f"projects/p/serviceAccounts/{args.inputs['accountId']}")
+        if args.typ == "aws:iam/accessKey:AccessKey":
+            outs["secret"] = MOCK_SECRET
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            outs["result"] = MOCK_SECRET
         if args.typ == "aws:ec2/instance:Instance":
             outs.update(public_ip="198.51.100.8")
         if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":

@@ -5,14 +5,8 @@ import pulumi
 import pytest
 
 from providers.ollama import OllamaError, OllamaModelProvider, Progress, resource_name
-from tests.fakes.ollama import FakeOllama, digest_of
+from tests.fakes.ollama import digest_of
 
-
-@pytest.fixture
-def ollama():
-    fake = FakeOllama()
-    yield fake
-    fake.close()
 
 
 @pytest.fixture

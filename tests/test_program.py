@@ -129,3 +129,43 @@ def test_models_of_a_stopped_node_are_left_alone():
     dev = run_program(config, stack="dev")
     models = dev.of_type(MODEL)
     assert models and all(m.inputs["active"] is False for m in models)
+
+
+def redacted(value):
+    """``value`` with every secret replaced, as a state file's plaintext would show it."""
+    from tests.mocks import SECRET_SIG
+
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG[0]) == SECRET_SIG[1]:
+            return "[secret]"
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    return value
+
+
+def test_generated_passwords_and_bucket_keys_reach_nodes_only_as_secrets(prod):
+    from tests.mocks import MOCK_SECRET
+
+    assert prod.named("training-pg-password").typ == "random:index/randomPassword:RandomPassword"
+    training = prod.named("training-instance")
+    assert MOCK_SECRET in training.inputs["launch"]["cloud_init"]  # the password file is in cloud-init
+    assert training.secret_paths  # ... and cloud-init travels as a secret
+    for r in prod.resources:
+        assert MOCK_SECRET not in repr(redacted(r.raw_inputs)), f"{r.name} holds a secret in plain text"
+
+
+def test_bucket_credentials_are_scoped_to_the_bucket_and_its_nodes(prod):
+    members = {m.name: m for m in prod.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")}
+    assert set(members) == {"models-training-access", "models-inference-access"}  # the readers listed
+    member = members["models-training-access"]
+    assert member.inputs["role"] == "roles/storage.objectAdmin"
+    assert member.inputs["bucket"] == "gpu-estate-prod-models"
+    assert member.inputs["member"].startswith("serviceAccount:estate-training-")
+    accounts = {a.inputs["accountId"] for a in prod.of_type("gcp:serviceaccount/account:Account")}
+    assert len(accounts) == 2 and all(6 <= len(a) <= 30 for a in accounts)
+
+
+def test_vms_are_always_declared_running_or_stopped(prod):
+    (state,) = prod.of_type("aws:ec2transitgateway/instanceState:InstanceState")
+    assert state.inputs["state"] == "running"

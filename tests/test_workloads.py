@@ -1,0 +1,226 @@
+"""Workloads and node bootstrap: compose, cloud-init (checked by cloud-init's own schema validator),
+the idle watcher (its units checked by systemd-analyze, its script run against a loopback Ollama) and
+the ComfyUI checkpoint downloads (run against a loopback file server)."""
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+
+from components import workloads
+from components.spec import WorkloadKind, parse_spec
+from tests.mocks import stack_config
+
+SECRETS = workloads.NodeSecrets(
+    pg_password="pg-secret-value-123",
+    buckets={"models": workloads.BucketAccess(url="gs://gpu-estate-prod-models",
+                                              gcs_key_json='{"type": "service_account", "private_key": "k"}')})
+
+
+def spec_of(stack):
+    return parse_spec({k.split(":", 1)[1]: v for k, v in stack_config(stack).items()})
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return spec_of("prod")
+
+
+def vm_nodes(spec):
+    return {n: node for n, node in spec.nodes.items() if not node.provider.is_container}
+
+
+def test_compose_keeps_data_on_bind_mounts_and_secrets_in_files(prod):
+    training = prod.nodes["training"]
+    doc = workloads.compose_project(training, SECRETS)
+    for kind in (WorkloadKind.MLFLOW, WorkloadKind.PGVECTOR):
+        svc = doc["services"][kind.value]
+        assert svc["volumes"] == [f"/opt/estate/data/{kind.value}:{workloads.DATA_PATHS[kind]}"]
+        assert svc["ports"][0].startswith("127.0.0.1:")  # access ssh: loopback only
+        assert svc["healthcheck"]["test"]
+    assert doc["services"]["pgvector"]["secrets"] == ["pg_password"]
+    assert doc["secrets"]["pg_password"] == {"file": "/opt/estate/secrets/pg_password"}
+    assert doc["services"]["mlflow"]["env_file"] == ["/opt/estate/secrets/mlflow.env"]
+    text = workloads.render_compose(training, SECRETS)
+    assert "pg-secret-value-123" not in text and "private_key" not in text
+
+
+def test_gpu_workloads_reserve_the_gpus(prod):
+    doc = workloads.compose_project(prod.nodes["inference"])
+    assert doc["services"]["ollama"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert "deploy" not in doc["services"]["open-webui"]
+    assert doc["services"]["open-webui"]["environment"]["OLLAMA_BASE_URL"] == "http://ollama:11434"
+
+
+def test_secret_files_are_written_0600_by_cloud_init(prod):
+    doc = yaml.safe_load(workloads.render_cloud_init(prod.nodes["training"], (), SECRETS))
+    files = {f["path"]: f for f in doc["write_files"]}
+    assert files["/opt/estate/secrets/pg_password"]["permissions"] == "0600"
+    assert files["/opt/estate/secrets/pg_password"]["content"].strip() == "pg-secret-value-123"
+    env = files["/opt/estate/secrets/mlflow.env"]["content"]
+    assert "MLFLOW_ARTIFACTS_DESTINATION=gs://gpu-estate-prod-models/mlflow" in env
+    assert files["/opt/estate/secrets/models-gcs.json"]["permissions"] == "0600"
+
+
+def test_idle_watcher_is_installed_only_where_idle_shutdown_is_set(prod):
+    inference = yaml.safe_load(workloads.render_cloud_init(prod.nodes["inference"]))
+    paths = {f["path"] for f in inference["write_files"]}
+    assert {"/usr/local/sbin/estate-idle", "/etc/systemd/system/estate-idle.timer"} <= paths
+    assert ["systemctl", "enable", "--now", "estate-idle.timer"] in inference["runcmd"]
+    assert workloads.render_idle_units(prod.nodes["qwen"]) == {}  # runs around the clock
+
+
+def test_container_nodes_start_the_watcher_then_exec_the_workload():
+    spec = spec_of("sandbox")
+    image, env, ports, start = workloads.container_launch(spec.nodes["qwen"])
+    assert image.startswith("ollama/ollama") and ports == [11434]
+    assert "ESTATE_IDLE_MINUTES=30" in start and "CONTAINER_API_KEY" in start
+    assert start.rstrip().endswith("exec ollama serve")
+    assert 'runpodctl stop pod' in workloads.container_launch(spec.nodes["batch"])[3]
+
+
+@pytest.mark.skipif(not shutil.which("cloud-init"), reason="cloud-init is not installed (apt-get install cloud-init)")
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_rendered_cloud_init_passes_the_cloud_init_schema(tmp_path, stack):
+    spec = spec_of(stack)
+    for name, node in vm_nodes(spec).items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(workloads.render_cloud_init(node, (80, 443), SECRETS))
+        run = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
+        assert run.returncode == 0, f"{stack}/{name}: {run.stdout}{run.stderr}"
+
+
+@pytest.mark.skipif(not shutil.which("cloud-init"), reason="cloud-init is not installed (apt-get install cloud-init)")
+def test_the_schema_check_catches_a_broken_document(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("#cloud-config\nwrite_files: 3\n")
+    assert subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True).returncode != 0
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
+def test_rendered_idle_units_pass_systemd_analyze_verify(tmp_path, prod):
+    script = tmp_path / "estate-idle"
+    shutil.copy(workloads.catalog.ASSETS / "idle" / "estate-idle.sh", script)
+    script.chmod(0o755)
+    units = workloads.render_idle_units(prod.nodes["inference"], script=str(script))
+    for name, text in units.items():
+        (tmp_path / name).write_text(text)
+    run = subprocess.run(["systemd-analyze", "verify", *(str(tmp_path / n) for n in units)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "ESTATE_IDLE_MINUTES=30" in units["estate-idle.service"]
+
+
+# -- the idle watcher script, run for real -----------------------------------------------------------
+
+def run_watcher(tmp_path, ollama, gpu_percent, since=None):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\necho {gpu_percent}\necho 0\n")
+    smi.chmod(0o755)
+    state = tmp_path / "idle-since"
+    if since is not None:
+        state.write_text(str(since))
+    stopped = tmp_path / "stopped"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ESTATE_IDLE_MINUTES": "30",
+           "ESTATE_STOP_COMMAND": f"touch {stopped}", "ESTATE_IDLE_STATE": str(state),
+           "ESTATE_OLLAMA_URL": ollama.url}
+    run = subprocess.run(["sh", str(workloads.catalog.ASSETS / "idle" / "estate-idle.sh")], env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    return run.stdout, state, stopped
+
+
+
+def test_watcher_starts_counting_when_idle(tmp_path, ollama):
+    out, state, stopped = run_watcher(tmp_path, ollama, gpu_percent=0)
+    assert "idle for 0 min of 30" in out and state.exists() and not stopped.exists()
+
+
+def test_watcher_stops_the_node_after_the_idle_limit(tmp_path, ollama):
+    out, state, stopped = run_watcher(tmp_path, ollama, gpu_percent=1, since=int(time.time()) - 31 * 60)
+    assert "stopping the node" in out and stopped.exists() and not state.exists()
+
+
+def test_a_busy_gpu_resets_the_count(tmp_path, ollama):
+    out, state, stopped = run_watcher(tmp_path, ollama, gpu_percent=80, since=int(time.time()) - 31 * 60)
+    assert "busy: gpu at 80%" in out and not state.exists() and not stopped.exists()
+
+
+def test_a_model_loaded_in_ollama_counts_as_busy(tmp_path, ollama, monkeypatch):
+    orig = ollama.route
+    monkeypatch.setattr(ollama, "route", lambda m, p, q, b: (200, {"models": [{"name": "qwen3:8b"}]})
+                        if p == "/api/ps" else orig(m, p, q, b))
+    out, _state, stopped = run_watcher(tmp_path, ollama, gpu_percent=0, since=int(time.time()) - 31 * 60)
+    assert "ollama has a model loaded" in out and not stopped.exists()
+
+
+# -- ComfyUI checkpoints -----------------------------------------------------------------------------
+
+@pytest.fixture
+def file_server(tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = lambda *a, **k: SimpleHTTPRequestHandler(*a, directory=str(root), **k)  # noqa: E731
+    SimpleHTTPRequestHandler.log_message = lambda *a: None
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def checkpoint_node(url, sha):
+    raw = {k.split(":", 1)[1]: v for k, v in stack_config("prod").items()}
+    raw["nodes"]["qwen"]["workloads"]["comfyui"] = {"checkpoints": [
+        {"name": "flux1-dev.safetensors", "url": url, "sha256": sha, "size_gb": 0.001}]}
+    return parse_spec(raw).nodes["qwen"]
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("sha256sum")), reason="needs curl and sha256sum")
+def test_checkpoints_are_downloaded_once_and_checked(tmp_path, file_server):
+    root, base = file_server
+    data = os.urandom(4096)
+    (root / "flux.safetensors").write_bytes(data)
+    node = checkpoint_node(f"{base}/flux.safetensors", hashlib.sha256(data).hexdigest())
+    script = tmp_path / "fetch.sh"
+    script.write_text(workloads.checkpoint_script(node, str(tmp_path / "models")))
+    first = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "models" / "checkpoints" / "flux1-dev.safetensors").read_bytes() == data
+    again = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=60)
+    assert again.stdout.startswith("ok ")
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("sha256sum")), reason="needs curl and sha256sum")
+def test_a_checkpoint_with_the_wrong_sha256_is_refused(tmp_path, file_server):
+    root, base = file_server
+    (root / "flux.safetensors").write_bytes(b"tampered")
+    node = checkpoint_node(f"{base}/flux.safetensors", "0" * 64)
+    script = tmp_path / "fetch.sh"
+    script.write_text(workloads.checkpoint_script(node, str(tmp_path / "models")))
+    run = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "sha256 mismatch" in run.stderr
+    assert not list((tmp_path / "models" / "checkpoints").iterdir())
+
+
+def test_secrets_on_container_nodes_are_refused():
+    from components.spec import ConfigError
+
+    raw = {k.split(":", 1)[1]: v for k, v in stack_config("prod").items()}
+    raw["nodes"]["qwen"]["workloads"]["pgvector"] = {}
+    with pytest.raises(ConfigError, match=r"gpu-estate:nodes.qwen.workloads.pgvector: .*one container"):
+        parse_spec(raw)
+
+
+def test_every_bucket_a_node_reads_gets_a_credentials_file(prod):
+    s3 = workloads.NodeSecrets(buckets={"ckpt": workloads.BucketAccess(
+        url="s3://b", aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="s3-secret")})
+    files = dict(workloads.secret_files(prod.nodes["inference"], s3))
+    assert files == {"/opt/estate/secrets/ckpt-s3.env": "AWS_ACCESS_KEY_ID=AKIAEXAMPLE\nAWS_SECRET_ACCESS_KEY=s3-secret\n"}
