@@ -312,9 +312,14 @@ def container_start(node: NodeSpec) -> str:
 
 
 def container_launch(node: NodeSpec) -> Tuple[str, Dict[str, str], List[int], str]:
-    """(image, env, ports, start script) of a container node."""
+    """(image, env, ports, start script) of a container node.
+
+    Vast.ai runs the start script as the instance's onstart. RunPod's pod API only overrides the image's
+    CMD (``dockerArgs``), which the Ollama image's ``/bin/ollama`` entrypoint would take as arguments, so
+    RunPod nodes run the image as it is and get no start script: no idle watcher there (see README)."""
     primary = primary_workload(node)
     env: Dict[str, str] = {}
     for kind in node.workloads:
         env.update(workload_env(node, kind))
-    return node.image_for(primary), env, published_ports(node), container_start(node)
+    start = container_start(node) if node.provider is Provider.VASTAI else ""
+    return node.image_for(primary), env, published_ports(node), start

@@ -81,7 +81,9 @@ def test_container_nodes_start_the_watcher_then_exec_the_workload():
     assert image.startswith("ollama/ollama") and ports == [11434]
     assert "ESTATE_IDLE_MINUTES=30" in start and "CONTAINER_API_KEY" in start
     assert start.rstrip().endswith("exec ollama serve")
-    assert 'runpodctl stop pod' in workloads.container_launch(spec.nodes["batch"])[3]
+    # RunPod can only replace the image's CMD, which the Ollama entrypoint would take as arguments.
+    assert workloads.container_launch(spec.nodes["batch"])[3] == ""
+    assert "runpodctl stop pod" in workloads.container_start(spec.nodes["batch"])
 
 
 @pytest.mark.skipif(not shutil.which("cloud-init"), reason="cloud-init is not installed (apt-get install cloud-init)")
