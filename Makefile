@@ -13,7 +13,14 @@ $(VPY): requirements.txt policy/requirements.txt
 	$(VPY) -m pip install -q -r requirements.txt -r policy/requirements.txt
 	touch $(VPY)
 
-setup: $(VPY)
+# The real LiteLLM proxy, in a venv of its own (its pins differ from the program's), for the gateway tests.
+$(VENV)-gateway/bin/litellm: requirements-gateway.txt
+	$(PY) -m venv $(VENV)-gateway
+	$(VENV)-gateway/bin/python -m pip install -q --upgrade pip
+	$(VENV)-gateway/bin/python -m pip install -q -r requirements-gateway.txt
+	touch $@
+
+setup: $(VPY) $(VENV)-gateway/bin/litellm
 	bash scripts/build-pulumi.sh
 
 # The main job: the estate up, checked, refreshed and destroyed on loopback GPU clouds.

@@ -2,7 +2,7 @@
 import pulumi
 
 from components.estate import (
-    OUTPUT_CAPACITY, OUTPUT_COST, OUTPUT_NODES, OUTPUT_URLS, Estate, EstateArgs,
+    OUTPUT_CAPACITY, OUTPUT_COST, OUTPUT_GATEWAY, OUTPUT_MASTER_KEY, OUTPUT_NODES, OUTPUT_URLS, Estate, EstateArgs,
 )
 from components.spec import load_spec
 
@@ -14,6 +14,9 @@ def define_estate() -> Estate:
     pulumi.export(OUTPUT_COST, estate.cost)
     pulumi.export(OUTPUT_CAPACITY, estate.capacity)
     pulumi.export(OUTPUT_URLS, estate.urls)
+    if estate.gateway is not None:
+        pulumi.export(OUTPUT_GATEWAY, estate.gateway_outputs())
+        pulumi.export(OUTPUT_MASTER_KEY, estate.gateway.master_key)  # a secret: `pulumi stack output --show-secrets`
     return estate
 
 

@@ -19,6 +19,8 @@ OUTPUT_COST = "cost"
 OUTPUT_CAPACITY = "capacity"
 OUTPUT_URLS = "urls"
 OUTPUT_BUCKETS = "buckets"
+OUTPUT_GATEWAY = "gateway"
+OUTPUT_MASTER_KEY = "gateway_master_key"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Estate(pulumi.ComponentResource):
     def __init__(self, name: str, args: EstateArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TYPE, name, None, opts)
         spec = args.spec
+        self._gateway_port = spec.gateway.port if spec.gateway else None
         self.estimate = pricing.estimate_estate(spec)
         estimates = {e.node: e for e in self.estimate.nodes}
         proxy_node = None
@@ -85,6 +88,17 @@ class Estate(pulumi.ComponentResource):
                 bucket_access={b: mb.access[node_name] for b, mb in self.buckets.items() if node_name in mb.access},
             ), pulumi.ResourceOptions(parent=self))
         self.models = self._model_library(spec)
+        self.gateway = self.edge = None
+        if spec.gateway is not None:
+            from components.edge import Edge
+            from components.gateway_host import GatewayHost
+
+            if spec.edge is not None and spec.routes:
+                self.edge = Edge("edge", spec, self.nodes[spec.gateway.node].address,
+                                 pulumi.ResourceOptions(parent=self))
+            self.gateway = GatewayHost(
+                "gateway", spec, self.nodes, extra_units=self.edge.units if self.edge else None,
+                extra_secrets=self.edge.secrets if self.edge else None, opts=pulumi.ResourceOptions(parent=self))
         self.cost = pricing.cost_table(self.estimate, spec.budget.monthly_usd)
         self.capacity = capacity_table(spec)
         self.urls = self._url_map(spec)
@@ -115,13 +129,26 @@ class Estate(pulumi.ComponentResource):
 
     @staticmethod
     def _url_map(spec: EstateSpec) -> List[Dict[str, object]]:
+        """Hostname -> node, container, port, auth and how the edge reaches it (seed 000, A203)."""
+        from components.gateway_host import route_upstreams
+
+        upstreams = route_upstreams(spec) if spec.gateway is not None else {}
         rows = []
         for host, route in spec.routes.items():
             node_name, _, wname = route.service.partition("/")
             kind = WorkloadKind(wname)
+            auth = {"access": "cloudflare-access", "basic": "caddy-basic-auth"}.get(route.auth.value, "none")
             rows.append({"url": f"https://{host}{route.path if route.path != '/' else ''}", "node": node_name,
-                         "container": wname, "port": spec.nodes[node_name].port(kind), "auth": route.auth.value})
+                         "container": wname, "port": spec.nodes[node_name].port(kind), "auth": auth,
+                         "via": upstreams.get(host, "")})
         return rows
+
+    def gateway_outputs(self) -> Dict[str, object]:
+        if self.gateway is None:
+            return {}
+        spec_gw = self.gateway
+        return {"url": f"http://127.0.0.1:{self._gateway_port}", "tunnels": spec_gw.tunnels,
+                "config_sha256": spec_gw.config.apply(lambda c: __import__("hashlib").sha256(c.encode()).hexdigest())}
 
     def node_outputs(self) -> Dict[str, pulumi.Output]:
         return {

@@ -512,6 +512,15 @@ def check_estate(spec: EstateSpec) -> List[Tuple[str, str]]:
 
     if spec.edge is not None and spec.edge.proxy_node and spec.edge.proxy_node not in spec.nodes:
         problems.append((f"{ns}:edge.proxy_node", f"no node {spec.edge.proxy_node!r}"))
+    if spec.edge is not None and spec.edge.proxy_node and spec.gateway and spec.edge.proxy_node != spec.gateway.node:
+        problems.append((f"{ns}:edge.proxy_node", f"the edge runs on the gateway host {spec.gateway.node!r} "
+                                                  f"(got {spec.edge.proxy_node!r})"))
+    if spec.routes and spec.gateway is None:
+        problems.append((f"{ns}:routes", f"routes are served from the gateway host: set {ns}:gateway"))
+    if not problems:
+        from components.gateway import check_reachable  # the gateway reads the parsed spec
+
+        problems += check_reachable(spec)
 
     for bname, bucket in spec.storage.items():
         for i, reader in enumerate(bucket.readers):

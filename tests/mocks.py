@@ -61,7 +61,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "aws:iam/accessKey:AccessKey":
             outs["secret"] = MOCK_SECRET
         if args.typ == "random:index/randomPassword:RandomPassword":
-            outs["result"] = MOCK_SECRET
+            outs.update(result=MOCK_SECRET, bcryptHash="$2a$10$" + MOCK_SECRET)
+        if args.typ == "random:index/randomBytes:RandomBytes":
+            outs.update(base64=MOCK_SECRET, hex=MOCK_SECRET)
         if args.typ == "aws:ec2/instance:Instance":
             outs.update(public_ip="198.51.100.8")
         if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
@@ -72,6 +74,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.calls.append(args)
+        if args.token == "cloudflare:index/getZeroTrustTunnelCloudflaredToken:getZeroTrustTunnelCloudflaredToken":
+            return {"token": MOCK_SECRET, "accountId": args.args.get("accountId"), "tunnelId": args.args.get("tunnelId")}
         if args.token == "aws:ec2/getAmi:getAmi":
             return {"id": "ami-0123456789abcdef0", "architecture": "x86_64"}
         return {}

@@ -46,6 +46,8 @@ class FakeServer:
         self.log: List[Tuple[str, str]] = []
         self.latency = 0.0
         self.public_address = "127.0.0.1"
+        self.down = False
+        """A dead server: every request, even on a kept-alive connection, is cut without an answer."""
         self.port_map: Dict[int, int] = {}
         """Container port -> the loopback port every instance reports for it (e.g. a fake Ollama)."""
         self._ids = itertools.count(1000)
@@ -101,7 +103,19 @@ class FakeServer:
                     return f
         return None
 
+    def kill(self) -> None:
+        """Stop answering as a crashed machine would: new connections are refused, open ones are cut."""
+        self.down = True
+        self.close()
+
     def handle(self, h: BaseHTTPRequestHandler, method: str, body: Any) -> None:
+        if self.down:
+            h.close_connection = True
+            try:
+                h.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         parsed = urlparse(h.path)
         path = parsed.path
         query = {k: v[0] for k, v in parse_qs(parsed.query).items()}

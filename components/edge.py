@@ -1,0 +1,120 @@
+"""Public hostnames: Cloudflare DNS, and either a Cloudflare tunnel with Access in front of every hostname
+or Caddy with basic auth on the gateway host. Either way the connector runs on the gateway host and
+reaches services through the gateway's own tunnels, so no node publishes a port to the internet.
+
+``cloudflare-tunnel``: one remotely managed tunnel (its secret from pulumi-random), an ingress rule per
+hostname ending in a 404 catch-all, a proxied CNAME per hostname to ``<tunnel>.cfargotunnel.com``, one
+allow policy for ``edge.allowed_emails`` and an Access application per hostname whose route says
+``auth: access``. The connector token is a secret and goes to the host on a command's stdin.
+
+``caddy``: an A record per hostname to the proxy node, a Caddyfile with basic auth on every site (the
+password from pulumi-random, only its bcrypt hash in the file), Caddy as a unit on the host.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import pulumi
+
+from components import gateway_host, workloads
+from components.gateway import CONFIG_DIR, DOCKER
+from components.spec import AuthMode, EdgeMode, EstateSpec
+
+TYPE = "gpu-estate:index:Edge"
+CLOUDFLARED_IMAGE = "cloudflare/cloudflared:2025.11.1"
+CADDY_IMAGE = "caddy:2.10.2"
+BASIC_AUTH_USER = "estate"
+
+
+def ingress_rules(spec: EstateSpec) -> List[Dict[str, str]]:
+    upstreams = gateway_host.route_upstreams(spec)
+    rules = []
+    for host, route in spec.routes.items():
+        rule = {"hostname": host, "service": upstreams[host]}
+        if route.path != "/":
+            rule["path"] = route.path
+        rules.append(rule)
+    return rules + [{"service": "http_status:404"}]
+
+
+def render_caddyfile(spec: EstateSpec, password_hash: str) -> str:
+    upstreams = gateway_host.route_upstreams(spec)
+    sites = [{"host": host, "user": BASIC_AUTH_USER, "hash": password_hash,
+              "matcher": f"{route.path}* " if route.path != "/" else "",
+              "upstream": upstreams[host].removeprefix("http://")}
+             for host, route in spec.routes.items()]
+    email = (spec.edge.allowed_emails or [f"admin@{spec.edge.domain}"])[0]
+    return workloads.render("gateway/Caddyfile.j2", sites=sites, email=email)
+
+
+class Edge(pulumi.ComponentResource):
+    units: pulumi.Output[Dict[str, str]]
+    """Units the gateway host runs for the edge (the connector or Caddy)."""
+    secrets: Dict[str, pulumi.Output]
+    """Path on the gateway host -> secret file content."""
+
+    def __init__(self, name: str, spec: EstateSpec, proxy_address: pulumi.Input[Optional[str]],
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(TYPE, name, None, opts)
+        self.child = pulumi.ResourceOptions(parent=self)
+        self.secrets = {}
+        self.records: Dict[str, object] = {}
+        self.applications: Dict[str, object] = {}
+        if spec.edge.mode is EdgeMode.CLOUDFLARE_TUNNEL:
+            self._cloudflare_tunnel(name, spec)
+        else:
+            self._caddy(name, spec, proxy_address)
+        self.register_outputs({})
+
+    def _cloudflare_tunnel(self, name: str, spec: EstateSpec) -> None:
+        import pulumi_cloudflare as cf
+        import pulumi_random as random
+
+        edge = spec.edge
+        secret = random.RandomBytes(f"{name}-tunnel-secret", length=32, opts=self.child)
+        self.tunnel = cf.ZeroTrustTunnelCloudflared(
+            f"{name}-tunnel", account_id=edge.account_id, name=name, config_src="cloudflare",
+            tunnel_secret=secret.base64, opts=self.child)
+        self.tunnel_config = cf.ZeroTrustTunnelCloudflaredConfig(
+            f"{name}-tunnel-config", account_id=edge.account_id, tunnel_id=self.tunnel.id,
+            config={"ingresses": ingress_rules(spec)}, opts=self.child)
+        target = self.tunnel.id.apply(lambda tid: f"{tid}.cfargotunnel.com")
+        for host in spec.routes:
+            self.records[host] = cf.DnsRecord(
+                f"{name}-dns-{host}", zone_id=edge.zone_id, name=host, type="CNAME", content=target,
+                proxied=True, ttl=1, comment="gpu-estate route", opts=self.child)
+        access_routes = [h for h, r in spec.routes.items() if r.auth is AuthMode.ACCESS]
+        if access_routes:
+            self.policy = cf.ZeroTrustAccessPolicy(
+                f"{name}-allow", account_id=edge.account_id, name=f"{name}: allowed people", decision="allow",
+                includes=[{"email": {"email": e}} for e in edge.allowed_emails], session_duration="24h",
+                opts=self.child)
+            for host in access_routes:
+                path = spec.routes[host].path
+                self.applications[host] = cf.ZeroTrustAccessApplication(
+                    f"{name}-app-{host}", account_id=edge.account_id, name=host, type="self_hosted",
+                    domain=host + (path if path != "/" else ""),
+                    policies=[{"id": self.policy.id, "precedence": 1}], session_duration="24h",
+                    app_launcher_visible=False, opts=self.child)
+        token = cf.get_zero_trust_tunnel_cloudflared_token_output(account_id=edge.account_id, tunnel_id=self.tunnel.id)
+        self.secrets[f"{CONFIG_DIR}/cloudflared.env"] = pulumi.Output.secret(token.token).apply(
+            lambda t: f"TUNNEL_TOKEN={t}\n")
+        self.units = pulumi.Output.from_input({"estate-cloudflared.service": workloads.render(
+            "gateway/estate-cloudflared.service.j2", config_dir=CONFIG_DIR, image=CLOUDFLARED_IMAGE,
+            docker=DOCKER)})
+
+    def _caddy(self, name: str, spec: EstateSpec, proxy_address: pulumi.Input[Optional[str]]) -> None:
+        import pulumi_cloudflare as cf
+        import pulumi_random as random
+
+        edge = spec.edge
+        self.password = random.RandomPassword(f"{name}-basic-auth", length=24, special=False, opts=self.child)
+        for host in spec.routes:
+            self.records[host] = cf.DnsRecord(
+                f"{name}-dns-{host}", zone_id=edge.zone_id, name=host, type="A", content=proxy_address,
+                proxied=False, ttl=300, comment="gpu-estate route (Caddy)", opts=self.child)
+        # The bcrypt hash is not the password, but it is still kept secret in state.
+        self.caddyfile = pulumi.Output.secret(self.password.bcrypt_hash).apply(lambda h: render_caddyfile(spec, h))
+        self.secrets[f"{CONFIG_DIR}/Caddyfile"] = self.caddyfile
+        self.units = pulumi.Output.from_input({"estate-caddy.service": workloads.render(
+            "gateway/estate-caddy.service.j2", config_dir=CONFIG_DIR, image=CADDY_IMAGE, docker=DOCKER)})

@@ -1,0 +1,153 @@
+"""The gateway host: LiteLLM, its autossh tunnels and the edge connector, installed over SSH.
+
+The gateway's config depends on other nodes (their addresses, their prices), so it is not baked into any
+node's cloud-init, which would replace a VM whenever another node changed. pulumi-command's
+``remote.Command`` writes the files and units over SSH instead, and its ``triggers`` carry a hash of
+every file, so a changed config restarts exactly the units whose files changed. Secrets (the master key,
+external API keys, the tunnel key, the Cloudflare connector token) travel on the command's stdin as
+Pulumi secrets, land in 0600 files, and are never part of a command line, a file the proxy renders, or
+the log (those commands log nothing).
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Dict, List, Mapping, Optional, Tuple
+
+import pulumi
+
+from components import gateway as gw
+from components.spec import EstateSpec, WorkloadKind
+
+TYPE = "gpu-estate:index:Gateway"
+
+
+def heredoc_script(files: Mapping[str, str], mode: str = "0644") -> str:
+    """Shell that writes each file with a quoted heredoc (no expansion) whose end marker is not in it."""
+    lines = ["set -eu"]
+    for path, content in files.items():
+        marker = "ESTATE_" + hashlib.sha256(content.encode()).hexdigest()[:12].upper()
+        lines += [f"install -d -m 0755 \"$(dirname {path})\"",
+                  f"cat > {path}.tmp <<'{marker}'", content.rstrip("\n"), marker,
+                  f"chmod {mode} {path}.tmp && mv {path}.tmp {path}"]
+    return "\n".join(lines) + "\n"
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class GatewayHost(pulumi.ComponentResource):
+    master_key: pulumi.Output[str]
+    config: pulumi.Output[str]
+    """The rendered LiteLLM config, exactly as written to the host."""
+    units: pulumi.Output[Dict[str, str]]
+
+    def __init__(self, name: str, spec: EstateSpec, nodes: Mapping[str, object],
+                 extra_units: Optional[pulumi.Output] = None, extra_secrets: Optional[Mapping[str, pulumi.Output]] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(TYPE, name, None, opts)
+        import pulumi_random as random
+        from pulumi_command import remote
+
+        child = pulumi.ResourceOptions(parent=self)
+        g = spec.gateway
+        host_node = nodes[g.node]
+        plan = gw.tunnel_plan(spec)
+        self.tunnels = {n: [(f.remote, f.local) for f in fwds] for n, fwds in plan.items()}
+
+        self.master_key_password = random.RandomPassword(f"{name}-master-key", length=40, special=False, opts=child)
+        self.master_key = pulumi.Output.secret(self.master_key_password.result.apply(lambda r: f"sk-{r}"))
+
+        direct = {n: pulumi.Output.all(nodes[n].address, nodes[n].ports) for n in spec.nodes
+                  if spec.nodes[n].access.value == "direct" and n != g.node}
+        prices = {n: nodes[n].hourly_price for n in spec.nodes}
+        ssh = {n: pulumi.Output.all(nodes[n].ssh_host, nodes[n].ssh_port) for n in plan}
+
+        def render(args: Dict[str, object]) -> Tuple[str, Dict[str, str]]:
+            endpoints = {n: tuple(v) for n, v in args["direct"].items()}
+            hourly = {n: float(p) for n, p in args["prices"].items() if p is not None}
+            config = gw.render_litellm_config(spec, endpoints, hourly)
+            hosts = {n: (h, int(p or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user) for n, (h, p) in args["ssh"].items()}
+            units = gw.gateway_units(spec, plan, hosts)
+            return config, units
+
+        rendered = pulumi.Output.all(direct=pulumi.Output.all(**direct) if direct else {},
+                                     prices=pulumi.Output.all(**prices), ssh=pulumi.Output.all(**ssh) if ssh else {}
+                                     ).apply(render)
+        self.config = rendered.apply(lambda r: r[0])
+        units = rendered.apply(lambda r: r[1])
+        if extra_units is not None:
+            units = pulumi.Output.all(units, extra_units).apply(lambda u: {**u[0], **u[1]})
+        self.units = units
+
+        connection = remote.ConnectionArgs(
+            host=host_node.ssh_host, port=host_node.ssh_port.apply(lambda p: float(p or 22)),
+            user=spec.nodes[g.node].ssh.user,
+            private_key=pulumi.Config("gpu-estate").get_secret("sshPrivateKey"))
+
+        # Secrets: the env file (master key, external keys) and the tunnel key, written 0600.
+        cfg = pulumi.Config("gpu-estate")
+        env_parts: Dict[str, pulumi.Input] = {gw.MASTER_KEY_ENV: self.master_key}
+        for ext in g.external.values():
+            value = cfg.get_secret(ext.api_key_env)
+            if value is None:
+                pulumi.log.warn(f"gateway: no config secret gpu-estate:{ext.api_key_env}; fallbacks to "
+                                f"{', '.join(ext.models)} will fail until it is set")
+            else:
+                env_parts[ext.api_key_env] = value
+        env_file = pulumi.Output.secret(pulumi.Output.all(**env_parts)).apply(
+            lambda kv: "".join(f"{k}={v}\n" for k, v in sorted(kv.items())))
+        secrets: Dict[str, pulumi.Input] = {f"{gw.CONFIG_DIR}/gateway.env": env_file}
+        if plan:
+            key = cfg.get_secret("sshPrivateKey")
+            if key is not None:
+                secrets[f"{gw.CONFIG_DIR}/tunnel_key"] = key.apply(lambda k: k.strip() + "\n")
+            else:
+                pulumi.log.warn(f"gateway: no config secret gpu-estate:sshPrivateKey; the tunnels to "
+                                f"{', '.join(plan)} need it on the gateway host")
+        for path, value in (extra_secrets or {}).items():
+            secrets[path] = value
+        self.secret_commands = []
+        for path, value in secrets.items():
+            owner = "estate-tunnel" if path.endswith("tunnel_key") else "root"
+            self.secret_commands.append(remote.Command(
+                f"{name}-secret-{path.rsplit('/', 1)[1].replace('.', '-')}", connection=connection,
+                create=(f"set -eu; id estate-tunnel >/dev/null 2>&1 || useradd --system --home-dir "
+                        f"/var/lib/estate-tunnel --shell /usr/sbin/nologin estate-tunnel; install -d -m 0755 "
+                        f"{gw.CONFIG_DIR}; umask 077; cat > {path}.tmp; chown {owner} {path}.tmp; mv {path}.tmp {path}"),
+                delete=f"rm -f {path}", stdin=pulumi.Output.secret(value),
+                triggers=[pulumi.Output.secret(value).apply(digest)], logging="none", opts=child))
+
+        files = pulumi.Output.all(self.config, units).apply(lambda cu: {
+            f"{gw.CONFIG_DIR}/config.yaml": cu[0],
+            **{f"/etc/systemd/system/{u}": text for u, text in cu[1].items()}})
+        names = units.apply(lambda u: " ".join(sorted(u)))
+        script = pulumi.Output.all(files, names).apply(lambda fn: heredoc_script(fn[0]) + "\n".join([
+            "command -v autossh >/dev/null || (apt-get update -qq && apt-get install -y -qq autossh)",
+            "systemctl daemon-reload",
+            f"systemctl enable {fn[1]}",
+            f"systemctl restart {fn[1]}",
+        ]) + "\n")
+        stop = names.apply(lambda n: f"systemctl disable --now {n} || true; rm -f "
+                                     + " ".join(f"/etc/systemd/system/{u}" for u in n.split())
+                                     + f" {gw.CONFIG_DIR}/config.yaml; systemctl daemon-reload")
+        self.deploy = remote.Command(
+            f"{name}-deploy", connection=connection, create=script, delete=stop,
+            triggers=[files.apply(lambda f: digest(repr(sorted(f.items()))))],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.secret_commands))
+        self.register_outputs({"config": self.config})
+
+
+def route_upstreams(spec: EstateSpec) -> Dict[str, str]:
+    """Public hostname -> how the gateway host reaches the service behind it."""
+    plan = gw.tunnel_plan(spec)
+    out: Dict[str, str] = {}
+    for host, route in spec.routes.items():
+        node, _, wname = route.service.partition("/")
+        port = spec.nodes[node].port(WorkloadKind(wname))
+        out[host] = gw.service_url(spec, plan, node, port, {})
+    return out
+
+
+def hostnames(spec: EstateSpec) -> List[str]:
+    return list(spec.routes)

@@ -1,0 +1,70 @@
+"""Print the LiteLLM config a stack would deploy, without deploying anything.
+
+    .venv/bin/python scripts/gateway_config.py prod                  # the config, as YAML
+    .venv/bin/python scripts/gateway_config.py prod --outputs out.json   # with addresses from
+                                                                        # `pulumi stack output --json`
+    .venv/bin/python scripts/gateway_config.py prod --units          # the gateway host's systemd units
+
+It reads Pulumi.<stack>.yaml, checks it as `pulumi up` would, and renders the same document the program
+writes to the gateway host. Secrets appear only as `os.environ/NAME` references. Nodes reached through
+the gateway's tunnels have their final api_base (127.0.0.1:<local port>); a node reached directly whose
+address is not known yet says so in its api_base (`address-of-<node>-known-after-up`), unless --outputs
+gives the stack's `nodes` output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from components import gateway  # noqa: E402
+from components.spec import ConfigError, NAMESPACE, parse_spec  # noqa: E402
+
+
+def load(stack: str):
+    path = ROOT / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise SystemExit(f"no stack file {path.name}")
+    config = (yaml.safe_load(path.read_text()) or {}).get("config", {})
+    return parse_spec({k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")})
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stack")
+    ap.add_argument("--outputs", help="JSON from `pulumi stack output --json` (fills in node addresses)")
+    ap.add_argument("--units", action="store_true", help="print the gateway host's units instead")
+    args = ap.parse_args(argv)
+    try:
+        spec = load(args.stack)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    if spec.gateway is None:
+        print(f"stack {args.stack!r} has no {NAMESPACE}:gateway", file=sys.stderr)
+        return 2
+    endpoints, hourly, ssh = {}, {}, {}
+    if args.outputs:
+        nodes = json.loads(Path(args.outputs).read_text()).get("nodes", {})
+        for name, out in nodes.items():
+            endpoints[name] = (out.get("address"), out.get("ports") or {})
+            if out.get("hourly_price") is not None:
+                hourly[name] = float(out["hourly_price"])
+            if out.get("ssh_host"):
+                ssh[name] = (out["ssh_host"], int(out.get("ssh_port") or 22), spec.nodes[name].ssh.user)
+    if args.units:
+        for unit, text in gateway.gateway_units(spec, gateway.tunnel_plan(spec), ssh).items():
+            print(f"# /etc/systemd/system/{unit}\n{text}")
+        return 0
+    sys.stdout.write(gateway.render_litellm_config(spec, endpoints, hourly))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

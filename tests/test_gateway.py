@@ -1,0 +1,244 @@
+"""The gateway derived from the estate: tunnels, the LiteLLM config, units, the print command, the
+Caddyfile, and the rendered config run under the real LiteLLM proxy in front of loopback Ollamas."""
+import copy
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from components import edge, gateway
+from components.spec import ConfigError, parse_spec
+from tests.fakes.ollama import FakeOllama
+from tests.mocks import stack_config
+
+ROOT = Path(__file__).resolve().parent.parent
+LITELLM = Path(os.environ.get("GPU_ESTATE_LITELLM", ROOT / ".venv-gateway" / "bin" / "litellm"))
+
+
+def raw(stack):
+    return {k.split(":", 1)[1]: v for k, v in copy.deepcopy(stack_config(stack)).items()}
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return parse_spec(raw("prod"))
+
+
+def entries(config, alias):
+    return [m for m in config["model_list"] if m["model_name"] == alias]
+
+
+def test_tunnels_forward_only_what_the_gateway_needs(prod):
+    plan = {n: [(f.remote, f.local) for f in fwds] for n, fwds in gateway.tunnel_plan(prod).items()}
+    # Ollama of every node serving an alias, the route targets; gcp-dev serves no alias: no tunnel.
+    assert plan == {"inference": [(11434, 11434), (3000, 3000)], "training": [(5001, 5001)],
+                    "qwen": [(11434, 11435), (8188, 8188)], "batch": [(11434, 11436)], "burst": [(11434, 11437)]}
+
+
+def test_one_entry_per_alias_and_serving_node_with_the_node_price(prod):
+    config = gateway.litellm_config(prod)
+    assert {m["model_info"]["node"] for m in entries(config, "gpt-3.5-turbo")} == {"qwen", "burst"}  # balanced
+    (gpt4,) = entries(config, "gpt-4")
+    assert gpt4["litellm_params"]["model"] == "ollama_chat/qwen3:32b"
+    assert gpt4["litellm_params"]["api_base"] == "http://127.0.0.1:11435"  # qwen's tunnel
+    assert gpt4["litellm_params"]["timeout"] == 300
+    assert gpt4["litellm_params"]["input_cost_per_second"] == pytest.approx(0.35 / 3600)
+    (coder,) = entries(config, "coder")
+    assert coder["litellm_params"]["timeout"] == 120  # the default
+
+
+def test_external_keys_are_references_and_fallbacks_keep_their_order(prod):
+    config = gateway.litellm_config(prod)
+    (gpt4o,) = entries(config, "openai-gpt-4o")
+    assert gpt4o["litellm_params"]["api_key"] == "os.environ/OPENAI_API_KEY"
+    assert {"gpt-4": ["openai-gpt-4o", "anthropic-sonnet"]} in config["router_settings"]["fallbacks"]
+    assert config["router_settings"]["routing_strategy"] == "least-busy"
+    assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
+
+
+def test_a_price_known_after_up_replaces_the_estimate(prod):
+    config = gateway.litellm_config(prod, hourly={"qwen": 0.18})
+    (gpt4,) = entries(config, "gpt-4")
+    assert gpt4["litellm_params"]["input_cost_per_second"] == pytest.approx(0.18 / 3600)
+
+
+def test_an_alias_served_only_by_stopped_nodes_needs_a_fallback():
+    r = raw("prod")
+    r["nodes"]["inference"]["power"] = "stopped"
+    with pytest.raises(ConfigError, match=r"gpu-estate:gateway.aliases.coder: every node serving 'deepseek-coder-v2:16b' is stopped"):
+        parse_spec(r)
+    r["gateway"]["fallbacks"]["coder"] = ["openai-gpt-4o"]
+    assert not entries(gateway.litellm_config(parse_spec(r)), "coder")  # nothing routes to a stopped node
+
+
+def test_routes_to_direct_nodes_and_a_proxy_off_the_gateway_are_refused():
+    r = raw("prod")
+    r["nodes"]["training"]["access"] = "direct"
+    with pytest.raises(ConfigError, match=r"gpu-estate:routes.mlflow.example.com.service: node 'training' has access 'direct'"):
+        parse_spec(r)
+    r = raw("prod")
+    r["edge"]["proxy_node"] = "inference"
+    with pytest.raises(ConfigError, match=r"gpu-estate:edge.proxy_node: the edge runs on the gateway host 'vps'"):
+        parse_spec(r)
+
+
+def test_print_command_shows_the_config_and_says_where_addresses_are_unknown(tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "gateway_config.py"), "prod"],
+                         capture_output=True, text=True, check=True)
+    printed = yaml.safe_load(run.stdout)
+    assert printed == gateway.litellm_config(parse_spec(raw("prod")))
+    assert "sk-" not in run.stdout
+    # A directly reached node: its address is unknown before `up`, then read from the stack's outputs.
+    r = raw("prod")
+    r["nodes"]["burst"]["access"] = "direct"
+    direct = parse_spec(r)
+    (burst,) = [m for m in entries(gateway.litellm_config(direct), "gpt-3.5-turbo") if m["model_info"]["node"] == "burst"]
+    assert burst["litellm_params"]["api_base"] == "http://address-of-burst-known-after-up:11434"
+    known = gateway.litellm_config(direct, endpoints={"burst": ("198.51.100.8", {"11434": 41434})})
+    (burst,) = [m for m in entries(known, "gpt-3.5-turbo") if m["model_info"]["node"] == "burst"]
+    assert burst["litellm_params"]["api_base"] == "http://198.51.100.8:41434"
+
+
+def test_print_command_refuses_a_stack_without_gateway():
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "gateway_config.py"), "dev"], capture_output=True, text=True)
+    assert run.returncode == 2 and "has no gpu-estate:gateway" in run.stderr
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
+@pytest.mark.skipif(not shutil.which("autossh"), reason="autossh is not installed (apt-get install autossh)")
+def test_gateway_units_pass_systemd_analyze_verify(tmp_path, prod):
+    docker = tmp_path / "docker"  # the units run containers; verify only needs the binary to exist
+    docker.write_text("#!/bin/sh\n")
+    docker.chmod(0o755)
+    plan = gateway.tunnel_plan(prod)
+    units = gateway.gateway_units(prod, plan, {"qwen": ("198.51.100.7", 40022, "root")}, docker=str(docker))
+    assert set(units) == {"estate-litellm.service", *(f"estate-tunnel-{n}.service" for n in plan)}
+    qwen = units["estate-tunnel-qwen.service"]
+    assert "-L 127.0.0.1:11435:127.0.0.1:11434 -L 127.0.0.1:8188:127.0.0.1:8188 root@198.51.100.7" in qwen
+    assert "-p 40022" in qwen and "ServerAliveInterval=30" in qwen and "Restart=always" in qwen
+    for name, text in units.items():
+        (tmp_path / name).write_text(text)
+    run = subprocess.run(["systemd-analyze", "verify", *(str(tmp_path / n) for n in units)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.skipif(not shutil.which("caddy"), reason="caddy is not installed (apt-get install caddy)")
+def test_rendered_caddyfile_passes_caddy_validate(tmp_path):
+    r = raw("prod")
+    r["edge"]["mode"] = "caddy"
+    r["routes"]["chat.example.com"]["auth"] = "basic"
+    spec = parse_spec(r)
+    hashed = "$2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG"
+    text = edge.render_caddyfile(spec, hashed)
+    assert text.count("basicauth") == len(spec.routes)  # every site, whatever its route says
+    assert "reverse_proxy 127.0.0.1:3000" in text
+    path = tmp_path / "Caddyfile"
+    path.write_text(text)
+    run = subprocess.run(["caddy", "validate", "--config", str(path), "--adapter", "caddyfile"],
+                         capture_output=True, text=True, env={**os.environ, "HOME": str(tmp_path),
+                                                              "XDG_DATA_HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_cloudflare_ingress_ends_with_a_catch_all(prod):
+    rules = edge.ingress_rules(prod)
+    assert rules[-1] == {"service": "http_status:404"}
+    assert {"hostname": "mlflow.example.com", "service": "http://127.0.0.1:5001"} in rules
+    assert {"hostname": "myai.example.com", "service": "http://127.0.0.1:4000"} in rules
+
+
+# -- the real LiteLLM proxy ---------------------------------------------------------------------------
+
+def proxy_spec():
+    """Two directly reached nodes: 'big' serves gpt-4, both serve 'fast' (balanced), 'small' alone serves
+    'backup', which gpt-4 falls back to."""
+    node = lambda models: {"provider": "tensordock", "gpu": {"model": "rtx4090"}, "max_price_per_hour": 0.4,  # noqa: E731
+                           "access": "direct", "workloads": {"ollama": {"models": models}}}
+    return parse_spec({
+        "nodes": {"big": node(["qwen3:14b", "qwen3:8b"]), "small": node(["qwen3:8b", "llama3.2:3b"]),
+                  "gw": {"provider": "host", "address": "127.0.0.1", "workloads": {"litellm": {}}}},
+        "gateway": {"node": "gw", "aliases": {"gpt-4": "qwen3:14b", "fast": "qwen3:8b", "backup": "llama3.2:3b"},
+                    "fallbacks": {"gpt-4": ["backup"]}, "timeouts": {"default": 20}, "num_retries": 0},
+        "budget": {"monthly_usd": 1000},
+    })
+
+
+@pytest.fixture(scope="module")
+def litellm_proxy(tmp_path_factory):
+    if not LITELLM.exists():
+        pytest.skip(f"no LiteLLM proxy at {LITELLM}: `make setup` installs litellm[proxy]")
+    big, small = FakeOllama(name="big"), FakeOllama(name="small")
+    for fake in (big, small):
+        for tag in ("qwen3:14b", "qwen3:8b", "llama3.2:3b"):
+            fake.install(tag)
+    endpoints = {"big": ("127.0.0.1", {"11434": big.httpd.server_address[1]}),
+                 "small": ("127.0.0.1", {"11434": small.httpd.server_address[1]})}
+    d = tmp_path_factory.mktemp("litellm")
+    (d / "config.yaml").write_text(gateway.render_litellm_config(proxy_spec(), endpoints))
+    from providers.ssh_forward import free_port
+
+    port = free_port()
+    env = {**os.environ, gateway.MASTER_KEY_ENV: "sk-test-master", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+           "LITELLM_TELEMETRY": "False", "NO_PROXY": "127.0.0.1,localhost", "HOME": str(d)}
+    log = open(d / "proxy.log", "w")
+    proc = subprocess.Popen([str(LITELLM), "--config", str(d / "config.yaml"), "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=d)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if requests.get(f"{url}/health/liveliness", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("LiteLLM did not start:\n" + (d / "proxy.log").read_text()[-3000:])
+        time.sleep(0.5)
+    yield {"url": url, "big": big, "small": small, "log": d / "proxy.log"}
+    proc.terminate()
+    proc.wait(timeout=20)
+    for fake in (big, small):
+        fake.close()
+
+
+def chat(proxy, model):
+    return requests.post(f"{proxy['url']}/v1/chat/completions", timeout=60,
+                         headers={"Authorization": "Bearer sk-test-master"},
+                         json={"model": model, "messages": [{"role": "user", "content": "hello"}]})
+
+
+def test_proxy_lists_exactly_the_aliases(litellm_proxy):
+    resp = requests.get(f"{litellm_proxy['url']}/v1/models", headers={"Authorization": "Bearer sk-test-master"}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    assert sorted(m["id"] for m in resp.json()["data"]) == ["backup", "fast", "gpt-4"]
+
+
+def test_proxy_refuses_a_request_without_the_master_key(litellm_proxy):
+    resp = requests.get(f"{litellm_proxy['url']}/v1/models", timeout=10)
+    assert resp.status_code in (401, 403)
+
+
+def test_a_chat_to_an_alias_reaches_the_node_serving_it(litellm_proxy):
+    resp = chat(litellm_proxy, "gpt-4")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["choices"][0]["message"]["content"] == "big answers with qwen3:14b"
+    assert litellm_proxy["big"].chats[-1] == "qwen3:14b"
+
+
+def test_an_alias_on_two_nodes_is_balanced_across_them(litellm_proxy):
+    served = {chat(litellm_proxy, "fast").json()["choices"][0]["message"]["content"].split()[0] for _ in range(12)}
+    assert served == {"big", "small"}
+
+
+def test_with_the_primary_down_the_request_falls_back(litellm_proxy):
+    litellm_proxy["big"].kill()
+    resp = chat(litellm_proxy, "gpt-4")
+    assert resp.status_code == 200, resp.text + litellm_proxy["log"].read_text()[-2000:]
+    assert resp.json()["choices"][0]["message"]["content"] == "small answers with llama3.2:3b"

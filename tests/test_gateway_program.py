@@ -1,0 +1,94 @@
+"""The gateway host and the edge under mocks: what is deployed where, and secrets staying secret."""
+import copy
+
+import pytest
+import yaml
+
+from tests.mocks import MOCK_SECRET, run_program, stack_config
+
+COMMAND = "command:remote:Command"
+
+
+@pytest.fixture(scope="module")
+def prod():
+    config = copy.deepcopy(stack_config("prod"))
+    config["gpu-estate:sshPrivateKey"] = "-----BEGIN OPENSSH PRIVATE KEY-----\nmock\n-----END OPENSSH PRIVATE KEY-----"
+    return run_program(config, stack="prod")
+
+
+def commands(mocks):
+    return {c.name: c for c in mocks.of_type(COMMAND)}
+
+
+def test_the_gateway_host_gets_the_rendered_config_and_its_units(prod):
+    deploy = commands(prod)["gateway-deploy"]
+    script = deploy.inputs["create"]
+    assert deploy.inputs["connection"]["host"] == "203.0.113.10"
+    body = script.split("cat > /etc/estate/gateway/config.yaml.tmp <<'", 1)[1].split("\n", 1)[1]
+    config = yaml.safe_load(body.split("\nESTATE_", 1)[0])
+    assert {m["model_name"] for m in config["model_list"]} >= {"gpt-4", "coder", "openai-gpt-4o"}
+    restart = [line for line in script.splitlines() if line.startswith("systemctl restart")][0]
+    for unit in ("estate-litellm.service", "estate-cloudflared.service", "estate-tunnel-qwen.service",
+                 "estate-tunnel-inference.service", "estate-tunnel-training.service"):
+        assert unit in restart
+    assert "systemctl disable --now" in deploy.inputs["delete"]
+
+
+def test_secrets_reach_the_host_only_on_stdin_of_silent_commands(prod):
+    cmds = commands(prod)
+    secret_cmds = {n: c for n, c in cmds.items() if n.startswith("gateway-secret-")}
+    assert set(secret_cmds) == {"gateway-secret-gateway-env", "gateway-secret-cloudflared-env",
+                                "gateway-secret-tunnel_key"}
+    for c in secret_cmds.values():
+        assert "stdin" in c.secret_paths and c.inputs["logging"] == "none"
+        assert "umask 077" in c.inputs["create"] and MOCK_SECRET not in c.inputs["create"]
+    assert secret_cmds["gateway-secret-gateway-env"].inputs["stdin"] == f"LITELLM_MASTER_KEY=sk-{MOCK_SECRET}\n"
+    assert "TUNNEL_TOKEN" not in cmds["gateway-deploy"].inputs["create"]
+
+
+def test_a_changed_gateway_config_changes_the_deploy_trigger(prod):
+    config = copy.deepcopy(stack_config("prod"))
+    config["gpu-estate:gateway"]["timeouts"]["gpt-4"] = 200
+    changed = commands(run_program(config, stack="prod"))["gateway-deploy"]
+    assert changed.inputs["triggers"] != commands(prod)["gateway-deploy"].inputs["triggers"]
+
+
+def test_every_hostname_has_a_proxied_record_to_the_tunnel_and_access_in_front(prod):
+    records = {r.inputs["name"]: r for r in prod.of_type("cloudflare:index/dnsRecord:DnsRecord")}
+    assert set(records) == {"chat.example.com", "mlflow.example.com", "myai.example.com"}
+    for r in records.values():
+        assert r.inputs["type"] == "CNAME" and r.inputs["proxied"] is True
+        assert r.inputs["content"].endswith(".cfargotunnel.com")
+    apps = {a.inputs["domain"]: a for a in prod.of_type(
+        "cloudflare:index/zeroTrustAccessApplication:ZeroTrustAccessApplication")}
+    assert set(apps) == set(records)
+    assert all(a.inputs["type"] == "self_hosted" and a.inputs["policies"] for a in apps.values())
+    (policy,) = prod.of_type("cloudflare:index/zeroTrustAccessPolicy:ZeroTrustAccessPolicy")
+    assert policy.inputs["decision"] == "allow"
+    assert policy.inputs["includes"] == [{"email": {"email": "owner@example.com"}}]
+    (cfg,) = prod.of_type("cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig")
+    assert cfg.inputs["config"]["ingresses"][-1] == {"service": "http_status:404"}
+    (tunnel,) = prod.of_type("cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared")
+    assert "tunnelSecret" in tunnel.secret_paths
+
+
+def test_caddy_mode_puts_basic_auth_in_front_and_points_records_at_the_gateway():
+    config = copy.deepcopy(stack_config("prod"))
+    config["gpu-estate:edge"]["mode"] = "caddy"
+    caddy = run_program(config, stack="prod")
+    records = caddy.of_type("cloudflare:index/dnsRecord:DnsRecord")
+    assert {r.inputs["type"] for r in records} == {"A"} and {r.inputs["content"] for r in records} == {"203.0.113.10"}
+    assert not caddy.of_type("cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared")
+    caddyfile = commands(caddy)["gateway-secret-Caddyfile"]
+    assert "stdin" in caddyfile.secret_paths
+    assert caddyfile.inputs["stdin"].count("basicauth") == 3
+    assert "estate-caddy.service" in commands(caddy)["gateway-deploy"].inputs["create"]
+
+
+def test_the_url_map_says_how_each_hostname_is_reached(prod):
+    from components.estate import Estate  # noqa: F401  (the table comes from the program's own code)
+    from components.spec import parse_spec
+    rows = Estate._url_map(parse_spec({k.split(":", 1)[1]: v for k, v in stack_config("prod").items()}))
+    chat = next(r for r in rows if r["url"] == "https://chat.example.com")
+    assert chat == {"url": "https://chat.example.com", "node": "inference", "container": "open-webui", "port": 3000,
+                    "auth": "cloudflare-access", "via": "http://127.0.0.1:3000"}
