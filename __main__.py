@@ -4,11 +4,14 @@ import pulumi
 from components.estate import (
     OUTPUT_CAPACITY, OUTPUT_COST, OUTPUT_GATEWAY, OUTPUT_MASTER_KEY, OUTPUT_NODES, OUTPUT_URLS, Estate, EstateArgs,
 )
-from components.spec import load_spec
+from components.spec import ConfigError, load_spec
 
 
 def define_estate() -> Estate:
-    spec = load_spec()
+    try:
+        spec = load_spec()
+    except ConfigError as err:
+        raise pulumi.RunError(str(err)) from None  # the key paths and values, without a traceback
     estate = Estate("estate", EstateArgs(spec=spec, project=pulumi.get_project(), stack=pulumi.get_stack()))
     pulumi.export(OUTPUT_NODES, estate.node_outputs())
     pulumi.export(OUTPUT_COST, estate.cost)

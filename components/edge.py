@@ -47,6 +47,13 @@ def render_caddyfile(spec: EstateSpec, password_hash: str) -> str:
     return workloads.render("gateway/Caddyfile.j2", sites=sites, email=email)
 
 
+def route_comment(spec: EstateSpec, host: str) -> str:
+    """What a hostname's DNS record says about the route, read by the policy pack."""
+    route = spec.routes[host]
+    auth = "basic" if spec.edge.mode is EdgeMode.CADDY else route.auth.value
+    return f"gpu-estate route {route.service} auth={auth}"
+
+
 class Edge(pulumi.ComponentResource):
     units: pulumi.Output[Dict[str, str]]
     """Units the gateway host runs for the edge (the connector or Caddy)."""
@@ -82,7 +89,7 @@ class Edge(pulumi.ComponentResource):
         for host in spec.routes:
             self.records[host] = cf.DnsRecord(
                 f"{name}-dns-{host}", zone_id=edge.zone_id, name=host, type="CNAME", content=target,
-                proxied=True, ttl=1, comment="gpu-estate route", opts=self.child)
+                proxied=True, ttl=1, comment=route_comment(spec, host), opts=self.child)
         access_routes = [h for h, r in spec.routes.items() if r.auth is AuthMode.ACCESS]
         if access_routes:
             self.policy = cf.ZeroTrustAccessPolicy(
@@ -112,7 +119,7 @@ class Edge(pulumi.ComponentResource):
         for host in spec.routes:
             self.records[host] = cf.DnsRecord(
                 f"{name}-dns-{host}", zone_id=edge.zone_id, name=host, type="A", content=proxy_address,
-                proxied=False, ttl=300, comment="gpu-estate route (Caddy)", opts=self.child)
+                proxied=False, ttl=300, comment=route_comment(spec, host), opts=self.child)
         # The bcrypt hash is not the password, but it is still kept secret in state.
         self.caddyfile = pulumi.Output.secret(self.password.bcrypt_hash).apply(lambda h: render_caddyfile(spec, h))
         self.secrets[f"{CONFIG_DIR}/Caddyfile"] = self.caddyfile

@@ -46,6 +46,7 @@ def stamps(name: str, spec: NodeSpec, estimate: pricing.NodeEstimate) -> Dict[st
         "market": spec.market.value,
         "vram_gb": spec.gpu.vram_gb if spec.gpu else 0,
         "region": spec.regions[0] if spec.regions else "",
+        "access": spec.access.value,
     }
 
 
@@ -102,7 +103,7 @@ class GpuNode(pulumi.ComponentResource):
             },
             "power": spec.power.value,
             "bid_per_hour": spec.bid_per_hour,
-            "stamps": self.stamp,
+            "stamps": {**self.stamp, "regions": list(spec.regions)},
         }, opts)
         self.machine_id = self.instance.id
         self.address = self.instance.address

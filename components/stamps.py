@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping
 
 PREFIX = "estate-"
-NUMBERS = ("hourly_usd", "hours_per_month", "idle_shutdown_minutes", "vram_gb", "model_vram_gb", "max_loaded")
+NUMBERS = ("hourly_usd", "hours_per_month", "idle_shutdown_minutes", "vram_gb", "model_vram_gb", "max_loaded",
+           "monthly_usd")
 
 
 def to_tags(stamp: Mapping[str, Any]) -> Dict[str, str]:

@@ -10,6 +10,7 @@ from typing import Dict, Optional, Tuple
 import pulumi
 
 from components.spec import BucketSpec
+from components.stamps import to_tags
 from components.workloads import BucketAccess
 
 TYPE = "gpu-estate:index:ModelBucket"
@@ -58,15 +59,15 @@ class ModelBucket(pulumi.ComponentResource):
                 action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
                 condition=gcp.storage.BucketLifecycleRuleConditionArgs(
                     days_since_noncurrent_time=spec.noncurrent_days, with_state="ARCHIVED"))],
-            labels={"estate-role": "model-storage"}, opts=opts)
+            labels={"estate-role": "model-storage", **to_tags({"monthly_usd": spec.monthly_usd})}, opts=opts)
         self.bucket_name = self.bucket.name
         self.url = self.bucket.name.apply(lambda n: f"gs://{n}")
 
     def _create_s3(self, name: str, bucket_name: str, spec: BucketSpec, opts: pulumi.ResourceOptions) -> None:
         import pulumi_aws as aws
 
-        self.bucket = aws.s3.Bucket(f"{name}-bucket", bucket=bucket_name, tags={"estate-role": "model-storage"},
-                                    opts=opts)
+        self.bucket = aws.s3.Bucket(f"{name}-bucket", bucket=bucket_name, opts=opts,
+                                    tags={"estate-role": "model-storage", **to_tags({"monthly_usd": spec.monthly_usd})})
         aws.s3.BucketPublicAccessBlock(f"{name}-private", bucket=self.bucket.id, block_public_acls=True,
                                        block_public_policy=True, ignore_public_acls=True,
                                        restrict_public_buckets=True, opts=opts)

@@ -6,6 +6,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pulumi_policy import PolicyPack  # noqa: E402
 
-from policy.budget import POLICIES  # noqa: E402
+from policy import budget, safety  # noqa: E402
 
-PolicyPack(name="gpu-estate", policies=POLICIES)
+PolicyPack(name="gpu-estate", policies=budget.POLICIES + safety.POLICIES)

@@ -6,7 +6,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policy.stamps import node_stamps
+from policy.stamps import fixed_monthly, node_stamps
 
 DEFAULTS = {"monthly_usd": 500.0, "max_hourly_per_node": 2.0, "daily_usd": 50.0}
 
@@ -16,14 +16,17 @@ def _cfg(args, key: str) -> float:
 
 
 def monthly_budget(args: StackValidationArgs, report_violation) -> None:
-    total = 0.0
+    nodes = fixed = 0.0
     for r in args.resources:
         s = node_stamps(r.resource_type, r.props)
         if s:
-            total += float(s["hourly_usd"]) * float(s["hours_per_month"])
+            nodes += float(s["hourly_usd"]) * float(s["hours_per_month"])
+        fixed += fixed_monthly(r.resource_type, r.props)
+    total = nodes + fixed
     limit = _cfg(args, "monthly_usd")
     if total > limit + 1e-9:
-        report_violation(f"estimated ${total:.2f}/month exceeds the monthly budget ${limit:.2f}", None)
+        report_violation(f"estimated ${total:.2f}/month (nodes ${nodes:.2f}, fixed ${fixed:.2f}) exceeds the "
+                         f"monthly budget ${limit:.2f}", None)
 
 
 def node_hourly_cap(args: ResourceValidationArgs, report_violation) -> None:

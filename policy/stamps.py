@@ -22,3 +22,16 @@ def node_stamps(resource_type: str, props: Mapping[str, Any]) -> Optional[Dict[s
     if resource_type == GCP_INSTANCE:
         return from_tags(props.get("labels") or {}) or None
     return None
+
+
+GCS_BUCKET = "gcp:storage/bucket:Bucket"
+S3_BUCKET = "aws:s3/bucket:Bucket"
+
+
+def fixed_monthly(resource_type: str, props: Mapping[str, Any]) -> float:
+    """The fixed monthly cost stamped on a non-node resource (model buckets), else 0."""
+    if resource_type == GCS_BUCKET:
+        return float(from_tags(props.get("labels") or {}).get("monthly_usd") or 0)
+    if resource_type == S3_BUCKET:
+        return float(from_tags(props.get("tags") or {}).get("monthly_usd") or 0)
+    return 0.0

@@ -1,9 +1,19 @@
-"""Budget policies against resources captured from the mocked program and hand-made violations."""
-import pytest
-from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
+"""The policy pack against resources captured from the mocked program for every committed stack (they
+pass, with each stack's own pack config) and against hand-made violations (each fails, saying the figure,
+the limit and the resource)."""
+import copy
 
-from policy import budget
+import pytest
+from pulumi_policy import (
+    PolicyResource, PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs,
+)
+
+from policy import budget, safety
+from policy.pack_config import pack_config
 from tests.mocks import run_program, stack_config
+
+POLICIES = budget.POLICIES + safety.POLICIES
+GPU = "pulumi-python:dynamic/gpu:Instance"
 
 
 def opts():
@@ -15,58 +25,163 @@ def as_resources(mocks):
     return [PolicyResource(r.typ, r.inputs, f"urn:{r.name}", r.name, opts(), None, None, [], {}) for r in mocks.resources]
 
 
-def run_resource(fn, typ, props, config=None):
+def violations(resources, config):
+    """Run every policy of the pack as the analyzer would; return (policy, message) pairs."""
+    seen = []
+    for p in POLICIES:
+        cfg = config.get(p.name, {})
+        report = lambda msg, urn=None, _p=p.name: seen.append((_p, msg))  # noqa: E731
+        if isinstance(p, ResourceValidationPolicy):
+            for r in resources:
+                p.validate(ResourceValidationArgs(r.resource_type, r.props, r.urn, r.name, r.opts, r.provider, cfg), report)
+        else:
+            p.validate(StackValidationArgs(resources, cfg), report)
+    return seen
+
+
+def one(fn, typ, props, config=None):
     seen = []
     fn(ResourceValidationArgs(typ, props, "urn:x", "x", opts(), None, config or {}), lambda m, urn=None: seen.append(m))
     return seen
 
 
-def run_stack(resources, config):
-    seen = []
-    budget.monthly_budget(StackValidationArgs(resources, config), lambda m, urn=None: seen.append(m))
-    return seen
-
-
 @pytest.fixture(scope="module", params=["dev", "prod", "sandbox"])
 def captured(request):
-    config = stack_config(request.param)
-    return as_resources(run_program(config, stack=request.param)), config["gpu-estate:budget"]
+    return request.param, as_resources(run_program(stack_config(request.param), stack=request.param))
 
 
-def test_committed_stacks_pass(captured):
-    resources, b = captured
-    assert run_stack(resources, {"monthly_usd": b["monthly_usd"]}) == []
-    for r in resources:
-        cfg = {"max_hourly_per_node": b["max_hourly_per_node"], "daily_usd": b.get("daily_usd", 50)}
-        for fn in (budget.node_hourly_cap, budget.daily_cap, budget.idle_shutdown_required):
-            assert run_resource(fn, r.resource_type, r.props, cfg) == [], (fn.__name__, r.name)
+def test_committed_stacks_pass_with_their_pack_config(captured):
+    stack, resources = captured
+    assert violations(resources, pack_config(stack)) == []
 
 
-def test_stack_over_budget_is_refused(captured):
-    resources, _ = captured
-    (msg,) = run_stack(resources, {"monthly_usd": 10})
-    assert "exceeds the monthly budget $10.00" in msg
+def test_every_policy_has_a_name_description_and_level():
+    names = [p.name for p in POLICIES]
+    assert len(set(names)) == len(names) == 12
+    for p in POLICIES:
+        assert p.description and p.enforcement_level is not None
+
+
+def test_a_stack_file_over_its_budget_is_refused_by_the_pack(tmp_path, captured):
+    stack, resources = captured
+    raw = (tmp_path / f"Pulumi.{stack}.yaml")
+    import yaml
+    doc = {"config": copy.deepcopy(stack_config(stack))}
+    doc["config"]["gpu-estate:budget"]["monthly_usd"] = 40
+    raw.write_text(yaml.safe_dump(doc))
+    (tmp_path / "policy" / "stacks").mkdir(parents=True)
+    found = violations(resources, pack_config(stack, root=tmp_path))
+    (msg,) = [m for p, m in found if p == "estate-monthly-budget"]
+    assert "exceeds the monthly budget $40.00" in msg
+
+
+def test_the_monthly_estimate_counts_fixed_costs():
+    prod = as_resources(run_program(stack_config("prod"), stack="prod"))
+    seen = []
+    budget.monthly_budget(StackValidationArgs(prod, {"monthly_usd": 1}), lambda m, urn=None: seen.append(m))
+    assert "fixed $5.00" in seen[0]
 
 
 STAMP = {"node": "inference", "provider": "tensordock", "hourly_usd": 0.8, "hours_per_month": 200,
-         "idle_shutdown_minutes": 0, "pay_per_use": True}
+         "idle_shutdown_minutes": 0, "pay_per_use": True, "gpu": "rtx4090", "market": "on-demand",
+         "regions": ["Germany"], "region": "Germany"}
 
 
 def test_hourly_cap_names_node_figure_and_limit():
-    (msg,) = run_resource(budget.node_hourly_cap, "pulumi-python:dynamic/gpu:Instance", {"stamps": STAMP},
-                          {"max_hourly_per_node": 0.5})
+    (msg,) = one(budget.node_hourly_cap, GPU, {"stamps": STAMP}, {"max_hourly_per_node": 0.5})
     assert "'inference'" in msg and "$0.800/h" in msg and "$0.50/h" in msg
 
 
 def test_idle_shutdown_required_for_part_time_pay_per_use():
-    (msg,) = run_resource(budget.idle_shutdown_required, "pulumi-python:dynamic/gpu:Instance", {"stamps": STAMP})
+    (msg,) = one(budget.idle_shutdown_required, GPU, {"stamps": STAMP})
     assert "no idle_shutdown_minutes" in msg
-    ok = {**STAMP, "idle_shutdown_minutes": 30}
-    assert run_resource(budget.idle_shutdown_required, "pulumi-python:dynamic/gpu:Instance", {"stamps": ok}) == []
+    assert one(budget.idle_shutdown_required, GPU, {"stamps": {**STAMP, "idle_shutdown_minutes": 30}}) == []
 
 
 def test_daily_cap_on_24h_cloud_vm_tags():
     tags = {"estate-node": "burst", "estate-hourly-usd": "3_1", "estate-hours-per-month": "730",
             "estate-pay-per-use": "true", "estate-idle-shutdown-minutes": "0"}
-    (msg,) = run_resource(budget.daily_cap, "aws:ec2/launchTemplate:LaunchTemplate", {"tags": tags}, {"daily_usd": 50})
+    (msg,) = one(budget.daily_cap, "aws:ec2/launchTemplate:LaunchTemplate", {"tags": tags}, {"daily_usd": 50})
     assert "$74.40/day" in msg and "$50.00/day" in msg
+
+
+def test_providers_gpus_and_regions_outside_the_allowed_lists():
+    (msg,) = one(safety.allowed_providers, GPU, {"stamps": {**STAMP, "provider": "vastai"}}, {"providers": ["tensordock"]})
+    assert "'inference' runs on 'vastai'; allowed providers: tensordock" in msg
+    (msg,) = one(safety.allowed_gpus, GPU, {"stamps": {**STAMP, "gpu": "h100"}}, {"gpus": ["rtx4090"]})
+    assert "asks for 'h100'; allowed GPUs: rtx4090" in msg
+    (msg,) = one(safety.allowed_regions, GPU, {"stamps": {**STAMP, "regions": ["Germany", "Iceland"]}},
+                 {"regions": ["germany"]})
+    assert "may be placed in Iceland" in msg
+    (msg,) = one(safety.allowed_regions, GPU, {"stamps": {**STAMP, "regions": [], "region": ""}}, {"regions": ["germany"]})
+    assert "may be placed anywhere" in msg
+
+
+def test_spot_only_where_allowed():
+    spot = {**STAMP, "provider": "runpod", "market": "spot"}
+    (msg,) = one(safety.spot_where_allowed, GPU, {"stamps": spot}, {"spot_providers": ["vastai"]})
+    assert "uses spot on 'runpod'; spot is allowed on: vastai" in msg
+    assert one(safety.spot_where_allowed, GPU, {"stamps": spot}, {"spot_providers": ["runpod"]}) == []
+
+
+def test_model_server_ports_never_open_to_the_internet():
+    (msg,) = one(safety.model_servers_not_exposed, GPU, {"stamps": STAMP, "launch": {"ports": [3000, 11434]}})
+    assert "publishes model server ports [11434] without auth" in msg
+    assert one(safety.model_servers_not_exposed, GPU, {"stamps": STAMP, "launch": {"ports": [11434]}},
+               {"allow_direct_access": True}) == []
+    sg = {"ingress": [{"fromPort": 8000, "toPort": 9000, "protocol": "tcp", "cidrBlocks": ["0.0.0.0/0"]}]}
+    (msg,) = one(safety.model_servers_not_exposed, "aws:ec2/securityGroup:SecurityGroup", sg)
+    assert "opens [8188] to the internet" in msg
+    fw = {"sourceRanges": ["0.0.0.0/0"], "allows": [{"protocol": "tcp", "ports": ["22", "5000-5001"]}]}
+    (msg,) = one(safety.model_servers_not_exposed, "gcp:compute/firewall:Firewall", fw)
+    assert "opens [5000, 5001]" in msg
+
+
+def test_routes_without_auth_or_without_their_access_app_are_refused():
+    prod = as_resources(run_program(stack_config("prod"), stack="prod"))
+    without_apps = [r for r in prod if r.resource_type != safety.ACCESS_APP]
+    seen = []
+    safety.routes_behind_auth(StackValidationArgs(without_apps, {}), lambda m, urn=None: seen.append(m))
+    assert sorted(seen)[0] == "chat.example.com (inference/open-webui) says auth=access but no Access application covers it"
+    record = PolicyResource(safety.DNS_RECORD, {"name": "ollama.example.com", "comment": "gpu-estate route qwen/ollama auth=none"},
+                            "urn:r", "r", opts(), None, None, [], {})
+    seen = []
+    safety.routes_behind_auth(StackValidationArgs([record], {}), lambda m, urn=None: seen.append(m))
+    assert seen == ["ollama.example.com publishes qwen/ollama without auth"]
+
+
+@pytest.mark.parametrize("typ,props,what", [
+    (GPU, {"launch": {"env": {"OPENAI_API_KEY": "sk-proj-abcdefghijklmnopqrstuvwx"}}}, "an OpenAI/LiteLLM style key"),
+    ("command:remote:Command", {"create": "echo '-----BEGIN OPENSSH PRIVATE KEY-----' > k"}, "a private key"),
+    ("command:remote:Command", {"environment": {"AWS": "AKIAABCDEFGHIJKLMNOP"}}, "an AWS access key id"),
+    (GPU, {"launch": {"env": {"POSTGRES_PASSWORD": "hunter2hunter2"}}}, "a credential assignment"),
+])
+def test_credentials_in_fields_others_can_read_are_refused(typ, props, what):
+    (msg,) = one(safety.no_credentials_in_visible_fields, typ, props)
+    assert what in msg and "Pulumi secret" in msg
+
+
+def test_a_reference_to_a_secret_is_not_a_credential():
+    props = {"create": "install -m 600 /dev/stdin /etc/x; echo MASTER_KEY=$LITELLM_MASTER_KEY"}
+    assert one(safety.no_credentials_in_visible_fields, "command:remote:Command", props) == []
+
+
+def model(node, size, vram=48, max_loaded=0):
+    props = {"node": node, "stamps": {"node": node, "model_vram_gb": size, "vram_gb": vram, "max_loaded": max_loaded}}
+    return PolicyResource(safety.OLLAMA_MODEL, props, f"urn:{node}-{size}", f"{node}-{size}", opts(), None, None, [], {})
+
+
+def test_models_must_fit_the_nodes_vram():
+    seen = []
+    safety.models_fit_vram(StackValidationArgs([model("qwen", 22), model("qwen", 20), model("qwen", 10)], {}),
+                           lambda m, urn=None: seen.append(m))
+    assert seen == ["node 'qwen': resident models need 52.0 GB VRAM, above the 43.2 GB usable (90% of 48 GB)"]
+    seen = []
+    safety.models_fit_vram(StackValidationArgs([model("qwen", 22, max_loaded=1), model("qwen", 20, max_loaded=1)], {}),
+                           lambda m, urn=None: seen.append(m))
+    assert seen == []
+
+
+def test_litellm_key_references_are_not_credentials():
+    props = {"create": "cat > config.yaml <<'EOF'\n    api_key: os.environ/OPENAI_API_KEY\nEOF"}
+    assert one(safety.no_credentials_in_visible_fields, "command:remote:Command", props) == []

@@ -1,0 +1,240 @@
+"""Safety policies: where nodes may run and on what, spot use, model servers never open without auth,
+credentials never in fields others can read, and models that fit the GPU they are pulled onto.
+
+Each policy reads what the program stamps (``components/stamps.py``) or the resource's own properties,
+so it judges the plan a preview produces, before anything is rented.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Iterator, List, Tuple
+
+from pulumi_policy import (
+    EnforcementLevel, PolicyConfigSchema, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from policy.stamps import GPU_INSTANCE, node_stamps
+
+OLLAMA_MODEL = "pulumi-python:dynamic/ollama:Model"
+DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord"
+ACCESS_APP = "cloudflare:index/zeroTrustAccessApplication:ZeroTrustAccessApplication"
+AWS_SG = "aws:ec2/securityGroup:SecurityGroup"
+GCP_FIREWALL = "gcp:compute/firewall:Firewall"
+REMOTE_COMMAND = "command:remote:Command"
+
+MODEL_SERVER_KINDS = ("ollama", "comfyui", "mlflow", "pgvector")
+MODEL_SERVER_PORTS = (11434, 8188, 5000, 5001, 5432)
+ALL_PROVIDERS = ["tensordock", "vastai", "runpod", "aws", "gcp", "host"]
+VRAM_USABLE_FRACTION = 0.90
+
+DEFAULTS: Dict[str, Any] = {
+    "providers": ALL_PROVIDERS,
+    "gpus": [],                 # empty: any GPU
+    "regions": [],              # empty: anywhere
+    "spot_providers": ["vastai", "runpod", "aws", "gcp"],
+    "allow_direct_access": False,
+    "vram_usable_fraction": VRAM_USABLE_FRACTION,
+}
+
+
+def _cfg(args, key: str) -> Any:
+    return (args.get_config() or {}).get(key, DEFAULTS[key])
+
+
+def allowed_providers(args: ResourceValidationArgs, report_violation) -> None:
+    s = node_stamps(args.resource_type, args.props)
+    if not s:
+        return
+    allowed = _cfg(args, "providers")
+    if s.get("provider") not in allowed:
+        report_violation(f"node {s['node']!r} runs on {s.get('provider')!r}; allowed providers: {', '.join(allowed)}")
+
+
+def allowed_gpus(args: ResourceValidationArgs, report_violation) -> None:
+    s = node_stamps(args.resource_type, args.props)
+    allowed = _cfg(args, "gpus")
+    if not s or not allowed or not s.get("gpu"):
+        return
+    if s["gpu"] not in allowed:
+        report_violation(f"node {s['node']!r} asks for {s['gpu']!r}; allowed GPUs: {', '.join(allowed)}")
+
+
+def allowed_regions(args: ResourceValidationArgs, report_violation) -> None:
+    s = node_stamps(args.resource_type, args.props)
+    allowed = [r.lower() for r in _cfg(args, "regions")]
+    if not s or not allowed or s.get("provider") == "host":
+        return
+    wanted = [str(r) for r in (s.get("regions") or [s.get("region")]) if r]
+    if not wanted:
+        report_violation(f"node {s['node']!r} may be placed anywhere; allowed regions: {', '.join(allowed)}")
+        return
+    bad = [r for r in wanted if r.lower() not in allowed]
+    if bad:
+        report_violation(f"node {s['node']!r} may be placed in {', '.join(bad)}; allowed regions: {', '.join(allowed)}")
+
+
+def spot_where_allowed(args: ResourceValidationArgs, report_violation) -> None:
+    s = node_stamps(args.resource_type, args.props)
+    if not s or s.get("market") != "spot":
+        return
+    allowed = _cfg(args, "spot_providers")
+    if s.get("provider") not in allowed:
+        report_violation(f"node {s['node']!r} uses spot on {s.get('provider')!r}; spot is allowed on: "
+                         f"{', '.join(allowed) or 'no provider'}")
+
+
+def _open_to_world(rule_cidrs: List[str]) -> bool:
+    return any(c in ("0.0.0.0/0", "::/0") for c in rule_cidrs or [])
+
+
+def model_servers_not_exposed(args: ResourceValidationArgs, report_violation) -> None:
+    """No model server port open to the internet: firewall rules, or instances publishing them directly."""
+    props = args.props
+    if args.resource_type == GPU_INSTANCE:
+        s = props.get("stamps") or {}
+        ports = [int(p) for p in ((props.get("launch") or {}).get("ports") or [])]
+        exposed = sorted(p for p in ports if p in MODEL_SERVER_PORTS)
+        if exposed and not _cfg(args, "allow_direct_access"):
+            report_violation(f"node {s.get('node', args.name)!r} publishes model server ports {exposed} without auth "
+                             "(access: direct); use access: ssh, or allow_direct_access for a private network")
+    elif args.resource_type == AWS_SG:
+        for rule in props.get("ingress") or []:
+            lo, hi = int(rule.get("fromPort", 0)), int(rule.get("toPort", 0))
+            hit = [p for p in MODEL_SERVER_PORTS if lo <= p <= hi]
+            if hit and _open_to_world(rule.get("cidrBlocks") or rule.get("ipv6CidrBlocks") or []):
+                report_violation(f"security group {args.name!r} opens {hit} to the internet")
+    elif args.resource_type == GCP_FIREWALL:
+        if _open_to_world(props.get("sourceRanges") or []):
+            for allow in props.get("allows") or []:
+                ports = [int(p) for spec in allow.get("ports") or [] for p in _expand(spec)]
+                hit = sorted(set(ports) & set(MODEL_SERVER_PORTS))
+                if hit:
+                    report_violation(f"firewall {args.name!r} opens {hit} to the internet")
+
+
+def _expand(spec: str) -> Iterator[int]:
+    lo, _, hi = str(spec).partition("-")
+    yield from range(int(lo), int(hi or lo) + 1)
+
+
+ROUTE_COMMENT = re.compile(r"route (?P<service>[a-z0-9-]+/[a-z-]+) auth=(?P<auth>[a-z]+)")
+
+
+def routes_behind_auth(args: StackValidationArgs, report_violation) -> None:
+    """Every public hostname of a model server has auth: an Access application (tunnel mode) or basic
+    auth in Caddy (the record says ``auth=basic``); ``auth=none`` is refused for model servers."""
+    apps = {str(r.props.get("domain", "")).split("/")[0] for r in args.resources if r.resource_type == ACCESS_APP}
+    for r in args.resources:
+        if r.resource_type != DNS_RECORD:
+            continue
+        m = ROUTE_COMMENT.search(str(r.props.get("comment") or ""))
+        if not m:
+            continue
+        host, service, auth = r.props.get("name"), m["service"], m["auth"]
+        kind = service.split("/")[1]
+        if auth == "none" and kind in MODEL_SERVER_KINDS:
+            report_violation(f"{host} publishes {service} without auth", r.urn)
+        elif auth == "access" and host not in apps:
+            report_violation(f"{host} ({service}) says auth=access but no Access application covers it", r.urn)
+
+
+CREDENTIAL_PATTERNS = [
+    ("an OpenAI/LiteLLM style key", re.compile(r"\bsk-[A-Za-z0-9_-]{20,}")),
+    ("a private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
+    ("an AWS access key id", re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
+    # A value, not a reference to one (os.environ/NAME as LiteLLM reads it, $NAME in a shell).
+    ("a credential assignment", re.compile(
+        r"(?i)\b[A-Z0-9_]*(API_KEY|TOKEN|PASSWORD|SECRET)[A-Z0-9_]*\s*[=:]\s*['\"]?(?!os\.environ/)[^\s'\"$]{8,}")),
+]
+# Fields that others can read (vendor consoles, process lists, logs, tags): no credential belongs there.
+VISIBLE_FIELDS: Dict[str, Tuple[str, ...]] = {
+    GPU_INSTANCE: ("launch.env", "launch.onstart", "stamps", "label"),
+    REMOTE_COMMAND: ("create", "delete", "update", "environment"),
+    DNS_RECORD: ("content", "comment", "name"),
+    "aws:ec2/launchTemplate:LaunchTemplate": ("tags",),
+    "gcp:compute/instance:Instance": ("labels",),
+}
+
+
+def _field(props: Dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        props = props.get(part) if isinstance(props, dict) else None
+    return props
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            for text in _strings(v):
+                yield f"{k}={text}"
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def no_credentials_in_visible_fields(args: ResourceValidationArgs, report_violation) -> None:
+    for path in VISIBLE_FIELDS.get(args.resource_type, ()):
+        for text in _strings(_field(args.props, path)):
+            for what, pattern in CREDENTIAL_PATTERNS:
+                if pattern.search(text):
+                    report_violation(f"{args.name}: {path} holds {what} in plain text; pass it as a Pulumi secret "
+                                     "(config --secret) so it travels encrypted")
+                    return
+
+
+def models_fit_vram(args: StackValidationArgs, report_violation) -> None:
+    """Per node, the largest ``max_loaded`` models (all when unset) within the usable VRAM."""
+    per_node: Dict[str, Dict[str, Any]] = {}
+    for r in args.resources:
+        if r.resource_type != OLLAMA_MODEL:
+            continue
+        s = r.props.get("stamps") or {}
+        node = per_node.setdefault(s.get("node", r.props.get("node")), {"sizes": [], "vram": 0.0, "max_loaded": 0})
+        node["sizes"].append(float(s.get("model_vram_gb") or 0))
+        node["vram"] = float(s.get("vram_gb") or 0)
+        node["max_loaded"] = int(s.get("max_loaded") or 0)
+    fraction = float(_cfg(args, "vram_usable_fraction"))
+    for name, n in sorted(per_node.items()):
+        resident = sorted(n["sizes"])[-(n["max_loaded"] or len(n["sizes"])):]
+        need, usable = sum(resident), n["vram"] * fraction
+        if n["vram"] and need > usable + 1e-9:
+            report_violation(f"node {name!r}: resident models need {need:.1f} GB VRAM, above the {usable:.1f} GB usable "
+                             f"({fraction:.0%} of {n['vram']:.0f} GB)")
+
+
+def _list_schema(key: str) -> PolicyConfigSchema:
+    return PolicyConfigSchema(properties={key: {"type": "array", "items": {"type": "string"}, "default": DEFAULTS[key]}})
+
+
+POLICIES = [
+    ResourceValidationPolicy(name="allowed-providers", description="Nodes only on the providers the stack allows.",
+                             validate=allowed_providers, enforcement_level=EnforcementLevel.MANDATORY,
+                             config_schema=_list_schema("providers")),
+    ResourceValidationPolicy(name="allowed-gpus", description="Nodes only with the GPU types the stack allows.",
+                             validate=allowed_gpus, enforcement_level=EnforcementLevel.MANDATORY,
+                             config_schema=_list_schema("gpus")),
+    ResourceValidationPolicy(name="allowed-regions", description="Nodes only in the regions the stack allows.",
+                             validate=allowed_regions, enforcement_level=EnforcementLevel.MANDATORY,
+                             config_schema=_list_schema("regions")),
+    ResourceValidationPolicy(name="spot-where-allowed", description="Spot capacity only on the providers allowed.",
+                             validate=spot_where_allowed, enforcement_level=EnforcementLevel.MANDATORY,
+                             config_schema=_list_schema("spot_providers")),
+    ResourceValidationPolicy(name="model-servers-not-exposed",
+                             description="Ollama, ComfyUI, MLflow and pgvector ports are never open to the internet.",
+                             validate=model_servers_not_exposed, enforcement_level=EnforcementLevel.MANDATORY,
+                             config_schema=PolicyConfigSchema(properties={"allow_direct_access": {
+                                 "type": "boolean", "default": False}})),
+    StackValidationPolicy(name="routes-behind-auth",
+                          description="Public hostnames of model servers always have auth in front.",
+                          validate=routes_behind_auth, enforcement_level=EnforcementLevel.MANDATORY),
+    ResourceValidationPolicy(name="no-plaintext-credentials",
+                             description="No API key, token, password or private key in fields others can read.",
+                             validate=no_credentials_in_visible_fields, enforcement_level=EnforcementLevel.MANDATORY),
+    StackValidationPolicy(name="models-fit-vram", description="Each node's resident models fit its GPUs' VRAM.",
+                          validate=models_fit_vram, enforcement_level=EnforcementLevel.MANDATORY,
+                          config_schema=PolicyConfigSchema(properties={"vram_usable_fraction": {
+                              "type": "number", "default": VRAM_USABLE_FRACTION}})),
+]
