@@ -22,6 +22,7 @@ $(VENV)-gateway/bin/litellm: requirements-gateway.txt
 
 setup: $(VPY) $(VENV)-gateway/bin/litellm
 	bash scripts/build-pulumi.sh
+	bash scripts/build-actionlint.sh
 
 # The main job: the estate up, checked, refreshed and destroyed on loopback GPU clouds.
 sandbox: setup

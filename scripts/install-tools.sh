@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The system tools some tests check rendered files with or talk to, from Debian's packages:
 # cloud-init (schema validator), caddy (caddy validate), autossh (unit ExecStart), openssh-server
-# (a loopback sshd for the SSH port-forward test). Tests that need one skip with the reason where it
+# (a loopback sshd for the SSH port-forward test), shellcheck (actionlint checks the workflows' shell
+# steps with it). Tests that need one skip with the reason where it
 # is missing, so this is for CI and for anyone who wants every test to run. Needs root and apt-get.
 set -euo pipefail
 want=()
@@ -10,6 +11,7 @@ command -v caddy >/dev/null || want+=(caddy)
 command -v autossh >/dev/null || want+=(autossh)
 [ -x /usr/sbin/sshd ] || want+=(openssh-server)
 command -v systemd-analyze >/dev/null || want+=(systemd)
+command -v shellcheck >/dev/null || want+=(shellcheck)
 if [ ${#want[@]} -eq 0 ]; then
     echo "system tools: all present"
     exit 0

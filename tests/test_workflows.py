@@ -1,0 +1,67 @@
+"""The GitOps workflows: actionlint (built by scripts/build-actionlint.sh, with shellcheck where it is
+installed) and what each workflow must do."""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+ACTIONLINT = Path(os.environ.get("GPU_ESTATE_CACHE", Path.home() / ".cache" / "gpu-estate")) / "actionlint-v1.7.12" / "bin" / "actionlint"
+
+
+def load(name):
+    doc = yaml.safe_load((WORKFLOWS / name).read_text())
+    doc["on"] = doc.pop(True, doc.get("on"))  # YAML 1.1 reads the key `on` as a boolean
+    return doc
+
+
+@pytest.mark.skipif(not ACTIONLINT.exists(), reason=f"no actionlint at {ACTIONLINT}: `make setup` builds it")
+def test_workflows_pass_actionlint():
+    run = subprocess.run([str(ACTIONLINT), "-no-color", "-oneline"], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.skipif(not ACTIONLINT.exists(), reason=f"no actionlint at {ACTIONLINT}: `make setup` builds it")
+def test_actionlint_catches_a_broken_workflow(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ matrix.nope }}\n")
+    run = subprocess.run([str(ACTIONLINT), "-no-color", "-oneline", str(bad)], capture_output=True, text=True)
+    assert run.returncode == 1 and 'property "nope" is not defined' in run.stdout
+
+
+def steps_using(doc, action):
+    return [s for job in doc["jobs"].values() for s in job["steps"] if str(s.get("uses", "")).startswith(action)]
+
+
+def test_pull_requests_preview_every_stack_with_the_pack_and_comment_in_place():
+    doc = load("preview.yml")
+    assert "pull_request" in doc["on"]
+    assert doc["jobs"]["preview"]["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    (pulumi,) = steps_using(doc, "pulumi/actions")
+    w = pulumi["with"]
+    assert w["command"] == "preview" and w["policyPacks"] == "policy" and w["policyPackConfigs"] == "policy-config.json"
+    assert w["comment-on-pr"] is True and w["edit-pr-comment"] is True
+    assert w["pulumi-version"] == "3.259.0"
+    run = "\n".join(s.get("run", "") for s in doc["jobs"]["preview"]["steps"])
+    assert "--show-sames" in run and "scripts/cost_diff.py" in run and "--max-increase-pct" in run
+    (comment,) = steps_using(doc, "actions/github-script")
+    assert "updateComment" in comment["with"]["script"]
+
+
+def test_merges_to_main_deploy_with_the_pack_one_update_per_stack():
+    doc = load("deploy.yml")
+    assert doc["on"]["push"]["branches"] == ["main"]
+    job = doc["jobs"]["up"]
+    assert job["concurrency"]["cancel-in-progress"] is False
+    (pulumi,) = steps_using(doc, "pulumi/actions")
+    assert pulumi["with"]["command"] == "up" and pulumi["with"]["policyPacks"] == "policy"
+
+
+def test_a_daily_refresh_expects_no_changes():
+    doc = load("drift.yml")
+    assert doc["on"]["schedule"]
+    (pulumi,) = steps_using(doc, "pulumi/actions")
+    assert pulumi["with"]["command"] == "refresh" and pulumi["with"]["expect-no-changes"] is True
