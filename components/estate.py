@@ -59,10 +59,15 @@ class Estate(pulumi.ComponentResource):
     nodes: Dict[str, GpuNode]
 
     def __init__(self, name: str, args: EstateArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(TYPE, name, None, opts)
         spec = args.spec
+        estimate = pricing.estimate_estate(spec)
+        # Registered before any node, so the policy pack can refuse an estate over budget before anything
+        # is rented, even on `up --skip-preview`, where stack policies only run after the resources.
+        super().__init__(TYPE, name, {"stamps": {"monthly_usd": round(estimate.monthly_usd, 2),
+                                                 "fixed_monthly_usd": round(estimate.fixed_monthly_usd, 2),
+                                                 "nodes": len(spec.nodes)}}, opts)
         self._gateway_port = spec.gateway.port if spec.gateway else None
-        self.estimate = pricing.estimate_estate(spec)
+        self.estimate = estimate
         estimates = {e.node: e for e in self.estimate.nodes}
         proxy_node = None
         if spec.edge is not None and spec.edge.mode.value == "caddy":

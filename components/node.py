@@ -65,6 +65,9 @@ class GpuNode(pulumi.ComponentResource):
         spec = args.spec
         self.stamp = stamps(name, spec, args.estimate)
         child = pulumi.ResourceOptions(parent=self)
+        cfg = pulumi.Config("gpu-estate")
+        self.secret_env = {n: cfg.require_secret(n) for n in sorted({n for w in spec.workloads.values()
+                                                                     for n in w.secret_env})}
         self.secrets = self._secrets(name, args, child)
         if spec.provider.is_marketplace:
             self._create_marketplace(name, args, child)
@@ -86,12 +89,17 @@ class GpuNode(pulumi.ComponentResource):
 
         spec = args.spec
         request = pricing.node_request(spec)
+        secrets: Dict[str, pulumi.Input] = {}
         if spec.provider.is_container:
             image, env, ports, onstart = workloads.container_launch(spec)
             cloud_init = None
+            if self.secret_env:
+                secrets["env"] = pulumi.Output.secret(pulumi.Output.all(**self.secret_env))
         else:
             image, env, ports, onstart = spec.image, {}, workloads.published_ports(spec), ""
             cloud_init = self._cloud_init(args)
+            if self.secrets is not None:
+                secrets["cloud_init"], cloud_init = cloud_init, None
         self.instance = GpuInstance(f"{name}-instance", {
             "label": args.label,
             "clouds": [spec.provider.value, *(p.value for p in spec.failover)],
@@ -104,6 +112,8 @@ class GpuNode(pulumi.ComponentResource):
             "power": spec.power.value,
             "bid_per_hour": spec.bid_per_hour,
             "stamps": {**self.stamp, "regions": list(spec.regions)},
+            # Only the secret parts of the launch are encrypted in state; the rest stays readable.
+            "secrets": secrets or None,
         }, opts)
         self.machine_id = self.instance.id
         self.address = self.instance.address
@@ -124,11 +134,14 @@ class GpuNode(pulumi.ComponentResource):
             parts["pg"] = self.pg_password.result
         for bucket, access in args.bucket_access.items():
             parts[f"bucket:{bucket}"] = access
+        if not spec.provider.is_container:
+            parts.update({f"env:{n}": v for n, v in self.secret_env.items()})
         if not parts:
             return None
         return pulumi.Output.secret(pulumi.Output.all(**parts)).apply(lambda p: workloads.NodeSecrets(
             pg_password=p.get("pg"),
-            buckets={k.removeprefix("bucket:"): v for k, v in p.items() if k.startswith("bucket:")}))
+            buckets={k.removeprefix("bucket:"): v for k, v in p.items() if k.startswith("bucket:")},
+            env={k.removeprefix("env:"): v for k, v in p.items() if k.startswith("env:")}))
 
     def _cloud_init(self, args: GpuNodeArgs) -> pulumi.Input[str]:
         """The node's cloud-init: a plain string, or a secret output when it carries secret files."""

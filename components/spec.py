@@ -169,6 +169,17 @@ class WorkloadSpec(_Model):
     """VRAM the workload holds while active, for workloads whose use the model table cannot give."""
     artifact_bucket: Optional[str] = None
     """MLflow only: name of a storage bucket (from ``storage``) holding the artifact root."""
+    secret_env: List[str] = Field(default_factory=list)
+    """Env vars whose values are the config secrets ``gpu-estate:<NAME>`` (``pulumi config set --secret``),
+    e.g. HF_TOKEN for gated downloads. They reach the node encrypted, never as plain resource inputs."""
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_names(cls, v: List[str]) -> List[str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+                raise ValueError(f"env var names are upper case letters, digits and '_' (got {name!r})")
+        return v
 
 
 class NodeSpec(_Model):
@@ -566,4 +577,11 @@ def load_spec(config: Any = None) -> EstateSpec:
         raise ConfigError([(f"{NAMESPACE}:nodes", "missing: the estate needs at least one node")])
     if "budget" not in raw:
         raise ConfigError([(f"{NAMESPACE}:budget", "missing: set budget.monthly_usd")])
-    return parse_spec(raw)
+    spec = parse_spec(raw)
+    missing = [(f"{NAMESPACE}:nodes.{n}.workloads.{k.value}.secret_env[{i}]",
+                f"no config secret {NAMESPACE}:{name}: run `pulumi config set --secret {NAMESPACE}:{name} ...` (got {name!r})")
+               for n, node in spec.nodes.items() for k, w in node.workloads.items()
+               for i, name in enumerate(w.secret_env) if config.get_secret(name) is None]
+    if missing:
+        raise ConfigError(missing)
+    return spec

@@ -87,6 +87,8 @@ class BucketAccess:
 class NodeSecrets:
     pg_password: Optional[str] = None
     buckets: Dict[str, BucketAccess] = dataclasses.field(default_factory=dict)
+    env: Dict[str, str] = dataclasses.field(default_factory=dict)
+    """Values of the workloads' ``secret_env`` names."""
 
 
 @functools.lru_cache(maxsize=None)
@@ -156,6 +158,12 @@ def secret_files(node: NodeSpec, secrets: NodeSecrets) -> List[Tuple[str, str]]:
         if not secrets.pg_password:
             raise ValueError("pgvector needs its generated password")
         files.append((f"{SECRETS_DIR}/pg_password", secrets.pg_password))
+    for kind, w in node.workloads.items():
+        if w.secret_env:
+            missing = [n for n in w.secret_env if n not in secrets.env]
+            if missing:
+                raise ValueError(f"{kind.value}: no value for secret env {', '.join(missing)}")
+            files.append((f"{SECRETS_DIR}/{kind.value}.env", "".join(f"{n}={secrets.env[n]}\n" for n in w.secret_env)))
     for name, access in sorted(secrets.buckets.items()):
         # Every bucket the node may use, as a credentials file for tools on the node.
         if access.gcs_key_json:
@@ -193,6 +201,8 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
             "volumes": [f"{DATA_DIR}/{name}:{DATA_PATHS[kind]}"],
             "healthcheck": _healthcheck(kind),
         }
+        if node.workloads[kind].secret_env:
+            svc["env_file"] = [f"{SECRETS_DIR}/{name}.env"]
         if kind in NEEDS_GPU:
             svc["deploy"] = {"resources": {"reservations": {"devices": [
                 {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}}
@@ -201,7 +211,7 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
             bucket = artifact_bucket(node)
             if bucket:
                 svc["command"] += ["--serve-artifacts"]
-                svc["env_file"] = [f"{SECRETS_DIR}/mlflow.env"]
+                svc["env_file"] = [*svc.get("env_file", []), f"{SECRETS_DIR}/mlflow.env"]
                 access = (secrets or NodeSecrets()).buckets.get(bucket)
                 if access is not None and access.gcs_key_json:
                     svc["secrets"] = [{"source": "bucket_key", "target": "bucket.json"}]

@@ -29,6 +29,21 @@ def monthly_budget(args: StackValidationArgs, report_violation) -> None:
                          f"monthly budget ${limit:.2f}", None)
 
 
+ESTATE = "gpu-estate:index:Estate"
+
+
+def estate_plan_budget(args: ResourceValidationArgs, report_violation) -> None:
+    """The estimate the program stamps on the estate, checked when the estate registers: before any of its
+    nodes, so a plan over budget is refused before anything is rented, preview or not."""
+    if args.resource_type != ESTATE:
+        return
+    s = args.props.get("stamps") or {}
+    total, limit = float(s.get("monthly_usd") or 0), _cfg(args, "monthly_usd")
+    if total > limit + 1e-9:
+        report_violation(f"the estate plans ${total:.2f}/month for {int(s.get('nodes') or 0)} nodes, above the "
+                         f"monthly budget ${limit:.2f}; nothing was rented")
+
+
 def node_hourly_cap(args: ResourceValidationArgs, report_violation) -> None:
     s = node_stamps(args.resource_type, args.props)
     if not s:
@@ -62,6 +77,9 @@ def _schema(key: str) -> PolicyConfigSchema:
 
 
 POLICIES = [
+    ResourceValidationPolicy(name="estate-plan-budget", description="The planned estate within the monthly budget, "
+                             "checked before any node is rented.", validate=estate_plan_budget,
+                             enforcement_level=EnforcementLevel.MANDATORY, config_schema=_schema("monthly_usd")),
     StackValidationPolicy(name="estate-monthly-budget", description="Monthly estimate within the budget.",
                           validate=monthly_budget, enforcement_level=EnforcementLevel.MANDATORY,
                           config_schema=_schema("monthly_usd")),

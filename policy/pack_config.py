@@ -22,6 +22,7 @@ def pack_config(stack: str, root: Path = ROOT) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     if "monthly_usd" in budget:
         out["estate-monthly-budget"] = {"monthly_usd": float(budget["monthly_usd"])}
+        out["estate-plan-budget"] = {"monthly_usd": float(budget["monthly_usd"])}
     if budget.get("max_hourly_per_node"):
         out["node-hourly-cap"] = {"max_hourly_per_node": float(budget["max_hourly_per_node"])}
     if budget.get("daily_usd"):

@@ -93,7 +93,8 @@ def model_servers_not_exposed(args: ResourceValidationArgs, report_violation) ->
     props = args.props
     if args.resource_type == GPU_INSTANCE:
         s = props.get("stamps") or {}
-        ports = [int(p) for p in ((props.get("launch") or {}).get("ports") or [])]
+        launch = props.get("launch") if isinstance(props.get("launch"), dict) else {}
+        ports = [int(p) for p in (launch.get("ports") or [])]
         exposed = sorted(p for p in ports if p in MODEL_SERVER_PORTS)
         if exposed and not _cfg(args, "allow_direct_access"):
             report_violation(f"node {s.get('node', args.name)!r} publishes model server ports {exposed} without auth "
@@ -145,7 +146,7 @@ CREDENTIAL_PATTERNS = [
     ("an AWS access key id", re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
     # A value, not a reference to one (os.environ/NAME as LiteLLM reads it, $NAME in a shell).
     ("a credential assignment", re.compile(
-        r"(?i)\b[A-Z0-9_]*(API_KEY|TOKEN|PASSWORD|SECRET)[A-Z0-9_]*\s*[=:]\s*['\"]?(?!os\.environ/)[^\s'\"$]{8,}")),
+        r"(?i)\b[A-Z0-9_]*(API_KEY|TOKEN|PASSWORD|SECRET)[A-Z0-9_]*\s*[=:]\s*['\"]?(?!os\.environ/|\[secret\])[^\s'\"$]{8,}")),
 ]
 # Fields that others can read (vendor consoles, process lists, logs, tags): no credential belongs there.
 VISIBLE_FIELDS: Dict[str, Tuple[str, ...]] = {

@@ -35,7 +35,7 @@ from providers.http import CloudError, LostResponse, NoCapacity, OfferTaken
 
 # Bump when the provider's behaviour changes so existing resources pick it up on the next up.
 PROVIDER_VERSION = "1"
-REPLACE_KEYS = ("clouds", "request", "launch")
+REPLACE_KEYS = ("clouds", "request", "launch", "secrets")
 UPDATE_KEYS = ("power", "bid_per_hour", "label", "stamps", "version")
 INPUT_KEYS = REPLACE_KEYS + UPDATE_KEYS
 CONFIG_KEYS = (
@@ -49,6 +49,20 @@ SEARCH_ROUNDS = 3
 
 def _seconds(env: str, default: float) -> float:
     return float(os.environ.get(env, str(default)))
+
+
+def _launch(props: Dict[str, Any]) -> Dict[str, Any]:
+    """The launch spec with its secret parts merged in. ``secrets`` (cloud-init carrying secret files, env
+    values from config secrets) is an input of its own so that only it is encrypted in state, and the
+    ports, image and plain env stay readable for diffs and the policy pack."""
+    launch = dict(props.get("launch") or {})
+    secret = props.get("secrets") or {}
+    if isinstance(secret, dict):
+        if secret.get("cloud_init"):
+            launch["cloud_init"] = secret["cloud_init"]
+        if secret.get("env"):
+            launch["env"] = {**(launch.get("env") or {}), **secret["env"]}
+    return launch
 
 
 def split_id(id_: str) -> Tuple[str, str]:
@@ -84,7 +98,7 @@ class GpuInstanceProvider(ResourceProvider):
         except ValidationError as err:
             failures.append(CheckFailure("request", str(err)))
         try:
-            LaunchSpec.model_validate({**(news.get("launch") or {}), "label": news.get("label") or "x"})
+            LaunchSpec.model_validate({**_launch(news), "label": news.get("label") or "x"})
         except ValidationError as err:
             failures.append(CheckFailure("launch", str(err)))
         bid = news.get("bid_per_hour")
@@ -103,7 +117,7 @@ class GpuInstanceProvider(ResourceProvider):
     def create(self, props: Dict[str, Any]) -> CreateResult:
         label = props["label"]
         request = NodeRequest.model_validate(props["request"])
-        spec = LaunchSpec.model_validate({**props["launch"], "label": label, "bid_per_hour": props.get("bid_per_hour")})
+        spec = LaunchSpec.model_validate({**_launch(props), "label": label, "bid_per_hour": props.get("bid_per_hour")})
         said: List[str] = []
         for cloud in props["clouds"]:
             c = self._client(cloud)

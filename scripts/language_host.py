@@ -110,7 +110,9 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         for kv in request.env:
             k, _, v = kv.partition("=")
             env[k] = v
-        proc = subprocess.Popen([python, "-u", "-m", "pulumi.policy", *request.args], cwd=pwd, env=env,
+        # The engine passes only its address; the pack's directory is the program `pulumi.policy` runs.
+        pack = (info.program_directory or info.root_directory) if info else pwd
+        proc = subprocess.Popen([python, "-u", "-m", "pulumi.policy", *request.args, pack], cwd=pack, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         chunks: "list" = []
         lock = threading.Condition()

@@ -123,11 +123,18 @@ def main() -> int:
     with fake_clouds() as fakes:
         st = stack(engine_env(fakes, state))
         out = print
-        print("== pulumi up (sandbox)")
-        up = st.up(on_output=out)
+        import json
+
+        from policy.pack_config import pack_config
+
+        config = state / "policy-config.json"
+        config.write_text(json.dumps(pack_config("sandbox")))
+        enforced = {"policy_packs": [str(ROOT / "policy")], "policy_pack_configs": [str(config)]}
+        print("== pulumi up (sandbox, policy pack enforced)")
+        up = st.up(on_output=out, **enforced)
         print(f"\nrented: {alive(fakes)}  models: {pulled(fakes)}  changes: {up.summary.resource_changes}")
         print("== pulumi preview (expect no changes)")
-        st.preview(on_output=out, expect_no_changes=True)
+        st.preview(on_output=out, expect_no_changes=True, **enforced)
         print("== pulumi refresh")
         st.refresh(on_output=out)
         if args.keep:

@@ -6,7 +6,9 @@ committed. Skipped where the Pulumi CLI built by scripts/build-pulumi.sh is abse
 import json
 
 import pytest
+from pulumi.automation import errors
 
+from policy.pack_config import pack_config
 from scripts import sandbox
 
 pytestmark = [
@@ -17,25 +19,45 @@ pytestmark = [
 
 INSTANCES, MODELS = 3, 5
 RESOURCES = 5 + INSTANCES + MODELS  # stack, estate, three node components, instances, models
+HF_TOKEN = "hf_sandboxTokenNotForRealUse42"  # the value of the secure gpu-estate:HF_TOKEN in Pulumi.sandbox.yaml
 
 
 @pytest.fixture(scope="module")
 def estate(tmp_path_factory):
     work = sandbox.project_copy(tmp_path_factory.mktemp("project"))
     with sandbox.fake_clouds() as fakes:
-        st = sandbox.stack(sandbox.engine_env(fakes, tmp_path_factory.mktemp("engine")), work_dir=work)
-        yield st, fakes
+        state_dir = tmp_path_factory.mktemp("engine")
+        st = sandbox.stack(sandbox.engine_env(fakes, state_dir), work_dir=work)
+        st.state_dir = state_dir
+        yield st, fakes, work
         st.destroy()
 
 
+def pack(work, **overrides):
+    """The policy pack and its config for the sandbox, with some policies' config replaced."""
+    config = {**pack_config("sandbox"), **overrides}
+    path = work / "policy-config.json"
+    path.write_text(json.dumps(config))
+    return {"policy_packs": [str(work / "policy")], "policy_pack_configs": [str(path)]}
+
+
+def test_the_policy_pack_blocks_an_up_over_budget(estate):
+    st, fakes, work = estate
+    with pytest.raises(errors.CommandError) as refused:
+        st.up(**pack(work, **{"estate-plan-budget": {"monthly_usd": 50}, "estate-monthly-budget": {"monthly_usd": 50}}))
+    assert "the estate plans $128.00/month for 3 nodes, above the monthly budget $50.00" in str(refused.value)
+    assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}  # nothing was rented
+
+
 def test_lifecycle(estate):
-    st, fakes = estate
-    preview = st.preview()
-    assert preview.change_summary.get("create") == RESOURCES
+    st, fakes, work = estate
+    # The refused up above left only the stack itself behind.
+    preview = st.preview(**pack(work))
+    assert preview.change_summary == {"create": RESOURCES - 1, "same": 1}
     assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
 
-    up = st.up()
-    assert up.summary.resource_changes == {"create": RESOURCES}
+    up = st.up(**pack(work))
+    assert up.summary.resource_changes == {"create": RESOURCES - 1, "same": 1}
     assert sandbox.alive(fakes) == {"tensordock": 1, "vastai": 1, "runpod": 1}
     assert sandbox.pulled(fakes) == {"tensordock": ["llama3.2:3b", "qwen3:8b"], "vastai": ["qwen3:14b", "qwen3:8b"],
                                      "runpod": ["tinyllama:1.1b"]}
@@ -43,7 +65,15 @@ def test_lifecycle(estate):
     assert nodes["inference"]["ports"]["11434"] > 0
     assert up.outputs["cost"].value["total_monthly_usd"] == 128
 
-    again = st.up()
+    # The config secret reached the instance, and the state holds it only encrypted.
+    (qwen,) = fakes["vastai"].alive()
+    assert qwen["env"]["HF_TOKEN"] == HF_TOKEN
+    (checkpoint,) = (st.state_dir / "state").rglob("sandbox.json")  # the state as the backend stores it
+    assert '"ciphertext"' in checkpoint.read_text()
+    stored = [p for p in st.state_dir.rglob("*") if p.is_file()]  # with its history and backups
+    assert len(stored) > 2 and not [p for p in stored if HF_TOKEN.encode() in p.read_bytes()]
+
+    again = st.up(**pack(work))
     assert again.summary.resource_changes == {"same": RESOURCES}
     assert sum(o.pulls() for o in fakes["ollama"].values()) == MODELS  # present models cost no pull
 

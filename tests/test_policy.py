@@ -8,7 +8,7 @@ from pulumi_policy import (
     PolicyResource, PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs,
 )
 
-from policy import budget, safety
+from policy import budget, redact, safety
 from policy.pack_config import pack_config
 from tests.mocks import run_program, stack_config
 
@@ -22,7 +22,9 @@ def opts():
 
 
 def as_resources(mocks):
-    return [PolicyResource(r.typ, r.inputs, f"urn:{r.name}", r.name, opts(), None, None, [], {}) for r in mocks.resources]
+    """The registered resources as the pack sees them: secret values replaced, as policy/redact.py does."""
+    return [PolicyResource(r.typ, redact.redact(r.raw_inputs), f"urn:{r.name}", r.name, opts(), None, None, [], {})
+            for r in mocks.resources]
 
 
 def violations(resources, config):
@@ -57,7 +59,7 @@ def test_committed_stacks_pass_with_their_pack_config(captured):
 
 def test_every_policy_has_a_name_description_and_level():
     names = [p.name for p in POLICIES]
-    assert len(set(names)) == len(names) == 12
+    assert len(set(names)) == len(names) == 13
     for p in POLICIES:
         assert p.description and p.enforcement_level is not None
 
@@ -73,6 +75,8 @@ def test_a_stack_file_over_its_budget_is_refused_by_the_pack(tmp_path, captured)
     found = violations(resources, pack_config(stack, root=tmp_path))
     (msg,) = [m for p, m in found if p == "estate-monthly-budget"]
     assert "exceeds the monthly budget $40.00" in msg
+    (msg,) = [m for p, m in found if p == "estate-plan-budget"]
+    assert "above the monthly budget $40.00; nothing was rented" in msg
 
 
 def test_the_monthly_estimate_counts_fixed_costs():
@@ -185,3 +189,22 @@ def test_models_must_fit_the_nodes_vram():
 def test_litellm_key_references_are_not_credentials():
     props = {"create": "cat > config.yaml <<'EOF'\n    api_key: os.environ/OPENAI_API_KEY\nEOF"}
     assert one(safety.no_credentials_in_visible_fields, "command:remote:Command", props) == []
+
+
+def test_a_credential_passed_as_a_secret_passes_and_the_same_in_plain_text_fails():
+    secret = {"launch": {"env": {"HF_TOKEN": {redact.deserialize.SPECIAL_SIG_KEY: redact.deserialize.SPECIAL_SECRET_SIG,
+                                              "value": "hf_abcdefghijklmnopqrstuvwxyz"}}}}
+    assert one(safety.no_credentials_in_visible_fields, GPU, redact.redact(secret)) == []
+    (msg,) = one(safety.no_credentials_in_visible_fields, GPU, {"launch": {"env": {"HF_TOKEN": "hf_abcdefghijklmnopqrstuvwxyz"}}})
+    assert "launch.env holds a credential assignment in plain text" in msg
+
+
+def test_the_pack_hides_secret_values_from_validations():
+    from pulumi_policy import policy as pp
+    raw = {"a": {redact.deserialize.SPECIAL_SIG_KEY: redact.deserialize.SPECIAL_SECRET_SIG, "value": "s3cr3t"}, "b": 1}
+    saved = pp.deserialize_properties
+    try:
+        redact.install()
+        assert pp.deserialize_properties(raw) == {"a": "[secret]", "b": 1}
+    finally:
+        pp.deserialize_properties = saved

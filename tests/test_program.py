@@ -25,7 +25,7 @@ def test_dev_rents_one_tensordock_4090_with_ollama_and_webui(dev):
     assert inst.inputs["request"]["gpu_model"] == "rtx4090"
     assert inst.inputs["request"]["max_price_per_hour"] == 0.40
     assert inst.inputs["power"] == "running"
-    cloud_init = inst.inputs["launch"]["cloud_init"]
+    cloud_init = inst.inputs["launch"]["cloud_init"]  # dev has no secrets: plain and readable
     assert cloud_init.startswith("#cloud-config")
     for image in ("ollama/ollama", "open-webui"):
         assert image in cloud_init
@@ -149,8 +149,9 @@ def test_generated_passwords_and_bucket_keys_reach_nodes_only_as_secrets(prod):
 
     assert prod.named("training-pg-password").typ == "random:index/randomPassword:RandomPassword"
     training = prod.named("training-instance")
-    assert MOCK_SECRET in training.inputs["launch"]["cloud_init"]  # the password file is in cloud-init
-    assert training.secret_paths  # ... and cloud-init travels as a secret
+    assert MOCK_SECRET in training.inputs["secrets"]["cloud_init"]  # the password file is in cloud-init
+    assert "secrets" in training.secret_paths  # ... which travels as a secret input of its own
+    assert "launch" not in training.secret_paths and training.inputs["launch"]["image"] == "ubuntu2404"
     for r in prod.resources:
         assert MOCK_SECRET not in repr(redacted(r.raw_inputs)), f"{r.name} holds a secret in plain text"
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from components import workloads
-from components.spec import WorkloadKind, parse_spec
+from components.spec import TOP_LEVEL_KEYS, WorkloadKind, parse_spec
 from tests.mocks import stack_config
 
 SECRETS = workloads.NodeSecrets(
@@ -23,7 +23,9 @@ SECRETS = workloads.NodeSecrets(
 
 
 def spec_of(stack):
-    return parse_spec({k.split(":", 1)[1]: v for k, v in stack_config(stack).items()})
+    """The stack's estate keys (config secrets such as gpu-estate:HF_TOKEN are not part of the spec)."""
+    return parse_spec({k.split(":", 1)[1]: v for k, v in stack_config(stack).items()
+                       if k.split(":", 1)[1] in TOP_LEVEL_KEYS})
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +228,32 @@ def test_every_bucket_a_node_reads_gets_a_credentials_file(prod):
         url="s3://b", aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="s3-secret")})
     files = dict(workloads.secret_files(prod.nodes["inference"], s3))
     assert files == {"/opt/estate/secrets/ckpt-s3.env": "AWS_ACCESS_KEY_ID=AKIAEXAMPLE\nAWS_SECRET_ACCESS_KEY=s3-secret\n"}
+
+
+def test_secret_env_reaches_vm_workloads_through_a_0600_env_file(prod):
+    raw = {k.split(":", 1)[1]: v for k, v in stack_config("prod").items()}
+    raw["nodes"]["inference"]["workloads"]["ollama"]["secret_env"] = ["HF_TOKEN"]
+    node = parse_spec(raw).nodes["inference"]
+    secrets = workloads.NodeSecrets(env={"HF_TOKEN": "hf_value_123456"})
+    assert workloads.compose_project(node, secrets)["services"]["ollama"]["env_file"] == ["/opt/estate/secrets/ollama.env"]
+    assert "hf_value_123456" not in workloads.render_compose(node, secrets)
+    assert dict(workloads.secret_files(node, secrets))["/opt/estate/secrets/ollama.env"] == "HF_TOKEN=hf_value_123456\n"
+
+
+def test_a_missing_config_secret_names_the_key_before_anything_is_created():
+    from components.spec import ConfigError, load_spec
+
+    class Config:
+        def __init__(self, values):
+            self.values = values
+
+        def get_object(self, key):
+            return self.values.get(key)
+
+        def get_secret(self, key):
+            return None
+
+    raw = {k.split(":", 1)[1]: v for k, v in stack_config("sandbox").items() if k.split(":", 1)[1] in TOP_LEVEL_KEYS}
+    with pytest.raises(ConfigError, match=r"gpu-estate:nodes.qwen.workloads.ollama.secret_env\[0\]: no config secret "
+                                          r"gpu-estate:HF_TOKEN: run `pulumi config set --secret gpu-estate:HF_TOKEN"):
+        load_spec(Config(raw))
