@@ -1,0 +1,88 @@
+"""Time `pulumi preview` and `pulumi up` through the real engine for estates of 1, 4 and 16 nodes on the
+sandbox (loopback Vast.ai and Ollama with a fixed latency per call), and print the figures and their
+ratios to one node. Each node is a Vast.ai instance with one Ollama model, so an estate of N nodes has
+2N + 3 resources; the engine runs their operations in parallel.
+
+    .venv/bin/python benchmarks/bench_engine.py [--counts 1,4,16] [--latency 0.05]
+
+Needs the CLI that `make setup` builds. Runs on a copy of the project; the committed stack file is
+left as it is.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts import sandbox  # noqa: E402
+from tests.fakes.vastai import FakeVast  # noqa: E402
+
+
+def estate(n: int) -> dict:
+    node = {"provider": "vastai", "gpu": {"model": "rtx4090"}, "max_price_per_hour": 0.5, "hours_per_month": 100,
+            "idle_shutdown_minutes": 30, "access": "direct", "workloads": {"ollama": {"models": ["tinyllama:1.1b"]}}}
+    return {f"node-{i}": dict(node) for i in range(n)}
+
+
+def measure(n: int, latency: float, work: Path, state: Path) -> tuple:
+    with sandbox.fake_clouds() as fakes:
+        vast: FakeVast = fakes["vastai"]
+        vast.offers = [FakeVast.offer(7000 + i, "RTX 4090", 1, 0.30 + i / 1000, 0.2, "US", 0.99) for i in range(n)]
+        for fake in (vast, fakes["ollama"]["vastai"]):
+            fake.latency = latency
+        st = sandbox.stack(sandbox.engine_env(fakes, state), work_dir=work)
+        st.set_config("gpu-estate:nodes", sandbox.auto_config(estate(n)))
+        st.set_config("gpu-estate:budget", sandbox.auto_config({"monthly_usd": 100000}))
+        try:
+            start = time.perf_counter()
+            st.preview()
+            preview = time.perf_counter() - start
+            start = time.perf_counter()
+            st.up()
+            up = time.perf_counter() - start
+            assert len(vast.alive()) == n, f"{len(vast.alive())} of {n} nodes rented"
+        finally:
+            st.destroy()
+            st.workspace.remove_stack(st.name)
+    return preview, up
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--counts", default="1,4,16")
+    ap.add_argument("--latency", type=float, default=0.05, help="seconds each loopback API call takes")
+    args = ap.parse_args()
+    if not (sandbox.PULUMI_BIN / "pulumi").exists():
+        print(f"no Pulumi CLI at {sandbox.PULUMI_BIN}: run `make setup` first", file=sys.stderr)
+        return 2
+    counts = [int(c) for c in args.counts.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="estate-bench-"))
+    try:
+        work = sandbox.project_copy(tmp / "project")
+        rows = []
+        for n in counts:
+            preview, up = measure(n, args.latency, work, tmp / f"state-{n}")
+            rows.append((n, preview, up))
+            print(f"{n:>3} nodes ({2 * n + 3:>2} resources): preview {preview:6.2f} s   up {up:6.2f} s", flush=True)
+        base_preview, base_up = rows[0][1], rows[0][2]
+        print(f"\nratios to {rows[0][0]} node (latency {args.latency:.3f} s per call):")
+        for n, preview, up in rows:
+            print(f"{n:>3} nodes: preview x{preview / base_preview:4.2f}   up x{up / base_up:4.2f}")
+        print(json.dumps({"latency_s": args.latency, "results": [
+            {"nodes": n, "preview_s": round(p, 2), "up_s": round(u, 2)} for n, p, u in rows]}))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("ESTATE_POLL_SECONDS", "0.2")
+    sys.exit(main())
