@@ -94,7 +94,9 @@ class Estate(pulumi.ComponentResource):
             ), pulumi.ResourceOptions(parent=self))
         self.models = self._model_library(spec)
         self.gateway = self.edge = None
-        if spec.gateway is not None:
+        if spec.gateway is not None and spec.gateway.deploy == "local":
+            self.gateway = self._local_gateway(spec, args)
+        elif spec.gateway is not None:
             from components.edge import Edge
             from components.gateway_host import GatewayHost
 
@@ -108,6 +110,20 @@ class Estate(pulumi.ComponentResource):
         self.capacity = capacity_table(spec)
         self.urls = self._url_map(spec)
         self.register_outputs({OUTPUT_COST: self.cost, OUTPUT_CAPACITY: self.capacity, OUTPUT_URLS: self.urls})
+
+    def _local_gateway(self, spec: EstateSpec, args: EstateArgs) -> "LocalGateway":
+        from pathlib import Path
+
+        from components.gateway_host import render_outputs
+        from providers.local_gateway import LocalGateway
+
+        state_dir = Path.cwd() / ".estate" / args.stack / "gateway"
+        gateway = LocalGateway("gateway", {
+            "config": render_outputs(spec, self.nodes).apply(lambda r: r[0]),
+            "port": spec.gateway.port, "state_dir": str(state_dir),
+        }, pulumi.ResourceOptions(parent=self, depends_on=list(self.models.values())))
+        gateway.tunnels = {}
+        return gateway
 
     def _model_library(self, spec: EstateSpec) -> Dict[str, "OllamaModel"]:
         """One Ollama model resource per (node, tag): editing a model list pulls or removes exactly those."""
@@ -149,11 +165,15 @@ class Estate(pulumi.ComponentResource):
         return rows
 
     def gateway_outputs(self) -> Dict[str, object]:
+        """Where clients reach the gateway, its tunnels and the hash of the config it runs."""
+        import hashlib
+
         if self.gateway is None:
             return {}
-        spec_gw = self.gateway
-        return {"url": f"http://127.0.0.1:{self._gateway_port}", "tunnels": spec_gw.tunnels,
-                "config_sha256": spec_gw.config.apply(lambda c: __import__("hashlib").sha256(c.encode()).hexdigest())}
+        g = self.gateway
+        url = getattr(g, "url", None) or f"http://127.0.0.1:{self._gateway_port}"
+        return {"url": url, "tunnels": g.tunnels,
+                "config_sha256": g.config.apply(lambda c: hashlib.sha256(c.encode()).hexdigest())}
 
     def node_outputs(self) -> Dict[str, pulumi.Output]:
         return {

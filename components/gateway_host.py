@@ -36,6 +36,27 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def render_outputs(spec: EstateSpec, nodes: Mapping[str, object]) -> pulumi.Output:
+    """(LiteLLM config, gateway units) once the nodes the gateway reaches directly have addresses and
+    every node its price; the tunnelled nodes' SSH hosts go into the autossh units."""
+    plan = gw.tunnel_plan(spec)
+    direct = {n: pulumi.Output.all(nodes[n].address, nodes[n].ports) for n in spec.nodes
+              if spec.nodes[n].access.value == "direct" and n != spec.gateway.node}
+    prices = {n: nodes[n].hourly_price for n in spec.nodes}
+    ssh = {n: pulumi.Output.all(nodes[n].ssh_host, nodes[n].ssh_port) for n in plan}
+
+    def render(args: Dict[str, object]) -> Tuple[str, Dict[str, str]]:
+        endpoints = {n: tuple(v) for n, v in args["direct"].items()}
+        hourly = {n: float(p) for n, p in args["prices"].items() if p is not None}
+        config = gw.render_litellm_config(spec, endpoints, hourly)
+        hosts = {n: (h, int(p or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user) for n, (h, p) in args["ssh"].items()}
+        return config, gw.gateway_units(spec, plan, hosts)
+
+    return pulumi.Output.all(direct=pulumi.Output.all(**direct) if direct else {},
+                             prices=pulumi.Output.all(**prices), ssh=pulumi.Output.all(**ssh) if ssh else {}
+                             ).apply(render)
+
+
 class GatewayHost(pulumi.ComponentResource):
     master_key: pulumi.Output[str]
     config: pulumi.Output[str]
@@ -58,22 +79,7 @@ class GatewayHost(pulumi.ComponentResource):
         self.master_key_password = random.RandomPassword(f"{name}-master-key", length=40, special=False, opts=child)
         self.master_key = pulumi.Output.secret(self.master_key_password.result.apply(lambda r: f"sk-{r}"))
 
-        direct = {n: pulumi.Output.all(nodes[n].address, nodes[n].ports) for n in spec.nodes
-                  if spec.nodes[n].access.value == "direct" and n != g.node}
-        prices = {n: nodes[n].hourly_price for n in spec.nodes}
-        ssh = {n: pulumi.Output.all(nodes[n].ssh_host, nodes[n].ssh_port) for n in plan}
-
-        def render(args: Dict[str, object]) -> Tuple[str, Dict[str, str]]:
-            endpoints = {n: tuple(v) for n, v in args["direct"].items()}
-            hourly = {n: float(p) for n, p in args["prices"].items() if p is not None}
-            config = gw.render_litellm_config(spec, endpoints, hourly)
-            hosts = {n: (h, int(p or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user) for n, (h, p) in args["ssh"].items()}
-            units = gw.gateway_units(spec, plan, hosts)
-            return config, units
-
-        rendered = pulumi.Output.all(direct=pulumi.Output.all(**direct) if direct else {},
-                                     prices=pulumi.Output.all(**prices), ssh=pulumi.Output.all(**ssh) if ssh else {}
-                                     ).apply(render)
+        rendered = render_outputs(spec, nodes)
         self.config = rendered.apply(lambda r: r[0])
         units = rendered.apply(lambda r: r[1])
         if extra_units is not None:

@@ -267,7 +267,12 @@ class GatewaySpec(_Model):
         r"latency-based-routing|cost-based-routing)$",
     )
     num_retries: int = Field(2, ge=0, le=10)
-    port: int = Field(4000, ge=1, le=65535)
+    port: int = Field(4000, ge=0, le=65535)
+    """Where LiteLLM listens on the gateway host's loopback; 0 (local deploy only) takes a free port."""
+    deploy: str = Field("ssh", pattern=r"^(ssh|local)$")
+    """``ssh``: units on the gateway node over SSH. ``local``: a LiteLLM process on the machine running
+    `pulumi up` (a workstation, the sandbox), reaching nodes directly; the node must be an owned host at
+    127.0.0.1."""
 
 
 class TunnelSpec(_Model):
@@ -490,6 +495,17 @@ def check_estate(spec: EstateSpec) -> List[Tuple[str, str]]:
         for alias in g.timeouts:
             if alias != "default" and alias not in known:
                 problems.append((f"{gpath}.timeouts.{alias}", f"unknown alias {alias!r}"))
+        host = spec.nodes.get(g.node)
+        if g.deploy == "local":
+            if host is not None and (host.provider is not Provider.HOST or host.address not in ("127.0.0.1", "localhost")):
+                problems.append((f"{gpath}.deploy", f"local runs LiteLLM on this machine: node {g.node!r} must be "
+                                                    "provider 'host' with address 127.0.0.1 (got 'local')"))
+            remote = [n for n, node in spec.nodes.items() if n != g.node and node.access is Access.SSH]
+            if remote or spec.routes:
+                problems.append((f"{gpath}.deploy", "local reaches nodes directly and publishes no routes: "
+                                                    f"{', '.join(remote) or 'routes'} need deploy 'ssh' (got 'local')"))
+        elif g.port == 0:
+            problems.append((f"{gpath}.port", "a free port is only picked for deploy 'local' (got 0)"))
 
     for i, t in enumerate(spec.tunnels):
         tpath = f"{ns}:tunnels[{i}]"

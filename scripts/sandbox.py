@@ -55,6 +55,7 @@ def engine_env(fakes: Dict[str, object], state_dir: Path) -> Dict[str, str]:
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         "GPU_ESTATE_PYTHON": str(ROOT / ".venv" / "bin" / "python"),
+        "GPU_ESTATE_LITELLM": os.environ.get("GPU_ESTATE_LITELLM", str(ROOT / ".venv-gateway" / "bin" / "litellm")),
         "TENSORDOCK_API_URL": f"{td.url}/api/v2", "TENSORDOCK_API_TOKEN": td.token,
         "VASTAI_API_URL": f"{vast.url}/api/v0", "VASTAI_API_KEY": "sandbox-vast-key",
         "RUNPOD_API_URL": f"{rp.url}/graphql", "RUNPOD_API_KEY": "sandbox-runpod-key",
@@ -133,6 +134,11 @@ def main() -> int:
         print("== pulumi up (sandbox, policy pack enforced)")
         up = st.up(on_output=out, **enforced)
         print(f"\nrented: {alive(fakes)}  models: {pulled(fakes)}  changes: {up.summary.resource_changes}")
+        if "gateway" in up.outputs:
+            url = up.outputs["gateway"].value["url"]
+            print(f"gateway: {url} (key: `pulumi stack output gateway_master_key --show-secrets`), e.g.\n"
+                  f"  curl {url}/v1/chat/completions -H 'Authorization: Bearer $KEY' "
+                  "-d '{\"model\": \"chat\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'")
         print("== pulumi preview (expect no changes)")
         st.preview(on_output=out, expect_no_changes=True, **enforced)
         print("== pulumi refresh")

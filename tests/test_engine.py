@@ -6,6 +6,7 @@ committed. Skipped where the Pulumi CLI built by scripts/build-pulumi.sh is abse
 import json
 
 import pytest
+import requests
 from pulumi.automation import errors
 
 from policy.pack_config import pack_config
@@ -18,7 +19,7 @@ pytestmark = [
 ]
 
 INSTANCES, MODELS = 3, 5
-RESOURCES = 5 + INSTANCES + MODELS  # stack, estate, three node components, instances, models
+RESOURCES = 6 + INSTANCES + MODELS + 1  # stack, estate, four node components, instances, models, gateway
 HF_TOKEN = "hf_sandboxTokenNotForRealUse42"  # the value of the secure gpu-estate:HF_TOKEN in Pulumi.sandbox.yaml
 
 
@@ -45,7 +46,7 @@ def test_the_policy_pack_blocks_an_up_over_budget(estate):
     st, fakes, work = estate
     with pytest.raises(errors.CommandError) as refused:
         st.up(**pack(work, **{"estate-plan-budget": {"monthly_usd": 50}, "estate-monthly-budget": {"monthly_usd": 50}}))
-    assert "the estate plans $128.00/month for 3 nodes, above the monthly budget $50.00" in str(refused.value)
+    assert "the estate plans $128.00/month for 4 nodes, above the monthly budget $50.00" in str(refused.value)
     assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}  # nothing was rented
 
 
@@ -65,25 +66,37 @@ def test_lifecycle(estate):
     assert nodes["inference"]["ports"]["11434"] > 0
     assert up.outputs["cost"].value["total_monthly_usd"] == 128
 
+    # The gateway answers for the aliases, routed to the loopback Ollamas of the nodes serving them.
+    gateway, master_key = up.outputs["gateway"].value, up.outputs["gateway_master_key"]
+    assert master_key.secret and master_key.value.startswith("sk-")
+    auth = {"Authorization": f"Bearer {master_key.value}"}
+    models = requests.get(f"{gateway['url']}/v1/models", headers=auth, timeout=10).json()
+    assert sorted(m["id"] for m in models["data"]) == ["big", "chat", "fast"]
+    answer = requests.post(f"{gateway['url']}/v1/chat/completions", headers=auth, timeout=60,
+                           json={"model": "big", "messages": [{"role": "user", "content": "hi"}]}).json()
+    assert answer["choices"][0]["message"]["content"] == "vastai-ollama answers with qwen3:14b"
+
     # The config secret reached the instance, and the state holds it only encrypted.
     (qwen,) = fakes["vastai"].alive()
     assert qwen["env"]["HF_TOKEN"] == HF_TOKEN
     (checkpoint,) = (st.state_dir / "state").rglob("sandbox.json")  # the state as the backend stores it
     assert '"ciphertext"' in checkpoint.read_text()
     stored = [p for p in st.state_dir.rglob("*") if p.is_file()]  # with its history and backups
-    assert len(stored) > 2 and not [p for p in stored if HF_TOKEN.encode() in p.read_bytes()]
+    for secret in (HF_TOKEN, master_key.value):
+        assert len(stored) > 2 and not [p for p in stored if secret.encode() in p.read_bytes()]
 
     again = st.up(**pack(work))
     assert again.summary.resource_changes == {"same": RESOURCES}
     assert sum(o.pulls() for o in fakes["ollama"].values()) == MODELS  # present models cost no pull
 
-    # Editing one node's model list pulls the new tag and removes the dropped one, nothing else.
+    # Editing one node's model list pulls the new tag and removes the dropped one; the only other change
+    # is the gateway's config, which no longer routes qwen3:8b to that node.
     ids = {name: [i["id"] for i in fakes[name].alive()] for name in ("tensordock", "vastai", "runpod")}
     nodes_cfg = json.loads(st.get_config("gpu-estate:nodes").value)
     nodes_cfg["qwen"]["workloads"]["ollama"]["models"] = ["qwen3:14b", "llama3.2:3b"]
     st.set_config("gpu-estate:nodes", sandbox.auto_config(nodes_cfg))
     edit = st.up()
-    assert edit.summary.resource_changes == {"create": 1, "delete": 1, "same": RESOURCES - 1}
+    assert edit.summary.resource_changes == {"create": 1, "delete": 1, "update": 1, "same": RESOURCES - 2}
     assert sandbox.pulled(fakes)["vastai"] == ["llama3.2:3b", "qwen3:14b"]
     assert {name: [i["id"] for i in fakes[name].alive()] for name in ids} == ids
 
@@ -108,3 +121,5 @@ def test_lifecycle(estate):
     st.destroy()
     assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
     assert sandbox.pulled(fakes) == {"tensordock": [], "vastai": [], "runpod": []}
+    with pytest.raises(requests.ConnectionError):  # the gateway process is gone too
+        requests.get(f"{gateway['url']}/health/liveliness", timeout=5)

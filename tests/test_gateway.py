@@ -242,3 +242,17 @@ def test_with_the_primary_down_the_request_falls_back(litellm_proxy):
     resp = chat(litellm_proxy, "gpt-4")
     assert resp.status_code == 200, resp.text + litellm_proxy["log"].read_text()[-2000:]
     assert resp.json()["choices"][0]["message"]["content"] == "small answers with llama3.2:3b"
+
+
+def test_a_local_gateway_must_be_this_machine_and_reach_nodes_directly():
+    r = raw("prod")
+    r["gateway"]["deploy"] = "local"
+    with pytest.raises(ConfigError) as err:
+        parse_spec(r)
+    text = str(err.value)
+    assert "gpu-estate:gateway.deploy: local runs LiteLLM on this machine: node 'vps' must be provider 'host' with address 127.0.0.1" in text
+    assert "need deploy 'ssh' (got 'local')" in text
+    r = raw("prod")
+    r["gateway"]["port"] = 0
+    with pytest.raises(ConfigError, match=r"gpu-estate:gateway.port: a free port is only picked for deploy 'local' \(got 0\)"):
+        parse_spec(r)

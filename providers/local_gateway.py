@@ -1,0 +1,141 @@
+"""A LiteLLM gateway run as a process on the machine that runs `pulumi up` (``gateway.deploy: local``).
+
+For a workstation or the sandbox: the gateway reaches nodes directly, listens on 127.0.0.1, and keeps
+its config, log and pid under ``state_dir``. The process outlives the engine (its own session); read
+reports it gone when it died, so the next `up` starts it again; a config change restarts it with the
+same master key; delete stops it and waits until its port is closed.
+
+The master key is generated here (``secrets.token_urlsafe``) and only ever leaves as a secret output
+(``additional_secret_outputs``) and in the process's environment, never on its command line or in a file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import pulumi
+import requests
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+
+from providers.http import CloudError
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_SECONDS = 180.0
+
+
+def litellm_binary() -> Path:
+    return Path(os.environ.get("GPU_ESTATE_LITELLM", ROOT / ".venv-gateway" / "bin" / "litellm"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(pid: Optional[int]) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:  # a zombie of ours is not alive
+        done, _ = os.waitpid(int(pid), os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/health/liveliness", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+class LocalGatewayProvider(ResourceProvider):
+    def _start(self, props: Dict[str, Any], master_key: str) -> Dict[str, Any]:
+        binary = litellm_binary()
+        if not binary.exists():
+            raise CloudError(f"no LiteLLM at {binary}: run `make setup` (or set GPU_ESTATE_LITELLM)")
+        state = Path(props["state_dir"])
+        state.mkdir(parents=True, exist_ok=True)
+        (state / "config.yaml").write_text(props["config"])
+        port = int(props.get("port") or 0) or _free_port()
+        env = {**os.environ, "LITELLM_MASTER_KEY": master_key, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+               "NO_PROXY": "127.0.0.1,localhost"}
+        log = open(state / "gateway.log", "ab")
+        proc = subprocess.Popen([str(binary), "--config", str(state / "config.yaml"), "--host", "127.0.0.1",
+                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=state, start_new_session=True)
+        log.close()
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        pulumi.log.info(f"gateway: starting LiteLLM on {url}")
+        while not _healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                self._stop(proc.pid)
+                tail = (state / "gateway.log").read_text(errors="replace")[-1500:]
+                raise CloudError(f"gateway: LiteLLM did not come up on {url}:\n{tail}")
+            time.sleep(0.5)
+        (state / "gateway.pid").write_text(str(proc.pid))
+        return {**props, "pid": proc.pid, "url": url, "master_key": master_key,
+                "config_sha256": hashlib.sha256(props["config"].encode()).hexdigest()}
+
+    @staticmethod
+    def _stop(pid: Optional[int]) -> None:
+        if not _alive(pid):
+            return
+        try:
+            os.killpg(int(pid), signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            os.killpg(int(pid), signal.SIGKILL)
+
+    def create(self, props: Dict[str, Any]) -> CreateResult:
+        outs = self._start(props, "sk-" + secrets.token_urlsafe(30))
+        return CreateResult(f"local-gateway-{outs['pid']}", outs)
+
+    def diff(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> DiffResult:
+        changed = [k for k in ("config", "port", "state_dir") if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=True)
+
+    def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
+        pulumi.log.info("gateway: config changed, restarting LiteLLM")
+        self._stop(olds.get("pid"))
+        return UpdateResult(self._start(news, olds["master_key"]))
+
+    def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
+        if not _alive(props.get("pid")) or not _healthy(props.get("url") or ""):
+            return ReadResult("", {})
+        return ReadResult(id_, props)
+
+    def delete(self, _id: str, props: Dict[str, Any]) -> None:
+        self._stop(props.get("pid"))
+        if _alive(props.get("pid")):
+            raise CloudError(f"gateway: LiteLLM (pid {props.get('pid')}) is still running; it stays in state")
+
+
+class LocalGateway(Resource, module="gateway", name="Local"):
+    """``pulumi-python:dynamic/gateway:Local``: LiteLLM on this machine's loopback."""
+
+    url: pulumi.Output[str]
+    master_key: pulumi.Output[str]
+    pid: pulumi.Output[int]
+
+    def __init__(self, name: str, props: Dict[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["master_key"]))
+        super().__init__(LocalGatewayProvider(), name,
+                         {"url": None, "master_key": None, "pid": None, "config_sha256": None, **props}, opts)
