@@ -145,7 +145,7 @@ class Estate(pulumi.ComponentResource):
                     "stamps": {"node": node_name, "model_vram_gb": catalog.ollama_model(tag)["vram_gb"],
                                "vram_gb": node.gpu.vram_gb if node.gpu else 0,
                                "max_loaded": ollama.max_loaded or 0},
-                }, pulumi.ResourceOptions(parent=gpu_node))
+                }, pulumi.ResourceOptions(parent=gpu_node, depends_on=gpu_node.workloads_ready))
         return models
 
     @staticmethod

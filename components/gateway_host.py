@@ -16,20 +16,10 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import pulumi
 
 from components import gateway as gw
+from components.workloads import heredoc_script
 from components.spec import EstateSpec, WorkloadKind
 
 TYPE = "gpu-estate:index:Gateway"
-
-
-def heredoc_script(files: Mapping[str, str], mode: str = "0644") -> str:
-    """Shell that writes each file with a quoted heredoc (no expansion) whose end marker is not in it."""
-    lines = ["set -eu"]
-    for path, content in files.items():
-        marker = "ESTATE_" + hashlib.sha256(content.encode()).hexdigest()[:12].upper()
-        lines += [f"install -d -m 0755 \"$(dirname {path})\"",
-                  f"cat > {path}.tmp <<'{marker}'", content.rstrip("\n"), marker,
-                  f"chmod {mode} {path}.tmp && mv {path}.tmp {path}"]
-    return "\n".join(lines) + "\n"
 
 
 def digest(text: str) -> str:
@@ -86,10 +76,7 @@ class GatewayHost(pulumi.ComponentResource):
             units = pulumi.Output.all(units, extra_units).apply(lambda u: {**u[0], **u[1]})
         self.units = units
 
-        connection = remote.ConnectionArgs(
-            host=host_node.ssh_host, port=host_node.ssh_port.apply(lambda p: float(p or 22)),
-            user=spec.nodes[g.node].ssh.user,
-            private_key=pulumi.Config("gpu-estate").get_secret("sshPrivateKey"))
+        connection = host_node.ssh_connection()
 
         # Secrets: the env file (master key, external keys) and the tunnel key, written 0600.
         cfg = pulumi.Config("gpu-estate")

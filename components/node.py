@@ -63,6 +63,7 @@ class GpuNode(pulumi.ComponentResource):
     def __init__(self, name: str, args: GpuNodeArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TYPE, name, None, opts)
         spec = args.spec
+        self.spec = spec
         self.stamp = stamps(name, spec, args.estimate)
         child = pulumi.ResourceOptions(parent=self)
         cfg = pulumi.Config("gpu-estate")
@@ -77,8 +78,10 @@ class GpuNode(pulumi.ComponentResource):
             self._create_gcp(name, args, child)
         else:
             self._adopt_host(spec)
+        self.workloads_ready: list = []
+        if workloads.delivered_over_ssh(spec):
+            self._deliver_workloads(name, spec, child)
         self.monthly_estimate = pulumi.Output.from_input(args.estimate.monthly_usd)
-        self.spec = spec
         self.register_outputs({
             "address": self.address, "ssh_host": self.ssh_host, "ssh_port": self.ssh_port, "ports": self.ports,
             "hourly_price": self.hourly_price, "monthly_estimate": self.monthly_estimate,
@@ -98,7 +101,7 @@ class GpuNode(pulumi.ComponentResource):
         else:
             image, env, ports, onstart = spec.image, {}, workloads.published_ports(spec), ""
             cloud_init = self._cloud_init(args)
-            if self.secrets is not None:
+            if isinstance(cloud_init, pulumi.Output):  # it carries secret files
                 secrets["cloud_init"], cloud_init = cloud_init, None
         self.instance = GpuInstance(f"{name}-instance", {
             "label": args.label,
@@ -123,6 +126,46 @@ class GpuNode(pulumi.ComponentResource):
         self.hourly_price = self.instance.launch_price_per_hour.apply(
             lambda p: p if p is not None else args.estimate.hourly_usd)
 
+    def ssh_connection(self):
+        """How pulumi-command reaches the node: its SSH endpoint and the operator key (config secret
+        ``gpu-estate:sshPrivateKey``, else the SSH agent)."""
+        from pulumi_command import remote
+
+        return remote.ConnectionArgs(
+            host=self.ssh_host, port=self.ssh_port.apply(lambda p: float(p or self.spec.ssh.port)),
+            user=self.spec.ssh.user, private_key=pulumi.Config("gpu-estate").get_secret("sshPrivateKey"))
+
+    def _deliver_workloads(self, name: str, spec: NodeSpec, opts: pulumi.ResourceOptions) -> None:
+        """The compose project (and its secret files) over SSH: a changed workload replaces its containers
+        in place, and the VM with its data directories stays."""
+        import hashlib
+
+        from pulumi_command import remote
+
+        connection = self.ssh_connection()
+        depends = []
+        secrets_hash: pulumi.Input[str] = ""
+        if self.secrets is not None:
+            bundle = pulumi.Output.secret(self.secrets.apply(
+                lambda s: workloads.secret_bundle(workloads.secret_files(spec, s))))
+            secrets_hash = bundle.apply(lambda b: hashlib.sha256(b.encode()).hexdigest())
+            depends.append(remote.Command(
+                f"{name}-secrets", connection=connection, create=workloads.INSTALL_SECRETS,
+                delete=f"rm -rf {workloads.SECRETS_DIR}", stdin=bundle, triggers=[secrets_hash], logging="none",
+                opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self._machine()))))
+        script = self.secrets.apply(lambda s: workloads.deploy_script(spec, s)) if self.secrets is not None \
+            else workloads.deploy_script(spec)
+        self.deploy = remote.Command(
+            f"{name}-workloads", connection=connection, create=script,
+            delete=f"docker compose -f {workloads.ESTATE_DIR}/compose.yaml down || true",
+            triggers=[pulumi.Output.all(script, secrets_hash).apply(
+                lambda a: hashlib.sha256(("".join(a)).encode()).hexdigest())],
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=depends + self._machine())))
+        self.workloads_ready = [self.deploy]
+
+    def _machine(self) -> list:
+        return [r for r in (getattr(self, "instance", None), getattr(self, "vm", None)) if r is not None]
+
     def _secrets(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions) -> Optional[pulumi.Output]:
         """The node's secrets as one secret output: the generated pgvector password, bucket credentials."""
         spec = args.spec
@@ -144,7 +187,10 @@ class GpuNode(pulumi.ComponentResource):
             env={k.removeprefix("env:"): v for k, v in p.items() if k.startswith("env:")}))
 
     def _cloud_init(self, args: GpuNodeArgs) -> pulumi.Input[str]:
-        """The node's cloud-init: a plain string, or a secret output when it carries secret files."""
+        """The node's cloud-init: a plain string, or a secret output when it carries secret files. Nodes
+        whose workloads arrive over SSH get the bootstrap only, which no workload edit changes."""
+        if workloads.delivered_over_ssh(args.spec):
+            return workloads.render_cloud_init(args.spec, args.open_ports, workloads=False)
         if self.secrets is None:
             return workloads.render_cloud_init(args.spec, args.open_ports)
         return pulumi.Output.secret(self.secrets.apply(

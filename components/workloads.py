@@ -15,9 +15,10 @@ env file, never as values in the compose file.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import functools
 import shlex
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import jinja2
 import yaml
@@ -192,6 +193,8 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
     services: Dict[str, object] = {}
     secrets: Dict[str, object] = {}
     for kind in node.workloads:
+        if kind is WorkloadKind.LITELLM:
+            continue  # the gateway host runs LiteLLM itself (components/gateway_host.py)
         name = kind.value
         svc: Dict[str, object] = {
             "image": node.image_for(kind),
@@ -273,22 +276,71 @@ def render_idle_units(node: NodeSpec, script: str = IDLE_SCRIPT) -> Dict[str, st
     }
 
 
-def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = (), secrets: Optional[NodeSecrets] = None) -> str:
+def delivered_over_ssh(node: NodeSpec) -> bool:
+    """Whether the node's workloads are delivered over SSH after boot (VM-like nodes reached over SSH)
+    rather than baked into cloud-init. Over SSH, editing a workload updates the compose project in place,
+    so containers are replaced while the VM and its data directories stay; cloud-init delivery (nodes
+    reached directly) can only change by replacing the machine."""
+    return not node.provider.is_container and node.access is Access.SSH and bool(compose_project(node)["services"])
+
+
+def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = (), secrets: Optional[NodeSecrets] = None,
+                      workloads: bool = True) -> str:
+    """The node's cloud-init. With ``workloads`` false it only bootstraps (Docker, toolkit, firewall, idle
+    watcher, data directories) and the compose project arrives over SSH (``delivered_over_ssh``)."""
     secrets = secrets or NodeSecrets()
     files = [{"path": path, "content": content, "permissions": "0600"}
-             for path, content in secret_files(node, secrets)]
+             for path, content in secret_files(node, secrets)] if workloads else []
     units = render_idle_units(node)
     if units:
         files.append({"path": IDLE_SCRIPT, "content": asset("idle/estate-idle.sh"), "permissions": "0755"})
         files += [{"path": f"/etc/systemd/system/{name}", "content": text, "permissions": "0644"}
                   for name, text in units.items()]
-    fetch = checkpoint_script(node, f"{DATA_DIR}/{WorkloadKind.COMFYUI.value}/{COMFYUI_MODELS}")
+    fetch = checkpoint_script(node, f"{DATA_DIR}/{WorkloadKind.COMFYUI.value}/{COMFYUI_MODELS}") if workloads else None
     if fetch:
         files.append({"path": CHECKPOINT_SCRIPT, "content": fetch, "permissions": "0755"})
     data_dirs = [f"{DATA_DIR}/{k.value}" for k in node.workloads]
-    return render("cloud-init.yaml.j2", compose=render_compose(node, secrets), ssh_port=node.ssh.port,
-                  open_ports=sorted(set(open_ports)), files=files, data_dirs=data_dirs,
+    return render("cloud-init.yaml.j2", compose=render_compose(node, secrets) if workloads else None,
+                  ssh_port=node.ssh.port, open_ports=sorted(set(open_ports)), files=files, data_dirs=data_dirs,
                   idle_timer=bool(units), fetch_checkpoints=bool(fetch))
+
+
+def heredoc_script(files: Mapping[str, str], mode: str = "0644") -> str:
+    """Shell that writes each file with a quoted heredoc (no expansion) whose end marker is not in it."""
+    lines = ["set -eu"]
+    for path, content in files.items():
+        marker = "ESTATE_" + hashlib.sha256(content.encode()).hexdigest()[:12].upper()
+        lines += [f"install -d -m 0755 \"$(dirname {path})\"",
+                  f"cat > {path}.tmp <<'{marker}'", content.rstrip("\n"), marker,
+                  f"chmod {mode} {path}.tmp && mv {path}.tmp {path}"]
+    return "\n".join(lines) + "\n"
+
+
+def secret_bundle(files: List[Tuple[str, str]]) -> str:
+    """Secret files as ``<path> <base64>`` lines, for ``INSTALL_SECRETS`` on the node's stdin."""
+    import base64
+
+    return "".join(f"{path} {base64.b64encode(content.encode()).decode()}\n" for path, content in files)
+
+
+INSTALL_SECRETS = ('set -eu; umask 077; while read -r path data; do install -d -m 0700 "$(dirname "$path")"; '
+                   'printf "%s" "$data" | base64 -d > "$path.tmp"; mv "$path.tmp" "$path"; done')
+
+
+def deploy_script(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> str:
+    """What runs on a node reached over SSH when its workloads change: wait for the bootstrap, write the
+    compose project and checkpoint script, fetch checkpoints, bring the project to the new state."""
+    files = {f"{ESTATE_DIR}/compose.yaml": render_compose(node, secrets)}
+    fetch = checkpoint_script(node, f"{DATA_DIR}/{WorkloadKind.COMFYUI.value}/{COMFYUI_MODELS}")
+    if fetch:
+        files[CHECKPOINT_SCRIPT] = fetch
+    lines = ["command -v cloud-init >/dev/null && cloud-init status --wait >/dev/null || true",
+             heredoc_script(files).rstrip("\n"),
+             "mkdir -p " + " ".join(f"{DATA_DIR}/{k.value}" for k in node.workloads)]
+    if fetch:
+        lines.append(f"chmod 0755 {CHECKPOINT_SCRIPT} && {CHECKPOINT_SCRIPT}")
+    lines.append(f"docker compose -f {ESTATE_DIR}/compose.yaml up -d --remove-orphans")
+    return "\n".join(lines) + "\n"
 
 
 def primary_workload(node: NodeSpec) -> WorkloadKind:

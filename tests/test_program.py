@@ -25,10 +25,14 @@ def test_dev_rents_one_tensordock_4090_with_ollama_and_webui(dev):
     assert inst.inputs["request"]["gpu_model"] == "rtx4090"
     assert inst.inputs["request"]["max_price_per_hour"] == 0.40
     assert inst.inputs["power"] == "running"
-    cloud_init = inst.inputs["launch"]["cloud_init"]  # dev has no secrets: plain and readable
-    assert cloud_init.startswith("#cloud-config")
+    cloud_init = inst.inputs["launch"]["cloud_init"]  # the bootstrap only: no workload edit changes it
+    assert cloud_init.startswith("#cloud-config") and "estate-idle.timer" in cloud_init
+    assert "ollama/ollama" not in cloud_init
+    deploy = dev.named("inference-workloads")  # the compose project arrives over SSH and changes in place
+    assert deploy.typ == "command:remote:Command" and deploy.inputs["connection"]["host"] == "198.51.100.7"
     for image in ("ollama/ollama", "open-webui"):
-        assert image in cloud_init
+        assert image in deploy.inputs["create"]
+    assert "docker compose -f /opt/estate/compose.yaml up -d --remove-orphans" in deploy.inputs["create"]
     assert inst.inputs["stamps"]["idle_shutdown_minutes"] == 30
     assert inst.inputs["stamps"]["hours_per_month"] == 120
 
@@ -149,9 +153,11 @@ def test_generated_passwords_and_bucket_keys_reach_nodes_only_as_secrets(prod):
 
     assert prod.named("training-pg-password").typ == "random:index/randomPassword:RandomPassword"
     training = prod.named("training-instance")
-    assert MOCK_SECRET in training.inputs["secrets"]["cloud_init"]  # the password file is in cloud-init
-    assert "secrets" in training.secret_paths  # ... which travels as a secret input of its own
-    assert "launch" not in training.secret_paths and training.inputs["launch"]["image"] == "ubuntu2404"
+    secrets = prod.named("training-secrets")  # the password file reaches the node on stdin ...
+    assert "stdin" in secrets.secret_paths and secrets.inputs["logging"] == "none"
+    assert "/opt/estate/secrets/pg_password " in secrets.inputs["stdin"]
+    assert MOCK_SECRET not in prod.named("training-workloads").inputs["create"]  # ... never in a command
+    assert training.inputs.get("secrets") is None and training.inputs["launch"]["image"] == "ubuntu2404"
     for r in prod.resources:
         assert MOCK_SECRET not in repr(redacted(r.raw_inputs)), f"{r.name} holds a secret in plain text"
 

@@ -257,3 +257,33 @@ def test_a_missing_config_secret_names_the_key_before_anything_is_created():
     with pytest.raises(ConfigError, match=r"gpu-estate:nodes.qwen.workloads.ollama.secret_env\[0\]: no config secret "
                                           r"gpu-estate:HF_TOKEN: run `pulumi config set --secret gpu-estate:HF_TOKEN"):
         load_spec(Config(raw))
+
+
+def test_a_workload_edit_changes_the_ssh_delivery_not_the_machine():
+    raw = {k.split(":", 1)[1]: v for k, v in stack_config("prod").items()}
+    before = parse_spec(raw).nodes["inference"]
+    raw["nodes"]["inference"]["workloads"]["ollama"]["image"] = "ollama/ollama:0.13.0"
+    after = parse_spec(raw).nodes["inference"]
+    assert workloads.delivered_over_ssh(after)
+    # The bootstrap (what the VM is created with) stays; the compose project delivered over SSH changes.
+    assert workloads.render_cloud_init(before, workloads=False) == workloads.render_cloud_init(after, workloads=False)
+    assert "ollama/ollama:0.13.0" in workloads.deploy_script(after)
+    assert workloads.deploy_script(before) != workloads.deploy_script(after)
+
+
+@pytest.mark.skipif(not shutil.which("cloud-init"), reason="cloud-init is not installed (apt-get install cloud-init)")
+def test_the_bootstrap_only_cloud_init_passes_the_schema(tmp_path, prod):
+    path = tmp_path / "bootstrap.yaml"
+    path.write_text(workloads.render_cloud_init(prod.nodes["inference"], workloads=False))
+    run = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_secret_bundle_round_trips_through_the_install_script(tmp_path):
+    files = [(str(tmp_path / "s" / "pg_password"), "p@ss word\n"), (str(tmp_path / "s" / "b.json"), '{"k": 1}')]
+    run = subprocess.run(["sh", "-c", workloads.INSTALL_SECRETS], input=workloads.secret_bundle(files),
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    for path, content in files:
+        assert open(path).read() == content
+        assert oct(os.stat(path).st_mode & 0o777) == "0o600"
