@@ -1,7 +1,8 @@
 """Time `pulumi preview` and `pulumi up` through the real engine for estates of 1, 4 and 16 nodes on the
 sandbox (loopback Vast.ai and Ollama with a fixed latency per call), and print the figures and their
-ratios to one node. Each node is a Vast.ai instance with one Ollama model, so an estate of N nodes has
-2N + 3 resources; the engine runs their operations in parallel.
+ratios to one node. Each node is a Vast.ai instance with one Ollama model whose pull streams for
+--pull-seconds, so an estate of N nodes has 2N + 3 resources, N of them pulls; the engine runs their
+operations in parallel, so 16 nodes should cost far less than 16 times one.
 
     .venv/bin/python benchmarks/bench_engine.py [--counts 1,4,16] [--latency 0.05]
 
@@ -23,7 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts import sandbox  # noqa: E402
+from tests.fakes.ollama import FakeOllama  # noqa: E402
 from tests.fakes.vastai import FakeVast  # noqa: E402
+
+
+class PerInstance(dict):
+    """A fake's port map that hands each new instance the next port of an iterator."""
+
+    def get(self, port, default=None):
+        ports = super().get(port)
+        return next(ports, default) if ports is not None else default
 
 
 def estate(n: int) -> dict:
@@ -32,14 +42,20 @@ def estate(n: int) -> dict:
     return {f"node-{i}": dict(node) for i in range(n)}
 
 
-def measure(n: int, latency: float, work: Path, state: Path) -> tuple:
+def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path) -> tuple:
     with sandbox.fake_clouds() as fakes:
         vast: FakeVast = fakes["vastai"]
         vast.offers = [FakeVast.offer(7000 + i, "RTX 4090", 1, 0.30 + i / 1000, 0.2, "US", 0.99) for i in range(n)]
-        for fake in (vast, fakes["ollama"]["vastai"]):
-            fake.latency = latency
+        # An Ollama of its own behind each instance, so every node really pulls its model.
+        ollamas = [FakeOllama(name=f"ollama-{i}") for i in range(n)]
+        vast.port_map = PerInstance({11434: iter([o.httpd.server_address[1] for o in ollamas])})
+        vast.latency = latency
+        for ollama in ollamas:
+            ollama.latency = latency
+            ollama.pull_steps, ollama.pull_delay = 10, pull_seconds / 10
         st = sandbox.stack(sandbox.engine_env(fakes, state), work_dir=work)
         st.set_config("gpu-estate:nodes", sandbox.auto_config(estate(n)))
+        st.remove_config("gpu-estate:gateway")  # the nodes alone: the sandbox's gateway needs its own nodes
         st.set_config("gpu-estate:budget", sandbox.auto_config({"monthly_usd": 100000}))
         try:
             start = time.perf_counter()
@@ -49,16 +65,20 @@ def measure(n: int, latency: float, work: Path, state: Path) -> tuple:
             st.up()
             up = time.perf_counter() - start
             assert len(vast.alive()) == n, f"{len(vast.alive())} of {n} nodes rented"
+            pulls = sum(o.pulls() for o in ollamas)
         finally:
             st.destroy()
             st.workspace.remove_stack(st.name)
-    return preview, up
+            for ollama in ollamas:
+                ollama.close()
+    return preview, up, pulls
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--counts", default="1,4,16")
     ap.add_argument("--latency", type=float, default=0.05, help="seconds each loopback API call takes")
+    ap.add_argument("--pull-seconds", type=float, default=1.0, help="seconds each model pull streams")
     args = ap.parse_args()
     if not (sandbox.PULUMI_BIN / "pulumi").exists():
         print(f"no Pulumi CLI at {sandbox.PULUMI_BIN}: run `make setup` first", file=sys.stderr)
@@ -69,14 +89,15 @@ def main() -> int:
         work = sandbox.project_copy(tmp / "project")
         rows = []
         for n in counts:
-            preview, up = measure(n, args.latency, work, tmp / f"state-{n}")
+            preview, up, pulls = measure(n, args.latency, args.pull_seconds, work, tmp / f"state-{n}")
             rows.append((n, preview, up))
-            print(f"{n:>3} nodes ({2 * n + 3:>2} resources): preview {preview:6.2f} s   up {up:6.2f} s", flush=True)
+            print(f"{n:>3} nodes ({2 * n + 3:>2} resources, {pulls:>2} pulls): preview {preview:6.2f} s   "
+                  f"up {up:6.2f} s", flush=True)
         base_preview, base_up = rows[0][1], rows[0][2]
-        print(f"\nratios to {rows[0][0]} node (latency {args.latency:.3f} s per call):")
+        print(f"\nratios to {rows[0][0]} node (latency {args.latency:.3f} s per call, pulls {args.pull_seconds:.1f} s):")
         for n, preview, up in rows:
             print(f"{n:>3} nodes: preview x{preview / base_preview:4.2f}   up x{up / base_up:4.2f}")
-        print(json.dumps({"latency_s": args.latency, "results": [
+        print(json.dumps({"latency_s": args.latency, "pull_s": args.pull_seconds, "results": [
             {"nodes": n, "preview_s": round(p, 2), "up_s": round(u, 2)} for n, p, u in rows]}))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -18,8 +18,10 @@ class Stream:
     """A streamed answer: NDJSON lines sent one chunk at a time, ``delay`` seconds apart. ``cut_after``
     closes the connection after that many lines without ending the stream (a dropped connection)."""
 
-    def __init__(self, lines: List[Any], delay: float = 0.0, cut_after: Optional[int] = None):
-        self.lines, self.delay, self.cut_after = lines, delay, cut_after
+    def __init__(self, lines: List[Any], delay: float = 0.0, cut_after: Optional[int] = None,
+                 on_done: Optional[Any] = None):
+        self.lines, self.delay, self.cut_after, self.on_done = lines, delay, cut_after, on_done
+        """``on_done`` runs once every line is sent, before the stream ends (a pull's model appears then)."""
 
 
 class Fault:
@@ -158,6 +160,8 @@ class FakeServer:
             h.wfile.flush()
             if reply.delay:
                 time.sleep(reply.delay)
+        if reply.on_done is not None:
+            reply.on_done()
         h.wfile.write(b"0\r\n\r\n")
 
     @classmethod

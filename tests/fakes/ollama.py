@@ -98,14 +98,18 @@ class FakeOllama(FakeServer):
             lines.append({"status": f"pulling {layer}", "digest": layer, "total": total,
                           "completed": total * i // self.pull_steps})
         lines += [{"status": "verifying sha256 digest"}, {"status": "writing manifest"}, {"status": "success"}]
-        if error is not None:
-            lines = lines[:error_after] + [{"error": error}]
-        elif cut is None:
+        def install() -> None:  # like Ollama, the model is listed once the pull has succeeded
             with self.lock:
                 self.installed[tag] = {**build, "modified_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+        if error is not None:
+            lines = lines[:error_after] + [{"error": error}]
         if body.get("stream") is False:
-            return (500, {"error": error}) if error else (200, {"status": "success"})
-        return 200, Stream(lines, delay=self.pull_delay, cut_after=cut)
+            if error:
+                return 500, {"error": error}
+            install()
+            return 200, {"status": "success"}
+        return 200, Stream(lines, delay=self.pull_delay, cut_after=cut, on_done=None if error else install)
 
     def _chat(self, path: str, body: Dict[str, Any]) -> Reply:
         tag = body.get("model", "")
