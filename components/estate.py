@@ -159,6 +159,8 @@ class Estate(pulumi.ComponentResource):
             node_name, _, wname = route.service.partition("/")
             kind = WorkloadKind(wname)
             auth = {"access": "cloudflare-access", "basic": "caddy-basic-auth"}.get(route.auth.value, "none")
+            if spec.edge is not None and spec.edge.mode.value == "caddy":
+                auth = "caddy-basic-auth"  # Caddy puts basic auth in front of every site
             rows.append({"url": f"https://{host}{route.path if route.path != '/' else ''}", "node": node_name,
                          "container": wname, "port": spec.nodes[node_name].port(kind), "auth": auth,
                          "via": upstreams.get(host, "")})

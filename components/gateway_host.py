@@ -109,7 +109,7 @@ class GatewayHost(pulumi.ComponentResource):
                         f"/var/lib/estate-tunnel --shell /usr/sbin/nologin estate-tunnel; install -d -m 0755 "
                         f"{gw.CONFIG_DIR}; umask 077; cat > {path}.tmp; chown {owner} {path}.tmp; mv {path}.tmp {path}"),
                 delete=f"rm -f {path}", stdin=pulumi.Output.secret(value),
-                triggers=[pulumi.Output.secret(value).apply(digest)], logging="none", opts=child))
+                triggers=[pulumi.Output.secret(value).apply(digest), host_node.machine_id], logging="none", opts=child))
 
         files = pulumi.Output.all(self.config, units).apply(lambda cu: {
             f"{gw.CONFIG_DIR}/config.yaml": cu[0],
@@ -126,7 +126,7 @@ class GatewayHost(pulumi.ComponentResource):
                                      + f" {gw.CONFIG_DIR}/config.yaml; systemctl daemon-reload")
         self.deploy = remote.Command(
             f"{name}-deploy", connection=connection, create=script, delete=stop,
-            triggers=[files.apply(lambda f: digest(repr(sorted(f.items()))))],
+            triggers=[files.apply(lambda f: digest(repr(sorted(f.items())))), host_node.machine_id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.secret_commands))
         self.register_outputs({"config": self.config})
 

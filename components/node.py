@@ -151,15 +151,17 @@ class GpuNode(pulumi.ComponentResource):
             secrets_hash = bundle.apply(lambda b: hashlib.sha256(b.encode()).hexdigest())
             depends.append(remote.Command(
                 f"{name}-secrets", connection=connection, create=workloads.INSTALL_SECRETS,
-                delete=f"rm -rf {workloads.SECRETS_DIR}", stdin=bundle, triggers=[secrets_hash], logging="none",
+                delete=f"rm -rf {workloads.SECRETS_DIR}", stdin=bundle, triggers=[secrets_hash, self.machine_id],
+                logging="none",
                 opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self._machine()))))
         script = self.secrets.apply(lambda s: workloads.deploy_script(spec, s)) if self.secrets is not None \
             else workloads.deploy_script(spec)
         self.deploy = remote.Command(
             f"{name}-workloads", connection=connection, create=script,
             delete=f"docker compose -f {workloads.ESTATE_DIR}/compose.yaml down || true",
+            # A new machine (replaced or re-rented) gets its project again, as does a changed one.
             triggers=[pulumi.Output.all(script, secrets_hash).apply(
-                lambda a: hashlib.sha256(("".join(a)).encode()).hexdigest())],
+                lambda a: hashlib.sha256(("".join(a)).encode()).hexdigest()), self.machine_id],
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=depends + self._machine())))
         self.workloads_ready = [self.deploy]
 

@@ -92,3 +92,12 @@ def test_the_url_map_says_how_each_hostname_is_reached(prod):
     chat = next(r for r in rows if r["url"] == "https://chat.example.com")
     assert chat == {"url": "https://chat.example.com", "node": "inference", "container": "open-webui", "port": 3000,
                     "auth": "cloudflare-access", "via": "http://127.0.0.1:3000"}
+
+
+def test_in_caddy_mode_the_url_map_says_basic_auth_for_every_route():
+    from components.estate import Estate
+    from components.spec import parse_spec
+    raw = {k.split(":", 1)[1]: v for k, v in copy.deepcopy(stack_config("prod")).items()}
+    raw["edge"]["mode"] = "caddy"
+    rows = Estate._url_map(parse_spec(raw))
+    assert {r["auth"] for r in rows} == {"caddy-basic-auth"}
