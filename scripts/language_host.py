@@ -19,7 +19,7 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
-from google.protobuf import empty_pb2, json_format
+from google.protobuf import json_format
 from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
 
 VERSION = "3.259.0"
