@@ -163,12 +163,6 @@ def render_litellm_config(spec: EstateSpec, endpoints: Mapping[str, Endpoint] = 
     return yaml.safe_dump(litellm_config(spec, endpoints, hourly), sort_keys=False)
 
 
-def env_names(spec: EstateSpec) -> List[str]:
-    """Environment variables the gateway's env file holds (values are secrets)."""
-    g = spec.gateway
-    return [MASTER_KEY_ENV] + sorted({ext.api_key_env for ext in g.external.values()}) if g else []
-
-
 def check_reachable(spec: EstateSpec) -> List[Tuple[str, str]]:
     """Every alias has a running node or a fallback; the gateway reaches every node it routes to."""
     problems: List[Tuple[str, str]] = []

@@ -11,7 +11,7 @@ the log (those commands log nothing).
 from __future__ import annotations
 
 import hashlib
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import pulumi
 
@@ -141,6 +141,3 @@ def route_upstreams(spec: EstateSpec) -> Dict[str, str]:
         out[host] = gw.service_url(spec, plan, node, port, {})
     return out
 
-
-def hostnames(spec: EstateSpec) -> List[str]:
-    return list(spec.routes)

@@ -147,11 +147,6 @@ def workload_env(node: NodeSpec, kind: WorkloadKind) -> Dict[str, str]:
     return env
 
 
-def bucket_url(name: str, provider: str, project: str, stack: str) -> str:
-    """The URL of a model bucket, known before it exists: names are ``<project>-<stack>-<bucket>``."""
-    return f"{'gs' if provider == 'gcs' else 's3'}://{project}-{stack}-{name}"
-
-
 def secret_files(node: NodeSpec, secrets: NodeSecrets) -> List[Tuple[str, str]]:
     """(path, content) of every secret file the node needs; written 0600 by cloud-init."""
     files: List[Tuple[str, str]] = []
