@@ -575,6 +575,27 @@ def check_estate(spec: EstateSpec) -> List[Tuple[str, str]]:
     return problems
 
 
+PROJECT_ROOT = catalog.ASSETS.parent
+
+
+def stack_file_config(stack: str, root: Any = None) -> Dict[str, Any]:
+    """The ``config`` map of ``Pulumi.<stack>.yaml`` as committed (secure values stay encrypted): what
+    the tools that run without the engine read (the gateway config command, the pack config, the cost
+    diff) and what the tests run the program with."""
+    import yaml
+    from pathlib import Path
+
+    path = Path(root or PROJECT_ROOT) / f"Pulumi.{stack}.yaml"
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("config", {})
+
+
+def estate_config(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """The estate's keys of a stack config without the namespace, as ``parse_spec`` takes them (config
+    secrets such as ``gpu-estate:HF_TOKEN`` are not part of the spec)."""
+    prefix = f"{NAMESPACE}:"
+    return {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix) and k[len(prefix):] in TOP_LEVEL_KEYS}
+
+
 def load_spec(config: Any = None) -> EstateSpec:
     """Read every key of the ``gpu-estate`` namespace from the stack's config and parse it once."""
     import pulumi

@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any, Dict
 
-import yaml
+from components.spec import stack_file_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def pack_config(stack: str, root: Path = ROOT) -> Dict[str, Any]:
-    config = (yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text()) or {}).get("config", {})
-    budget = config.get("gpu-estate:budget") or {}
+    budget = stack_file_config(stack, root).get("gpu-estate:budget") or {}
     out: Dict[str, Any] = {}
     if "monthly_usd" in budget:
         out["estate-monthly-budget"] = {"monthly_usd": float(budget["monthly_usd"])}

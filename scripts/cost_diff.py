@@ -22,11 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from components.spec import stack_file_config  # noqa: E402
 from policy.stamps import fixed_monthly, node_stamps  # noqa: E402
 
 
@@ -137,11 +136,9 @@ def report(before: Costs, after: Costs, stack: str, budget: Optional[float], max
 
 
 def stack_budget(stack: str) -> Optional[float]:
-    path = ROOT / f"Pulumi.{stack}.yaml"
-    if not path.exists():
+    if not (ROOT / f"Pulumi.{stack}.yaml").exists():
         return None
-    config = (yaml.safe_load(path.read_text()) or {}).get("config", {})
-    value = (config.get("gpu-estate:budget") or {}).get("monthly_usd")
+    value = (stack_file_config(stack, ROOT).get("gpu-estate:budget") or {}).get("monthly_usd")
     return float(value) if value is not None else None
 
 

@@ -18,21 +18,17 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from components import gateway  # noqa: E402
-from components.spec import ConfigError, NAMESPACE, parse_spec  # noqa: E402
+from components.spec import NAMESPACE, ConfigError, estate_config, parse_spec, stack_file_config  # noqa: E402
 
 
 def load(stack: str):
-    path = ROOT / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        raise SystemExit(f"no stack file {path.name}")
-    config = (yaml.safe_load(path.read_text()) or {}).get("config", {})
-    return parse_spec({k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")})
+    if not (ROOT / f"Pulumi.{stack}.yaml").exists():
+        raise SystemExit(f"no stack file Pulumi.{stack}.yaml")
+    return parse_spec(estate_config(stack_file_config(stack, ROOT)))
 
 
 def main(argv=None) -> int:

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pulumi
-import yaml
 from pulumi.runtime import settings
+
+from components import spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,8 +90,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 
 def stack_config(stack: str) -> Dict[str, Any]:
-    with open(ROOT / f"Pulumi.{stack}.yaml", encoding="utf-8") as f:
-        return (yaml.safe_load(f) or {}).get("config", {})
+    return spec.stack_file_config(stack, ROOT)
+
+
+def stack_estate(stack: str) -> Dict[str, Any]:
+    """A fresh copy of the stack file's estate keys, as parse_spec takes them."""
+    return spec.estate_config(stack_config(stack))
 
 
 def run_program(config: Dict[str, Any], stack: str = "test") -> RecordingMocks:

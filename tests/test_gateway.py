@@ -1,6 +1,5 @@
 """The gateway derived from the estate: tunnels, the LiteLLM config, units, the print command, the
 Caddyfile, and the rendered config run under the real LiteLLM proxy in front of loopback Ollamas."""
-import copy
 import os
 import shutil
 import subprocess
@@ -15,19 +14,15 @@ import yaml
 from components import edge, gateway
 from components.spec import ConfigError, parse_spec
 from tests.fakes.ollama import FakeOllama
-from tests.mocks import stack_config
+from tests.mocks import stack_estate
 
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM = Path(os.environ.get("GPU_ESTATE_LITELLM", ROOT / ".venv-gateway" / "bin" / "litellm"))
 
 
-def raw(stack):
-    return {k.split(":", 1)[1]: v for k, v in copy.deepcopy(stack_config(stack)).items()}
-
-
 @pytest.fixture(scope="module")
 def prod():
-    return parse_spec(raw("prod"))
+    return parse_spec(stack_estate("prod"))
 
 
 def entries(config, alias):
@@ -69,7 +64,7 @@ def test_a_price_known_after_up_replaces_the_estimate(prod):
 
 
 def test_an_alias_served_only_by_stopped_nodes_needs_a_fallback():
-    r = raw("prod")
+    r = stack_estate("prod")
     r["nodes"]["inference"]["power"] = "stopped"
     with pytest.raises(ConfigError, match=r"gpu-estate:gateway.aliases.coder: every node serving 'deepseek-coder-v2:16b' is stopped"):
         parse_spec(r)
@@ -78,11 +73,11 @@ def test_an_alias_served_only_by_stopped_nodes_needs_a_fallback():
 
 
 def test_routes_to_direct_nodes_and_a_proxy_off_the_gateway_are_refused():
-    r = raw("prod")
+    r = stack_estate("prod")
     r["nodes"]["training"]["access"] = "direct"
     with pytest.raises(ConfigError, match=r"gpu-estate:routes.mlflow.example.com.service: node 'training' has access 'direct'"):
         parse_spec(r)
-    r = raw("prod")
+    r = stack_estate("prod")
     r["edge"]["proxy_node"] = "inference"
     with pytest.raises(ConfigError, match=r"gpu-estate:edge.proxy_node: the edge runs on the gateway host 'vps'"):
         parse_spec(r)
@@ -92,10 +87,10 @@ def test_print_command_shows_the_config_and_says_where_addresses_are_unknown(tmp
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "gateway_config.py"), "prod"],
                          capture_output=True, text=True, check=True)
     printed = yaml.safe_load(run.stdout)
-    assert printed == gateway.litellm_config(parse_spec(raw("prod")))
+    assert printed == gateway.litellm_config(parse_spec(stack_estate("prod")))
     assert "sk-" not in run.stdout
     # A directly reached node: its address is unknown before `up`, then read from the stack's outputs.
-    r = raw("prod")
+    r = stack_estate("prod")
     r["nodes"]["burst"]["access"] = "direct"
     direct = parse_spec(r)
     (burst,) = [m for m in entries(gateway.litellm_config(direct), "gpt-3.5-turbo") if m["model_info"]["node"] == "burst"]
@@ -130,7 +125,7 @@ def test_gateway_units_pass_systemd_analyze_verify(tmp_path, prod):
 
 @pytest.mark.skipif(not shutil.which("caddy"), reason="caddy is not installed (apt-get install caddy)")
 def test_rendered_caddyfile_passes_caddy_validate(tmp_path):
-    r = raw("prod")
+    r = stack_estate("prod")
     r["edge"]["mode"] = "caddy"
     r["routes"]["chat.example.com"]["auth"] = "basic"
     spec = parse_spec(r)
@@ -245,14 +240,14 @@ def test_with_the_primary_down_the_request_falls_back(litellm_proxy):
 
 
 def test_a_local_gateway_must_be_this_machine_and_reach_nodes_directly():
-    r = raw("prod")
+    r = stack_estate("prod")
     r["gateway"]["deploy"] = "local"
     with pytest.raises(ConfigError) as err:
         parse_spec(r)
     text = str(err.value)
     assert "gpu-estate:gateway.deploy: local runs LiteLLM on this machine: node 'vps' must be provider 'host' with address 127.0.0.1" in text
     assert "need deploy 'ssh' (got 'local')" in text
-    r = raw("prod")
+    r = stack_estate("prod")
     r["gateway"]["port"] = 0
     with pytest.raises(ConfigError, match=r"gpu-estate:gateway.port: a free port is only picked for deploy 'local' \(got 0\)"):
         parse_spec(r)

@@ -62,9 +62,9 @@ def test_cloud_instance_types_from_dated_table():
 def test_monthly_estimate_is_hours_times_price():
     from components.spec import parse_spec
     from components.pricing import estimate_estate
-    from tests.test_spec import raw
+    from tests.mocks import stack_estate
 
-    spec = parse_spec(raw("prod"))
+    spec = parse_spec(stack_estate("prod"))
     est = estimate_estate(spec)
     by = {n.node: n for n in est.nodes}
     assert by["inference"].monthly_usd == pytest.approx(0.40 * 120)

@@ -4,11 +4,7 @@ import copy
 import pytest
 
 from components.spec import ConfigError, parse_spec
-from tests.mocks import run_program, stack_config
-
-
-def raw(stack="prod"):
-    return {k.split(":", 1)[1]: v for k, v in copy.deepcopy(stack_config(stack)).items()}
+from tests.mocks import run_program, stack_config, stack_estate
 
 
 def set_path(d, path, value):
@@ -51,7 +47,7 @@ BAD = [
 
 @pytest.mark.parametrize("path,value,key,shown", BAD, ids=[f"{b[0]}={b[1]!r}"[:60] for b in BAD])
 def test_bad_config_names_key_and_value(path, value, key, shown):
-    cfg = raw()
+    cfg = stack_estate("prod")
     set_path(cfg, path, value)
     with pytest.raises(ConfigError) as err:
         parse_spec(cfg)
@@ -61,28 +57,28 @@ def test_bad_config_names_key_and_value(path, value, key, shown):
 
 
 def test_route_to_undeployed_service():
-    cfg = raw()
+    cfg = stack_estate("prod")
     cfg["routes"]["comfy.example.com"] = {"service": "inference/comfyui", "auth": "access"}
     with pytest.raises(ConfigError, match=r"gpu-estate:routes\.comfy\.example\.com\.service: no node runs 'inference/comfyui'"):
         parse_spec(cfg)
 
 
 def test_model_server_without_auth_is_refused():
-    cfg = raw()
+    cfg = stack_estate("prod")
     cfg["routes"]["mlflow.example.com"]["auth"] = "none"
     with pytest.raises(ConfigError, match=r"routes\.mlflow\.example\.com\.auth: mlflow must not be published"):
         parse_spec(cfg)
 
 
 def test_unknown_top_level_key():
-    cfg = raw("dev")
+    cfg = stack_estate("dev")
     cfg["budgets"] = {}
     with pytest.raises(ConfigError, match="gpu-estate:budgets: unknown key"):
         parse_spec(cfg)
 
 
 def test_all_problems_reported_at_once():
-    cfg = raw()
+    cfg = stack_estate("prod")
     cfg["nodes"]["inference"]["gpu"]["model"] = "nope"
     cfg["gateway"]["node"] = "nowhere"
     with pytest.raises(ConfigError) as err:
@@ -93,7 +89,7 @@ def test_all_problems_reported_at_once():
 
 
 def test_gpu_spellings_normalise():
-    cfg = raw("dev")
+    cfg = stack_estate("dev")
     cfg["nodes"]["inference"]["gpu"]["model"] = "NVIDIA GeForce RTX 4090"
     assert parse_spec(cfg).nodes["inference"].gpu.model == "rtx4090"
 
@@ -109,4 +105,4 @@ def test_bad_config_registers_nothing():
 
 def test_committed_stacks_parse():
     for stack in ("dev", "prod"):
-        assert parse_spec(raw(stack)).budget.monthly_usd > 0
+        assert parse_spec(stack_estate(stack)).budget.monthly_usd > 0

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from components import workloads
-from components.spec import TOP_LEVEL_KEYS, WorkloadKind, parse_spec
-from tests.mocks import stack_config
+from components.spec import WorkloadKind, parse_spec
+from tests.mocks import stack_estate
 
 SECRETS = workloads.NodeSecrets(
     pg_password="pg-secret-value-123",
@@ -24,8 +24,7 @@ SECRETS = workloads.NodeSecrets(
 
 def spec_of(stack):
     """The stack's estate keys (config secrets such as gpu-estate:HF_TOKEN are not part of the spec)."""
-    return parse_spec({k.split(":", 1)[1]: v for k, v in stack_config(stack).items()
-                       if k.split(":", 1)[1] in TOP_LEVEL_KEYS})
+    return parse_spec(stack_estate(stack))
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +180,7 @@ def file_server(tmp_path):
 
 
 def checkpoint_node(url, sha):
-    raw = {k.split(":", 1)[1]: v for k, v in stack_config("prod").items()}
+    raw = stack_estate("prod")
     raw["nodes"]["qwen"]["workloads"]["comfyui"] = {"checkpoints": [
         {"name": "flux1-dev.safetensors", "url": url, "sha256": sha, "size_gb": 0.001}]}
     return parse_spec(raw).nodes["qwen"]
@@ -217,7 +216,7 @@ def test_a_checkpoint_with_the_wrong_sha256_is_refused(tmp_path, file_server):
 def test_secrets_on_container_nodes_are_refused():
     from components.spec import ConfigError
 
-    raw = {k.split(":", 1)[1]: v for k, v in stack_config("prod").items()}
+    raw = stack_estate("prod")
     raw["nodes"]["qwen"]["workloads"]["pgvector"] = {}
     with pytest.raises(ConfigError, match=r"gpu-estate:nodes.qwen.workloads.pgvector: .*one container"):
         parse_spec(raw)
@@ -231,7 +230,7 @@ def test_every_bucket_a_node_reads_gets_a_credentials_file(prod):
 
 
 def test_secret_env_reaches_vm_workloads_through_a_0600_env_file(prod):
-    raw = {k.split(":", 1)[1]: v for k, v in stack_config("prod").items()}
+    raw = stack_estate("prod")
     raw["nodes"]["inference"]["workloads"]["ollama"]["secret_env"] = ["HF_TOKEN"]
     node = parse_spec(raw).nodes["inference"]
     secrets = workloads.NodeSecrets(env={"HF_TOKEN": "hf_value_123456"})
@@ -253,14 +252,14 @@ def test_a_missing_config_secret_names_the_key_before_anything_is_created():
         def get_secret(self, key):
             return None
 
-    raw = {k.split(":", 1)[1]: v for k, v in stack_config("sandbox").items() if k.split(":", 1)[1] in TOP_LEVEL_KEYS}
+    raw = stack_estate("sandbox")
     with pytest.raises(ConfigError, match=r"gpu-estate:nodes.qwen.workloads.ollama.secret_env\[0\]: no config secret "
                                           r"gpu-estate:HF_TOKEN: run `pulumi config set --secret gpu-estate:HF_TOKEN"):
         load_spec(Config(raw))
 
 
 def test_a_workload_edit_changes_the_ssh_delivery_not_the_machine():
-    raw = {k.split(":", 1)[1]: v for k, v in stack_config("prod").items()}
+    raw = stack_estate("prod")
     before = parse_spec(raw).nodes["inference"]
     raw["nodes"]["inference"]["workloads"]["ollama"]["image"] = "ollama/ollama:0.13.0"
     after = parse_spec(raw).nodes["inference"]
