@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -392,14 +392,20 @@ def parse_spec(raw: Mapping[str, Any]) -> EstateSpec:
     return spec
 
 
+def resident_vram(sizes: Iterable[float], max_loaded: Optional[int]) -> float:
+    """VRAM of the models Ollama keeps loaded at once: the largest ``max_loaded`` of them (all when unset).
+    The spec checks it per node, and the policy pack from the model resources' stamps."""
+    ordered = sorted(sizes)
+    return float(sum(ordered[-(max_loaded or len(ordered)):])) if ordered else 0.0
+
+
 def node_vram_demand(node: NodeSpec) -> float:
     """VRAM the node's resident models and GPU workloads need at once."""
     demand = 0.0
     ollama = node.workloads.get(WorkloadKind.OLLAMA)
     if ollama and ollama.models:
-        sizes = sorted((catalog.ollama_model(m) or {"vram_gb": 0})["vram_gb"] for m in ollama.models)
-        resident = ollama.max_loaded or len(sizes)
-        demand += sum(sizes[-resident:])
+        demand += resident_vram(((catalog.ollama_model(m) or {"vram_gb": 0})["vram_gb"] for m in ollama.models),
+                                ollama.max_loaded)
     for kind, w in node.workloads.items():
         if kind is not WorkloadKind.OLLAMA and w.vram_gb:
             demand += w.vram_gb

@@ -14,6 +14,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from components.spec import DEFAULT_PORTS, VRAM_USABLE_FRACTION, Provider, WorkloadKind, resident_vram
+from components.workloads import CONTAINER_PORTS
 from policy.stamps import GPU_INSTANCE, node_stamps
 
 OLLAMA_MODEL = "pulumi-python:dynamic/ollama:Model"
@@ -23,10 +25,11 @@ AWS_SG = "aws:ec2/securityGroup:SecurityGroup"
 GCP_FIREWALL = "gcp:compute/firewall:Firewall"
 REMOTE_COMMAND = "command:remote:Command"
 
-MODEL_SERVER_KINDS = ("ollama", "comfyui", "mlflow", "pgvector")
-MODEL_SERVER_PORTS = (11434, 8188, 5000, 5001, 5432)
-ALL_PROVIDERS = ["tensordock", "vastai", "runpod", "aws", "gcp", "host"]
-VRAM_USABLE_FRACTION = 0.90
+MODEL_SERVER_KINDS = tuple(k.value for k in WorkloadKind if k.is_model_server)
+# Their default ports on the host and inside their containers.
+MODEL_SERVER_PORTS = tuple(sorted({p for k in WorkloadKind if k.is_model_server
+                                   for p in (DEFAULT_PORTS[k], CONTAINER_PORTS[k])}))
+ALL_PROVIDERS = [p.value for p in Provider]
 
 DEFAULTS: Dict[str, Any] = {
     "providers": ALL_PROVIDERS,
@@ -199,8 +202,7 @@ def models_fit_vram(args: StackValidationArgs, report_violation) -> None:
         node["max_loaded"] = int(s.get("max_loaded") or 0)
     fraction = float(_cfg(args, "vram_usable_fraction"))
     for name, n in sorted(per_node.items()):
-        resident = sorted(n["sizes"])[-(n["max_loaded"] or len(n["sizes"])):]
-        need, usable = sum(resident), n["vram"] * fraction
+        need, usable = resident_vram(n["sizes"], n["max_loaded"]), n["vram"] * fraction
         if n["vram"] and need > usable + 1e-9:
             report_violation(f"node {name!r}: resident models need {need:.1f} GB VRAM, above the {usable:.1f} GB usable "
                              f"({fraction:.0%} of {n['vram']:.0f} GB)")
