@@ -168,14 +168,14 @@ class Estate(pulumi.ComponentResource):
 
     def gateway_outputs(self) -> Dict[str, object]:
         """Where clients reach the gateway, its tunnels and the hash of the config it runs."""
-        import hashlib
+        from components.workloads import digest
 
         if self.gateway is None:
             return {}
         g = self.gateway
         url = getattr(g, "url", None) or f"http://127.0.0.1:{self._gateway_port}"
         return {"url": url, "tunnels": g.tunnels,
-                "config_sha256": g.config.apply(lambda c: hashlib.sha256(c.encode()).hexdigest())}
+                "config_sha256": g.config.apply(digest)}
 
     def node_outputs(self) -> Dict[str, pulumi.Output]:
         return {

@@ -10,20 +10,15 @@ the log (those commands log nothing).
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Dict, Mapping, Optional, Tuple
 
 import pulumi
 
 from components import gateway as gw
-from components.workloads import heredoc_script
+from components.workloads import digest, heredoc_script
 from components.spec import EstateSpec, WorkloadKind
 
 TYPE = "gpu-estate:index:Gateway"
-
-
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def render_outputs(spec: EstateSpec, nodes: Mapping[str, object]) -> pulumi.Output:

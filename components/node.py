@@ -138,8 +138,6 @@ class GpuNode(pulumi.ComponentResource):
     def _deliver_workloads(self, name: str, spec: NodeSpec, opts: pulumi.ResourceOptions) -> None:
         """The compose project (and its secret files) over SSH: a changed workload replaces its containers
         in place, and the VM with its data directories stays."""
-        import hashlib
-
         from pulumi_command import remote
 
         connection = self.ssh_connection()
@@ -148,7 +146,7 @@ class GpuNode(pulumi.ComponentResource):
         if self.secrets is not None:
             bundle = pulumi.Output.secret(self.secrets.apply(
                 lambda s: workloads.secret_bundle(workloads.secret_files(spec, s))))
-            secrets_hash = bundle.apply(lambda b: hashlib.sha256(b.encode()).hexdigest())
+            secrets_hash = bundle.apply(workloads.digest)
             depends.append(remote.Command(
                 f"{name}-secrets", connection=connection, create=workloads.INSTALL_SECRETS,
                 delete=f"rm -rf {workloads.SECRETS_DIR}", stdin=bundle, triggers=[secrets_hash, self.machine_id],
@@ -161,7 +159,7 @@ class GpuNode(pulumi.ComponentResource):
             delete=f"docker compose -f {workloads.ESTATE_DIR}/compose.yaml down || true",
             # A new machine (replaced or re-rented) gets its project again, as does a changed one.
             triggers=[pulumi.Output.all(script, secrets_hash).apply(
-                lambda a: hashlib.sha256(("".join(a)).encode()).hexdigest()), self.machine_id],
+                lambda a: workloads.digest("".join(a))), self.machine_id],
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=depends + self._machine())))
         self.workloads_ready = [self.deploy]
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import json
 from typing import Dict, Optional, Tuple
 
@@ -11,7 +10,7 @@ import pulumi
 
 from components.spec import BucketSpec
 from components.stamps import to_tags
-from components.workloads import BucketAccess
+from components.workloads import BucketAccess, digest
 
 TYPE = "gpu-estate:index:ModelBucket"
 
@@ -91,8 +90,7 @@ class ModelBucket(pulumi.ComponentResource):
         """A service account per node with object admin on this bucket only, and its key."""
         import pulumi_gcp as gcp
 
-        digest = hashlib.sha256(f"{bucket_name}/{reader}".encode()).hexdigest()[:6]
-        account_id = f"estate-{reader}"[:23].rstrip("-") + f"-{digest}"
+        account_id = f"estate-{reader}"[:23].rstrip("-") + f"-{digest(f'{bucket_name}/{reader}')[:6]}"
         sa = gcp.serviceaccount.Account(f"{name}-{reader}-sa", account_id=account_id,
                                         display_name=f"{bucket_name}: node {reader} ({stack})", opts=opts)
         gcp.storage.BucketIAMMember(f"{name}-{reader}-access", bucket=self.bucket.name, role="roles/storage.objectAdmin",

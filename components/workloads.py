@@ -300,11 +300,16 @@ def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = (), secrets:
                   idle_timer=bool(units), fetch_checkpoints=bool(fetch))
 
 
+def digest(text: str) -> str:
+    """sha256 of a text, hex: what triggers and config hashes compare."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def heredoc_script(files: Mapping[str, str], mode: str = "0644") -> str:
     """Shell that writes each file with a quoted heredoc (no expansion) whose end marker is not in it."""
     lines = ["set -eu"]
     for path, content in files.items():
-        marker = "ESTATE_" + hashlib.sha256(content.encode()).hexdigest()[:12].upper()
+        marker = "ESTATE_" + digest(content)[:12].upper()
         lines += [f"install -d -m 0755 \"$(dirname {path})\"",
                   f"cat > {path}.tmp <<'{marker}'", content.rstrip("\n"), marker,
                   f"chmod {mode} {path}.tmp && mv {path}.tmp {path}"]

@@ -10,11 +10,9 @@ The master key is generated here (``secrets.token_urlsafe``) and only ever leave
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -24,7 +22,9 @@ import pulumi
 import requests
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
+from components.workloads import digest
 from providers.http import CloudError
+from providers.ssh_forward import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_SECONDS = 180.0
@@ -32,12 +32,6 @@ START_TIMEOUT_SECONDS = 180.0
 
 def litellm_binary() -> Path:
     return Path(os.environ.get("GPU_ESTATE_LITELLM", ROOT / ".venv-gateway" / "bin" / "litellm"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _alive(pid: Optional[int]) -> bool:
@@ -69,7 +63,7 @@ class LocalGatewayProvider(ResourceProvider):
         state = Path(props["state_dir"])
         state.mkdir(parents=True, exist_ok=True)
         (state / "config.yaml").write_text(props["config"])
-        port = int(props.get("port") or 0) or _free_port()
+        port = int(props.get("port") or 0) or free_port()
         env = {**os.environ, "LITELLM_MASTER_KEY": master_key, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                "NO_PROXY": "127.0.0.1,localhost"}
         log = open(state / "gateway.log", "ab")
@@ -88,7 +82,7 @@ class LocalGatewayProvider(ResourceProvider):
             time.sleep(0.5)
         (state / "gateway.pid").write_text(str(proc.pid))
         return {**props, "pid": proc.pid, "url": url, "master_key": master_key,
-                "config_sha256": hashlib.sha256(props["config"].encode()).hexdigest()}
+                "config_sha256": digest(props["config"])}
 
     @staticmethod
     def _stop(pid: Optional[int]) -> None:
