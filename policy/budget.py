@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 from pulumi_policy import (
-    EnforcementLevel, PolicyConfigSchema, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs,
+    EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs,
     StackValidationPolicy,
 )
 
+from policy.settings import schema, setting
 from policy.stamps import fixed_monthly, node_stamps
 
 DEFAULTS = {"monthly_usd": 500.0, "max_hourly_per_node": 2.0, "daily_usd": 50.0}
 
 
 def _cfg(args, key: str) -> float:
-    return float((args.get_config() or {}).get(key, DEFAULTS[key]))
+    return float(setting(args, DEFAULTS, key))
 
 
 def monthly_budget(args: StackValidationArgs, report_violation) -> None:
@@ -72,23 +73,19 @@ def idle_shutdown_required(args: ResourceValidationArgs, report_violation) -> No
                          "but has no idle_shutdown_minutes: it would bill while idle")
 
 
-def _schema(key: str) -> PolicyConfigSchema:
-    return PolicyConfigSchema(properties={key: {"type": "number", "default": DEFAULTS[key]}})
-
-
 POLICIES = [
     ResourceValidationPolicy(name="estate-plan-budget", description="The planned estate within the monthly budget, "
                              "checked before any node is rented.", validate=estate_plan_budget,
-                             enforcement_level=EnforcementLevel.MANDATORY, config_schema=_schema("monthly_usd")),
+                             enforcement_level=EnforcementLevel.MANDATORY, config_schema=schema(DEFAULTS, "monthly_usd")),
     StackValidationPolicy(name="estate-monthly-budget", description="Monthly estimate within the budget.",
                           validate=monthly_budget, enforcement_level=EnforcementLevel.MANDATORY,
-                          config_schema=_schema("monthly_usd")),
+                          config_schema=schema(DEFAULTS, "monthly_usd")),
     ResourceValidationPolicy(name="node-hourly-cap", description="Each node's $/h within its cap.",
                              validate=node_hourly_cap, enforcement_level=EnforcementLevel.MANDATORY,
-                             config_schema=_schema("max_hourly_per_node")),
+                             config_schema=schema(DEFAULTS, "max_hourly_per_node")),
     ResourceValidationPolicy(name="node-daily-cap", description="Nodes running 24h within the daily cap.",
                              validate=daily_cap, enforcement_level=EnforcementLevel.MANDATORY,
-                             config_schema=_schema("daily_usd")),
+                             config_schema=schema(DEFAULTS, "daily_usd")),
     ResourceValidationPolicy(name="idle-shutdown-required",
                              description="Pay-per-use nodes that do not run all month stop when idle.",
                              validate=idle_shutdown_required, enforcement_level=EnforcementLevel.MANDATORY),

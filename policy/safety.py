@@ -10,12 +10,13 @@ import re
 from typing import Any, Dict, Iterator, List, Tuple
 
 from pulumi_policy import (
-    EnforcementLevel, PolicyConfigSchema, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs,
+    EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs,
     StackValidationPolicy,
 )
 
 from components.spec import DEFAULT_PORTS, VRAM_USABLE_FRACTION, Provider, WorkloadKind, resident_vram
 from components.workloads import CONTAINER_PORTS
+from policy.settings import schema, setting
 from policy.stamps import GPU_INSTANCE, node_stamps
 
 OLLAMA_MODEL = "pulumi-python:dynamic/ollama:Model"
@@ -42,7 +43,7 @@ DEFAULTS: Dict[str, Any] = {
 
 
 def _cfg(args, key: str) -> Any:
-    return (args.get_config() or {}).get(key, DEFAULTS[key])
+    return setting(args, DEFAULTS, key)
 
 
 def allowed_providers(args: ResourceValidationArgs, report_violation) -> None:
@@ -208,28 +209,23 @@ def models_fit_vram(args: StackValidationArgs, report_violation) -> None:
                              f"({fraction:.0%} of {n['vram']:.0f} GB)")
 
 
-def _list_schema(key: str) -> PolicyConfigSchema:
-    return PolicyConfigSchema(properties={key: {"type": "array", "items": {"type": "string"}, "default": DEFAULTS[key]}})
-
-
 POLICIES = [
     ResourceValidationPolicy(name="allowed-providers", description="Nodes only on the providers the stack allows.",
                              validate=allowed_providers, enforcement_level=EnforcementLevel.MANDATORY,
-                             config_schema=_list_schema("providers")),
+                             config_schema=schema(DEFAULTS, "providers")),
     ResourceValidationPolicy(name="allowed-gpus", description="Nodes only with the GPU types the stack allows.",
                              validate=allowed_gpus, enforcement_level=EnforcementLevel.MANDATORY,
-                             config_schema=_list_schema("gpus")),
+                             config_schema=schema(DEFAULTS, "gpus")),
     ResourceValidationPolicy(name="allowed-regions", description="Nodes only in the regions the stack allows.",
                              validate=allowed_regions, enforcement_level=EnforcementLevel.MANDATORY,
-                             config_schema=_list_schema("regions")),
+                             config_schema=schema(DEFAULTS, "regions")),
     ResourceValidationPolicy(name="spot-where-allowed", description="Spot capacity only on the providers allowed.",
                              validate=spot_where_allowed, enforcement_level=EnforcementLevel.MANDATORY,
-                             config_schema=_list_schema("spot_providers")),
+                             config_schema=schema(DEFAULTS, "spot_providers")),
     ResourceValidationPolicy(name="model-servers-not-exposed",
                              description="Ollama, ComfyUI, MLflow and pgvector ports are never open to the internet.",
                              validate=model_servers_not_exposed, enforcement_level=EnforcementLevel.MANDATORY,
-                             config_schema=PolicyConfigSchema(properties={"allow_direct_access": {
-                                 "type": "boolean", "default": False}})),
+                             config_schema=schema(DEFAULTS, "allow_direct_access")),
     StackValidationPolicy(name="routes-behind-auth",
                           description="Public hostnames of model servers always have auth in front.",
                           validate=routes_behind_auth, enforcement_level=EnforcementLevel.MANDATORY),
@@ -238,6 +234,5 @@ POLICIES = [
                              validate=no_credentials_in_visible_fields, enforcement_level=EnforcementLevel.MANDATORY),
     StackValidationPolicy(name="models-fit-vram", description="Each node's resident models fit its GPUs' VRAM.",
                           validate=models_fit_vram, enforcement_level=EnforcementLevel.MANDATORY,
-                          config_schema=PolicyConfigSchema(properties={"vram_usable_fraction": {
-                              "type": "number", "default": VRAM_USABLE_FRACTION}})),
+                          config_schema=schema(DEFAULTS, "vram_usable_fraction")),
 ]
