@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,11 @@ import yaml
 
 from components import edge, gateway
 from components.spec import ConfigError, parse_spec
+from providers.local_gateway import LocalGatewayProvider, litellm_binary
 from tests.fakes.ollama import FakeOllama
 from tests.mocks import stack_estate
 
 ROOT = Path(__file__).resolve().parent.parent
-LITELLM = Path(os.environ.get("GPU_ESTATE_LITELLM", ROOT / ".venv-gateway" / "bin" / "litellm"))
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +165,9 @@ def proxy_spec():
 
 @pytest.fixture(scope="module")
 def litellm_proxy(tmp_path_factory):
-    if not LITELLM.exists():
-        pytest.skip(f"no LiteLLM proxy at {LITELLM}: `make setup` installs litellm[proxy]")
+    """The rendered config under the real proxy, started the way `gateway.deploy: local` starts it."""
+    if not litellm_binary().exists():
+        pytest.skip(f"no LiteLLM proxy at {litellm_binary()}: `make setup` installs litellm[proxy]")
     big, small = FakeOllama(name="big"), FakeOllama(name="small")
     for fake in (big, small):
         for tag in ("qwen3:14b", "qwen3:8b", "llama3.2:3b"):
@@ -175,42 +175,24 @@ def litellm_proxy(tmp_path_factory):
     endpoints = {"big": ("127.0.0.1", {"11434": big.httpd.server_address[1]}),
                  "small": ("127.0.0.1", {"11434": small.httpd.server_address[1]})}
     d = tmp_path_factory.mktemp("litellm")
-    (d / "config.yaml").write_text(gateway.render_litellm_config(proxy_spec(), endpoints))
-    from providers.ssh_forward import free_port
-
-    port = free_port()
-    env = {**os.environ, gateway.MASTER_KEY_ENV: "sk-test-master", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-           "LITELLM_TELEMETRY": "False", "NO_PROXY": "127.0.0.1,localhost", "HOME": str(d)}
-    log = open(d / "proxy.log", "w")
-    proc = subprocess.Popen([str(LITELLM), "--config", str(d / "config.yaml"), "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=d)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if requests.get(f"{url}/health/liveliness", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("LiteLLM did not start:\n" + (d / "proxy.log").read_text()[-3000:])
-        time.sleep(0.5)
-    yield {"url": url, "big": big, "small": small, "log": d / "proxy.log"}
-    proc.terminate()
-    proc.wait(timeout=20)
+    provider = LocalGatewayProvider()
+    outs = provider.create({"config": gateway.render_litellm_config(proxy_spec(), endpoints), "port": 0,
+                            "state_dir": str(d)}).outs
+    yield {"url": outs["url"], "key": outs["master_key"], "big": big, "small": small, "log": d / "gateway.log"}
+    provider.delete("", outs)
     for fake in (big, small):
         fake.close()
 
 
 def chat(proxy, model):
     return requests.post(f"{proxy['url']}/v1/chat/completions", timeout=60,
-                         headers={"Authorization": "Bearer sk-test-master"},
+                         headers={"Authorization": f"Bearer {proxy['key']}"},
                          json={"model": model, "messages": [{"role": "user", "content": "hello"}]})
 
 
 def test_proxy_lists_exactly_the_aliases(litellm_proxy):
-    resp = requests.get(f"{litellm_proxy['url']}/v1/models", headers={"Authorization": "Bearer sk-test-master"}, timeout=10)
+    resp = requests.get(f"{litellm_proxy['url']}/v1/models", headers={"Authorization": f"Bearer {litellm_proxy['key']}"},
+                        timeout=10)
     assert resp.status_code == 200, resp.text
     assert sorted(m["id"] for m in resp.json()["data"]) == ["backup", "fast", "gpt-4"]
 
