@@ -15,7 +15,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import pulumi
 
 from components import gateway as gw
-from components.workloads import digest, heredoc_script
+from components.workloads import INSTALL_SECRETS, digest, heredoc_script, secret_bundle
 from components.spec import EstateSpec, WorkloadKind
 
 TYPE = "gpu-estate:index:Gateway"
@@ -95,16 +95,18 @@ class GatewayHost(pulumi.ComponentResource):
                                 f"{', '.join(plan)} need it on the gateway host")
         for path, value in (extra_secrets or {}).items():
             secrets[path] = value
-        self.secret_commands = []
-        for path, value in secrets.items():
-            owner = "estate-tunnel" if path.endswith("tunnel_key") else "root"
-            self.secret_commands.append(remote.Command(
-                f"{name}-secret-{path.rsplit('/', 1)[1].replace('.', '-')}", connection=connection,
-                create=(f"set -eu; id estate-tunnel >/dev/null 2>&1 || useradd --system --home-dir "
-                        f"/var/lib/estate-tunnel --shell /usr/sbin/nologin estate-tunnel; install -d -m 0755 "
-                        f"{gw.CONFIG_DIR}; umask 077; cat > {path}.tmp; chown {owner} {path}.tmp; mv {path}.tmp {path}"),
-                delete=f"rm -f {path}", stdin=pulumi.Output.secret(value),
-                triggers=[pulumi.Output.secret(value).apply(digest), host_node.machine_id], logging="none", opts=child))
+        # All secret files in one silent command, the same way nodes get theirs (workloads.INSTALL_SECRETS);
+        # the tunnel key then belongs to the user the autossh units run as.
+        key = f"{gw.CONFIG_DIR}/tunnel_key"
+        bundle = pulumi.Output.secret(pulumi.Output.all(**secrets)).apply(
+            lambda files: secret_bundle(sorted(files.items())))
+        self.secret_commands = [remote.Command(
+            f"{name}-secrets", connection=connection,
+            create=(f"id estate-tunnel >/dev/null 2>&1 || useradd --system --home-dir /var/lib/estate-tunnel "
+                    f"--shell /usr/sbin/nologin estate-tunnel; {INSTALL_SECRETS}; "
+                    f"if [ -f {key} ]; then chown estate-tunnel {key}; fi"),
+            delete="rm -f " + " ".join(sorted(secrets)), stdin=bundle,
+            triggers=[bundle.apply(digest), host_node.machine_id], logging="none", opts=child)]
 
         files = pulumi.Output.all(self.config, units).apply(lambda cu: {
             f"{gw.CONFIG_DIR}/config.yaml": cu[0],

@@ -1,4 +1,5 @@
 """The gateway host and the edge under mocks: what is deployed where, and secrets staying secret."""
+import base64
 import copy
 
 import pytest
@@ -34,15 +35,23 @@ def test_the_gateway_host_gets_the_rendered_config_and_its_units(prod):
     assert "systemctl disable --now" in deploy.inputs["delete"]
 
 
+def bundle_files(command):
+    """The files a secrets command writes: its stdin is ``<path> <base64>`` lines."""
+    return {path: base64.b64decode(data).decode()
+            for path, data in (line.split(" ", 1) for line in command.inputs["stdin"].splitlines())}
+
+
 def test_secrets_reach_the_host_only_on_stdin_of_silent_commands(prod):
     cmds = commands(prod)
-    secret_cmds = {n: c for n, c in cmds.items() if n.startswith("gateway-secret-")}
-    assert set(secret_cmds) == {"gateway-secret-gateway-env", "gateway-secret-cloudflared-env",
-                                "gateway-secret-tunnel_key"}
-    for c in secret_cmds.values():
-        assert "stdin" in c.secret_paths and c.inputs["logging"] == "none"
-        assert "umask 077" in c.inputs["create"] and MOCK_SECRET not in c.inputs["create"]
-    assert secret_cmds["gateway-secret-gateway-env"].inputs["stdin"] == f"LITELLM_MASTER_KEY=sk-{MOCK_SECRET}\n"
+    (secrets,) = [c for n, c in cmds.items() if n.startswith("gateway-secret")]
+    assert secrets.name == "gateway-secrets"
+    assert "stdin" in secrets.secret_paths and secrets.inputs["logging"] == "none"
+    assert "umask 077" in secrets.inputs["create"] and MOCK_SECRET not in secrets.inputs["create"]
+    files = bundle_files(secrets)
+    assert set(files) == {"/etc/estate/gateway/gateway.env", "/etc/estate/gateway/cloudflared.env",
+                          "/etc/estate/gateway/tunnel_key"}
+    assert files["/etc/estate/gateway/gateway.env"] == f"LITELLM_MASTER_KEY=sk-{MOCK_SECRET}\n"
+    assert "chown estate-tunnel /etc/estate/gateway/tunnel_key" in secrets.inputs["create"]
     assert "TUNNEL_TOKEN" not in cmds["gateway-deploy"].inputs["create"]
 
 
@@ -79,9 +88,9 @@ def test_caddy_mode_puts_basic_auth_in_front_and_points_records_at_the_gateway()
     records = caddy.of_type("cloudflare:index/dnsRecord:DnsRecord")
     assert {r.inputs["type"] for r in records} == {"A"} and {r.inputs["content"] for r in records} == {"203.0.113.10"}
     assert not caddy.of_type("cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared")
-    caddyfile = commands(caddy)["gateway-secret-Caddyfile"]
-    assert "stdin" in caddyfile.secret_paths
-    assert caddyfile.inputs["stdin"].count("basicauth") == 3
+    secrets = commands(caddy)["gateway-secrets"]
+    assert "stdin" in secrets.secret_paths
+    assert bundle_files(secrets)["/etc/estate/gateway/Caddyfile"].count("basicauth") == 3
     assert "estate-caddy.service" in commands(caddy)["gateway-deploy"].inputs["create"]
 
 
