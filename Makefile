@@ -3,14 +3,19 @@
 PY      ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
-PULUMI_BIN := $(shell bash -c 'echo $${GPU_ESTATE_CACHE:-$$HOME/.cache/gpu-estate}')/pulumi-v3.259.0/bin
+CACHE   := $(shell bash -c 'echo $${GPU_ESTATE_CACHE:-$$HOME/.cache/gpu-estate}')
+# Where scripts/build-pulumi.sh put (or found) the CLI, the language host and the command plugin.
+PULUMI_BIN = $$(cat $(CACHE)/pulumi-bin)
 
 .PHONY: setup sandbox test test-fast preview clean
 
-$(VPY): requirements.txt policy/requirements.txt
+# The project's packages (core, providers, components, policy, loopback, scripts) go in editable, so
+# every entry point imports them the same way, with no path juggling.
+$(VPY): requirements.txt policy/requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -r requirements.txt -r policy/requirements.txt
+	$(VPY) -m pip install -q --no-deps -e .
 	touch $(VPY)
 
 # The real LiteLLM proxy, in a venv of its own (its pins differ from the program's), for the gateway tests.

@@ -4,15 +4,16 @@ import pulumi
 from components.estate import (
     OUTPUT_CAPACITY, OUTPUT_COST, OUTPUT_GATEWAY, OUTPUT_MASTER_KEY, OUTPUT_NODES, OUTPUT_URLS, Estate, EstateArgs,
 )
-from components.spec import ConfigError, load_spec
+from core.config import load_stack
+from core.errors import ConfigError
 
 
 def define_estate() -> Estate:
     try:
-        spec = load_spec()
+        stack = load_stack()
     except ConfigError as err:
         raise pulumi.RunError(str(err)) from None  # the key paths and values, without a traceback
-    estate = Estate("estate", EstateArgs(spec=spec, project=pulumi.get_project(), stack=pulumi.get_stack()))
+    estate = Estate("estate", EstateArgs(stack=stack))
     pulumi.export(OUTPUT_NODES, estate.node_outputs())
     pulumi.export(OUTPUT_COST, estate.cost)
     pulumi.export(OUTPUT_CAPACITY, estate.capacity)

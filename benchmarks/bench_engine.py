@@ -20,12 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from loopback.ollama import FakeOllama
+from loopback.vastai import FakeVast
+from scripts import sandbox
 
-from scripts import sandbox  # noqa: E402
-from tests.fakes.ollama import FakeOllama  # noqa: E402
-from tests.fakes.vastai import FakeVast  # noqa: E402
+ROOT = sandbox.ROOT
 
 
 class PerInstance(dict):

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from core.pricing import NodeRequest
+from loopback.vastai import FakeVast
+from providers.gpu_instance import PROVIDER_VERSION, GpuInstanceArgs, GpuInstanceProvider, LaunchInputs
+
 os.environ.setdefault("ESTATE_POLL_SECONDS", "0.05")
 
-from providers.gpu_instance import GpuInstanceProvider  # noqa: E402
-from tests.fakes.vastai import FakeVast  # noqa: E402
-from tests.test_gpu_instance_provider import props  # noqa: E402
+
+def props(clouds, label: str) -> dict:
+    """A 1x RTX 4090 node's inputs, as the program would register them."""
+    return {**GpuInstanceArgs(
+        label=label, clouds=list(clouds),
+        request=NodeRequest(gpu_model="rtx4090", gpu_count=1, min_vram_gb=24, vcpu=4, ram_gb=16, disk_gb=100),
+        launch=LaunchInputs(image="ollama/ollama:0.12.6", disk_gb=100, ports=[11434], vcpu=4, ram_gb=16),
+        stamps={"hours_per_month": 120}).to_props(), "version": PROVIDER_VERSION}
 
 
 def run(n: int, latency: float) -> float:

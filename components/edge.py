@@ -12,13 +12,15 @@ password from pulumi-random, only its bcrypt hash in the file), Caddy as a unit 
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List, Optional
 
 import pulumi
 
-from components import gateway_host, workloads
 from components.gateway import CONFIG_DIR, DOCKER
-from components.spec import AuthMode, EdgeMode, EstateSpec
+from core.spec import AuthMode, EdgeMode, EstateSpec
+from core.templates import render
+from core.topology import EstatePlan
 
 TYPE = "gpu-estate:index:Edge"
 CLOUDFLARED_IMAGE = "cloudflare/cloudflared:2025.11.1"
@@ -26,25 +28,24 @@ CADDY_IMAGE = "caddy:2.10.2"
 BASIC_AUTH_USER = "estate"
 
 
-def ingress_rules(spec: EstateSpec) -> List[Dict[str, str]]:
-    upstreams = gateway_host.route_upstreams(spec)
+def ingress_rules(plan: EstatePlan) -> List[Dict[str, str]]:
     rules = []
-    for host, route in spec.routes.items():
-        rule = {"hostname": host, "service": upstreams[host]}
+    for host, route in plan.spec.routes.items():
+        rule = {"hostname": host, "service": plan.upstreams[host].url}
         if route.path != "/":
             rule["path"] = route.path
         rules.append(rule)
     return rules + [{"service": "http_status:404"}]
 
 
-def render_caddyfile(spec: EstateSpec, password_hash: str) -> str:
-    upstreams = gateway_host.route_upstreams(spec)
+def render_caddyfile(plan: EstatePlan, password_hash: str) -> str:
+    spec = plan.spec
     sites = [{"host": host, "user": BASIC_AUTH_USER, "hash": password_hash,
               "matcher": f"{route.path}* " if route.path != "/" else "",
-              "upstream": upstreams[host].removeprefix("http://")}
+              "upstream": plan.upstreams[host].url.removeprefix("http://")}
              for host, route in spec.routes.items()]
     email = (spec.edge.allowed_emails or [f"admin@{spec.edge.domain}"])[0]
-    return workloads.render("gateway/Caddyfile.j2", sites=sites, email=email)
+    return render("gateway/Caddyfile.j2", sites=sites, email=email)
 
 
 def route_comment(spec: EstateSpec, host: str) -> str:
@@ -54,29 +55,41 @@ def route_comment(spec: EstateSpec, host: str) -> str:
     return f"gpu-estate route {route.service} auth={auth}"
 
 
+@dataclasses.dataclass(frozen=True)
+class EdgeArgs:
+    plan: EstatePlan
+    """The estate's plan: routes and how the gateway host reaches each."""
+    proxy_address: pulumi.Input[Optional[str]] = None
+    """caddy mode: the public address of the gateway host the A records point at."""
+
+
 class Edge(pulumi.ComponentResource):
     units: pulumi.Output[Dict[str, str]]
     """Units the gateway host runs for the edge (the connector or Caddy)."""
     secrets: Dict[str, pulumi.Output]
     """Path on the gateway host -> secret file content."""
+    hostnames: List[str]
+    """Every public hostname the edge serves."""
 
-    def __init__(self, name: str, spec: EstateSpec, proxy_address: pulumi.Input[Optional[str]],
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: EdgeArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TYPE, name, None, opts)
         self.child = pulumi.ResourceOptions(parent=self)
         self.secrets = {}
         self.records: Dict[str, object] = {}
         self.applications: Dict[str, object] = {}
-        if spec.edge.mode is EdgeMode.CLOUDFLARE_TUNNEL:
-            self._cloudflare_tunnel(name, spec)
+        self.hostnames = list(args.plan.spec.routes)
+        if args.plan.spec.edge.mode is EdgeMode.CLOUDFLARE_TUNNEL:
+            self._cloudflare_tunnel(name, args.plan)
         else:
-            self._caddy(name, spec, proxy_address)
-        self.register_outputs({})
+            self._caddy(name, args.plan, args.proxy_address)
+        self.register_outputs({"hostnames": self.hostnames, "units": self.units,
+                               "records": {h: r.id for h, r in self.records.items()}})
 
-    def _cloudflare_tunnel(self, name: str, spec: EstateSpec) -> None:
+    def _cloudflare_tunnel(self, name: str, plan: EstatePlan) -> None:
         import pulumi_cloudflare as cf
         import pulumi_random as random
 
+        spec = plan.spec
         edge = spec.edge
         secret = random.RandomBytes(f"{name}-tunnel-secret", length=32, opts=self.child)
         self.tunnel = cf.ZeroTrustTunnelCloudflared(
@@ -84,7 +97,7 @@ class Edge(pulumi.ComponentResource):
             tunnel_secret=secret.base64, opts=self.child)
         self.tunnel_config = cf.ZeroTrustTunnelCloudflaredConfig(
             f"{name}-tunnel-config", account_id=edge.account_id, tunnel_id=self.tunnel.id,
-            config={"ingresses": ingress_rules(spec)}, opts=self.child)
+            config={"ingresses": ingress_rules(plan)}, opts=self.child)
         target = self.tunnel.id.apply(lambda tid: f"{tid}.cfargotunnel.com")
         for host in spec.routes:
             self.records[host] = cf.DnsRecord(
@@ -106,14 +119,15 @@ class Edge(pulumi.ComponentResource):
         token = cf.get_zero_trust_tunnel_cloudflared_token_output(account_id=edge.account_id, tunnel_id=self.tunnel.id)
         self.secrets[f"{CONFIG_DIR}/cloudflared.env"] = pulumi.Output.secret(token.token).apply(
             lambda t: f"TUNNEL_TOKEN={t}\n")
-        self.units = pulumi.Output.from_input({"estate-cloudflared.service": workloads.render(
+        self.units = pulumi.Output.from_input({"estate-cloudflared.service": render(
             "gateway/estate-cloudflared.service.j2", config_dir=CONFIG_DIR, image=CLOUDFLARED_IMAGE,
             docker=DOCKER)})
 
-    def _caddy(self, name: str, spec: EstateSpec, proxy_address: pulumi.Input[Optional[str]]) -> None:
+    def _caddy(self, name: str, plan: EstatePlan, proxy_address: pulumi.Input[Optional[str]]) -> None:
         import pulumi_cloudflare as cf
         import pulumi_random as random
 
+        spec = plan.spec
         edge = spec.edge
         self.password = random.RandomPassword(f"{name}-basic-auth", length=24, special=False, opts=self.child)
         for host in spec.routes:
@@ -121,7 +135,7 @@ class Edge(pulumi.ComponentResource):
                 f"{name}-dns-{host}", zone_id=edge.zone_id, name=host, type="A", content=proxy_address,
                 proxied=False, ttl=300, comment=route_comment(spec, host), opts=self.child)
         # The bcrypt hash is not the password, but it is still kept secret in state.
-        self.caddyfile = pulumi.Output.secret(self.password.bcrypt_hash).apply(lambda h: render_caddyfile(spec, h))
+        self.caddyfile = pulumi.Output.secret(self.password.bcrypt_hash).apply(lambda h: render_caddyfile(plan, h))
         self.secrets[f"{CONFIG_DIR}/Caddyfile"] = self.caddyfile
-        self.units = pulumi.Output.from_input({"estate-caddy.service": workloads.render(
+        self.units = pulumi.Output.from_input({"estate-caddy.service": render(
             "gateway/estate-caddy.service.j2", config_dir=CONFIG_DIR, image=CADDY_IMAGE, docker=DOCKER)})

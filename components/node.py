@@ -7,15 +7,20 @@ pulumi-aws / pulumi-gcp VMs with a firewall; an owned host is adopted by address
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
-import json
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import pulumi
 
-from components import pricing, workloads
-from components.stamps import to_tags
-from components.spec import Access, Market, NodeSpec, PowerState, Provider, WorkloadKind
+from components import workloads
+from core import catalog, pricing
+from core.kinds import WorkloadKind
+from core.spec import Access, Market, NodeSpec, PowerState, Provider
+from core.stamps import node_stamp, to_tags
+from core.text import INSTALL_SECRETS, digest, secret_bundle
+from providers.gpu_instance import GpuInstance, GpuInstanceArgs, LaunchInputs
+from providers.ollama import SshTarget
 
 TYPE = "gpu-estate:index:GpuNode"
 
@@ -27,27 +32,17 @@ class GpuNodeArgs:
     label: str
     """Deterministic name the node carries at its provider: ``<project>-<stack>-<node>``."""
     estimate: pricing.NodeEstimate
-    """The planned price, from the pricing module."""
+    """The planned price, from the plan."""
+    request: Optional[pricing.NodeRequest] = None
+    """The placement request, from the plan (None for an owned host)."""
     open_ports: tuple = ()
     """Ports the node's own firewall opens besides SSH (the reverse proxy's 80/443 where it runs)."""
     bucket_access: Dict[str, pulumi.Output] = dataclasses.field(default_factory=dict)
     """Bucket name -> ``workloads.BucketAccess`` output for the buckets this node reads and writes."""
-
-
-def stamps(name: str, spec: NodeSpec, estimate: pricing.NodeEstimate) -> Dict[str, object]:
-    return {
-        "node": name,
-        "provider": spec.provider.value,
-        "gpu": spec.gpu.model if spec.gpu else "",
-        "hourly_usd": estimate.hourly_usd,
-        "hours_per_month": spec.hours_per_month,
-        "idle_shutdown_minutes": spec.idle_shutdown_minutes or 0,
-        "pay_per_use": spec.is_pay_per_use,
-        "market": spec.market.value,
-        "vram_gb": spec.gpu.vram_gb if spec.gpu else 0,
-        "region": spec.regions[0] if spec.regions else "",
-        "access": spec.access.value,
-    }
+    secret_env: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Values (secret outputs) of the ``secret_env`` names this node's workloads list."""
+    ssh_private_key: Optional[Any] = None
+    """The operator's SSH key (secret output) for remote commands; None uses the SSH agent."""
 
 
 class GpuNode(pulumi.ComponentResource):
@@ -64,11 +59,10 @@ class GpuNode(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         spec = args.spec
         self.spec = spec
-        self.stamp = stamps(name, spec, args.estimate)
+        self.stamp = node_stamp(name, spec, args.estimate)
+        self._ssh_private_key = args.ssh_private_key
         child = pulumi.ResourceOptions(parent=self)
-        cfg = pulumi.Config("gpu-estate")
-        self.secret_env = {n: cfg.require_secret(n) for n in sorted({n for w in spec.workloads.values()
-                                                                     for n in w.secret_env})}
+        self.secret_env = dict(args.secret_env)
         self.secrets = self._secrets(name, args, child)
         if spec.provider.is_marketplace:
             self._create_marketplace(name, args, child)
@@ -88,10 +82,7 @@ class GpuNode(pulumi.ComponentResource):
         })
 
     def _create_marketplace(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions) -> None:
-        from providers.gpu_instance import GpuInstance
-
         spec = args.spec
-        request = pricing.node_request(spec)
         secrets: Dict[str, pulumi.Input] = {}
         if spec.provider.is_container:
             image, env, ports, onstart = workloads.container_launch(spec)
@@ -103,21 +94,19 @@ class GpuNode(pulumi.ComponentResource):
             cloud_init = self._cloud_init(args)
             if isinstance(cloud_init, pulumi.Output):  # it carries secret files
                 secrets["cloud_init"], cloud_init = cloud_init, None
-        self.instance = GpuInstance(f"{name}-instance", {
-            "label": args.label,
-            "clouds": [spec.provider.value, *(p.value for p in spec.failover)],
-            "request": json.loads(request.model_dump_json()),
-            "launch": {
-                "image": image, "disk_gb": spec.disk_gb, "ports": ports, "env": env, "onstart": onstart,
-                "ssh_public_key": spec.ssh.public_key, "cloud_init": cloud_init,
-                "vcpu": spec.vcpu, "ram_gb": spec.ram_gb,
-            },
-            "power": spec.power.value,
-            "bid_per_hour": spec.bid_per_hour,
-            "stamps": {**self.stamp, "regions": list(spec.regions)},
+        self.instance = GpuInstance(f"{name}-instance", GpuInstanceArgs(
+            label=args.label,
+            clouds=[spec.provider.value, *(p.value for p in spec.failover)],
+            request=args.request,
+            launch=LaunchInputs(image=image, disk_gb=spec.disk_gb, ports=list(ports), env=env, onstart=onstart,
+                                ssh_public_key=spec.ssh.public_key, cloud_init=cloud_init,
+                                vcpu=spec.vcpu, ram_gb=spec.ram_gb),
+            power=spec.power.value,
+            bid_per_hour=spec.bid_per_hour,
+            stamps={**self.stamp, "regions": list(spec.regions)},
             # Only the secret parts of the launch are encrypted in state; the rest stays readable.
-            "secrets": secrets or None,
-        }, opts)
+            secrets=secrets or None,
+        ), opts)
         self.machine_id = self.instance.id
         self.address = self.instance.address
         self.ssh_host = self.instance.ssh_host
@@ -133,7 +122,7 @@ class GpuNode(pulumi.ComponentResource):
 
         return remote.ConnectionArgs(
             host=self.ssh_host, port=self.ssh_port.apply(lambda p: float(p or self.spec.ssh.port)),
-            user=self.spec.ssh.user, private_key=pulumi.Config("gpu-estate").get_secret("sshPrivateKey"))
+            user=self.spec.ssh.user, private_key=self._ssh_private_key)
 
     def _deliver_workloads(self, name: str, spec: NodeSpec, opts: pulumi.ResourceOptions) -> None:
         """The compose project (and its secret files) over SSH: a changed workload replaces its containers
@@ -145,10 +134,10 @@ class GpuNode(pulumi.ComponentResource):
         secrets_hash: pulumi.Input[str] = ""
         if self.secrets is not None:
             bundle = pulumi.Output.secret(self.secrets.apply(
-                lambda s: workloads.secret_bundle(workloads.secret_files(spec, s))))
-            secrets_hash = bundle.apply(workloads.digest)
+                lambda s: secret_bundle(workloads.secret_files(spec, s))))
+            secrets_hash = bundle.apply(digest)
             depends.append(remote.Command(
-                f"{name}-secrets", connection=connection, create=workloads.INSTALL_SECRETS,
+                f"{name}-secrets", connection=connection, create=INSTALL_SECRETS,
                 delete=f"rm -rf {workloads.SECRETS_DIR}", stdin=bundle, triggers=[secrets_hash, self.machine_id],
                 logging="none",
                 opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self._machine()))))
@@ -159,7 +148,7 @@ class GpuNode(pulumi.ComponentResource):
             delete=f"docker compose -f {workloads.ESTATE_DIR}/compose.yaml down || true",
             # A new machine (replaced or re-rented) gets its project again, as does a changed one.
             triggers=[pulumi.Output.all(script, secrets_hash).apply(
-                lambda a: workloads.digest("".join(a))), self.machine_id],
+                lambda a: digest("".join(a))), self.machine_id],
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=depends + self._machine())))
         self.workloads_ready = [self.deploy]
 
@@ -224,8 +213,6 @@ class GpuNode(pulumi.ComponentResource):
                 spot_options=aws.ec2.LaunchTemplateInstanceMarketOptionsSpotOptionsArgs(
                     instance_interruption_behavior="stop", spot_instance_type="persistent",
                     max_price=str(spec.max_price_per_hour) if spec.max_price_per_hour else None))
-        import base64
-
         user_data = pulumi.Output.from_input(self._cloud_init(args)).apply(
             lambda text: base64.b64encode(text.encode()).decode())
         self.launch_template = aws.ec2.LaunchTemplate(
@@ -254,8 +241,6 @@ class GpuNode(pulumi.ComponentResource):
 
     def _create_gcp(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions) -> None:
         import pulumi_gcp as gcp
-
-        from components import catalog
 
         spec = args.spec
         row = catalog.instance_types("gcp")[args.estimate.instance_type]
@@ -312,9 +297,9 @@ class GpuNode(pulumi.ComponentResource):
         if spec.access is Access.SSH:
             def ssh(args):
                 host, ssh_port = args
-                return None if not host else {
-                    "host": host, "port": ssh_port or spec.ssh.port, "user": spec.ssh.user,
-                    "key_env": spec.ssh.private_key_env, "remote_port": port}
+                return None if not host else dataclasses.asdict(SshTarget(
+                    host=host, port=ssh_port or spec.ssh.port, user=spec.ssh.user,
+                    key_env=spec.ssh.private_key_env, remote_port=port))
             return {"endpoint": None, "ssh": pulumi.Output.all(self.ssh_host, self.ssh_port).apply(ssh),
                     "instance": self.machine_id}
 

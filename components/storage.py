@@ -8,9 +8,10 @@ from typing import Dict, Optional, Tuple
 
 import pulumi
 
-from components.spec import BucketSpec
-from components.stamps import to_tags
-from components.workloads import BucketAccess, digest
+from components.workloads import BucketAccess
+from core.spec import BucketSpec
+from core.stamps import to_tags
+from core.text import digest
 
 TYPE = "gpu-estate:index:ModelBucket"
 

@@ -15,16 +15,15 @@ env file, never as values in the compose file.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import functools
 import shlex
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-import jinja2
 import yaml
 
-from components import catalog
-from components.spec import DEFAULT_PORTS, NEEDS_GPU, Access, NodeSpec, Provider, WorkloadKind
+from core.kinds import COMFYUI_MODELS, WorkloadKind
+from core.spec import Access, NodeSpec, Provider
+from core.templates import asset, render
+from core.text import heredoc_script
 
 ESTATE_DIR = "/opt/estate"
 DATA_DIR = f"{ESTATE_DIR}/data"
@@ -32,32 +31,6 @@ SECRETS_DIR = f"{ESTATE_DIR}/secrets"
 IDLE_SCRIPT = "/usr/local/sbin/estate-idle"
 CHECKPOINT_SCRIPT = f"{ESTATE_DIR}/fetch-checkpoints.sh"
 
-# Where each workload keeps what must survive a container replacement.
-DATA_PATHS = {
-    WorkloadKind.OLLAMA: "/root/.ollama",
-    WorkloadKind.OPEN_WEBUI: "/app/backend/data",
-    WorkloadKind.COMFYUI: "/root",
-    WorkloadKind.MLFLOW: "/mlflow",
-    WorkloadKind.PGVECTOR: "/var/lib/postgresql/data",
-    WorkloadKind.LITELLM: "/app/config",
-}
-# ComfyUI's models/ directory inside its data mount (yanwk/comfyui-boot keeps ComfyUI under /root).
-COMFYUI_MODELS = "ComfyUI/models"
-# Port each image listens on inside its container (the spec's port is the host side).
-CONTAINER_PORTS = {**DEFAULT_PORTS, WorkloadKind.OPEN_WEBUI: 8080, WorkloadKind.MLFLOW: 5000}
-HEALTH = {
-    WorkloadKind.OLLAMA: "/api/version",
-    WorkloadKind.OPEN_WEBUI: "/health",
-    WorkloadKind.COMFYUI: "/system_stats",
-    WorkloadKind.MLFLOW: "/health",
-    WorkloadKind.LITELLM: "/health/liveliness",
-}
-# How each image is started when a container node runs it from its start script (Vast.ai replaces the
-# image's entrypoint with its own SSH launcher, so the service must be started explicitly).
-START_COMMANDS = {
-    WorkloadKind.OLLAMA: "ollama serve",
-    WorkloadKind.COMFYUI: "/runner-scripts/entrypoint.sh",
-}
 # The least privileged way each provider lets a node stop itself.
 STOP_COMMANDS = {
     # Guest power-off: a stopped VM bills no GPU; `pulumi up` with power running starts it again.
@@ -90,23 +63,6 @@ class NodeSecrets:
     buckets: Dict[str, BucketAccess] = dataclasses.field(default_factory=dict)
     env: Dict[str, str] = dataclasses.field(default_factory=dict)
     """Values of the workloads' ``secret_env`` names."""
-
-
-@functools.lru_cache(maxsize=None)
-def _templates() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(catalog.ASSETS)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-
-
-def render(template: str, **values) -> str:
-    return _templates().get_template(template).render(**values)
-
-
-def asset(path: str) -> str:
-    return (catalog.ASSETS / path).read_text(encoding="utf-8")
 
 
 def bind_address(node: NodeSpec) -> str:
@@ -186,7 +142,7 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
     """The compose document for a VM-like node. With ``access: ssh`` ports bind to loopback: only SSH
     tunnels and the edge connector reach them, so nothing is published to the internet by the node."""
     services: Dict[str, object] = {}
-    secrets: Dict[str, object] = {}
+    top_secrets: Dict[str, object] = {}  # compose's top-level ``secrets``: files the services mount
     for kind in node.workloads:
         if kind is WorkloadKind.LITELLM:
             continue  # the gateway host runs LiteLLM itself (components/gateway_host.py)
@@ -195,13 +151,13 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
             "image": node.image_for(kind),
             "restart": "unless-stopped",
             "environment": workload_env(node, kind),
-            "ports": [f"{bind_address(node)}:{node.port(kind)}:{CONTAINER_PORTS[kind]}"],
-            "volumes": [f"{DATA_DIR}/{name}:{DATA_PATHS[kind]}"],
+            "ports": [f"{bind_address(node)}:{node.port(kind)}:{kind.info.container_port}"],
+            "volumes": [f"{DATA_DIR}/{name}:{kind.info.data_path}"],
             "healthcheck": _healthcheck(kind),
         }
         if node.workloads[kind].secret_env:
             svc["env_file"] = [f"{SECRETS_DIR}/{name}.env"]
-        if kind in NEEDS_GPU:
+        if kind.needs_gpu:
             svc["deploy"] = {"resources": {"reservations": {"devices": [
                 {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}}
         if kind is WorkloadKind.MLFLOW:
@@ -213,30 +169,22 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
                 access = (secrets or NodeSecrets()).buckets.get(bucket)
                 if access is not None and access.gcs_key_json:
                     svc["secrets"] = [{"source": "bucket_key", "target": "bucket.json"}]
-                    secrets["bucket_key"] = {"file": f"{SECRETS_DIR}/{bucket}-gcs.json"}
+                    top_secrets["bucket_key"] = {"file": f"{SECRETS_DIR}/{bucket}-gcs.json"}
         if kind is WorkloadKind.PGVECTOR:
             svc["secrets"] = ["pg_password"]
-            secrets["pg_password"] = {"file": f"{SECRETS_DIR}/pg_password"}
+            top_secrets["pg_password"] = {"file": f"{SECRETS_DIR}/pg_password"}
         services[name] = {k: v for k, v in svc.items() if v is not None}
     doc: Dict[str, object] = {"name": "estate", "services": services}
-    if secrets:
-        doc["secrets"] = secrets
+    if top_secrets:
+        doc["secrets"] = top_secrets
     return doc
 
 
 def _healthcheck(kind: WorkloadKind) -> Optional[Dict[str, object]]:
-    path = HEALTH.get(kind)
-    if kind is WorkloadKind.PGVECTOR:
-        test = ["CMD-SHELL", "pg_isready -U estate -d vectors"]
-    elif kind is WorkloadKind.OLLAMA:
-        test = ["CMD", "ollama", "list"]  # the image has no curl
-    elif path:
-        port = CONTAINER_PORTS[kind]
-        test = ["CMD-SHELL", f"curl -fsS http://127.0.0.1:{port}{path} >/dev/null || "
-                             f"python3 -c \"import urllib.request;urllib.request.urlopen('http://127.0.0.1:{port}{path}')\""]
-    else:
+    test = kind.info.healthcheck
+    if test is None:
         return None
-    return {"test": test, "interval": "30s", "timeout": "10s", "retries": 5, "start_period": "60s"}
+    return {"test": list(test), "interval": "30s", "timeout": "10s", "retries": 5, "start_period": "60s"}
 
 
 def render_compose(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> str:
@@ -300,33 +248,6 @@ def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = (), secrets:
                   idle_timer=bool(units), fetch_checkpoints=bool(fetch))
 
 
-def digest(text: str) -> str:
-    """sha256 of a text, hex: what triggers and config hashes compare."""
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def heredoc_script(files: Mapping[str, str], mode: str = "0644") -> str:
-    """Shell that writes each file with a quoted heredoc (no expansion) whose end marker is not in it."""
-    lines = ["set -eu"]
-    for path, content in files.items():
-        marker = "ESTATE_" + digest(content)[:12].upper()
-        lines += [f"install -d -m 0755 \"$(dirname {path})\"",
-                  f"cat > {path}.tmp <<'{marker}'", content.rstrip("\n"), marker,
-                  f"chmod {mode} {path}.tmp && mv {path}.tmp {path}"]
-    return "\n".join(lines) + "\n"
-
-
-def secret_bundle(files: List[Tuple[str, str]]) -> str:
-    """Secret files as ``<path> <base64>`` lines, for ``INSTALL_SECRETS`` on the node's stdin."""
-    import base64
-
-    return "".join(f"{path} {base64.b64encode(content.encode()).decode()}\n" for path, content in files)
-
-
-INSTALL_SECRETS = ('set -eu; umask 077; while read -r path data; do install -d -m 0700 "$(dirname "$path")"; '
-                   'printf "%s" "$data" | base64 -d > "$path.tmp"; mv "$path.tmp" "$path"; done')
-
-
 def deploy_script(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> str:
     """What runs on a node reached over SSH when its workloads change: wait for the bootstrap, write the
     compose project and checkpoint script, fetch checkpoints, bring the project to the new state."""
@@ -346,7 +267,7 @@ def deploy_script(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> str:
 def primary_workload(node: NodeSpec) -> WorkloadKind:
     """The workload whose image a container node runs: the first GPU workload, else the first one."""
     kinds = list(node.workloads)
-    gpu = [k for k in kinds if k in NEEDS_GPU]
+    gpu = [k for k in kinds if k.needs_gpu]
     return (gpu or kinds)[0]
 
 
@@ -362,12 +283,12 @@ def container_start(node: NodeSpec) -> str:
                   f"chmod 0755 {IDLE_SCRIPT}",
                   f"ESTATE_IDLE_MINUTES={node.idle_shutdown_minutes} ESTATE_STOP_COMMAND={shlex.quote(stop)} "
                   f"ESTATE_IDLE_STATE=/tmp/estate-idle-since nohup {IDLE_SCRIPT} --loop >/var/log/estate-idle.log 2>&1 &"]
-    fetch = checkpoint_script(node, f"{DATA_PATHS[WorkloadKind.COMFYUI]}/{COMFYUI_MODELS}")
+    fetch = checkpoint_script(node, f"{WorkloadKind.COMFYUI.info.data_path}/{COMFYUI_MODELS}")
     if fetch:
         lines += [f"cat > {CHECKPOINT_SCRIPT} <<'ESTATE_FETCH'", fetch.rstrip("\n"), "ESTATE_FETCH",
                   f"mkdir -p {ESTATE_DIR} && chmod 0755 {CHECKPOINT_SCRIPT}",
                   f"nohup {CHECKPOINT_SCRIPT} >/var/log/estate-checkpoints.log 2>&1 &"]
-    start = START_COMMANDS.get(primary)
+    start = primary.info.start_command
     if start:
         lines.append(f"exec {start}")
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict
 
-from components.spec import stack_file_config
+from core.config import stack_file_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,7 @@
 """Safety policies: where nodes may run and on what, spot use, model servers never open without auth,
 credentials never in fields others can read, and models that fit the GPU they are pulled onto.
 
-Each policy reads what the program stamps (``components/stamps.py``) or the resource's own properties,
+Each policy reads what the program stamps (``core/stamps.py``) or the resource's own properties,
 so it judges the plan a preview produces, before anything is rented.
 """
 from __future__ import annotations
@@ -14,8 +14,9 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from components.spec import DEFAULT_PORTS, VRAM_USABLE_FRACTION, Provider, WorkloadKind, resident_vram
-from components.workloads import CONTAINER_PORTS
+from core.demand import VRAM_USABLE_FRACTION, resident_vram
+from core.kinds import WorkloadKind, model_server_ports
+from core.spec import Provider
 from policy.settings import schema, setting
 from policy.stamps import GPU_INSTANCE, node_stamps
 
@@ -28,8 +29,7 @@ REMOTE_COMMAND = "command:remote:Command"
 
 MODEL_SERVER_KINDS = tuple(k.value for k in WorkloadKind if k.is_model_server)
 # Their default ports on the host and inside their containers.
-MODEL_SERVER_PORTS = tuple(sorted({p for k in WorkloadKind if k.is_model_server
-                                   for p in (DEFAULT_PORTS[k], CONTAINER_PORTS[k])}))
+MODEL_SERVER_PORTS = model_server_ports()
 ALL_PROVIDERS = [p.value for p in Provider]
 
 DEFAULTS: Dict[str, Any] = {

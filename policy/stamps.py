@@ -1,4 +1,4 @@
-"""Read what the program stamped on billing resources (encoding in components/stamps.py).
+"""Read what the program stamped on billing resources (encoding in core/stamps.py).
 
 GPU instances carry a ``stamps`` map; AWS launch templates and GCP VMs carry ``estate-*`` tags/labels.
 """
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional
 
-from components.stamps import from_tags
+from core.stamps import from_tags
 
 GPU_INSTANCE = "pulumi-python:dynamic/gpu:Instance"
 AWS_LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"

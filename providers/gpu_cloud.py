@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.pricing import NodeRequest, Offer
+from core.pricing import NodeRequest, Offer
 
 CLOUDS = ("tensordock", "vastai", "runpod")
 

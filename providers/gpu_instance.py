@@ -4,7 +4,7 @@ One lifecycle for every marketplace (the backends sit behind ``providers.gpu_clo
 
 - create looks for an instance carrying the node's label first and adopts it, so a create whose
   response was lost, or an earlier ``up`` that died, never rents a second machine. Otherwise it picks the
-  cheapest live offer that meets the request (``components.pricing``), tries the next offer when one is
+  cheapest live offer that meets the request (``core.pricing``), tries the next offer when one is
   taken, and fails over to the next cloud when one has no capacity; the final error lists what each said.
 - read reports a deleted or preempted instance as gone, and the observed power state, so ``refresh``
   shows drift and the next ``up`` converges.
@@ -17,6 +17,8 @@ Credentials are read when a method runs, from the environment or from the provid
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -28,15 +30,61 @@ from pulumi.dynamic import (
 )
 from pydantic import ValidationError
 
-from components.pricing import NodeRequest, PlacementError, choose_offer, rank_offers
+from core.pricing import NodeRequest, PlacementError, choose_offer, rank_offers
 from providers import gpu_cloud
 from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status
 from providers.http import CloudError, LostResponse, NoCapacity, OfferTaken
 
 # Bump when the provider's behaviour changes so existing resources pick it up on the next up.
 PROVIDER_VERSION = "1"
-REPLACE_KEYS = ("clouds", "request", "launch", "secrets")
-UPDATE_KEYS = ("power", "bid_per_hour", "label", "stamps", "version")
+
+
+def _replaces(default: Any = dataclasses.MISSING) -> Any:
+    """An input whose change replaces the machine."""
+    return dataclasses.field(default=default, metadata={"replaces": True})
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchInputs:
+    """What runs on the rented machine (the plain parts; secret parts go in ``GpuInstanceArgs.secrets``)."""
+
+    image: str
+    disk_gb: int
+    ports: List[int] = dataclasses.field(default_factory=list)
+    env: Dict[str, str] = dataclasses.field(default_factory=dict)
+    onstart: str = ""
+    ssh_public_key: Optional[str] = None
+    cloud_init: Optional[str] = None
+    vcpu: int = 1
+    ram_gb: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuInstanceArgs:
+    """The inputs of ``pulumi-python:dynamic/gpu:Instance``: the one place their names are written."""
+
+    label: pulumi.Input[str]
+    """Deterministic name at the vendor (``<project>-<stack>-<node>``): the idempotency key."""
+    clouds: List[str] = _replaces()
+    """Marketplaces tried in order."""
+    request: NodeRequest = _replaces()
+    launch: LaunchInputs = _replaces()
+    power: str = "running"
+    bid_per_hour: Optional[float] = None
+    stamps: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    """What the policy pack reads."""
+    secrets: Optional[pulumi.Input[Dict[str, Any]]] = _replaces(None)
+    """Secret parts of the launch (``cloud_init`` carrying secret files, ``env`` values), encrypted in state."""
+
+    def to_props(self) -> Dict[str, Any]:
+        return {"label": self.label, "clouds": list(self.clouds),
+                "request": json.loads(self.request.model_dump_json()),
+                "launch": dataclasses.asdict(self.launch), "power": self.power,
+                "bid_per_hour": self.bid_per_hour, "stamps": self.stamps, "secrets": self.secrets}
+
+
+REPLACE_KEYS = tuple(f.name for f in dataclasses.fields(GpuInstanceArgs) if f.metadata.get("replaces"))
+UPDATE_KEYS = tuple(f.name for f in dataclasses.fields(GpuInstanceArgs) if not f.metadata.get("replaces")) + ("version",)
 INPUT_KEYS = REPLACE_KEYS + UPDATE_KEYS
 CONFIG_KEYS = (
     "gpu-estate:tensordockToken", "gpu-estate:tensordockApiUrl",
@@ -307,7 +355,7 @@ class GpuInstance(Resource, module="gpu", name="Instance"):
     launch_price_per_hour: pulumi.Output[Optional[float]]
     region: pulumi.Output[str]
 
-    def __init__(self, name: str, props: Dict[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: GpuInstanceArgs, opts: Optional[pulumi.ResourceOptions] = None):
         outs = {k: None for k in ("cloud", "instance_id", "status", "address", "ssh_host", "ssh_port", "ports",
                                   "price_per_hour", "launch_price_per_hour", "region", "offer_id")}
-        super().__init__(GpuInstanceProvider(), name, {**outs, "version": PROVIDER_VERSION, **props}, opts)
+        super().__init__(GpuInstanceProvider(), name, {**outs, "version": PROVIDER_VERSION, **args.to_props()}, opts)

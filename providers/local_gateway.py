@@ -10,6 +10,7 @@ The master key is generated here (``secrets.token_urlsafe``) and only ever leave
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import signal
@@ -22,7 +23,7 @@ import pulumi
 import requests
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
-from components.workloads import digest
+from core.text import digest
 from providers.http import CloudError
 from providers.ssh_forward import free_port
 
@@ -103,7 +104,7 @@ class LocalGatewayProvider(ResourceProvider):
         return CreateResult(f"local-gateway-{outs['pid']}", outs)
 
     def diff(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> DiffResult:
-        changed = [k for k in ("config", "port", "state_dir") if olds.get(k) != news.get(k)]
+        changed = [f.name for f in dataclasses.fields(LocalGatewayArgs) if olds.get(f.name) != news.get(f.name)]
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=True)
 
     def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
@@ -122,6 +123,21 @@ class LocalGatewayProvider(ResourceProvider):
             raise CloudError(f"gateway: LiteLLM (pid {props.get('pid')}) is still running; it stays in state")
 
 
+@dataclasses.dataclass(frozen=True)
+class LocalGatewayArgs:
+    """The inputs of ``pulumi-python:dynamic/gateway:Local``."""
+
+    config: pulumi.Input[str]
+    """The LiteLLM config document."""
+    port: int
+    """Port on 127.0.0.1; 0 takes a free one."""
+    state_dir: str
+    """Where the config, log and pid live."""
+
+    def to_props(self) -> Dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
 class LocalGateway(Resource, module="gateway", name="Local"):
     """``pulumi-python:dynamic/gateway:Local``: LiteLLM on this machine's loopback."""
 
@@ -129,7 +145,8 @@ class LocalGateway(Resource, module="gateway", name="Local"):
     master_key: pulumi.Output[str]
     pid: pulumi.Output[int]
 
-    def __init__(self, name: str, props: Dict[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: LocalGatewayArgs, opts: Optional[pulumi.ResourceOptions] = None):
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["master_key"]))
         super().__init__(LocalGatewayProvider(), name,
-                         {"url": None, "master_key": None, "pid": None, "config_sha256": None, **props}, opts)
+                         {"url": None, "master_key": None, "pid": None, "config_sha256": None, **args.to_props()},
+                         opts)

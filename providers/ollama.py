@@ -17,6 +17,7 @@ port forward for the length of each operation (``providers.ssh_forward``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -32,8 +33,44 @@ from providers import ssh_forward
 from providers.http import ApiSession, CloudError, json_body
 
 PROVIDER_VERSION = "1"
+
+
+@dataclasses.dataclass(frozen=True)
+class SshTarget:
+    """How the provider reaches a node's Ollama through an OpenSSH forward."""
+
+    host: str
+    port: int
+    user: str
+    key_env: str
+    """Environment variable holding the private key when the config secret is not set."""
+    remote_port: int
+    """Ollama's port on the node's loopback."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OllamaModelArgs:
+    """The inputs of ``pulumi-python:dynamic/ollama:Model``: the one place their names are written."""
+
+    node: str
+    model: str
+    """The Ollama tag."""
+    endpoint: pulumi.Input[Optional[str]] = None
+    """Ollama's URL on a node reached directly."""
+    ssh: pulumi.Input[Optional[Dict[str, Any]]] = None
+    """An ``SshTarget`` as a dict, on a node reached over SSH."""
+    instance: pulumi.Input[Optional[str]] = None
+    """The machine's id: a new machine makes the model be checked again."""
+    active: bool = True
+    """False while the node is powered off: nothing is contacted."""
+    stamps: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_props(self) -> Dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
 REPLACE_KEYS = ("node", "model")
-UPDATE_KEYS = ("endpoint", "ssh", "instance", "active", "stamps", "version")
+UPDATE_KEYS = tuple(f.name for f in dataclasses.fields(OllamaModelArgs) if f.name not in REPLACE_KEYS) + ("version",)
 INPUT_KEYS = REPLACE_KEYS + UPDATE_KEYS
 PULL_ATTEMPTS = 3
 OLLAMA_PORT = 11434
@@ -247,7 +284,7 @@ class OllamaModel(Resource, module="ollama", name="Model"):
     digest: pulumi.Output[Optional[str]]
     pulled_digest: pulumi.Output[Optional[str]]
 
-    def __init__(self, name: str, props: Dict[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: OllamaModelArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(OllamaModelProvider(), name,
-                         {"digest": None, "pulled_digest": None, "pulled": None, "version": PROVIDER_VERSION, **props},
-                         opts)
+                         {"digest": None, "pulled_digest": None, "pulled": None, "version": PROVIDER_VERSION,
+                          **args.to_props()}, opts)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from components.pricing import NodeRequest, Offer
+from core.pricing import NodeRequest, Offer
 from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_or_config
 from providers.http import ApiSession, CloudError, InsufficientCredit, NoCapacity, NotFound, json_body
 

@@ -5,8 +5,8 @@ from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from components import catalog
-from components.pricing import NodeRequest, Offer
+from core import catalog
+from core.pricing import NodeRequest, Offer
 from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_or_config
 from providers.http import ApiSession, CloudError, InsufficientCredit, NoCapacity, NotFound, OfferTaken, json_body
 

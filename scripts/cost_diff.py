@@ -22,11 +22,9 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from components.spec import stack_file_config  # noqa: E402
-from policy.stamps import fixed_monthly, node_stamps  # noqa: E402
+from core.config import PROJECT_ROOT as ROOT
+from core.config import stack_file_config
+from policy.stamps import fixed_monthly, node_stamps
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,11 +18,12 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from components import gateway  # noqa: E402
-from components.spec import NAMESPACE, ConfigError, estate_config, parse_spec, stack_file_config  # noqa: E402
+from components import gateway
+from core.config import PROJECT_ROOT as ROOT
+from core.config import estate_config, parse_spec, stack_file_config
+from core.errors import ConfigError
+from core.spec import NAMESPACE
+from core.topology import plan_estate
 
 
 def load(stack: str):
@@ -45,6 +46,7 @@ def main(argv=None) -> int:
     if spec.gateway is None:
         print(f"stack {args.stack!r} has no {NAMESPACE}:gateway", file=sys.stderr)
         return 2
+    plan = plan_estate(spec)
     endpoints, hourly, ssh = {}, {}, {}
     if args.outputs:
         nodes = json.loads(Path(args.outputs).read_text()).get("nodes", {})
@@ -55,10 +57,10 @@ def main(argv=None) -> int:
             if out.get("ssh_host"):
                 ssh[name] = (out["ssh_host"], int(out.get("ssh_port") or 22), spec.nodes[name].ssh.user)
     if args.units:
-        for unit, text in gateway.gateway_units(spec, gateway.tunnel_plan(spec), ssh).items():
+        for unit, text in gateway.gateway_units(plan, ssh).items():
             print(f"# /etc/systemd/system/{unit}\n{text}")
         return 0
-    sys.stdout.write(gateway.render_litellm_config(spec, endpoints, hourly))
+    sys.stdout.write(gateway.render_litellm_config(plan, endpoints, hourly))
     return 0
 
 

@@ -17,15 +17,22 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterator
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from core.config import PROJECT_ROOT as ROOT
+from loopback.ollama import FakeOllama
+from loopback.runpod import FakeRunPod
+from loopback.tensordock import FakeTensorDock
+from loopback.vastai import FakeVast
 
-from tests.fakes.ollama import FakeOllama  # noqa: E402
-from tests.fakes.runpod import FakeRunPod  # noqa: E402
-from tests.fakes.tensordock import FakeTensorDock  # noqa: E402
-from tests.fakes.vastai import FakeVast  # noqa: E402
+CACHE = Path(os.environ.get("GPU_ESTATE_CACHE", Path.home() / ".cache" / "gpu-estate"))
 
-PULUMI_BIN = Path(os.environ.get("GPU_ESTATE_CACHE", Path.home() / ".cache" / "gpu-estate")) / "pulumi-v3.259.0" / "bin"
+
+def _pulumi_bin() -> Path:
+    """Where scripts/build-pulumi.sh built or found the CLI, the language host and the command plugin."""
+    marker = CACHE / "pulumi-bin"
+    return Path(marker.read_text().strip()) if marker.exists() else CACHE / "pulumi-v3.259.0" / "bin"
+
+
+PULUMI_BIN = _pulumi_bin()
 
 
 @contextlib.contextmanager
@@ -54,7 +61,6 @@ def engine_env(fakes: Dict[str, object], state_dir: Path) -> Dict[str, str]:
         "PULUMI_CONFIG_PASSPHRASE": os.environ.get("PULUMI_CONFIG_PASSPHRASE", "sandbox-passphrase"),
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "GPU_ESTATE_PYTHON": str(ROOT / ".venv" / "bin" / "python"),
         "GPU_ESTATE_LITELLM": os.environ.get("GPU_ESTATE_LITELLM", str(ROOT / ".venv-gateway" / "bin" / "litellm")),
         "TENSORDOCK_API_URL": f"{td.url}/api/v2", "TENSORDOCK_API_TOKEN": td.token,
         "VASTAI_API_URL": f"{vast.url}/api/v0", "VASTAI_API_KEY": "sandbox-vast-key",
@@ -74,8 +80,8 @@ def stack(env: Dict[str, str], name: str = "sandbox", work_dir: Path = ROOT):
     return auto.create_or_select_stack(stack_name=name, work_dir=str(work_dir), opts=ws)
 
 
-PROJECT_FILES = ("Pulumi.yaml", "Pulumi.sandbox.yaml", "__main__.py", "requirements.txt", "components", "providers",
-                 "assets", "policy", "scripts", "tests")
+PROJECT_FILES = ("Pulumi.yaml", "Pulumi.sandbox.yaml", "__main__.py", "requirements.txt", "core", "components",
+                 "providers", "assets", "policy", "scripts", "loopback", "tests")
 
 
 def project_copy(dest: Path) -> Path:

@@ -1,12 +1,6 @@
 import os
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 # Loopback servers answer at once: keep backoff and polling short so fault tests stay quick.
 os.environ.setdefault("ESTATE_HTTP_BACKOFF", "0.01")
@@ -18,9 +12,9 @@ os.environ.setdefault("ESTATE_HTTP_TIMEOUT", "5")
 @pytest.fixture
 def clouds(monkeypatch):
     """The three fake GPU marketplaces, with the clients pointed at them."""
-    from tests.fakes.runpod import FakeRunPod
-    from tests.fakes.tensordock import FakeTensorDock
-    from tests.fakes.vastai import FakeVast
+    from loopback.runpod import FakeRunPod
+    from loopback.tensordock import FakeTensorDock
+    from loopback.vastai import FakeVast
 
     td, vast, rp = FakeTensorDock(), FakeVast(), FakeRunPod()
     monkeypatch.setenv("TENSORDOCK_API_URL", td.url + "/api/v2")
@@ -37,7 +31,7 @@ def clouds(monkeypatch):
 @pytest.fixture
 def ollama():
     """A loopback server that speaks the Ollama API."""
-    from tests.fakes.ollama import FakeOllama
+    from loopback.ollama import FakeOllama
 
     fake = FakeOllama()
     yield fake

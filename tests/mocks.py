@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 import pulumi
 from pulumi.runtime import settings
 
-from components import spec
+from core import config as spec
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,7 +19,7 @@ pytestmark = [
 ]
 
 INSTANCES, MODELS = 3, 5
-RESOURCES = 6 + INSTANCES + MODELS + 1  # stack, estate, four node components, instances, models, gateway
+RESOURCES = 6 + INSTANCES + MODELS + 2  # stack, estate, four node components, instances, models, gateway + process
 HF_TOKEN = "hf_sandboxTokenNotForRealUse42"  # the value of the secure gpu-estate:HF_TOKEN in Pulumi.sandbox.yaml
 
 

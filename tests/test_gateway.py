@@ -11,9 +11,11 @@ import requests
 import yaml
 
 from components import edge, gateway
-from components.spec import ConfigError, parse_spec
+from core.topology import plan_estate, tunnel_plan
+from core.config import parse_spec
+from core.errors import ConfigError
 from providers.local_gateway import LocalGatewayProvider, litellm_binary
-from tests.fakes.ollama import FakeOllama
+from loopback.ollama import FakeOllama
 from tests.mocks import stack_estate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,14 +31,14 @@ def entries(config, alias):
 
 
 def test_tunnels_forward_only_what_the_gateway_needs(prod):
-    plan = {n: [(f.remote, f.local) for f in fwds] for n, fwds in gateway.tunnel_plan(prod).items()}
+    plan = {n: [(f.remote, f.local) for f in fwds] for n, fwds in tunnel_plan(prod).items()}
     # Ollama of every node serving an alias, the route targets; gcp-dev serves no alias: no tunnel.
     assert plan == {"inference": [(11434, 11434), (3000, 3000)], "training": [(5001, 5001)],
                     "qwen": [(11434, 11435), (8188, 8188)], "batch": [(11434, 11436)], "burst": [(11434, 11437)]}
 
 
 def test_one_entry_per_alias_and_serving_node_with_the_node_price(prod):
-    config = gateway.litellm_config(prod)
+    config = gateway.litellm_config(plan_estate(prod))
     assert {m["model_info"]["node"] for m in entries(config, "gpt-3.5-turbo")} == {"qwen", "burst"}  # balanced
     (gpt4,) = entries(config, "gpt-4")
     assert gpt4["litellm_params"]["model"] == "ollama_chat/qwen3:32b"
@@ -48,7 +50,7 @@ def test_one_entry_per_alias_and_serving_node_with_the_node_price(prod):
 
 
 def test_external_keys_are_references_and_fallbacks_keep_their_order(prod):
-    config = gateway.litellm_config(prod)
+    config = gateway.litellm_config(plan_estate(prod))
     (gpt4o,) = entries(config, "openai-gpt-4o")
     assert gpt4o["litellm_params"]["api_key"] == "os.environ/OPENAI_API_KEY"
     assert {"gpt-4": ["openai-gpt-4o", "anthropic-sonnet"]} in config["router_settings"]["fallbacks"]
@@ -57,7 +59,7 @@ def test_external_keys_are_references_and_fallbacks_keep_their_order(prod):
 
 
 def test_a_price_known_after_up_replaces_the_estimate(prod):
-    config = gateway.litellm_config(prod, hourly={"qwen": 0.18})
+    config = gateway.litellm_config(plan_estate(prod), hourly={"qwen": 0.18})
     (gpt4,) = entries(config, "gpt-4")
     assert gpt4["litellm_params"]["input_cost_per_second"] == pytest.approx(0.18 / 3600)
 
@@ -68,7 +70,7 @@ def test_an_alias_served_only_by_stopped_nodes_needs_a_fallback():
     with pytest.raises(ConfigError, match=r"gpu-estate:gateway.aliases.coder: every node serving 'deepseek-coder-v2:16b' is stopped"):
         parse_spec(r)
     r["gateway"]["fallbacks"]["coder"] = ["openai-gpt-4o"]
-    assert not entries(gateway.litellm_config(parse_spec(r)), "coder")  # nothing routes to a stopped node
+    assert not entries(gateway.litellm_config(plan_estate(parse_spec(r))), "coder")  # nothing routes to a stopped node
 
 
 def test_routes_to_direct_nodes_and_a_proxy_off_the_gateway_are_refused():
@@ -86,15 +88,15 @@ def test_print_command_shows_the_config_and_says_where_addresses_are_unknown(tmp
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "gateway_config.py"), "prod"],
                          capture_output=True, text=True, check=True)
     printed = yaml.safe_load(run.stdout)
-    assert printed == gateway.litellm_config(parse_spec(stack_estate("prod")))
+    assert printed == gateway.litellm_config(plan_estate(parse_spec(stack_estate("prod"))))
     assert "sk-" not in run.stdout
     # A directly reached node: its address is unknown before `up`, then read from the stack's outputs.
     r = stack_estate("prod")
     r["nodes"]["burst"]["access"] = "direct"
     direct = parse_spec(r)
-    (burst,) = [m for m in entries(gateway.litellm_config(direct), "gpt-3.5-turbo") if m["model_info"]["node"] == "burst"]
+    (burst,) = [m for m in entries(gateway.litellm_config(plan_estate(direct)), "gpt-3.5-turbo") if m["model_info"]["node"] == "burst"]
     assert burst["litellm_params"]["api_base"] == "http://address-of-burst-known-after-up:11434"
-    known = gateway.litellm_config(direct, endpoints={"burst": ("198.51.100.8", {"11434": 41434})})
+    known = gateway.litellm_config(plan_estate(direct), endpoints={"burst": ("198.51.100.8", {"11434": 41434})})
     (burst,) = [m for m in entries(known, "gpt-3.5-turbo") if m["model_info"]["node"] == "burst"]
     assert burst["litellm_params"]["api_base"] == "http://198.51.100.8:41434"
 
@@ -110,8 +112,8 @@ def test_gateway_units_pass_systemd_analyze_verify(tmp_path, prod):
     docker = tmp_path / "docker"  # the units run containers; verify only needs the binary to exist
     docker.write_text("#!/bin/sh\n")
     docker.chmod(0o755)
-    plan = gateway.tunnel_plan(prod)
-    units = gateway.gateway_units(prod, plan, {"qwen": ("198.51.100.7", 40022, "root")}, docker=str(docker))
+    plan = tunnel_plan(prod)
+    units = gateway.gateway_units(plan_estate(prod), {"qwen": ("198.51.100.7", 40022, "root")}, docker=str(docker))
     assert set(units) == {"estate-litellm.service", *(f"estate-tunnel-{n}.service" for n in plan)}
     qwen = units["estate-tunnel-qwen.service"]
     assert "-L 127.0.0.1:11435:127.0.0.1:11434 -L 127.0.0.1:8188:127.0.0.1:8188 root@198.51.100.7" in qwen
@@ -129,7 +131,7 @@ def test_rendered_caddyfile_passes_caddy_validate(tmp_path):
     r["routes"]["chat.example.com"]["auth"] = "basic"
     spec = parse_spec(r)
     hashed = "$2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG"
-    text = edge.render_caddyfile(spec, hashed)
+    text = edge.render_caddyfile(plan_estate(spec), hashed)
     assert text.count("basicauth") == len(spec.routes)  # every site, whatever its route says
     assert "reverse_proxy 127.0.0.1:3000" in text
     path = tmp_path / "Caddyfile"
@@ -141,7 +143,7 @@ def test_rendered_caddyfile_passes_caddy_validate(tmp_path):
 
 
 def test_cloudflare_ingress_ends_with_a_catch_all(prod):
-    rules = edge.ingress_rules(prod)
+    rules = edge.ingress_rules(plan_estate(prod))
     assert rules[-1] == {"service": "http_status:404"}
     assert {"hostname": "mlflow.example.com", "service": "http://127.0.0.1:5001"} in rules
     assert {"hostname": "myai.example.com", "service": "http://127.0.0.1:4000"} in rules
@@ -176,7 +178,7 @@ def litellm_proxy(tmp_path_factory):
                  "small": ("127.0.0.1", {"11434": small.httpd.server_address[1]})}
     d = tmp_path_factory.mktemp("litellm")
     provider = LocalGatewayProvider()
-    outs = provider.create({"config": gateway.render_litellm_config(proxy_spec(), endpoints), "port": 0,
+    outs = provider.create({"config": gateway.render_litellm_config(plan_estate(proxy_spec()), endpoints), "port": 0,
                             "state_dir": str(d)}).outs
     yield {"url": outs["url"], "key": outs["master_key"], "big": big, "small": small, "log": d / "gateway.log"}
     provider.delete("", outs)

@@ -95,18 +95,20 @@ def test_caddy_mode_puts_basic_auth_in_front_and_points_records_at_the_gateway()
 
 
 def test_the_url_map_says_how_each_hostname_is_reached(prod):
-    from components.estate import Estate  # noqa: F401  (the table comes from the program's own code)
-    from components.spec import parse_spec
-    rows = Estate._url_map(parse_spec(stack_estate("prod")))
+    from components.estate import url_map  # the table comes from the program's own code
+    from core.config import parse_spec
+    from core.topology import plan_estate
+    rows = url_map(plan_estate(parse_spec(stack_estate("prod"))))
     chat = next(r for r in rows if r["url"] == "https://chat.example.com")
     assert chat == {"url": "https://chat.example.com", "node": "inference", "container": "open-webui", "port": 3000,
                     "auth": "cloudflare-access", "via": "http://127.0.0.1:3000"}
 
 
 def test_in_caddy_mode_the_url_map_says_basic_auth_for_every_route():
-    from components.estate import Estate
-    from components.spec import parse_spec
+    from components.estate import url_map
+    from core.config import parse_spec
+    from core.topology import plan_estate
     raw = stack_estate("prod")
     raw["edge"]["mode"] = "caddy"
-    rows = Estate._url_map(parse_spec(raw))
+    rows = url_map(plan_estate(parse_spec(raw)))
     assert {r["auth"] for r in rows} == {"caddy-basic-auth"}

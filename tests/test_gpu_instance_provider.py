@@ -1,7 +1,8 @@
 """The GPU instance dynamic provider driven directly against the loopback vendor servers."""
 import pytest
 
-from providers.gpu_instance import GpuInstanceProvider
+from core.pricing import NodeRequest
+from providers.gpu_instance import PROVIDER_VERSION, GpuInstanceArgs, GpuInstanceProvider, LaunchInputs
 from providers.http import CloudError, NoCapacity
 
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXRlc3RrZXk= ops@estate"
@@ -9,19 +10,13 @@ SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXRlc3RrZXk= ops@estate"
 
 def props(clouds=("tensordock",), gpu="rtx4090", count=1, spot=False, power="running", regions=(), bid=None,
           label="gpu-estate-test-inference", max_price=None, image="ubuntu2404", ports=(11434,)):
-    return {
-        "label": label,
-        "clouds": list(clouds),
-        "request": {"gpu_model": gpu, "gpu_count": count, "min_vram_gb": 24 * count, "vcpu": 4, "ram_gb": 16,
-                    "disk_gb": 100, "regions": list(regions), "spot": spot, "max_price_per_hour": max_price,
-                    "min_reliability": None},
-        "launch": {"image": image, "disk_gb": 100, "ports": list(ports), "env": {}, "onstart": "",
-                   "ssh_public_key": SSH_KEY, "cloud_init": None, "vcpu": 4, "ram_gb": 16},
-        "power": power,
-        "bid_per_hour": bid,
-        "stamps": {"hours_per_month": 120},
-        "version": "1",
-    }
+    args = GpuInstanceArgs(
+        label=label, clouds=list(clouds),
+        request=NodeRequest(gpu_model=gpu, gpu_count=count, min_vram_gb=24 * count, vcpu=4, ram_gb=16, disk_gb=100,
+                            regions=tuple(regions), spot=spot, max_price_per_hour=max_price),
+        launch=LaunchInputs(image=image, disk_gb=100, ports=list(ports), ssh_public_key=SSH_KEY, vcpu=4, ram_gb=16),
+        power=power, bid_per_hour=bid, stamps={"hours_per_month": 120})
+    return {**args.to_props(), "version": PROVIDER_VERSION}
 
 
 def checked(p):

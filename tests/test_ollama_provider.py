@@ -5,7 +5,7 @@ import pulumi
 import pytest
 
 from providers.ollama import OllamaError, OllamaModelProvider, Progress, resource_name
-from tests.fakes.ollama import digest_of
+from loopback.ollama import digest_of
 
 
 

@@ -1,7 +1,7 @@
 """Placement and estimates on hand-made offer lists."""
 import pytest
 
-from components.pricing import NodeRequest, Offer, PlacementError, choose_offer, choose_instance_type, rank_offers
+from core.pricing import NodeRequest, Offer, PlacementError, choose_offer, choose_instance_type, rank_offers
 
 
 def offer(oid, price, provider="vastai", region="DE", gpu="rtx4090", count=1, rel=0.99, spot=False, **kw):
@@ -60,8 +60,8 @@ def test_cloud_instance_types_from_dated_table():
 
 
 def test_monthly_estimate_is_hours_times_price():
-    from components.spec import parse_spec
-    from components.pricing import estimate_estate
+    from core.config import parse_spec
+    from core.pricing import estimate_estate
     from tests.mocks import stack_estate
 
     spec = parse_spec(stack_estate("prod"))

@@ -3,7 +3,8 @@ import copy
 
 import pytest
 
-from components.spec import ConfigError, parse_spec
+from core.config import parse_spec
+from core.errors import ConfigError
 from tests.mocks import run_program, stack_config, stack_estate
 
 

@@ -13,7 +13,10 @@ import pytest
 import yaml
 
 from components import workloads
-from components.spec import WorkloadKind, parse_spec
+from core import text
+from core.catalog import ASSETS
+from core.config import parse_spec
+from core.kinds import WorkloadKind
 from tests.mocks import stack_estate
 
 SECRETS = workloads.NodeSecrets(
@@ -41,7 +44,7 @@ def test_compose_keeps_data_on_bind_mounts_and_secrets_in_files(prod):
     doc = workloads.compose_project(training, SECRETS)
     for kind in (WorkloadKind.MLFLOW, WorkloadKind.PGVECTOR):
         svc = doc["services"][kind.value]
-        assert svc["volumes"] == [f"/opt/estate/data/{kind.value}:{workloads.DATA_PATHS[kind]}"]
+        assert svc["volumes"] == [f"/opt/estate/data/{kind.value}:{kind.info.data_path}"]
         assert svc["ports"][0].startswith("127.0.0.1:")  # access ssh: loopback only
         assert svc["healthcheck"]["test"]
     assert doc["services"]["pgvector"]["secrets"] == ["pg_password"]
@@ -108,7 +111,7 @@ def test_the_schema_check_catches_a_broken_document(tmp_path):
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
 def test_rendered_idle_units_pass_systemd_analyze_verify(tmp_path, prod):
     script = tmp_path / "estate-idle"
-    shutil.copy(workloads.catalog.ASSETS / "idle" / "estate-idle.sh", script)
+    shutil.copy(ASSETS / "idle" / "estate-idle.sh", script)
     script.chmod(0o755)
     units = workloads.render_idle_units(prod.nodes["inference"], script=str(script))
     for name, text in units.items():
@@ -134,7 +137,7 @@ def run_watcher(tmp_path, ollama, gpu_percent, since=None):
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ESTATE_IDLE_MINUTES": "30",
            "ESTATE_STOP_COMMAND": f"touch {stopped}", "ESTATE_IDLE_STATE": str(state),
            "ESTATE_OLLAMA_URL": ollama.url}
-    run = subprocess.run(["sh", str(workloads.catalog.ASSETS / "idle" / "estate-idle.sh")], env=env,
+    run = subprocess.run(["sh", str(ASSETS / "idle" / "estate-idle.sh")], env=env,
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 0, run.stderr
     return run.stdout, state, stopped
@@ -214,7 +217,7 @@ def test_a_checkpoint_with_the_wrong_sha256_is_refused(tmp_path, file_server):
 
 
 def test_secrets_on_container_nodes_are_refused():
-    from components.spec import ConfigError
+    from core.errors import ConfigError
 
     raw = stack_estate("prod")
     raw["nodes"]["qwen"]["workloads"]["pgvector"] = {}
@@ -240,7 +243,8 @@ def test_secret_env_reaches_vm_workloads_through_a_0600_env_file(prod):
 
 
 def test_a_missing_config_secret_names_the_key_before_anything_is_created():
-    from components.spec import ConfigError, load_spec
+    from core.config import load_stack
+    from core.errors import ConfigError
 
     class Config:
         def __init__(self, values):
@@ -255,7 +259,7 @@ def test_a_missing_config_secret_names_the_key_before_anything_is_created():
     raw = stack_estate("sandbox")
     with pytest.raises(ConfigError, match=r"gpu-estate:nodes.qwen.workloads.ollama.secret_env\[0\]: no config secret "
                                           r"gpu-estate:HF_TOKEN: run `pulumi config set --secret gpu-estate:HF_TOKEN"):
-        load_spec(Config(raw))
+        load_stack(Config(raw), project="gpu-estate", stack="sandbox")
 
 
 def test_a_workload_edit_changes_the_ssh_delivery_not_the_machine():
@@ -280,7 +284,7 @@ def test_the_bootstrap_only_cloud_init_passes_the_schema(tmp_path, prod):
 
 def test_secret_bundle_round_trips_through_the_install_script(tmp_path):
     files = [(str(tmp_path / "s" / "pg_password"), "p@ss word\n"), (str(tmp_path / "s" / "b.json"), '{"k": 1}')]
-    run = subprocess.run(["sh", "-c", workloads.INSTALL_SECRETS], input=workloads.secret_bundle(files),
+    run = subprocess.run(["sh", "-c", text.INSTALL_SECRETS], input=text.secret_bundle(files),
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     for path, content in files:

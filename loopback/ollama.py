@@ -10,7 +10,7 @@ import hashlib
 import time
 from typing import Any, Dict, List, Optional
 
-from tests.fakes.base import FakeServer, Reply, Stream
+from loopback.base import FakeServer, Reply, Stream
 
 
 def digest_of(name: str, version: int = 1) -> str:

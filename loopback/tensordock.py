@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from tests.fakes.base import FakeServer, Reply
+from loopback.base import FakeServer, Reply
 
 
 class FakeTensorDock(FakeServer):

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping
 
+from core.pricing import NodeEstimate
+from core.spec import NodeSpec
+
 PREFIX = "estate-"
 NUMBERS = ("hourly_usd", "hours_per_month", "idle_shutdown_minutes", "vram_gb", "model_vram_gb", "max_loaded",
            "monthly_usd")
@@ -29,3 +32,20 @@ def from_tags(tags: Mapping[str, str]) -> Dict[str, Any]:
             out[k] = float(str(out[k]).replace("_", "."))
     out["pay_per_use"] = str(out.get("pay_per_use", "true")) == "true"
     return out
+
+
+def node_stamp(name: str, node: NodeSpec, estimate: NodeEstimate) -> Dict[str, Any]:
+    """What a node's billing resource carries for the policy pack."""
+    return {
+        "node": name,
+        "provider": node.provider.value,
+        "gpu": node.gpu.model if node.gpu else "",
+        "hourly_usd": estimate.hourly_usd,
+        "hours_per_month": node.hours_per_month,
+        "idle_shutdown_minutes": node.idle_shutdown_minutes or 0,
+        "pay_per_use": node.is_pay_per_use,
+        "market": node.market.value,
+        "vram_gb": node.gpu.vram_gb if node.gpu else 0,
+        "region": node.regions[0] if node.regions else "",
+        "access": node.access.value,
+    }

@@ -12,7 +12,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components import catalog
+from core import catalog
+from core.spec import EstateSpec, Market, NodeSpec, Provider
 
 
 class PlacementError(ValueError):
@@ -167,7 +168,7 @@ class EstateEstimate:
         return round(sum(n.monthly_usd for n in self.nodes) + self.fixed_monthly_usd, 2)
 
 
-def node_request(node) -> NodeRequest:
+def node_request(node: NodeSpec) -> NodeRequest:
     """The placement request of a NodeSpec (marketplace or cloud VM)."""
     gpu = node.gpu
     return NodeRequest(
@@ -178,7 +179,7 @@ def node_request(node) -> NodeRequest:
         ram_gb=node.ram_gb,
         disk_gb=node.disk_gb,
         regions=tuple(node.regions),
-        spot=node.market.value == "spot",
+        spot=node.market is Market.SPOT,
         max_price_per_hour=node.max_price_per_hour,
         min_reliability=node.min_reliability,
     )
@@ -212,7 +213,7 @@ def choose_instance_type(cloud: str, request: NodeRequest, pinned: Optional[str]
     return choose_offer(request, offers)
 
 
-def estimate_node(name: str, node) -> NodeEstimate:
+def estimate_node(name: str, node: NodeSpec) -> NodeEstimate:
     """The hourly price the estate plans with for one node.
 
     Marketplace nodes are priced before any offer is seen: at their ``max_price_per_hour`` when set
@@ -221,11 +222,11 @@ def estimate_node(name: str, node) -> NodeEstimate:
     """
     provider = node.provider.value
     hours = node.hours_per_month
-    if provider == "host":
+    if node.provider is Provider.HOST:
         return NodeEstimate(name, provider, node.gpu.model if node.gpu else "-", 0.0, hours, "owned")
     request = node_request(node)
     gpu = f"{node.gpu.count}x {catalog.gpu_display(node.gpu.model)}"
-    if provider in ("aws", "gcp"):
+    if node.provider in (Provider.AWS, Provider.GCP):
         offer = choose_instance_type(provider, request, node.instance_type)
         return NodeEstimate(name, provider, gpu, offer.price_per_hour, hours, f"instance {offer.offer_id}",
                             instance_type=offer.offer_id)
@@ -245,7 +246,7 @@ def estimate_node(name: str, node) -> NodeEstimate:
                         f"reference {catalog.prices_as_of()}")
 
 
-def estimate_estate(spec) -> EstateEstimate:
+def estimate_estate(spec: EstateSpec) -> EstateEstimate:
     nodes = tuple(estimate_node(name, node) for name, node in spec.nodes.items())
     fixed = sum(b.monthly_usd for b in spec.storage.values())
     return EstateEstimate(nodes, round(fixed, 2))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List
 
-from tests.fakes.base import FakeServer, Reply
+from loopback.base import FakeServer, Reply
 
 NO_CAPACITY = ("There are no longer any instances available with the requested specifications. "
                "Please refresh and try again.")

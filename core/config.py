@@ -1,0 +1,126 @@
+"""Reading a stack: its file, its ``pulumi.Config`` and its secrets, once, into one typed ``Stack``.
+
+``parse_spec`` validates a raw mapping (the models, then ``core.rules``) and is what every tool without
+the engine calls (the gateway config command, the pack config, the cost diff, the tests).
+``load_stack`` is what the program calls: it reads every ``gpu-estate`` key and every config secret the
+spec names from ``pulumi.Config``, checks them, and derives the plan, so no component reads config.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+from pydantic import ValidationError
+
+from core.catalog import ASSETS
+from core.errors import ConfigError, from_validation
+from core.rules import check_estate
+from core.spec import NAMESPACE, TOP_LEVEL_KEYS, EstateSpec
+from core.topology import EstatePlan, plan_estate
+
+PROJECT_ROOT = ASSETS.parent
+SSH_PRIVATE_KEY = "sshPrivateKey"
+"""Config secret holding the operator's SSH private key (``gpu-estate:sshPrivateKey``)."""
+
+
+def parse_spec(raw: Mapping[str, Any]) -> EstateSpec:
+    """Parse and cross-check a raw config mapping (keys without the namespace prefix)."""
+    unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise ConfigError([(f"{NAMESPACE}:{k}", f"unknown key; known: {', '.join(TOP_LEVEL_KEYS)}") for k in unknown])
+    try:
+        spec = EstateSpec.model_validate(dict(raw))
+    except ValidationError as err:
+        raise from_validation(err, raw) from None
+    problems = check_estate(spec)
+    if problems:
+        raise ConfigError(problems)
+    return spec
+
+
+def stack_file_config(stack: str, root: Any = None) -> Dict[str, Any]:
+    """The ``config`` map of ``Pulumi.<stack>.yaml`` as committed (secure values stay encrypted): what
+    the tools that run without the engine read (the gateway config command, the pack config, the cost
+    diff) and what the tests run the program with."""
+    import yaml
+
+    path = Path(root or PROJECT_ROOT) / f"Pulumi.{stack}.yaml"
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("config", {})
+
+
+def estate_config(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """The estate's keys of a stack config without the namespace, as ``parse_spec`` takes them (config
+    secrets such as ``gpu-estate:HF_TOKEN`` are not part of the spec)."""
+    prefix = f"{NAMESPACE}:"
+    return {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix) and k[len(prefix):] in TOP_LEVEL_KEYS}
+
+
+@dataclasses.dataclass(frozen=True)
+class StackSecrets:
+    """The config secrets the spec names, as Pulumi secret outputs (never plain values)."""
+
+    env: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    """``secret_env`` name -> value, for every name any workload lists."""
+    external_keys: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    """``api_key_env`` of an external gateway provider -> value, where the secret is set."""
+    ssh_private_key: Optional[Any] = None
+    """The operator's SSH private key (``gpu-estate:sshPrivateKey``), if set."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Stack:
+    """One stack as the program builds it: the checked spec, its plan and its secrets."""
+
+    spec: EstateSpec
+    plan: EstatePlan
+    secrets: StackSecrets
+    project: str
+    stack: str
+
+
+def load_stack(config: Any = None, project: Optional[str] = None, stack: Optional[str] = None) -> Stack:
+    """Read every key of the ``gpu-estate`` namespace from the stack's config, parse it once, read the
+    secrets it names and derive the plan. Raises ConfigError before any resource exists."""
+    import pulumi
+
+    config = config or pulumi.Config(NAMESPACE)
+    raw: Dict[str, Any] = {}
+    for key in TOP_LEVEL_KEYS:
+        try:
+            value = config.get_object(key)
+        except Exception as err:  # malformed JSON in a config value
+            raise ConfigError([(f"{NAMESPACE}:{key}", f"not valid structured config: {err}")]) from None
+        # Pulumi.yaml gives optional keys an empty default: empty means not set.
+        if value is not None and value != {} and value != []:
+            raw[key] = value
+    if "nodes" not in raw:
+        raise ConfigError([(f"{NAMESPACE}:nodes", "missing: the estate needs at least one node")])
+    if "budget" not in raw:
+        raise ConfigError([(f"{NAMESPACE}:budget", "missing: set budget.monthly_usd")])
+    spec = parse_spec(raw)
+    env: Dict[str, Any] = {}
+    missing = []
+    for n, node in spec.nodes.items():
+        for k, w in node.workloads.items():
+            for i, name in enumerate(w.secret_env):
+                value = config.get_secret(name)
+                if value is None:
+                    missing.append((f"{NAMESPACE}:nodes.{n}.workloads.{k.value}.secret_env[{i}]",
+                                    f"no config secret {NAMESPACE}:{name}: run `pulumi config set --secret "
+                                    f"{NAMESPACE}:{name} ...` (got {name!r})"))
+                env[name] = value
+    if missing:
+        raise ConfigError(missing)
+    external = {}
+    for ext in (spec.gateway.external.values() if spec.gateway else ()):
+        value = config.get_secret(ext.api_key_env)
+        if value is None:
+            pulumi.log.warn(f"gateway: no config secret {NAMESPACE}:{ext.api_key_env}; fallbacks to "
+                            f"{', '.join(ext.models)} will fail until it is set")
+        else:
+            external[ext.api_key_env] = value
+    secrets = StackSecrets(env={n: env[n] for n in sorted(env)}, external_keys=external,
+                           ssh_private_key=config.get_secret(SSH_PRIVATE_KEY))
+    return Stack(spec=spec, plan=plan_estate(spec), secrets=secrets,
+                 project=project or pulumi.get_project(), stack=stack or pulumi.get_stack())

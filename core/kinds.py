@@ -1,0 +1,96 @@
+"""The workload kinds the estate deploys, each described once.
+
+One ``KindInfo`` record per kind holds what the spec, the renderers (compose, start scripts, health
+checks) and the policy pack all read: the pinned image, the port on the host and inside the container,
+where it keeps data, how its health is checked, whether it needs a GPU, whether it is a model server
+that must never be published without auth, and how a container node starts it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Dict, Optional, Tuple
+
+
+class WorkloadKind(str, enum.Enum):
+    OLLAMA = "ollama"
+    OPEN_WEBUI = "open-webui"
+    COMFYUI = "comfyui"
+    MLFLOW = "mlflow"
+    PGVECTOR = "pgvector"
+    LITELLM = "litellm"
+
+    @property
+    def info(self) -> "KindInfo":
+        return KINDS[self]
+
+    @property
+    def is_model_server(self) -> bool:
+        """Services that must never be published without auth."""
+        return self.info.model_server
+
+    @property
+    def needs_gpu(self) -> bool:
+        return self.info.needs_gpu
+
+
+@dataclasses.dataclass(frozen=True)
+class KindInfo:
+    image: str
+    """Pinned image the kind runs unless the stack names another."""
+    port: int
+    """Default port on the node (the stack's ``port`` overrides it)."""
+    container_port: int
+    """Port the image listens on inside its container."""
+    data_path: str
+    """Where the image keeps what must survive a container replacement (bind-mounted from the node)."""
+    healthcheck: Optional[Tuple[str, ...]] = None
+    """The compose healthcheck ``test``; None where the image offers no way to check."""
+    health_path: Optional[str] = None
+    """HTTP path answering 200 when the service is up."""
+    needs_gpu: bool = False
+    model_server: bool = False
+    """Has no auth of its own: never published without auth in front."""
+    start_command: Optional[str] = None
+    """How a container node's start script starts the image (Vast.ai replaces the image's entrypoint)."""
+
+
+def _http_check(port: int, path: str) -> Tuple[str, ...]:
+    url = f"http://127.0.0.1:{port}{path}"
+    return ("CMD-SHELL", f"curl -fsS {url} >/dev/null || "
+                         f"python3 -c \"import urllib.request;urllib.request.urlopen('{url}')\"")
+
+
+KINDS: Dict[WorkloadKind, KindInfo] = {
+    WorkloadKind.OLLAMA: KindInfo(
+        image="ollama/ollama:0.12.6", port=11434, container_port=11434, data_path="/root/.ollama",
+        healthcheck=("CMD", "ollama", "list"),  # the image has no curl
+        health_path="/api/version", needs_gpu=True, model_server=True, start_command="ollama serve"),
+    WorkloadKind.OPEN_WEBUI: KindInfo(
+        image="ghcr.io/open-webui/open-webui:v0.6.34", port=3000, container_port=8080,
+        data_path="/app/backend/data", healthcheck=_http_check(8080, "/health"), health_path="/health"),
+    WorkloadKind.COMFYUI: KindInfo(
+        image="yanwk/comfyui-boot:cu124-slim", port=8188, container_port=8188, data_path="/root",
+        healthcheck=_http_check(8188, "/system_stats"), health_path="/system_stats", needs_gpu=True,
+        model_server=True, start_command="/runner-scripts/entrypoint.sh"),
+    WorkloadKind.MLFLOW: KindInfo(
+        image="ghcr.io/mlflow/mlflow:v3.5.1", port=5001, container_port=5000, data_path="/mlflow",
+        healthcheck=_http_check(5000, "/health"), health_path="/health", model_server=True),
+    WorkloadKind.PGVECTOR: KindInfo(
+        image="pgvector/pgvector:0.8.1-pg17", port=5432, container_port=5432,
+        data_path="/var/lib/postgresql/data",
+        healthcheck=("CMD-SHELL", "pg_isready -U estate -d vectors"), model_server=True),
+    WorkloadKind.LITELLM: KindInfo(
+        image="ghcr.io/berriai/litellm:main-v1.79.0-stable", port=4000, container_port=4000,
+        data_path="/app/config", healthcheck=_http_check(4000, "/health/liveliness"),
+        health_path="/health/liveliness"),
+}
+
+# ComfyUI's models/ directory inside its data mount (yanwk/comfyui-boot keeps ComfyUI under /root).
+COMFYUI_MODELS = "ComfyUI/models"
+
+
+def model_server_ports() -> Tuple[int, ...]:
+    """Every port a model server listens on by default, on the host or inside its container."""
+    return tuple(sorted({p for k in WorkloadKind if k.is_model_server
+                         for p in (k.info.port, k.info.container_port)}))

@@ -1,0 +1,41 @@
+"""Rules that span several keys of a stack, one module per concern.
+
+``check_estate`` runs them in order and returns every broken rule as ``(key path, message)``: nodes
+(workloads, fit, placement), gateway (aliases, fallbacks, deploy), tunnels, routes and edge, storage and
+budget. Each node is priced once here; the rules that need the figure share it.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Union
+
+from core import pricing
+from core.errors import Problem
+from core.rules import budget, gateway, nodes, routes, storage, tunnels
+from core.spec import EstateSpec
+
+Estimates = Dict[str, Union[pricing.NodeEstimate, pricing.PlacementError]]
+
+
+def node_estimates(spec: EstateSpec) -> Estimates:
+    """Each node's planned price, or why it cannot be placed."""
+    out: Estimates = {}
+    for name, node in spec.nodes.items():
+        try:
+            out[name] = pricing.estimate_node(name, node)
+        except pricing.PlacementError as err:
+            out[name] = err
+    return out
+
+
+def check_estate(spec: EstateSpec) -> List[Problem]:
+    estimates = node_estimates(spec)
+    problems: List[Problem] = []
+    problems += nodes.check(spec, estimates)
+    problems += gateway.check(spec)
+    problems += tunnels.check(spec)
+    problems += routes.check(spec)
+    if not problems:
+        problems += gateway.check_reachable(spec)
+    problems += storage.check(spec)
+    problems += budget.check(spec, estimates, placed=not any(p for p in problems if p[0].endswith(".gpu")))
+    return problems

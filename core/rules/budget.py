@@ -1,0 +1,30 @@
+"""Budget rules: no node dearer per hour than the cap, and the estate's own estimate within the month."""
+from __future__ import annotations
+
+from typing import Dict, List
+
+from core import pricing
+from core.errors import Problem
+from core.spec import NAMESPACE, EstateSpec
+
+
+def check(spec: EstateSpec, estimates: Dict[str, object], placed: bool) -> List[Problem]:
+    """``placed`` is false when some node could not be priced: the monthly total is then meaningless."""
+    problems: List[Problem] = []
+    b = spec.budget
+    priced = [e for e in estimates.values() if isinstance(e, pricing.NodeEstimate)]
+    for est in priced:
+        if b.max_hourly_per_node is not None and est.hourly_usd > b.max_hourly_per_node:
+            problems.append((
+                f"{NAMESPACE}:nodes.{est.node}",
+                f"${est.hourly_usd:.3f}/h exceeds {NAMESPACE}:budget.max_hourly_per_node ${b.max_hourly_per_node:.2f}/h",
+            ))
+    if placed and len(priced) == len(estimates):
+        fixed = sum(bucket.monthly_usd for bucket in spec.storage.values())
+        total = pricing.EstateEstimate(tuple(priced), round(fixed, 2)).monthly_usd
+        if total > b.monthly_usd:
+            problems.append((
+                f"{NAMESPACE}:budget.monthly_usd",
+                f"the estate's own estimate is ${total:.2f}/month, above the budget (got {b.monthly_usd})",
+            ))
+    return problems

@@ -1,0 +1,73 @@
+"""Gateway rules: the node it runs on, aliases served by some node, fallbacks and timeouts naming known
+models, where a local gateway may run, and that every alias and route can be reached."""
+from __future__ import annotations
+
+from typing import List
+
+from core.errors import Problem
+from core.kinds import WorkloadKind
+from core.spec import NAMESPACE, Access, EstateSpec, PowerState, Provider
+from core.topology import serving_nodes
+
+
+def check(spec: EstateSpec) -> List[Problem]:
+    problems: List[Problem] = []
+    g = spec.gateway
+    if g is None:
+        return problems
+    gpath = f"{NAMESPACE}:gateway"
+    if g.node not in spec.nodes:
+        problems.append((f"{gpath}.node", f"no node {g.node!r} in {NAMESPACE}:nodes"))
+    external_names = {m for ext in g.external.values() for m in ext.models}
+    for alias, tag in g.aliases.items():
+        if not serving_nodes(spec, tag):
+            problems.append((f"{gpath}.aliases.{alias}", f"no node serves ollama model {tag!r}"))
+        if alias in external_names:
+            problems.append((f"{gpath}.aliases.{alias}", "name is also an external model"))
+    known = set(g.aliases) | external_names
+    for alias, chain in g.fallbacks.items():
+        if alias not in known:
+            problems.append((f"{gpath}.fallbacks.{alias}", f"unknown alias {alias!r}"))
+        for i, target in enumerate(chain):
+            if target not in known:
+                problems.append((f"{gpath}.fallbacks.{alias}[{i}]", f"unknown alias or external model {target!r}"))
+            elif target == alias:
+                problems.append((f"{gpath}.fallbacks.{alias}[{i}]", "an alias cannot fall back to itself"))
+    for alias in g.timeouts:
+        if alias != "default" and alias not in known:
+            problems.append((f"{gpath}.timeouts.{alias}", f"unknown alias {alias!r}"))
+    host = spec.nodes.get(g.node)
+    if g.deploy == "local":
+        if host is not None and (host.provider is not Provider.HOST or host.address not in ("127.0.0.1", "localhost")):
+            problems.append((f"{gpath}.deploy", f"local runs LiteLLM on this machine: node {g.node!r} must be "
+                                                "provider 'host' with address 127.0.0.1 (got 'local')"))
+        remote = [n for n, node in spec.nodes.items() if n != g.node and node.access is Access.SSH]
+        if remote or spec.routes:
+            problems.append((f"{gpath}.deploy", "local reaches nodes directly and publishes no routes: "
+                                                f"{', '.join(remote) or 'routes'} need deploy 'ssh' (got 'local')"))
+    elif g.port == 0:
+        problems.append((f"{gpath}.port", "a free port is only picked for deploy 'local' (got 0)"))
+    return problems
+
+
+def check_reachable(spec: EstateSpec) -> List[Problem]:
+    """Every alias has a running node or a fallback; the gateway reaches every node it routes to."""
+    problems: List[Problem] = []
+    g = spec.gateway
+    if g is None or g.node not in spec.nodes:
+        return problems
+    for alias, tag in g.aliases.items():
+        nodes = serving_nodes(spec, tag)
+        running = [n for n in nodes if spec.nodes[n].power is PowerState.RUNNING]
+        if nodes and not running and not g.fallbacks.get(alias):
+            problems.append((f"{NAMESPACE}:gateway.aliases.{alias}",
+                             f"every node serving {tag!r} is stopped ({', '.join(nodes)}) and the alias has no "
+                             "fallback"))
+    if WorkloadKind.LITELLM not in spec.nodes[g.node].workloads:
+        problems.append((f"{NAMESPACE}:gateway.node", f"node {g.node!r} does not run the litellm workload"))
+    for host, route in spec.routes.items():
+        if route.node != g.node and spec.nodes[route.node].access is Access.DIRECT:
+            problems.append((f"{NAMESPACE}:routes.{host}.service",
+                             f"node {route.node!r} has access 'direct': the edge only reaches nodes through the "
+                             "gateway's SSH tunnels"))
+    return problems

@@ -1,0 +1,55 @@
+"""Per-node rules: workloads on the right kind of node, models known, VRAM, disk and RAM fit, placement."""
+from __future__ import annotations
+
+from typing import Dict, List
+
+from core import catalog, pricing
+from core.demand import DISK_OS_RESERVE_GB, VRAM_USABLE_FRACTION, node_disk_demand, node_ram_demand, node_vram_demand
+from core.errors import Problem
+from core.kinds import WorkloadKind
+from core.spec import NAMESPACE, EstateSpec, Provider
+
+
+def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
+    problems: List[Problem] = []
+    for name, node in spec.nodes.items():
+        base = f"{NAMESPACE}:nodes.{name}"
+        for kind, w in node.workloads.items():
+            wpath = f"{base}.workloads.{kind.value}"
+            if kind.needs_gpu and node.gpu is None:
+                problems.append((wpath, f"{kind.value} needs a GPU but node {name!r} has none"))
+            if w.models and kind is not WorkloadKind.OLLAMA:
+                problems.append((f"{wpath}.models", "models apply to ollama only"))
+            if w.checkpoints and kind is not WorkloadKind.COMFYUI:
+                problems.append((f"{wpath}.checkpoints", "checkpoints apply to comfyui only"))
+            for i, tag in enumerate(w.models):
+                if catalog.ollama_model(tag) is None:
+                    problems.append((f"{wpath}.models[{i}]", f"unknown model {tag!r}: add its size to assets/models.json"))
+            if node.provider.is_container and (kind is WorkloadKind.PGVECTOR or w.artifact_bucket):
+                problems.append((wpath, f"{kind.value} keeps secrets in files on a VM-like node; "
+                                        f"{node.provider.value} nodes are one container (got provider "
+                                        f"{node.provider.value!r})"))
+            if w.artifact_bucket and w.artifact_bucket not in spec.storage:
+                problems.append((f"{wpath}.artifact_bucket", f"no bucket {w.artifact_bucket!r} in {NAMESPACE}:storage"))
+        if node.gpu is not None:
+            demand = node_vram_demand(node)
+            usable = node.gpu.vram_gb * VRAM_USABLE_FRACTION
+            if demand > usable:
+                problems.append((
+                    f"{base}.workloads.ollama.models",
+                    f"resident models need {demand:.1f} GB VRAM but {node.gpu.count}x {node.gpu.model} "
+                    f"gives {usable:.1f} GB usable; drop a model or set max_loaded",
+                ))
+        disk_need = node_disk_demand(node) + DISK_OS_RESERVE_GB
+        if disk_need > node.disk_gb:
+            problems.append((f"{base}.disk_gb", f"workloads and models need {disk_need:.1f} GB, node has {node.disk_gb} GB (got {node.disk_gb})"))
+        ram_need = node_ram_demand(node)
+        if ram_need > node.ram_gb:
+            problems.append((f"{base}.ram_gb", f"workloads need {ram_need:.1f} GB RAM (got {node.ram_gb})"))
+        if node.idle_shutdown_minutes and WorkloadKind.OLLAMA not in node.workloads and node.gpu is None:
+            problems.append((f"{base}.idle_shutdown_minutes", "idle shutdown watches the GPU: node has none"))
+        if isinstance(estimates.get(name), pricing.PlacementError):
+            problems.append((f"{base}.gpu", str(estimates[name])))
+        if node.provider is Provider.HOST and node.failover:
+            problems.append((f"{base}.failover", "an owned host cannot fail over"))
+    return problems

@@ -1,0 +1,311 @@
+"""The estate specification as typed models: what one stack file says exists and what it may cost.
+
+All keys live in the ``gpu-estate`` config namespace (declared in Pulumi.yaml). These frozen pydantic
+models check what a single field or node can check on its own; rules that span several keys live in
+``core.rules``, reading the stack file in ``core.config``, and the translation of validation errors into
+key paths in ``core.errors``.
+"""
+from __future__ import annotations
+
+import enum
+import re
+from typing import Dict, List, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core import catalog
+from core.kinds import WorkloadKind
+
+NAMESPACE = "gpu-estate"
+TOP_LEVEL_KEYS = ("nodes", "gateway", "tunnels", "routes", "edge", "storage", "budget")
+HOURS_IN_MONTH = 730.0
+
+
+class Provider(str, enum.Enum):
+    TENSORDOCK = "tensordock"
+    VASTAI = "vastai"
+    RUNPOD = "runpod"
+    AWS = "aws"
+    GCP = "gcp"
+    HOST = "host"
+
+    @property
+    def is_marketplace(self) -> bool:
+        """Rented through a dynamic provider of ours (as opposed to a pulumi-aws/gcp VM or an owned host)."""
+        return self in (Provider.TENSORDOCK, Provider.VASTAI, Provider.RUNPOD)
+
+    @property
+    def is_container(self) -> bool:
+        """The node is itself one container: its image, env and ports are the workload's."""
+        return self in (Provider.VASTAI, Provider.RUNPOD)
+
+
+class Market(str, enum.Enum):
+    ON_DEMAND = "on-demand"
+    SPOT = "spot"
+
+
+class PowerState(str, enum.Enum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class Access(str, enum.Enum):
+    SSH = "ssh"
+    """Services listen on the node's loopback and nothing but SSH is open: the gateway's autossh units
+    and the model library reach them through SSH port forwards."""
+    DIRECT = "direct"
+    """Services are published on the provider's mapped ports: only for private networks and the sandbox,
+    since Ollama and ComfyUI have no auth of their own."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class GpuSpec(_Model):
+    model: str
+    """GPU model in any common spelling (``rtx4090``, ``RTX 4090``, ``RTX_4090``); stored canonical."""
+    count: int = Field(1, ge=1, le=8)
+
+    @field_validator("model")
+    @classmethod
+    def _known_gpu(cls, v: str) -> str:
+        canon = catalog.canonical_gpu(v)
+        if canon is None:
+            raise ValueError(f"unknown GPU {v!r}; known: {', '.join(sorted(catalog.gpus()))}")
+        return canon
+
+    @property
+    def vram_gb(self) -> int:
+        return catalog.gpu_vram_gb(self.model) * self.count
+
+
+class SshSpec(_Model):
+    user: str = "root"
+    port: int = Field(22, ge=1, le=65535)
+    public_key: Optional[str] = None
+    """OpenSSH public key put on the node; the matching private key stays with the operator."""
+    private_key_env: str = "ESTATE_SSH_PRIVATE_KEY"
+    """Environment variable (or config secret ``sshPrivateKey``) holding the private key for remote commands."""
+
+    @field_validator("public_key")
+    @classmethod
+    def _openssh_key(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.match(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+", v):
+            raise ValueError(f"not an OpenSSH public key: {v[:30]!r}")
+        return v
+
+
+class Checkpoint(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+\.(safetensors|ckpt|gguf)$")
+    url: str = Field(pattern=r"^https?://")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_gb: float = Field(gt=0)
+    kind: str = "checkpoints"
+    """Subfolder of ComfyUI's models/ directory: checkpoints, vae, loras, unet, clip."""
+
+
+class WorkloadSpec(_Model):
+    image: Optional[str] = None
+    port: Optional[int] = Field(None, ge=1, le=65535)
+    env: Dict[str, str] = Field(default_factory=dict)
+    models: List[str] = Field(default_factory=list)
+    """Ollama only: tags to pull and keep."""
+    max_loaded: Optional[int] = Field(None, ge=1)
+    """Ollama only: models resident in VRAM at once (OLLAMA_MAX_LOADED_MODELS); default all of them."""
+    checkpoints: List[Checkpoint] = Field(default_factory=list)
+    """ComfyUI only: files downloaded into models/ with their sha256 checked."""
+    vram_gb: Optional[float] = Field(None, ge=0)
+    """VRAM the workload holds while active, for workloads whose use the model table cannot give."""
+    artifact_bucket: Optional[str] = None
+    """MLflow only: name of a storage bucket (from ``storage``) holding the artifact root."""
+    secret_env: List[str] = Field(default_factory=list)
+    """Env vars whose values are the config secrets ``gpu-estate:<NAME>`` (``pulumi config set --secret``),
+    e.g. HF_TOKEN for gated downloads. They reach the node encrypted, never as plain resource inputs."""
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_names(cls, v: List[str]) -> List[str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+                raise ValueError(f"env var names are upper case letters, digits and '_' (got {name!r})")
+        return v
+
+
+class NodeSpec(_Model):
+    provider: Provider
+    failover: List[Provider] = Field(default_factory=list)
+    """Other marketplace providers tried in order when the first has no capacity."""
+    gpu: Optional[GpuSpec] = None
+    regions: List[str] = Field(default_factory=list)
+    """Locations tried in order: TensorDock city/country, Vast geolocation code, RunPod data center,
+    AWS/GCP region. Empty means anywhere."""
+    vcpu: int = Field(4, ge=1, le=256)
+    ram_gb: int = Field(16, ge=1, le=2048)
+    disk_gb: int = Field(100, ge=10, le=16384)
+    market: Market = Market.ON_DEMAND
+    bid_per_hour: Optional[float] = Field(None, gt=0)
+    """Spot only: the $/h bid (Vast) or $/GPU-h bid (RunPod); default the lowest accepted bid."""
+    max_price_per_hour: Optional[float] = Field(None, gt=0)
+    min_reliability: Optional[float] = Field(None, ge=0, le=1)
+    hours_per_month: float = Field(HOURS_IN_MONTH, ge=0, le=744)
+    """Expected running hours in a month; the monthly estimate is this times the hourly price."""
+    power: PowerState = PowerState.RUNNING
+    idle_shutdown_minutes: Optional[int] = Field(None, ge=5, le=1440)
+    instance_type: Optional[str] = None
+    """AWS/GCP only: pin an instance type from assets/prices; otherwise the cheapest that fits."""
+    address: Optional[str] = None
+    """host only: address of the machine you own."""
+    image: str = "ubuntu2404"
+    """VM image (TensorDock image id, AWS/GCP image family) for VM-like nodes."""
+    ssh: SshSpec = Field(default_factory=SshSpec)
+    access: Access = Access.SSH
+    workloads: Dict[WorkloadKind, WorkloadSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _shape(self) -> "NodeSpec":
+        if self.provider is not Provider.HOST and self.gpu is None:
+            raise ValueError(f"provider {self.provider.value!r} rents GPU nodes: set gpu.model")
+        if self.provider is Provider.HOST and not self.address:
+            raise ValueError("provider 'host' needs address (the machine's IP or DNS name)")
+        if self.market is Market.SPOT and self.provider in (Provider.TENSORDOCK, Provider.HOST):
+            raise ValueError(f"market 'spot' is not offered by {self.provider.value!r}")
+        if self.bid_per_hour is not None and self.market is not Market.SPOT:
+            raise ValueError("bid_per_hour is only meaningful with market 'spot'")
+        for other in self.failover:
+            if not other.is_marketplace or other is self.provider:
+                raise ValueError(f"failover to {other.value!r}: only another of tensordock/vastai/runpod")
+        if self.instance_type and self.provider not in (Provider.AWS, Provider.GCP):
+            raise ValueError("instance_type applies to aws and gcp nodes only")
+        return self
+
+    @property
+    def is_pay_per_use(self) -> bool:
+        return self.provider is not Provider.HOST
+
+    def port(self, kind: WorkloadKind) -> int:
+        w = self.workloads[kind]
+        return w.port or kind.info.port
+
+    def image_for(self, kind: WorkloadKind) -> str:
+        return self.workloads[kind].image or kind.info.image
+
+
+class ExternalProvider(_Model):
+    """An external API the gateway may fall back to (OpenAI, Anthropic, OpenRouter...)."""
+
+    models: Dict[str, str]
+    """Gateway name -> LiteLLM model string, e.g. ``openai-gpt-4o: openai/gpt-4o``."""
+    api_key_env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
+    """Environment variable holding the key on the gateway host; the value comes from a config secret."""
+    api_base: Optional[str] = None
+
+
+class GatewaySpec(_Model):
+    node: str
+    """Node (from ``nodes``) that runs the LiteLLM proxy."""
+    aliases: Dict[str, str] = Field(default_factory=dict)
+    """Client-facing name -> Ollama tag served by the estate, e.g. ``gpt-4: qwen3:32b``."""
+    external: Dict[str, ExternalProvider] = Field(default_factory=dict)
+    fallbacks: Dict[str, List[str]] = Field(default_factory=dict)
+    """Alias -> names (aliases or external models) tried in order when it fails."""
+    timeouts: Dict[str, float] = Field(default_factory=dict)
+    """Alias -> request timeout in seconds; ``default`` applies to the rest."""
+    routing_strategy: str = Field(
+        "simple-shuffle",
+        pattern=r"^(simple-shuffle|least-busy|usage-based-routing|usage-based-routing-v2|"
+        r"latency-based-routing|cost-based-routing)$",
+    )
+    num_retries: int = Field(2, ge=0, le=10)
+    port: int = Field(4000, ge=0, le=65535)
+    """Where LiteLLM listens on the gateway host's loopback; 0 (local deploy only) takes a free port."""
+    deploy: str = Field("ssh", pattern=r"^(ssh|local)$")
+    """``ssh``: units on the gateway node over SSH. ``local``: a LiteLLM process on the machine running
+    `pulumi up` (a workstation, the sandbox), reaching nodes directly; the node must be an owned host at
+    127.0.0.1."""
+
+
+class TunnelSpec(_Model):
+    node: str
+    """Remote node the gateway host reaches through autossh."""
+    ports: List[int] = Field(default_factory=list)
+    """Remote ports to forward; default the ports of the node's workloads the gateway needs."""
+
+
+class AuthMode(str, enum.Enum):
+    ACCESS = "access"
+    """Cloudflare Access application in front of the hostname."""
+    BASIC = "basic"
+    """HTTP basic auth in the reverse proxy."""
+    NONE = "none"
+
+
+class RouteSpec(_Model):
+    service: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*/[a-z-]+$")
+    """``<node>/<workload>``, e.g. ``inference/open-webui``."""
+    auth: AuthMode = AuthMode.ACCESS
+    path: str = "/"
+
+    @property
+    def node(self) -> str:
+        return self.service.partition("/")[0]
+
+    @property
+    def workload(self) -> Optional[WorkloadKind]:
+        """The routed workload kind, or None when the service names no kind."""
+        name = self.service.partition("/")[2]
+        return next((k for k in WorkloadKind if k.value == name), None)
+
+
+class EdgeMode(str, enum.Enum):
+    CLOUDFLARE_TUNNEL = "cloudflare-tunnel"
+    CADDY = "caddy"
+
+
+class EdgeSpec(_Model):
+    mode: EdgeMode = EdgeMode.CLOUDFLARE_TUNNEL
+    zone_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    account_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    domain: str
+    allowed_emails: List[str] = Field(default_factory=list)
+    proxy_node: Optional[str] = None
+    """caddy mode: the node running Caddy (default the gateway node)."""
+
+
+class BucketSpec(_Model):
+    provider: str = Field(pattern=r"^(gcs|s3)$")
+    location: str
+    versioning: bool = True
+    noncurrent_days: int = Field(30, ge=1)
+    """Old object versions are deleted after this many days."""
+    readers: List[str] = Field(default_factory=list)
+    """Nodes given read/write credentials scoped to this bucket."""
+    monthly_usd: float = Field(0.0, ge=0)
+    """Expected storage bill, counted in the monthly estimate."""
+
+
+class BudgetSpec(_Model):
+    monthly_usd: float = Field(gt=0)
+    daily_usd: Optional[float] = Field(None, gt=0)
+    max_hourly_per_node: Optional[float] = Field(None, gt=0)
+
+
+class EstateSpec(_Model):
+    nodes: Dict[str, NodeSpec]
+    gateway: Optional[GatewaySpec] = None
+    tunnels: List[TunnelSpec] = Field(default_factory=list)
+    routes: Dict[str, RouteSpec] = Field(default_factory=dict)
+    edge: Optional[EdgeSpec] = None
+    storage: Dict[str, BucketSpec] = Field(default_factory=dict)
+    budget: BudgetSpec
+
+    @field_validator("nodes")
+    @classmethod
+    def _node_names(cls, v: Dict[str, NodeSpec]) -> Dict[str, NodeSpec]:
+        if not v:
+            raise ValueError("at least one node is needed")
+        for name in v:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", name):
+                raise ValueError(f"node name {name!r}: lower-case letters, digits and '-', at most 31")
+        return v

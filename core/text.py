@@ -1,0 +1,32 @@
+"""Small text helpers every layer shares: the hash triggers compare, and the shell that writes files
+and secret bundles on a host without putting their content on a command line."""
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import List, Mapping, Tuple
+
+
+def digest(text: str) -> str:
+    """sha256 of a text, hex: what triggers and config hashes compare."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def heredoc_script(files: Mapping[str, str], mode: str = "0644") -> str:
+    """Shell that writes each file with a quoted heredoc (no expansion) whose end marker is not in it."""
+    lines = ["set -eu"]
+    for path, content in files.items():
+        marker = "ESTATE_" + digest(content)[:12].upper()
+        lines += [f"install -d -m 0755 \"$(dirname {path})\"",
+                  f"cat > {path}.tmp <<'{marker}'", content.rstrip("\n"), marker,
+                  f"chmod {mode} {path}.tmp && mv {path}.tmp {path}"]
+    return "\n".join(lines) + "\n"
+
+
+def secret_bundle(files: List[Tuple[str, str]]) -> str:
+    """Secret files as ``<path> <base64>`` lines, for ``INSTALL_SECRETS`` on the host's stdin."""
+    return "".join(f"{path} {base64.b64encode(content.encode()).decode()}\n" for path, content in files)
+
+
+INSTALL_SECRETS = ('set -eu; umask 077; while read -r path data; do install -d -m 0700 "$(dirname "$path")"; '
+                   'printf "%s" "$data" | base64 -d > "$path.tmp"; mv "$path.tmp" "$path"; done')

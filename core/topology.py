@@ -1,0 +1,145 @@
+"""The estate's topology, derived once from a checked spec into an ``EstatePlan``.
+
+Everything here is plain data: which nodes serve which Ollama tag, the SSH forwards the gateway host
+keeps to each node, how the gateway host reaches each routed service, each node's placement request
+and the cost estimate. ``plan_estate`` computes it once; components, the gateway renderers and the
+scripts read the plan they are given instead of deriving it again.
+
+- Tunnel plan: nodes the gateway needs (they serve an alias or a route) get a forward for exactly those
+  ports, plus any listed under ``tunnels``; the gateway's own node and nodes with ``access: direct`` need
+  none. Local ports keep the remote number where free and take the next free one otherwise (seed 002:
+  11434, then 11435 for a second Ollama).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from core import pricing
+from core.kinds import WorkloadKind
+from core.spec import Access, EstateSpec, Provider
+
+
+@dataclasses.dataclass(frozen=True)
+class Forward:
+    node: str
+    remote: int
+    local: int
+
+
+Endpoint = Tuple[Optional[str], Mapping[str, int]]
+"""(address, service port -> mapped port) of a node reached directly; address None until it is up."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Upstream:
+    """A routed service and how the gateway host reaches it."""
+
+    node: str
+    kind: WorkloadKind
+    port: int
+    """The service's port on its node."""
+    url: str
+    """Where the gateway host reaches it (loopback, a tunnel's local port, or the node's address)."""
+
+
+def serving_nodes(spec: EstateSpec, tag: str) -> List[str]:
+    """The nodes whose Ollama lists ``tag``, in spec order."""
+    return [name for name, node in spec.nodes.items()
+            if WorkloadKind.OLLAMA in node.workloads and tag in node.workloads[WorkloadKind.OLLAMA].models]
+
+
+def _needed_ports(spec: EstateSpec) -> Dict[str, List[int]]:
+    g = spec.gateway
+    need: Dict[str, List[int]] = {}
+
+    def add(node: str, port: int) -> None:
+        if port not in need.setdefault(node, []):
+            need[node].append(port)
+
+    if g is not None:
+        for tag in g.aliases.values():
+            for node in serving_nodes(spec, tag):
+                add(node, spec.nodes[node].port(WorkloadKind.OLLAMA))
+    for route in spec.routes.values():
+        add(route.node, spec.nodes[route.node].port(route.workload))
+    for t in spec.tunnels:
+        for p in t.ports:
+            add(t.node, p)
+    return need
+
+
+def tunnel_plan(spec: EstateSpec) -> Dict[str, Tuple[Forward, ...]]:
+    """Node -> the SSH forwards the gateway host keeps to it (nodes needing none are left out)."""
+    if spec.gateway is None:
+        return {}
+    used = {spec.gateway.port}
+    host = spec.nodes[spec.gateway.node]
+    used |= {host.port(k) for k in host.workloads}
+    plan: Dict[str, List[Forward]] = {}
+    needed = _needed_ports(spec)
+    for node in spec.nodes:  # spec order keeps the allocation stable
+        if node == spec.gateway.node or node not in needed or spec.nodes[node].access is Access.DIRECT:
+            continue
+        for remote in needed[node]:
+            local = remote
+            while local in used:
+                local += 1
+            used.add(local)
+            plan.setdefault(node, []).append(Forward(node, remote, local))
+    return {n: tuple(f) for n, f in plan.items()}
+
+
+def unknown_address(node: str) -> str:
+    """What a URL says for a directly reached node whose address is not known until `pulumi up`."""
+    return f"address-of-{node}-known-after-up"
+
+
+@dataclasses.dataclass(frozen=True)
+class EstatePlan:
+    """What the estate derives from its spec, computed once by ``plan_estate``."""
+
+    spec: EstateSpec
+    estimate: pricing.EstateEstimate
+    requests: Dict[str, pricing.NodeRequest]
+    """Placement request of every node that is rented (marketplace and cloud VMs)."""
+    tunnels: Dict[str, Tuple[Forward, ...]]
+    serving: Dict[str, Tuple[str, ...]]
+    """Ollama tag -> nodes serving it, for every tag an alias names."""
+    upstreams: Dict[str, Upstream]
+    """Public hostname -> the routed service."""
+
+    @property
+    def estimates(self) -> Dict[str, pricing.NodeEstimate]:
+        return {e.node: e for e in self.estimate.nodes}
+
+    def service_url(self, node: str, port: int, endpoints: Optional[Mapping[str, Endpoint]] = None) -> str:
+        """How the gateway host reaches ``port`` of ``node``; ``endpoints`` gives the addresses of nodes
+        reached directly once they are known."""
+        spec = self.spec
+        if spec.gateway is not None and node == spec.gateway.node:
+            return f"http://127.0.0.1:{port}"
+        if spec.nodes[node].access is Access.DIRECT:
+            address, ports = (endpoints or {}).get(node, (None, {}))
+            return f"http://{address or unknown_address(node)}:{(ports or {}).get(str(port), port)}"
+        for fwd in self.tunnels.get(node, ()):
+            if fwd.remote == port:
+                return f"http://127.0.0.1:{fwd.local}"
+        raise ValueError(f"the gateway has no way to reach port {port} of node {node!r}")
+
+
+def plan_estate(spec: EstateSpec) -> EstatePlan:
+    """The plan of a spec that passed ``core.rules.check_estate``."""
+    tunnels = tunnel_plan(spec)
+    requests = {name: pricing.node_request(node) for name, node in spec.nodes.items()
+                if node.provider is not Provider.HOST}
+    serving = {tag: tuple(serving_nodes(spec, tag)) for tag in (spec.gateway.aliases.values() if spec.gateway else ())}
+    plan = EstatePlan(spec=spec, estimate=pricing.estimate_estate(spec), requests=requests, tunnels=tunnels,
+                      serving=serving, upstreams={})
+    if spec.gateway is not None:
+        upstreams = {}
+        for host, route in spec.routes.items():
+            port = spec.nodes[route.node].port(route.workload)
+            upstreams[host] = Upstream(route.node, route.workload, port, plan.service_url(route.node, port))
+        plan = dataclasses.replace(plan, upstreams=upstreams)
+    return plan

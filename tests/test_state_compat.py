@@ -1,0 +1,64 @@
+"""A stack written by the code before the core-layer redesign is refreshed, updated with no changes and
+destroyed by the code after it. Pulumi stores each dynamic provider pickled by its class path
+(``providers.gpu_instance.GpuInstanceProvider``, ...), and resources by their URNs: both must still
+resolve after modules moved and the gateway became a component of its own."""
+import io
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+
+from scripts import sandbox
+
+# The last commit before core/ existed: its program wrote the state this test reads back.
+BEFORE = "8ab9237a853e3c2798f6cd60ac9052e4e1a6937f"
+
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.skipif(not (sandbox.PULUMI_BIN / "pulumi").exists(),
+                       reason=f"no Pulumi CLI at {sandbox.PULUMI_BIN}: run `make setup`"),
+]
+CODE = ("__main__.py", "core", "components", "providers", "policy", "scripts", "loopback", "tests", "assets")
+
+
+def checkout(commit: str, dest):
+    try:
+        archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=sandbox.ROOT, capture_output=True,
+                                 check=True).stdout
+    except subprocess.CalledProcessError as err:
+        pytest.skip(f"commit {commit[:7]} is not in this clone's history: {err.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    (dest / ".venv").symlink_to(sandbox.ROOT / ".venv")
+
+
+def test_state_written_before_the_redesign_stays_managed(tmp_path):
+    work = tmp_path / "project"
+    checkout(BEFORE, work)
+    with sandbox.fake_clouds() as fakes:
+        st = sandbox.stack(sandbox.engine_env(fakes, tmp_path / "engine"), work_dir=work)
+        up = st.up()
+        assert up.summary.resource_changes["create"] > 10
+        rented = {n: [i["id"] for i in fakes[n].alive()] for n in ("tensordock", "vastai", "runpod")}
+        pulls = sum(o.pulls() for o in fakes["ollama"].values())
+
+        for name in CODE:  # the same project directory, now with the code after the change
+            target = work / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        sandbox.project_copy(work)
+
+        st.refresh()
+        preview = st.preview()
+        # The gateway process is now a child of a Gateway component (reached by an alias); the only new
+        # thing is that component, which holds no cloud resource.
+        assert preview.change_summary == {"same": up.summary.resource_changes["create"], "create": 1}, \
+            preview.change_summary
+        again = st.up()
+        assert again.summary.resource_changes == preview.change_summary
+        assert {n: [i["id"] for i in fakes[n].alive()] for n in rented} == rented  # nothing re-rented
+        assert sum(o.pulls() for o in fakes["ollama"].values()) == pulls  # nothing pulled again
+
+        st.destroy()
+        assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
+        assert sandbox.pulled(fakes) == {"tensordock": [], "vastai": [], "runpod": []}
