@@ -79,8 +79,8 @@ def main() -> int:
     ap.add_argument("--latency", type=float, default=0.05, help="seconds each loopback API call takes")
     ap.add_argument("--pull-seconds", type=float, default=1.0, help="seconds each model pull streams")
     args = ap.parse_args()
-    if not (sandbox.PULUMI_BIN / "pulumi").exists():
-        print(f"no Pulumi CLI at {sandbox.PULUMI_BIN}: run `make setup` first", file=sys.stderr)
+    if sandbox.engine_missing():
+        print(sandbox.engine_missing(), file=sys.stderr)
         return 2
     counts = [int(c) for c in args.counts.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="estate-bench-"))

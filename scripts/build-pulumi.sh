@@ -69,7 +69,8 @@ built() { [ -x "$1" ] && [ "$(head -c 4 "$1" | tail -c 3)" = "ELF" ]; }
 from_vendor() {
   local what="$1" src="$2" sub="$3" out="$4" pkg="$5" ldflags="$6"; shift 6
   built "$BIN/$out" && return 0
-  [ -d "$src" ] || { say "no $what source at $src (set GPU_ESTATE_VENDOR)"; exit 1; }
+  # Without the sources the engine tests skip and say so; everything else still runs.
+  [ -d "$src" ] || { say "WARNING: no $what source at $src (set GPU_ESTATE_VENDOR): not built"; return 0; }
   say "building $what from $src"
   local work="$PREFIX/src-$out"
   rm -rf "$work" && mkdir -p "$work" && cp -R "$src/." "$work/"
@@ -87,7 +88,7 @@ for script in pulumi-language-python-exec pulumi-resource-pulumi-python; do
   if [ -f "$HOST_SRC/$script" ]; then
     cmp -s "$HOST_SRC/$script" "$BIN/$script" || install -m 0755 "$HOST_SRC/$script" "$BIN/$script"
   elif [ ! -x "$BIN/$script" ]; then
-    say "no $script in $HOST_SRC"; exit 1
+    say "WARNING: no $script in $HOST_SRC: not installed"
   fi
 done
 

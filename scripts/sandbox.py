@@ -35,6 +35,14 @@ def _pulumi_bin() -> Path:
 PULUMI_BIN = _pulumi_bin()
 
 
+def engine_missing() -> str:
+    """Why the engine cannot run here, or '' when the CLI and the Python language host are in place."""
+    for part in ("pulumi", "pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-pulumi-python"):
+        if not (PULUMI_BIN / part).exists():
+            return f"no {part} in {PULUMI_BIN}: run `make setup` (see README, Engine parts)"
+    return ""
+
+
 @contextlib.contextmanager
 def fake_clouds() -> Iterator[Dict[str, object]]:
     """The three marketplaces, each with a loopback Ollama behind the port its instances map for 11434.
@@ -122,8 +130,8 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="leave the estate up until interrupted")
     ap.add_argument("--state-dir", default=str(ROOT / ".estate" / "sandbox"))
     args = ap.parse_args()
-    if not (PULUMI_BIN / "pulumi").exists():
-        print(f"no Pulumi CLI at {PULUMI_BIN}: run `make setup` first", file=sys.stderr)
+    if engine_missing():
+        print(engine_missing(), file=sys.stderr)
         return 2
     state = Path(args.state_dir)
     shutil.rmtree(state, ignore_errors=True)  # the fakes start empty, so the state must too

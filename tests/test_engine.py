@@ -14,8 +14,7 @@ from scripts import sandbox
 
 pytestmark = [
     pytest.mark.engine,
-    pytest.mark.skipif(not (sandbox.PULUMI_BIN / "pulumi").exists(),
-                       reason=f"no Pulumi CLI at {sandbox.PULUMI_BIN}: run `make setup` (builds it from the Go module proxy)"),
+    pytest.mark.skipif(bool(sandbox.engine_missing()), reason=sandbox.engine_missing()),
 ]
 
 INSTANCES, MODELS = 3, 5

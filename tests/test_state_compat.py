@@ -16,8 +16,7 @@ BEFORE = "8ab9237a853e3c2798f6cd60ac9052e4e1a6937f"
 
 pytestmark = [
     pytest.mark.engine,
-    pytest.mark.skipif(not (sandbox.PULUMI_BIN / "pulumi").exists(),
-                       reason=f"no Pulumi CLI at {sandbox.PULUMI_BIN}: run `make setup`"),
+    pytest.mark.skipif(bool(sandbox.engine_missing()), reason=sandbox.engine_missing()),
 ]
 CODE = ("__main__.py", "core", "components", "providers", "policy", "scripts", "loopback", "tests", "assets")
 
