@@ -163,7 +163,8 @@ class Estate(pulumi.ComponentResource):
                     stamps={"node": node_name, "model_vram_gb": catalog.ollama_model(tag)["vram_gb"],
                             "vram_gb": node.gpu.vram_gb if node.gpu else 0,
                             "max_loaded": ollama.max_loaded or 0},
-                ), pulumi.ResourceOptions(parent=gpu_node, depends_on=gpu_node.workloads_ready))
+                ), pulumi.ResourceOptions(parent=gpu_node, depends_on=gpu_node.workloads_ready,
+                                          deleted_with=gpu_node.machine))
         return models
 
     def gateway_outputs(self) -> Dict[str, object]:

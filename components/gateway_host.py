@@ -144,7 +144,8 @@ class Gateway(pulumi.ComponentResource):
                     f"--shell /usr/sbin/nologin estate-tunnel; {INSTALL_SECRETS}; "
                     f"if [ -f {key_path} ]; then chown estate-tunnel {key_path}; fi"),
             delete="rm -f " + " ".join(sorted(secrets)), stdin=bundle,
-            triggers=[bundle.apply(digest), host_node.machine_id], logging="none", opts=child)]
+            triggers=[bundle.apply(digest), host_node.machine_id], logging="none",
+            opts=host_node.on_machine(child))]
 
         files = pulumi.Output.all(self.config, units).apply(lambda cu: {
             f"{gw.CONFIG_DIR}/config.yaml": cu[0],
@@ -162,4 +163,4 @@ class Gateway(pulumi.ComponentResource):
         self.deploy = remote.Command(
             f"{name}-deploy", connection=connection, create=script, delete=stop,
             triggers=[files.apply(lambda f: digest(repr(sorted(f.items())))), host_node.machine_id],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.secret_commands))
+            opts=host_node.on_machine(child, list(self.secret_commands)))

@@ -139,8 +139,7 @@ class GpuNode(pulumi.ComponentResource):
             depends.append(remote.Command(
                 f"{name}-secrets", connection=connection, create=INSTALL_SECRETS,
                 delete=f"rm -rf {workloads.SECRETS_DIR}", stdin=bundle, triggers=[secrets_hash, self.machine_id],
-                logging="none",
-                opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self._machine()))))
+                logging="none", opts=self.on_machine(opts)))
         script = self.secrets.apply(lambda s: workloads.deploy_script(spec, s)) if self.secrets is not None \
             else workloads.deploy_script(spec)
         self.deploy = remote.Command(
@@ -149,11 +148,23 @@ class GpuNode(pulumi.ComponentResource):
             # A new machine (replaced or re-rented) gets its project again, as does a changed one.
             triggers=[pulumi.Output.all(script, secrets_hash).apply(
                 lambda a: digest("".join(a))), self.machine_id],
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=depends + self._machine())))
+            opts=self.on_machine(opts, depends))
         self.workloads_ready = [self.deploy]
 
     def _machine(self) -> list:
         return [r for r in (getattr(self, "instance", None), getattr(self, "vm", None)) if r is not None]
+
+    @property
+    def machine(self) -> Optional[pulumi.Resource]:
+        """The billing resource the program rents (None for an owned host). What lives on the machine is
+        ``deleted_with`` it: destroying the machine never waits on its SSH, Docker or Ollama answering."""
+        found = self._machine()
+        return found[0] if found else None
+
+    def on_machine(self, opts: pulumi.ResourceOptions, depends_on: Optional[list] = None) -> pulumi.ResourceOptions:
+        """Options for a resource that lives on this node's machine."""
+        return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            depends_on=(depends_on or []) + self._machine(), deleted_with=self.machine))
 
     def _secrets(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions) -> Optional[pulumi.Output]:
         """The node's secrets as one secret output: the generated pgvector password, bucket credentials."""

@@ -84,6 +84,10 @@ class GpuInstanceArgs:
 
 
 REPLACE_KEYS = tuple(f.name for f in dataclasses.fields(GpuInstanceArgs) if f.metadata.get("replaces"))
+# What the machine *is*: a change of one of these replaces it. The rest of the request (price ceiling,
+# regions, reliability floor) and the failover clouds only guide the next placement, so they update in
+# place and take effect when the node is next placed (a re-rent after preemption, a replacement).
+MACHINE_REQUEST_KEYS = ("gpu_model", "gpu_count", "min_vram_gb", "vcpu", "ram_gb", "disk_gb", "spot")
 UPDATE_KEYS = tuple(f.name for f in dataclasses.fields(GpuInstanceArgs) if not f.metadata.get("replaces")) + ("version",)
 INPUT_KEYS = REPLACE_KEYS + UPDATE_KEYS
 CONFIG_KEYS = (
@@ -118,6 +122,21 @@ def split_id(id_: str) -> Tuple[str, str]:
     if cloud not in CLOUDS or not iid:
         raise ValueError(f"not a GPU instance id: {id_!r}")
     return cloud, iid
+
+
+def replace_reasons(id_: str, olds: Dict[str, Any], news: Dict[str, Any]) -> List[str]:
+    """The input keys (``launch.image``, ``request.gpu_count``, ...) whose change makes a new machine."""
+    reasons: List[str] = []
+    old_launch, new_launch = olds.get("launch") or {}, news.get("launch") or {}
+    reasons += [f"launch.{k}" for k in sorted(set(old_launch) | set(new_launch)) if old_launch.get(k) != new_launch.get(k)]
+    if olds.get("secrets") != news.get("secrets"):
+        reasons.append("secrets")
+    old_req, new_req = olds.get("request") or {}, news.get("request") or {}
+    reasons += [f"request.{k}" for k in MACHINE_REQUEST_KEYS if old_req.get(k) != new_req.get(k)]
+    cloud = (id_ or "").partition(":")[0]
+    if cloud in CLOUDS and cloud not in (news.get("clouds") or []):
+        reasons.append("clouds")  # the machine's own cloud is no longer allowed
+    return reasons
 
 
 class GpuInstanceProvider(ResourceProvider):
@@ -155,8 +174,13 @@ class GpuInstanceProvider(ResourceProvider):
         return CheckResult({**news, "version": PROVIDER_VERSION}, failures)
 
     def diff(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> DiffResult:
-        replaces = [k for k in REPLACE_KEYS if olds.get(k) != news.get(k)]
-        changed = replaces or [k for k in UPDATE_KEYS if olds.get(k) != news.get(k)]
+        reasons = replace_reasons(_id, olds, news)
+        replaces = sorted({r.split(".", 1)[0] for r in reasons}, key=INPUT_KEYS.index)
+        changed = replaces or [k for k in INPUT_KEYS if olds.get(k) != news.get(k)]
+        if reasons:
+            # The engine shows the top-level input; say which key forces the new machine.
+            pulumi.log.warn(f"{news.get('label')}: {', '.join(reasons)} changed: this rents a new machine "
+                            "and terminates the old one (its disk and pulled models with it)")
         # Delete first: the replacement carries the same label and must not adopt the old machine,
         # and two GPU machines should never bill at once for one node.
         return DiffResult(changes=bool(changed), replaces=replaces, stables=[], delete_before_replace=True)

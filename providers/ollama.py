@@ -6,7 +6,8 @@
   ``success`` (a dropped connection) is pulled again, since Ollama resumes partial downloads.
 - read reports the digest ``/api/tags`` lists now. A model removed behind the state's back is reported
   gone, so the next ``up`` pulls it again; a digest other than the one pulled marks it changed, and the
-  next ``up`` pulls the tag again.
+  next ``up`` pulls the tag again. A node that cannot be reached says nothing about its models: they
+  are kept as they were.
 - delete removes the model; a model already absent is success. An unreachable node fails the delete, so
   the resource stays in state.
 - While the node is powered off (``active`` false) nothing is contacted: the models stay on its disk.
@@ -257,9 +258,13 @@ class OllamaModelProvider(ResourceProvider):
             with self._client(props) as c:
                 digest = c.digest(props["model"])
         except (CloudError, ssh_forward.ForwardError) as err:
-            pulumi.log.warn(f"{props.get('node')}: cannot reach Ollama ({err}); reporting {props.get('model')} gone")
-            return ReadResult("", {})
-        if digest is None:
+            # Not seeing the node is not the node saying the model is gone (it may be stopped, booting or
+            # behind a broken tunnel): keep the model as it was. If the machine itself is gone, its
+            # instance's refresh says so and the next `up` pulls the model onto the new machine.
+            pulumi.log.warn(f"{props.get('node')}: cannot reach Ollama ({err}); keeping {props.get('model')} "
+                            "in state as it was")
+            return ReadResult(id_, props)
+        if digest is None:  # Ollama answered and does not list it
             return ReadResult("", {})
         return ReadResult(id_, {**props, "digest": digest})
 

@@ -122,7 +122,9 @@ def alive(fakes: Dict[str, object]) -> Dict[str, int]:
 
 
 def pulled(fakes: Dict[str, object]) -> Dict[str, list]:
-    return {name: sorted(o.installed) for name, o in fakes["ollama"].items()}
+    """The models on each cloud's machine disk. The loopback Ollama outlives the loopback instance, but a
+    real disk does not: once a cloud has no machine, none of its models remain."""
+    return {name: sorted(o.installed) if fakes[name].alive() else [] for name, o in fakes["ollama"].items()}
 
 
 def main() -> int:

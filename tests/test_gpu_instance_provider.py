@@ -203,3 +203,22 @@ def test_concurrent_creates_racing_for_offers_all_place_once_each(clouds):
             lambda i: GpuInstanceProvider().create(checked(props(clouds=["vastai"], label=f"race-{i}"))), range(8)))
     assert len({r.id for r in results}) == 8
     assert sorted(i["label"] for i in vast.alive()) == sorted(f"race-{i}" for i in range(8))
+
+
+def test_placement_only_edits_update_in_place_and_a_machine_edit_names_its_key(monkeypatch):
+    warned = []
+    monkeypatch.setattr("pulumi.log.warn", lambda msg, *a, **k: warned.append(msg))
+    prov = GpuInstanceProvider()
+    old = checked(props(clouds=["tensordock"], regions=["Germany"], max_price=0.40))
+    for edit in (props(clouds=["tensordock"], regions=["Germany"], max_price=0.45),   # a higher ceiling
+                 props(clouds=["tensordock"], regions=["Germany", "Netherlands"], max_price=0.40),  # a region
+                 props(clouds=["tensordock", "runpod"], regions=["Germany"], max_price=0.40)):  # failover
+        d = prov.diff("tensordock:1", old, checked(edit))
+        assert d.changes and d.replaces == [], d.replaces
+    assert warned == []
+    d = prov.diff("tensordock:1", old, checked(props(clouds=["tensordock"], regions=["Germany"], max_price=0.40,
+                                                        count=2)))
+    assert d.replaces == ["request"]
+    assert "request.gpu_count" in warned[-1] and "request.min_vram_gb" in warned[-1]
+    d = prov.diff("tensordock:1", old, checked(props(clouds=["runpod"], regions=["Germany"], max_price=0.40)))
+    assert d.replaces == ["clouds"]  # the machine's own cloud is no longer allowed

@@ -146,3 +146,11 @@ def test_progress_counts_bytes_over_all_layers():
 
 def test_resource_names_are_safe_for_urns():
     assert resource_name("qwen", "hf.co/org/model:Q4_K_M") == "qwen-hf.co-org-model-Q4_K_M"
+
+
+def test_refresh_of_an_unreachable_node_keeps_its_model(ollama, logs):
+    prov = OllamaModelProvider()
+    created = prov.create(model(ollama))
+    ollama.close()  # connection refused: a stopped or unreachable node
+    read = prov.read(created.id, created.outs)
+    assert read.id == created.id and read.outs["digest"] == created.outs["digest"]
