@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from components import workloads
-from core import text
+from core.text import INSTALL_SECRETS, secret_bundle
 from core.catalog import ASSETS
 from core.config import parse_spec
 from core.kinds import WorkloadKind
@@ -284,7 +284,7 @@ def test_the_bootstrap_only_cloud_init_passes_the_schema(tmp_path, prod):
 
 def test_secret_bundle_round_trips_through_the_install_script(tmp_path):
     files = [(str(tmp_path / "s" / "pg_password"), "p@ss word\n"), (str(tmp_path / "s" / "b.json"), '{"k": 1}')]
-    run = subprocess.run(["sh", "-c", text.INSTALL_SECRETS], input=text.secret_bundle(files),
+    run = subprocess.run(["sh", "-c", INSTALL_SECRETS], input=secret_bundle(files),
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     for path, content in files:
