@@ -28,6 +28,8 @@ $(VENV)-gateway/bin/litellm: requirements-gateway.txt
 setup: $(VPY) $(VENV)-gateway/bin/litellm
 	bash scripts/build-pulumi.sh
 	bash scripts/build-actionlint.sh
+	bash scripts/build-compose.sh
+	bash scripts/build-sandbox-image.sh
 
 # The main job: the estate up, checked, refreshed and destroyed on loopback GPU clouds.
 sandbox: setup

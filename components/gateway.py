@@ -24,6 +24,7 @@ from core.topology import Endpoint, EstatePlan, unknown_address
 
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 CONFIG_DIR = "/etc/estate/gateway"
+SECRETS_MANIFEST = f"{CONFIG_DIR}/.secrets-manifest"
 DOCKER = "/usr/bin/docker"
 
 

@@ -5,8 +5,8 @@ One component, two ways to deploy, the same outputs (``url``, ``master_key``, ``
 - ``deploy: ssh``: over SSH on the gateway node. The gateway's config depends on other nodes (their
   addresses, their prices), so it is not baked into any node's cloud-init, which would replace a VM
   whenever another node changed. pulumi-command's ``remote.Command`` writes the files and units over SSH
-  instead, and its ``triggers`` carry a hash of every file, so a changed config restarts exactly the
-  units whose files changed. Secrets (the master key, external API keys, the tunnel key, the Cloudflare
+  instead (``GpuNode.command``): a changed config or unit is an update that writes the files again and
+  restarts the units in place; nothing is replaced, so no old command's delete stops them afterwards. Secrets (the master key, external API keys, the tunnel key, the Cloudflare
   connector token) travel on the command's stdin as Pulumi secrets, land in 0600 files, and are never
   part of a command line, a file the proxy renders, or the log (those commands log nothing).
 - ``deploy: local``: a LiteLLM process on the machine running `pulumi up` (``providers.local_gateway``),
@@ -21,7 +21,7 @@ import pulumi
 
 from components import gateway as gw
 from core.config import StackSecrets
-from core.text import INSTALL_SECRETS, digest, heredoc_script, secret_bundle
+from core.text import heredoc_script, install_secrets, secret_bundle
 from core.topology import EstatePlan
 
 TYPE = "gpu-estate:index:Gateway"
@@ -104,7 +104,6 @@ class Gateway(pulumi.ComponentResource):
 
     def _create_ssh(self, name: str, args: GatewayArgs, units: pulumi.Output) -> None:
         import pulumi_random as random
-        from pulumi_command import remote
 
         plan = args.plan
         g = plan.spec.gateway
@@ -117,8 +116,6 @@ class Gateway(pulumi.ComponentResource):
         if args.edge_units is not None:
             units = pulumi.Output.all(units, args.edge_units).apply(lambda u: {**u[0], **u[1]})
         self.units = units
-
-        connection = host_node.ssh_connection()
 
         # Secrets: the env file (master key, external keys) and the tunnel key, written 0600.
         env_parts: Dict[str, pulumi.Input] = {gw.MASTER_KEY_ENV: self.master_key, **args.secrets.external_keys}
@@ -138,14 +135,13 @@ class Gateway(pulumi.ComponentResource):
         key_path = f"{gw.CONFIG_DIR}/tunnel_key"
         bundle = pulumi.Output.secret(pulumi.Output.all(**secrets)).apply(
             lambda files: secret_bundle(sorted(files.items())))
-        self.secret_commands = [remote.Command(
-            f"{name}-secrets", connection=connection,
+        self.secret_commands = [host_node.command(
+            f"{name}-secrets",
             create=(f"id estate-tunnel >/dev/null 2>&1 || useradd --system --home-dir /var/lib/estate-tunnel "
-                    f"--shell /usr/sbin/nologin estate-tunnel; {INSTALL_SECRETS}; "
+                    f"--shell /usr/sbin/nologin estate-tunnel; {install_secrets(gw.SECRETS_MANIFEST)}; "
                     f"if [ -f {key_path} ]; then chown estate-tunnel {key_path}; fi"),
-            delete="rm -f " + " ".join(sorted(secrets)), stdin=bundle,
-            triggers=[bundle.apply(digest), host_node.machine_id], logging="none",
-            opts=host_node.on_machine(child))]
+            delete="rm -f " + " ".join(sorted(secrets)) + f" {gw.SECRETS_MANIFEST}", stdin=bundle, silent=True,
+            opts=child)]
 
         files = pulumi.Output.all(self.config, units).apply(lambda cu: {
             f"{gw.CONFIG_DIR}/config.yaml": cu[0],
@@ -160,7 +156,6 @@ class Gateway(pulumi.ComponentResource):
         stop = names.apply(lambda n: f"systemctl disable --now {n} || true; rm -f "
                                      + " ".join(f"/etc/systemd/system/{u}" for u in n.split())
                                      + f" {gw.CONFIG_DIR}/config.yaml; systemctl daemon-reload")
-        self.deploy = remote.Command(
-            f"{name}-deploy", connection=connection, create=script, delete=stop,
-            triggers=[files.apply(lambda f: digest(repr(sorted(f.items())))), host_node.machine_id],
-            opts=host_node.on_machine(child, list(self.secret_commands)))
+        # A changed config or unit re-runs the script in place: the units restart on the new files.
+        self.deploy = host_node.command(
+            f"{name}-deploy", create=script, delete=stop, opts=child, depends=list(self.secret_commands))

@@ -18,7 +18,7 @@ from core import catalog, pricing
 from core.kinds import WorkloadKind
 from core.spec import Access, Market, NodeSpec, PowerState, Provider
 from core.stamps import node_stamp, to_tags
-from core.text import INSTALL_SECRETS, digest, secret_bundle
+from core.text import digest, install_secrets, secret_bundle
 from providers.gpu_instance import GpuInstance, GpuInstanceArgs, LaunchInputs
 from providers.ollama import SshTarget
 
@@ -124,31 +124,46 @@ class GpuNode(pulumi.ComponentResource):
             host=self.ssh_host, port=self.ssh_port.apply(lambda p: float(p or self.spec.ssh.port)),
             user=self.spec.ssh.user, private_key=self._ssh_private_key)
 
-    def _deliver_workloads(self, name: str, spec: NodeSpec, opts: pulumi.ResourceOptions) -> None:
-        """The compose project (and its secret files) over SSH: a changed workload replaces its containers
-        in place, and the VM with its data directories stays."""
+    def command(self, name: str, create: pulumi.Input[str], delete: pulumi.Input[str], opts: pulumi.ResourceOptions,
+                depends: Optional[list] = None, stdin: Optional[pulumi.Input[str]] = None,
+                silent: bool = False):
+        """A command run on this node's machine over SSH that never undoes itself.
+
+        pulumi-command replaces a command whose ``triggers`` change create-before-delete, so the old
+        command's ``delete`` (compose down, removing secret files, disabling units) would run on the host
+        after its replacement started everything again. These commands have no triggers: a changed script,
+        secret bundle or connection is an update, which runs ``create`` again in place, and ``delete`` runs
+        only when the command itself goes (never when the machine goes: ``deleted_with``). A new machine
+        (replaced or re-rented) changes the script's first line, so it gets everything again. Should a
+        replace ever be forced, the old ``delete`` runs before the new ``create``."""
         from pulumi_command import remote
 
-        connection = self.ssh_connection()
+        script = pulumi.Output.all(self.machine_id, create).apply(lambda a: f"# machine {a[0]}\n{a[1]}")
+        return remote.Command(
+            name, connection=self.ssh_connection(), create=script, delete=delete, stdin=stdin,
+            logging="none" if silent else None,
+            opts=pulumi.ResourceOptions.merge(self.on_machine(opts, depends),
+                                              pulumi.ResourceOptions(delete_before_replace=True)))
+
+    def _deliver_workloads(self, name: str, spec: NodeSpec, opts: pulumi.ResourceOptions) -> None:
+        """The compose project (and its secret files) over SSH: a changed workload re-runs
+        ``docker compose up``, which recreates exactly the services whose configuration changed, while the
+        VM, the other containers and the data directories stay."""
         depends = []
-        secrets_hash: pulumi.Input[str] = ""
+        secrets_line: pulumi.Input[str] = ""
         if self.secrets is not None:
             bundle = pulumi.Output.secret(self.secrets.apply(
                 lambda s: secret_bundle(workloads.secret_files(spec, s))))
-            secrets_hash = bundle.apply(digest)
-            depends.append(remote.Command(
-                f"{name}-secrets", connection=connection, create=INSTALL_SECRETS,
-                delete=f"rm -rf {workloads.SECRETS_DIR}", stdin=bundle, triggers=[secrets_hash, self.machine_id],
-                logging="none", opts=self.on_machine(opts)))
+            # The deploy runs again when a secret changes, so containers reading it are recreated.
+            secrets_line = bundle.apply(lambda b: f"# secrets {digest(b)}\n")
+            depends.append(self.command(
+                f"{name}-secrets", create=install_secrets(workloads.SECRETS_MANIFEST),
+                delete=f"rm -rf {workloads.SECRETS_DIR}", stdin=bundle, silent=True, opts=opts))
         script = self.secrets.apply(lambda s: workloads.deploy_script(spec, s)) if self.secrets is not None \
             else workloads.deploy_script(spec)
-        self.deploy = remote.Command(
-            f"{name}-workloads", connection=connection, create=script,
-            delete=f"docker compose -f {workloads.ESTATE_DIR}/compose.yaml down || true",
-            # A new machine (replaced or re-rented) gets its project again, as does a changed one.
-            triggers=[pulumi.Output.all(script, secrets_hash).apply(
-                lambda a: digest("".join(a))), self.machine_id],
-            opts=self.on_machine(opts, depends))
+        self.deploy = self.command(
+            f"{name}-workloads", create=pulumi.Output.concat(secrets_line, script),
+            delete=workloads.teardown_script(), opts=opts, depends=depends)
         self.workloads_ready = [self.deploy]
 
     def _machine(self) -> list:

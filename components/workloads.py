@@ -28,6 +28,9 @@ from core.text import heredoc_script
 ESTATE_DIR = "/opt/estate"
 DATA_DIR = f"{ESTATE_DIR}/data"
 SECRETS_DIR = f"{ESTATE_DIR}/secrets"
+SECRETS_MANIFEST = f"{SECRETS_DIR}/.manifest"
+COMPOSE_FILE = f"{ESTATE_DIR}/compose.yaml"
+COMPOSE_PROJECT = "estate"
 IDLE_SCRIPT = "/usr/local/sbin/estate-idle"
 CHECKPOINT_SCRIPT = f"{ESTATE_DIR}/fetch-checkpoints.sh"
 
@@ -157,7 +160,7 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
         }
         if node.workloads[kind].secret_env:
             svc["env_file"] = [f"{SECRETS_DIR}/{name}.env"]
-        if kind.needs_gpu:
+        if node.uses_gpu(kind):
             svc["deploy"] = {"resources": {"reservations": {"devices": [
                 {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}}
         if kind is WorkloadKind.MLFLOW:
@@ -174,7 +177,7 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
             svc["secrets"] = ["pg_password"]
             top_secrets["pg_password"] = {"file": f"{SECRETS_DIR}/pg_password"}
         services[name] = {k: v for k, v in svc.items() if v is not None}
-    doc: Dict[str, object] = {"name": "estate", "services": services}
+    doc: Dict[str, object] = {"name": COMPOSE_PROJECT, "services": services}
     if top_secrets:
         doc["secrets"] = top_secrets
     return doc
@@ -251,17 +254,28 @@ def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = (), secrets:
 def deploy_script(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> str:
     """What runs on a node reached over SSH when its workloads change: wait for the bootstrap, write the
     compose project and checkpoint script, fetch checkpoints, bring the project to the new state."""
-    files = {f"{ESTATE_DIR}/compose.yaml": render_compose(node, secrets)}
+    files = {COMPOSE_FILE: render_compose(node, secrets)}
     fetch = checkpoint_script(node, f"{DATA_DIR}/{WorkloadKind.COMFYUI.value}/{COMFYUI_MODELS}")
     if fetch:
         files[CHECKPOINT_SCRIPT] = fetch
-    lines = ["command -v cloud-init >/dev/null && cloud-init status --wait >/dev/null || true",
+    # Docker comes with the bootstrap: wait for cloud-init where it booted the machine (an owned host
+    # that no cloud-init booted has no /run/cloud-init, and `cloud-init status --wait` would never end).
+    lines = ["if [ -d /run/cloud-init ] && command -v cloud-init >/dev/null; then "
+             "cloud-init status --wait >/dev/null || true; fi",
              heredoc_script(files).rstrip("\n"),
              "mkdir -p " + " ".join(f"{DATA_DIR}/{k.value}" for k in node.workloads)]
     if fetch:
         lines.append(f"chmod 0755 {CHECKPOINT_SCRIPT} && {CHECKPOINT_SCRIPT}")
-    lines.append(f"docker compose -f {ESTATE_DIR}/compose.yaml up -d --remove-orphans")
+    lines.append(f"docker compose -f {COMPOSE_FILE} up -d --remove-orphans")
     return "\n".join(lines) + "\n"
+
+
+def teardown_script() -> str:
+    """What removing a node's workloads runs on a host that stays (an owned host, or workloads dropped
+    from a node): the containers and the project's files go; the data directories are the operator's
+    and stay. On a rented machine this never runs at destroy: the machine and its disk go instead."""
+    return (f"if [ -f {COMPOSE_FILE} ]; then docker compose -f {COMPOSE_FILE} down --remove-orphans || true; fi; "
+            f"rm -f {COMPOSE_FILE} {CHECKPOINT_SCRIPT}")
 
 
 def primary_workload(node: NodeSpec) -> WorkloadKind:

@@ -120,6 +120,10 @@ class WorkloadSpec(_Model):
     """VRAM the workload holds while active, for workloads whose use the model table cannot give."""
     artifact_bucket: Optional[str] = None
     """MLflow only: name of a storage bucket (from ``storage``) holding the artifact root."""
+    gpu: Optional[bool] = None
+    """Whether the container is given the node's GPUs (compose's device reservation); default: the kind's
+    need (Ollama, ComfyUI). ``false`` runs a model server on the CPU, e.g. a small embedding model beside
+    a GPU job, or a node whose Docker has no NVIDIA runtime."""
     secret_env: List[str] = Field(default_factory=list)
     """Env vars whose values are the config secrets ``gpu-estate:<NAME>`` (``pulumi config set --secret``),
     e.g. HF_TOKEN for gated downloads. They reach the node encrypted, never as plain resource inputs."""
@@ -187,6 +191,11 @@ class NodeSpec(_Model):
     def port(self, kind: WorkloadKind) -> int:
         w = self.workloads[kind]
         return w.port or kind.info.port
+
+    def uses_gpu(self, kind: WorkloadKind) -> bool:
+        """Whether ``kind``'s container is given the node's GPUs."""
+        gpu = self.workloads[kind].gpu
+        return kind.needs_gpu if gpu is None else gpu
 
     def image_for(self, kind: WorkloadKind) -> str:
         return self.workloads[kind].image or kind.info.image

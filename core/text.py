@@ -24,9 +24,18 @@ def heredoc_script(files: Mapping[str, str], mode: str = "0644") -> str:
 
 
 def secret_bundle(files: List[Tuple[str, str]]) -> str:
-    """Secret files as ``<path> <base64>`` lines, for ``INSTALL_SECRETS`` on the host's stdin."""
+    """Secret files as ``<path> <base64>`` lines, for ``install_secrets`` on the host's stdin."""
     return "".join(f"{path} {base64.b64encode(content.encode()).decode()}\n" for path, content in files)
 
 
-INSTALL_SECRETS = ('set -eu; umask 077; while read -r path data; do install -d -m 0700 "$(dirname "$path")"; '
-                   'printf "%s" "$data" | base64 -d > "$path.tmp"; mv "$path.tmp" "$path"; done')
+def install_secrets(manifest: str) -> str:
+    """The shell that writes a ``secret_bundle`` from stdin: each file 0600 in a 0700 directory, replaced
+    atomically, and every file the previous bundle wrote that this one no longer names removed. The
+    paths written are kept in ``manifest`` (a fixed path, never a stack value), so a rotated or dropped
+    secret leaves no old copy on the host."""
+    return ('set -eu; umask 077; new="$(mktemp)"; '
+            'while read -r path data; do install -d -m 0700 "$(dirname "$path")"; '
+            'printf "%s" "$data" | base64 -d > "$path.tmp"; mv "$path.tmp" "$path"; '
+            'printf "%s\\n" "$path" >> "$new"; done; '
+            f'if [ -f {manifest} ]; then grep -vxF -f "$new" {manifest} | while read -r old; do rm -f "$old"; done; fi; '
+            f'install -d -m 0700 "$(dirname {manifest})"; mv "$new" {manifest}')

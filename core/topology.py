@@ -49,7 +49,9 @@ def serving_nodes(spec: EstateSpec, tag: str) -> List[str]:
             if WorkloadKind.OLLAMA in node.workloads and tag in node.workloads[WorkloadKind.OLLAMA].models]
 
 
-def _needed_ports(spec: EstateSpec) -> Dict[str, List[int]]:
+def needed_ports(spec: EstateSpec) -> Dict[str, List[int]]:
+    """Node -> the ports of it the gateway host reaches: Ollama for aliased models, routed services,
+    declared tunnels."""
     g = spec.gateway
     need: Dict[str, List[int]] = {}
 
@@ -77,7 +79,7 @@ def tunnel_plan(spec: EstateSpec) -> Dict[str, Tuple[Forward, ...]]:
     host = spec.nodes[spec.gateway.node]
     used |= {host.port(k) for k in host.workloads}
     plan: Dict[str, List[Forward]] = {}
-    needed = _needed_ports(spec)
+    needed = needed_ports(spec)
     for node in spec.nodes:  # spec order keeps the allocation stable
         if node == spec.gateway.node or node not in needed or spec.nodes[node].access is Access.DIRECT:
             continue

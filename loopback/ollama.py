@@ -6,8 +6,16 @@ the stream completes. Chat answers name the server, so a test can tell which bac
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import hashlib
+import json
+import os
+import signal
+import sys
+import threading
 import time
+import urllib.request
 from typing import Any, Dict, List, Optional
 
 from loopback.base import FakeServer, Reply, Stream
@@ -20,10 +28,16 @@ def digest_of(name: str, version: int = 1) -> str:
 class FakeOllama(FakeServer):
     vendor = "ollama"
 
-    def __init__(self, name: str = "ollama", **kw: Any):
+    def __init__(self, name: str = "ollama", state_file: Optional[str] = None, **kw: Any):
         super().__init__(**kw)
         self.name = name
+        self.state_file = state_file
+        """Where the installed models are kept (the container's data directory), so that, like a real
+        Ollama's model store, they outlive a restart or a replaced container."""
         self.installed: Dict[str, Dict[str, Any]] = {}
+        if state_file and os.path.exists(state_file):
+            with open(state_file) as f:
+                self.installed = json.load(f)
         self.library: Dict[str, Dict[str, Any]] = {}
         """Tag -> what a pull installs; a tag missing here gets a digest of its own name."""
         self.unknown: set = set()
@@ -47,6 +61,13 @@ class FakeOllama(FakeServer):
             self.installed[tag] = {"digest": digest_of(tag, version), "size": size,
                                    "modified_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
             return self.installed[tag]["digest"]
+
+    def _save(self) -> None:
+        if self.state_file:
+            tmp = f"{self.state_file}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(self.installed, f)
+            os.replace(tmp, self.state_file)
 
     def pulls(self) -> int:
         return self.calls[("POST", "/api/pull")]
@@ -76,6 +97,7 @@ class FakeOllama(FakeServer):
             with self.lock:
                 if self.installed.pop(tag, None) is None:
                     return 404, {"error": f"model '{tag}' not found"}
+                self._save()
             return 200, ""
         if (method, path) == ("POST", "/api/pull"):
             return self._pull(body)
@@ -101,6 +123,7 @@ class FakeOllama(FakeServer):
         def install() -> None:  # like Ollama, the model is listed once the pull has succeeded
             with self.lock:
                 self.installed[tag] = {**build, "modified_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                self._save()
 
         if error is not None:
             lines = lines[:error_after] + [{"error": error}]
@@ -129,3 +152,32 @@ class FakeOllama(FakeServer):
         if body.get("stream", True):
             return 200, Stream([{"model": tag, "response": text, "done": False}, {**done, "response": ""}])
         return 200, {**done, "response": text}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Serve as a process (the sandbox's Ollama image runs this), or with ``--list`` answer like
+    ``ollama list``: exit 0 when the server on ``--port`` answers (the compose healthcheck)."""
+    ap = argparse.ArgumentParser(prog="python -m loopback.ollama")
+    ap.add_argument("--host", default=os.environ.get("LOOPBACK_HOST", "127.0.0.1"))
+    ap.add_argument("--port", type=int, default=int(os.environ.get("LOOPBACK_PORT", "11434")))
+    ap.add_argument("--name", default=os.environ.get("LOOPBACK_NAME", "ollama"))
+    ap.add_argument("--state", default=os.environ.get("LOOPBACK_STATE"), help="file that keeps installed models")
+    ap.add_argument("--list", action="store_true", help="print the installed models of a running server")
+    args = ap.parse_args(argv)
+    if args.list:
+        with urllib.request.urlopen(f"http://127.0.0.1:{args.port}/api/tags", timeout=5) as r:
+            for m in json.load(r)["models"]:
+                print(m["name"])
+        return 0
+    server = FakeOllama(name=args.name, state_file=args.state, address=args.host, port=args.port)
+    print(f"loopback ollama {args.name} on {args.host}:{server.httpd.server_address[1]}", flush=True)
+    # As a container's first process it gets SIGTERM on `docker stop`: stop at once, as Ollama does.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.httpd.shutdown).start())
+    with contextlib.suppress(KeyboardInterrupt):
+        while server.thread.is_alive():
+            server.thread.join(0.5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

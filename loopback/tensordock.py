@@ -1,7 +1,7 @@
 """A TensorDock v2 API on loopback: host nodes, VM instances with power states, balance."""
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 from loopback.base import FakeServer, Reply
 
@@ -15,6 +15,8 @@ class FakeTensorDock(FakeServer):
         self.balance = 50.0
         self.boot_polls = 1
         self.instances: Dict[str, Dict[str, Any]] = {}
+        self.on_delete: List[Callable[[Dict[str, Any]], None]] = []
+        """Called with each instance as it is deleted (the sandbox wipes the machine that stood for it)."""
         self.hostnodes: List[Dict[str, Any]] = [
             self.hostnode("hn-fra-1", "Frankfurt", "Germany", "geforcertx4090-pcie-24gb", 0.35, 4, uptime=99.5),
             self.hostnode("hn-ams-1", "Amsterdam", "Netherlands", "geforcertx4090-pcie-24gb", 0.33, 2, uptime=98.0),
@@ -67,6 +69,8 @@ class FakeTensorDock(FakeServer):
                     return 200, {"data": self._view(inst)}
                 if method == "DELETE" and len(parts) == 2:
                     inst["status"] = "deleted"
+                    for hook in self.on_delete:
+                        hook(inst)
                     return 200, {"data": {"id": inst["id"], "status": "deleting"}}
                 if method == "POST" and parts[2:] == ["stop"]:
                     inst["status"] = "stopped"

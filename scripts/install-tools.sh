@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The system tools some tests check rendered files with or talk to, from Debian's packages:
 # cloud-init (schema validator), caddy (caddy validate), autossh (unit ExecStart), openssh-server
-# (a loopback sshd for the SSH port-forward test), shellcheck (actionlint checks the workflows' shell
-# steps with it). Tests that need one skip with the reason where it
+# (the sandbox's VM-like node and the SSH port-forward test), shellcheck (actionlint checks the workflows'
+# shell steps with it), docker.io (the Docker engine the sandbox's VM-like node runs its containers on;
+# its daemon is started here when none answers). Tests that need one skip with the reason where it
 # is missing, so this is for CI and for anyone who wants every test to run. Needs root and apt-get.
 set -euo pipefail
 want=()
@@ -12,15 +13,26 @@ command -v autossh >/dev/null || want+=(autossh)
 [ -x /usr/sbin/sshd ] || want+=(openssh-server)
 command -v systemd-analyze >/dev/null || want+=(systemd)
 command -v shellcheck >/dev/null || want+=(shellcheck)
+command -v dockerd >/dev/null || want+=(docker.io)
 if [ ${#want[@]} -eq 0 ]; then
     echo "system tools: all present"
-    exit 0
-fi
-if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+elif [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     echo "system tools missing (${want[*]}): not root or no apt-get, the tests that need them will skip" >&2
-    exit 0
+else
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || true
+    apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+    echo "system tools installed: ${want[*]}"
 fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq || true
-apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
-echo "system tools installed: ${want[*]}"
+
+# A Docker engine that answers: start Debian's daemon where none runs (no systemd on these machines).
+if command -v docker >/dev/null && ! docker info >/dev/null 2>&1 && command -v dockerd >/dev/null \
+        && [ "$(id -u)" -eq 0 ]; then
+    nohup dockerd >/var/log/dockerd.log 2>&1 &
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+if docker info >/dev/null 2>&1; then
+    echo "docker engine: $(docker info -f '{{.ServerVersion}}' 2>/dev/null) answers"
+else
+    echo "docker engine: none answers (see /var/log/dockerd.log); the sandbox's VM node cannot run" >&2
+fi

@@ -15,9 +15,11 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Optional
 
+from components import workloads
 from core.config import PROJECT_ROOT as ROOT
+from loopback import machine as loopback_machine
 from loopback.ollama import FakeOllama
 from loopback.runpod import FakeRunPod
 from loopback.tensordock import FakeTensorDock
@@ -43,26 +45,81 @@ def engine_missing() -> str:
     return ""
 
 
+VM_NODE = "vm"
+"""The sandbox stack's VM-like node (access: ssh): this machine, through its loopback sshd."""
+VM_OLLAMA_STATE = "ollama/models.json"
+"""Where the containerised loopback Ollama keeps its models, under the node's data directory."""
+
+
+def vm_missing() -> str:
+    """Why the sandbox's VM node cannot run here (no sshd, Docker, compose or image), or ''."""
+    return loopback_machine.missing()
+
+
+def vm_required() -> bool:
+    """The project's CI sets GPU_ESTATE_REQUIRE_VM=1: there the VM node runs, never skips."""
+    return os.environ.get("GPU_ESTATE_REQUIRE_VM") == "1"
+
+
+def label(node: str, stack_name: str = "sandbox") -> str:
+    return f"gpu-estate-{stack_name}-{node}"
+
+
 @contextlib.contextmanager
-def fake_clouds() -> Iterator[Dict[str, object]]:
+def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[str, object]]:
     """The three marketplaces, each with a loopback Ollama behind the port its instances map for 11434.
-    The Ollama servers are under the ``ollama`` key, by cloud."""
+    The Ollama servers are under the ``ollama`` key, by cloud. With ``vm``, this machine stands in for the
+    TensorDock VM of the ``vm`` node (under the ``machine`` key): its SSH port is the loopback sshd, and
+    deleting that instance wipes the machine's containers and files."""
     td, vast, rp = FakeTensorDock(), FakeVast(), FakeRunPod()
     ollamas = {name: FakeOllama(name=f"{name}-ollama") for name in ("tensordock", "vastai", "runpod")}
     for name, cloud in (("tensordock", td), ("vastai", vast), ("runpod", rp)):
         cloud.port_map[11434] = ollamas[name].httpd.server_address[1]
+    machine = None
     try:
-        yield {"tensordock": td, "vastai": vast, "runpod": rp, "ollama": ollamas}
+        if vm:
+            machine = loopback_machine.LoopbackMachine(workloads.ESTATE_DIR, workloads.COMPOSE_PROJECT)
+            td.port_map[22] = machine.sshd.port
+            td.on_delete.append(lambda inst: machine.wipe() if inst["name"] == label(VM_NODE, stack_name) else None)
+        yield {"tensordock": td, "vastai": vast, "runpod": rp, "ollama": ollamas, "machine": machine}
     finally:
         for f in (td, vast, rp, *ollamas.values()):
             f.close()
+        if machine is not None:
+            machine.close()
 
 
-def engine_env(fakes: Dict[str, object], state_dir: Path) -> Dict[str, str]:
-    """Environment for the engine and its plugins: loopback endpoints, local state, no downloads."""
+@contextlib.contextmanager
+def ssh_agent(private_key: str) -> Iterator[Dict[str, str]]:
+    """An ssh-agent holding the loopback machine's client key: the ``command`` provider connects with
+    it (as an operator's agent would), and the model library's forward reads the key from
+    ``ESTATE_SSH_PRIVATE_KEY``. Yields the environment to add."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sandbox-agent-") as tmp:
+        sock = f"{tmp}/agent.sock"
+        agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                if os.path.exists(sock):
+                    break
+                import time
+                time.sleep(0.05)
+            subprocess.run(["ssh-add", "-q", "-"], input=private_key, text=True, check=True,
+                           env={**os.environ, "SSH_AUTH_SOCK": sock}, capture_output=True)
+            yield {"SSH_AUTH_SOCK": sock, "ESTATE_SSH_PRIVATE_KEY": private_key}
+        finally:
+            agent.terminate()
+            agent.wait(timeout=5)
+
+
+def engine_env(fakes: Dict[str, object], state_dir: Path, agent: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Environment for the engine and its plugins: loopback endpoints, local state, no downloads, and
+    (``agent``) how SSH reaches the loopback machine."""
     td, vast, rp = fakes["tensordock"], fakes["vastai"], fakes["runpod"]
     state_dir.mkdir(parents=True, exist_ok=True)
-    return {
+    return {**(agent or {}),
         "PATH": f"{PULUMI_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "PULUMI_HOME": str(state_dir / "home"),
         "PULUMI_BACKEND_URL": f"file://{state_dir / 'state'}",
@@ -92,9 +149,10 @@ PROJECT_FILES = ("Pulumi.yaml", "Pulumi.sandbox.yaml", "__main__.py", "requireme
                  "providers", "assets", "policy", "scripts", "loopback", "tests")
 
 
-def project_copy(dest: Path) -> Path:
+def project_copy(dest: Path, vm: bool = False) -> Path:
     """A copy of the project to run a stack whose config a test or benchmark changes, so the committed
-    stack file stays as it is. Its .venv is a link to the project's."""
+    stack file stays as it is. Its .venv is a link to the project's. Without ``vm`` its sandbox stack
+    has no VM node, so it runs without Docker or sshd."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         src = ROOT / name
@@ -105,6 +163,14 @@ def project_copy(dest: Path) -> Path:
     venv = dest / ".venv"
     if not venv.exists():
         venv.symlink_to(ROOT / ".venv")
+    if not vm:
+        import yaml
+
+        path = dest / "Pulumi.sandbox.yaml"
+        doc = yaml.safe_load(path.read_text())
+        doc["config"]["gpu-estate:nodes"].pop(VM_NODE, None)
+        doc["config"].pop("gpu-estate:WEBUI_SECRET_KEY", None)
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return dest
 
 
@@ -123,8 +189,15 @@ def alive(fakes: Dict[str, object]) -> Dict[str, int]:
 
 def pulled(fakes: Dict[str, object]) -> Dict[str, list]:
     """The models on each cloud's machine disk. The loopback Ollama outlives the loopback instance, but a
-    real disk does not: once a cloud has no machine, none of its models remain."""
-    return {name: sorted(o.installed) if fakes[name].alive() else [] for name, o in fakes["ollama"].items()}
+    real disk does not: once a cloud has no machine, none of its models remain. The VM node's models are
+    what its containerised Ollama keeps on the machine's disk."""
+    found = {name: sorted(o.installed) if fakes[name].alive() else [] for name, o in fakes["ollama"].items()}
+    if fakes.get("machine") is not None:
+        import json
+
+        kept = fakes["machine"].file(f"data/{VM_OLLAMA_STATE}")
+        found[VM_NODE] = sorted(json.loads(kept)) if kept else []
+    return found
 
 
 def main() -> int:
@@ -137,8 +210,18 @@ def main() -> int:
         return 2
     state = Path(args.state_dir)
     shutil.rmtree(state, ignore_errors=True)  # the fakes start empty, so the state must too
-    with fake_clouds() as fakes:
-        st = stack(engine_env(fakes, state))
+    work_dir = ROOT
+    vm = not vm_missing()
+    if not vm:
+        if vm_required():
+            print(f"sandbox: the VM node cannot run: {vm_missing()}", file=sys.stderr)
+            return 2
+        # Without Docker or sshd the rest of the estate still runs, from a copy without the VM node.
+        print(f"sandbox: WARNING: no VM node ({vm_missing()}); running the marketplace nodes only", file=sys.stderr)
+        work_dir = project_copy(state / "project")
+    with fake_clouds(vm=vm) as fakes, ssh_agent(fakes["machine"].sshd.private_key) if vm \
+            else contextlib.nullcontext({}) as agent:
+        st = stack(engine_env(fakes, state, agent), work_dir=work_dir)
         out = print
         import json
 
@@ -150,6 +233,9 @@ def main() -> int:
         print("== pulumi up (sandbox, policy pack enforced)")
         up = st.up(on_output=out, **enforced)
         print(f"\nrented: {alive(fakes)}  models: {pulled(fakes)}  changes: {up.summary.resource_changes}")
+        if fakes["machine"] is not None:
+            running = {s: c["state"] for s, c in fakes["machine"].containers().items()}
+            print(f"VM node {VM_NODE!r} (this machine over SSH, Docker): containers {running}")
         if "gateway" in up.outputs:
             url = up.outputs["gateway"].value["url"]
             print(f"gateway: {url} (key: `pulumi stack output gateway_master_key --show-secrets`), e.g.\n"

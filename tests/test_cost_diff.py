@@ -36,7 +36,7 @@ def test_markdown_shows_each_node_the_total_and_the_budget(tmp_path):
     assert "| qwen | vastai | rtx3090 | $0.30 | 200 → 300 | $90.00 | +$30.00 (+50%) |" in r.stdout
     assert "| batch (removed) | runpod | rtx4090 | – | 40 | $0.00 | -$20.00 (-100%) |" in r.stdout
     assert "| **total** | | | | | **$138.00** | **+$10.00 (+8%)** |" in r.stdout
-    assert "Monthly budget: $150.00; this change leaves the estate at 92% of it." in r.stdout
+    assert "Monthly budget: $200.00; this change leaves the estate at 69% of it." in r.stdout
     assert out.read_text() == r.stdout
 
 

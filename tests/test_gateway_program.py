@@ -55,11 +55,18 @@ def test_secrets_reach_the_host_only_on_stdin_of_silent_commands(prod):
     assert "TUNNEL_TOKEN" not in cmds["gateway-deploy"].inputs["create"]
 
 
-def test_a_changed_gateway_config_changes_the_deploy_trigger(prod):
+def test_a_changed_gateway_config_updates_the_deploy_in_place(prod):
     config = copy.deepcopy(stack_config("prod"))
     config["gpu-estate:gateway"]["timeouts"]["gpt-4"] = 200
     changed = commands(run_program(config, stack="prod"))["gateway-deploy"]
-    assert changed.inputs["triggers"] != commands(prod)["gateway-deploy"].inputs["triggers"]
+    before = commands(prod)["gateway-deploy"]
+    # The script that writes the config and restarts the units changes (an update runs it again) ...
+    assert changed.inputs["create"] != before.inputs["create"]
+    assert "systemctl restart" in changed.inputs["create"]
+    # ... and nothing can make pulumi-command replace it create-before-delete.
+    for cmd in (changed, before, *commands(prod).values()):
+        assert "triggers" not in cmd.inputs
+        assert cmd.inputs["create"].startswith("# machine ")
 
 
 def test_every_hostname_has_a_proxied_record_to_the_tunnel_and_access_in_front(prod):

@@ -122,9 +122,12 @@ def test_direct_access_nodes_give_the_mapped_endpoint():
     sandbox = run_program(stack_config("sandbox"), stack="sandbox")
     models = {(r.inputs["node"], r.inputs["model"]): r for r in sandbox.of_type(MODEL)}
     assert set(models) == {("inference", "llama3.2:3b"), ("inference", "qwen3:8b"), ("qwen", "qwen3:14b"),
-                           ("qwen", "qwen3:8b"), ("batch", "tinyllama:1.1b")}
+                           ("qwen", "qwen3:8b"), ("batch", "tinyllama:1.1b"), ("vm", "nomic-embed-text")}
     assert models[("inference", "qwen3:8b")].inputs["endpoint"] == "http://198.51.100.7:41434"
     assert models[("inference", "qwen3:8b")].inputs.get("ssh") is None
+    # The VM node (access: ssh) is reached through a forward to its loopback, never a published port.
+    vm = models[("vm", "nomic-embed-text")].inputs
+    assert vm.get("endpoint") is None and vm["ssh"]["remote_port"] == 21434
 
 
 def test_models_of_a_stopped_node_are_left_alone():

@@ -1,60 +1,19 @@
 """The model library through an SSH port forward, against a real OpenSSH server on loopback."""
-import getpass
-import os
-import shutil
-import socket
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
+from loopback.sshd import LoopbackSshd, keygen
+from loopback.sshd import missing as sshd_missing
 from providers import ssh_forward
 from providers.ollama import OllamaModelProvider
 
-SSHD = "/usr/sbin/sshd"
-pytestmark = pytest.mark.skipif(not (os.path.exists(SSHD) and shutil.which("ssh") and shutil.which("ssh-keygen")),
-                                reason="needs OpenSSH (apt-get install openssh-server)")
-
-
-def keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+pytestmark = pytest.mark.skipif(bool(sshd_missing()), reason=sshd_missing() or "")
 
 
 @pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sshd")
-    keygen(d / "host")
-    keygen(d / "client")
-    (d / "authorized_keys").write_text((d / "client.pub").read_text())
-    os.chmod(d / "authorized_keys", 0o600)
-    port = ssh_forward.free_port()
-    (d / "sshd_config").write_text(f"""Port {port}
-ListenAddress 127.0.0.1
-HostKey {d / 'host'}
-AuthorizedKeysFile {d / 'authorized_keys'}
-PidFile {d / 'sshd.pid'}
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-AllowTcpForwarding yes
-""")
-    Path("/run/sshd").mkdir(exist_ok=True)
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while True:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"sshd did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-        time.sleep(0.05)
-    yield {"port": port, "key": (d / "client").read_text(), "user": getpass.getuser()}
-    proc.terminate()
-    proc.wait(timeout=5)
-
+def sshd():
+    with LoopbackSshd() as server:
+        yield {"port": server.port, "key": server.private_key, "user": server.user}
 
 
 def props(sshd, ollama):

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from components import workloads
-from core.text import INSTALL_SECRETS, secret_bundle
+from core.text import install_secrets, secret_bundle
 from core.catalog import ASSETS
 from core.config import parse_spec
 from core.kinds import WorkloadKind
@@ -284,9 +284,26 @@ def test_the_bootstrap_only_cloud_init_passes_the_schema(tmp_path, prod):
 
 def test_secret_bundle_round_trips_through_the_install_script(tmp_path):
     files = [(str(tmp_path / "s" / "pg_password"), "p@ss word\n"), (str(tmp_path / "s" / "b.json"), '{"k": 1}')]
-    run = subprocess.run(["sh", "-c", INSTALL_SECRETS], input=secret_bundle(files),
-                         capture_output=True, text=True)
+    script = install_secrets(str(tmp_path / "s" / ".manifest"))
+    run = subprocess.run(["sh", "-c", script], input=secret_bundle(files), capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     for path, content in files:
         assert open(path).read() == content
         assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+def test_a_rotated_or_dropped_secret_leaves_no_old_copy(tmp_path):
+    d = tmp_path / "s"
+    script = install_secrets(str(d / ".manifest"))
+    first = [(str(d / "pg_password"), "old-password"), (str(d / "ollama.env"), "HF_TOKEN=old-token\n")]
+    second = [(str(d / "pg_password"), "new-password")]
+    for bundle in (first, second):
+        run = subprocess.run(["sh", "-c", script], input=secret_bundle(bundle), capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+    assert (d / "pg_password").read_text() == "new-password"
+    assert not (d / "ollama.env").exists()
+    left = b"".join(f.read_bytes() for f in d.rglob("*") if f.is_file())
+    assert b"old-" not in left
+    # An empty bundle removes every file the last one wrote.
+    subprocess.run(["sh", "-c", script], input="", capture_output=True, text=True, check=True)
+    assert not (d / "pg_password").exists()

@@ -7,7 +7,7 @@ from typing import List
 from core.errors import Problem
 from core.kinds import WorkloadKind
 from core.spec import NAMESPACE, Access, EstateSpec, PowerState, Provider
-from core.topology import serving_nodes
+from core.topology import needed_ports, serving_nodes
 
 
 def check(spec: EstateSpec) -> List[Problem]:
@@ -41,7 +41,8 @@ def check(spec: EstateSpec) -> List[Problem]:
         if host is not None and (host.provider is not Provider.HOST or host.address not in ("127.0.0.1", "localhost")):
             problems.append((f"{gpath}.deploy", f"local runs LiteLLM on this machine: node {g.node!r} must be "
                                                 "provider 'host' with address 127.0.0.1 (got 'local')"))
-        remote = [n for n, node in spec.nodes.items() if n != g.node and node.access is Access.SSH]
+        # Only nodes the gateway reaches matter; an SSH node it never routes to is the operator's own.
+        remote = [n for n in needed_ports(spec) if n != g.node and spec.nodes[n].access is Access.SSH]
         if remote or spec.routes:
             problems.append((f"{gpath}.deploy", "local reaches nodes directly and publishes no routes: "
                                                 f"{', '.join(remote) or 'routes'} need deploy 'ssh' (got 'local')"))

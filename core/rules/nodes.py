@@ -16,8 +16,10 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
         base = f"{NAMESPACE}:nodes.{name}"
         for kind, w in node.workloads.items():
             wpath = f"{base}.workloads.{kind.value}"
-            if kind.needs_gpu and node.gpu is None:
-                problems.append((wpath, f"{kind.value} needs a GPU but node {name!r} has none"))
+            if node.uses_gpu(kind) and node.gpu is None:
+                problems.append((f"{wpath}.gpu" if w.gpu else wpath,
+                                 f"{kind.value} is given the node's GPUs but node {name!r} has none"
+                                 + ("" if w.gpu else " (set gpu: false to run it on the CPU)")))
             if w.models and kind is not WorkloadKind.OLLAMA:
                 problems.append((f"{wpath}.models", "models apply to ollama only"))
             if w.checkpoints and kind is not WorkloadKind.COMFYUI:
