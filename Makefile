@@ -7,7 +7,7 @@ CACHE   := $(shell bash -c 'echo $${GPU_ESTATE_CACHE:-$$HOME/.cache/gpu-estate}'
 # Where scripts/build-pulumi.sh put (or found) the CLI, the language host and the command plugin.
 PULUMI_BIN = $$(cat $(CACHE)/pulumi-bin)
 
-.PHONY: setup sandbox test test-fast preview clean
+.PHONY: setup sandbox test test-fast money preview clean
 
 # The project's packages (core, providers, components, policy, loopback, scripts) go in editable, so
 # every entry point imports them the same way, with no path juggling.
@@ -37,6 +37,10 @@ sandbox: setup
 
 test: setup
 	PATH="$(PULUMI_BIN):$$PATH" $(VPY) -m pytest -q
+
+# Every everyday edit and fault that must cost nothing, and how many did.
+money: setup
+	PATH="$(PULUMI_BIN):$$PATH" $(VPY) scripts/money.py
 
 # Unit, provider and policy tests only (no Pulumi CLI needed).
 test-fast: $(VPY)

@@ -15,7 +15,7 @@ from core import catalog, pricing
 from core.config import Stack
 from core.demand import node_disk_demand, node_ram_demand, node_vram_demand
 from core.kinds import WorkloadKind
-from core.spec import EdgeMode, EstateSpec, PowerState
+from core.spec import EdgeMode, EstateSpec
 from core.text import digest
 from core.topology import EstatePlan
 from providers.ollama import OllamaModel, OllamaModelArgs, resource_name
@@ -157,7 +157,7 @@ class Estate(pulumi.ComponentResource):
             for tag in ollama.models:
                 name = resource_name(node_name, tag)
                 models[name] = OllamaModel(name, OllamaModelArgs(
-                    node=node_name, model=tag, **target, active=node.power is PowerState.RUNNING,
+                    node=node_name, model=tag, **target, active=node.power.serves,
                     # What the policy pack's VRAM check adds up per node; a model's own figures only, so
                     # editing one tag of a list leaves the others' inputs as they are.
                     stamps={"node": node_name, "model_vram_gb": catalog.ollama_model(tag)["vram_gb"],

@@ -18,7 +18,6 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import yaml
 
 from core.kinds import WorkloadKind
-from core.spec import PowerState
 from core.templates import render
 from core.topology import Endpoint, EstatePlan, unknown_address
 
@@ -42,7 +41,7 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
     for alias, tag in g.aliases.items():
         timeout = g.timeouts.get(alias, default_timeout)
         for node in plan.serving[tag]:
-            if spec.nodes[node].power is PowerState.STOPPED:
+            if not spec.nodes[node].power.serves:
                 continue
             params: Dict[str, object] = {
                 "model": f"ollama_chat/{tag}",

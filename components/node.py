@@ -230,8 +230,13 @@ class GpuNode(pulumi.ComponentResource):
         if spec.ssh.public_key:
             self.key_pair = aws.ec2.KeyPair(f"{name}-key", public_key=spec.ssh.public_key, tags=tags, opts=opts)
             key_name = self.key_pair.key_name
-        ami = aws.ec2.get_ami(most_recent=True, owners=["amazon"], filters=[aws.ec2.GetAmiFilterArgs(
-            name="name", values=["Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)*"])])
+        # What the VM is launched from is pinned: an AMI the stack names (``image: ami-...``) changes only
+        # when the stack does; otherwise the newest Deep Learning AMI at first launch is kept (a newer
+        # AMI, published any day, must not replace a running VM).
+        pinned = spec.image.startswith("ami-")
+        image_id = spec.image if pinned else aws.ec2.get_ami(
+            most_recent=True, owners=["amazon"], filters=[aws.ec2.GetAmiFilterArgs(
+                name="name", values=["Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)*"])]).id
         market = None
         if spec.market is Market.SPOT:
             market = aws.ec2.LaunchTemplateInstanceMarketOptionsArgs(
@@ -242,22 +247,25 @@ class GpuNode(pulumi.ComponentResource):
         user_data = pulumi.Output.from_input(self._cloud_init(args)).apply(
             lambda text: base64.b64encode(text.encode()).decode())
         self.launch_template = aws.ec2.LaunchTemplate(
-            f"{name}-lt", image_id=ami.id, instance_type=args.estimate.instance_type, key_name=key_name,
+            f"{name}-lt", image_id=image_id, instance_type=args.estimate.instance_type, key_name=key_name,
             vpc_security_group_ids=[self.security_group.id], user_data=user_data, instance_market_options=market,
             block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                 device_name="/dev/sda1", ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
                     volume_size=spec.disk_gb, volume_type="gp3", encrypted="true", delete_on_termination="true"))],
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(http_tokens="required"),
             tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="instance", tags=tags)],
-            tags=tags, opts=opts)
+            tags=tags, opts=opts if pinned else pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(ignore_changes=["imageId"])))
         self.vm = aws.ec2.Instance(
             f"{name}-vm", launch_template=aws.ec2.InstanceLaunchTemplateArgs(
                 id=self.launch_template.id, version=self.launch_template.latest_version.apply(str)),
             tags=tags, opts=opts)
-        # Always declared, so a VM the idle watcher powered off starts again at the next `up` (pulumi-aws
-        # keeps this EC2 resource in its ec2transitgateway module).
-        aws.ec2transitgateway.InstanceState(f"{name}-power", instance_id=self.vm.id,
-                              state="stopped" if spec.power is PowerState.STOPPED else "running", opts=opts)
+        # Declared for power running or stopped, so a VM the idle watcher powered off starts again at the
+        # next `up` (pulumi-aws keeps this EC2 resource in its ec2transitgateway module). With power idle
+        # the watcher owns the power state and nothing here starts or stops the VM.
+        if spec.power is not PowerState.IDLE:
+            aws.ec2transitgateway.InstanceState(f"{name}-power", instance_id=self.vm.id,
+                                  state="stopped" if spec.power is PowerState.STOPPED else "running", opts=opts)
         self.machine_id = self.vm.id
         self.address = self.vm.public_ip
         self.ssh_host = self.vm.public_ip
@@ -296,7 +304,7 @@ class GpuNode(pulumi.ComponentResource):
                 automatic_restart=not spot, on_host_maintenance="TERMINATE",
                 instance_termination_action="STOP" if spot else None),
             metadata=metadata,
-            desired_status="TERMINATED" if spec.power is PowerState.STOPPED else "RUNNING",
+            desired_status={PowerState.STOPPED: "TERMINATED", PowerState.RUNNING: "RUNNING"}.get(spec.power),
             opts=opts)
         self.machine_id = self.vm.id
         self.address = self.vm.network_interfaces.apply(

@@ -47,7 +47,17 @@ class Market(str, enum.Enum):
 
 class PowerState(str, enum.Enum):
     RUNNING = "running"
+    """Kept running: `up` starts a node found stopped, and the drift check reports it."""
     STOPPED = "stopped"
+    """Kept stopped (a stopped machine still bills its disk)."""
+    IDLE = "idle"
+    """Pay-per-use: running when rented, and its idle watcher may stop it. A stopped node is not drift:
+    refresh, the drift check and `up` leave it stopped; set ``running`` for the `up` that should start it."""
+
+    @property
+    def serves(self) -> bool:
+        """Whether the gateway routes to the node (an idle-stopped node is routed to; fallbacks apply)."""
+        return self is not PowerState.STOPPED
 
 
 class Access(str, enum.Enum):

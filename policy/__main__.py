@@ -1,7 +1,17 @@
-"""The gpu-estate CrossGuard pack. Built only here: PolicyPack() serves gRPC and never returns."""
-from pulumi_policy import PolicyPack
+"""The gpu-estate CrossGuard pack. Built only here: PolicyPack() serves gRPC and never returns.
 
-from policy import budget, redact, safety
+The pack imports the ``policy`` and ``core`` packages of the tree it sits in, not whichever copy is
+installed: pull-request previews run the base branch's pack (its rules and limits) against the pull
+request's program, so a pull request cannot loosen what judges it.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pulumi_policy import PolicyPack  # noqa: E402
+
+from policy import budget, redact, safety  # noqa: E402
 
 redact.install()
 

@@ -70,6 +70,8 @@ class GpuInstanceArgs:
     request: NodeRequest = _replaces()
     launch: LaunchInputs = _replaces()
     power: str = "running"
+    """``running``, ``stopped``, or ``idle`` (its watcher may stop it; neither refresh nor update
+    starts or stops it)."""
     bid_per_hour: Optional[float] = None
     stamps: Dict[str, Any] = dataclasses.field(default_factory=dict)
     """What the policy pack reads."""
@@ -83,6 +85,7 @@ class GpuInstanceArgs:
                 "bid_per_hour": self.bid_per_hour, "stamps": self.stamps, "secrets": self.secrets}
 
 
+POWER_VALUES = ("running", "stopped", "idle")
 REPLACE_KEYS = tuple(f.name for f in dataclasses.fields(GpuInstanceArgs) if f.metadata.get("replaces"))
 # What the machine *is*: a change of one of these replaces it. The rest of the request (price ceiling,
 # regions, reliability floor) and the failover clouds only guide the next placement, so they update in
@@ -156,8 +159,8 @@ class GpuInstanceProvider(ResourceProvider):
         clouds = news.get("clouds") or []
         if not clouds or any(c not in CLOUDS for c in clouds):
             failures.append(CheckFailure("clouds", f"one or more of {', '.join(CLOUDS)} (got {clouds!r})"))
-        if news.get("power") not in ("running", "stopped"):
-            failures.append(CheckFailure("power", f"running or stopped (got {news.get('power')!r})"))
+        if news.get("power") not in POWER_VALUES:
+            failures.append(CheckFailure("power", f"one of {', '.join(POWER_VALUES)} (got {news.get('power')!r})"))
         if not news.get("label"):
             failures.append(CheckFailure("label", "a deterministic label is required"))
         try:
@@ -276,6 +279,7 @@ class GpuInstanceProvider(ResourceProvider):
             time.sleep(_seconds("ESTATE_POLL_SECONDS", 5))
 
     def _converge_power(self, c: GpuCloud, inst: Instance, power: str) -> Instance:
+        """Start or stop the instance to match ``power``; ``idle`` leaves it as its watcher left it."""
         if power == "stopped" and inst.status in (Status.RUNNING, Status.PENDING):
             c.stop(inst.id)
             return self._wait_status(c, inst.id, Status.STOPPED)
@@ -323,7 +327,9 @@ class GpuInstanceProvider(ResourceProvider):
         for k in ("launch_price_per_hour", "region", "offer_id"):
             outs[k] = props.get(k)
         inputs = {k: props.get(k) for k in INPUT_KEYS if k in props}
-        if inst.status in (Status.STOPPED, Status.STOPPING):
+        if props.get("power") == "idle":
+            pass  # stopped or running, the node is as its idle watcher left it: no drift
+        elif inst.status in (Status.STOPPED, Status.STOPPING):
             inputs["power"] = outs["power"] = "stopped"
         elif inst.status is Status.RUNNING:
             inputs["power"] = outs["power"] = "running"

@@ -60,6 +60,7 @@ def test_cheapest_offer_in_region_order(clouds):
     assert created_de.outs["offer_id"].startswith("hn-fra-1/")
 
 
+@pytest.mark.money
 def test_lost_create_response_adopts_the_instance(clouds):
     td = clouds["tensordock"]
     td.inject("drop", method="POST", path="/api/v2/instances")
@@ -69,6 +70,7 @@ def test_lost_create_response_adopts_the_instance(clouds):
     assert td.calls[("POST", "/api/v2/instances")] == 1
 
 
+@pytest.mark.money
 def test_next_up_adopts_instead_of_renting_again(clouds):
     vast = clouds["vastai"]
     first = GpuInstanceProvider().create(checked(props(clouds=["vastai"], gpu="rtx3090", count=2)))
@@ -86,6 +88,7 @@ def test_rate_limit_storm_and_5xx_are_retried(clouds):
     assert len(rp.alive()) == 1
 
 
+@pytest.mark.money
 def test_5xx_on_create_is_not_resent_blindly(clouds):
     vast = clouds["vastai"]
     vast.inject("status", method="PUT", path="/api/v0/asks/", status=502)
@@ -114,6 +117,7 @@ def test_failover_to_next_cloud_and_error_lists_each(clouds):
     assert "runpod:" in str(err.value) and "vastai:" in str(err.value)
 
 
+@pytest.mark.money
 def test_price_ceiling_refuses_dear_offers(clouds):
     with pytest.raises(NoCapacity, match="by price"):
         GpuInstanceProvider().create(checked(props(max_price=0.10)))
@@ -165,6 +169,32 @@ def test_drift_stopped_behind_state_shows_in_read(clouds):
     assert diff.changes and diff.replaces == []
 
 
+@pytest.mark.money
+@pytest.mark.parametrize("cloud", ["tensordock", "vastai", "runpod"])
+def test_a_node_its_watcher_stopped_is_not_drift_under_power_idle(clouds, cloud):
+    fake = clouds[cloud]
+    prov = GpuInstanceProvider()
+    idle = checked(props(clouds=(cloud,), power="idle"))
+    created = prov.create(idle)
+    assert created.outs["status"] == "running"  # rented running; the watcher decides afterwards
+    # The watcher stops it through the vendor's API (here through the same client).
+    prov.update(created.id, created.outs, {**idle, "power": "stopped"})
+    read = prov.read(created.id, created.outs)
+    assert read.outs["status"] == "stopped" and read.inputs["power"] == "idle"
+    assert not prov.diff(created.id, read.outs, checked(props(clouds=(cloud,), power="idle"))).changes
+    # An `up` that updates the node for another reason leaves it stopped, without a start call.
+    starts = sum(n for (m, path), n in fake.calls.items() if "start" in path.lower() or "resume" in str(path).lower())
+    updated = prov.update(created.id, read.outs, checked(props(clouds=(cloud,), power="idle", max_price=0.9)))
+    assert updated.outs["status"] == "stopped"
+    assert sum(n for (m, path), n in fake.calls.items() if "start" in path.lower() or "resume" in str(path).lower()) == starts
+
+
+def test_power_values_are_checked_by_name():
+    failures = GpuInstanceProvider().check({}, props(power="asleep")).failures
+    assert [f.property for f in failures] == ["power"] and "running, stopped, idle" in failures[0].reason
+
+
+@pytest.mark.money
 def test_failed_delete_raises_so_state_keeps_it(clouds):
     td = clouds["tensordock"]
     prov = GpuInstanceProvider()
@@ -175,6 +205,7 @@ def test_failed_delete_raises_so_state_keeps_it(clouds):
     assert len(td.alive()) == 1
 
 
+@pytest.mark.money
 def test_diff_replaces_hardware_updates_power():
     prov = GpuInstanceProvider()
     old = checked(props())
@@ -193,6 +224,7 @@ def test_check_names_bad_inputs():
     assert "lambda" in failures["clouds"]
 
 
+@pytest.mark.money
 def test_concurrent_creates_racing_for_offers_all_place_once_each(clouds):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -205,6 +237,7 @@ def test_concurrent_creates_racing_for_offers_all_place_once_each(clouds):
     assert sorted(i["label"] for i in vast.alive()) == sorted(f"race-{i}" for i in range(8))
 
 
+@pytest.mark.money
 def test_placement_only_edits_update_in_place_and_a_machine_edit_names_its_key(monkeypatch):
     warned = []
     monkeypatch.setattr("pulumi.log.warn", lambda msg, *a, **k: warned.append(msg))

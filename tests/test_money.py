@@ -9,6 +9,7 @@ from scripts import sandbox
 
 pytestmark = [
     pytest.mark.engine,
+    pytest.mark.money,
     pytest.mark.skipif(bool(sandbox.engine_missing()), reason=sandbox.engine_missing()),
 ]
 MODEL = "pulumi-python:dynamic/ollama:Model"
@@ -75,3 +76,26 @@ def test_refresh_and_destroy_with_a_node_that_does_not_answer(estate):
     st.destroy()
     assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}  # nothing left billing
     assert models_in_state(st) == []
+
+
+def test_a_node_its_watcher_stopped_stays_stopped_under_power_idle(estate):
+    st, fakes = estate
+    nodes = json.loads(st.get_config("gpu-estate:nodes").value)
+    nodes["inference"]["power"] = "idle"
+    st.set_config("gpu-estate:nodes", sandbox.auto_config(nodes))
+    switched = st.up()
+    assert set(switched.summary.resource_changes) <= {"same", "update"}
+    (inst,) = fakes["tensordock"].alive()
+    inst["status"] = "stopped"  # the idle watcher powered it off
+    # The daily drift check (a preview with refresh) sees no drift, and writes no state.
+    st.preview(refresh=True, expect_no_changes=True)
+    st.refresh()
+    st.preview(expect_no_changes=True)
+    again = st.up()
+    assert set(again.summary.resource_changes) == {"same"}
+    assert inst["status"] == "stopped"  # `up` did not start it (and bill its GPU) behind the operator's back
+    # Asking for it: power running starts it at the next `up`.
+    nodes["inference"]["power"] = "running"
+    st.set_config("gpu-estate:nodes", sandbox.auto_config(nodes))
+    st.up()
+    assert inst["status"] == "running"

@@ -179,3 +179,30 @@ def test_bucket_credentials_are_scoped_to_the_bucket_and_its_nodes(prod):
 def test_vms_are_always_declared_running_or_stopped(prod):
     (state,) = prod.of_type("aws:ec2transitgateway/instanceState:InstanceState")
     assert state.inputs["state"] == "running"
+
+
+def test_an_aws_node_launches_from_a_pinned_image():
+    config = stack_config("prod")
+    prod = run_program(config, stack="prod")
+    (lt,) = prod.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert lt.inputs["imageId"] == "ami-0123456789abcdef0"  # the newest at first launch, then kept
+    assert [c.token for c in prod.calls].count("aws:ec2/getAmi:getAmi") == 1
+    config["gpu-estate:nodes"]["burst"]["image"] = "ami-0fedcba9876543210"
+    named = run_program(config, stack="prod")
+    (lt,) = named.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert lt.inputs["imageId"] == "ami-0fedcba9876543210"
+    assert "aws:ec2/getAmi:getAmi" not in [c.token for c in named.calls]  # no lookup that could move
+
+
+def test_power_idle_leaves_the_power_state_to_the_watcher():
+    config = stack_config("prod")
+    for name in ("burst", "gcp-dev", "inference"):
+        config["gpu-estate:nodes"][name]["power"] = "idle"
+    prod = run_program(config, stack="prod")
+    assert not prod.of_type("aws:ec2transitgateway/instanceState:InstanceState")
+    (gcp_vm,) = prod.of_type("gcp:compute/instance:Instance")
+    assert gcp_vm.inputs.get("desiredStatus") is None
+    (inference,) = [r for r in prod.of_type("pulumi-python:dynamic/gpu:Instance") if r.name == "inference-instance"]
+    assert inference.inputs["power"] == "idle"
+    # Its models are kept and the gateway still routes to it (fallbacks cover a stopped node).
+    assert all(m.inputs["active"] for m in prod.of_type(MODEL) if m.inputs["node"] == "inference")

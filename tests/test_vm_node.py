@@ -19,6 +19,7 @@ from scripts import sandbox
 
 pytestmark = [
     pytest.mark.engine,
+    pytest.mark.money,
     pytest.mark.skipif(bool(sandbox.engine_missing()), reason=sandbox.engine_missing()),
 ]
 

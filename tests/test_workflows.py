@@ -42,11 +42,17 @@ def test_pull_requests_preview_every_stack_with_the_pack_and_comment_in_place():
     assert doc["jobs"]["preview"]["strategy"]["matrix"]["stack"] == ["dev", "prod"]
     (pulumi,) = steps_using(doc, "pulumi/actions")
     w = pulumi["with"]
-    assert w["command"] == "preview" and w["policyPacks"] == "policy" and w["policyPackConfigs"] == "policy-config.json"
+    # The pack and its limits are the base branch's: a pull request cannot raise the limit that judges it.
+    assert w["command"] == "preview" and w["policyPacks"] == "base/policy" and w["policyPackConfigs"] == "policy-config.json"
+    (base,) = [s for s in doc["jobs"]["preview"]["steps"] if s.get("with", {}).get("path") == "base"]
+    assert base["with"]["ref"] == "${{ github.base_ref }}"
+    (config,) = [s for s in doc["jobs"]["preview"]["steps"] if "policy.pack_config" in s.get("run", "")]
+    assert "cd base && python -m policy.pack_config" in config["run"]
     assert w["comment-on-pr"] is True and w["edit-pr-comment"] is True
     assert w["pulumi-version"] == "3.259.0"
     run = "\n".join(s.get("run", "") for s in doc["jobs"]["preview"]["steps"])
     assert "--show-sames" in run and "scripts/cost_diff.py" in run and "--max-increase-pct" in run
+    assert "--policy-pack base/policy" in run
     (comment,) = steps_using(doc, "actions/github-script")
     assert "updateComment" in comment["with"]["script"]
 
@@ -56,12 +62,16 @@ def test_merges_to_main_deploy_with_the_pack_one_update_per_stack():
     assert doc["on"]["push"]["branches"] == ["main"]
     job = doc["jobs"]["up"]
     assert job["concurrency"]["cancel-in-progress"] is False
-    (pulumi,) = steps_using(doc, "pulumi/actions")
-    assert pulumi["with"]["command"] == "up" and pulumi["with"]["policyPacks"] == "policy"
+    preview, up = steps_using(doc, "pulumi/actions")  # in this order: the pack judges a preview first
+    assert preview["with"]["command"] == "preview" and preview["with"]["policyPacks"] == "policy"
+    assert up["with"]["command"] == "up" and up["with"]["policyPacks"] == "policy"
 
 
-def test_a_daily_refresh_expects_no_changes():
+def test_the_daily_drift_check_writes_no_state():
     doc = load("drift.yml")
     assert doc["on"]["schedule"]
     (pulumi,) = steps_using(doc, "pulumi/actions")
-    assert pulumi["with"]["command"] == "refresh" and pulumi["with"]["expect-no-changes"] is True
+    # A preview with refresh: drift fails the run and stays visible to the next `up` (a refresh would
+    # write the drifted state and hide it).
+    w = pulumi["with"]
+    assert w["command"] == "preview" and w["refresh"] is True and w["expect-no-changes"] is True

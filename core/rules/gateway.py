@@ -6,7 +6,7 @@ from typing import List
 
 from core.errors import Problem
 from core.kinds import WorkloadKind
-from core.spec import NAMESPACE, Access, EstateSpec, PowerState, Provider
+from core.spec import NAMESPACE, Access, EstateSpec, Provider
 from core.topology import needed_ports, serving_nodes
 
 
@@ -59,7 +59,7 @@ def check_reachable(spec: EstateSpec) -> List[Problem]:
         return problems
     for alias, tag in g.aliases.items():
         nodes = serving_nodes(spec, tag)
-        running = [n for n in nodes if spec.nodes[n].power is PowerState.RUNNING]
+        running = [n for n in nodes if spec.nodes[n].power.serves]
         if nodes and not running and not g.fallbacks.get(alias):
             problems.append((f"{NAMESPACE}:gateway.aliases.{alias}",
                              f"every node serving {tag!r} is stopped ({', '.join(nodes)}) and the alias has no "

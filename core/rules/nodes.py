@@ -7,7 +7,7 @@ from core import catalog, pricing
 from core.demand import DISK_OS_RESERVE_GB, VRAM_USABLE_FRACTION, node_disk_demand, node_ram_demand, node_vram_demand
 from core.errors import Problem
 from core.kinds import WorkloadKind
-from core.spec import NAMESPACE, EstateSpec, Provider
+from core.spec import NAMESPACE, EstateSpec, PowerState, Provider
 
 
 def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
@@ -33,6 +33,9 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                                         f"{node.provider.value!r})"))
             if w.artifact_bucket and w.artifact_bucket not in spec.storage:
                 problems.append((f"{wpath}.artifact_bucket", f"no bucket {w.artifact_bucket!r} in {NAMESPACE}:storage"))
+        if node.power is PowerState.IDLE and not node.idle_shutdown_minutes:
+            problems.append((f"{base}.power", "'idle' leaves stopping to the node's idle watcher: set "
+                                              "idle_shutdown_minutes (got power 'idle' without it)"))
         if node.gpu is not None:
             demand = node_vram_demand(node)
             usable = node.gpu.vram_gb * VRAM_USABLE_FRACTION
