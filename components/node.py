@@ -62,14 +62,16 @@ class GpuNode(pulumi.ComponentResource):
         self.stamp = node_stamp(name, spec, args.estimate)
         self._ssh_private_key = args.ssh_private_key
         child = pulumi.ResourceOptions(parent=self)
+        # Only the machine itself is protected (what lives on it is deleted with it anyway).
+        machine_opts = pulumi.ResourceOptions(parent=self, protect=True) if spec.protect else child
         self.secret_env = dict(args.secret_env)
         self.secrets = self._secrets(name, args, child)
         if spec.provider.is_marketplace:
-            self._create_marketplace(name, args, child)
+            self._create_marketplace(name, args, machine_opts)
         elif spec.provider is Provider.AWS:
-            self._create_aws(name, args, child)
+            self._create_aws(name, args, child, machine_opts)
         elif spec.provider is Provider.GCP:
-            self._create_gcp(name, args, child)
+            self._create_gcp(name, args, child, machine_opts)
         else:
             self._adopt_host(spec)
         self.workloads_ready: list = []
@@ -214,7 +216,8 @@ class GpuNode(pulumi.ComponentResource):
     def _service_ports(self, spec: NodeSpec) -> Dict[str, int]:
         return {str(spec.port(k)): spec.port(k) for k in spec.workloads}
 
-    def _create_aws(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions) -> None:
+    def _create_aws(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions,
+                    machine_opts: pulumi.ResourceOptions) -> None:
         import pulumi_aws as aws
 
         spec = args.spec
@@ -259,7 +262,7 @@ class GpuNode(pulumi.ComponentResource):
         self.vm = aws.ec2.Instance(
             f"{name}-vm", launch_template=aws.ec2.InstanceLaunchTemplateArgs(
                 id=self.launch_template.id, version=self.launch_template.latest_version.apply(str)),
-            tags=tags, opts=opts)
+            tags=tags, opts=machine_opts)
         # Declared for power running or stopped, so a VM the idle watcher powered off starts again at the
         # next `up` (pulumi-aws keeps this EC2 resource in its ec2transitgateway module). With power idle
         # the watcher owns the power state and nothing here starts or stops the VM.
@@ -273,7 +276,8 @@ class GpuNode(pulumi.ComponentResource):
         self.ports = pulumi.Output.from_input(self._service_ports(spec))
         self.hourly_price = pulumi.Output.from_input(args.estimate.hourly_usd)
 
-    def _create_gcp(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions) -> None:
+    def _create_gcp(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions,
+                    machine_opts: pulumi.ResourceOptions) -> None:
         import pulumi_gcp as gcp
 
         spec = args.spec
@@ -305,7 +309,7 @@ class GpuNode(pulumi.ComponentResource):
                 instance_termination_action="STOP" if spot else None),
             metadata=metadata,
             desired_status={PowerState.STOPPED: "TERMINATED", PowerState.RUNNING: "RUNNING"}.get(spec.power),
-            opts=opts)
+            opts=machine_opts)
         self.machine_id = self.vm.id
         self.address = self.vm.network_interfaces.apply(
             lambda nics: (nics[0].access_configs or [None])[0].nat_ip if nics and nics[0].access_configs else None)

@@ -172,7 +172,10 @@ class NodeSpec(_Model):
     address: Optional[str] = None
     """host only: address of the machine you own."""
     image: str = "ubuntu2404"
-    """VM image (TensorDock image id, AWS/GCP image family) for VM-like nodes."""
+    """VM image (TensorDock image id, AWS/GCP image family, or a pinned ``ami-...``) for VM-like nodes."""
+    protect: bool = False
+    """Pulumi's ``protect`` on the node's machine: no `up` (a replace) or `destroy` can delete it until
+    this is set back to false and applied. For a node an operator cannot afford to lose."""
     ssh: SshSpec = Field(default_factory=SshSpec)
     access: Access = Access.SSH
     workloads: Dict[WorkloadKind, WorkloadSpec] = Field(default_factory=dict)

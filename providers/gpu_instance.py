@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -86,6 +87,15 @@ class GpuInstanceArgs:
 
 
 POWER_VALUES = ("running", "stopped", "idle")
+_ADOPTED: set = set()
+"""``<cloud>:<id>`` of every instance a create adopted by label in this provider process (one `up`)."""
+_ADOPTED_LOCK = threading.Lock()
+
+
+def forget_adoptions() -> None:
+    """Start over as a new provider process does (for callers that reuse one process across runs)."""
+    with _ADOPTED_LOCK:
+        _ADOPTED.clear()
 REPLACE_KEYS = tuple(f.name for f in dataclasses.fields(GpuInstanceArgs) if f.metadata.get("replaces"))
 # What the machine *is*: a change of one of these replaces it. The rest of the request (price ceiling,
 # regions, reliability floor) and the failover clouds only guide the next placement, so they update in
@@ -221,6 +231,8 @@ class GpuInstanceProvider(ResourceProvider):
                                 f"{existing[0].id}, the others are not managed: {[i.id for i in existing[1:]]}")
             pulumi.log.info(f"{spec.label}: adopting {c.name} instance {existing[0].id}")
             inst = existing[0]
+            with _ADOPTED_LOCK:
+                _ADOPTED.add(f"{c.name}:{inst.id}")
             return inst, inst.price_per_hour, "", ""
         taken: List[str] = []
         tried: set = set()
@@ -355,6 +367,16 @@ class GpuInstanceProvider(ResourceProvider):
 
     def delete(self, id_: str, props: Dict[str, Any]) -> None:
         cloud, iid = split_id(id_)
+        with _ADOPTED_LOCK:
+            adopted = id_ in _ADOPTED
+        if adopted:
+            # A resource moved to a new URN (a new parent, a renamed node component or type token, no
+            # alias) is created before the old one is deleted; the new one adopted this machine by its
+            # label in this same run, so terminating it would destroy the running node it now manages.
+            pulumi.log.warn(f"{props.get('label')}: {cloud} instance {iid} was adopted by another resource in this "
+                            "run (a moved or renamed resource without an alias); it stays running and this "
+                            "resource only leaves the state. Give renames `aliases` to avoid the hand-over.")
+            return
         c = self._client(cloud)
         try:
             c.terminate(iid)

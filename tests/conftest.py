@@ -16,6 +16,9 @@ def clouds(monkeypatch):
     from loopback.tensordock import FakeTensorDock
     from loopback.vastai import FakeVast
 
+    from providers.gpu_instance import forget_adoptions
+
+    forget_adoptions()  # each test is a run of its own, as each `up` has its own provider process
     td, vast, rp = FakeTensorDock(), FakeVast(), FakeRunPod()
     monkeypatch.setenv("TENSORDOCK_API_URL", td.url + "/api/v2")
     monkeypatch.setenv("TENSORDOCK_API_TOKEN", td.token)

@@ -79,6 +79,23 @@ def test_next_up_adopts_instead_of_renting_again(clouds):
     assert len(vast.alive()) == 1
 
 
+@pytest.mark.money
+def test_a_moved_resource_that_adopted_the_machine_keeps_it_when_the_old_one_is_deleted(clouds):
+    # A node moved to a new URN without an alias: the engine creates the new resource (which adopts the
+    # running machine by its label), then deletes the old one, in one run of one provider process.
+    td = clouds["tensordock"]
+    old = GpuInstanceProvider().create(checked(props()))
+    new = GpuInstanceProvider().create(checked(props()))
+    assert new.id == old.id
+    GpuInstanceProvider().delete(old.id, old.outs)
+    assert [i["id"] for i in td.alive()] == [old.outs["instance_id"]]  # still rented, still running
+    # The new resource owns it: its own delete (a destroy) does terminate it.
+    from providers.gpu_instance import forget_adoptions
+    forget_adoptions()  # the destroy is a later run
+    GpuInstanceProvider().delete(new.id, new.outs)
+    assert td.alive() == []
+
+
 def test_rate_limit_storm_and_5xx_are_retried(clouds):
     rp = clouds["runpod"]
     rp.inject("status", count=4, status=429, body="Too Many Requests")

@@ -2,8 +2,10 @@
 placement-only edits update in place, a refresh that cannot see a node keeps what lives on it, and a
 destroy is not blocked by a node that no longer answers."""
 import json
+from pathlib import Path
 
 import pytest
+from pulumi.automation import errors
 
 from scripts import sandbox
 
@@ -99,3 +101,39 @@ def test_a_node_its_watcher_stopped_stays_stopped_under_power_idle(estate):
     st.set_config("gpu-estate:nodes", sandbox.auto_config(nodes))
     st.up()
     assert inst["status"] == "running"
+
+
+def test_a_node_moved_to_a_new_urn_keeps_its_machine(estate):
+    st, fakes = estate
+    rented, models = ids(fakes), sandbox.pulled(fakes)
+    # The node component's type token renamed without an alias: every node and all under it get new URNs.
+    node_py = Path(st.workspace.work_dir) / "components" / "node.py"
+    node_py.write_text(node_py.read_text().replace('TYPE = "gpu-estate:index:GpuNode"', 'TYPE = "gpu-estate:index:Node"'))
+    out = []
+    moved = st.up(on_output=out.append)
+    assert moved.summary.resource_changes.get("create") and moved.summary.resource_changes.get("delete")
+    # The new resources adopted the running machines by label; deleting the old ones terminated nothing.
+    assert ids(fakes) == rented
+    assert sandbox.pulled(fakes) == models  # the old model resources went with the old machine resources
+    assert "was adopted by another resource in this run" in "".join(out)
+    urns = [r["urn"] for r in st.export_stack().deployment["resources"] if r["type"] == "pulumi-python:dynamic/gpu:Instance"]
+    assert len(urns) == 3 and all("gpu-estate:index:Node$" in u for u in urns)
+    st.destroy()
+    assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
+
+
+def test_a_protected_node_survives_a_destroy(estate):
+    st, fakes = estate
+    rented = ids(fakes)
+    nodes = json.loads(st.get_config("gpu-estate:nodes").value)
+    nodes["inference"]["protect"] = True
+    st.set_config("gpu-estate:nodes", sandbox.auto_config(nodes))
+    st.up()
+    with pytest.raises(errors.CommandError, match="protected"):
+        st.destroy()
+    assert ids(fakes)["tensordock"] == rented["tensordock"]  # the protected machine is still rented
+    nodes["inference"]["protect"] = False
+    st.set_config("gpu-estate:nodes", sandbox.auto_config(nodes))
+    st.up()
+    st.destroy()
+    assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
