@@ -25,7 +25,14 @@ $(VENV)-gateway/bin/litellm: requirements-gateway.txt
 	$(VENV)-gateway/bin/python -m pip install -q -r requirements-gateway.txt
 	touch $@
 
-setup: $(VPY) $(VENV)-gateway/bin/litellm
+# The vendors' own clients, each in a venv of its own (their pins clash), for the contract tests.
+$(VENV)-%/bin/python: requirements-%.txt
+	$(PY) -m venv $(VENV)-$*
+	$(VENV)-$*/bin/python -m pip install -q --upgrade pip
+	$(VENV)-$*/bin/python -m pip install -q -r requirements-$*.txt
+	touch $@
+
+setup: $(VPY) $(VENV)-gateway/bin/litellm $(VENV)-runpod/bin/python $(VENV)-vastai/bin/python
 	bash scripts/build-pulumi.sh
 	bash scripts/build-actionlint.sh
 	bash scripts/build-compose.sh

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -20,24 +20,35 @@ def _load(name: str) -> Dict[str, Any]:
 
 
 def gpus() -> Dict[str, Dict[str, Any]]:
-    """Canonical GPU names (``rtx4090``) to ``{display, vram_gb, aliases}``."""
+    """Canonical GPU names (``rtx4090``) to ``{display, vram_gb, aliases, vendors}``: one table for every
+    vendor, ``vendors`` holding each marketplace's own names (empty where it does not rent the GPU)."""
     return _load("prices/gpus.json")["gpus"]
 
 
-def canonical_gpu(name: str) -> Optional[str]:
-    """The canonical name of a GPU given any spelling a vendor or a person uses, or None."""
+def _squash(name: str) -> str:
+    return name.strip().lower().replace(" ", "").replace("_", "").replace("-", "")
+
+
+def canonical_gpu(name: str, vram_gb: Optional[float] = None) -> Optional[str]:
+    """The canonical name of a GPU given any spelling a vendor or a person uses, or None. Where one vendor
+    name covers several (Vast.ai's ``A100 PCIE`` is the 40 and the 80 GB card), ``vram_gb`` decides."""
     key = name.strip().lower()
     table = gpus()
     if key in table:
         return key
-    squashed = key.replace(" ", "").replace("_", "").replace("-", "")
+    found = []
     for canon, info in table.items():
-        spellings = [info["display"], *info.get("aliases", [])]
-        for spelling in spellings:
-            s = spelling.lower()
-            if s == key or s.replace(" ", "").replace("_", "").replace("-", "") == squashed:
-                return canon
-    return None
+        spellings = [info["display"], *info.get("aliases", []), *(n for ns in info.get("vendors", {}).values() for n in ns)]
+        if any(_squash(s) == _squash(key) for s in spellings):
+            found.append(canon)
+    if len(found) > 1 and vram_gb:
+        found = sorted(found, key=lambda c: abs(table[c]["vram_gb"] - vram_gb))
+    return found[0] if found else None
+
+
+def vendor_gpu_names(vendor: str, canon: str) -> List[str]:
+    """The names ``vendor`` rents ``canon`` under (empty: it does not rent it)."""
+    return list(gpus()[canon].get("vendors", {}).get(vendor, []))
 
 
 def gpu_vram_gb(canon: str) -> int:

@@ -46,6 +46,8 @@ class FakeServer:
         self.faults: List[Fault] = []
         self.calls: Counter = Counter()
         self.log: List[Tuple[str, str]] = []
+        self.requests: List[Tuple[str, str, Any]] = []
+        """(method, path, parsed body) of every request, for contract tests that compare clients."""
         self.latency = 0.0
         self.public_address = "127.0.0.1"
         self.down = False
@@ -124,6 +126,7 @@ class FakeServer:
         with self.lock:
             self.calls[(method, path)] += 1
             self.log.append((method, path))
+            self.requests.append((method, path, body))
         if self.latency:
             time.sleep(self.latency)
         fault = self._take_fault(method, path)

@@ -30,7 +30,8 @@ class FakeTensorDock(FakeServer):
             "available_resources": {
                 "gpus": [{"v0Name": gpu, "availableCount": count, "price_per_hr": price}],
                 "max_vcpus": 32, "max_ram_gb": 128, "max_storage_gb": 2000,
-                "available_ports": [22, 3000, 11434], "has_public_ip_available": True,
+                # High ports handed out per host; without a dedicated IP each external_port must be one of them.
+                "available_ports": list(range(20000, 20010)), "has_public_ip_available": True,
             },
             "pricing": {"per_vcpu_hr": 0.003, "per_gb_ram_hr": 0.002, "per_gb_storage_hr": 0.00005},
             "location": {"city": city, "stateprovince": "", "country": country},
@@ -56,8 +57,10 @@ class FakeTensorDock(FakeServer):
             if method == "GET" and path == "/hostnodes":
                 return 200, {"data": {"hostnodes": self.hostnodes}}
             if method == "GET" and path == "/instances":
-                return 200, {"data": {"instances": [self._view(i) for i in self.instances.values()
-                                                      if i["status"] != "deleted"]}}
+                # The list carries only type, id, name and status: address, ports and rate need a GET by id.
+                return 200, {"data": {"instances": [
+                    {"type": "virtualmachine", "id": v["id"], "name": v["name"], "status": v["status"]}
+                    for v in (self._view(i) for i in self.instances.values() if i["status"] != "deleted")]}}
             if method == "POST" and path == "/instances":
                 return self._create(body)
             parts = path.strip("/").split("/")
@@ -94,13 +97,25 @@ class FakeTensorDock(FakeServer):
         gpu = next((g for g in (node or {}).get("available_resources", {}).get("gpus", []) if g["v0Name"] == gpu_name), None)
         if node is None or gpu is None or gpu["availableCount"] < spec.get("count", 1):
             return 409, {"errors": [{"status": 409, "title": "Conflict", "detail": "Resources not available on host node"}]}
+        free = node["available_resources"]["available_ports"]
+        forwards = attrs.get("port_forwards") or []
+        for pf in forwards:
+            if pf.get("external_port") not in free:
+                return 400, {"errors": [{"status": 400, "title": "Bad Request",
+                                         "detail": f"external_port {pf.get('external_port')} is not available on host node {node['id']}"}]}
+        if len({pf["external_port"] for pf in forwards}) != len(forwards):
+            return 400, {"errors": [{"status": 400, "title": "Bad Request", "detail": "duplicate external_port"}]}
+        for pf in forwards:
+            free.remove(pf["external_port"])
         gpu["availableCount"] -= spec.get("count", 1)
         iid = f"td-{self.next_id()}"
-        ports = [pf["internal_port"] for pf in attrs.get("port_forwards") or []]
         self.instances[iid] = {
             "id": iid, "name": attrs["name"], "status": "starting", "polls": 0,
             "ipAddress": self.public_address,
-            "portForwards": [{"internal_port": p, "external_port": e} for p, e in self.ports_for(ports).items()],
+            # As asked; where the sandbox maps an internal port to a loopback server, that port is reported.
+            "portForwards": [{"internal_port": pf["internal_port"],
+                              "external_port": self.port_map.get(pf["internal_port"], pf["external_port"])}
+                             for pf in forwards],
             "resources": res, "rateHourly": gpu["price_per_hr"] * spec.get("count", 1),
             "hostnode_id": node["id"], "cloud_init": attrs.get("cloud_init"),
         }

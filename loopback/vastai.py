@@ -1,6 +1,13 @@
-"""A Vast.ai API on loopback: offer search, asks, instances, bids, credit and preemption."""
+"""A Vast.ai API on loopback: offer search, asks, instances, bids, credit and preemption.
+
+It takes what the official ``vastai`` CLI/SDK sends (the v0 paths and the paginated v1 instance list) and
+prices as Vast.ai does: a search that names ``allocated_storage`` quotes the disk in ``dph_total``, and an
+instance bills its offer's price plus the disk it was created with. Strings come back as Vast.ai has
+sent them, ``public_ipaddr`` with a trailing newline.
+"""
 from __future__ import annotations
 
+import time
 from typing import Any, Dict, List
 
 from loopback.base import FakeServer, Reply
@@ -11,12 +18,27 @@ _OPS = {
 }
 
 
+def _like(field_value: Any, value: Any) -> Any:
+    """The query value in the field's type: the CLI sends numbers from its query string as strings
+    (``num_gpus: {"eq": "2"}``), which Vast.ai compares as numbers."""
+    if isinstance(field_value, bool) or not isinstance(field_value, (int, float)):
+        return value
+    if isinstance(value, list):
+        return [_like(field_value, v) for v in value]
+    try:
+        return float(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
+
+
 class FakeVast(FakeServer):
     vendor = "vastai"
 
     def __init__(self, **kw: Any):
         super().__init__(**kw)
         self.credit = 100.0
+        self.ipaddr_suffix = "\n"
+        """What Vast.ai has appended to ``public_ipaddr`` (a client must strip it)."""
         self.boot_polls = 1
         self.instances: Dict[int, Dict[str, Any]] = {}
         self.offers: List[Dict[str, Any]] = [
@@ -62,6 +84,9 @@ class FakeVast(FakeServer):
             path = path[len("/api/v0"):]
         parts = [p for p in path.split("/") if p]
         with self.lock:
+            if method == "GET" and parts == ["api", "v1", "instances"]:
+                views = [self._view(i) for i in self.instances.values()]
+                return 200, {"instances": views, "next_token": None, "total_instances": len(views)}
             if method == "POST" and parts == ["bundles"]:
                 return 200, {"offers": self._search(body)}
             if method == "PUT" and len(parts) == 2 and parts[0] == "asks":
@@ -92,18 +117,23 @@ class FakeVast(FakeServer):
                     return 200, {"success": True}
         return 404, {"success": False, "error": "not_found", "msg": path}
 
+    @staticmethod
+    def storage_per_hour(offer: Dict[str, Any], disk_gb: Any) -> float:
+        """What the disk adds per hour: ``storage_cost`` is $/GB per month."""
+        return float(offer["storage_cost"]) * float(disk_gb or 0) / 730.0
+
     def _search(self, q: Dict[str, Any]) -> List[Dict[str, Any]]:
         out = []
         for o in self.offers:
             ok = True
             for field, cond in q.items():
-                if field in ("order", "type", "limit") or not isinstance(cond, dict):
+                if field in ("order", "type", "limit", "allocated_storage") or not isinstance(cond, dict):
                     continue
                 for op, val in cond.items():
-                    if field in o and not _OPS[op](o[field], val):
+                    if field in o and not _OPS[op](o[field], _like(o[field], val)):
                         ok = False
             if ok:
-                out.append(o)
+                out.append({**o, "dph_total": round(o["dph_total"] + self.storage_per_hour(o, q.get("allocated_storage")), 6)})
         key = (q.get("order") or [["dph_total", "asc"]])[0][0]
         return sorted(out, key=lambda o: o.get(key, 0))[: int(q.get("limit", 64))]
 
@@ -124,9 +154,13 @@ class FakeVast(FakeServer):
         self.instances[iid] = {
             "id": iid, "label": body.get("label"), "actual_status": None, "intended_status": "running",
             "cur_state": "running", "next_state": "running", "status_msg": "", "image": body.get("image"),
-            "ssh_host": self.public_address, "ssh_port": 22000 + iid % 1000, "public_ipaddr": self.public_address,
-            "dph_total": price if price is not None else offer["dph_total"], "bid": price, "offer_id": oid,
+            "ssh_host": self.public_address, "ssh_port": 22000 + iid % 1000, "public_ipaddr": self.public_address + self.ipaddr_suffix,
+            "dph_total": round((price if price is not None else offer["dph_total"])
+                               + self.storage_per_hour(offer, body.get("disk")), 6),
+            "bid": price, "offer_id": oid, "disk": body.get("disk"),
             "ports": {f"{p}/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(h)}] for p, h in self.ports_for(ports).items()},
-            "env": body.get("env"), "onstart": body.get("onstart"), "polls": 0,
+            "env": body.get("env"), "onstart": body.get("onstart"), "polls": 0, "start_date": time.time(),
+            # As Vast.ai lists them (readable by anyone holding the account's API key).
+            "extra_env": [[k, v] for k, v in (body.get("env") or {}).items() if not k.startswith("-")],
         }
         return 200, {"success": True, "new_contract": iid}

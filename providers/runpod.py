@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from core import catalog
 from core.pricing import NodeRequest, Offer
 from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_or_config
 from providers.http import ApiSession, CloudError, InsufficientCredit, NoCapacity, NotFound, json_body
@@ -11,17 +12,9 @@ __all__ = ["Client"]
 
 DEFAULT_URL = "https://api.runpod.io/graphql"
 NO_CAPACITY = "no longer any instances available"
-POD_FIELDS = "id name desiredStatus costPerHr gpuCount runtime { ports { ip isIpPublic privatePort publicPort type } }"
-# RunPod's GPU type ids are the vendor display names.
-GPU_TYPE_IDS = {
-    "rtx3090": "NVIDIA GeForce RTX 3090",
-    "rtx4090": "NVIDIA GeForce RTX 4090",
-    "rtxa6000": "NVIDIA RTX A6000",
-    "l4": "NVIDIA L4",
-    "l40s": "NVIDIA L40S",
-    "a100-80": "NVIDIA A100 80GB PCIe",
-    "h100": "NVIDIA H100 80GB HBM3",
-}
+POD_FIELDS = ("id name desiredStatus podType costPerHr gpuCount "
+              "runtime { ports { ip isIpPublic privatePort publicPort type } }")
+SPOT_POD_TYPE = "INTERRUPTABLE"
 
 
 def _instance(pod: Dict[str, Any]) -> Instance:
@@ -89,9 +82,10 @@ class Client(GpuCloud):
         return body.get("data") or {}
 
     def offers(self, request: NodeRequest) -> List[Offer]:
-        type_id = GPU_TYPE_IDS.get(request.gpu_model)
-        if type_id is None:
-            return []
+        names = catalog.vendor_gpu_names(self.name, request.gpu_model)
+        if not names:
+            return []  # RunPod does not rent this GPU (core/rules refuses such a node at preview)
+        type_id = names[0]
         data = self._gql(
             "query GpuTypes($id: String, $n: Int) { gpuTypes(input: {id: $id}) { id displayName memoryInGb "
             "securePrice communityPrice secureSpotPrice communitySpotPrice "
@@ -121,7 +115,10 @@ class Client(GpuCloud):
 
     def launch(self, offer: Offer, spec: LaunchSpec) -> str:
         type_id, _, region = offer.offer_id.partition("@")
-        port_list = ",".join(["22/tcp", *(f"{p}/http" for p in spec.ports)])
+        # /tcp, not /http: RunPod serves /http ports only through its HTTPS proxy
+        # (https://<podId>-<port>.proxy.runpod.net), never on the pod's public IP, so an /http port has
+        # no public port for the gateway and the model library to reach.
+        port_list = ",".join(f"{p}/tcp" for p in (22, *spec.ports))
         inp: Dict[str, Any] = {
             "name": spec.label,
             "imageName": spec.image,
@@ -142,7 +139,8 @@ class Client(GpuCloud):
         if region:
             inp["dataCenterId"] = region
         if offer.spot:
-            inp["bidPerGpu"] = (spec.bid_per_hour / offer.gpu_count) if spec.bid_per_hour else offer.min_bid
+            # The node's bid_per_hour is already per GPU-hour, as RunPod's bidPerGpu is.
+            inp["bidPerGpu"] = spec.bid_per_hour if spec.bid_per_hour else offer.min_bid
             mutation = "mutation Rent($input: PodRentInterruptableInput!) { podRentInterruptable(input: $input) { id imageName machineId } }"
             key = "podRentInterruptable"
         else:
@@ -178,8 +176,17 @@ class Client(GpuCloud):
         pod = self._pod(instance_id)
         if not pod:
             raise NotFound(f"RunPod: pod {instance_id} is gone")
+        n = int(pod.get("gpuCount") or 1)
+        if str(pod.get("podType") or "").upper() == SPOT_POD_TYPE:
+            # RunPod refuses podResume for a spot pod; podBidResume bids again, at the bid it was
+            # rented at (its cost per hour over its GPUs): within the ceiling it was placed under.
+            bid = round(float(pod.get("costPerHr") or 0) / n, 4)
+            self._gql("mutation BidResume($id: String!, $n: Int!, $bid: Float!) { podBidResume(input: "
+                      "{podId: $id, gpuCount: $n, bidPerGpu: $bid}) { id desiredStatus } }",
+                      {"id": instance_id, "n": n, "bid": bid})
+            return
         self._gql("mutation Resume($id: String!, $n: Int!) { podResume(input: {podId: $id, gpuCount: $n}) { id desiredStatus } }",
-                  {"id": instance_id, "n": int(pod.get("gpuCount") or 1)})
+                  {"id": instance_id, "n": n})
 
     def stop(self, instance_id: str) -> None:
         self._gql("mutation Stop($id: String!) { podStop(input: {podId: $id}) { id desiredStatus } }", {"id": instance_id})

@@ -46,6 +46,7 @@ class _Pricing(_Model):
 
 class _Resources(_Model):
     gpus: List[_GpuAvail] = Field(default_factory=list)
+    available_ports: List[int] = Field(default_factory=list)
     max_vcpus: int = 0
     max_ram_gb: int = 0
     max_storage_gb: int = 0
@@ -148,8 +149,8 @@ class Client(GpuCloud):
                     offer_id=f"{node.id}/{gpu.v0Name}",
                     region=", ".join(x for x in (loc.city, loc.stateprovince, loc.country) if x),
                     gpu_model=canon,
-                    gpu_count=gpu.availableCount,
-                    vram_gb=catalog.gpu_vram_gb(canon) * gpu.availableCount,
+                    gpu_count=request.gpu_count,
+                    vram_gb=catalog.gpu_vram_gb(canon) * request.gpu_count,
                     vcpu=res.max_vcpus,
                     ram_gb=res.max_ram_gb,
                     disk_gb=res.max_storage_gb,
@@ -158,6 +159,25 @@ class Client(GpuCloud):
                     spot=False,
                 ))
         return out
+
+    def _hostnode(self, hostnode_id: str) -> Optional[_Hostnode]:
+        resp = self.http.request("GET", "/hostnodes")
+        if resp.status_code != 200:
+            raise CloudError(f"TensorDock: listing host nodes failed ({resp.status_code}): {_errors(json_body(resp))}")
+        for raw in (json_body(resp).get("data") or {}).get("hostnodes", []):
+            if raw.get("id") == hostnode_id:
+                return _Hostnode.model_validate(raw)
+        return None
+
+    def _port_forwards(self, hostnode_id: str, internal: List[int]) -> List[Dict[str, int]]:
+        """22 and each published port, each on a distinct port the host hands out (``available_ports``):
+        without a dedicated IP, ``external_port == internal_port`` is generally not free."""
+        node = self._hostnode(hostnode_id)
+        free = sorted(node.available_resources.available_ports) if node else []
+        if len(free) < len(internal):
+            raise OfferTaken(f"TensorDock: host node {hostnode_id} has {len(free)} free ports, the node needs "
+                             f"{len(internal)}")
+        return [{"internal_port": p, "external_port": e} for p, e in zip(internal, free)]
 
     def launch(self, offer: Offer, spec: LaunchSpec) -> str:
         hostnode_id, _, v0name = offer.offer_id.partition("/")
@@ -171,11 +191,12 @@ class Client(GpuCloud):
                 "vcpu_count": spec.vcpu,
                 "ram_gb": spec.ram_gb,
                 "storage_gb": max(spec.disk_gb, MIN_STORAGE_GB),
-                "gpus": {v0name: {"count": offer.gpu_count if offer.gpu_count else 1}},
+                # The number of GPUs rented (and billed), not what the host has free.
+                "gpus": {v0name: {"count": offer.gpu_count}},
             },
             "hostnode_id": hostnode_id,
             "useDedicatedIp": False,
-            "port_forwards": [{"internal_port": p, "external_port": p} for p in (22, *spec.ports)],
+            "port_forwards": self._port_forwards(hostnode_id, [22, *spec.ports]),
             "ssh_key": spec.ssh_public_key,
         }
         if spec.cloud_init:
@@ -214,8 +235,10 @@ class Client(GpuCloud):
             raise CloudError(f"TensorDock: listing instances failed ({resp.status_code})")
         body = json_body(resp)
         raws = (body.get("data") or {}).get("instances", []) if isinstance(body.get("data"), dict) else body.get("data", [])
-        found = [_instance(r) for r in raws or []]
-        return [i for i in found if i.label == label and i.status is not Status.GONE]
+        # List items may carry only id, name and status: read each match for its address, ports and rate.
+        named = [str(r.get("id")) for r in raws or [] if str(r.get("name", "")) == label]
+        found = [self.get(iid) for iid in named]
+        return [i for i in found if i is not None and i.status is not Status.GONE]
 
     def _action(self, instance_id: str, action: str) -> None:
         resp = self.http.request("POST", f"/instances/{instance_id}/{action}")

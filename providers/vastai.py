@@ -53,17 +53,40 @@ def _error(body: Any) -> str:
     return str(body)
 
 
+def _stripped(value: Any) -> Any:
+    """Vast.ai's strings may carry whitespace (``public_ipaddr`` has come with a trailing newline)."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, dict):
+        return {k: _stripped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stripped(v) for v in value]
+    return value
+
+
+def _ports(raw: Any) -> Dict[int, int]:
+    """``ports`` as a map ``{"11434/tcp": [{"HostPort": "41234"}]}`` or as a list of such entries."""
+    out: Dict[int, int] = {}
+    items = raw.items() if isinstance(raw, dict) else (
+        (e.get("PrivatePort") or e.get("port") or e.get("key"), [e]) for e in raw or [] if isinstance(e, dict))
+    for key, binds in items:
+        if key is None:
+            continue
+        binds = binds if isinstance(binds, list) else [binds]
+        host = next((b.get("HostPort") or b.get("PublicPort") for b in binds if isinstance(b, dict)), None)
+        if host:
+            out[int(str(key).split("/")[0])] = int(host)
+    return out
+
+
 def _instance(raw: Dict[str, Any]) -> Instance:
+    raw = _stripped(raw)
     actual = raw.get("actual_status")
     intended = raw.get("intended_status")
     status = _STATUS.get(actual, Status.PENDING)
     if intended == "stopped" and status is Status.RUNNING:
         status = Status.STOPPING
-    ports: Dict[int, int] = {}
-    for key, binds in (raw.get("ports") or {}).items():
-        inner = int(str(key).split("/")[0])
-        if binds:
-            ports[inner] = int(binds[0]["HostPort"])
+    ports = _ports(raw.get("ports"))
     ssh_port = raw.get("ssh_port")
     return Instance(
         id=str(raw["id"]),
@@ -92,14 +115,20 @@ class Client(GpuCloud):
         self.http.close()
 
     def offers(self, request: NodeRequest) -> List[Offer]:
+        names = catalog.vendor_gpu_names(self.name, request.gpu_model)
+        if not names:
+            return []  # Vast.ai does not rent this GPU (core/rules refuses such a node at preview)
         query: Dict[str, Any] = {
-            "gpu_name": {"eq": catalog.gpu_display(request.gpu_model)},
+            "gpu_name": {"in": names} if len(names) > 1 else {"eq": names[0]},
             "num_gpus": {"eq": request.gpu_count},
             "disk_space": {"gte": request.disk_gb},
             "cpu_ram": {"gte": request.ram_gb * 1000},
             "rentable": {"eq": True},
             "rented": {"eq": False},
             "verified": {"eq": True},
+            "external": {"eq": False},
+            # As the official CLI does: with the disk named, dph_total includes its price.
+            "allocated_storage": request.disk_gb,
             "order": [["dph_total", "asc"]],
             "type": "bid" if request.spot else "on-demand",
             "limit": 64,
@@ -114,8 +143,8 @@ class Client(GpuCloud):
         out = []
         for raw in json_body(resp).get("offers", []):
             o = _Offer.model_validate(raw)
-            canon = catalog.canonical_gpu(o.gpu_name)
-            if canon is None:
+            canon = catalog.canonical_gpu(o.gpu_name, o.gpu_ram / 1024.0 if o.gpu_ram else None)
+            if canon != request.gpu_model:
                 continue
             price = o.dph_total
             if request.spot:

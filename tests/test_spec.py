@@ -43,6 +43,11 @@ BAD = [
     ("budget", DELETE, "gpu-estate:budget", "required"),
     ("storage.models.readers", ["ghost"], "gpu-estate:storage.models.readers[0]", "ghost"),
     ("nodes.burst.instance_type", "p9.mega", "gpu-estate:nodes.burst.gpu", "p9.mega"),
+    # A GPU the node's marketplace does not rent (Vast.ai and TensorDock list no A10G) is refused at
+    # preview, not left to find no offer.
+    ("nodes.qwen.gpu", {"model": "a10g", "count": 2}, "gpu-estate:nodes.qwen.gpu.model", "vastai does not rent"),
+    ("nodes.inference.gpu.model", "h200", "gpu-estate:nodes.inference.gpu.model", "tensordock does not rent"),
+    ("nodes.vps.power", "idle", "gpu-estate:nodes.vps.power", "idle_shutdown_minutes"),
 ]
 
 

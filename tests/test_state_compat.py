@@ -36,6 +36,13 @@ def test_state_written_before_the_redesign_stays_managed(tmp_path):
     work = tmp_path / "project"
     checkout(BEFORE, work)
     with sandbox.fake_clouds() as fakes:
+        # The code before predates the vendor contract fixes: it asked TensorDock for external_port ==
+        # internal_port, used Vast.ai's address unstripped and read RunPod's /http ports as public. Hosts that hand out exactly those ports and
+        # an address without the newline let it rent, as it did then; the state it writes is the point.
+        for host in fakes["tensordock"].hostnodes:
+            host["available_resources"]["available_ports"] += [22, 3000, 11434]
+        fakes["vastai"].ipaddr_suffix = ""
+        fakes["runpod"].http_ports_public = True
         st = sandbox.stack(sandbox.engine_env(fakes, tmp_path / "engine"), work_dir=work)
         up = st.up()
         assert up.summary.resource_changes["create"] > 10

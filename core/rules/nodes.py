@@ -33,6 +33,12 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                                         f"{node.provider.value!r})"))
             if w.artifact_bucket and w.artifact_bucket not in spec.storage:
                 problems.append((f"{wpath}.artifact_bucket", f"no bucket {w.artifact_bucket!r} in {NAMESPACE}:storage"))
+        if node.gpu is not None:
+            for i, cloud in enumerate([node.provider, *node.failover]):
+                if cloud.is_marketplace and not catalog.vendor_gpu_names(cloud.value, node.gpu.model):
+                    problems.append((f"{base}.gpu.model" if i == 0 else f"{base}.failover[{i - 1}]",
+                                     f"{cloud.value} does not rent {node.gpu.model!r} (got gpu.model "
+                                     f"{node.gpu.model!r} on {cloud.value})"))
         if node.power is PowerState.IDLE and not node.idle_shutdown_minutes:
             problems.append((f"{base}.power", "'idle' leaves stopping to the node's idle watcher: set "
                                               "idle_shutdown_minutes (got power 'idle' without it)"))
