@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -41,9 +42,11 @@ def estate(n: int) -> dict:
     return {f"node-{i}": dict(node) for i in range(n)}
 
 
-def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path) -> tuple:
+def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path, boot_seconds: float = 0.0) -> tuple:
     with sandbox.fake_clouds() as fakes:
         vast: FakeVast = fakes["vastai"]
+        # Each instance reports "loading" for this long (polled every ESTATE_POLL_SECONDS) before it runs.
+        vast.boot_polls = max(1, round(boot_seconds / float(os.environ["ESTATE_POLL_SECONDS"])))
         vast.offers = [FakeVast.offer(7000 + i, "RTX 4090", 1, 0.30 + i / 1000, 0.2, "US", 0.99) for i in range(n)]
         # An Ollama of its own behind each instance, so every node really pulls its model.
         ollamas = [FakeOllama(name=f"ollama-{i}") for i in range(n)]
@@ -56,21 +59,80 @@ def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path
         st.set_config("gpu-estate:nodes", sandbox.auto_config(estate(n)))
         st.remove_config("gpu-estate:gateway")  # the nodes alone: the sandbox's gateway needs its own nodes
         st.set_config("gpu-estate:budget", sandbox.auto_config({"monthly_usd": 100000}))
+        peak = PeakRss(("providers.dynamic_host", "pulumi-language-python-exec"))
         try:
             start = time.perf_counter()
             st.preview()
             preview = time.perf_counter() - start
             start = time.perf_counter()
-            st.up()
+            with peak:
+                st.up()
             up = time.perf_counter() - start
             assert len(vast.alive()) == n, f"{len(vast.alive())} of {n} nodes rented"
             pulls = sum(o.pulls() for o in ollamas)
+            # A refresh, then an `up` with nothing to do: reads only, no vendor mutation.
+            before = calls(vast, ollamas)
+            start = time.perf_counter()
+            st.refresh()
+            refresh = time.perf_counter() - start
+            start = time.perf_counter()
+            st.up()
+            noop = time.perf_counter() - start
+            after = calls(vast, ollamas)
+            extra = {"refresh_s": refresh, "noop_up_s": noop,
+                     "reads": after["reads"] - before["reads"], "mutations": after["mutations"] - before["mutations"],
+                     "provider_mib": peak.mib.get("providers.dynamic_host", 0.0),
+                     "program_mib": peak.mib.get("pulumi-language-python-exec", 0.0)}
         finally:
             st.destroy()
             st.workspace.remove_stack(st.name)
             for ollama in ollamas:
                 ollama.close()
-    return preview, up, pulls
+    return preview, up, pulls, extra
+
+
+def calls(vast: FakeVast, ollamas: list) -> dict:
+    """Vendor reads (GET) and mutations (anything else but the offer search) so far."""
+    reads = mutations = 0
+    for fake in (vast, *ollamas):
+        for (method, path), count in fake.calls.items():
+            if method == "GET" or (method == "POST" and path.endswith("/bundles/")) or path == "/api/show":
+                reads += count
+            else:
+                mutations += count
+    return {"reads": reads, "mutations": mutations}
+
+
+class PeakRss:
+    """Samples the resident memory of processes whose command line names one of ``names`` while the
+    block runs, keeping each name's peak (MiB)."""
+
+    def __init__(self, names: tuple):
+        self.names, self.mib = names, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                for name in self.names:
+                    if name in cmd:
+                        rss = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+                        self.mib[name] = max(self.mib.get(name, 0.0), rss / 1024)
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def main() -> int:
@@ -78,6 +140,7 @@ def main() -> int:
     ap.add_argument("--counts", default="1,4,16")
     ap.add_argument("--latency", type=float, default=0.05, help="seconds each loopback API call takes")
     ap.add_argument("--pull-seconds", type=float, default=1.0, help="seconds each model pull streams")
+    ap.add_argument("--boot-seconds", type=float, default=0.0, help="seconds each instance takes to boot")
     args = ap.parse_args()
     if sandbox.engine_missing():
         print(sandbox.engine_missing(), file=sys.stderr)
@@ -88,16 +151,25 @@ def main() -> int:
         work = sandbox.project_copy(tmp / "project")
         rows = []
         for n in counts:
-            preview, up, pulls = measure(n, args.latency, args.pull_seconds, work, tmp / f"state-{n}")
-            rows.append((n, preview, up))
-            print(f"{n:>3} nodes ({2 * n + 3:>2} resources, {pulls:>2} pulls): preview {preview:6.2f} s   "
-                  f"up {up:6.2f} s", flush=True)
-        base_preview, base_up = rows[0][1], rows[0][2]
-        print(f"\nratios to {rows[0][0]} node (latency {args.latency:.3f} s per call, pulls {args.pull_seconds:.1f} s):")
-        for n, preview, up in rows:
-            print(f"{n:>3} nodes: preview x{preview / base_preview:4.2f}   up x{up / base_up:4.2f}")
-        print(json.dumps({"latency_s": args.latency, "pull_s": args.pull_seconds, "results": [
-            {"nodes": n, "preview_s": round(p, 2), "up_s": round(u, 2)} for n, p, u in rows]}))
+            preview, up, pulls, extra = measure(n, args.latency, args.pull_seconds, work, tmp / f"state-{n}",
+                                                args.boot_seconds)
+            rows.append((n, preview, up, extra))
+            print(f"{n:>3} nodes ({2 * n + 3:>3} resources, {pulls:>3} pulls): preview {preview:6.2f} s   "
+                  f"up {up:6.2f} s   refresh {extra['refresh_s']:6.2f} s   no-change up {extra['noop_up_s']:6.2f} s   "
+                  f"({extra['reads']} reads, {extra['mutations']} mutations)   peak RSS: provider host "
+                  f"{extra['provider_mib']:.0f} MiB, program {extra['program_mib']:.0f} MiB", flush=True)
+        base_preview, base_up, base = rows[0][1], rows[0][2], rows[0][3]
+        workers = os.environ.get("ESTATE_PROVIDER_WORKERS", "64")
+        print(f"\nratios to {rows[0][0]} node (latency {args.latency:.3f} s per call, pulls {args.pull_seconds:.1f} s, "
+              f"boot {args.boot_seconds:.1f} s, {workers} provider workers):")
+        for n, preview, up, extra in rows:
+            print(f"{n:>3} nodes: preview x{preview / base_preview:4.2f}   up x{up / base_up:4.2f}   "
+                  f"refresh x{extra['refresh_s'] / base['refresh_s']:4.2f}   "
+                  f"no-change up x{extra['noop_up_s'] / base['noop_up_s']:4.2f}")
+        print(json.dumps({"latency_s": args.latency, "pull_s": args.pull_seconds, "boot_s": args.boot_seconds,
+                          "provider_workers": int(workers), "results": [
+            {"nodes": n, "preview_s": round(p, 2), "up_s": round(u, 2),
+             **{k: round(v, 2) if isinstance(v, float) else v for k, v in e.items()}} for n, p, u, e in rows]}))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

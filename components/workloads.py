@@ -279,10 +279,13 @@ def teardown_script() -> str:
 
 
 def primary_workload(node: NodeSpec) -> WorkloadKind:
-    """The workload whose image a container node runs: the first GPU workload, else the first one."""
+    """The workload whose image a container node runs: the one that needs its own image (at most one:
+    core/rules refuses more), else the first GPU workload, else the first one. The others run inside it
+    as add-ons (``KindInfo.add_on``), started by the start script."""
     kinds = list(node.workloads)
+    own = [k for k in kinds if k.info.add_on is None]
     gpu = [k for k in kinds if k.needs_gpu]
-    return (gpu or kinds)[0]
+    return (own or gpu or kinds)[0]
 
 
 def container_start(node: NodeSpec) -> str:
@@ -302,6 +305,13 @@ def container_start(node: NodeSpec) -> str:
         lines += [f"cat > {CHECKPOINT_SCRIPT} <<'ESTATE_FETCH'", fetch.rstrip("\n"), "ESTATE_FETCH",
                   f"mkdir -p {ESTATE_DIR} && chmod 0755 {CHECKPOINT_SCRIPT}",
                   f"nohup {CHECKPOINT_SCRIPT} >/var/log/estate-checkpoints.log 2>&1 &"]
+    for kind in node.workloads:
+        if kind is primary:
+            continue
+        # Every declared workload runs: the others inside the primary's container, pinned to the
+        # versions of their own images, each logging to its own file.
+        install, run = kind.info.add_on
+        lines += [install.format(version=kind.info.version), f"nohup sh -c {shlex.quote(run)} >/var/log/estate-{kind.value}.log 2>&1 &"]
     start = primary.info.start_command
     if start:
         lines.append(f"exec {start}")

@@ -53,6 +53,15 @@ class KindInfo:
     """Has no auth of its own: never published without auth in front."""
     start_command: Optional[str] = None
     """How a container node's start script starts the image (Vast.ai replaces the image's entrypoint)."""
+    add_on: Optional[Tuple[str, str]] = None
+    """(install, start) to run this kind inside another workload's container, for a container node
+    (one image) with several workloads; None where it needs its own image (ComfyUI's CUDA and torch).
+    ``{version}`` in the install command is the pinned version of the kind's own image."""
+
+    @property
+    def version(self) -> str:
+        """The pinned version, from the image tag (``ghcr.io/open-webui/open-webui:v0.6.34`` -> 0.6.34)."""
+        return self.image.rsplit(":", 1)[-1].lstrip("v")
 
 
 def _http_check(port: int, path: str) -> Tuple[str, ...]:
@@ -65,17 +74,23 @@ KINDS: Dict[WorkloadKind, KindInfo] = {
     WorkloadKind.OLLAMA: KindInfo(
         image="ollama/ollama:0.12.6", port=11434, container_port=11434, data_path="/root/.ollama",
         healthcheck=("CMD", "ollama", "list"),  # the image has no curl
-        health_path="/api/version", needs_gpu=True, model_server=True, start_command="ollama serve"),
+        health_path="/api/version", needs_gpu=True, model_server=True, start_command="ollama serve",
+        add_on=("command -v ollama >/dev/null || (curl -fsSL https://ollama.com/install.sh | OLLAMA_VERSION={version} sh)",
+                "ollama serve")),
     WorkloadKind.OPEN_WEBUI: KindInfo(
         image="ghcr.io/open-webui/open-webui:v0.6.34", port=3000, container_port=8080,
-        data_path="/app/backend/data", healthcheck=_http_check(8080, "/health"), health_path="/health"),
+        data_path="/app/backend/data", healthcheck=_http_check(8080, "/health"), health_path="/health",
+        add_on=("command -v open-webui >/dev/null || pip install --no-cache-dir open-webui=={version}",
+                "DATA_DIR=/app/backend/data open-webui serve --host 0.0.0.0 --port 8080")),
     WorkloadKind.COMFYUI: KindInfo(
         image="yanwk/comfyui-boot:cu124-slim", port=8188, container_port=8188, data_path="/root",
         healthcheck=_http_check(8188, "/system_stats"), health_path="/system_stats", needs_gpu=True,
         model_server=True, start_command="/runner-scripts/entrypoint.sh"),
     WorkloadKind.MLFLOW: KindInfo(
         image="ghcr.io/mlflow/mlflow:v3.5.1", port=5001, container_port=5000, data_path="/mlflow",
-        healthcheck=_http_check(5000, "/health"), health_path="/health", model_server=True),
+        healthcheck=_http_check(5000, "/health"), health_path="/health", model_server=True,
+        add_on=("command -v mlflow >/dev/null || pip install --no-cache-dir mlflow=={version}",
+                "mlflow server --host 0.0.0.0 --port 5000 --backend-store-uri sqlite:////mlflow/mlflow.db")),
     WorkloadKind.PGVECTOR: KindInfo(
         image="pgvector/pgvector:0.8.1-pg17", port=5432, container_port=5432,
         data_path="/var/lib/postgresql/data",

@@ -59,6 +59,29 @@ class FakeVast(FakeServer):
         with self.lock:
             return list(self.instances.values())
 
+    def outbid(self, iid: int, min_bid: float) -> None:
+        """Someone bids ``min_bid`` for the machine: as on Vast.ai the bid instance is paused, not deleted
+        (it stays listed and bills its disk) and no start runs it until its bid is raised."""
+        with self.lock:
+            inst = self.instances[int(iid)]
+            self._offer_of(inst)["min_bid"] = min_bid
+            inst["actual_status"], inst["cur_state"] = "stopped", "stopped"
+
+    def busy(self, iid: int, busy: bool = True) -> None:
+        """Other renters hold the machine's GPUs: a start is accepted and sits in ``scheduling``."""
+        with self.lock:
+            self._offer_of(self.instances[int(iid)])["busy"] = busy
+
+    def _offer_of(self, inst: Dict[str, Any]) -> Dict[str, Any]:
+        return next(o for o in self.offers if o["id"] == inst["offer_id"])
+
+    def _runnable(self, inst: Dict[str, Any]) -> str:
+        """What a start makes of the instance: loading (it will run), stopped (outbid) or scheduling."""
+        offer = self._offer_of(inst)
+        if inst["bid"] is not None and inst["bid"] < offer["min_bid"]:
+            return "stopped"
+        return "scheduling" if offer.get("busy") else "loading"
+
     def preempt(self, iid: int) -> None:
         """An outbid interruptible instance: the machine is taken back and the instance disappears."""
         with self.lock:
@@ -77,7 +100,10 @@ class FakeVast(FakeServer):
                 inst["actual_status"] = "running" if inst["intended_status"] == "running" else "stopped"
             else:
                 inst["actual_status"] = "loading"
-        return {k: v for k, v in inst.items() if k != "polls"}
+        view = {k: v for k, v in inst.items() if k != "polls"}
+        if inst["bid"] is not None:
+            view.update(is_bid=True, dph_base=inst["bid"], min_bid=self._offer_of(inst)["min_bid"])
+        return view
 
     def route(self, method: str, path: str, query: Dict[str, str], body: Any) -> Reply:
         if path.startswith("/api/v0"):
@@ -98,6 +124,9 @@ class FakeVast(FakeServer):
                 if inst is None:
                     return 404, {"success": False, "error": "no_such_instance", "msg": "Instance not found"}
                 inst["bid"] = body.get("price")
+                if inst["intended_status"] == "running" and inst["actual_status"] in ("stopped", "scheduling"):
+                    state = self._runnable(inst)
+                    inst["actual_status"], inst["polls"] = (None, 0) if state == "loading" else (state, 0)
                 return 200, {"success": True}
             if len(parts) == 2 and parts[0] == "instances":
                 inst = self.instances.get(int(parts[1]))
@@ -110,7 +139,11 @@ class FakeVast(FakeServer):
                     self._return_offer(inst)
                     return 200, {"success": True}
                 if method == "PUT":
-                    if "state" in body:
+                    if body.get("state") == "running":
+                        inst["intended_status"] = "running"
+                        state = self._runnable(inst)
+                        inst["actual_status"], inst["polls"] = (None, 0) if state == "loading" else (state, 0)
+                    elif "state" in body:
                         inst["intended_status"] = inst["actual_status"] = body["state"]
                     if "label" in body:
                         inst["label"] = body["label"]

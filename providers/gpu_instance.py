@@ -18,6 +18,7 @@ Credentials are read when a method runs, from the environment or from the provid
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import threading
@@ -31,10 +32,10 @@ from pulumi.dynamic import (
 )
 from pydantic import ValidationError
 
-from core.pricing import NodeRequest, PlacementError, choose_offer, rank_offers
+from core.pricing import NodeRequest, Offer, PlacementError, choose_offer, rank_offers
 from providers import gpu_cloud
 from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status
-from providers.http import CloudError, LostResponse, NoCapacity, OfferTaken
+from providers.http import CloudError, LostResponse, NoCapacity, OfferTaken, Outbid
 
 # Bump when the provider's behaviour changes so existing resources pick it up on the next up.
 PROVIDER_VERSION = "1"
@@ -109,7 +110,10 @@ CONFIG_KEYS = (
     "gpu-estate:runpodApiKey", "gpu-estate:runpodApiUrl",
 )
 MAX_OFFERS_TRIED = 5
-SEARCH_ROUNDS = 3
+SEARCH_ROUNDS = 50
+"""Searches one placement may make while offers it has not tried remain (each round tries new ones)."""
+SAME_PRICE = 0.01
+"""Offers within this fraction of the cheapest count as the same price for ``spread``."""
 
 
 def _seconds(env: str, default: float) -> float:
@@ -150,6 +154,21 @@ def replace_reasons(id_: str, olds: Dict[str, Any], news: Dict[str, Any]) -> Lis
     if cloud in CLOUDS and cloud not in (news.get("clouds") or []):
         reasons.append("clouds")  # the machine's own cloud is no longer allowed
     return reasons
+
+
+def spread(ranked: List[Offer], label: str) -> List[Offer]:
+    """``ranked`` with the offers that cost the same as the cheapest rotated by the node's label, so
+    nodes placed at once start at different offers instead of all racing for the first; dearer offers
+    keep their order after them (never a dearer machine for the sake of spreading)."""
+    if not ranked:
+        return ranked
+    first = ranked[0].price_per_hour
+    n = 1
+    while n < len(ranked) and ranked[n].price_per_hour <= first * (1 + SAME_PRICE):
+        n += 1
+    tied = ranked[:n]
+    start = int(hashlib.sha256(label.encode()).hexdigest(), 16) % len(tied)
+    return tied[start:] + tied[:start] + ranked[len(tied):]
 
 
 class GpuInstanceProvider(ResourceProvider):
@@ -211,7 +230,7 @@ class GpuInstanceProvider(ResourceProvider):
                 if placed is None:
                     continue
                 inst, offer_price, region, offer_id = placed
-                inst = self._converge_power(c, inst, props["power"])
+                inst = self._converge_power(c, inst, props)
                 outs = self._outs(props, cloud, inst)
                 outs.update({"launch_price_per_hour": offer_price, "region": region, "offer_id": offer_id})
                 return CreateResult(f"{cloud}:{inst.id}", outs)
@@ -237,13 +256,14 @@ class GpuInstanceProvider(ResourceProvider):
         taken: List[str] = []
         tried: set = set()
         # Several nodes placed at once race for the same cheapest offers: when every offer of one
-        # search was taken, search again (the list has moved on) before calling it no capacity.
+        # search was taken, search again (the list has moved on) while untried offers remain, before
+        # calling it no capacity; and nodes start at different offers among those of the same price.
         for _round in range(SEARCH_ROUNDS):
             offers = c.offers(request)
             ranked = rank_offers(request, offers)
             if not ranked and not taken:
                 choose_offer(request, offers)  # raises PlacementError saying why each offer was refused
-            fresh = [o for o in ranked if o.offer_id not in tried][:MAX_OFFERS_TRIED]
+            fresh = spread([o for o in ranked if o.offer_id not in tried], spec.label)[:MAX_OFFERS_TRIED]
             if not fresh:
                 break
             for offer in fresh:
@@ -290,15 +310,35 @@ class GpuInstanceProvider(ResourceProvider):
                                  f"(status {inst.detail}); it stays in state, run `pulumi up` again")
             time.sleep(_seconds("ESTATE_POLL_SECONDS", 5))
 
-    def _converge_power(self, c: GpuCloud, inst: Instance, power: str) -> Instance:
+    def _converge_power(self, c: GpuCloud, inst: Instance, props: Dict[str, Any]) -> Instance:
         """Start or stop the instance to match ``power``; ``idle`` leaves it as its watcher left it."""
+        power = props["power"]
         if power == "stopped" and inst.status in (Status.RUNNING, Status.PENDING):
             c.stop(inst.id)
             return self._wait_status(c, inst.id, Status.STOPPED)
         if power == "running" and inst.status in (Status.STOPPED, Status.STOPPING):
-            c.start(inst.id)
+            self._start(c, inst, props)
             return self._wait_running(c, inst.id, inst.label)
         return inst
+
+    @staticmethod
+    def _start(c: GpuCloud, inst: Instance, props: Dict[str, Any]) -> None:
+        """Start; a spot instance that was outbid is re-bid at the machine's new minimum when that is within
+        the node's ceiling, else the start fails at once saying so (never a wait on a start that cannot
+        succeed)."""
+        try:
+            c.start(inst.id)
+        except Outbid as err:
+            ceiling = (props.get("request") or {}).get("max_price_per_hour")
+            bid = round(err.min_bid * 1.01, 4)
+            if ceiling is not None and bid > float(ceiling):
+                raise NoCapacity(f"{props['label']}: {err}; re-bidding at ${bid}/h would pass the node's ceiling "
+                                 f"max_price_per_hour ${ceiling}/h. Raise the ceiling, or destroy the node to "
+                                 "rent elsewhere") from err
+            pulumi.log.warn(f"{props['label']}: outbid; re-bidding at ${bid}/h (ceiling "
+                            f"{'none' if ceiling is None else f'${ceiling}/h'}) and starting")
+            c.set_bid(inst.id, bid)
+            c.start(inst.id)
 
     def _wait_status(self, c: GpuCloud, iid: str, want: Status) -> Instance:
         deadline = time.monotonic() + _seconds("ESTATE_READY_TIMEOUT_SECONDS", 900)
@@ -359,7 +399,7 @@ class GpuInstanceProvider(ResourceProvider):
             inst = c.get(iid)
             if inst is None:
                 raise CloudError(f"{news['label']}: {cloud} instance {iid} is gone; run `pulumi refresh` then `pulumi up`")
-            inst = self._converge_power(c, inst, news["power"])
+            inst = self._converge_power(c, inst, news)
         finally:
             c.close()
         outs = {**olds, **self._outs(news, cloud, inst)}

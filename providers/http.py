@@ -39,6 +39,15 @@ class NoCapacity(CloudError):
     """Nothing can be rented with these constraints right now: try another region, provider or price."""
 
 
+class Outbid(NoCapacity):
+    """A spot instance's bid is below what its machine now asks: starting it cannot succeed until the bid
+    is raised (``min_bid``, $/h for the instance)."""
+
+    def __init__(self, message: str, min_bid: float):
+        super().__init__(message)
+        self.min_bid = min_bid
+
+
 class OfferTaken(CloudError):
     """The chosen offer went to someone else between search and create: the next offer may still work."""
 

@@ -1,6 +1,8 @@
 """Vast.ai REST client: container instances on marketplace offers, on-demand or interruptible bids."""
 from __future__ import annotations
 
+import os
+import time
 from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict
@@ -8,7 +10,8 @@ from pydantic import BaseModel, ConfigDict
 from core import catalog
 from core.pricing import NodeRequest, Offer
 from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_or_config
-from providers.http import ApiSession, CloudError, InsufficientCredit, NoCapacity, NotFound, OfferTaken, json_body
+from providers.http import (ApiSession, CloudError, InsufficientCredit, NoCapacity, NotFound, OfferTaken, Outbid,
+                            json_body)
 
 __all__ = ["Client"]
 
@@ -79,6 +82,13 @@ def _ports(raw: Any) -> Dict[int, int]:
     return out
 
 
+def _outbid(raw: Dict[str, Any]) -> Optional[float]:
+    """The machine's current minimum bid when this bid instance's bid is below it, else None."""
+    if not raw.get("is_bid") or raw.get("min_bid") is None or raw.get("dph_base") is None:
+        return None
+    return float(raw["min_bid"]) if float(raw["dph_base"]) < float(raw["min_bid"]) else None
+
+
 def _instance(raw: Dict[str, Any]) -> Instance:
     raw = _stripped(raw)
     actual = raw.get("actual_status")
@@ -86,6 +96,10 @@ def _instance(raw: Dict[str, Any]) -> Instance:
     status = _STATUS.get(actual, Status.PENDING)
     if intended == "stopped" and status is Status.RUNNING:
         status = Status.STOPPING
+    if _outbid(raw) is not None and status is not Status.RUNNING:
+        # Outbid: Vast.ai pauses the instance (it stays listed, billing its disk) until the bid is raised.
+        status = Status.STOPPED
+        raw = {**raw, "status_msg": f"outbid: bid ${raw['dph_base']}/h below the machine's ${raw['min_bid']}/h"}
     ports = _ports(raw.get("ports"))
     ssh_port = raw.get("ssh_port")
     return Instance(
@@ -229,8 +243,35 @@ class Client(GpuCloud):
                 raise NoCapacity(f"Vast.ai: cannot start {instance_id}: its machine's GPUs are taken ({msg})")
             raise CloudError(f"Vast.ai: {what} {instance_id} failed ({resp.status_code}): {msg}")
 
+    def _raw(self, instance_id: str) -> Optional[Dict[str, Any]]:
+        resp = self.http.request("GET", f"/instances/{instance_id}/")
+        if resp.status_code != 200:
+            return None
+        raw = json_body(resp).get("instances")
+        return _stripped(raw) if raw else None
+
     def start(self, instance_id: str) -> None:
+        """Start, or say at once why it cannot: an outbid bid instance (``Outbid``: raise the bid), or a
+        machine whose GPUs are taken, where Vast.ai accepts the start and leaves it in ``scheduling``
+        (given ``ESTATE_SCHEDULING_SECONDS``, then put back to stopped: ``NoCapacity``)."""
+        raw = self._raw(instance_id)
+        min_bid = _outbid(raw) if raw else None
+        if min_bid is not None:
+            raise Outbid(f"Vast.ai: instance {instance_id} is outbid (its bid ${raw['dph_base']}/h, the machine "
+                         f"now asks ${min_bid}/h); it cannot start until the bid is raised", min_bid)
         self._put(instance_id, {"state": "running"}, "start")
+        deadline = time.monotonic() + float(os.environ.get("ESTATE_SCHEDULING_SECONDS", "120"))
+        while True:
+            raw = self._raw(instance_id)
+            state = str((raw or {}).get("actual_status") or "")
+            if state != "scheduling" and "scheduling" not in str((raw or {}).get("status_msg") or "").lower():
+                return
+            if time.monotonic() >= deadline:
+                self._put(instance_id, {"state": "stopped"}, "stop")
+                raise NoCapacity(f"Vast.ai: instance {instance_id} stayed in scheduling: its machine's GPUs are "
+                                 "taken by others; it is left stopped (its disk kept). Try again later, or "
+                                 "destroy and re-create the node to place it elsewhere")
+            time.sleep(float(os.environ.get("ESTATE_POLL_SECONDS", "5")))
 
     def stop(self, instance_id: str) -> None:
         self._put(instance_id, {"state": "stopped"}, "stop")

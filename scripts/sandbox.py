@@ -131,6 +131,9 @@ def engine_env(fakes: Dict[str, object], state_dir: Path, agent: Optional[Dict[s
         "VASTAI_API_URL": f"{vast.url}/api/v0", "VASTAI_API_KEY": "sandbox-vast-key",
         "RUNPOD_API_URL": f"{rp.url}/graphql", "RUNPOD_API_KEY": "sandbox-runpod-key",
         "ESTATE_POLL_SECONDS": "0.2", "ESTATE_HTTP_BACKOFF": "0.05",
+        # The engine runs 4 x cores operations at once by default (8 on two cores); the estate's are
+        # waits on machines and pulls, so as many as the provider host serves (providers/dynamic_host.py).
+        "PULUMI_PARALLEL": os.environ.get("PULUMI_PARALLEL", "64"),
     }
 
 

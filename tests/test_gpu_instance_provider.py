@@ -272,3 +272,64 @@ def test_placement_only_edits_update_in_place_and_a_machine_edit_names_its_key(m
     assert "request.gpu_count" in warned[-1] and "request.min_vram_gb" in warned[-1]
     d = prov.diff("tensordock:1", old, checked(props(clouds=["runpod"], regions=["Germany"], max_price=0.40)))
     assert d.replaces == ["clouds"]  # the machine's own cloud is no longer allowed
+
+
+@pytest.mark.money
+def test_an_outbid_vast_instance_is_rebid_within_its_ceiling_and_runs(clouds, monkeypatch):
+    monkeypatch.setenv("ESTATE_READY_TIMEOUT_SECONDS", "5")
+    vast = clouds["vastai"]
+    prov = GpuInstanceProvider()
+    spot = checked(props(clouds=["vastai"], gpu="rtx3090", count=2, spot=True, bid=0.2, max_price=0.3))
+    created = prov.create(spot)
+    iid = int(created.outs["instance_id"])
+    vast.outbid(iid, min_bid=0.25)  # paused, not deleted: it stays listed and bills its disk
+    read = prov.read(created.id, created.outs)
+    assert read.id == created.id and read.outs["status"] == "stopped"
+    started = prov.update(created.id, read.outs, spot)  # the next `up`: power running
+    assert started.outs["status"] == "running"
+    assert vast.instances[iid]["bid"] == pytest.approx(0.2525) and len(vast.alive()) == 1
+
+
+@pytest.mark.money
+def test_an_outbid_vast_instance_above_its_ceiling_fails_at_once_saying_why(clouds, monkeypatch):
+    monkeypatch.setenv("ESTATE_READY_TIMEOUT_SECONDS", "900")  # a wait would show as a hung test
+    vast = clouds["vastai"]
+    prov = GpuInstanceProvider()
+    spot = checked(props(clouds=["vastai"], gpu="rtx3090", count=2, spot=True, bid=0.2, max_price=0.3))
+    created = prov.create(spot)
+    vast.outbid(int(created.outs["instance_id"]), min_bid=0.5)
+    with pytest.raises(NoCapacity, match="outbid.*ceiling max_price_per_hour"):
+        prov.update(created.id, prov.read(created.id, created.outs).outs, spot)
+    assert vast.instances[int(created.outs["instance_id"])]["bid"] == 0.2  # no bid above the ceiling
+
+
+@pytest.mark.money
+def test_a_vast_start_left_in_scheduling_gives_up_and_leaves_it_stopped(clouds, monkeypatch):
+    monkeypatch.setenv("ESTATE_SCHEDULING_SECONDS", "0.5")
+    monkeypatch.setenv("ESTATE_READY_TIMEOUT_SECONDS", "900")
+    vast = clouds["vastai"]
+    prov = GpuInstanceProvider()
+    inputs = checked(props(clouds=["vastai"], gpu="rtx3090", count=2))
+    created = prov.create(inputs)
+    iid = int(created.outs["instance_id"])
+    stopped = prov.update(created.id, created.outs, {**inputs, "power": "stopped"})
+    vast.busy(iid)
+    with pytest.raises(NoCapacity, match="stayed in scheduling"):
+        prov.update(created.id, stopped.outs, inputs)
+    assert vast.instances[iid]["intended_status"] == "stopped"  # it will not start (and bill) by surprise
+
+
+def test_nodes_placed_at_once_start_at_different_offers_of_the_same_price_only():
+    from core.pricing import Offer
+    from providers.gpu_instance import spread
+
+    def offer(i, price):
+        return Offer(provider="vastai", offer_id=str(i), region="", gpu_model="rtx4090", gpu_count=1, vram_gb=24,
+                     price_per_hour=price)
+
+    ranked = [offer(0, 0.30), offer(1, 0.30), offer(2, 0.301), offer(3, 0.40), offer(4, 0.50)]
+    firsts = {spread(ranked, f"gpu-estate-prod-node-{i}")[0].offer_id for i in range(40)}
+    assert firsts == {"0", "1", "2"}  # spread over the offers of the cheapest price, never a dearer one
+    for i in range(40):
+        order = [o.offer_id for o in spread(ranked, f"gpu-estate-prod-node-{i}")]
+        assert sorted(order[:3]) == ["0", "1", "2"] and order[3:] == ["3", "4"]

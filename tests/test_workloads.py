@@ -16,6 +16,7 @@ from components import workloads
 from core.text import install_secrets, secret_bundle
 from core.catalog import ASSETS
 from core.config import parse_spec
+from core.errors import ConfigError
 from core.kinds import WorkloadKind
 from tests.mocks import stack_estate
 
@@ -88,6 +89,43 @@ def test_container_nodes_start_the_watcher_then_exec_the_workload():
     # RunPod can only replace the image's CMD, which the Ollama entrypoint would take as arguments.
     assert workloads.container_launch(spec.nodes["batch"])[3] == ""
     assert "runpodctl stop pod" in workloads.container_start(spec.nodes["batch"])
+
+
+def test_a_container_node_with_several_workloads_runs_them_all(tmp_path, prod):
+    # prod's Vast.ai node declares ComfyUI beside Ollama: ComfyUI needs its own image (CUDA, torch), so the
+    # node runs that image and starts Ollama inside it, pinned to the version of Ollama's own image.
+    node = prod.nodes["qwen"]
+    image, env, ports, start = workloads.container_launch(node)
+    assert image == "yanwk/comfyui-boot:cu124-slim"
+    assert "OLLAMA_VERSION=0.12.6" in start and env["OLLAMA_HOST"] == "0.0.0.0:11434"
+    # Run the script with every command it calls stubbed: each declared workload is started, the
+    # primary last (exec), none dropped.
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    for tool in ("curl", "ollama", "sh-stub"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\n')
+        (bin_dir / tool).chmod(0o755)
+    script = start.replace("/runner-scripts/entrypoint.sh", f"{bin_dir}/sh-stub entrypoint").replace(
+        "/var/log/", f"{tmp_path}/")
+    run = subprocess.run(["sh", "-c", script], env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, capture_output=True,
+                         text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    for _ in range(50):  # the background start
+        if log.exists() and "ollama serve" in log.read_text():
+            break
+        time.sleep(0.05)
+    calls = log.read_text().splitlines()
+    assert "ollama serve" in calls and "sh-stub entrypoint" in calls
+    assert not any(c.startswith("curl") for c in calls)  # ollama is "installed" (on PATH): no download
+
+
+def test_a_container_node_refuses_workloads_it_cannot_run():
+    cfg = stack_estate("prod")
+    cfg["nodes"]["batch"]["workloads"]["open-webui"] = {}
+    with pytest.raises(ConfigError) as err:
+        parse_spec(cfg)
+    assert any(p == "gpu-estate:nodes.batch.workloads" and "one workload per node" in m
+               for p, m in err.value.problems), err.value.problems
 
 
 @pytest.mark.skipif(not shutil.which("cloud-init"), reason="cloud-init is not installed (apt-get install cloud-init)")

@@ -33,6 +33,14 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                                         f"{node.provider.value!r})"))
             if w.artifact_bucket and w.artifact_bucket not in spec.storage:
                 problems.append((f"{wpath}.artifact_bucket", f"no bucket {w.artifact_bucket!r} in {NAMESPACE}:storage"))
+        if node.provider.is_container and len(node.workloads) > 1:
+            own = [k.value for k in node.workloads if k.info.add_on is None]
+            if node.provider is Provider.RUNPOD:
+                problems.append((f"{base}.workloads", "a RunPod node runs its image as it is (no start script), so "
+                                                      f"one workload per node (got {', '.join(k.value for k in node.workloads)})"))
+            elif len(own) > 1:
+                problems.append((f"{base}.workloads", f"a {node.provider.value} node is one container: "
+                                                      f"{' and '.join(own)} each need their own image"))
         if node.gpu is not None:
             for i, cloud in enumerate([node.provider, *node.failover]):
                 if cloud.is_marketplace and not catalog.vendor_gpu_names(cloud.value, node.gpu.model):

@@ -1,0 +1,36 @@
+"""The project's dynamic-provider host: the SDK's own, started through the plugin Pulumi.yaml names,
+serving with a larger pool than the SDK's four threads."""
+import os
+import select
+import subprocess
+
+import yaml
+
+from core.config import PROJECT_ROOT
+from providers import dynamic_host
+
+
+def test_pulumi_yaml_points_the_dynamic_provider_plugin_at_the_project_host():
+    project = yaml.safe_load((PROJECT_ROOT / "Pulumi.yaml").read_text())
+    (plugin,) = [p for p in project["plugins"]["providers"] if p["name"] == "pulumi-python"]
+    script = PROJECT_ROOT / plugin["path"] / "pulumi-resource-pulumi-python"
+    assert script.exists() and os.access(script, os.X_OK)
+    assert "providers.dynamic_host" in script.read_text()
+
+
+def test_the_pool_is_the_projects_size_whatever_the_sdk_asks():
+    assert dynamic_host._Pool(max_workers=4)._max_workers == dynamic_host.WORKERS >= 32
+
+
+def test_the_plugin_starts_the_sdk_host_and_announces_its_port():
+    script = PROJECT_ROOT / "providers" / "plugin" / "pulumi-resource-pulumi-python"
+    proc = subprocess.Popen([str(script), "127.0.0.1:1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "ESTATE_PROVIDER_WORKERS": "48"})
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, proc.stderr.read1().decode() if proc.poll() is not None else "no port announced in 30 s"
+        port = int(proc.stdout.readline())
+        assert 0 < port < 65536 and proc.poll() is None  # serving
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
