@@ -141,6 +141,12 @@ def secret_files(node: NodeSpec, secrets: NodeSecrets) -> List[Tuple[str, str]]:
     return files
 
 
+def compose_literal(value: str) -> str:
+    """A value compose passes on as it is: compose interpolates ``$VAR`` and ``${VAR}`` in the file, so
+    every ``$`` is doubled (the YAML dumper quotes the rest)."""
+    return value.replace("$", "$$")
+
+
 def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Dict[str, object]:
     """The compose document for a VM-like node. With ``access: ssh`` ports bind to loopback: only SSH
     tunnels and the edge connector reach them, so nothing is published to the internet by the node."""
@@ -153,7 +159,7 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
         svc: Dict[str, object] = {
             "image": node.image_for(kind),
             "restart": "unless-stopped",
-            "environment": workload_env(node, kind),
+            "environment": {k: compose_literal(v) for k, v in workload_env(node, kind).items()},
             "ports": [f"{bind_address(node)}:{node.port(kind)}:{kind.info.container_port}"],
             "volumes": [f"{DATA_DIR}/{name}:{kind.info.data_path}"],
             "healthcheck": _healthcheck(kind),

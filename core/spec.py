@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Dict, List, Optional
+from typing import Annotated, Dict, List, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from core import catalog
 from core.kinds import WorkloadKind
@@ -69,6 +69,37 @@ class Access(str, enum.Enum):
     since Ollama and ComfyUI have no auth of their own."""
 
 
+
+# Every stack value that reaches a script, unit, Caddyfile, compose file, cloud-init document, DNS record
+# or vendor payload is one of these: a precise pattern, refused with its key path before any resource.
+# None admits a quote, a '$', a backtick, whitespace where none belongs, a newline or a NUL, or a leading
+# '-' where a value could be read as a flag.
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+Hostname = Annotated[str, StringConstraints(max_length=253, pattern=rf"^{_LABEL}(\.{_LABEL})*$")]
+"""A DNS name or an IPv4 address."""
+Address = Annotated[str, StringConstraints(max_length=253, pattern=rf"^({_LABEL}(\.{_LABEL})*|[0-9A-Fa-f:]{{2,39}})$")]
+"""A host name, an IPv4 or an IPv6 address."""
+UnixUser = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+ImageRef = Annotated[str, StringConstraints(
+    max_length=255,
+    pattern=r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")]
+"""A container image reference: registry/repository[:tag][@digest]."""
+VmImage = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+"""An environment variable name (never ``-p ...``, which Vast.ai would read as a port mapping)."""
+EnvValue = Annotated[str, StringConstraints(max_length=4096, pattern=r"^[^\x00\r\n]*$")]
+DownloadUrl = Annotated[str, StringConstraints(
+    max_length=2048, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/+=&?:@,-]*)?$")]
+UrlPath = Annotated[str, StringConstraints(max_length=200, pattern=r"^/[A-Za-z0-9._~/-]*$")]
+Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")]
+Region = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")]
+ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")]
+"""An alias, an Ollama tag or an external model name."""
+BucketName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+CHECKPOINT_KINDS = ("checkpoints", "vae", "loras", "unet", "clip", "controlnet", "upscale_models", "embeddings",
+                    "diffusion_models", "text_encoders")
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -92,7 +123,7 @@ class GpuSpec(_Model):
 
 
 class SshSpec(_Model):
-    user: str = "root"
+    user: UnixUser = "root"
     port: int = Field(22, ge=1, le=65535)
     public_key: Optional[str] = None
     """OpenSSH public key put on the node; the matching private key stays with the operator."""
@@ -109,18 +140,18 @@ class SshSpec(_Model):
 
 class Checkpoint(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+\.(safetensors|ckpt|gguf)$")
-    url: str = Field(pattern=r"^https?://")
+    url: DownloadUrl
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_gb: float = Field(gt=0)
-    kind: str = "checkpoints"
-    """Subfolder of ComfyUI's models/ directory: checkpoints, vae, loras, unet, clip."""
+    kind: str = Field("checkpoints", pattern=rf"^({'|'.join(CHECKPOINT_KINDS)})$")
+    """Subfolder of ComfyUI's models/ directory: checkpoints, vae, loras, unet, clip, ..."""
 
 
 class WorkloadSpec(_Model):
-    image: Optional[str] = None
+    image: Optional[ImageRef] = None
     port: Optional[int] = Field(None, ge=1, le=65535)
-    env: Dict[str, str] = Field(default_factory=dict)
-    models: List[str] = Field(default_factory=list)
+    env: Dict[EnvName, EnvValue] = Field(default_factory=dict)
+    models: List[ModelName] = Field(default_factory=list)
     """Ollama only: tags to pull and keep."""
     max_loaded: Optional[int] = Field(None, ge=1)
     """Ollama only: models resident in VRAM at once (OLLAMA_MAX_LOADED_MODELS); default all of them."""
@@ -152,7 +183,7 @@ class NodeSpec(_Model):
     failover: List[Provider] = Field(default_factory=list)
     """Other marketplace providers tried in order when the first has no capacity."""
     gpu: Optional[GpuSpec] = None
-    regions: List[str] = Field(default_factory=list)
+    regions: List[Region] = Field(default_factory=list)
     """Locations tried in order: TensorDock city/country, Vast geolocation code, RunPod data center,
     AWS/GCP region. Empty means anywhere."""
     vcpu: int = Field(4, ge=1, le=256)
@@ -169,9 +200,9 @@ class NodeSpec(_Model):
     idle_shutdown_minutes: Optional[int] = Field(None, ge=5, le=1440)
     instance_type: Optional[str] = None
     """AWS/GCP only: pin an instance type from assets/prices; otherwise the cheapest that fits."""
-    address: Optional[str] = None
+    address: Optional[Address] = None
     """host only: address of the machine you own."""
-    image: str = "ubuntu2404"
+    image: VmImage = "ubuntu2404"
     """VM image (TensorDock image id, AWS/GCP image family, or a pinned ``ami-...``) for VM-like nodes."""
     protect: bool = False
     """Pulumi's ``protect`` on the node's machine: no `up` (a replace) or `destroy` can delete it until
@@ -217,20 +248,22 @@ class NodeSpec(_Model):
 class ExternalProvider(_Model):
     """An external API the gateway may fall back to (OpenAI, Anthropic, OpenRouter...)."""
 
-    models: Dict[str, str]
+    models: Dict[ModelName, ModelName]
     """Gateway name -> LiteLLM model string, e.g. ``openai-gpt-4o: openai/gpt-4o``."""
     api_key_env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
     """Environment variable holding the key on the gateway host; the value comes from a config secret."""
-    api_base: Optional[str] = None
+    api_base: Optional[str] = Field(None, max_length=2048,
+                                    pattern=r"^(https://[A-Za-z0-9.-]+|http://(127\.0\.0\.1|localhost))(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?$")
+    """Where the provider answers: https, or plain http on this machine's loopback only."""
 
 
 class GatewaySpec(_Model):
     node: str
     """Node (from ``nodes``) that runs the LiteLLM proxy."""
-    aliases: Dict[str, str] = Field(default_factory=dict)
+    aliases: Dict[ModelName, ModelName] = Field(default_factory=dict)
     """Client-facing name -> Ollama tag served by the estate, e.g. ``gpt-4: qwen3:32b``."""
     external: Dict[str, ExternalProvider] = Field(default_factory=dict)
-    fallbacks: Dict[str, List[str]] = Field(default_factory=dict)
+    fallbacks: Dict[ModelName, List[ModelName]] = Field(default_factory=dict)
     """Alias -> names (aliases or external models) tried in order when it fails."""
     timeouts: Dict[str, float] = Field(default_factory=dict)
     """Alias -> request timeout in seconds; ``default`` applies to the rest."""
@@ -267,7 +300,7 @@ class RouteSpec(_Model):
     service: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*/[a-z-]+$")
     """``<node>/<workload>``, e.g. ``inference/open-webui``."""
     auth: AuthMode = AuthMode.ACCESS
-    path: str = "/"
+    path: UrlPath = "/"
 
     @property
     def node(self) -> str:
@@ -289,15 +322,15 @@ class EdgeSpec(_Model):
     mode: EdgeMode = EdgeMode.CLOUDFLARE_TUNNEL
     zone_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     account_id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    domain: str
-    allowed_emails: List[str] = Field(default_factory=list)
+    domain: Hostname
+    allowed_emails: List[Email] = Field(default_factory=list)
     proxy_node: Optional[str] = None
     """caddy mode: the node running Caddy (default the gateway node)."""
 
 
 class BucketSpec(_Model):
     provider: str = Field(pattern=r"^(gcs|s3)$")
-    location: str
+    location: Region
     versioning: bool = True
     noncurrent_days: int = Field(30, ge=1)
     """Old object versions are deleted after this many days."""
@@ -317,9 +350,9 @@ class EstateSpec(_Model):
     nodes: Dict[str, NodeSpec]
     gateway: Optional[GatewaySpec] = None
     tunnels: List[TunnelSpec] = Field(default_factory=list)
-    routes: Dict[str, RouteSpec] = Field(default_factory=dict)
+    routes: Dict[Hostname, RouteSpec] = Field(default_factory=dict)
     edge: Optional[EdgeSpec] = None
-    storage: Dict[str, BucketSpec] = Field(default_factory=dict)
+    storage: Dict[BucketName, BucketSpec] = Field(default_factory=dict)
     budget: BudgetSpec
 
     @field_validator("nodes")
