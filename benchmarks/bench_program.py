@@ -13,7 +13,10 @@ import sys
 import time
 import tracemalloc
 
-from tests.mocks import run_program, stack_config
+from core.config import PROJECT_ROOT
+
+sys.path.insert(0, str(PROJECT_ROOT))  # the tests' mocks, which are not an installed package
+from tests.mocks import run_program, stack_config  # noqa: E402
 
 
 def estate(n: int) -> dict:
