@@ -27,8 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pulumi
 from pulumi.dynamic import (
-    CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult, Resource,
-    ResourceProvider, UpdateResult,
+    CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult,
 )
 from pydantic import ValidationError
 
@@ -36,6 +35,7 @@ from core.pricing import NodeRequest, Offer, PlacementError, choose_offer, rank_
 from providers import gpu_cloud
 from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status
 from providers.http import CloudError, LostResponse, NoCapacity, OfferTaken, Outbid
+from providers.resource import DynamicResource
 
 # Bump when the provider's behaviour changes so existing resources pick it up on the next up.
 PROVIDER_VERSION = "1"
@@ -433,7 +433,7 @@ class GpuInstanceProvider(ResourceProvider):
             c.close()
 
 
-class GpuInstance(Resource, module="gpu", name="Instance"):
+class GpuInstance(DynamicResource, module="gpu", name="Instance"):
     """A rented GPU machine: ``pulumi-python:dynamic/gpu:Instance``."""
 
     cloud: pulumi.Output[str]

@@ -21,10 +21,11 @@ from typing import Any, Dict, Optional
 
 import pulumi
 import requests
-from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from core.text import digest
 from providers.http import CloudError
+from providers.resource import DynamicResource
 from providers.ssh_forward import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,7 +139,7 @@ class LocalGatewayArgs:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
-class LocalGateway(Resource, module="gateway", name="Local"):
+class LocalGateway(DynamicResource, module="gateway", name="Local"):
     """``pulumi-python:dynamic/gateway:Local``: LiteLLM on this machine's loopback."""
 
     url: pulumi.Output[str]

@@ -26,12 +26,12 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import pulumi
 import requests
 from pulumi.dynamic import (
-    CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult, Resource,
-    ResourceProvider, UpdateResult,
+    CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult,
 )
 
 from providers import ssh_forward
 from providers.http import ApiSession, CloudError, json_body
+from providers.resource import DynamicResource
 
 PROVIDER_VERSION = "1"
 
@@ -283,7 +283,7 @@ class OllamaModelProvider(ResourceProvider):
                 "`pulumi refresh` drops its models") from err
 
 
-class OllamaModel(Resource, module="ollama", name="Model"):
+class OllamaModel(DynamicResource, module="ollama", name="Model"):
     """One Ollama model on one node: ``pulumi-python:dynamic/ollama:Model``."""
 
     digest: pulumi.Output[Optional[str]]

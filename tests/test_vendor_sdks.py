@@ -124,6 +124,14 @@ def test_the_project_client_sends_what_the_sdk_sends(runpod):
     assert create["variables"]["input"]["ports"] == "22/tcp,11434/tcp"
 
 
+def test_a_runpod_quote_is_what_the_pod_bills(runpod):
+    c = rp_client.Client({})
+    request = NodeRequest(gpu_model="rtx4090", gpu_count=2, min_vram_gb=48, vcpu=8, ram_gb=32, disk_gb=50)
+    (offer,) = c.offers(request)
+    pod_id = c.launch(offer, LaunchSpec(label="quote", image="img", disk_gb=50, ports=[11434], vcpu=8, ram_gb=32))
+    assert offer.price_per_hour == pytest.approx(runpod.pods[pod_id]["costPerHr"])  # 2 x 0.44
+
+
 def test_a_spot_pod_resumes_with_a_bid_not_podresume(runpod):
     c = rp_client.Client({})
     request = NodeRequest(gpu_model="rtx4090", gpu_count=2, min_vram_gb=48, vcpu=8, ram_gb=32, disk_gb=50, spot=True)
