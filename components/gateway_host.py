@@ -6,7 +6,8 @@ One component, two ways to deploy, the same outputs (``url``, ``master_key``, ``
   addresses, their prices), so it is not baked into any node's cloud-init, which would replace a VM
   whenever another node changed. pulumi-command's ``remote.Command`` writes the files and units over SSH
   instead (``GpuNode.command``): a changed config or unit is an update that writes the files again and
-  restarts the units in place; nothing is replaced, so no old command's delete stops them afterwards. Secrets (the master key, external API keys, the tunnel key, the Cloudflare
+  restarts the units in place; nothing is replaced, so no old command's delete stops them afterwards.
+  Secrets (the master key, external API keys, the tunnel key, the Cloudflare
   connector token) travel on the command's stdin as Pulumi secrets, land in 0600 files, and are never
   part of a command line, a file the proxy renders, or the log (those commands log nothing).
 - ``deploy: local``: a LiteLLM process on the machine running `pulumi up` (``providers.local_gateway``),

@@ -110,6 +110,11 @@ def env_or_config(config: Dict[str, str], env_var: str, config_key: str) -> Opti
     return os.environ.get(env_var) or config.get(config_key)
 
 
+def env_seconds(env: str, default: float) -> float:
+    """A duration (polling interval, timeout) the environment may shorten, as tests and the sandbox do."""
+    return float(os.environ.get(env, str(default)))
+
+
 def client(cloud: str, config: Optional[Dict[str, str]] = None) -> GpuCloud:
     """The backend client for ``cloud``. Imported lazily so a stack pays only for what it uses."""
     if cloud not in CLOUDS:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -33,7 +32,7 @@ from pydantic import ValidationError
 
 from core.pricing import NodeRequest, Offer, PlacementError, choose_offer, rank_offers
 from providers import gpu_cloud
-from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status
+from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status, env_seconds
 from providers.http import CloudError, LostResponse, NoCapacity, OfferTaken, Outbid
 from providers.resource import DynamicResource
 
@@ -97,6 +96,8 @@ def forget_adoptions() -> None:
     """Start over as a new provider process does (for callers that reuse one process across runs)."""
     with _ADOPTED_LOCK:
         _ADOPTED.clear()
+
+
 REPLACE_KEYS = tuple(f.name for f in dataclasses.fields(GpuInstanceArgs) if f.metadata.get("replaces"))
 # What the machine *is*: a change of one of these replaces it. The rest of the request (price ceiling,
 # regions, reliability floor) and the failover clouds only guide the next placement, so they update in
@@ -114,10 +115,6 @@ SEARCH_ROUNDS = 50
 """Searches one placement may make while offers it has not tried remain (each round tries new ones)."""
 SAME_PRICE = 0.01
 """Offers within this fraction of the cheapest count as the same price for ``spread``."""
-
-
-def _seconds(env: str, default: float) -> float:
-    return float(os.environ.get(env, str(default)))
 
 
 def _launch(props: Dict[str, Any]) -> Dict[str, Any]:
@@ -287,17 +284,17 @@ class GpuInstanceProvider(ResourceProvider):
         raise NoCapacity(f"every offer tried was taken: {'; '.join(taken)}")
 
     def _wait_for_label(self, c: GpuCloud, label: str) -> Optional[Instance]:
-        deadline = time.monotonic() + _seconds("ESTATE_ADOPT_WAIT_SECONDS", 60)
+        deadline = time.monotonic() + env_seconds("ESTATE_ADOPT_WAIT_SECONDS", 60)
         while True:
             found = c.find(label)
             if found:
                 return found[0]
             if time.monotonic() >= deadline:
                 return None
-            time.sleep(_seconds("ESTATE_POLL_SECONDS", 5))
+            time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
 
     def _wait_running(self, c: GpuCloud, iid: str, label: str) -> Instance:
-        deadline = time.monotonic() + _seconds("ESTATE_READY_TIMEOUT_SECONDS", 900)
+        deadline = time.monotonic() + env_seconds("ESTATE_READY_TIMEOUT_SECONDS", 900)
         while True:
             inst = c.get(iid)
             if inst is None or inst.status is Status.GONE:
@@ -308,7 +305,7 @@ class GpuInstanceProvider(ResourceProvider):
             if time.monotonic() >= deadline:
                 raise CloudError(f"{label}: {c.name} instance {iid} not running after the ready timeout "
                                  f"(status {inst.detail}); it stays in state, run `pulumi up` again")
-            time.sleep(_seconds("ESTATE_POLL_SECONDS", 5))
+            time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
 
     def _converge_power(self, c: GpuCloud, inst: Instance, props: Dict[str, Any]) -> Instance:
         """Start or stop the instance to match ``power``; ``idle`` leaves it as its watcher left it."""
@@ -341,14 +338,14 @@ class GpuInstanceProvider(ResourceProvider):
             c.start(inst.id)
 
     def _wait_status(self, c: GpuCloud, iid: str, want: Status) -> Instance:
-        deadline = time.monotonic() + _seconds("ESTATE_READY_TIMEOUT_SECONDS", 900)
+        deadline = time.monotonic() + env_seconds("ESTATE_READY_TIMEOUT_SECONDS", 900)
         while True:
             inst = c.get(iid)
             if inst is None:
                 raise CloudError(f"{c.name} instance {iid} disappeared")
             if inst.status is want or time.monotonic() >= deadline:
                 return inst
-            time.sleep(_seconds("ESTATE_POLL_SECONDS", 5))
+            time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
 
     @staticmethod
     def _outs(props: Dict[str, Any], cloud: str, inst: Instance) -> Dict[str, Any]:
@@ -420,7 +417,7 @@ class GpuInstanceProvider(ResourceProvider):
         c = self._client(cloud)
         try:
             c.terminate(iid)
-            deadline = time.monotonic() + _seconds("ESTATE_DELETE_TIMEOUT_SECONDS", 300)
+            deadline = time.monotonic() + env_seconds("ESTATE_DELETE_TIMEOUT_SECONDS", 300)
             while True:
                 inst = c.get(iid)
                 if inst is None or inst.status is Status.GONE:
@@ -428,7 +425,7 @@ class GpuInstanceProvider(ResourceProvider):
                 if time.monotonic() >= deadline:
                     raise CloudError(f"{cloud} still lists instance {iid} as {inst.detail} after delete; "
                                      "it stays in state so the next destroy tries again")
-                time.sleep(_seconds("ESTATE_POLL_SECONDS", 5))
+                time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
         finally:
             c.close()
 

@@ -1,7 +1,6 @@
 """Vast.ai REST client: container instances on marketplace offers, on-demand or interruptible bids."""
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Dict, List, Optional
 
@@ -9,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from core import catalog
 from core.pricing import NodeRequest, Offer
-from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_or_config
+from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_or_config, env_seconds
 from providers.http import (ApiSession, CloudError, InsufficientCredit, NoCapacity, NotFound, OfferTaken, Outbid,
                             json_body)
 
@@ -211,7 +210,8 @@ class Client(GpuCloud):
                                      resp.status_code)
         raise CloudError(f"Vast.ai: create failed ({resp.status_code}): {msg}", resp.status_code, data)
 
-    def get(self, instance_id: str) -> Optional[Instance]:
+    def _raw(self, instance_id: str) -> Optional[Dict[str, Any]]:
+        """The instance as Vast.ai lists it (strings stripped), or None when it no longer knows it."""
         resp = self.http.request("GET", f"/instances/{instance_id}/")
         if resp.status_code == 404:
             return None
@@ -221,9 +221,11 @@ class Client(GpuCloud):
                 return None
             raise CloudError(f"Vast.ai: reading instance {instance_id} failed ({resp.status_code}): {_error(body)}")
         raw = body.get("instances")
-        if not raw:
-            return None
-        return _instance(raw)
+        return _stripped(raw) if raw else None
+
+    def get(self, instance_id: str) -> Optional[Instance]:
+        raw = self._raw(instance_id)
+        return _instance(raw) if raw else None
 
     def find(self, label: str) -> List[Instance]:
         resp = self.http.request("GET", "/instances/", params={"owner": "me"})
@@ -243,13 +245,6 @@ class Client(GpuCloud):
                 raise NoCapacity(f"Vast.ai: cannot start {instance_id}: its machine's GPUs are taken ({msg})")
             raise CloudError(f"Vast.ai: {what} {instance_id} failed ({resp.status_code}): {msg}")
 
-    def _raw(self, instance_id: str) -> Optional[Dict[str, Any]]:
-        resp = self.http.request("GET", f"/instances/{instance_id}/")
-        if resp.status_code != 200:
-            return None
-        raw = json_body(resp).get("instances")
-        return _stripped(raw) if raw else None
-
     def start(self, instance_id: str) -> None:
         """Start, or say at once why it cannot: an outbid bid instance (``Outbid``: raise the bid), or a
         machine whose GPUs are taken, where Vast.ai accepts the start and leaves it in ``scheduling``
@@ -260,7 +255,7 @@ class Client(GpuCloud):
             raise Outbid(f"Vast.ai: instance {instance_id} is outbid (its bid ${raw['dph_base']}/h, the machine "
                          f"now asks ${min_bid}/h); it cannot start until the bid is raised", min_bid)
         self._put(instance_id, {"state": "running"}, "start")
-        deadline = time.monotonic() + float(os.environ.get("ESTATE_SCHEDULING_SECONDS", "120"))
+        deadline = time.monotonic() + env_seconds("ESTATE_SCHEDULING_SECONDS", 120)
         while True:
             raw = self._raw(instance_id)
             state = str((raw or {}).get("actual_status") or "")
@@ -271,7 +266,7 @@ class Client(GpuCloud):
                 raise NoCapacity(f"Vast.ai: instance {instance_id} stayed in scheduling: its machine's GPUs are "
                                  "taken by others; it is left stopped (its disk kept). Try again later, or "
                                  "destroy and re-create the node to place it elsewhere")
-            time.sleep(float(os.environ.get("ESTATE_POLL_SECONDS", "5")))
+            time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
 
     def stop(self, instance_id: str) -> None:
         self._put(instance_id, {"state": "stopped"}, "stop")

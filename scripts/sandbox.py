@@ -13,7 +13,10 @@ import argparse
 import contextlib
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Dict, Iterator, Optional
 
@@ -94,9 +97,6 @@ def ssh_agent(private_key: str) -> Iterator[Dict[str, str]]:
     """An ssh-agent holding the loopback machine's client key: the ``command`` provider connects with
     it (as an operator's agent would), and the model library's forward reads the key from
     ``ESTATE_SSH_PRIVATE_KEY``. Yields the environment to add."""
-    import subprocess
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="sandbox-agent-") as tmp:
         sock = f"{tmp}/agent.sock"
         agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -104,7 +104,6 @@ def ssh_agent(private_key: str) -> Iterator[Dict[str, str]]:
             for _ in range(100):
                 if os.path.exists(sock):
                     break
-                import time
                 time.sleep(0.05)
             subprocess.run(["ssh-add", "-q", "-"], input=private_key, text=True, check=True,
                            env={**os.environ, "SSH_AUTH_SOCK": sock}, capture_output=True)
