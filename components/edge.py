@@ -5,7 +5,11 @@ reaches services through the gateway's own tunnels, so no node publishes a port 
 ``cloudflare-tunnel``: one remotely managed tunnel (its secret from pulumi-random), an ingress rule per
 hostname ending in a 404 catch-all, a proxied CNAME per hostname to ``<tunnel>.cfargotunnel.com``, one
 allow policy for ``edge.allowed_emails`` and an Access application per hostname whose route says
-``auth: access``. The connector token is a secret and goes to the host on a command's stdin.
+``auth: access``. The application covers the whole hostname (a route's ``path`` narrows what the
+connector forwards, anchored at the start, never what Access protects), and the connector refuses any
+request without that application's Access token (``originRequest.access``), so a request that reached the
+tunnel some other way gets nothing. The connector token is a secret and goes to the host on a command's
+stdin.
 
 ``caddy``: an A record per hostname to the proxy node, a Caddyfile with basic auth on every site (the
 password from pulumi-random, only its bcrypt hash in the file), Caddy as a unit on the host.
@@ -13,7 +17,8 @@ password from pulumi-random, only its bcrypt hash in the file), Caddy as a unit 
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional
+import re
+from typing import Any, Dict, List, Optional
 
 import pulumi
 
@@ -28,12 +33,18 @@ CADDY_IMAGE = "caddy:2.10.2"
 BASIC_AUTH_USER = "estate"
 
 
-def ingress_rules(plan: EstatePlan) -> List[Dict[str, str]]:
+def ingress_rules(plan: EstatePlan, audiences: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+    """The tunnel's ingress: one rule per hostname (``path`` a regex cloudflared matches anywhere in the
+    path, so anchored here), each Access route requiring its application's token (``audiences``: host ->
+    the application's AUD tag)."""
     rules = []
     for host, route in plan.spec.routes.items():
-        rule = {"hostname": host, "service": plan.upstreams[host].url}
+        rule: Dict[str, Any] = {"hostname": host, "service": plan.upstreams[host].url}
         if route.path != "/":
-            rule["path"] = route.path
+            rule["path"] = "^" + re.escape(route.path)
+        if audiences and host in audiences:
+            rule["origin_request"] = {"access": {"required": True, "team_name": plan.spec.edge.team_name,
+                                                 "aud_tags": [audiences[host]]}}
         rules.append(rule)
     return rules + [{"service": "http_status:404"}]
 
@@ -95,9 +106,6 @@ class Edge(pulumi.ComponentResource):
         self.tunnel = cf.ZeroTrustTunnelCloudflared(
             f"{name}-tunnel", account_id=edge.account_id, name=name, config_src="cloudflare",
             tunnel_secret=secret.base64, opts=self.child)
-        self.tunnel_config = cf.ZeroTrustTunnelCloudflaredConfig(
-            f"{name}-tunnel-config", account_id=edge.account_id, tunnel_id=self.tunnel.id,
-            config={"ingresses": ingress_rules(plan)}, opts=self.child)
         target = self.tunnel.id.apply(lambda tid: f"{tid}.cfargotunnel.com")
         for host in spec.routes:
             self.records[host] = cf.DnsRecord(
@@ -110,12 +118,16 @@ class Edge(pulumi.ComponentResource):
                 includes=[{"email": {"email": e}} for e in edge.allowed_emails], session_duration="24h",
                 opts=self.child)
             for host in access_routes:
-                path = spec.routes[host].path
                 self.applications[host] = cf.ZeroTrustAccessApplication(
                     f"{name}-app-{host}", account_id=edge.account_id, name=host, type="self_hosted",
-                    domain=host + (path if path != "/" else ""),
+                    domain=host,
                     policies=[{"id": self.policy.id, "precedence": 1}], session_duration="24h",
                     app_launcher_visible=False, opts=self.child)
+        audiences = {h: app.aud for h, app in self.applications.items()}
+        self.tunnel_config = cf.ZeroTrustTunnelCloudflaredConfig(
+            f"{name}-tunnel-config", account_id=edge.account_id, tunnel_id=self.tunnel.id,
+            config=pulumi.Output.all(**audiences).apply(lambda aud: {"ingresses": ingress_rules(plan, aud)})
+            if audiences else {"ingresses": ingress_rules(plan)}, opts=self.child)
         token = cf.get_zero_trust_tunnel_cloudflared_token_output(account_id=edge.account_id, tunnel_id=self.tunnel.id)
         self.secrets[f"{CONFIG_DIR}/cloudflared.env"] = pulumi.Output.secret(token.token).apply(
             lambda t: f"TUNNEL_TOKEN={t}\n")

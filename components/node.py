@@ -66,6 +66,7 @@ class GpuNode(pulumi.ComponentResource):
         machine_opts = pulumi.ResourceOptions(parent=self, protect=True) if spec.protect else child
         self.secret_env = dict(args.secret_env)
         self.secrets = self._secrets(name, args, child)
+        self.over_ssh = workloads.delivered_over_ssh(spec, secrets=self.secrets is not None)
         if spec.provider.is_marketplace:
             self._create_marketplace(name, args, machine_opts)
         elif spec.provider is Provider.AWS:
@@ -75,8 +76,10 @@ class GpuNode(pulumi.ComponentResource):
         else:
             self._adopt_host(spec)
         self.workloads_ready: list = []
-        if workloads.delivered_over_ssh(spec):
+        if self.over_ssh:
             self._deliver_workloads(name, spec, child)
+        elif self.secrets is not None and spec.provider.is_container:
+            self._deliver_secrets(name, spec, child)
         self.monthly_estimate = pulumi.Output.from_input(args.estimate.monthly_usd)
         self.register_outputs({
             "address": self.address, "ssh_host": self.ssh_host, "ssh_port": self.ssh_port, "ports": self.ports,
@@ -85,17 +88,14 @@ class GpuNode(pulumi.ComponentResource):
 
     def _create_marketplace(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions) -> None:
         spec = args.spec
-        secrets: Dict[str, pulumi.Input] = {}
+        # Nothing secret goes to the vendor: its env, start script and user-data are readable through its
+        # API and console and by the host. Secrets follow over SSH once the machine is up.
         if spec.provider.is_container:
             image, env, ports, onstart = workloads.container_launch(spec)
             cloud_init = None
-            if self.secret_env:
-                secrets["env"] = pulumi.Output.secret(pulumi.Output.all(**self.secret_env))
         else:
             image, env, ports, onstart = spec.image, {}, workloads.published_ports(spec), ""
             cloud_init = self._cloud_init(args)
-            if isinstance(cloud_init, pulumi.Output):  # it carries secret files
-                secrets["cloud_init"], cloud_init = cloud_init, None
         self.instance = GpuInstance(f"{name}-instance", GpuInstanceArgs(
             label=args.label,
             clouds=[spec.provider.value, *(p.value for p in spec.failover)],
@@ -106,8 +106,6 @@ class GpuNode(pulumi.ComponentResource):
             power=spec.power.value,
             bid_per_hour=spec.bid_per_hour,
             stamps={**self.stamp, "regions": list(spec.regions)},
-            # Only the secret parts of the launch are encrypted in state; the rest stays readable.
-            secrets=secrets or None,
         ), opts)
         self.machine_id = self.instance.id
         self.address = self.instance.address
@@ -147,6 +145,18 @@ class GpuNode(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(self.on_machine(opts, depends),
                                               pulumi.ResourceOptions(delete_before_replace=True)))
 
+    def _secret_bundle(self, spec: NodeSpec) -> pulumi.Output:
+        return pulumi.Output.secret(self.secrets.apply(lambda s: secret_bundle(workloads.secret_files(spec, s))))
+
+    def _deliver_secrets(self, name: str, spec: NodeSpec, opts: pulumi.ResourceOptions) -> None:
+        """A container node's secret files over SSH; its workloads wait for them and start again when they
+        change (``workloads.container_start``)."""
+        self.deploy = self.command(
+            f"{name}-secrets", create=f"{install_secrets(workloads.SECRETS_MANIFEST)}; "
+                                      f"{workloads.restart_after_secrets()}",
+            delete=f"rm -rf {workloads.SECRETS_DIR}", stdin=self._secret_bundle(spec), silent=True, opts=opts)
+        self.workloads_ready = [self.deploy]
+
     def _deliver_workloads(self, name: str, spec: NodeSpec, opts: pulumi.ResourceOptions) -> None:
         """The compose project (and its secret files) over SSH: a changed workload re-runs
         ``docker compose up``, which recreates exactly the services whose configuration changed, while the
@@ -154,8 +164,7 @@ class GpuNode(pulumi.ComponentResource):
         depends = []
         secrets_line: pulumi.Input[str] = ""
         if self.secrets is not None:
-            bundle = pulumi.Output.secret(self.secrets.apply(
-                lambda s: secret_bundle(workloads.secret_files(spec, s))))
+            bundle = self._secret_bundle(spec)
             # The deploy runs again when a secret changes, so containers reading it are recreated.
             secrets_line = bundle.apply(lambda b: f"# secrets {digest(b)}\n")
             depends.append(self.command(
@@ -194,8 +203,7 @@ class GpuNode(pulumi.ComponentResource):
             parts["pg"] = self.pg_password.result
         for bucket, access in args.bucket_access.items():
             parts[f"bucket:{bucket}"] = access
-        if not spec.provider.is_container:
-            parts.update({f"env:{n}": v for n, v in self.secret_env.items()})
+        parts.update({f"env:{n}": v for n, v in self.secret_env.items()})
         if not parts:
             return None
         return pulumi.Output.secret(pulumi.Output.all(**parts)).apply(lambda p: workloads.NodeSecrets(
@@ -203,15 +211,10 @@ class GpuNode(pulumi.ComponentResource):
             buckets={k.removeprefix("bucket:"): v for k, v in p.items() if k.startswith("bucket:")},
             env={k.removeprefix("env:"): v for k, v in p.items() if k.startswith("env:")}))
 
-    def _cloud_init(self, args: GpuNodeArgs) -> pulumi.Input[str]:
-        """The node's cloud-init: a plain string, or a secret output when it carries secret files. Nodes
-        whose workloads arrive over SSH get the bootstrap only, which no workload edit changes."""
-        if workloads.delivered_over_ssh(args.spec):
-            return workloads.render_cloud_init(args.spec, args.open_ports, workloads=False)
-        if self.secrets is None:
-            return workloads.render_cloud_init(args.spec, args.open_ports)
-        return pulumi.Output.secret(self.secrets.apply(
-            lambda s: workloads.render_cloud_init(args.spec, args.open_ports, s)))
+    def _cloud_init(self, args: GpuNodeArgs) -> str:
+        """The node's cloud-init: never a secret in it. Nodes whose workloads arrive over SSH get the
+        bootstrap only, which no workload edit changes."""
+        return workloads.render_cloud_init(args.spec, args.open_ports, workloads=not self.over_ssh)
 
     def _service_ports(self, spec: NodeSpec) -> Dict[str, int]:
         return {str(spec.port(k)): spec.port(k) for k in spec.workloads}
@@ -247,8 +250,7 @@ class GpuNode(pulumi.ComponentResource):
                 spot_options=aws.ec2.LaunchTemplateInstanceMarketOptionsSpotOptionsArgs(
                     instance_interruption_behavior="stop", spot_instance_type="persistent",
                     max_price=str(spec.max_price_per_hour) if spec.max_price_per_hour else None))
-        user_data = pulumi.Output.from_input(self._cloud_init(args)).apply(
-            lambda text: base64.b64encode(text.encode()).decode())
+        user_data = base64.b64encode(self._cloud_init(args).encode()).decode()
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-lt", image_id=image_id, instance_type=args.estimate.instance_type, key_name=key_name,
             vpc_security_group_ids=[self.security_group.id], user_data=user_data, instance_market_options=market,

@@ -9,8 +9,9 @@ same ``WorkloadKind`` defaults and the same env.
 
 Persistent data lives in bind mounts under ``/opt/estate/data/<workload>``, so replacing a container
 (new image, new env) keeps models, chats, runs and databases. Secrets (the pgvector password, bucket
-credentials) are written as 0600 files under ``/opt/estate/secrets`` and reach containers as files or an
-env file, never as values in the compose file.
+credentials, ``secret_env`` values) arrive after boot over SSH as 0600 files under ``/opt/estate/secrets``
+and reach containers as files or an env file: never in a vendor's env, start script or user-data, where
+the vendor's API, console and host could read them, and never as values in the compose file.
 """
 from __future__ import annotations
 
@@ -31,8 +32,14 @@ SECRETS_DIR = f"{ESTATE_DIR}/secrets"
 SECRETS_MANIFEST = f"{SECRETS_DIR}/.manifest"
 COMPOSE_FILE = f"{ESTATE_DIR}/compose.yaml"
 COMPOSE_PROJECT = "estate"
+RUN_DIR = f"{ESTATE_DIR}/run"
+WORKLOADS_SCRIPT = f"{ESTATE_DIR}/run-workloads.sh"
+WORKLOADS_PID = f"{RUN_DIR}/workloads.pid"
+"""Process group of a container node's workloads, restarted when its secrets change."""
 IDLE_SCRIPT = "/usr/local/sbin/estate-idle"
 CHECKPOINT_SCRIPT = f"{ESTATE_DIR}/fetch-checkpoints.sh"
+ARTIFACTS_ENV = f"{SECRETS_DIR}/mlflow-artifacts.env"
+"""MLflow's artifact store and its credentials (apart from ``mlflow.env``, its ``secret_env`` values)."""
 
 # The least privileged way each provider lets a node stop itself.
 STOP_COMMANDS = {
@@ -93,8 +100,10 @@ def workload_env(node: NodeSpec, kind: WorkloadKind) -> Dict[str, str]:
         env["OLLAMA_KEEP_ALIVE"] = "30m"
         if w.max_loaded:
             env["OLLAMA_MAX_LOADED_MODELS"] = str(w.max_loaded)
-    if kind is WorkloadKind.OPEN_WEBUI and WorkloadKind.OLLAMA in node.workloads:
-        env["OLLAMA_BASE_URL"] = "http://ollama:11434"
+    if kind is WorkloadKind.OPEN_WEBUI:
+        if WorkloadKind.OLLAMA in node.workloads:
+            env["OLLAMA_BASE_URL"] = "http://ollama:11434"
+        # The first account made becomes the admin; no one signs up after it, wherever it runs.
         env["ENABLE_SIGNUP"] = "false"
     if kind is WorkloadKind.MLFLOW:
         env["MLFLOW_BACKEND_STORE_URI"] = "sqlite:////mlflow/mlflow.db"
@@ -118,6 +127,11 @@ def secret_files(node: NodeSpec, secrets: NodeSecrets) -> List[Tuple[str, str]]:
             missing = [n for n in w.secret_env if n not in secrets.env]
             if missing:
                 raise ValueError(f"{kind.value}: no value for secret env {', '.join(missing)}")
+            for n in w.secret_env:
+                if "\n" in secrets.env[n] or "\r" in secrets.env[n] or "\x00" in secrets.env[n]:
+                    # An env file holds one NAME=value per line: a line break would start a new variable.
+                    raise ValueError(f"{kind.value}: the config secret gpu-estate:{n} holds a line break or NUL; "
+                                     "an env value is one line")
             files.append((f"{SECRETS_DIR}/{kind.value}.env", "".join(f"{n}={secrets.env[n]}\n" for n in w.secret_env)))
     for name, access in sorted(secrets.buckets.items()):
         # Every bucket the node may use, as a credentials file for tools on the node.
@@ -137,7 +151,7 @@ def secret_files(node: NodeSpec, secrets: NodeSecrets) -> List[Tuple[str, str]]:
         else:
             lines += [f"AWS_ACCESS_KEY_ID={access.aws_access_key_id}",
                       f"AWS_SECRET_ACCESS_KEY={access.aws_secret_access_key}"]
-        files.append((f"{SECRETS_DIR}/mlflow.env", "\n".join(lines) + "\n"))
+        files.append((ARTIFACTS_ENV, "\n".join(lines) + "\n"))
     return files
 
 
@@ -174,7 +188,7 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
             bucket = artifact_bucket(node)
             if bucket:
                 svc["command"] += ["--serve-artifacts"]
-                svc["env_file"] = [*svc.get("env_file", []), f"{SECRETS_DIR}/mlflow.env"]
+                svc["env_file"] = [*svc.get("env_file", []), ARTIFACTS_ENV]
                 access = (secrets or NodeSecrets()).buckets.get(bucket)
                 if access is not None and access.gcs_key_json:
                     svc["secrets"] = [{"source": "bucket_key", "target": "bucket.json"}]
@@ -228,21 +242,27 @@ def render_idle_units(node: NodeSpec, script: str = IDLE_SCRIPT) -> Dict[str, st
     }
 
 
-def delivered_over_ssh(node: NodeSpec) -> bool:
-    """Whether the node's workloads are delivered over SSH after boot (VM-like nodes reached over SSH)
-    rather than baked into cloud-init. Over SSH, editing a workload updates the compose project in place,
-    so containers are replaced while the VM and its data directories stay; cloud-init delivery (nodes
-    reached directly) can only change by replacing the machine."""
-    return not node.provider.is_container and node.access is Access.SSH and bool(compose_project(node)["services"])
+def delivered_over_ssh(node: NodeSpec, secrets: bool = False) -> bool:
+    """Whether a VM-like node's compose project arrives over SSH after boot rather than in cloud-init:
+    nodes reached over SSH, and nodes holding ``secrets`` (secret files never ride in user-data, which
+    the vendor's API and console and the machine's metadata service give out). Over SSH, editing a
+    workload updates the compose project in place, so containers are replaced while the VM and its data
+    directories stay; cloud-init delivery (nodes reached directly, without secrets) can only change by
+    replacing the machine."""
+    return (not node.provider.is_container and bool(compose_project(node)["services"])
+            and (node.access is Access.SSH or secrets))
 
 
-def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = (), secrets: Optional[NodeSecrets] = None,
-                      workloads: bool = True) -> str:
-    """The node's cloud-init. With ``workloads`` false it only bootstraps (Docker, toolkit, firewall, idle
-    watcher, data directories) and the compose project arrives over SSH (``delivered_over_ssh``)."""
-    secrets = secrets or NodeSecrets()
-    files = [{"path": path, "content": content, "permissions": "0600"}
-             for path, content in secret_files(node, secrets)] if workloads else []
+def secrets_over_ssh(node: NodeSpec) -> bool:
+    """Whether a container node receives secret files over SSH (its workloads wait for them)."""
+    return node.provider.is_container and any(w.secret_env for w in node.workloads.values())
+
+
+def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = (), workloads: bool = True) -> str:
+    """The node's cloud-init. It never holds a secret. With ``workloads`` false it only bootstraps
+    (Docker, toolkit, firewall, idle watcher, data directories) and the compose project arrives over SSH
+    (``delivered_over_ssh``)."""
+    files = []
     units = render_idle_units(node)
     if units:
         files.append({"path": IDLE_SCRIPT, "content": asset("idle/estate-idle.sh"), "permissions": "0755"})
@@ -252,7 +272,7 @@ def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = (), secrets:
     if fetch:
         files.append({"path": CHECKPOINT_SCRIPT, "content": fetch, "permissions": "0755"})
     data_dirs = [f"{DATA_DIR}/{k.value}" for k in node.workloads]
-    return render("cloud-init.yaml.j2", compose=render_compose(node, secrets) if workloads else None,
+    return render("cloud-init.yaml.j2", compose=render_compose(node) if workloads else None,
                   ssh_port=node.ssh.port, open_ports=sorted(set(open_ports)), files=files, data_dirs=data_dirs,
                   idle_timer=bool(units), fetch_checkpoints=bool(fetch))
 
@@ -294,9 +314,19 @@ def primary_workload(node: NodeSpec) -> WorkloadKind:
     return (own or gpu or kinds)[0]
 
 
+LOAD_SECRETS = (f'for f in {SECRETS_DIR}/*.env; do [ -f "$f" ] || continue; '
+                'while IFS= read -r line || [ -n "$line" ]; do [ -n "$line" ] && export "$line"; done < "$f"; done')
+"""Exports every ``NAME=value`` line of the node's secret env files as it is: a value is data, never run
+(no ``.``/``source``, whose shell would expand ``$(...)`` in it)."""
+
+
 def container_start(node: NodeSpec) -> str:
     """The start script of a container node: idle watcher and checkpoint downloads in the background,
-    then the primary workload in the foreground."""
+    then the workloads: the add-ons in the background and the primary in the foreground.
+
+    A node with ``secret_env`` has its secrets delivered over SSH once it is up (never in the vendor's
+    env): its workloads wait for them, start with them exported, and run as one process group that the
+    secret installer stops when the values change, so they start again on the new values."""
     primary = primary_workload(node)
     lines = ["set -eu"]
     stop = idle_stop_command(node)
@@ -311,17 +341,33 @@ def container_start(node: NodeSpec) -> str:
         lines += [f"cat > {CHECKPOINT_SCRIPT} <<'ESTATE_FETCH'", fetch.rstrip("\n"), "ESTATE_FETCH",
                   f"mkdir -p {ESTATE_DIR} && chmod 0755 {CHECKPOINT_SCRIPT}",
                   f"nohup {CHECKPOINT_SCRIPT} >/var/log/estate-checkpoints.log 2>&1 &"]
+    run: List[str] = []
     for kind in node.workloads:
         if kind is primary:
             continue
         # Every declared workload runs: the others inside the primary's container, pinned to the
         # versions of their own images, each logging to its own file.
-        install, run = kind.info.add_on
-        lines += [install.format(version=kind.info.version), f"nohup sh -c {shlex.quote(run)} >/var/log/estate-{kind.value}.log 2>&1 &"]
+        install, command = kind.info.add_on
+        run += [install.format(version=kind.info.version), f"nohup sh -c {shlex.quote(command)} >/var/log/estate-{kind.value}.log 2>&1 &"]
     start = primary.info.start_command
     if start:
-        lines.append(f"exec {start}")
+        run.append(f"exec {start}")
+    if not secrets_over_ssh(node):
+        return "\n".join(lines + run) + "\n"
+    body = "\n".join(["set -eu", LOAD_SECRETS, *run])
+    lines += [f"mkdir -p {RUN_DIR}", f"cat > {WORKLOADS_SCRIPT} <<'ESTATE_RUN'", body, "ESTATE_RUN",
+              f'echo "gpu-estate: waiting for this node\'s secrets (delivered over SSH)"',
+              f"while [ ! -f {SECRETS_MANIFEST} ]; do sleep 2; done",
+              # setsid: the workloads are one process group, stopped together by the secret installer.
+              f'while :; do setsid sh {WORKLOADS_SCRIPT} & echo "$!" > {WORKLOADS_PID}; '
+              'wait "$!" || true; sleep 1; done']
     return "\n".join(lines) + "\n"
+
+
+def restart_after_secrets() -> str:
+    """Run after a container node's secrets are written: stop its workloads' process group, which the start
+    script's loop starts again with the new values (nothing to stop before they first started)."""
+    return (f'if [ -f {WORKLOADS_PID} ]; then kill -s TERM -- "-$(cat {WORKLOADS_PID})" 2>/dev/null || true; fi')
 
 
 def container_launch(node: NodeSpec) -> Tuple[str, Dict[str, str], List[int], str]:

@@ -324,6 +324,9 @@ class EdgeSpec(_Model):
     account_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     domain: Hostname
     allowed_emails: List[Email] = Field(default_factory=list)
+    team_name: Optional[str] = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    """cloudflare-tunnel mode: the Zero Trust team (``<team>.cloudflareaccess.com``). The connector checks
+    every request's Access token against it, so nothing reaches a service around Access."""
     proxy_node: Optional[str] = None
     """caddy mode: the node running Caddy (default the gateway node)."""
 

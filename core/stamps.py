@@ -13,7 +13,7 @@ from core.spec import NodeSpec
 
 PREFIX = "estate-"
 NUMBERS = ("hourly_usd", "hours_per_month", "idle_shutdown_minutes", "vram_gb", "model_vram_gb", "max_loaded",
-           "monthly_usd")
+           "monthly_usd", "ssh_port")
 
 
 def to_tags(stamp: Mapping[str, Any]) -> Dict[str, str]:
@@ -48,4 +48,8 @@ def node_stamp(name: str, node: NodeSpec, estimate: NodeEstimate) -> Dict[str, A
         "vram_gb": node.gpu.vram_gb if node.gpu else 0,
         "region": node.regions[0] if node.regions else "",
         "access": node.access.value,
+        # Where this node's model servers listen, whatever ports the stack gave them ("-"-joined: a
+        # GCP label value has no commas).
+        "model_ports": "-".join(str(node.port(k)) for k in node.workloads if k.is_model_server),
+        "ssh_port": node.ssh.port,
     }

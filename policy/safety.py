@@ -18,6 +18,7 @@ from core.demand import VRAM_USABLE_FRACTION, resident_vram
 from core.kinds import WorkloadKind, model_server_ports
 from core.spec import Provider
 from policy.settings import schema, setting
+from core.stamps import from_tags
 from policy.stamps import GPU_INSTANCE, node_stamps
 
 OLLAMA_MODEL = "pulumi-python:dynamic/ollama:Model"
@@ -92,30 +93,73 @@ def _open_to_world(rule_cidrs: List[str]) -> bool:
     return any(c in ("0.0.0.0/0", "::/0") for c in rule_cidrs or [])
 
 
+def _model_ports(stamps: Dict[str, Any]) -> set:
+    """The ports the node's model servers listen on (stamped, whatever the stack chose), and every model
+    server's default port."""
+    stamped = {int(p) for p in str(stamps.get("model_ports") or "").split("-") if p.isdigit()}
+    return stamped | set(MODEL_SERVER_PORTS)
+
+
 def model_servers_not_exposed(args: ResourceValidationArgs, report_violation) -> None:
-    """No model server port open to the internet: firewall rules, or instances publishing them directly."""
+    """No model server open to the internet, on any port: an instance publishing its model servers' ports
+    (unless ``allow_direct_access``: a private network), or a firewall opening to the world anything but
+    SSH and the edge's 80/443. Env keys a marketplace would read as docker options are refused too."""
     props = args.props
     if args.resource_type == GPU_INSTANCE:
         s = props.get("stamps") or {}
         launch = props.get("launch") if isinstance(props.get("launch"), dict) else {}
         ports = [int(p) for p in (launch.get("ports") or [])]
-        exposed = sorted(p for p in ports if p in MODEL_SERVER_PORTS)
+        exposed = sorted(p for p in ports if p in _model_ports(s))
         if exposed and not _cfg(args, "allow_direct_access"):
             report_violation(f"node {s.get('node', args.name)!r} publishes model server ports {exposed} without auth "
                              "(access: direct); use access: ssh, or allow_direct_access for a private network")
+        bad = sorted(k for k in (launch.get("env") or {}) if not ENV_KEY.match(str(k)))
+        if bad:
+            report_violation(f"node {s.get('node', args.name)!r}: env keys {bad} are not variable names; Vast.ai "
+                             "reads a key starting with '-' as a docker option (a port mapping, '-p ...')")
     elif args.resource_type == AWS_SG:
+        allowed = _public_ports(from_tags(props.get("tags") or {}))
         for rule in props.get("ingress") or []:
+            if not _open_to_world((rule.get("cidrBlocks") or []) + (rule.get("ipv6CidrBlocks") or [])):
+                continue
             lo, hi = int(rule.get("fromPort", 0)), int(rule.get("toPort", 0))
-            hit = [p for p in MODEL_SERVER_PORTS if lo <= p <= hi]
-            if hit and _open_to_world(rule.get("cidrBlocks") or rule.get("ipv6CidrBlocks") or []):
-                report_violation(f"security group {args.name!r} opens {hit} to the internet")
+            if str(rule.get("protocol")) == "-1" or lo > hi:
+                lo, hi = 0, 65535
+            opened = set(range(lo, hi + 1)) - allowed
+            if opened:
+                report_violation(f"security group {args.name!r} opens {_ranges(opened)} to the internet; only "
+                                 f"SSH and the edge's 80/443 may be")
     elif args.resource_type == GCP_FIREWALL:
         if _open_to_world(props.get("sourceRanges") or []):
             for allow in props.get("allows") or []:
-                ports = [int(p) for spec in allow.get("ports") or [] for p in _expand(spec)]
-                hit = sorted(set(ports) & set(MODEL_SERVER_PORTS))
-                if hit:
-                    report_violation(f"firewall {args.name!r} opens {hit} to the internet")
+                specs = allow.get("ports") or (["0-65535"] if allow.get("protocol") in ("tcp", "udp", "all") else [])
+                opened = {p for spec in specs for p in _expand(spec)} - _public_ports({})
+                if opened:
+                    report_violation(f"firewall {args.name!r} opens {_ranges(opened)} to the internet; only SSH "
+                                     "and the edge's 80/443 may be")
+
+
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PUBLIC_PORTS = {22, 80, 443}
+
+
+def _public_ports(stamps: Dict[str, Any]) -> set:
+    """What a node may open to the world: SSH (its stamped port) and the edge's HTTP(S)."""
+    return PUBLIC_PORTS | ({int(stamps["ssh_port"])} if stamps.get("ssh_port") else set())
+
+
+def _ranges(ports: set) -> str:
+    """Ports as short ranges: ``11434, 8000-8100``."""
+    out, ordered = [], sorted(ports)
+    start = prev = ordered[0]
+    for p in ordered[1:] + [None]:
+        if p is not None and p == prev + 1:
+            prev = p
+            continue
+        out.append(str(start) if start == prev else f"{start}-{prev}")
+        if p is not None:
+            start = prev = p
+    return ", ".join(out)
 
 
 def _expand(spec: str) -> Iterator[int]:
@@ -147,7 +191,16 @@ def routes_behind_auth(args: StackValidationArgs, report_violation) -> None:
 CREDENTIAL_PATTERNS = [
     ("an OpenAI/LiteLLM style key", re.compile(r"\bsk-[A-Za-z0-9_-]{20,}")),
     ("a private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
-    ("an AWS access key id", re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
+    ("an AWS access key id", re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")),
+    # Values recognised by their shape, whatever variable holds them.
+    ("a Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
+    ("a GitHub token", re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})")),
+    ("a GitLab token", re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}")),
+    ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
+    ("a RunPod API key", re.compile(r"\brpa_[A-Za-z0-9]{30,}")),
+    ("a Stripe key", re.compile(r"\b[sr]k_live_[A-Za-z0-9]{20,}")),
+    ("a URL with a password", re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s/:@]+:[^\s/@]+@[^\s/]+")),
     # A value, not a reference to one (os.environ/NAME as LiteLLM reads it, $NAME in a shell).
     ("a credential assignment", re.compile(
         r"(?i)\b[A-Z0-9_]*(API_KEY|TOKEN|PASSWORD|SECRET)[A-Z0-9_]*\s*[=:]\s*['\"]?(?!os\.environ/|\[secret\])[^\s'\"$]{8,}")),

@@ -47,7 +47,7 @@ def _replaces(default: Any = dataclasses.MISSING) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class LaunchInputs:
-    """What runs on the rented machine (the plain parts; secret parts go in ``GpuInstanceArgs.secrets``)."""
+    """What runs on the rented machine. Nothing here is secret: the vendor's API, console and host read it."""
 
     image: str
     disk_gb: int
@@ -77,7 +77,10 @@ class GpuInstanceArgs:
     stamps: Dict[str, Any] = dataclasses.field(default_factory=dict)
     """What the policy pack reads."""
     secrets: Optional[pulumi.Input[Dict[str, Any]]] = _replaces(None)
-    """Secret parts of the launch (``cloud_init`` carrying secret files, ``env`` values), encrypted in state."""
+    """Retired: states written before secrets moved out of vendor metadata hold the secret parts of the
+    launch here (``cloud_init`` with secret files, ``env`` values). The program sends none now, so such a
+    machine, whose vendor env or user-data holds those values, is replaced once, and preview names this
+    key as the reason."""
 
     def to_props(self) -> Dict[str, Any]:
         return {"label": self.label, "clouds": list(self.clouds),

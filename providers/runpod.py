@@ -114,6 +114,10 @@ class Client(GpuCloud):
         return out
 
     def launch(self, offer: Offer, spec: LaunchSpec) -> str:
+        if spec.onstart:
+            # The pod API can only replace the image's CMD (dockerArgs), which an image's entrypoint takes
+            # as its arguments: a start script would not run (core/rules refuses such a node).
+            raise ValueError(f"{spec.label}: RunPod cannot run a start script; this node needs one")
         type_id, _, region = offer.offer_id.partition("@")
         # /tcp, not /http: RunPod serves /http ports only through its HTTPS proxy
         # (https://<podId>-<port>.proxy.runpod.net), never on the pod's public IP, so an /http port has
@@ -134,8 +138,6 @@ class Client(GpuCloud):
             "startSsh": True,
             "supportPublicIp": True,
         }
-        if spec.onstart:
-            inp["dockerArgs"] = spec.onstart
         if region:
             inp["dataCenterId"] = region
         if offer.spot:

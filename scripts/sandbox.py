@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -183,6 +184,11 @@ def auto_config(value: object):
     from pulumi import automation as auto
 
     return auto.ConfigValue(value=json.dumps(value))
+
+
+def sent_to_vendors(fakes: Dict[str, object]) -> str:
+    """Every request body the loopback vendors received, as one text to search for secrets."""
+    return json.dumps([fakes[name].requests for name in ("tensordock", "vastai", "runpod")], default=str)
 
 
 def alive(fakes: Dict[str, object]) -> Dict[str, int]:

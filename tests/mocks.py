@@ -65,6 +65,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outs.update(result=MOCK_SECRET, bcryptHash="$2a$10$" + MOCK_SECRET)
         if args.typ == "random:index/randomBytes:RandomBytes":
             outs.update(base64=MOCK_SECRET, hex=MOCK_SECRET)
+        if args.typ == "cloudflare:index/zeroTrustAccessApplication:ZeroTrustAccessApplication":
+            outs.update(aud=f"aud-{args.inputs['domain']}")
         if args.typ == "aws:ec2/instance:Instance":
             outs.update(public_ip="198.51.100.8")
         if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":

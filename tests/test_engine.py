@@ -19,7 +19,6 @@ pytestmark = [
 
 INSTANCES, MODELS = 3, 5
 RESOURCES = 6 + INSTANCES + MODELS + 2  # stack, estate, four node components, instances, models, gateway + process
-HF_TOKEN = "hf_sandboxTokenNotForRealUse42"  # the value of the secure gpu-estate:HF_TOKEN in Pulumi.sandbox.yaml
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +74,12 @@ def test_lifecycle(estate):
                            json={"model": "big", "messages": [{"role": "user", "content": "hi"}]}).json()
     assert answer["choices"][0]["message"]["content"] == "vastai-ollama answers with qwen3:14b"
 
-    # The config secret reached the instance, and the state holds it only encrypted.
-    (qwen,) = fakes["vastai"].alive()
-    assert qwen["env"]["HF_TOKEN"] == HF_TOKEN
+    # The state holds the gateway's master key only encrypted, and no vendor was sent it.
+    assert master_key.value not in sandbox.sent_to_vendors(fakes)
     (checkpoint,) = (st.state_dir / "state").rglob("sandbox.json")  # the state as the backend stores it
     assert '"ciphertext"' in checkpoint.read_text()
     stored = [p for p in st.state_dir.rglob("*") if p.is_file()]  # with its history and backups
-    for secret in (HF_TOKEN, master_key.value):
-        assert len(stored) > 2 and not [p for p in stored if secret.encode() in p.read_bytes()]
+    assert len(stored) > 2 and not [p for p in stored if master_key.value.encode() in p.read_bytes()]
 
     again = st.up(**pack(work))
     assert again.summary.resource_changes == {"same": RESOURCES}

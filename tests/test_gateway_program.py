@@ -1,10 +1,13 @@
 """The gateway host and the edge under mocks: what is deployed where, and secrets staying secret."""
 import base64
 import copy
+import re
 
 import pytest
 import yaml
 
+from core.config import parse_spec
+from core.errors import ConfigError
 from tests.mocks import MOCK_SECRET, run_program, stack_config, stack_estate
 
 COMMAND = "command:remote:Command"
@@ -86,6 +89,38 @@ def test_every_hostname_has_a_proxied_record_to_the_tunnel_and_access_in_front(p
     assert cfg.inputs["config"]["ingresses"][-1] == {"service": "http_status:404"}
     (tunnel,) = prod.of_type("cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared")
     assert "tunnelSecret" in tunnel.secret_paths
+
+
+def test_the_connector_refuses_requests_without_the_hostnames_access_token(prod):
+    (cfg,) = prod.of_type("cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig")
+    rules = {r["hostname"]: r for r in cfg.inputs["config"]["ingresses"] if "hostname" in r}
+    assert set(rules) == {"chat.example.com", "mlflow.example.com", "myai.example.com"}
+    for host, rule in rules.items():
+        # The wire names pulumi-cloudflare sends (camelCase), each rule checking its own application's AUD.
+        assert rule["originRequest"]["access"] == {"required": True, "teamName": "example-estate",
+                                                   "audTags": [f"aud-{host}"]}, host
+
+
+def test_a_route_path_is_anchored_and_access_still_covers_the_whole_hostname():
+    config = copy.deepcopy(stack_config("prod"))
+    config["gpu-estate:routes"]["chat.example.com"]["path"] = "/app.v1"
+    mocks = run_program(config, stack="prod")
+    (cfg,) = mocks.of_type("cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig")
+    (chat,) = [r for r in cfg.inputs["config"]["ingresses"] if r.get("hostname") == "chat.example.com"]
+    pattern = re.compile(chat["path"])
+    assert pattern.search("/app.v1/c/42") and pattern.search("/app.v1")
+    # cloudflared matches a rule's path anywhere in the request path: unanchored, these would pass.
+    assert not pattern.search("/x/app.v1") and not pattern.search("/appXv1")
+    apps = {a.inputs["domain"] for a in mocks.of_type(
+        "cloudflare:index/zeroTrustAccessApplication:ZeroTrustAccessApplication")}
+    assert "chat.example.com" in apps  # the hostname, not chat.example.com/app.v1
+
+
+def test_access_routes_on_a_tunnel_need_the_zero_trust_team():
+    raw = stack_estate("prod")
+    raw["edge"].pop("team_name")
+    with pytest.raises(ConfigError, match=r"gpu-estate:edge.team_name: route 'chat.example.com' uses access auth"):
+        parse_spec(raw)
 
 
 def test_caddy_mode_puts_basic_auth_in_front_and_points_records_at_the_gateway():

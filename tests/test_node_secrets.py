@@ -65,7 +65,7 @@ def test_mlflow_on_prod_mounts_its_bucket_key_where_its_env_points(prod):
     assert {"source": "bucket_key", "target": "bucket.json"} in mlflow["secrets"]
     assert compose["secrets"]["bucket_key"] == {"file": "/opt/estate/secrets/models-gcs.json"}
     written = bundle(prod.named("training-secrets"))
-    env = written["/opt/estate/secrets/mlflow.env"]
+    env = written["/opt/estate/secrets/mlflow-artifacts.env"]
     assert "GOOGLE_APPLICATION_CREDENTIALS=/run/secrets/bucket.json" in env
     assert MOCK_SECRET in written["/opt/estate/secrets/models-gcs.json"]  # the key itself, delivered on stdin
 

@@ -133,12 +133,41 @@ def test_model_server_ports_never_open_to_the_internet():
     assert "publishes model server ports [11434] without auth" in msg
     assert one(safety.model_servers_not_exposed, GPU, {"stamps": STAMP, "launch": {"ports": [11434]}},
                {"allow_direct_access": True}) == []
+    # A model server the stack moved to another port is recognised there, from the node's stamps.
+    moved = {**STAMP, "model_ports": "18000-3000"}
+    (msg,) = one(safety.model_servers_not_exposed, GPU, {"stamps": moved, "launch": {"ports": [18000]}})
+    assert "publishes model server ports [18000]" in msg
+    assert one(safety.model_servers_not_exposed, GPU, {"stamps": STAMP, "launch": {"ports": [18000]}}) == []
+    # Firewalls: nothing but SSH (its stamped port) and 80/443 open to the world, whatever listens there.
     sg = {"ingress": [{"fromPort": 8000, "toPort": 9000, "protocol": "tcp", "cidrBlocks": ["0.0.0.0/0"]}]}
     (msg,) = one(safety.model_servers_not_exposed, "aws:ec2/securityGroup:SecurityGroup", sg)
-    assert "opens [8188] to the internet" in msg
-    fw = {"sourceRanges": ["0.0.0.0/0"], "allows": [{"protocol": "tcp", "ports": ["22", "5000-5001"]}]}
+    assert "opens 8000-9000 to the internet" in msg
+    sg = {"tags": {"estate-ssh-port": "2222"}, "ingress": [
+        {"fromPort": p, "toPort": p, "protocol": "tcp", "cidrBlocks": ["0.0.0.0/0"]} for p in (2222, 80, 443)]
+        + [{"fromPort": 31337, "toPort": 31337, "protocol": "tcp", "cidrBlocks": ["10.0.0.0/8"]}]}
+    assert one(safety.model_servers_not_exposed, "aws:ec2/securityGroup:SecurityGroup", sg) == []
+    everything = {"ingress": [{"fromPort": 0, "toPort": 0, "protocol": "-1", "ipv6CidrBlocks": ["::/0"]}]}
+    (msg,) = one(safety.model_servers_not_exposed, "aws:ec2/securityGroup:SecurityGroup", everything)
+    assert "opens 0-21, 23-79, 81-442, 444-65535" in msg
+    fw = {"sourceRanges": ["0.0.0.0/0"], "allows": [{"protocol": "tcp", "ports": ["22", "5000-5001", "31337"]}]}
     (msg,) = one(safety.model_servers_not_exposed, "gcp:compute/firewall:Firewall", fw)
-    assert "opens [5000, 5001]" in msg
+    assert "opens 5000-5001, 31337" in msg
+
+
+def test_env_keys_a_marketplace_reads_as_docker_options_are_refused():
+    props = {"stamps": STAMP, "launch": {"ports": [], "env": {"-p 8080:8080": "1", "OK_NAME": "x"}}}
+    (msg,) = one(safety.model_servers_not_exposed, GPU, props, {"allow_direct_access": True})
+    assert "env keys ['-p 8080:8080'] are not variable names" in msg
+
+
+def test_the_programs_own_prod_plan_opens_nothing_the_policy_refuses():
+    prod = as_resources(run_program(stack_config("prod"), stack="prod"))
+    seen = []
+    for r in prod:
+        args = ResourceValidationArgs(r.resource_type, r.props, r.urn, r.name, r.opts, r.provider, {})
+        safety.model_servers_not_exposed(args, lambda m, urn=None: seen.append(m))
+        safety.no_credentials_in_visible_fields(args, lambda m, urn=None: seen.append(m))
+    assert seen == [] and any(r.resource_type == safety.AWS_SG for r in prod)
 
 
 def test_routes_without_auth_or_without_their_access_app_are_refused():
@@ -159,6 +188,14 @@ def test_routes_without_auth_or_without_their_access_app_are_refused():
     ("command:remote:Command", {"create": "echo '-----BEGIN OPENSSH PRIVATE KEY-----' > k"}, "a private key"),
     ("command:remote:Command", {"environment": {"AWS": "AKIAABCDEFGHIJKLMNOP"}}, "an AWS access key id"),
     (GPU, {"launch": {"env": {"POSTGRES_PASSWORD": "hunter2hunter2"}}}, "a credential assignment"),
+    # By value, whatever the variable is called.
+    (GPU, {"launch": {"env": {"MODEL_SOURCE": "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"}}}, "a Hugging Face token"),
+    (GPU, {"launch": {"onstart": "git clone https://ghp_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789@github.com/o/r"}},
+     "a GitHub token"),
+    ("command:remote:Command", {"create": "psql postgres://estate:s3cretpass@db:5432/vectors"}, "a URL with a password"),
+    (GPU, {"launch": {"env": {"UPSTREAM": "https://admin:hunter2@example.com/api"}}}, "a URL with a password"),
+    (GPU, {"stamps": {"note": "rpa_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"}}, "a RunPod API key"),
+    (GPU, {"label": "x-AIzaSyA1234567890abcdefghijklmnopqrstuv"}, "a Google API key"),
 ])
 def test_credentials_in_fields_others_can_read_are_refused(typ, props, what):
     (msg,) = one(safety.no_credentials_in_visible_fields, typ, props)
@@ -168,6 +205,9 @@ def test_credentials_in_fields_others_can_read_are_refused(typ, props, what):
 def test_a_reference_to_a_secret_is_not_a_credential():
     props = {"create": "install -m 600 /dev/stdin /etc/x; echo MASTER_KEY=$LITELLM_MASTER_KEY"}
     assert one(safety.no_credentials_in_visible_fields, "command:remote:Command", props) == []
+    # A RunPod secret is referenced in a pod's env by name; a URL with a user but no password is fine.
+    props = {"launch": {"env": {"HF_TOKEN": "{{ RUNPOD_SECRET_hf_token }}", "REPO": "https://git@example.com/o/r"}}}
+    assert one(safety.no_credentials_in_visible_fields, GPU, props) == []
 
 
 def model(node, size, vram=48, max_loaded=0):

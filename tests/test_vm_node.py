@@ -101,6 +101,11 @@ def test_up_delivers_the_project_and_a_second_up_changes_nothing(vm):
     assert machine.file("secrets/open-webui.env") == f"WEBUI_SECRET_KEY={secret}\n"
     assert secret not in compose
     assert f"WEBUI_SECRET_KEY={secret}" in containers["open-webui"]["env"]
+    token = st.get_config("gpu-estate:HF_TOKEN").value
+    assert f"HF_TOKEN={token}" in containers["ollama"]["env"]
+    # Over SSH only: the vendor was sent neither (its API, console and host would read them).
+    sent = sandbox.sent_to_vendors(fakes)
+    assert sent.count('"POST"') >= 1 and secret not in sent and token not in sent
 
     again = st.up()
     assert set(again.summary.resource_changes) == {"same"}

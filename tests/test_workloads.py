@@ -50,7 +50,7 @@ def test_compose_keeps_data_on_bind_mounts_and_secrets_in_files(prod):
         assert svc["healthcheck"]["test"]
     assert doc["services"]["pgvector"]["secrets"] == ["pg_password"]
     assert doc["secrets"]["pg_password"] == {"file": "/opt/estate/secrets/pg_password"}
-    assert doc["services"]["mlflow"]["env_file"] == ["/opt/estate/secrets/mlflow.env"]
+    assert doc["services"]["mlflow"]["env_file"] == ["/opt/estate/secrets/mlflow-artifacts.env"]
     text = workloads.render_compose(training, SECRETS)
     assert "pg-secret-value-123" not in text and "private_key" not in text
 
@@ -62,14 +62,21 @@ def test_gpu_workloads_reserve_the_gpus(prod):
     assert doc["services"]["open-webui"]["environment"]["OLLAMA_BASE_URL"] == "http://ollama:11434"
 
 
-def test_secret_files_are_written_0600_by_cloud_init(prod):
-    doc = yaml.safe_load(workloads.render_cloud_init(prod.nodes["training"], (), SECRETS))
-    files = {f["path"]: f for f in doc["write_files"]}
-    assert files["/opt/estate/secrets/pg_password"]["permissions"] == "0600"
-    assert files["/opt/estate/secrets/pg_password"]["content"].strip() == "pg-secret-value-123"
-    env = files["/opt/estate/secrets/mlflow.env"]["content"]
-    assert "MLFLOW_ARTIFACTS_DESTINATION=gs://gpu-estate-prod-models/mlflow" in env
-    assert files["/opt/estate/secrets/models-gcs.json"]["permissions"] == "0600"
+def test_no_secret_file_ever_rides_in_cloud_init(prod):
+    # The training node's secrets (pgvector's password, MLflow's bucket key) are files, delivered over SSH.
+    training = prod.nodes["training"]
+    paths = [p for p, _ in workloads.secret_files(training, SECRETS)]
+    assert "/opt/estate/secrets/pg_password" in paths and "/opt/estate/secrets/mlflow-artifacts.env" in paths
+    for name, node in prod.nodes.items():
+        for with_workloads in (True, False):
+            text = workloads.render_cloud_init(node, (), workloads=with_workloads)
+            written = [f["path"] for f in yaml.safe_load(text)["write_files"]]
+            assert not [p for p in written if p.startswith("/opt/estate/secrets/")], name
+            assert "pg-secret-value-123" not in text, name
+    # A node reached directly still gets its compose project over SSH once it holds secrets.
+    direct = training.model_copy(update={"access": workloads.Access.DIRECT})
+    assert workloads.delivered_over_ssh(direct, secrets=True)
+    assert not workloads.delivered_over_ssh(direct, secrets=False)
 
 
 def test_idle_watcher_is_installed_only_where_idle_shutdown_is_set(prod):
@@ -134,7 +141,7 @@ def test_rendered_cloud_init_passes_the_cloud_init_schema(tmp_path, stack):
     spec = spec_of(stack)
     for name, node in vm_nodes(spec).items():
         path = tmp_path / f"{name}.yaml"
-        path.write_text(workloads.render_cloud_init(node, (80, 443), SECRETS))
+        path.write_text(workloads.render_cloud_init(node, (80, 443)))
         run = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
         assert run.returncode == 0, f"{stack}/{name}: {run.stdout}{run.stderr}"
 
@@ -295,7 +302,7 @@ def test_a_missing_config_secret_names_the_key_before_anything_is_created():
             return None
 
     raw = stack_estate("sandbox")
-    with pytest.raises(ConfigError, match=r"gpu-estate:nodes.qwen.workloads.ollama.secret_env\[0\]: no config secret "
+    with pytest.raises(ConfigError, match=r"gpu-estate:nodes.vm.workloads.ollama.secret_env\[0\]: no config secret "
                                           r"gpu-estate:HF_TOKEN: run `pulumi config set --secret gpu-estate:HF_TOKEN"):
         load_stack(Config(raw), project="gpu-estate", stack="sandbox")
 
@@ -345,3 +352,13 @@ def test_a_rotated_or_dropped_secret_leaves_no_old_copy(tmp_path):
     # An empty bundle removes every file the last one wrote.
     subprocess.run(["sh", "-c", script], input="", capture_output=True, text=True, check=True)
     assert not (d / "pg_password").exists()
+
+
+def test_open_webui_signup_is_off_wherever_it_runs(prod):
+    raw = stack_estate("prod")
+    raw["nodes"]["training"]["workloads"]["open-webui"] = {}  # beside MLflow, no Ollama on the node
+    spec = parse_spec(raw)
+    for node in ("inference", "training"):
+        env = workloads.workload_env(spec.nodes[node], WorkloadKind.OPEN_WEBUI)
+        assert env["ENABLE_SIGNUP"] == "false", node
+    assert "OLLAMA_BASE_URL" not in workloads.workload_env(spec.nodes["training"], WorkloadKind.OPEN_WEBUI)

@@ -10,6 +10,24 @@ from core.kinds import WorkloadKind
 from core.spec import NAMESPACE, EstateSpec, PowerState, Provider
 
 
+def _start_script_reason(node) -> str:
+    reasons = []
+    if len(node.workloads) > 1:
+        reasons.append(f"{len(node.workloads)} workloads in one container")
+    if node.idle_shutdown_minutes:
+        reasons.append("the idle watcher")
+    if any(w.checkpoints for w in node.workloads.values()):
+        reasons.append("checkpoint downloads")
+    if any(w.secret_env for w in node.workloads.values()):
+        reasons.append("secrets delivered over SSH")
+    return ", ".join(reasons)
+
+
+def _needs_start_script(node) -> bool:
+    """Whether a container node's start script does more than start its one workload."""
+    return bool(_start_script_reason(node))
+
+
 def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
     problems: List[Problem] = []
     for name, node in spec.nodes.items():
@@ -41,6 +59,22 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
             elif len(own) > 1:
                 problems.append((f"{base}.workloads", f"a {node.provider.value} node is one container: "
                                                       f"{' and '.join(own)} each need their own image"))
+        for i, cloud in enumerate([node.provider, *node.failover]):
+            if cloud is not Provider.RUNPOD:
+                continue
+            where = base if i == 0 else f"{base}.failover[{i - 1}]"
+            # A RunPod pod takes env only through the pod API (readable there and in the console) and runs
+            # its image as it is (no start script to wait for secrets delivered over SSH).
+            for kind, w in node.workloads.items():
+                if w.secret_env:
+                    problems.append((f"{base}.workloads.{kind.value}.secret_env" if i == 0 else where,
+                                     f"a RunPod pod receives env only through RunPod's API, where a value is "
+                                     f"readable: put the value in RunPod's secret store and reference it in env as "
+                                     f"'{{{{ RUNPOD_SECRET_<name> }}}}' (got secret_env {w.secret_env} on "
+                                     f"{kind.value})"))
+            if i > 0 and node.provider is Provider.VASTAI and _needs_start_script(node):
+                problems.append((where, "this node needs its start script (" + _start_script_reason(node)
+                                 + "), which a RunPod pod cannot run (got failover to runpod)"))
         if node.gpu is not None:
             for i, cloud in enumerate([node.provider, *node.failover]):
                 if cloud.is_marketplace and not catalog.vendor_gpu_names(cloud.value, node.gpu.model):

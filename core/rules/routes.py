@@ -26,6 +26,11 @@ def check(spec: EstateSpec) -> List[Problem]:
             problems.append((f"{rpath}.auth", f"{kind.value} must not be published without auth (got 'none')"))
         if spec.edge is not None and route.auth is AuthMode.ACCESS and not spec.edge.allowed_emails:
             problems.append((f"{ns}:edge.allowed_emails", f"route {host!r} uses access auth: list who may pass"))
+        if (spec.edge is not None and route.auth is AuthMode.ACCESS and spec.edge.mode is EdgeMode.CLOUDFLARE_TUNNEL
+                and not spec.edge.team_name):
+            problems.append((f"{ns}:edge.team_name", f"route {host!r} uses access auth: name the Zero Trust team "
+                                                     "(<team>.cloudflareaccess.com) so the connector checks the "
+                                                     "Access token at the origin (got none)"))
         if spec.edge is not None and route.auth is AuthMode.BASIC and spec.edge.mode is not EdgeMode.CADDY:
             problems.append((f"{rpath}.auth", "basic auth is done by Caddy: set edge.mode to 'caddy' or use 'access'"))
 
