@@ -13,7 +13,8 @@ endpoints).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Tuple
+import shlex
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import yaml
 
@@ -25,6 +26,30 @@ MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 CONFIG_DIR = "/etc/estate/gateway"
 SECRETS_MANIFEST = f"{CONFIG_DIR}/.secrets-manifest"
 DOCKER = "/usr/bin/docker"
+
+
+def tunnel_authorization(public_key: str, remote_ports: Iterable[int]) -> str:
+    """The ``authorized_keys`` line that lets the estate's tunnel key open exactly the gateway's forwards
+    to the node's loopback: no shell, no command (a forced ``/bin/false``), no agent, X11, pty or remote
+    forwarding, and local forwarding only to ``127.0.0.1:<port>`` for each port."""
+    permits = ",".join(f'permitopen="127.0.0.1:{int(p)}"' for p in sorted(set(remote_ports)))
+    return f'restrict,port-forwarding,command="/bin/false",{permits} {public_key.strip()}'
+
+
+def _authorized_keys_edit(marker: str, line: Optional[str]) -> str:
+    """Shell that drops every ``authorized_keys`` line ending in `` <marker>`` and appends ``line``."""
+    add = f"printf '%s\\n' {shlex.quote(line)} >> \"$f.estate\"; " if line else ""
+    return ('set -eu; umask 077; mkdir -p "$HOME/.ssh"; f="$HOME/.ssh/authorized_keys"; touch "$f"; '
+            f'grep -v -F -e {shlex.quote(" " + marker)} "$f" > "$f.estate" || true; {add}mv "$f.estate" "$f"')
+
+
+def authorize_tunnel(marker: str, public_key: str, remote_ports: Iterable[int]) -> str:
+    """Install (or replace) the estate's tunnel key on a node, restricted to its forwards."""
+    return _authorized_keys_edit(marker, tunnel_authorization(public_key, remote_ports))
+
+
+def revoke_tunnel(marker: str) -> str:
+    return _authorized_keys_edit(marker, None)
 
 
 def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,

@@ -10,6 +10,9 @@ One component, two ways to deploy, the same outputs (``url``, ``master_key``, ``
   Secrets (the master key, external API keys, the tunnel key, the Cloudflare
   connector token) travel on the command's stdin as Pulumi secrets, land in 0600 files, and are never
   part of a command line, a file the proxy renders, or the log (those commands log nothing).
+  The tunnels sign in with a key of their own (``providers.ssh_key``), generated for the estate and
+  authorized on each tunnelled node only for the forwards the gateway needs: the operator's key never
+  sits on the internet-facing gateway host.
 - ``deploy: local``: a LiteLLM process on the machine running `pulumi up` (``providers.local_gateway``),
   reaching nodes directly; for a workstation and the sandbox.
 """
@@ -123,13 +126,9 @@ class Gateway(pulumi.ComponentResource):
         env_file = pulumi.Output.secret(pulumi.Output.all(**env_parts)).apply(
             lambda kv: "".join(f"{k}={v}\n" for k, v in sorted(kv.items())))
         secrets: Dict[str, pulumi.Input] = {f"{gw.CONFIG_DIR}/gateway.env": env_file}
-        if plan.tunnels:
-            key = args.secrets.ssh_private_key
-            if key is not None:
-                secrets[f"{gw.CONFIG_DIR}/tunnel_key"] = key.apply(lambda k: k.strip() + "\n")
-            else:
-                pulumi.log.warn(f"gateway: no config secret gpu-estate:sshPrivateKey; the tunnels to "
-                                f"{', '.join(plan.tunnels)} need it on the gateway host")
+        authorized = self._authorize_tunnels(name, args, child)
+        if authorized:
+            secrets[f"{gw.CONFIG_DIR}/tunnel_key"] = self.tunnel_key.private_key
         secrets.update(args.edge_secrets)
         # All secret files in one silent command, the same way nodes get theirs (core.text.INSTALL_SECRETS);
         # the tunnel key then belongs to the user the autossh units run as.
@@ -159,4 +158,25 @@ class Gateway(pulumi.ComponentResource):
                                      + f" {gw.CONFIG_DIR}/config.yaml; systemctl daemon-reload")
         # A changed config or unit re-runs the script in place: the units restart on the new files.
         self.deploy = host_node.command(
-            f"{name}-deploy", create=script, delete=stop, opts=child, depends=list(self.secret_commands))
+            f"{name}-deploy", create=script, delete=stop, opts=child,
+            depends=list(self.secret_commands) + authorized)
+
+    def _authorize_tunnels(self, name: str, args: GatewayArgs, opts: pulumi.ResourceOptions) -> list:
+        """The estate's tunnel key, and on each tunnelled node a command that authorizes it for exactly
+        that node's forwards (replacing the line it wrote before; removing it when the tunnel goes)."""
+        from providers.ssh_key import SshKey
+
+        plan = args.plan
+        if not plan.tunnels:
+            return []
+        marker = f"gpu-estate-tunnel:{pulumi.get_project()}-{pulumi.get_stack()}"
+        self.tunnel_key = SshKey(f"{name}-tunnel-key", comment=marker, opts=opts)
+        commands = []
+        for node, forwards in sorted(plan.tunnels.items()):
+            ports = [f.remote for f in forwards]
+            commands.append(args.nodes[node].command(
+                f"{name}-authorize-{node}",
+                create=self.tunnel_key.public_key.apply(lambda key, p=ports: gw.authorize_tunnel(marker, key, p)),
+                delete=gw.revoke_tunnel(marker), opts=opts))
+        self.tunnel_authorizations = commands
+        return commands

@@ -65,6 +65,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outs.update(result=MOCK_SECRET, bcryptHash="$2a$10$" + MOCK_SECRET)
         if args.typ == "random:index/randomBytes:RandomBytes":
             outs.update(base64=MOCK_SECRET, hex=MOCK_SECRET)
+        if args.typ == "pulumi-python:dynamic/ssh:Key":
+            outs.update(public_key=f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG1vY2t0dW5uZWxrZXk= {args.inputs['comment']}",
+                        private_key=MOCK_SECRET)
         if args.typ == "cloudflare:index/zeroTrustAccessApplication:ZeroTrustAccessApplication":
             outs.update(aud=f"aud-{args.inputs['domain']}")
         if args.typ == "aws:ec2/instance:Instance":

@@ -56,6 +56,19 @@ def test_secrets_reach_the_host_only_on_stdin_of_silent_commands(prod):
     assert files["/etc/estate/gateway/gateway.env"] == f"LITELLM_MASTER_KEY=sk-{MOCK_SECRET}\n"
     assert "chown estate-tunnel /etc/estate/gateway/tunnel_key" in secrets.inputs["create"]
     assert "TUNNEL_TOKEN" not in cmds["gateway-deploy"].inputs["create"]
+    # The tunnels sign in with the estate's own key, never the operator's.
+    assert files["/etc/estate/gateway/tunnel_key"] == MOCK_SECRET
+    assert "mock" not in files["/etc/estate/gateway/tunnel_key"].replace(MOCK_SECRET, "")
+
+
+def test_the_tunnel_key_is_authorized_on_each_node_for_its_forwards_only(prod):
+    (key,) = prod.of_type("pulumi-python:dynamic/ssh:Key")
+    assert key.inputs["comment"] == "gpu-estate-tunnel:gpu-estate-prod"
+    cmds = commands(prod)
+    auth = cmds["gateway-authorize-qwen"]
+    assert "restrict,port-forwarding," in auth.inputs["create"]
+    assert 'permitopen="127.0.0.1:8188",permitopen="127.0.0.1:11434" ssh-ed25519 ' in auth.inputs["create"]
+    assert " gpu-estate-tunnel:gpu-estate-prod" in auth.inputs["delete"]
 
 
 def test_a_changed_gateway_config_updates_the_deploy_in_place(prod):
