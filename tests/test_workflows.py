@@ -57,6 +57,21 @@ def test_pull_requests_preview_every_stack_with_the_pack_and_comment_in_place():
     assert "updateComment" in comment["with"]["script"]
 
 
+def test_pull_request_previews_get_no_production_secret():
+    doc = load("preview.yml")
+    job = doc["jobs"]["preview"]
+    text = (WORKFLOWS / "preview.yml").read_text()
+    # Never a fork's code; always a reviewer's approval (the protected environment) before secrets.
+    assert job["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+    assert job["environment"] == "preview"
+    assert "secrets." not in yaml.safe_dump(doc.get("env", {}))  # nothing secret outside the job
+    # No marketplace token and no write credential anywhere in the workflow.
+    for name in ("TENSORDOCK_API_TOKEN", "VASTAI_API_KEY", "RUNPOD_API_KEY", "ESTATE_SSH_PRIVATE_KEY",
+                 "secrets.AWS_ROLE_ARN", "secrets.GCP_SERVICE_ACCOUNT", "secrets.CLOUDFLARE_API_TOKEN"):
+        assert name not in text, name
+    assert job["env"]["CLOUDFLARE_API_TOKEN"] == "${{ secrets.CLOUDFLARE_READONLY_API_TOKEN }}"
+
+
 def test_merges_to_main_deploy_with_the_pack_one_update_per_stack():
     doc = load("deploy.yml")
     assert doc["on"]["push"]["branches"] == ["main"]
