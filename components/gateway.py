@@ -20,11 +20,14 @@ import yaml
 
 from core.kinds import WorkloadKind
 from core.templates import render
+from core.text import known_hosts_line
 from core.topology import Endpoint, EstatePlan, unknown_address
 
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 CONFIG_DIR = "/etc/estate/gateway"
 SECRETS_MANIFEST = f"{CONFIG_DIR}/.secrets-manifest"
+KNOWN_HOSTS = f"{CONFIG_DIR}/known_hosts"
+"""The tunnelled nodes' pinned host keys: autossh accepts no other (``StrictHostKeyChecking=yes``)."""
 DOCKER = "/usr/bin/docker"
 
 
@@ -109,8 +112,9 @@ def render_litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = 
 def gateway_units(plan: EstatePlan, ssh: Mapping[str, Tuple[str, int, str]],
                   image: Optional[str] = None, docker: str = DOCKER) -> Dict[str, str]:
     """The systemd units of the gateway host: LiteLLM (a container on the host network, so the tunnels'
-    loopback ports reach it) and one autossh unit per tunnelled node. ``ssh`` is node -> (host, port,
-    user); a node whose address is not known yet gets a unit naming that in its host."""
+    loopback ports reach it) and one autossh unit per tunnelled node, verifying the node's pinned host key
+    (``known_hosts``). ``ssh`` is node -> (host, port, user[, host key]); a node whose address is not known
+    yet gets a unit naming that in its host."""
     spec = plan.spec
     g = spec.gateway
     units = {"estate-litellm.service": render(
@@ -118,8 +122,14 @@ def gateway_units(plan: EstatePlan, ssh: Mapping[str, Tuple[str, int, str]],
         port=g.port, config_dir=CONFIG_DIR, docker=docker,
         after=[f"estate-tunnel-{n}.service" for n in plan.tunnels])}
     for node, forwards in plan.tunnels.items():
-        host, port, user = ssh.get(node) or (unknown_address(node), 22, spec.nodes[node].ssh.user)
+        host, port, user = (ssh.get(node) or (unknown_address(node), 22, spec.nodes[node].ssh.user))[:3]
         units[f"estate-tunnel-{node}.service"] = render(
             "gateway/estate-tunnel.service.j2", node=node, host=host or unknown_address(node), port=port,
-            user=user, forwards=forwards, key=f"{CONFIG_DIR}/tunnel_key")
+            user=user, forwards=forwards, key=f"{CONFIG_DIR}/tunnel_key", known_hosts=KNOWN_HOSTS)
     return units
+
+
+def known_hosts(ssh: Mapping[str, Tuple]) -> str:
+    """The ``known_hosts`` of the tunnels: each node's pinned key at its SSH address."""
+    return "".join(known_hosts_line(v[0], v[1], v[3]) + "\n" for _, v in sorted(ssh.items())
+                   if len(v) > 3 and v[0] and v[3])

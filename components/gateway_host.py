@@ -31,21 +31,24 @@ from core.topology import EstatePlan
 TYPE = "gpu-estate:index:Gateway"
 
 
-def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any]) -> pulumi.Output:
-    """(LiteLLM config, gateway units) once the nodes the gateway reaches directly have addresses and
-    every node its price; the tunnelled nodes' SSH hosts go into the autossh units."""
+def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = False) -> pulumi.Output:
+    """(LiteLLM config, gateway units, tunnels' known_hosts) once the nodes the gateway reaches directly
+    have addresses and every node its price; the tunnelled nodes' SSH hosts go into the autossh units and,
+    with ``pinned``, their host keys into the known_hosts the units verify."""
     spec = plan.spec
     direct = {n: pulumi.Output.all(nodes[n].address, nodes[n].ports) for n in spec.nodes
               if spec.nodes[n].access.value == "direct" and n != spec.gateway.node}
     prices = {n: nodes[n].hourly_price for n in spec.nodes}
-    ssh = {n: pulumi.Output.all(nodes[n].ssh_host, nodes[n].ssh_port) for n in plan.tunnels}
+    ssh = {n: pulumi.Output.all(nodes[n].ssh_host, nodes[n].ssh_port, *([nodes[n].host_key()] if pinned else []))
+           for n in plan.tunnels}
 
     def render(args: Dict[str, Any]) -> Tuple[str, Dict[str, str]]:
         endpoints = {n: tuple(v) for n, v in args["direct"].items()}
         hourly = {n: float(p) for n, p in args["prices"].items() if p is not None}
         config = gw.render_litellm_config(plan, endpoints, hourly)
-        hosts = {n: (h, int(p or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user) for n, (h, p) in args["ssh"].items()}
-        return config, gw.gateway_units(plan, hosts)
+        hosts = {n: (v[0], int(v[1] or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user, *v[2:])
+                 for n, v in args["ssh"].items()}
+        return config, gw.gateway_units(plan, hosts), gw.known_hosts(hosts)
 
     return pulumi.Output.all(direct=pulumi.Output.all(**direct) if direct else {},
                              prices=pulumi.Output.all(**prices), ssh=pulumi.Output.all(**ssh) if ssh else {}
@@ -85,12 +88,12 @@ class Gateway(pulumi.ComponentResource):
         plan = args.plan
         g = plan.spec.gateway
         self.tunnels = {n: [(f.remote, f.local) for f in fwds] for n, fwds in plan.tunnels.items()}
-        rendered = render_outputs(plan, args.nodes)
+        rendered = render_outputs(plan, args.nodes, pinned=g.deploy != "local")
         self.config = rendered.apply(lambda r: r[0])
         if g.deploy == "local":
             self._create_local(name, args, opts)
         else:
-            self._create_ssh(name, args, rendered.apply(lambda r: r[1]))
+            self._create_ssh(name, args, rendered.apply(lambda r: r[1]), rendered.apply(lambda r: r[2]))
         self.register_outputs({"url": self.url, "master_key": self.master_key, "config": self.config,
                                "tunnels": self.tunnels})
 
@@ -106,7 +109,7 @@ class Gateway(pulumi.ComponentResource):
         self.url = self.process.url
         self.master_key = self.process.master_key
 
-    def _create_ssh(self, name: str, args: GatewayArgs, units: pulumi.Output) -> None:
+    def _create_ssh(self, name: str, args: GatewayArgs, units: pulumi.Output, known_hosts: pulumi.Output) -> None:
         import pulumi_random as random
 
         plan = args.plan
@@ -143,8 +146,8 @@ class Gateway(pulumi.ComponentResource):
             delete="rm -f " + " ".join(sorted(secrets)) + f" {gw.SECRETS_MANIFEST}", stdin=bundle, silent=True,
             opts=child)]
 
-        files = pulumi.Output.all(self.config, units).apply(lambda cu: {
-            f"{gw.CONFIG_DIR}/config.yaml": cu[0],
+        files = pulumi.Output.all(self.config, units, known_hosts).apply(lambda cu: {
+            f"{gw.CONFIG_DIR}/config.yaml": cu[0], **({gw.KNOWN_HOSTS: cu[2]} if plan.tunnels else {}),
             **{f"/etc/systemd/system/{u}": text for u, text in cu[1].items()}})
         names = units.apply(lambda u: " ".join(sorted(u)))
         script = pulumi.Output.all(files, names).apply(lambda fn: heredoc_script(fn[0]) + "\n".join([

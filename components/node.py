@@ -61,6 +61,7 @@ class GpuNode(pulumi.ComponentResource):
         self.spec = spec
         self.stamp = node_stamp(name, spec, args.estimate)
         self._ssh_private_key = args.ssh_private_key
+        self._name = name
         child = pulumi.ResourceOptions(parent=self)
         # Only the machine itself is protected (what lives on it is deleted with it anyway).
         machine_opts = pulumi.ResourceOptions(parent=self, protect=True) if spec.protect else child
@@ -115,14 +116,29 @@ class GpuNode(pulumi.ComponentResource):
         self.hourly_price = self.instance.launch_price_per_hour.apply(
             lambda p: p if p is not None else args.estimate.hourly_usd)
 
+    def host_key(self) -> pulumi.Output[str]:
+        """The node's SSH host key that every connection to it verifies: the stack's ``ssh.host_key``, else
+        the one recorded on first contact with this machine (``providers.host_key``)."""
+        if getattr(self, "_host_key", None) is None:
+            from providers.host_key import HostKey
+
+            machine = (self.machine_id if self.machine is not None
+                       else pulumi.Output.from_input(f"host:{self.spec.address}"))
+            resource = HostKey(f"{self._name}-host-key", node=self._name, host=self.ssh_host,
+                               port=self.ssh_port.apply(lambda p: int(p or self.spec.ssh.port)), machine=machine,
+                               expected=self.spec.ssh.host_key,
+                               opts=self.on_machine(pulumi.ResourceOptions(parent=self)))
+            self._host_key = resource.host_key
+        return self._host_key
+
     def ssh_connection(self):
-        """How pulumi-command reaches the node: its SSH endpoint and the operator key (config secret
-        ``gpu-estate:sshPrivateKey``, else the SSH agent)."""
+        """How pulumi-command reaches the node: its SSH endpoint, its pinned host key and the operator key
+        (config secret ``gpu-estate:sshPrivateKey``, else the SSH agent)."""
         from pulumi_command import remote
 
         return remote.ConnectionArgs(
             host=self.ssh_host, port=self.ssh_port.apply(lambda p: float(p or self.spec.ssh.port)),
-            user=self.spec.ssh.user, private_key=self._ssh_private_key)
+            user=self.spec.ssh.user, private_key=self._ssh_private_key, host_key=self.host_key())
 
     def command(self, name: str, create: pulumi.Input[str], delete: pulumi.Input[str], opts: pulumi.ResourceOptions,
                 depends: Optional[list] = None, stdin: Optional[pulumi.Input[str]] = None,
@@ -336,11 +352,11 @@ class GpuNode(pulumi.ComponentResource):
         port = spec.port(kind)
         if spec.access is Access.SSH:
             def ssh(args):
-                host, ssh_port = args
+                host, ssh_port, host_key = args
                 return None if not host else dataclasses.asdict(SshTarget(
                     host=host, port=ssh_port or spec.ssh.port, user=spec.ssh.user,
-                    key_env=spec.ssh.private_key_env, remote_port=port))
-            return {"endpoint": None, "ssh": pulumi.Output.all(self.ssh_host, self.ssh_port).apply(ssh),
+                    key_env=spec.ssh.private_key_env, remote_port=port, host_key=host_key))
+            return {"endpoint": None, "ssh": pulumi.Output.all(self.ssh_host, self.ssh_port, self.host_key()).apply(ssh),
                     "instance": self.machine_id}
 
         def url(args):

@@ -356,7 +356,7 @@ def container_start(node: NodeSpec) -> str:
         return "\n".join(lines + run) + "\n"
     body = "\n".join(["set -eu", LOAD_SECRETS, *run])
     lines += [f"mkdir -p {RUN_DIR}", f"cat > {WORKLOADS_SCRIPT} <<'ESTATE_RUN'", body, "ESTATE_RUN",
-              f'echo "gpu-estate: waiting for this node\'s secrets (delivered over SSH)"',
+              'echo "gpu-estate: waiting for this node\'s secrets (delivered over SSH)"',
               f"while [ ! -f {SECRETS_MANIFEST} ]; do sleep 2; done",
               # setsid: the workloads are one process group, stopped together by the secret installer.
               f'while :; do setsid sh {WORKLOADS_SCRIPT} & echo "$!" > {WORKLOADS_PID}; '

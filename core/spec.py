@@ -127,6 +127,10 @@ class SshSpec(_Model):
     port: int = Field(22, ge=1, le=65535)
     public_key: Optional[str] = None
     """OpenSSH public key put on the node; the matching private key stays with the operator."""
+    host_key: Optional[str] = Field(None, pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
+    """The node's SSH host key (``<type> <base64>``, as in ``/etc/ssh/ssh_host_ed25519_key.pub`` without
+    its comment): give it for an owned host. Without it the key is recorded on first contact and every
+    later connection verifies it."""
     private_key_env: str = "ESTATE_SSH_PRIVATE_KEY"
     """Environment variable (or config secret ``sshPrivateKey``) holding the private key for remote commands."""
 

@@ -23,6 +23,12 @@ def heredoc_script(files: Mapping[str, str], mode: str = "0644") -> str:
     return "\n".join(lines) + "\n"
 
 
+def known_hosts_line(host: str, port: int, host_key: str) -> str:
+    """A ``known_hosts`` line for one host key (``[host]:port`` unless the port is 22)."""
+    name = host if int(port) == 22 else f"[{host}]:{int(port)}"
+    return f"{name} {' '.join(host_key.split()[:2])}"
+
+
 def secret_bundle(files: List[Tuple[str, str]]) -> str:
     """Secret files as ``<path> <base64>`` lines, for ``install_secrets`` on the host's stdin."""
     return "".join(f"{path} {base64.b64encode(content.encode()).decode()}\n" for path, content in files)

@@ -74,14 +74,36 @@ MaxSessions 100
 """)
         Path("/run/sshd").mkdir(exist_ok=True)
         self.log = open(self.dir / "sshd.log", "wb")
+        self.start_seconds = start_seconds
+        self.start()
+
+    def start(self) -> None:
+        """Start (or start again after ``stop``) on the same port with the current host key."""
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
                                      stderr=self.log, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + start_seconds
+        deadline = time.monotonic() + self.start_seconds
         while not self.answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.close()
                 raise RuntimeError(f"loopback sshd did not start: {(self.dir / 'sshd.log').read_text()}")
             time.sleep(0.05)
+
+    def rekey(self, host_key: Optional[Path] = None) -> str:
+        """Answer with another host key (a new one, or the key pair at ``host_key``), as a different
+        machine at the same address would; returns the old key's file, to put it back."""
+        self.stop()
+        keep = self.dir / f"host.{time.monotonic_ns()}"
+        (self.dir / "host").rename(keep)
+        (self.dir / "host.pub").rename(keep.with_suffix(keep.suffix + ".pub"))
+        if host_key is None:
+            keygen(self.dir / "host")
+        else:
+            (self.dir / "host").write_bytes(host_key.read_bytes())
+            (self.dir / "host").chmod(0o600)
+            (self.dir / "host.pub").write_bytes(host_key.with_suffix(host_key.suffix + ".pub").read_bytes())
+        self.host_public_key = (self.dir / "host.pub").read_text().strip()
+        self.start()
+        return str(keep)
 
     def answers(self) -> bool:
         with socket.socket() as s:

@@ -47,6 +47,8 @@ class SshTarget:
     """Environment variable holding the private key when the config secret is not set."""
     remote_port: int
     """Ollama's port on the node's loopback."""
+    host_key: Optional[str] = None
+    """The node's pinned SSH host key; the forward refuses a server with another."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +180,8 @@ class OllamaModelProvider(ResourceProvider):
             key_env = ssh.get("key_env") or "ESTATE_SSH_PRIVATE_KEY"
             key = self._private_key or os.environ.get(key_env)
             remote = int(ssh.get("remote_port") or OLLAMA_PORT)
-            with ssh_forward.forward(ssh["host"], int(ssh["port"]), ssh["user"], remote, key, key_env) as local:
+            with ssh_forward.forward(ssh["host"], int(ssh["port"]), ssh["user"], remote, key, key_env,
+                                     host_key=ssh.get("host_key")) as local:
                 client = OllamaClient(f"http://127.0.0.1:{local}")
                 try:
                     yield client

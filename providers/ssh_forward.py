@@ -4,6 +4,8 @@ Nodes reached with ``access: ssh`` publish nothing but SSH: their services liste
 The model library reaches Ollama there through ``ssh -N -L`` (the operator's own OpenSSH client, with
 the private key from the environment or the provider config), the same way the gateway host's autossh
 units do. The key is written to a 0600 file in a private temporary directory and removed afterwards.
+With the node's pinned host key, the forward's ``known_hosts`` holds that key alone and OpenSSH refuses
+any other (``StrictHostKeyChecking=yes``): a server with another key gets no forward.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import subprocess
 import tempfile
 import time
 from typing import Iterator, Optional
+
+from core.text import known_hosts_line
 
 CONNECT_TIMEOUT_SECONDS = 20.0
 
@@ -36,11 +40,12 @@ def _listening(port: int) -> bool:
 
 
 def ssh_command(host: str, port: int, user: str, key_file: str, local: int, remote: int,
-                known_hosts: str) -> list:
+                known_hosts: str, pinned: bool = False) -> list:
     return [
         shutil.which("ssh") or "ssh", "-N", "-T",
         "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
-        "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", f"StrictHostKeyChecking={'yes' if pinned else 'accept-new'}",
+        "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
         "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3",
         "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT_SECONDS)}",
         "-i", key_file, "-p", str(port),
@@ -51,7 +56,7 @@ def ssh_command(host: str, port: int, user: str, key_file: str, local: int, remo
 
 @contextlib.contextmanager
 def forward(host: str, port: int, user: str, remote_port: int, private_key: Optional[str],
-            key_env: str = "ESTATE_SSH_PRIVATE_KEY") -> Iterator[int]:
+            key_env: str = "ESTATE_SSH_PRIVATE_KEY", host_key: Optional[str] = None) -> Iterator[int]:
     """Yield a local port that reaches ``remote_port`` on the node's loopback."""
     if not private_key:
         raise ForwardError(
@@ -63,13 +68,21 @@ def forward(host: str, port: int, user: str, remote_port: int, private_key: Opti
         with os.fdopen(fd, "w") as f:
             f.write(private_key.strip() + "\n")
         local = free_port()
-        cmd = ssh_command(host, port, user, key_file, local, remote_port, os.path.join(tmp, "known_hosts"))
+        known_hosts = os.path.join(tmp, "known_hosts")
+        if host_key:
+            with open(known_hosts, "w") as f:
+                f.write(known_hosts_line(host, port, host_key) + "\n")
+        cmd = ssh_command(host, port, user, key_file, local, remote_port, known_hosts, pinned=bool(host_key))
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + CONNECT_TIMEOUT_SECONDS + 5
             while not _listening(local):
                 if proc.poll() is not None:
                     err = (proc.stderr.read() or b"").decode(errors="replace").strip()
+                    if host_key and "host key" in err.lower():
+                        raise ForwardError(f"ssh to {user}@{host}:{port}: the server's host key is not the pinned "
+                                           f"one ({host_key.split()[0]} {host_key.split()[1][:24]}...); nothing was "
+                                           f"sent: {err}")
                     raise ForwardError(f"ssh to {user}@{host}:{port} failed: {err or f'exit {proc.returncode}'}")
                 if time.monotonic() > deadline:
                     raise ForwardError(f"ssh to {user}@{host}:{port}: forward not up after {CONNECT_TIMEOUT_SECONDS:.0f}s")

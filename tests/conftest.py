@@ -39,3 +39,19 @@ def ollama():
     fake = FakeOllama()
     yield fake
     fake.close()
+
+
+@pytest.fixture
+def sshd():
+    """OpenSSH's sshd on 127.0.0.1 with generated host and client keys (loopback/sshd.py). Skipped where
+    it cannot run, except on the project's CI, where that fails."""
+    from loopback import sshd as loopback_sshd
+    from scripts import sandbox
+
+    why = loopback_sshd.missing()
+    if why:
+        if sandbox.vm_required():
+            pytest.fail(f"the loopback sshd must run here: {why}")
+        pytest.skip(why)
+    with loopback_sshd.LoopbackSshd() as server:
+        yield server

@@ -18,6 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 MOCK_SECRET = "mock-secret-7f3a9c"
 
 
+# The host key every mocked node answers with (recorded on first contact).
+MOCK_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG1vY2tob3N0a2V5bW9ja2hvc3RrZXk="
+
+
 SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
 
 
@@ -65,6 +69,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outs.update(result=MOCK_SECRET, bcryptHash="$2a$10$" + MOCK_SECRET)
         if args.typ == "random:index/randomBytes:RandomBytes":
             outs.update(base64=MOCK_SECRET, hex=MOCK_SECRET)
+        if args.typ == "pulumi-python:dynamic/ssh:HostKey":
+            outs.update(host_key=args.inputs.get("expected") or MOCK_HOST_KEY)
         if args.typ == "pulumi-python:dynamic/ssh:Key":
             outs.update(public_key=f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG1vY2t0dW5uZWxrZXk= {args.inputs['comment']}",
                         private_key=MOCK_SECRET)

@@ -158,7 +158,8 @@ def proxy_spec():
                            "access": "direct", "workloads": {"ollama": {"models": models}}}
     return parse_spec({
         "nodes": {"big": node(["qwen3:14b", "qwen3:8b"]), "small": node(["qwen3:8b", "llama3.2:3b"]),
-                  "gw": {"provider": "host", "address": "127.0.0.1", "workloads": {"litellm": {}}}},
+                  "gw": {"provider": "host", "address": "127.0.0.1", "workloads": {"litellm": {}},
+                         "ssh": {"host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOGgtgdW9ZLnsrjGnasMVWnMuUvMEboNU8GOJmJqjIes"}}},
         "gateway": {"node": "gw", "aliases": {"gpt-4": "qwen3:14b", "fast": "qwen3:8b", "backup": "llama3.2:3b"},
                     "fallbacks": {"gpt-4": ["backup"]}, "timeouts": {"default": 20}, "num_retries": 0},
         "budget": {"monthly_usd": 1000},

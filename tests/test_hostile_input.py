@@ -102,6 +102,10 @@ VALUES = [
     ("key", "gateway.aliases", SUBST, "gateway.aliases." + SUBST),
     ("value", "nodes.inference.image", "ubuntu2404 --x", "nodes.inference.image"),
     ("value", "nodes.inference.image", "-x", "nodes.inference.image"),
+    # A host key lands in the known_hosts the forwards and autossh read: one key, nothing after it.
+    ("value", "nodes.vps.ssh.host_key", "ssh-ed25519 AAAAC3Nz\n127.0.0.1 ssh-ed25519 AAAAevil", "nodes.vps.ssh.host_key"),
+    ("value", "nodes.vps.ssh.host_key", "ssh-ed25519 AAAAC3Nz x,* ssh-rsa AAAA", "nodes.vps.ssh.host_key"),
+    ("value", "nodes.vps.ssh.host_key", "@cert-authority * ssh-ed25519 AAAAC3Nz", "nodes.vps.ssh.host_key"),
 ]
 
 

@@ -1,7 +1,7 @@
 """The whole program under Pulumi mocks, for every committed stack file."""
 import pytest
 
-from tests.mocks import run_program, stack_config
+from tests.mocks import MOCK_HOST_KEY, run_program, stack_config
 
 GPU = "pulumi-python:dynamic/gpu:Instance"
 NODE = "gpu-estate:index:GpuNode"
@@ -97,7 +97,9 @@ def test_gcs_bucket_private_versioned_with_lifecycle(prod):
 def test_owned_host_creates_nothing_billable(prod):
     vps = prod.named("vps")
     children = [r for r in prod.resources if r.name.startswith("vps-")]
-    assert vps.typ == NODE and children == []
+    # Only its pinned host key, from the stack: nothing rented, nothing scanned.
+    assert vps.typ == NODE and [c.typ for c in children] == ["pulumi-python:dynamic/ssh:HostKey"]
+    assert children[0].inputs["expected"].startswith("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOGgtgdW9")
 
 
 def test_credentials_never_reach_resource_inputs(prod, monkeypatch):
@@ -116,7 +118,8 @@ def test_each_model_is_its_own_resource_reached_over_ssh(prod):
     assert m.name == "qwen-qwen3-32b"
     assert m.inputs.get("endpoint") is None and m.inputs["active"] is True
     assert m.inputs["ssh"] == {"host": "198.51.100.7", "port": 22, "user": "root",
-                               "key_env": "ESTATE_SSH_PRIVATE_KEY", "remote_port": 11434}
+                               "key_env": "ESTATE_SSH_PRIVATE_KEY", "remote_port": 11434,
+                               "host_key": MOCK_HOST_KEY}  # the forward verifies the pinned key
     assert m.inputs["instance"] == "vastai:i-1"
 
 

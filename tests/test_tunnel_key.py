@@ -10,10 +10,8 @@ import pytest
 import requests
 
 from components import gateway as gw
-from loopback import sshd as loopback_sshd
 from providers.ssh_forward import forward
 from providers.ssh_key import generate
-from scripts import sandbox
 
 MARKER = "gpu-estate-tunnel:gpu-estate-test"
 OPERATOR = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXNhbmRib3hrZXk= ops@laptop"
@@ -66,17 +64,6 @@ def servers():
     yield [s.server_address[1] for s in started]
     for s in started:
         s.shutdown()
-
-
-@pytest.fixture
-def sshd():
-    why = loopback_sshd.missing()
-    if why:
-        if sandbox.vm_required():
-            pytest.fail(f"the loopback sshd must run here: {why}")
-        pytest.skip(why)
-    with loopback_sshd.LoopbackSshd() as server:
-        yield server
 
 
 def test_sshd_lets_the_tunnel_key_forward_its_ports_and_nothing_else(sshd, servers, tmp_path):

@@ -9,6 +9,7 @@ CI (GPU_ESTATE_REQUIRE_VM=1), where a missing part fails the test instead.
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -169,6 +170,26 @@ def test_a_gateway_config_change_restarts_it_and_it_keeps_serving(vm):
     url = st.outputs()["gateway"].value["url"]
     models = requests.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
     assert sorted(m["id"] for m in models["data"]) == ["big", "chat", "fast"]
+
+
+def test_a_machine_answering_with_another_host_key_gets_no_secret(vm):
+    st, fakes, machine = vm
+    old_secret = st.get_config("gpu-estate:WEBUI_SECRET_KEY").value
+    original = machine.sshd.rekey()  # another machine answers at the node's address
+    try:
+        st.set_config("gpu-estate:WEBUI_SECRET_KEY", auto.ConfigValue("rotated-under-a-changed-host-key", secret=True))
+        with pytest.raises(auto.CommandError) as err:
+            st.up()
+        assert "host key mismatch" in str(err.value)  # the command provider refused the handshake
+        # Nothing was sent: the secret file on the node still holds the old value.
+        assert machine.file("secrets/open-webui.env") == f"WEBUI_SECRET_KEY={old_secret}\n"
+        # A refresh says which key changed and keeps the recorded one.
+        refresh = st.refresh()
+        assert "its SSH host key changed" in refresh.stdout
+    finally:
+        machine.sshd.rekey(Path(original))
+    st.up()  # the recorded key answers again: the rotated secret is delivered
+    assert machine.file("secrets/open-webui.env") == "WEBUI_SECRET_KEY=rotated-under-a-changed-host-key\n"
 
 
 def test_refresh_and_destroy_with_the_node_ssh_gone(vm):

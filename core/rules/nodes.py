@@ -28,6 +28,16 @@ def _needs_start_script(node) -> bool:
     return bool(_start_script_reason(node))
 
 
+def _reached_over_ssh(spec: EstateSpec, name: str) -> bool:
+    """Whether the program connects to the node over SSH: it runs containers, hosts the gateway
+    deployed over SSH, is tunnelled to, or is reached with ``access: ssh`` for its model library."""
+    node = spec.nodes[name]
+    services = [k for k in node.workloads if k is not WorkloadKind.LITELLM]
+    gateway_host = spec.gateway is not None and spec.gateway.node == name and spec.gateway.deploy != "local"
+    tunnelled = any(t.node == name for t in spec.tunnels)
+    return bool(services) or gateway_host or tunnelled
+
+
 def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
     problems: List[Problem] = []
     for name, node in spec.nodes.items():
@@ -103,6 +113,10 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
             problems.append((f"{base}.idle_shutdown_minutes", "idle shutdown watches the GPU: node has none"))
         if isinstance(estimates.get(name), pricing.PlacementError):
             problems.append((f"{base}.gpu", str(estimates[name])))
+        if node.provider is Provider.HOST and not node.ssh.host_key and _reached_over_ssh(spec, name):
+            problems.append((f"{base}.ssh.host_key", "an owned host's SSH host key is given in the stack, so the "
+                                                     "first connection is verified too: `ssh-keyscan -t ed25519 "
+                                                     f"{node.address}` (got none)"))
         if node.provider is Provider.HOST and node.failover:
             problems.append((f"{base}.failover", "an owned host cannot fail over"))
     return problems

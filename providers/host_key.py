@@ -1,0 +1,134 @@
+"""A node's SSH host key, pinned: ``pulumi-python:dynamic/ssh:HostKey``.
+
+Every SSH connection the estate makes to a node (the ``command`` provider's, the model library's
+OpenSSH forward, the gateway host's autossh units) verifies the node's host key against this one, so a
+machine that answers at the node's address with another key gets no command and no secret.
+
+Where the stack gives the key (``ssh.host_key``: an owned host), that is the key. Otherwise the key is
+recorded on first contact with the machine (``ssh-keyscan``, waiting while it boots) and kept in state:
+a later contact that finds another key at the same machine fails with a message naming both. Only a new
+machine (its id changes) records a new key.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from typing import Any, Dict, Optional
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+
+from providers.resource import DynamicResource
+
+WAIT_SECONDS_ENV = "GPU_ESTATE_HOST_KEY_WAIT_SECONDS"
+WAIT_SECONDS = 900.0
+"""How long first contact waits for a booting machine's SSH (a GPU VM takes minutes)."""
+PREFERRED = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512",
+             "ssh-rsa")
+
+
+class HostKeyError(RuntimeError):
+    pass
+
+
+def scan(host: str, port: int, timeout: float = 5.0) -> Optional[str]:
+    """The host's preferred SSH host key as ``<type> <base64>``, or None when nothing answers."""
+    keyscan = shutil.which("ssh-keyscan")
+    if keyscan is None:
+        raise HostKeyError("ssh-keyscan is not installed (apt-get install openssh-client)")
+    run = subprocess.run([keyscan, "-T", str(int(timeout)), "-p", str(int(port)), "-t", "ed25519,ecdsa,rsa", "--", host],
+                         capture_output=True, text=True, timeout=timeout * 4 + 5)
+    keys = {}
+    for line in run.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and not line.startswith("#"):
+            keys[parts[1]] = f"{parts[1]} {parts[2]}"
+    for kind in PREFERRED:
+        if kind in keys:
+            return keys[kind]
+    return next(iter(keys.values()), None)
+
+
+def same_key(a: Optional[str], b: Optional[str]) -> bool:
+    """Whether two OpenSSH public keys are one key (comments aside)."""
+    return bool(a and b) and a.split()[:2] == b.split()[:2]
+
+
+def _where(props: Dict[str, Any]) -> str:
+    return f"node {props.get('node')!r} ({props.get('host')}:{props.get('port')})"
+
+
+class HostKeyProvider(ResourceProvider):
+    def _first_contact(self, props: Dict[str, Any]) -> str:
+        if props.get("expected"):
+            return props["expected"].strip()
+        if not props.get("host"):
+            raise HostKeyError(f"{_where(props)}: no SSH address yet, so no host key to record")
+        wait = float(os.environ.get(WAIT_SECONDS_ENV) or WAIT_SECONDS)
+        started = time.monotonic()
+        said = started
+        while True:
+            key = scan(props["host"], int(props["port"]))
+            if key:
+                pulumi.log.info(f"{_where(props)}: recorded its SSH host key {key[:40]}...")
+                return key
+            now = time.monotonic()
+            if now - started > wait:
+                raise HostKeyError(f"{_where(props)}: SSH did not answer within {wait:.0f}s, so its host key "
+                                   f"could not be recorded ({WAIT_SECONDS_ENV} sets the wait)")
+            if now - said > 30:
+                pulumi.log.info(f"{_where(props)}: waiting for SSH to record the host key "
+                                f"({now - started:.0f}s of {wait:.0f}s)")
+                said = now
+            time.sleep(min(5.0, max(0.2, wait / 100)))
+
+    def create(self, props: Dict[str, Any]) -> CreateResult:
+        key = self._first_contact(props)
+        return CreateResult(f"host-key-{props.get('node')}-{key.split()[1][-12:]}", {**props, "host_key": key})
+
+    def diff(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> DiffResult:
+        replaces = [k for k in ("machine", "expected") if olds.get(k) != news.get(k)]
+        changed = replaces or [k for k in ("host", "port", "node") if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
+
+    def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
+        """Same machine, new address (a marketplace re-mapped its SSH port): the key found there must be
+        the recorded one."""
+        recorded = olds.get("host_key")
+        found = scan(news["host"], int(news["port"])) if news.get("host") else None
+        if found is not None and not same_key(found, recorded):
+            raise HostKeyError(self.changed_message(news, recorded, found))
+        return UpdateResult({**news, "host_key": recorded})
+
+    def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
+        """Refresh keeps the recorded key; one that changed is reported, never adopted."""
+        recorded = props.get("host_key")
+        if props.get("host") and recorded and not props.get("expected"):
+            try:
+                found = scan(props["host"], int(props["port"]))
+            except (HostKeyError, subprocess.TimeoutExpired):
+                found = None
+            if found is not None and not same_key(found, recorded):
+                pulumi.log.warn(self.changed_message(props, recorded, found))
+        return ReadResult(id_, props)
+
+    @staticmethod
+    def changed_message(props: Dict[str, Any], recorded: Optional[str], found: str) -> str:
+        return (f"{_where(props)}: its SSH host key changed (recorded {str(recorded)[:60]}..., found "
+                f"{found[:60]}...): nothing is sent to it. If the machine was rebuilt on purpose, record the "
+                f"new key with `pulumi up --replace` on this host key resource")
+
+
+class HostKey(DynamicResource, module="ssh", name="HostKey"):
+    """``pulumi-python:dynamic/ssh:HostKey``: the key every SSH connection to a node verifies."""
+
+    host_key: pulumi.Output[str]
+
+    def __init__(self, name: str, node: str, host: pulumi.Input[Optional[str]], port: pulumi.Input[int],
+                 machine: pulumi.Input[str], expected: Optional[str] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(HostKeyProvider(), name, {
+            "node": node, "host": host, "port": port, "machine": machine, "expected": expected, "host_key": None,
+        }, opts)
