@@ -79,6 +79,23 @@ class Stack:
     stack: str
 
 
+GCP_PROJECT_ENV = ("GOOGLE_PROJECT", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT")
+
+
+def _check_cloud_settings(spec: EstateSpec) -> None:
+    """What the cloud providers need before they can create anything, refused at preview rather than
+    at the vendor: GCP resources need a project."""
+    import os
+
+    import pulumi
+
+    uses_gcp = [f"{NAMESPACE}:nodes.{n}.provider" for n, node in spec.nodes.items() if node.provider.value == "gcp"]
+    uses_gcp += [f"{NAMESPACE}:storage.{b}.provider" for b, bucket in spec.storage.items() if bucket.provider == "gcs"]
+    if uses_gcp and not (pulumi.Config("gcp").get("project") or any(os.environ.get(v) for v in GCP_PROJECT_ENV)):
+        raise ConfigError([("gcp:project", f"{uses_gcp[0]} is on GCP: set `pulumi config set gcp:project <id>` "
+                                           f"(or {GCP_PROJECT_ENV[0]}) (got none)")])
+
+
 def load_stack(config: Any = None, project: Optional[str] = None, stack: Optional[str] = None) -> Stack:
     """Read every key of the ``gpu-estate`` namespace from the stack's config, parse it once, read the
     secrets it names and derive the plan. Raises ConfigError before any resource exists."""
@@ -112,6 +129,7 @@ def load_stack(config: Any = None, project: Optional[str] = None, stack: Optiona
                 env[name] = value
     if missing:
         raise ConfigError(missing)
+    _check_cloud_settings(spec)
     external = {}
     for ext in (spec.gateway.external.values() if spec.gateway else ()):
         value = config.get_secret(ext.api_key_env)

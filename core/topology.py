@@ -142,6 +142,8 @@ def plan_estate(spec: EstateSpec) -> EstatePlan:
         upstreams = {}
         for host, route in spec.routes.items():
             port = spec.nodes[route.node].port(route.workload)
+            if route.workload is WorkloadKind.LITELLM and route.node == spec.gateway.node:
+                port = spec.gateway.port  # the gateway itself: where it listens, whatever the workload says
             upstreams[host] = Upstream(route.node, route.workload, port, plan.service_url(route.node, port))
         plan = dataclasses.replace(plan, upstreams=upstreams)
     return plan

@@ -44,7 +44,7 @@ def test_one_entry_per_alias_and_serving_node_with_the_node_price(prod):
     assert gpt4["litellm_params"]["model"] == "ollama_chat/qwen3:32b"
     assert gpt4["litellm_params"]["api_base"] == "http://127.0.0.1:11435"  # qwen's tunnel
     assert gpt4["litellm_params"]["timeout"] == 300
-    assert gpt4["litellm_params"]["input_cost_per_second"] == pytest.approx(0.35 / 3600)
+    assert gpt4["litellm_params"]["input_cost_per_second"] == pytest.approx(0.30 / 3600)
     (coder,) = entries(config, "coder")
     assert coder["litellm_params"]["timeout"] == 120  # the default
 
@@ -146,7 +146,7 @@ def test_cloudflare_ingress_ends_with_a_catch_all(prod):
     rules = edge.ingress_rules(plan_estate(prod))
     assert rules[-1] == {"service": "http_status:404"}
     assert {"hostname": "mlflow.example.com", "service": "http://127.0.0.1:5001"} in rules
-    assert {"hostname": "myai.example.com", "service": "http://127.0.0.1:4000"} in rules
+    assert {"hostname": "myai.example.com", "service": "http://127.0.0.1:8000"} in rules
 
 
 # -- the real LiteLLM proxy ---------------------------------------------------------------------------
@@ -155,7 +155,8 @@ def proxy_spec():
     """Two directly reached nodes: 'big' serves gpt-4, both serve 'fast' (balanced), 'small' alone serves
     'backup', which gpt-4 falls back to."""
     node = lambda models: {"provider": "tensordock", "gpu": {"model": "rtx4090"}, "max_price_per_hour": 0.4,  # noqa: E731
-                           "access": "direct", "workloads": {"ollama": {"models": models}}}
+                           "access": "direct", "workloads": {"ollama": {"models": models}},
+                           "ssh": {"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFXdBfpWUE7y0nZ8rsibV0rc/1JxweHTokQjkgvrZxWD"}}
     return parse_spec({
         "nodes": {"big": node(["qwen3:14b", "qwen3:8b"]), "small": node(["qwen3:8b", "llama3.2:3b"]),
                   "gw": {"provider": "host", "address": "127.0.0.1", "workloads": {"litellm": {}},

@@ -65,7 +65,7 @@ def test_vast_node_is_one_container_running_every_workload(prod):
     assert launch["ports"] == []  # reached over SSH: Ollama and ComfyUI are not published
     assert launch["env"]["OLLAMA_MAX_LOADED_MODELS"] == "2"
     assert launch.get("cloud_init") is None
-    assert qwen.inputs["bid_per_hour"] == 0.30
+    assert qwen.inputs["bid_per_hour"] == 0.27
     assert qwen.inputs["request"]["spot"] is True
 
 
@@ -211,3 +211,34 @@ def test_power_idle_leaves_the_power_state_to_the_watcher():
     assert inference.inputs["power"] == "idle"
     # Its models are kept and the gateway still routes to it (fallbacks cover a stopped node).
     assert all(m.inputs["active"] for m in prod.of_type(MODEL) if m.inputs["node"] == "inference")
+
+
+def test_a_stack_missing_what_a_real_deploy_needs_fails_naming_the_key(monkeypatch):
+    from core.config import GCP_PROJECT_ENV, parse_spec
+    from core.errors import ConfigError
+    from tests.mocks import stack_estate
+
+    raw = stack_estate("prod")
+    raw["nodes"]["inference"].pop("ssh")
+    with pytest.raises(ConfigError, match=r"gpu-estate:nodes.inference.ssh.public_key: TensorDock creates a VM only "
+                                          r"with an SSH public key"):
+        parse_spec(raw)
+    for name in GCP_PROJECT_ENV:
+        monkeypatch.delenv(name, raising=False)
+    config = {k: v for k, v in stack_config("prod").items() if k != "gcp:project"}
+    with pytest.raises(Exception, match=r"gcp:project: gpu-estate:nodes.gcp-dev.provider is on GCP: set `pulumi "
+                                        r"config set gcp:project <id>`"):
+        run_program(config, stack="prod")
+    assert run_program(stack_config("prod"), stack="prod").of_type("gcp:compute/instance:Instance")
+
+
+def test_prods_gateway_answers_where_seed_002_expects_it_and_its_route_follows(prod):
+    from core.config import parse_spec
+    from core.topology import plan_estate
+    from tests.mocks import stack_estate
+
+    plan = plan_estate(parse_spec(stack_estate("prod")))
+    assert plan.spec.gateway.port == 8000
+    assert plan.upstreams["myai.example.com"].url == "http://127.0.0.1:8000"
+    qwen = [e for e in plan.estimate.nodes if e.node == "qwen"][0]
+    assert 180 <= qwen.hourly_usd * qwen.hours_per_month <= 220  # seed 002's $180-220 a month

@@ -113,6 +113,10 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
             problems.append((f"{base}.idle_shutdown_minutes", "idle shutdown watches the GPU: node has none"))
         if isinstance(estimates.get(name), pricing.PlacementError):
             problems.append((f"{base}.gpu", str(estimates[name])))
+        if Provider.TENSORDOCK in (node.provider, *node.failover) and not node.ssh.public_key:
+            problems.append((f"{base}.ssh.public_key", "TensorDock creates a VM only with an SSH public key to put on "
+                                                       "it: set the operator's key (`ssh-ed25519 AAAA... you@host`)"
+                                                       " (got none)"))
         if node.provider is Provider.HOST and not node.ssh.host_key and _reached_over_ssh(spec, name):
             problems.append((f"{base}.ssh.host_key", "an owned host's SSH host key is given in the stack, so the "
                                                      "first connection is verified too: `ssh-keyscan -t ed25519 "
