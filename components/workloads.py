@@ -96,7 +96,12 @@ def workload_env(node: NodeSpec, kind: WorkloadKind) -> Dict[str, str]:
     w = node.workloads[kind]
     env: Dict[str, str] = {}
     if kind is WorkloadKind.OLLAMA:
-        env["OLLAMA_HOST"] = "0.0.0.0:11434"
+        # Where it is reached: a container node reached over SSH is forwarded to inside its own container,
+        # so Ollama listens on the container's loopback only (not on the host's bridge, where the host and
+        # other tenants' containers could reach it). In a compose project the container's port is
+        # published to the VM's loopback (``bind_address``), so it listens on the container's network.
+        loopback = node.provider.is_container and node.access is Access.SSH
+        env["OLLAMA_HOST"] = f"{'127.0.0.1' if loopback else '0.0.0.0'}:11434"
         env["OLLAMA_KEEP_ALIVE"] = "30m"
         if w.max_loaded:
             env["OLLAMA_MAX_LOADED_MODELS"] = str(w.max_loaded)

@@ -47,7 +47,6 @@ def test_state_written_before_the_redesign_stays_managed(tmp_path):
         up = st.up()
         assert up.summary.resource_changes["create"] > 10
         rented = {n: [i["id"] for i in fakes[n].alive()] for n in ("tensordock", "vastai", "runpod")}
-        pulls = sum(o.pulls() for o in fakes["ollama"].values())
 
         for name in CODE:  # the same project directory, now with the code after the change
             target = work / name
@@ -56,14 +55,23 @@ def test_state_written_before_the_redesign_stays_managed(tmp_path):
 
         st.refresh()
         preview = st.preview()
-        # The gateway process is now a child of a Gateway component (reached by an alias); the only new
-        # thing is that component, which holds no cloud resource.
-        assert preview.change_summary == {"same": up.summary.resource_changes["create"], "create": 1}, \
-            preview.change_summary
+        # The gateway process is now a child of a Gateway component (reached by an alias): one new
+        # component, which holds no cloud resource. One machine is re-rented, and only it: the sandbox's
+        # Vast.ai node of then held a config secret in its vendor env, which no machine may hold now;
+        # the preview names the key that forces it. The other machines are updated in place (their
+        # stamps) and keep running.
+        steps = preview.change_summary
+        assert steps.get("create") == 1 and steps.get("replace") == 1 and "delete" not in steps, steps
+        assert "gpu-estate-sandbox-qwen: secrets changed: this rents a new machine" in preview.stdout
         again = st.up()
-        assert again.summary.resource_changes == preview.change_summary
-        assert {n: [i["id"] for i in fakes[n].alive()] for n in rented} == rented  # nothing re-rented
-        assert sum(o.pulls() for o in fakes["ollama"].values()) == pulls  # nothing pulled again
+        assert again.summary.resource_changes.get("replace") == 1 and "delete" not in again.summary.resource_changes
+        now = {n: [i["id"] for i in fakes[n].alive()] for n in rented}
+        assert {n: ids for n, ids in now.items() if n != "vastai"} == {n: ids for n, ids in rented.items() if n != "vastai"}
+        assert len(now["vastai"]) == 1 and now["vastai"] != rented["vastai"]
+        assert "HF_TOKEN" not in (fakes["vastai"].alive()[0].get("env") or {})
+        # The new machine has its models (the loopback Vast.ai shares one Ollama across its instances).
+        assert sandbox.pulled(fakes)["vastai"] == ["qwen3:14b", "qwen3:8b"]
+        assert st.up().summary.resource_changes == {"same": sum(again.summary.resource_changes.values())}
 
         st.destroy()
         assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}

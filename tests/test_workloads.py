@@ -104,7 +104,7 @@ def test_a_container_node_with_several_workloads_runs_them_all(tmp_path, prod):
     node = prod.nodes["qwen"]
     image, env, ports, start = workloads.container_launch(node)
     assert image == "yanwk/comfyui-boot:cu124-slim"
-    assert "OLLAMA_VERSION=0.12.6" in start and env["OLLAMA_HOST"] == "0.0.0.0:11434"
+    assert "OLLAMA_VERSION=0.12.6" in start and env["OLLAMA_HOST"] == "127.0.0.1:11434"
     # Run the script with every command it calls stubbed: each declared workload is started, the
     # primary last (exec), none dropped.
     bin_dir, log = tmp_path / "bin", tmp_path / "calls"
@@ -362,3 +362,16 @@ def test_open_webui_signup_is_off_wherever_it_runs(prod):
         env = workloads.workload_env(spec.nodes[node], WorkloadKind.OPEN_WEBUI)
         assert env["ENABLE_SIGNUP"] == "false", node
     assert "OLLAMA_BASE_URL" not in workloads.workload_env(spec.nodes["training"], WorkloadKind.OPEN_WEBUI)
+
+
+def test_model_servers_listen_only_where_they_are_reached(prod):
+    # A container node reached over SSH: the forward lands on the container's own loopback.
+    _image, env, ports, _start = workloads.container_launch(prod.nodes["qwen"])
+    assert env["OLLAMA_HOST"] == "127.0.0.1:11434" and ports == []
+    # A compose project: the container's port is published to the VM's loopback only.
+    doc = workloads.compose_project(prod.nodes["inference"])
+    assert doc["services"]["ollama"]["environment"]["OLLAMA_HOST"] == "0.0.0.0:11434"
+    assert doc["services"]["ollama"]["ports"] == ["127.0.0.1:11434:11434"]
+    # Reached directly (a private network, the sandbox): the provider maps the container's port.
+    direct = spec_of("sandbox").nodes["qwen"]
+    assert workloads.container_launch(direct)[1]["OLLAMA_HOST"] == "0.0.0.0:11434"
