@@ -111,6 +111,9 @@ class Estate(pulumi.ComponentResource):
                 bucket_access={b: mb.access[node_name] for b, mb in self.buckets.items() if node_name in mb.access},
                 secret_env={n: stack.secrets.env[n] for n in names},
                 ssh_private_key=stack.secrets.ssh_private_key,
+                # The gateway host deployed over SSH is reached whatever its own access says.
+                reached_over_ssh=(spec.gateway is not None and spec.gateway.node == node_name
+                                  and spec.gateway.deploy != "local"),
             ), child)
         self.models = self._model_library(spec)
         self.gateway: Optional[Gateway] = None

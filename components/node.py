@@ -43,6 +43,9 @@ class GpuNodeArgs:
     """Values (secret outputs) of the ``secret_env`` names this node's workloads list."""
     ssh_private_key: Optional[Any] = None
     """The operator's SSH key (secret output) for remote commands; None uses the SSH agent."""
+    reached_over_ssh: bool = False
+    """Whether the estate connects to this node over SSH beyond its own needs (the gateway host deployed
+    over SSH, a tunnelled node)."""
 
 
 class GpuNode(pulumi.ComponentResource):
@@ -97,6 +100,15 @@ class GpuNode(pulumi.ComponentResource):
         else:
             image, env, ports, onstart = spec.image, {}, workloads.published_ports(spec), ""
             cloud_init = self._cloud_init(args)
+        host_key = None
+        if spec.provider is Provider.TENSORDOCK and (spec.access is Access.SSH or self.over_ssh or args.reached_over_ssh):
+            # A key of its own for the VM's sshd, known before first contact: its cloud-init installs it.
+            from providers.ssh_key import SshKey
+
+            self.ssh_host_key = SshKey(f"{name}-ssh-host-key", comment=f"{args.label} host key",
+                                       opts=pulumi.ResourceOptions(parent=self))
+            host_key = pulumi.Output.secret(pulumi.Output.all(private=self.ssh_host_key.private_key,
+                                                              public=self.ssh_host_key.public_key))
         self.instance = GpuInstance(f"{name}-instance", GpuInstanceArgs(
             label=args.label,
             clouds=[spec.provider.value, *(p.value for p in spec.failover)],
@@ -107,6 +119,7 @@ class GpuNode(pulumi.ComponentResource):
             power=spec.power.value,
             bid_per_hour=spec.bid_per_hour,
             stamps={**self.stamp, "regions": list(spec.regions)},
+            host_key=host_key,
         ), opts)
         self.machine_id = self.instance.id
         self.address = self.instance.address
@@ -124,9 +137,11 @@ class GpuNode(pulumi.ComponentResource):
 
             machine = (self.machine_id if self.machine is not None
                        else pulumi.Output.from_input(f"host:{self.spec.address}"))
+            instance = getattr(self, "instance", None)
+            expected = self.spec.ssh.host_key or (instance.host_public_key if instance is not None else None)
             resource = HostKey(f"{self._name}-host-key", node=self._name, host=self.ssh_host,
                                port=self.ssh_port.apply(lambda p: int(p or self.spec.ssh.port)), machine=machine,
-                               expected=self.spec.ssh.host_key,
+                               expected=expected,
                                opts=self.on_machine(pulumi.ResourceOptions(parent=self)))
             self._host_key = resource.host_key
         return self._host_key

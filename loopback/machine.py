@@ -17,6 +17,8 @@ from loopback import sshd as loopback_sshd
 
 IMAGE = "gpu-estate/loopback-ollama:sandbox"
 MARKER = ".gpu-estate-sandbox"
+HOST_KEY = "/etc/estate/ssh_host_ed25519_key"
+"""Where a VM's cloud-init stages the SSH host key the program generated for it."""
 
 
 def _run(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -62,6 +64,20 @@ class LoopbackMachine:
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / MARKER).write_text("the gpu-estate sandbox's loopback machine; wiped when it is deleted\n")
+
+    def boot(self, cloud_init: Optional[Dict[str, object]]) -> None:
+        """What booting with this cloud-init does to the machine's SSH: a host key it writes for sshd
+        (``runcmd`` installs ``/etc/estate/ssh_host_ed25519_key`` as the server's key) becomes the key the
+        loopback sshd answers with."""
+        files = {f.get("path"): f.get("content") for f in (cloud_init or {}).get("write_files") or []}
+        private, public = files.get(HOST_KEY), files.get(HOST_KEY + ".pub")
+        if not (private and public):
+            return
+        staged = self.sshd.dir / "booted_host_key"
+        staged.write_text(private)
+        staged.chmod(0o600)
+        staged.with_suffix(".pub").write_text(public)
+        self.sshd.rekey(staged)
 
     def containers(self) -> Dict[str, Dict[str, object]]:
         """Compose service -> {id, state, started} of the project's containers."""

@@ -17,6 +17,8 @@ class FakeTensorDock(FakeServer):
         self.instances: Dict[str, Dict[str, Any]] = {}
         self.on_delete: List[Callable[[Dict[str, Any]], None]] = []
         """Called with each instance as it is deleted (the sandbox wipes the machine that stood for it)."""
+        self.on_create: List[Callable[[Dict[str, Any]], None]] = []
+        """Called with each instance as it is created (the sandbox boots the machine that stands for it)."""
         self.hostnodes: List[Dict[str, Any]] = [
             self.hostnode("hn-fra-1", "Frankfurt", "Germany", "geforcertx4090-pcie-24gb", 0.35, 4, uptime=99.5),
             self.hostnode("hn-ams-1", "Amsterdam", "Netherlands", "geforcertx4090-pcie-24gb", 0.33, 2, uptime=98.0),
@@ -119,4 +121,6 @@ class FakeTensorDock(FakeServer):
             "resources": res, "rateHourly": gpu["price_per_hr"] * spec.get("count", 1),
             "hostnode_id": node["id"], "cloud_init": attrs.get("cloud_init"),
         }
+        for hook in self.on_create:
+            hook(self.instances[iid])
         return 201, {"data": {"type": "virtualmachine", "id": iid, "name": attrs["name"], "status": "starting"}}

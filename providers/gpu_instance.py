@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from core.pricing import NodeRequest, Offer, PlacementError, choose_offer, rank_offers
 from providers import gpu_cloud
 from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status, env_seconds
+from providers.host_key import install_in_cloud_init
 from providers.http import CloudError, LostResponse, NoCapacity, OfferTaken, Outbid
 from providers.resource import DynamicResource
 
@@ -76,6 +77,10 @@ class GpuInstanceArgs:
     bid_per_hour: Optional[float] = None
     stamps: Dict[str, Any] = dataclasses.field(default_factory=dict)
     """What the policy pack reads."""
+    host_key: Optional[pulumi.Input[Dict[str, str]]] = None
+    """A VM's SSH host key pair the program generated (``private``, ``public``; a secret), installed through
+    its cloud-init when this resource creates the machine. It changes nothing on a running machine: a
+    machine created without it (or adopted) keeps its own key, recorded on first contact."""
     secrets: Optional[pulumi.Input[Dict[str, Any]]] = _replaces(None)
     """Retired: states written before secrets moved out of vendor metadata hold the secret parts of the
     launch here (``cloud_init`` with secret files, ``env`` values). The program sends none now, so such a
@@ -86,7 +91,8 @@ class GpuInstanceArgs:
         return {"label": self.label, "clouds": list(self.clouds),
                 "request": json.loads(self.request.model_dump_json()),
                 "launch": dataclasses.asdict(self.launch), "power": self.power,
-                "bid_per_hour": self.bid_per_hour, "stamps": self.stamps, "secrets": self.secrets}
+                "bid_per_hour": self.bid_per_hour, "stamps": self.stamps, "secrets": self.secrets,
+                "host_key": self.host_key}
 
 
 POWER_VALUES = ("running", "stopped", "idle")
@@ -223,8 +229,14 @@ class GpuInstanceProvider(ResourceProvider):
         request = NodeRequest.model_validate(props["request"])
         spec = LaunchSpec.model_validate({**_launch(props), "label": label, "bid_per_hour": props.get("bid_per_hour")})
         said: List[str] = []
+        key = props.get("host_key") or {}
         for cloud in props["clouds"]:
             c = self._client(cloud)
+            placed_key = None
+            if key.get("private") and spec.cloud_init and cloud == "tensordock":
+                spec = spec.model_copy(update={"cloud_init": install_in_cloud_init(
+                    spec.cloud_init, key["private"], key["public"])})
+                placed_key = " ".join(key["public"].split()[:2])
             try:
                 placed = self._place(c, request, spec)
                 if placed is None:
@@ -232,7 +244,9 @@ class GpuInstanceProvider(ResourceProvider):
                 inst, offer_price, region, offer_id = placed
                 inst = self._converge_power(c, inst, props)
                 outs = self._outs(props, cloud, inst)
-                outs.update({"launch_price_per_hour": offer_price, "region": region, "offer_id": offer_id})
+                outs.update({"launch_price_per_hour": offer_price, "region": region, "offer_id": offer_id,
+                             # Only a machine rented here was launched with the generated key, not one adopted.
+                             "host_public_key": placed_key if offer_id else None})
                 return CreateResult(f"{cloud}:{inst.id}", outs)
             except (NoCapacity, PlacementError) as err:
                 said.append(f"{cloud}: {err}")
@@ -446,8 +460,11 @@ class GpuInstance(DynamicResource, module="gpu", name="Instance"):
     price_per_hour: pulumi.Output[Optional[float]]
     launch_price_per_hour: pulumi.Output[Optional[float]]
     region: pulumi.Output[str]
+    host_public_key: pulumi.Output[Optional[str]]
+    """The host key this resource installed when it rented the machine (None: recorded on first contact)."""
 
     def __init__(self, name: str, args: GpuInstanceArgs, opts: Optional[pulumi.ResourceOptions] = None):
         outs = {k: None for k in ("cloud", "instance_id", "status", "address", "ssh_host", "ssh_port", "ports",
-                                  "price_per_hour", "launch_price_per_hour", "region", "offer_id")}
+                                  "price_per_hour", "launch_price_per_hour", "region", "offer_id", "host_public_key")}
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["host_key"]))
         super().__init__(GpuInstanceProvider(), name, {**outs, "version": PROVIDER_VERSION, **args.to_props()}, opts)

@@ -4,10 +4,13 @@ Every SSH connection the estate makes to a node (the ``command`` provider's, the
 OpenSSH forward, the gateway host's autossh units) verifies the node's host key against this one, so a
 machine that answers at the node's address with another key gets no command and no secret.
 
-Where the stack gives the key (``ssh.host_key``: an owned host), that is the key. Otherwise the key is
-recorded on first contact with the machine (``ssh-keyscan``, waiting while it boots) and kept in state:
-a later contact that finds another key at the same machine fails with a message naming both. Only a new
-machine (its id changes) records a new key.
+Where the key is known before first contact, that is the key: an owned host's from the stack
+(``ssh.host_key``), or the one the program generated for a TensorDock VM it created and installed
+through the VM's cloud-init (``install_in_cloud_init``). Otherwise (Vast.ai and RunPod containers, whose
+host keys their vendors set; AWS and GCP VMs, see the README) the key is recorded on first contact with
+the machine (``ssh-keyscan``, waiting while it boots) and kept in state: a later contact that finds
+another key at the same machine fails with a message naming both. Only a new machine (its id changes)
+records a new key.
 """
 from __future__ import annotations
 
@@ -27,6 +30,29 @@ WAIT_SECONDS = 900.0
 """How long first contact waits for a booting machine's SSH (a GPU VM takes minutes)."""
 PREFERRED = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512",
              "ssh-rsa")
+
+
+STAGED = "/etc/estate/ssh_host_ed25519_key"
+"""Where cloud-init writes the generated host key; ``runcmd`` installs it as sshd's (cloud-init's own
+ssh module, which runs after ``write_files``, would replace a key written straight into /etc/ssh)."""
+INSTALL = (f"install -m 0600 {STAGED} /etc/ssh/ssh_host_ed25519_key && "
+           f"install -m 0644 {STAGED}.pub /etc/ssh/ssh_host_ed25519_key.pub && rm -f {STAGED} && "
+           "(systemctl restart ssh || systemctl restart sshd || service ssh restart)")
+
+
+def install_in_cloud_init(cloud_init: str, private_key: str, public_key: str) -> str:
+    """The VM's cloud-init with the generated host key staged by ``write_files`` and made sshd's first
+    thing in ``runcmd``. Only what TensorDock's API passes on is used (``write_files``, ``runcmd``)."""
+    import yaml
+
+    doc = yaml.safe_load(cloud_init) or {}
+    public = " ".join(public_key.split()[:2])
+    doc["write_files"] = [*(doc.get("write_files") or []),
+                          {"path": STAGED, "content": private_key, "permissions": "0600", "owner": "root:root"},
+                          {"path": f"{STAGED}.pub", "content": public + "\n", "permissions": "0644",
+                           "owner": "root:root"}]
+    doc["runcmd"] = [["sh", "-c", INSTALL], *(doc.get("runcmd") or [])]
+    return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False)
 
 
 class HostKeyError(RuntimeError):
@@ -105,7 +131,7 @@ class HostKeyProvider(ResourceProvider):
     def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
         """Refresh keeps the recorded key; one that changed is reported, never adopted."""
         recorded = props.get("host_key")
-        if props.get("host") and recorded and not props.get("expected"):
+        if props.get("host") and recorded:
             try:
                 found = scan(props["host"], int(props["port"]))
             except (HostKeyError, subprocess.TimeoutExpired):
@@ -127,7 +153,7 @@ class HostKey(DynamicResource, module="ssh", name="HostKey"):
     host_key: pulumi.Output[str]
 
     def __init__(self, name: str, node: str, host: pulumi.Input[Optional[str]], port: pulumi.Input[int],
-                 machine: pulumi.Input[str], expected: Optional[str] = None,
+                 machine: pulumi.Input[str], expected: pulumi.Input[Optional[str]] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(HostKeyProvider(), name, {
             "node": node, "host": host, "port": port, "machine": machine, "expected": expected, "host_key": None,

@@ -85,6 +85,9 @@ def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[
             machine = loopback_machine.LoopbackMachine(workloads.ESTATE_DIR, workloads.COMPOSE_PROJECT)
             td.port_map[22] = machine.sshd.port
             td.on_delete.append(lambda inst: machine.wipe() if inst["name"] == label(VM_NODE, stack_name) else None)
+            # Booting with its cloud-init: the host key the program generated becomes the sshd's.
+            td.on_create.append(lambda inst: machine.boot(inst["cloud_init"])
+                                if inst["name"] == label(VM_NODE, stack_name) else None)
         yield {"tensordock": td, "vastai": vast, "runpod": rp, "ollama": ollamas, "machine": machine}
     finally:
         for f in (td, vast, rp, *ollamas.values()):

@@ -54,7 +54,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outs.update(cloud=cloud, instance_id="i-1", status=args.inputs["power"], address="198.51.100.7",
                         ssh_host="198.51.100.7", ssh_port=22,
                         ports={str(int(p)): 40000 + int(p) % 10000 for p in args.inputs["launch"]["ports"]},
-                        price_per_hour=0.3, launch_price_per_hour=0.3, region="DE")
+                        price_per_hour=0.3, launch_price_per_hour=0.3, region="DE",
+                        # As the provider does: a machine it rents with a generated host key reports it.
+                        host_public_key=" ".join(args.inputs["host_key"]["public"].split()[:2])
+                        if args.inputs.get("host_key") and args.inputs["clouds"][0] == "tensordock" else None)
             return f"{cloud}:i-1", outs
         if args.typ == "gcp:serviceaccount/key:Key":
             import base64

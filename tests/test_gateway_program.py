@@ -62,7 +62,7 @@ def test_secrets_reach_the_host_only_on_stdin_of_silent_commands(prod):
 
 
 def test_the_tunnel_key_is_authorized_on_each_node_for_its_forwards_only(prod):
-    (key,) = prod.of_type("pulumi-python:dynamic/ssh:Key")
+    (key,) = [k for k in prod.of_type("pulumi-python:dynamic/ssh:Key") if k.name == "gateway-tunnel-key"]
     assert key.inputs["comment"] == "gpu-estate-tunnel:gpu-estate-prod"
     cmds = commands(prod)
     auth = cmds["gateway-authorize-qwen"]

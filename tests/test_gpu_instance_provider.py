@@ -333,3 +333,21 @@ def test_nodes_placed_at_once_start_at_different_offers_of_the_same_price_only()
     for i in range(40):
         order = [o.offer_id for o in spread(ranked, f"gpu-estate-prod-node-{i}")]
         assert sorted(order[:3]) == ["0", "1", "2"] and order[3:] == ["3", "4"]
+
+
+def test_a_tensordock_vm_is_launched_with_the_generated_host_key_and_reports_it(clouds):
+    from providers.host_key import STAGED
+    from providers.ssh_key import generate
+
+    pair = generate("vm host key")
+    p = props()
+    p["launch"]["cloud_init"] = "#cloud-config\nruncmd:\n  - [echo, hi]\n"
+    p["host_key"] = {"private": pair["private_key"], "public": pair["public_key"]}
+    created = GpuInstanceProvider().create(checked(p))
+    assert created.outs["host_public_key"] == " ".join(pair["public_key"].split()[:2])
+    (body,) = [b for m, path, b in clouds["tensordock"].requests if m == "POST" and path.endswith("/instances")]
+    files = {f["path"]: f["content"] for f in body["data"]["attributes"]["cloud_init"]["write_files"]}
+    assert files[STAGED] == pair["private_key"]
+    # Adopted by label (a machine this run did not launch): its key is not known, so none is claimed.
+    forget = GpuInstanceProvider().create(checked(p))
+    assert forget.outs["host_public_key"] is None and len(clouds["tensordock"].alive()) == 1

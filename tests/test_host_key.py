@@ -133,3 +133,52 @@ def test_the_gateways_autossh_unit_verifies_the_pinned_key(sshd, service, tmp_pa
     assert run_unit(15)  # the pinned key: the tunnel forwards
     sshd.rekey()
     assert not run_unit(4)  # another key at the node's address: no tunnel at all
+
+
+def test_a_generated_host_key_rides_in_cloud_init_and_runcmd_makes_it_sshds(tmp_path):
+    from components import workloads
+    from core.config import parse_spec as parse
+    from providers.ssh_key import generate
+
+    pair = generate("gpu-estate-test-vm host key")
+    bootstrap = workloads.render_cloud_init(parse(stack_estate("prod")).nodes["inference"], (), workloads=False)
+    text = hk.install_in_cloud_init(bootstrap, pair["private_key"], pair["public_key"])
+    doc = __import__("yaml").safe_load(text)
+    files = {f["path"]: f for f in doc["write_files"]}
+    assert files[hk.STAGED]["permissions"] == "0600" and files[hk.STAGED]["content"] == pair["private_key"]
+    assert doc["runcmd"][0] == ["sh", "-c", hk.INSTALL]  # before anything else runs
+    if shutil.which("cloud-init"):
+        path = tmp_path / "user-data.yaml"
+        path.write_text(text)
+        run = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+    # The runcmd line, run with /etc under tmp_path and the service manager stubbed.
+    etc = tmp_path / "etc"
+    (etc / "estate").mkdir(parents=True)
+    (etc / "ssh").mkdir()
+    (etc / "estate" / "ssh_host_ed25519_key").write_text(pair["private_key"])
+    (etc / "estate" / "ssh_host_ed25519_key.pub").write_text(files[f"{hk.STAGED}.pub"]["content"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path / "restarted"}\n')
+    (bin_dir / "systemctl").chmod(0o755)
+    subprocess.run(["sh", "-c", hk.INSTALL.replace("/etc/", f"{etc}/")], check=True,
+                   env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    installed = etc / "ssh" / "ssh_host_ed25519_key"
+    assert installed.read_text() == pair["private_key"] and oct(installed.stat().st_mode & 0o777) == "0o600"
+    assert not (etc / "estate" / "ssh_host_ed25519_key").exists()  # the staged copy is gone
+    assert (tmp_path / "restarted").read_text().startswith("restart ssh")
+    # OpenSSH reads what was installed: the public key it derives is the one the program pins.
+    derived = subprocess.run(["ssh-keygen", "-y", "-f", str(installed)], capture_output=True, text=True, check=True)
+    assert hk.same_key(derived.stdout, pair["public_key"])
+
+
+def test_refresh_checks_a_key_known_in_advance_too(sshd, capsys, monkeypatch):
+    warned = []
+    monkeypatch.setattr(hk.pulumi.log, "warn", lambda msg, *a, **k: warned.append(msg))
+    known = " ".join(sshd.host_public_key.split()[:2])
+    outs = hk.HostKeyProvider().create(props(sshd, expected=known)).outs
+    assert hk.HostKeyProvider().read("id", outs).outs["host_key"] == known and warned == []
+    sshd.rekey()
+    assert hk.HostKeyProvider().read("id", outs).outs["host_key"] == known
+    assert len(warned) == 1 and "its SSH host key changed" in warned[0]

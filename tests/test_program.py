@@ -242,3 +242,15 @@ def test_prods_gateway_answers_where_seed_002_expects_it_and_its_route_follows(p
     assert plan.upstreams["myai.example.com"].url == "http://127.0.0.1:8000"
     qwen = [e for e in plan.estimate.nodes if e.node == "qwen"][0]
     assert 180 <= qwen.hourly_usd * qwen.hours_per_month <= 220  # seed 002's $180-220 a month
+
+
+def test_tensordock_vms_reached_over_ssh_get_a_generated_host_key_known_before_first_contact(prod):
+    keys = {r.name for r in prod.of_type("pulumi-python:dynamic/ssh:Key")}
+    assert {"inference-ssh-host-key", "training-ssh-host-key"} <= keys
+    inference = prod.named("inference-instance")
+    assert "host_key" in inference.secret_paths  # the private key is a secret in state
+    (pinned,) = [r for r in prod.of_type("pulumi-python:dynamic/ssh:HostKey") if r.name == "inference-host-key"]
+    assert pinned.inputs["expected"] == " ".join(inference.inputs["host_key"]["public"].split()[:2])
+    # A Vast.ai container's key is its vendor's: recorded on first contact.
+    qwen = prod.named("qwen-instance")
+    assert qwen.inputs.get("host_key") is None

@@ -102,6 +102,12 @@ def test_up_delivers_the_project_and_a_second_up_changes_nothing(vm):
     assert machine.file("secrets/open-webui.env") == f"WEBUI_SECRET_KEY={secret}\n"
     assert secret not in compose
     assert f"WEBUI_SECRET_KEY={secret}" in containers["open-webui"]["env"]
+    # The VM answered first contact with the host key the program generated for it and installed through
+    # its cloud-init: the pinned key was known before any connection, never learned from one.
+    (host_key,) = [r for r in st.export_stack().deployment["resources"]
+                   if r["type"] == "pulumi-python:dynamic/ssh:HostKey"]
+    assert host_key["inputs"]["expected"] == " ".join(machine.sshd.host_public_key.split()[:2])
+    assert host_key["outputs"]["host_key"] == host_key["inputs"]["expected"]
     token = st.get_config("gpu-estate:HF_TOKEN").value
     assert f"HF_TOKEN={token}" in containers["ollama"]["env"]
     # Over SSH only: the vendor was sent neither (its API, console and host would read them).
