@@ -42,6 +42,49 @@ def estate(n: int) -> dict:
     return {f"node-{i}": dict(node) for i in range(n)}
 
 
+PHASES = {
+    "pulumi-python:dynamic/gpu:Instance": "machines (placement + boot)",
+    "pulumi-python:dynamic/ollama:Model": "model pulls",
+    "pulumi-python:dynamic/gateway:Local": "gateway",
+}
+
+
+class Phases:
+    """Where an `up` spends its time, from the engine's own event stream: for each kind of resource, the
+    span from the first one's start to the last one's end, and the longest single one."""
+
+    def __init__(self) -> None:
+        self.started: dict = {}
+        self.spans: dict = {}
+        self.t0 = time.monotonic()
+
+    def __call__(self, event) -> None:
+        now = time.monotonic() - self.t0
+        pre, done = event.resource_pre_event, event.res_outputs_event
+        meta = (pre or done).metadata if (pre or done) else None
+        if meta is None or meta.type not in PHASES:
+            return
+        if pre is not None:
+            self.started[meta.urn] = now
+        elif meta.urn in self.started:
+            self.spans.setdefault(PHASES[meta.type], []).append((self.started.pop(meta.urn), now))
+
+    def summary(self, total: float) -> dict:
+        out = {}
+        for phase, spans in self.spans.items():
+            out[phase] = {"span_s": round(max(e for _, e in spans) - min(s for s, _ in spans), 2),
+                          "longest_s": round(max(e - s for s, e in spans), 2), "count": len(spans)}
+        # The rest: time when none of those operations was running (program, engine, the other resources).
+        covered, end = 0.0, None
+        for s, e in sorted(x for spans in self.spans.values() for x in spans):
+            if end is None or s > end:
+                covered, end = covered + (e - s), e
+            elif e > end:
+                covered, end = covered + (e - end), e
+        out["everything else"] = {"span_s": round(max(0.0, total - covered), 2)}
+        return out
+
+
 def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path, boot_seconds: float = 0.0) -> tuple:
     with sandbox.fake_clouds() as fakes:
         vast: FakeVast = fakes["vastai"]
@@ -65,8 +108,9 @@ def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path
             st.preview()
             preview = time.perf_counter() - start
             start = time.perf_counter()
+            phases = Phases()
             with peak:
-                st.up()
+                st.up(on_event=phases)
             up = time.perf_counter() - start
             assert len(vast.alive()) == n, f"{len(vast.alive())} of {n} nodes rented"
             pulls = sum(o.pulls() for o in ollamas)
@@ -79,7 +123,7 @@ def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path
             st.up()
             noop = time.perf_counter() - start
             after = calls(vast, ollamas)
-            extra = {"refresh_s": refresh, "noop_up_s": noop,
+            extra = {"refresh_s": refresh, "noop_up_s": noop, "phases": phases.summary(up),
                      "reads": after["reads"] - before["reads"], "mutations": after["mutations"] - before["mutations"],
                      "provider_mib": peak.mib.get("providers.dynamic_host", 0.0),
                      "program_mib": peak.mib.get("pulumi-language-python-exec", 0.0)}
@@ -158,6 +202,9 @@ def main() -> int:
                   f"up {up:6.2f} s   refresh {extra['refresh_s']:6.2f} s   no-change up {extra['noop_up_s']:6.2f} s   "
                   f"({extra['reads']} reads, {extra['mutations']} mutations)   peak RSS: provider host "
                   f"{extra['provider_mib']:.0f} MiB, program {extra['program_mib']:.0f} MiB", flush=True)
+            print("      up: " + "   ".join(
+                f"{phase} {v['span_s']:.2f} s" + (f" (longest one {v['longest_s']:.2f} s)" if "longest_s" in v else "")
+                for phase, v in extra["phases"].items()), flush=True)
         base_preview, base_up, base = rows[0][1], rows[0][2], rows[0][3]
         workers = os.environ.get("ESTATE_PROVIDER_WORKERS", "64")
         print(f"\nratios to {rows[0][0]} node (latency {args.latency:.3f} s per call, pulls {args.pull_seconds:.1f} s, "
