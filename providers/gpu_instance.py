@@ -127,17 +127,9 @@ SAME_PRICE = 0.01
 
 
 def _launch(props: Dict[str, Any]) -> Dict[str, Any]:
-    """The launch spec with its secret parts merged in. ``secrets`` (cloud-init carrying secret files, env
-    values from config secrets) is an input of its own so that only it is encrypted in state, and the
-    ports, image and plain env stay readable for diffs and the policy pack."""
-    launch = dict(props.get("launch") or {})
-    secret = props.get("secrets") or {}
-    if isinstance(secret, dict):
-        if secret.get("cloud_init"):
-            launch["cloud_init"] = secret["cloud_init"]
-        if secret.get("env"):
-            launch["env"] = {**(launch.get("env") or {}), **secret["env"]}
-    return launch
+    """The launch spec as the vendor gets it. Nothing in it is secret (the retired ``secrets`` input of
+    older states is only compared by ``replace_reasons``, never launched)."""
+    return dict(props.get("launch") or {})
 
 
 def split_id(id_: str) -> Tuple[str, str]:
