@@ -20,6 +20,7 @@ from core.spec import Access, Market, NodeSpec, PowerState, Provider
 from core.stamps import node_stamp, to_tags
 from core.text import digest, install_secrets, secret_bundle
 from providers.gpu_instance import GpuInstance, GpuInstanceArgs, LaunchInputs
+from providers.host_key import install_in_cloud_init, launched_with
 from providers.ollama import SshTarget
 
 TYPE = "gpu-estate:index:GpuNode"
@@ -70,6 +71,8 @@ class GpuNode(pulumi.ComponentResource):
         machine_opts = pulumi.ResourceOptions(parent=self, protect=True) if spec.protect else child
         self.secret_env = dict(args.secret_env)
         self.secrets = self._secrets(name, args, child)
+        self.launched_host_key: Optional[pulumi.Output] = None
+        """The host key the machine was launched with, where the program generated and installed it."""
         self.over_ssh = workloads.delivered_over_ssh(spec, secrets=self.secrets is not None)
         if spec.provider.is_marketplace:
             self._create_marketplace(name, args, machine_opts)
@@ -100,15 +103,7 @@ class GpuNode(pulumi.ComponentResource):
         else:
             image, env, ports, onstart = spec.image, {}, workloads.published_ports(spec), ""
             cloud_init = self._cloud_init(args)
-        host_key = None
-        if spec.provider is Provider.TENSORDOCK and (spec.access is Access.SSH or self.over_ssh or args.reached_over_ssh):
-            # A key of its own for the VM's sshd, known before first contact: its cloud-init installs it.
-            from providers.ssh_key import SshKey
-
-            self.ssh_host_key = SshKey(f"{name}-ssh-host-key", comment=f"{args.label} host key",
-                                       opts=pulumi.ResourceOptions(parent=self))
-            host_key = pulumi.Output.secret(pulumi.Output.all(private=self.ssh_host_key.private_key,
-                                                              public=self.ssh_host_key.public_key))
+        host_key = self._generated_host_key(name, args) if spec.provider is Provider.TENSORDOCK else None
         self.instance = GpuInstance(f"{name}-instance", GpuInstanceArgs(
             label=args.label,
             clouds=[spec.provider.value, *(p.value for p in spec.failover)],
@@ -122,12 +117,27 @@ class GpuNode(pulumi.ComponentResource):
             host_key=host_key,
         ), opts)
         self.machine_id = self.instance.id
+        self.launched_host_key = self.instance.host_public_key
         self.address = self.instance.address
         self.ssh_host = self.instance.ssh_host
         self.ssh_port = self.instance.ssh_port
         self.ports = self.instance.ports
         self.hourly_price = self.instance.launch_price_per_hour.apply(
             lambda p: p if p is not None else args.estimate.hourly_usd)
+
+    def _generated_host_key(self, name: str, args: GpuNodeArgs) -> Optional[pulumi.Output]:
+        """A host key of its own for the sshd of a VM the program launches and connects to, known before
+        first contact because its cloud-init installs it (``providers.host_key``): ``{private, public}``
+        as a secret, or None for a node the program never reaches over SSH."""
+        spec = args.spec
+        if not (spec.access is Access.SSH or self.over_ssh or args.reached_over_ssh):
+            return None
+        from providers.ssh_key import SshKey
+
+        self.ssh_host_key = SshKey(f"{name}-ssh-host-key", comment=f"{args.label} host key",
+                                   opts=pulumi.ResourceOptions(parent=self))
+        return pulumi.Output.secret(pulumi.Output.all(private=self.ssh_host_key.private_key,
+                                                      public=self.ssh_host_key.public_key))
 
     def host_key(self) -> pulumi.Output[str]:
         """The node's SSH host key that every connection to it verifies: the stack's ``ssh.host_key``, else
@@ -137,8 +147,7 @@ class GpuNode(pulumi.ComponentResource):
 
             machine = (self.machine_id if self.machine is not None
                        else pulumi.Output.from_input(f"host:{self.spec.address}"))
-            instance = getattr(self, "instance", None)
-            expected = self.spec.ssh.host_key or (instance.host_public_key if instance is not None else None)
+            expected = self.spec.ssh.host_key or self.launched_host_key
             resource = HostKey(f"{self._name}-host-key", node=self._name, host=self.ssh_host,
                                port=self.ssh_port.apply(lambda p: int(p or self.spec.ssh.port)), machine=machine,
                                expected=expected,
@@ -324,7 +333,13 @@ class GpuNode(pulumi.ComponentResource):
                                                   ports=[str(p) for p in (spec.ssh.port, *args.open_ports)])],
             description=f"{args.label}: SSH and the ports the estate publishes", opts=opts)
         spot = spec.market is Market.SPOT
-        metadata = {"user-data": self._cloud_init(args)}
+        bootstrap = self._cloud_init(args)
+        metadata: Dict[str, pulumi.Input[str]] = {"user-data": bootstrap}
+        host_key = self._generated_host_key(name, args)
+        if host_key is not None:
+            # GCP updates metadata in place: a VM launched before the key keeps its own (see below).
+            metadata["user-data"] = pulumi.Output.secret(host_key.apply(lambda k: install_in_cloud_init(
+                bootstrap, k["private"], k["public"])))
         if spec.ssh.public_key:
             metadata["ssh-keys"] = f"{spec.ssh.user}:{spec.ssh.public_key}"
         self.vm = gcp.compute.Instance(
@@ -343,6 +358,12 @@ class GpuNode(pulumi.ComponentResource):
             metadata=metadata,
             desired_status={PowerState.STOPPED: "TERMINATED", PowerState.RUNNING: "RUNNING"}.get(spec.power),
             opts=machine_opts)
+        if host_key is not None:
+            # Only a VM launched after the key existed booted with it; an older one keeps the key it had,
+            # which is then recorded on first contact.
+            self.launched_host_key = pulumi.Output.all(self.vm.creation_timestamp, self.ssh_host_key.created_at,
+                                                       self.ssh_host_key.public_key).apply(
+                lambda a: " ".join(a[2].split()[:2]) if launched_with(a[0], a[1]) else None)
         self.machine_id = self.vm.id
         self.address = self.vm.network_interfaces.apply(
             lambda nics: (nics[0].access_configs or [None])[0].nat_ip if nics and nics[0].access_configs else None)

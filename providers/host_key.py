@@ -77,6 +77,17 @@ def scan(host: str, port: int, timeout: float = 5.0) -> Optional[str]:
     return next(iter(keys.values()), None)
 
 
+def launched_with(launched_at: Optional[str], key_created_at: Optional[str]) -> bool:
+    """Whether a machine launched at ``launched_at`` (RFC 3339, as GCP reports ``creationTimestamp``) was
+    launched with a key made at ``key_created_at``: its user-data held the key from the key's creation
+    on, so only a machine launched after it has the key; one launched before keeps its own."""
+    import datetime
+
+    if not launched_at or not key_created_at:
+        return False
+    return datetime.datetime.fromisoformat(launched_at) > datetime.datetime.fromisoformat(key_created_at)
+
+
 def same_key(a: Optional[str], b: Optional[str]) -> bool:
     """Whether two OpenSSH public keys are one key (comments aside)."""
     return bool(a and b) and a.split()[:2] == b.split()[:2]

@@ -8,6 +8,7 @@ its inputs changes it but ``comment``, which replaces it (a new key, re-authoriz
 """
 from __future__ import annotations
 
+import datetime
 from typing import Any, Dict, Optional
 
 import pulumi
@@ -32,7 +33,8 @@ def generate(comment: str) -> Dict[str, str]:
 class SshKeyProvider(ResourceProvider):
     def create(self, props: Dict[str, Any]) -> CreateResult:
         pair = generate(props["comment"])
-        return CreateResult(f"ssh-key-{pair['public_key'].split()[1][-16:]}", {**props, **pair})
+        created = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        return CreateResult(f"ssh-key-{pair['public_key'].split()[1][-16:]}", {**props, **pair, "created_at": created})
 
     def diff(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> DiffResult:
         changed = olds.get("comment") != news.get("comment")
@@ -47,7 +49,10 @@ class SshKey(DynamicResource, module="ssh", name="Key"):
 
     public_key: pulumi.Output[str]
     private_key: pulumi.Output[str]
+    created_at: pulumi.Output[str]
+    """When the key was made (ISO 8601, UTC): a machine launched later was launched with it."""
 
     def __init__(self, name: str, comment: str, opts: Optional[pulumi.ResourceOptions] = None):
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["private_key"]))
-        super().__init__(SshKeyProvider(), name, {"comment": comment, "public_key": None, "private_key": None}, opts)
+        super().__init__(SshKeyProvider(), name, {"comment": comment, "public_key": None, "private_key": None,
+                                                  "created_at": None}, opts)

@@ -76,7 +76,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outs.update(host_key=args.inputs.get("expected") or MOCK_HOST_KEY)
         if args.typ == "pulumi-python:dynamic/ssh:Key":
             outs.update(public_key=f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG1vY2t0dW5uZWxrZXk= {args.inputs['comment']}",
-                        private_key=MOCK_SECRET)
+                        private_key=MOCK_SECRET, created_at="2026-11-24T10:00:00+00:00")
         if args.typ == "cloudflare:index/zeroTrustAccessApplication:ZeroTrustAccessApplication":
             outs.update(aud=f"aud-{args.inputs['domain']}")
         if args.typ == "aws:ec2/instance:Instance":
@@ -85,6 +85,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outs.update(latest_version=1)
         if args.typ == "gcp:compute/instance:Instance":
             outs["networkInterfaces"] = [{"accessConfigs": [{"natIp": "198.51.100.9"}]}]
+            outs["creationTimestamp"] = "2026-11-24T02:00:05.000-08:00"  # launched just after the key
         return f"{args.name}-id", outs
 
     def call(self, args: pulumi.runtime.MockCallArgs):

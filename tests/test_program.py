@@ -254,3 +254,26 @@ def test_tensordock_vms_reached_over_ssh_get_a_generated_host_key_known_before_f
     # A Vast.ai container's key is its vendor's: recorded on first contact.
     qwen = prod.named("qwen-instance")
     assert qwen.inputs.get("host_key") is None
+
+
+def test_a_gcp_vm_boots_with_a_generated_host_key_and_an_older_one_keeps_its_own(prod):
+    import yaml
+
+    from providers.host_key import STAGED, launched_with
+
+    vm = prod.named("gcp-dev-vm")
+    assert "metadata" in vm.secret_paths or "metadata.user-data" in vm.secret_paths  # the private host key
+    doc = yaml.safe_load(vm.inputs["metadata"]["user-data"])
+    assert STAGED in [f["path"] for f in doc["write_files"]]
+    (pinned,) = [r for r in prod.of_type("pulumi-python:dynamic/ssh:HostKey") if r.name == "gcp-dev-host-key"]
+    (key,) = [r for r in prod.of_type("pulumi-python:dynamic/ssh:Key") if r.name == "gcp-dev-ssh-host-key"]
+    assert pinned.inputs["expected"] == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG1vY2t0dW5uZWxrZXk="
+    assert key.inputs["comment"] == "gpu-estate-prod-gcp-dev host key"
+    # The rule behind it: GCP updates metadata in place, so only a VM launched after the key has it.
+    made = "2026-11-24T10:00:00+00:00"
+    assert launched_with("2026-11-24T02:00:05.000-08:00", made)       # 10:00:05 UTC: after
+    assert not launched_with("2026-11-24T01:59:59.000-08:00", made)   # 09:59:59 UTC: before
+    assert not launched_with(None, made) and not launched_with("2026-11-24T11:00:00+00:00", None)
+    # AWS keeps its own key (a new user-data would replace the VM): recorded on first contact.
+    (burst,) = [r for r in prod.of_type("pulumi-python:dynamic/ssh:HostKey") if r.name == "burst-host-key"]
+    assert burst.inputs.get("expected") is None
