@@ -18,7 +18,7 @@ from core import catalog, pricing
 from core.kinds import WorkloadKind
 from core.spec import Access, Market, NodeSpec, PowerState, Provider
 from core.stamps import node_stamp, to_tags
-from core.text import digest, install_secrets, secret_bundle
+from core.text import bare_key, digest, install_secrets, secret_bundle
 from providers.gpu_instance import GpuInstance, GpuInstanceArgs, LaunchInputs
 from providers.host_key import install_in_cloud_init, launched_with
 from providers.ollama import SshTarget
@@ -363,7 +363,7 @@ class GpuNode(pulumi.ComponentResource):
             # which is then recorded on first contact.
             self.launched_host_key = pulumi.Output.all(self.vm.creation_timestamp, self.ssh_host_key.created_at,
                                                        self.ssh_host_key.public_key).apply(
-                lambda a: " ".join(a[2].split()[:2]) if launched_with(a[0], a[1]) else None)
+                lambda a: bare_key(a[2]) if launched_with(a[0], a[1]) else None)
         self.machine_id = self.vm.id
         self.address = self.vm.network_interfaces.apply(
             lambda nics: (nics[0].access_configs or [None])[0].nat_ip if nics and nics[0].access_configs else None)

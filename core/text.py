@@ -23,10 +23,16 @@ def heredoc_script(files: Mapping[str, str], mode: str = "0644") -> str:
     return "\n".join(lines) + "\n"
 
 
+def bare_key(key: str) -> str:
+    """An OpenSSH public key as ``<type> <base64>``, its comment dropped: the form keys are pinned and
+    compared in."""
+    return " ".join(key.split()[:2])
+
+
 def known_hosts_line(host: str, port: int, host_key: str) -> str:
     """A ``known_hosts`` line for one host key (``[host]:port`` unless the port is 22)."""
     name = host if int(port) == 22 else f"[{host}]:{int(port)}"
-    return f"{name} {' '.join(host_key.split()[:2])}"
+    return f"{name} {bare_key(host_key)}"
 
 
 def secret_bundle(files: List[Tuple[str, str]]) -> str:

@@ -31,6 +31,7 @@ from pulumi.dynamic import (
 from pydantic import ValidationError
 
 from core.pricing import NodeRequest, Offer, PlacementError, choose_offer, rank_offers
+from core.text import bare_key
 from providers import gpu_cloud
 from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status, env_seconds
 from providers.host_key import install_in_cloud_init
@@ -228,7 +229,7 @@ class GpuInstanceProvider(ResourceProvider):
             if key.get("private") and spec.cloud_init and cloud == "tensordock":
                 spec = spec.model_copy(update={"cloud_init": install_in_cloud_init(
                     spec.cloud_init, key["private"], key["public"])})
-                placed_key = " ".join(key["public"].split()[:2])
+                placed_key = bare_key(key["public"])
             try:
                 placed = self._place(c, request, spec)
                 if placed is None:

@@ -23,6 +23,7 @@ from typing import Any, Dict, Optional
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
+from core.text import bare_key
 from providers.resource import DynamicResource
 
 WAIT_SECONDS_ENV = "GPU_ESTATE_HOST_KEY_WAIT_SECONDS"
@@ -46,7 +47,7 @@ def install_in_cloud_init(cloud_init: str, private_key: str, public_key: str) ->
     import yaml
 
     doc = yaml.safe_load(cloud_init) or {}
-    public = " ".join(public_key.split()[:2])
+    public = bare_key(public_key)
     doc["write_files"] = [*(doc.get("write_files") or []),
                           {"path": STAGED, "content": private_key, "permissions": "0600", "owner": "root:root"},
                           {"path": f"{STAGED}.pub", "content": public + "\n", "permissions": "0644",
@@ -90,7 +91,7 @@ def launched_with(launched_at: Optional[str], key_created_at: Optional[str]) -> 
 
 def same_key(a: Optional[str], b: Optional[str]) -> bool:
     """Whether two OpenSSH public keys are one key (comments aside)."""
-    return bool(a and b) and a.split()[:2] == b.split()[:2]
+    return bool(a and b) and bare_key(a) == bare_key(b)
 
 
 def _where(props: Dict[str, Any]) -> str:
