@@ -455,9 +455,9 @@ class GpuInstance(DynamicResource, module="gpu", name="Instance"):
     region: pulumi.Output[str]
     host_public_key: pulumi.Output[Optional[str]]
     """The host key this resource installed when it rented the machine (None: recorded on first contact)."""
+    SECRET_OUTPUTS = ("host_key",)  # the generated key pair, carried from the input into the outputs
 
     def __init__(self, name: str, args: GpuInstanceArgs, opts: Optional[pulumi.ResourceOptions] = None):
         outs = {k: None for k in ("cloud", "instance_id", "status", "address", "ssh_host", "ssh_port", "ports",
                                   "price_per_hour", "launch_price_per_hour", "region", "offer_id", "host_public_key")}
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["host_key"]))
         super().__init__(GpuInstanceProvider(), name, {**outs, "version": PROVIDER_VERSION, **args.to_props()}, opts)

@@ -145,9 +145,9 @@ class LocalGateway(DynamicResource, module="gateway", name="Local"):
     url: pulumi.Output[str]
     master_key: pulumi.Output[str]
     pid: pulumi.Output[int]
+    SECRET_OUTPUTS = ("master_key",)
 
     def __init__(self, name: str, args: LocalGatewayArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["master_key"]))
         super().__init__(LocalGatewayProvider(), name,
                          {"url": None, "master_key": None, "pid": None, "config_sha256": None, **args.to_props()},
                          opts)

@@ -12,15 +12,23 @@ the SDK wraps it exactly once, as it means to.
 from __future__ import annotations
 
 import pickle
+from typing import Optional, Tuple
 
+import pulumi
 from pulumi.dynamic import Resource
 
 _PICKLER_BATCH_SETITEMS = pickle._Pickler._batch_setitems  # the original, before any serialization
 
 
 class DynamicResource(Resource):
-    """``pulumi.dynamic.Resource`` with the SDK's pickler patch undone before each serialization."""
+    """``pulumi.dynamic.Resource`` with the SDK's pickler patch undone before each serialization, and the
+    outputs a subclass names in ``SECRET_OUTPUTS`` kept secret in state whatever its inputs were."""
 
-    def __init__(self, *args, **kwargs):
+    SECRET_OUTPUTS: Tuple[str, ...] = ()
+
+    def __init__(self, provider, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+        if self.SECRET_OUTPUTS:
+            opts = pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(additional_secret_outputs=list(self.SECRET_OUTPUTS)))
         pickle._Pickler._batch_setitems = _PICKLER_BATCH_SETITEMS
-        super().__init__(*args, **kwargs)
+        super().__init__(provider, name, props, opts)

@@ -52,7 +52,8 @@ class SshKey(DynamicResource, module="ssh", name="Key"):
     created_at: pulumi.Output[str]
     """When the key was made (ISO 8601, UTC): a machine launched later was launched with it."""
 
+    SECRET_OUTPUTS = ("private_key",)
+
     def __init__(self, name: str, comment: str, opts: Optional[pulumi.ResourceOptions] = None):
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["private_key"]))
         super().__init__(SshKeyProvider(), name, {"comment": comment, "public_key": None, "private_key": None,
                                                   "created_at": None}, opts)
