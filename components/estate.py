@@ -112,8 +112,7 @@ class Estate(pulumi.ComponentResource):
                 secret_env={n: stack.secrets.env[n] for n in names},
                 ssh_private_key=stack.secrets.ssh_private_key,
                 # The gateway host deployed over SSH is reached whatever its own access says.
-                reached_over_ssh=(spec.gateway is not None and spec.gateway.node == node_name
-                                  and spec.gateway.deploy != "local"),
+                reached_over_ssh=spec.gateway_over_ssh(node_name),
             ), child)
         self.models = self._model_library(spec)
         self.gateway: Optional[Gateway] = None

@@ -85,7 +85,8 @@ class GpuNode(pulumi.ComponentResource):
         self.workloads_ready: list = []
         if self.over_ssh:
             self._deliver_workloads(name, spec, child)
-        elif self.secrets is not None and spec.provider.is_container:
+        elif workloads.secrets_over_ssh(spec):
+            # The same test decides that its start script waits for them (``workloads.container_start``).
             self._deliver_secrets(name, spec, child)
         self.monthly_estimate = pulumi.Output.from_input(args.estimate.monthly_usd)
         self.register_outputs({

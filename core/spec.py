@@ -362,6 +362,10 @@ class EstateSpec(_Model):
     storage: Dict[BucketName, BucketSpec] = Field(default_factory=dict)
     budget: BudgetSpec
 
+    def gateway_over_ssh(self, node: str) -> bool:
+        """Whether ``node`` hosts the gateway and the gateway is deployed on it over SSH."""
+        return self.gateway is not None and self.gateway.node == node and self.gateway.deploy != "local"
+
     @field_validator("nodes")
     @classmethod
     def _node_names(cls, v: Dict[str, NodeSpec]) -> Dict[str, NodeSpec]:

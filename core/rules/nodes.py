@@ -33,9 +33,8 @@ def _reached_over_ssh(spec: EstateSpec, name: str) -> bool:
     deployed over SSH, is tunnelled to, or is reached with ``access: ssh`` for its model library."""
     node = spec.nodes[name]
     services = [k for k in node.workloads if k is not WorkloadKind.LITELLM]
-    gateway_host = spec.gateway is not None and spec.gateway.node == name and spec.gateway.deploy != "local"
     tunnelled = any(t.node == name for t in spec.tunnels)
-    return bool(services) or gateway_host or tunnelled
+    return bool(services) or spec.gateway_over_ssh(name) or tunnelled
 
 
 def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
