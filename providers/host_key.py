@@ -5,12 +5,14 @@ OpenSSH forward, the gateway host's autossh units) verifies the node's host key 
 machine that answers at the node's address with another key gets no command and no secret.
 
 Where the key is known before first contact, that is the key: an owned host's from the stack
-(``ssh.host_key``), or the one the program generated for a TensorDock VM it created and installed
-through the VM's cloud-init (``install_in_cloud_init``). Otherwise (Vast.ai and RunPod containers, whose
-host keys their vendors set; AWS and GCP VMs, see the README) the key is recorded on first contact with
-the machine (``ssh-keyscan``, waiting while it boots) and kept in state: a later contact that finds
-another key at the same machine fails with a message naming both. Only a new machine (its id changes)
-records a new key.
+(``ssh.host_key``), or the one the program generated for a TensorDock or GCP VM it launched and installed
+through the VM's cloud-init (``install_in_cloud_init``). An AWS VM's key is read from what the VM printed
+to its own console, through the EC2 API (``providers.aws_console``), and checked against what answers at
+its address. Otherwise (Vast.ai and RunPod containers, whose host keys their vendors set; a VM launched
+before its key was generated; an AWS VM whose console cannot be read) the key is recorded on first
+contact with the machine (``ssh-keyscan``, waiting while it boots) and kept in state: a later contact that
+finds another key at the same machine fails with a message naming both. Only a new machine (its id
+changes) records a new key.
 """
 from __future__ import annotations
 
@@ -24,11 +26,17 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from core.text import bare_key
+from providers import aws_console
+from providers.aws_console import ConsoleError
 from providers.resource import DynamicResource
 
 WAIT_SECONDS_ENV = "GPU_ESTATE_HOST_KEY_WAIT_SECONDS"
 WAIT_SECONDS = 900.0
 """How long first contact waits for a booting machine's SSH (a GPU VM takes minutes)."""
+CONSOLE_GRACE_ENV = "GPU_ESTATE_HOST_KEY_CONSOLE_GRACE_SECONDS"
+CONSOLE_GRACE_SECONDS = 300.0
+"""How long, once SSH answers, first contact waits for a VM's console to print its host keys (cloud-init
+prints them at the end of its first boot) before recording the key SSH offers instead."""
 PREFERRED = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512",
              "ssh-rsa")
 
@@ -60,8 +68,8 @@ class HostKeyError(RuntimeError):
     pass
 
 
-def scan(host: str, port: int, timeout: float = 5.0) -> Optional[str]:
-    """The host's preferred SSH host key as ``<type> <base64>``, or None when nothing answers."""
+def scan_all(host: str, port: int, timeout: float = 5.0) -> Dict[str, str]:
+    """Every SSH host key the host offers, ``{type: "<type> <base64>"}`` (empty when nothing answers)."""
     keyscan = shutil.which("ssh-keyscan")
     if keyscan is None:
         raise HostKeyError("ssh-keyscan is not installed (apt-get install openssh-client)")
@@ -72,10 +80,20 @@ def scan(host: str, port: int, timeout: float = 5.0) -> Optional[str]:
         parts = line.split()
         if len(parts) >= 3 and not line.startswith("#"):
             keys[parts[1]] = f"{parts[1]} {parts[2]}"
+    return keys
+
+
+def preferred(keys: Dict[str, str]) -> Optional[str]:
+    """The key a pin uses among several of one host: Ed25519 first."""
     for kind in PREFERRED:
         if kind in keys:
             return keys[kind]
     return next(iter(keys.values()), None)
+
+
+def scan(host: str, port: int, timeout: float = 5.0) -> Optional[str]:
+    """The host's preferred SSH host key as ``<type> <base64>``, or None when nothing answers."""
+    return preferred(scan_all(host, port, timeout))
 
 
 def launched_with(launched_at: Optional[str], key_created_at: Optional[str]) -> bool:
@@ -104,23 +122,54 @@ class HostKeyProvider(ResourceProvider):
             return props["expected"].strip()
         if not props.get("host"):
             raise HostKeyError(f"{_where(props)}: no SSH address yet, so no host key to record")
+        console = props.get("console") or None
         wait = float(os.environ.get(WAIT_SECONDS_ENV) or WAIT_SECONDS)
+        grace = float(os.environ.get(CONSOLE_GRACE_ENV) or CONSOLE_GRACE_SECONDS)
         started = time.monotonic()
         said = started
+        answered_at: Optional[float] = None
         while True:
-            key = scan(props["host"], int(props["port"]))
-            if key:
-                pulumi.log.info(f"{_where(props)}: recorded its SSH host key {key[:40]}...")
-                return key
             now = time.monotonic()
+            if console is not None:
+                try:
+                    key = self._from_console(props, console)
+                except ConsoleError as exc:
+                    pulumi.log.warn(f"{_where(props)}: {exc}; its host key is recorded on first contact instead")
+                    console, key = None, None
+                if key:
+                    return key
+            found = scan(props["host"], int(props["port"]))
+            if found and answered_at is None:
+                answered_at = now
+            if found and (console is None or now - answered_at > grace):
+                if console is not None:
+                    pulumi.log.warn(f"{_where(props)}: SSH answers but its console printed no host key within "
+                                    f"{grace:.0f}s ({CONSOLE_GRACE_ENV} sets the wait); recorded on first contact")
+                pulumi.log.info(f"{_where(props)}: recorded its SSH host key {found[:40]}...")
+                return found
             if now - started > wait:
                 raise HostKeyError(f"{_where(props)}: SSH did not answer within {wait:.0f}s, so its host key "
                                    f"could not be recorded ({WAIT_SECONDS_ENV} sets the wait)")
             if now - said > 30:
-                pulumi.log.info(f"{_where(props)}: waiting for SSH to record the host key "
-                                f"({now - started:.0f}s of {wait:.0f}s)")
+                waiting = "its console to print the host key" if console is not None else "SSH"
+                pulumi.log.info(f"{_where(props)}: waiting for {waiting} ({now - started:.0f}s of {wait:.0f}s)")
                 said = now
             time.sleep(min(5.0, max(0.2, wait / 100)))
+
+    def _from_console(self, props: Dict[str, Any], console: Dict[str, Any]) -> Optional[str]:
+        """The key the VM printed to its EC2 console, once it has; a machine at the node's address that
+        offers another key of a type the console lists is refused, naming both."""
+        keys = aws_console.host_keys(aws_console.console_output(console["instance_id"], console.get("region")))
+        key = preferred(keys)
+        if key is None:
+            return None
+        offered = scan_all(props["host"], int(props["port"]))
+        for kind, printed in keys.items():
+            if kind in offered and not same_key(printed, offered[kind]):
+                raise HostKeyError(f"{_where(props)}: the machine answering offers {offered[kind][:60]}..., but "
+                                   f"the VM's console printed {printed[:60]}...: nothing is sent to it")
+        pulumi.log.info(f"{_where(props)}: pinned the SSH host key its EC2 console printed {key[:40]}...")
+        return key
 
     def create(self, props: Dict[str, Any]) -> CreateResult:
         key = self._first_contact(props)
@@ -166,7 +215,11 @@ class HostKey(DynamicResource, module="ssh", name="HostKey"):
 
     def __init__(self, name: str, node: str, host: pulumi.Input[Optional[str]], port: pulumi.Input[int],
                  machine: pulumi.Input[str], expected: pulumi.Input[Optional[str]] = None,
+                 console: Optional[pulumi.Input[Dict[str, Any]]] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
+        """``console``: ``{instance_id, region}`` of an EC2 VM whose console prints its host keys
+        (``providers.aws_console``); the key is read there rather than trusted on first contact."""
         super().__init__(HostKeyProvider(), name, {
-            "node": node, "host": host, "port": port, "machine": machine, "expected": expected, "host_key": None,
+            "node": node, "host": host, "port": port, "machine": machine, "expected": expected,
+            "console": console, "host_key": None,
         }, opts)

@@ -55,3 +55,18 @@ def sshd():
         pytest.skip(why)
     with loopback_sshd.LoopbackSshd() as server:
         yield server
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """The loopback AWS (loopback/aws.py), where the AWS SDK's own clients are pointed the SDK's way."""
+    from loopback.aws import LoopbackAws
+
+    server = LoopbackAws()
+    for name, value in {"AWS_ENDPOINT_URL_EC2": server.url, "AWS_ENDPOINT_URL_SERVICE_QUOTAS": server.url,
+                        "AWS_ACCESS_KEY_ID": "AKIDLOOPBACK", "AWS_SECRET_ACCESS_KEY": "loopback",
+                        "AWS_MAX_ATTEMPTS": "1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    yield server
+    server.close()
