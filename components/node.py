@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
 from typing import Any, Dict, Optional
 
 import pulumi
@@ -73,6 +74,8 @@ class GpuNode(pulumi.ComponentResource):
         self.secrets = self._secrets(name, args, child)
         self.launched_host_key: Optional[pulumi.Output] = None
         """The host key the machine was launched with, where the program generated and installed it."""
+        self.console: Optional[pulumi.Output] = None
+        """Where the machine's console prints its host keys (an AWS VM's ``{instance_id, region}``)."""
         self.over_ssh = workloads.delivered_over_ssh(spec, secrets=self.secrets is not None)
         if spec.provider.is_marketplace:
             self._create_marketplace(name, args, machine_opts)
@@ -151,7 +154,7 @@ class GpuNode(pulumi.ComponentResource):
             expected = self.spec.ssh.host_key or self.launched_host_key
             resource = HostKey(f"{self._name}-host-key", node=self._name, host=self.ssh_host,
                                port=self.ssh_port.apply(lambda p: int(p or self.spec.ssh.port)), machine=machine,
-                               expected=expected,
+                               expected=expected, console=self.console,
                                opts=self.on_machine(pulumi.ResourceOptions(parent=self)))
             self._host_key = resource.host_key
         return self._host_key
@@ -265,6 +268,10 @@ class GpuNode(pulumi.ComponentResource):
         import pulumi_aws as aws
 
         spec = args.spec
+        region, provider = self._aws_region(name, spec)
+        if provider is not None:
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(provider=provider))
+            machine_opts = pulumi.ResourceOptions.merge(machine_opts, pulumi.ResourceOptions(provider=provider))
         tags = {"Name": args.label, **to_tags(self.stamp)}
         ingress = [aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=p, to_port=p,
                                                     cidr_blocks=["0.0.0.0/0"], description=f"port {p}")
@@ -283,7 +290,8 @@ class GpuNode(pulumi.ComponentResource):
         pinned = spec.image.startswith("ami-")
         image_id = spec.image if pinned else aws.ec2.get_ami(
             most_recent=True, owners=["amazon"], filters=[aws.ec2.GetAmiFilterArgs(
-                name="name", values=["Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)*"])]).id
+                name="name", values=["Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)*"])],
+            opts=pulumi.InvokeOptions(provider=provider)).id
         market = None
         if spec.market is Market.SPOT:
             market = aws.ec2.LaunchTemplateInstanceMarketOptionsArgs(
@@ -302,22 +310,49 @@ class GpuNode(pulumi.ComponentResource):
             tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="instance", tags=tags)],
             tags=tags, opts=opts if pinned else pulumi.ResourceOptions.merge(
                 opts, pulumi.ResourceOptions(ignore_changes=["imageId"])))
+        # The account's vCPU quota for this family and market, read before the VM is launched: a new
+        # account's GPU quotas are 0, and the vendor would refuse only after the rest was made.
+        from providers.aws_quota import Quota
+
+        spot = spec.market is Market.SPOT
+        itype = args.estimate.instance_type
+        self.quota = Quota(f"{name}-quota", node=name, region=region, instance_type=itype,
+                           market="spot" if spot else "on-demand",
+                           vcpus=catalog.instance_types("aws")[itype]["vcpu"],
+                           quota_names=catalog.aws_quota_names(itype, spot), opts=pulumi.ResourceOptions(parent=self))
         self.vm = aws.ec2.Instance(
             f"{name}-vm", launch_template=aws.ec2.InstanceLaunchTemplateArgs(
                 id=self.launch_template.id, version=self.launch_template.latest_version.apply(str)),
-            tags=tags, opts=machine_opts)
+            tags=tags, opts=pulumi.ResourceOptions.merge(machine_opts, pulumi.ResourceOptions(depends_on=[self.quota])))
         # Declared for power running or stopped, so a VM the idle watcher powered off starts again at the
         # next `up` (pulumi-aws keeps this EC2 resource in its ec2transitgateway module). With power idle
         # the watcher owns the power state and nothing here starts or stops the VM.
         if spec.power is not PowerState.IDLE:
             aws.ec2transitgateway.InstanceState(f"{name}-power", instance_id=self.vm.id,
                                   state="stopped" if spec.power is PowerState.STOPPED else "running", opts=opts)
+        # The VM prints its host keys to its console, which the EC2 API hands to the account: the key is
+        # pinned from there (providers.aws_console), with nothing added to a running VM's launch template.
+        self.console = self.vm.id.apply(lambda i: {"instance_id": i, "region": region})
         self.machine_id = self.vm.id
         self.address = self.vm.public_ip
         self.ssh_host = self.vm.public_ip
         self.ssh_port = pulumi.Output.from_input(spec.ssh.port)
         self.ports = pulumi.Output.from_input(self._service_ports(spec))
         self.hourly_price = pulumi.Output.from_input(args.estimate.hourly_usd)
+
+    def _aws_region(self, name: str, spec: NodeSpec):
+        """The region an AWS node runs in, and the provider that puts it there: the node's first region.
+        A node in the region the default provider already uses (``aws:region``, else the SDK's
+        ``AWS_REGION``/``AWS_DEFAULT_REGION``) keeps that provider, so a VM launched there before stays
+        as it is; a node elsewhere gets a provider of its own region."""
+        import pulumi_aws as aws
+
+        default = pulumi.Config("aws").get("region") or os.environ.get("AWS_REGION") or \
+            os.environ.get("AWS_DEFAULT_REGION")
+        wanted = spec.regions[0] if spec.regions else None
+        if wanted is None or wanted == default:
+            return default, None
+        return wanted, aws.Provider(f"{name}-aws-{wanted}", region=wanted, opts=pulumi.ResourceOptions(parent=self))
 
     def _create_gcp(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions,
                     machine_opts: pulumi.ResourceOptions) -> None:

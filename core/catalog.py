@@ -90,3 +90,13 @@ def workload_disk_gb(kind: str) -> float:
 
 def workload_ram_gb(kind: str) -> float:
     return float(_load("models.json")["workload_ram_gb"].get(kind, 0))
+
+
+def aws_quota_names(instance_type: str, spot: bool) -> List[str]:
+    """The names of the EC2 vCPU quotas an AWS instance type counts against in its market, the current
+    name first (``assets/prices/aws.json``); empty for a family the table does not know."""
+    family = instance_type.split(".", 1)[0]
+    for prefix, names in _load("prices/aws.json")["quotas"]["spot" if spot else "on_demand"]:
+        if family.startswith(prefix):
+            return list(names)
+    return []

@@ -277,3 +277,35 @@ def test_a_gcp_vm_boots_with_a_generated_host_key_and_an_older_one_keeps_its_own
     # AWS keeps its own key (a new user-data would replace the VM): recorded on first contact.
     (burst,) = [r for r in prod.of_type("pulumi-python:dynamic/ssh:HostKey") if r.name == "burst-host-key"]
     assert burst.inputs.get("expected") is None
+
+
+def test_an_aws_node_runs_in_its_own_region_and_is_pinned_from_its_console(monkeypatch):
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    config = stack_config("prod")
+    # In the stack's region (aws:region): the default provider, as a VM launched before had.
+    assert config["aws:region"] == config["gpu-estate:nodes"]["burst"]["regions"][0]
+    prod = run_program(config, stack="prod")
+    assert prod.of_type("pulumi:providers:aws") == []
+    (key,) = [r for r in prod.of_type("pulumi-python:dynamic/ssh:HostKey") if r.name == "burst-host-key"]
+    assert key.inputs["console"] == {"instance_id": "burst-vm-id", "region": "us-east-1"}
+    # Elsewhere (seed 004's ca-central-1): a provider of that region makes everything the node has.
+    config["gpu-estate:nodes"]["burst"]["regions"] = ["ca-central-1"]
+    moved = run_program(config, stack="prod")
+    (provider,) = moved.of_type("pulumi:providers:aws")
+    assert provider.inputs["region"] == "ca-central-1"
+    aws = [r for r in moved.resources if r.typ.startswith("aws:") and r.name.startswith("burst-")]
+    assert {r.typ.split(":")[1] for r in aws} >= {"ec2/launchTemplate", "ec2/instance", "ec2/securityGroup"}
+    assert all("burst-aws-ca-central-1" in (r.provider or "") for r in aws)
+    (ami,) = [c for c in moved.calls if c.token == "aws:ec2/getAmi:getAmi"]
+    assert "burst-aws-ca-central-1" in (ami.provider or "")
+    (key,) = [r for r in moved.of_type("pulumi-python:dynamic/ssh:HostKey") if r.name == "burst-host-key"]
+    assert key.inputs["console"]["region"] == "ca-central-1"
+
+
+def test_an_aws_node_checks_its_ec2_quota_in_its_region_before_launch(prod):
+    (quota,) = prod.of_type("pulumi-python:dynamic/aws:Quota")
+    assert quota.name == "burst-quota"
+    assert {k: quota.inputs[k] for k in ("node", "region", "instance_type", "market", "vcpus")} == {
+        "node": "burst", "region": "us-east-1", "instance_type": "g5.xlarge", "market": "spot", "vcpus": 4}
+    assert quota.inputs["quota_names"] == ["All G and VT Spot Instance Requests"]
