@@ -32,7 +32,12 @@ $(VENV)-%/bin/python: requirements-%.txt
 	$(VENV)-$*/bin/python -m pip install -q -r requirements-$*.txt
 	touch $@
 
-setup: $(VPY) $(VENV)-gateway/bin/litellm $(VENV)-runpod/bin/python $(VENV)-vastai/bin/python
+# Mermaid's own parser, for the test that the estate's drawings parse (skipped where npm is missing).
+scripts/mermaid/node_modules/.package-lock.json: scripts/mermaid/package-lock.json
+	if command -v npm >/dev/null; then cd scripts/mermaid && npm ci --no-audit --no-fund --loglevel=error; fi
+
+setup: $(VPY) $(VENV)-gateway/bin/litellm $(VENV)-runpod/bin/python $(VENV)-vastai/bin/python \
+		scripts/mermaid/node_modules/.package-lock.json
 	bash scripts/build-pulumi.sh
 	bash scripts/build-actionlint.sh
 	bash scripts/build-compose.sh

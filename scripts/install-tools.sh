@@ -3,7 +3,8 @@
 # cloud-init (schema validator), caddy (caddy validate), autossh (unit ExecStart), openssh-server
 # (the sandbox's VM-like node and the SSH port-forward test), shellcheck (actionlint checks the workflows'
 # shell steps with it), docker.io (the Docker engine the sandbox's VM-like node runs its containers on;
-# its daemon is started here when none answers). Tests that need one skip with the reason where it
+# its daemon is started here when none answers), nodejs and npm (mermaid's parser checks the estate's
+# drawings). Tests that need one skip with the reason where it
 # is missing, so this is for CI and for anyone who wants every test to run. Needs root and apt-get.
 set -euo pipefail
 want=()
@@ -14,6 +15,7 @@ command -v autossh >/dev/null || want+=(autossh)
 command -v systemd-analyze >/dev/null || want+=(systemd)
 command -v shellcheck >/dev/null || want+=(shellcheck)
 command -v dockerd >/dev/null || want+=(docker.io)
+command -v npm >/dev/null || want+=(nodejs npm)
 if [ ${#want[@]} -eq 0 ]; then
     echo "system tools: all present"
 elif [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

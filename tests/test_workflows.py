@@ -55,6 +55,11 @@ def test_pull_requests_preview_every_stack_with_the_pack_and_comment_in_place():
     assert "--policy-pack base/policy" in run
     (comment,) = steps_using(doc, "actions/github-script")
     assert "updateComment" in comment["with"]["script"]
+    # The estate drawn goes under the cost table, into the file the comment posts, before it is posted.
+    steps = doc["jobs"]["preview"]["steps"]
+    (drawn,) = [i for i, s in enumerate(steps) if "scripts/diagram.py" in s.get("run", "")]
+    assert steps[drawn]["run"].endswith(">> cost.md") and steps.index(comment) == drawn + 1
+    assert "cost_diff.py" in steps[drawn - 1]["run"]
 
 
 def test_pull_request_previews_get_no_production_secret():
