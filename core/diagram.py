@@ -75,8 +75,8 @@ def flowchart(plan: EstatePlan) -> str:
         alias_ids = {alias: f"alias_{i}" for i, alias in enumerate(spec.gateway.aliases)}
         externals = {alias: (provider, model) for provider, ext in spec.gateway.external.items()
                      for alias, model in ext.models.items()}
-        for alias, external_alias in enumerate(a for a in externals if a not in alias_ids):
-            alias_ids[external_alias] = f"alias_x{alias}"
+        for x_index, alias in enumerate(a for a in externals if a not in alias_ids):
+            alias_ids[alias] = f"alias_x{x_index}"
         for alias, aid in alias_ids.items():
             lines.append(f'  {aid}(["{label(alias)}"])')
             lines.append(f"  gateway --> {aid}")
