@@ -63,7 +63,9 @@ def route_comment(spec: EstateSpec, host: str) -> str:
     """What a hostname's DNS record says about the route, read by the policy pack."""
     route = spec.routes[host]
     auth = "basic" if spec.edge.mode is EdgeMode.CADDY else route.auth.value
-    return f"gpu-estate route {route.service} auth={auth}"
+    kind = spec.nodes[route.node].kind(route.workload).value
+    # A workload named after its kind says no more; any other name says what it is.
+    return f"gpu-estate route {route.service} auth={auth}" + ("" if kind == route.workload else f" kind={kind}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -73,7 +73,7 @@ def url_map(plan: EstatePlan) -> List[Dict[str, object]]:
             auth = "caddy-basic-auth"  # Caddy puts basic auth in front of every site
         upstream = plan.upstreams.get(host)
         rows.append({"url": f"https://{host}{route.path if route.path != '/' else ''}", "node": route.node,
-                     "container": route.workload.value, "port": spec.nodes[route.node].port(route.workload),
+                     "container": route.workload, "port": spec.nodes[route.node].port(route.workload),
                      "auth": auth, "via": upstream.url if upstream else ""})
     return rows
 
@@ -138,7 +138,7 @@ class Estate(pulumi.ComponentResource):
         spec = stack.spec
         readers: Dict[str, List[str]] = {b: list(bucket.readers) for b, bucket in spec.storage.items()}
         for node_name, node in spec.nodes.items():
-            mlflow = node.workloads.get(WorkloadKind.MLFLOW)
+            mlflow = node.fixed(WorkloadKind.MLFLOW)
             if mlflow and mlflow.artifact_bucket and node_name not in readers[mlflow.artifact_bucket]:
                 readers[mlflow.artifact_bucket].append(node_name)
         return {
@@ -151,11 +151,11 @@ class Estate(pulumi.ComponentResource):
         """One Ollama model resource per (node, tag): editing a model list pulls or removes exactly those."""
         models = {}
         for node_name, node in spec.nodes.items():
-            ollama = node.workloads.get(WorkloadKind.OLLAMA)
+            ollama = node.fixed(WorkloadKind.OLLAMA)
             if ollama is None:
                 continue
             gpu_node = self.nodes[node_name]
-            target = gpu_node.service_target(WorkloadKind.OLLAMA)
+            target = gpu_node.service_target(WorkloadKind.OLLAMA.value)
             for tag in ollama.models:
                 name = resource_name(node_name, tag)
                 models[name] = OllamaModel(name, OllamaModelArgs(

@@ -66,21 +66,28 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
     hourly = {**{n: e.hourly_usd for n, e in plan.estimates.items()}, **(hourly or {})}
     default_timeout = g.timeouts.get("default", 600)
     model_list: List[Dict[str, object]] = []
-    for alias, tag in g.aliases.items():
+    for alias, model in g.aliases.items():
         timeout = g.timeouts.get(alias, default_timeout)
-        for node in plan.serving[tag]:
-            if not spec.nodes[node].power.serves:
+        for server in plan.serving[model]:
+            node = spec.nodes[server.node]
+            if not node.power.serves:
                 continue
-            params: Dict[str, object] = {
-                "model": f"ollama_chat/{tag}",
-                "api_base": plan.service_url(node, spec.nodes[node].port(WorkloadKind.OLLAMA), endpoints),
+            url = plan.service_url(server.node, node.port(server.workload), endpoints)
+            params: Dict[str, object] = (
+                {"model": f"ollama_chat/{model}", "api_base": url} if server.kind(spec) is WorkloadKind.OLLAMA
+                # vLLM, TGI, llama.cpp and the stack's own servers answer the OpenAI API under /v1. They
+                # sit behind SSH forwards and check no key; the client LiteLLM uses still sends one.
+                else {"model": f"openai/{model}", "api_base": f"{url}/v1", "api_key": "none"})
+            params.update({
                 "timeout": timeout,
                 "stream_timeout": timeout,
-                "input_cost_per_second": hourly.get(node, 0.0) / 3600,
+                "input_cost_per_second": hourly.get(server.node, 0.0) / 3600,
                 "output_cost_per_second": 0,
-            }
+            })
+            # One id per serving workload; an Ollama's keeps the node's name alone, as before.
+            where = server.node if server.kind(spec) is WorkloadKind.OLLAMA else f"{server.node}/{server.workload}"
             model_list.append({"model_name": alias, "litellm_params": params,
-                               "model_info": {"id": f"{alias}@{node}", "node": node}})
+                               "model_info": {"id": f"{alias}@{where}", "node": server.node}})
     for provider, ext in g.external.items():
         for name, model in ext.models.items():
             params = {"model": model, "api_key": f"os.environ/{ext.api_key_env}",
@@ -118,7 +125,7 @@ def gateway_units(plan: EstatePlan, ssh: Mapping[str, Tuple[str, int, str]],
     spec = plan.spec
     g = spec.gateway
     units = {"estate-litellm.service": render(
-        "gateway/estate-litellm.service.j2", image=image or spec.nodes[g.node].image_for(WorkloadKind.LITELLM),
+        "gateway/estate-litellm.service.j2", image=image or spec.nodes[g.node].image_for(WorkloadKind.LITELLM.value),
         port=g.port, config_dir=CONFIG_DIR, docker=docker,
         after=[f"estate-tunnel-{n}.service" for n in plan.tunnels])}
     for node, forwards in plan.tunnels.items():

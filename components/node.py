@@ -240,7 +240,7 @@ class GpuNode(pulumi.ComponentResource):
         """The node's secrets as one secret output: the generated pgvector password, bucket credentials."""
         spec = args.spec
         parts: Dict[str, pulumi.Input] = {}
-        if WorkloadKind.PGVECTOR in spec.workloads:
+        if spec.has(WorkloadKind.PGVECTOR):
             import pulumi_random as random
 
             self.pg_password = random.RandomPassword(f"{name}-pg-password", length=32, special=False, opts=opts)
@@ -261,7 +261,7 @@ class GpuNode(pulumi.ComponentResource):
         return workloads.render_cloud_init(args.spec, args.open_ports, workloads=not self.over_ssh)
 
     def _service_ports(self, spec: NodeSpec) -> Dict[str, int]:
-        return {str(spec.port(k)): spec.port(k) for k in spec.workloads}
+        return {str(spec.port(n)): spec.port(n) for n in spec.workloads}
 
     def _create_aws(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions,
                     machine_opts: pulumi.ResourceOptions) -> None:
@@ -416,12 +416,12 @@ class GpuNode(pulumi.ComponentResource):
         self.ports = pulumi.Output.from_input(self._service_ports(spec))
         self.hourly_price = pulumi.Output.from_input(0.0)
 
-    def service_target(self, kind: WorkloadKind) -> Dict[str, pulumi.Input]:
+    def service_target(self, workload: str) -> Dict[str, pulumi.Input]:
         """How a provider on the operator's machine reaches one of the node's services: an ``endpoint``
         URL for directly reachable nodes, or the ``ssh`` forward to the node's loopback otherwise.
         ``instance`` changes when the machine does, so what lives on it is checked again."""
         spec = self.spec
-        port = spec.port(kind)
+        port = spec.port(workload)
         if spec.access is Access.SSH:
             def ssh(args):
                 host, ssh_port, host_key = args

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
+from core.demand import gpu_fraction
 from core.kinds import COMFYUI_MODELS, WorkloadKind
 from core.spec import Access, NodeSpec, Provider
 from core.templates import asset, render
@@ -84,29 +85,68 @@ def published_ports(node: NodeSpec) -> List[int]:
     """Service ports the provider maps to the outside: none for nodes reached over SSH."""
     if node.access is Access.SSH:
         return []
-    return sorted({node.port(k) for k in node.workloads})
+    return sorted({node.port(n) for n in node.workloads})
 
 
 def artifact_bucket(node: NodeSpec) -> Optional[str]:
-    mlflow = node.workloads.get(WorkloadKind.MLFLOW)
+    mlflow = node.fixed(WorkloadKind.MLFLOW)
     return mlflow.artifact_bucket if mlflow else None
 
 
-def workload_env(node: NodeSpec, kind: WorkloadKind) -> Dict[str, str]:
-    w = node.workloads[kind]
+def _listen_host(node: NodeSpec) -> str:
+    """Where a server listens inside its container: a container node reached over SSH is forwarded to
+    inside its own container, so its servers listen on the container's loopback only (not on the host's
+    bridge, where the host and other tenants' containers could reach them). In a compose project the
+    container's port is published to the VM's loopback (``bind_address``), so it listens on the
+    container's network."""
+    return "127.0.0.1" if node.provider.is_container and node.access is Access.SSH else "0.0.0.0"
+
+
+def preset_args(node: NodeSpec, name: str) -> List[str]:
+    """The arguments a model-server workload starts with: a vLLM preset's model and options (its image
+    runs ``vllm serve``), then the stack's own ``args``. TGI and llama.cpp start from env alone."""
+    w = node.workloads[name]
+    args: List[str] = []
+    if w.kind is WorkloadKind.VLLM:
+        args += ["--model", w.model, "--served-model-name", w.model_name, "--host", _listen_host(node),
+                 "--port", str(node.info(name).container_port)]
+        fraction = gpu_fraction(node, name)
+        if fraction is not None:
+            args += ["--gpu-memory-utilization", f"{fraction:.2f}"]
+        if node.gpu is not None and node.gpu.count > 1 and node.uses_gpu(name):
+            args += ["--tensor-parallel-size", str(node.gpu.count)]
+    return args + list(w.args)
+
+
+def workload_env(node: NodeSpec, name: str) -> Dict[str, str]:
+    w = node.workloads[name]
+    kind = w.kind
     env: Dict[str, str] = {}
+    if kind is WorkloadKind.TGI:
+        env.update({"MODEL_ID": w.model, "HOSTNAME": _listen_host(node), "PORT": str(node.info(name).container_port),
+                    "HF_HUB_CACHE": node.info(name).data_path})
+        fraction = gpu_fraction(node, name)
+        if fraction is not None:
+            env["CUDA_MEMORY_FRACTION"] = f"{fraction:.2f}"
+        if w.served_name:
+            env["SERVED_MODEL_NAME"] = w.served_name
+    if kind is WorkloadKind.LLAMA_CPP:
+        env.update({"LLAMA_ARG_HF_REPO": w.model, "LLAMA_ARG_HF_FILE": w.gguf, "LLAMA_ARG_ALIAS": w.model_name,
+                    "LLAMA_ARG_HOST": _listen_host(node), "LLAMA_ARG_PORT": str(node.info(name).container_port),
+                    "LLAMA_CACHE": node.info(name).data_path})
+        if node.uses_gpu(name):
+            env["LLAMA_ARG_N_GPU_LAYERS"] = "999"  # every layer on the GPU
     if kind is WorkloadKind.OLLAMA:
         # Where it is reached: a container node reached over SSH is forwarded to inside its own container,
         # so Ollama listens on the container's loopback only (not on the host's bridge, where the host and
         # other tenants' containers could reach it). In a compose project the container's port is
         # published to the VM's loopback (``bind_address``), so it listens on the container's network.
-        loopback = node.provider.is_container and node.access is Access.SSH
-        env["OLLAMA_HOST"] = f"{'127.0.0.1' if loopback else '0.0.0.0'}:11434"
+        env["OLLAMA_HOST"] = f"{_listen_host(node)}:11434"
         env["OLLAMA_KEEP_ALIVE"] = "30m"
         if w.max_loaded:
             env["OLLAMA_MAX_LOADED_MODELS"] = str(w.max_loaded)
     if kind is WorkloadKind.OPEN_WEBUI:
-        if WorkloadKind.OLLAMA in node.workloads:
+        if node.has(WorkloadKind.OLLAMA):
             env["OLLAMA_BASE_URL"] = "http://ollama:11434"
         # The first account made becomes the admin; no one signs up after it, wherever it runs.
         env["ENABLE_SIGNUP"] = "false"
@@ -123,21 +163,21 @@ def workload_env(node: NodeSpec, kind: WorkloadKind) -> Dict[str, str]:
 def secret_files(node: NodeSpec, secrets: NodeSecrets) -> List[Tuple[str, str]]:
     """(path, content) of every secret file the node needs; written 0600 by cloud-init."""
     files: List[Tuple[str, str]] = []
-    if WorkloadKind.PGVECTOR in node.workloads:
+    if node.has(WorkloadKind.PGVECTOR):
         if not secrets.pg_password:
             raise ValueError("pgvector needs its generated password")
         files.append((f"{SECRETS_DIR}/pg_password", secrets.pg_password))
-    for kind, w in node.workloads.items():
+    for wname, w in node.workloads.items():
         if w.secret_env:
             missing = [n for n in w.secret_env if n not in secrets.env]
             if missing:
-                raise ValueError(f"{kind.value}: no value for secret env {', '.join(missing)}")
+                raise ValueError(f"{wname}: no value for secret env {', '.join(missing)}")
             for n in w.secret_env:
                 if "\n" in secrets.env[n] or "\r" in secrets.env[n] or "\x00" in secrets.env[n]:
                     # An env file holds one NAME=value per line: a line break would start a new variable.
-                    raise ValueError(f"{kind.value}: the config secret gpu-estate:{n} holds a line break or NUL; "
+                    raise ValueError(f"{wname}: the config secret gpu-estate:{n} holds a line break or NUL; "
                                      "an env value is one line")
-            files.append((f"{SECRETS_DIR}/{kind.value}.env", "".join(f"{n}={secrets.env[n]}\n" for n in w.secret_env)))
+            files.append((f"{SECRETS_DIR}/{wname}.env", "".join(f"{n}={secrets.env[n]}\n" for n in w.secret_env)))
     for name, access in sorted(secrets.buckets.items()):
         # Every bucket the node may use, as a credentials file for tools on the node.
         if access.gcs_key_json:
@@ -171,21 +211,29 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
     tunnels and the edge connector reach them, so nothing is published to the internet by the node."""
     services: Dict[str, object] = {}
     top_secrets: Dict[str, object] = {}  # compose's top-level ``secrets``: files the services mount
-    for kind in node.workloads:
+    for name, w in node.workloads.items():
+        kind = w.kind
         if kind is WorkloadKind.LITELLM:
             continue  # the gateway host runs LiteLLM itself (components/gateway_host.py)
-        name = kind.value
+        info = node.info(name)
         svc: Dict[str, object] = {
-            "image": node.image_for(kind),
+            "image": node.image_for(name),
             "restart": "unless-stopped",
-            "environment": {k: compose_literal(v) for k, v in workload_env(node, kind).items()},
-            "ports": [f"{bind_address(node)}:{node.port(kind)}:{kind.info.container_port}"],
-            "volumes": [f"{DATA_DIR}/{name}:{kind.info.data_path}"],
-            "healthcheck": _healthcheck(kind),
+            "environment": {k: compose_literal(v) for k, v in workload_env(node, name).items()},
+            "ports": [f"{bind_address(node)}:{node.port(name)}:{info.container_port}"],
+            "volumes": [f"{DATA_DIR}/{name}:{info.data_path}"] if info.data_path else None,
+            "healthcheck": _healthcheck(info.healthcheck),
         }
-        if node.workloads[kind].secret_env:
+        if w.entrypoint:
+            svc["entrypoint"] = [compose_literal(a) for a in w.entrypoint]
+        args = preset_args(node, name)
+        if args:
+            svc["command"] = [compose_literal(a) for a in args]
+        if kind is WorkloadKind.VLLM:
+            svc["ipc"] = "host"  # PyTorch shares tensors between its processes through shared memory
+        if w.secret_env:
             svc["env_file"] = [f"{SECRETS_DIR}/{name}.env"]
-        if node.uses_gpu(kind):
+        if node.uses_gpu(name):
             svc["deploy"] = {"resources": {"reservations": {"devices": [
                 {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}}
         if kind is WorkloadKind.MLFLOW:
@@ -208,8 +256,7 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
     return doc
 
 
-def _healthcheck(kind: WorkloadKind) -> Optional[Dict[str, object]]:
-    test = kind.info.healthcheck
+def _healthcheck(test: Optional[Tuple[str, ...]]) -> Optional[Dict[str, object]]:
     if test is None:
         return None
     return {"test": list(test), "interval": "30s", "timeout": "10s", "retries": 5, "start_period": "60s"}
@@ -221,7 +268,7 @@ def render_compose(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> str
 
 def checkpoint_script(node: NodeSpec, models_dir: str) -> Optional[str]:
     """A script that downloads each ComfyUI checkpoint once and refuses a file whose sha256 differs."""
-    comfy = node.workloads.get(WorkloadKind.COMFYUI)
+    comfy = node.fixed(WorkloadKind.COMFYUI)
     if comfy is None or not comfy.checkpoints:
         return None
     return render("fetch-checkpoints.sh.j2", models_dir=models_dir, checkpoints=comfy.checkpoints)
@@ -238,7 +285,7 @@ def render_idle_units(node: NodeSpec, script: str = IDLE_SCRIPT) -> Dict[str, st
     stop = idle_stop_command(node)
     if stop is None:
         return {}
-    ollama = f"http://127.0.0.1:{node.port(WorkloadKind.OLLAMA)}" if WorkloadKind.OLLAMA in node.workloads else ""
+    ollama = f"http://127.0.0.1:{node.port(WorkloadKind.OLLAMA.value)}" if node.has(WorkloadKind.OLLAMA) else ""
     return {
         "estate-idle.service": render("idle/estate-idle.service.j2", minutes=node.idle_shutdown_minutes,
                                       ollama_url=ollama or "http://127.0.0.1:11434",
@@ -276,7 +323,7 @@ def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = (), workload
     fetch = checkpoint_script(node, f"{DATA_DIR}/{WorkloadKind.COMFYUI.value}/{COMFYUI_MODELS}") if workloads else None
     if fetch:
         files.append({"path": CHECKPOINT_SCRIPT, "content": fetch, "permissions": "0755"})
-    data_dirs = [f"{DATA_DIR}/{k.value}" for k in node.workloads]
+    data_dirs = [f"{DATA_DIR}/{n}" for n in node.workloads]
     return render("cloud-init.yaml.j2", compose=render_compose(node) if workloads else None,
                   ssh_port=node.ssh.port, open_ports=sorted(set(open_ports)), files=files, data_dirs=data_dirs,
                   idle_timer=bool(units), fetch_checkpoints=bool(fetch))
@@ -294,7 +341,7 @@ def deploy_script(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> str:
     lines = ["if [ -d /run/cloud-init ] && command -v cloud-init >/dev/null; then "
              "cloud-init status --wait >/dev/null || true; fi",
              heredoc_script(files).rstrip("\n"),
-             "mkdir -p " + " ".join(f"{DATA_DIR}/{k.value}" for k in node.workloads)]
+             "mkdir -p " + " ".join(f"{DATA_DIR}/{n}" for n in node.workloads)]
     if fetch:
         lines.append(f"chmod 0755 {CHECKPOINT_SCRIPT} && {CHECKPOINT_SCRIPT}")
     lines.append(f"docker compose -f {COMPOSE_FILE} up -d --remove-orphans")
@@ -309,20 +356,29 @@ def teardown_script() -> str:
             f"rm -f {COMPOSE_FILE} {CHECKPOINT_SCRIPT}")
 
 
-def primary_workload(node: NodeSpec) -> WorkloadKind:
+def primary_workload(node: NodeSpec) -> str:
     """The workload whose image a container node runs: the one that needs its own image (at most one:
     core/rules refuses more), else the first GPU workload, else the first one. The others run inside it
     as add-ons (``KindInfo.add_on``), started by the start script."""
-    kinds = list(node.workloads)
-    own = [k for k in kinds if k.info.add_on is None]
-    gpu = [k for k in kinds if k.needs_gpu]
-    return (own or gpu or kinds)[0]
+    names = list(node.workloads)
+    own = [n for n in names if node.info(n).add_on is None]
+    gpu = [n for n in names if node.info(n).needs_gpu]
+    return (own or gpu or names)[0]
 
 
 LOAD_SECRETS = (f'for f in {SECRETS_DIR}/*.env; do [ -f "$f" ] || continue; '
                 'while IFS= read -r line || [ -n "$line" ]; do [ -n "$line" ] && export "$line"; done < "$f"; done')
 """Exports every ``NAME=value`` line of the node's secret env files as it is: a value is data, never run
 (no ``.``/``source``, whose shell would expand ``$(...)`` in it)."""
+
+
+def start_command(node: NodeSpec, name: str) -> Optional[str]:
+    """The shell words that start a workload where the image's entrypoint does not run (a Vast.ai start
+    script): its kind's start command (a container's ``entrypoint``), then its arguments, each quoted."""
+    w = node.workloads[name]
+    start = node.info(name).start_command
+    words = ([start] if start else []) + [shlex.quote(a) for a in (*w.entrypoint, *preset_args(node, name))]
+    return " ".join(words) or None
 
 
 def container_start(node: NodeSpec) -> str:
@@ -347,14 +403,15 @@ def container_start(node: NodeSpec) -> str:
                   f"mkdir -p {ESTATE_DIR} && chmod 0755 {CHECKPOINT_SCRIPT}",
                   f"nohup {CHECKPOINT_SCRIPT} >/var/log/estate-checkpoints.log 2>&1 &"]
     run: List[str] = []
-    for kind in node.workloads:
-        if kind is primary:
+    for name in node.workloads:
+        if name == primary:
             continue
         # Every declared workload runs: the others inside the primary's container, pinned to the
         # versions of their own images, each logging to its own file.
-        install, command = kind.info.add_on
-        run += [install.format(version=kind.info.version), f"nohup sh -c {shlex.quote(command)} >/var/log/estate-{kind.value}.log 2>&1 &"]
-    start = primary.info.start_command
+        info = node.info(name)
+        install, command = info.add_on
+        run += [install.format(version=info.version), f"nohup sh -c {shlex.quote(command)} >/var/log/estate-{name}.log 2>&1 &"]
+    start = start_command(node, primary)
     if start:
         run.append(f"exec {start}")
     if not secrets_over_ssh(node):
@@ -383,7 +440,7 @@ def container_launch(node: NodeSpec) -> Tuple[str, Dict[str, str], List[int], st
     RunPod nodes run the image as it is and get no start script: no idle watcher there (see README)."""
     primary = primary_workload(node)
     env: Dict[str, str] = {}
-    for kind in node.workloads:
-        env.update(workload_env(node, kind))
+    for name in node.workloads:
+        env.update(workload_env(node, name))
     start = container_start(node) if node.provider is Provider.VASTAI else ""
     return node.image_for(primary), env, published_ports(node), start

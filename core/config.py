@@ -123,7 +123,7 @@ def load_stack(config: Any = None, project: Optional[str] = None, stack: Optiona
             for i, name in enumerate(w.secret_env):
                 value = config.get_secret(name)
                 if value is None:
-                    missing.append((f"{NAMESPACE}:nodes.{n}.workloads.{k.value}.secret_env[{i}]",
+                    missing.append((f"{NAMESPACE}:nodes.{n}.workloads.{k}.secret_env[{i}]",
                                     f"no config secret {NAMESPACE}:{name}: run `pulumi config set --secret "
                                     f"{NAMESPACE}:{name} ...` (got {name!r})"))
                 env[name] = value

@@ -55,12 +55,13 @@ def flowchart(plan: EstatePlan) -> str:
             nid = node_ids[name]
             title = f"{label(name)}<br/>{label(_gpu(plan, name))} · {label(_price(plan, name))}"
             lines.append(f'    subgraph {nid}["{title}"]')
-            for w_index, kind in enumerate(node.workloads):
-                if name == gateway_node and kind is WorkloadKind.LITELLM:
+            for w_index, (wname, w) in enumerate(node.workloads.items()):
+                if name == gateway_node and w.kind is WorkloadKind.LITELLM:
                     continue  # the gateway itself, drawn below on the port it listens on
                 wid = f"wl_{nid.split('_')[1]}_{w_index}"
-                workload_ids[(name, kind)] = wid
-                lines.append(f'      {wid}["{label(kind.value)} :{node.port(kind)}"]')
+                workload_ids[(name, wname)] = wid
+                what = wname if wname == w.kind.value else f"{wname} ({w.kind.value})"
+                lines.append(f'      {wid}["{label(what)} :{node.port(wname)}"]')
             if name == gateway_node:
                 lines.append(f'      gateway{{{{"{label("LiteLLM gateway")} :{spec.gateway.port}"}}}}')
             if not node.workloads and name != gateway_node:  # an empty subgraph would not be drawn
@@ -69,8 +70,8 @@ def flowchart(plan: EstatePlan) -> str:
         lines.append("  end")
     if spec.gateway is not None:
         for forward in (f for forwards in plan.tunnels.values() for f in forwards):
-            target = next((wid for (n, kind), wid in workload_ids.items()
-                           if n == forward.node and spec.nodes[n].port(kind) == forward.remote), node_ids[forward.node])
+            target = next((wid for (n, wname), wid in workload_ids.items()
+                           if n == forward.node and spec.nodes[n].port(wname) == forward.remote), node_ids[forward.node])
             lines.append(f'  gateway -. "{label(f"autossh :{forward.local} → :{forward.remote}")}" .-> {target}')
         alias_ids = {alias: f"alias_{i}" for i, alias in enumerate(spec.gateway.aliases)}
         externals = {alias: (provider, model) for provider, ext in spec.gateway.external.items()
@@ -81,8 +82,8 @@ def flowchart(plan: EstatePlan) -> str:
             lines.append(f'  {aid}(["{label(alias)}"])')
             lines.append(f"  gateway --> {aid}")
         for alias, tag in spec.gateway.aliases.items():
-            for serving in plan.serving.get(tag, ()):
-                target = workload_ids.get((serving, WorkloadKind.OLLAMA), node_ids[serving])
+            for server in plan.serving.get(tag, ()):
+                target = workload_ids.get((server.node, server.workload), node_ids[server.node])
                 lines.append(f'  {alias_ids[alias]} -- "{label(tag)}" --> {target}')
         for e_index, provider in enumerate(spec.gateway.external):
             lines.append(f'  ext_{e_index}[/"{label(provider)}"/]')
@@ -97,7 +98,8 @@ def flowchart(plan: EstatePlan) -> str:
         rid = f"route_{r_index}"
         where = host + (route.path if route.path != "/" else "")
         lines.append(f'  {rid}>"{label(where)}<br/>{label("auth: " + route.auth.value)}"]')
-        if route.workload is WorkloadKind.LITELLM and spec.gateway and route.node == spec.gateway.node:
+        if (spec.gateway and route.node == spec.gateway.node
+                and spec.nodes[route.node].kind(route.workload) is WorkloadKind.LITELLM):
             target = "gateway"
         else:
             target = workload_ids.get((route.node, route.workload), node_ids[route.node])

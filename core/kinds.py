@@ -19,6 +19,12 @@ class WorkloadKind(str, enum.Enum):
     MLFLOW = "mlflow"
     PGVECTOR = "pgvector"
     LITELLM = "litellm"
+    VLLM = "vllm"
+    TGI = "tgi"
+    LLAMA_CPP = "llama-cpp"
+    CONTAINER = "container"
+    """An image of the stack's own (an API, a dashboard, a proxy): image, command, ports and health from
+    the stack."""
 
     @property
     def info(self) -> "KindInfo":
@@ -33,11 +39,16 @@ class WorkloadKind(str, enum.Enum):
     def needs_gpu(self) -> bool:
         return self.info.needs_gpu
 
+    @property
+    def is_preset(self) -> bool:
+        """A model server the estate knows how to start from the model the stack names."""
+        return self in (WorkloadKind.VLLM, WorkloadKind.TGI, WorkloadKind.LLAMA_CPP)
+
 
 @dataclasses.dataclass(frozen=True)
 class KindInfo:
-    image: str
-    """Pinned image the kind runs unless the stack names another."""
+    image: Optional[str]
+    """Pinned image the kind runs unless the stack names another (None: the stack must name it)."""
     port: int
     """Default port on the node (the stack's ``port`` overrides it)."""
     container_port: int
@@ -57,11 +68,13 @@ class KindInfo:
     """(install, start) to run this kind inside another workload's container, for a container node
     (one image) with several workloads; None where it needs its own image (ComfyUI's CUDA and torch).
     ``{version}`` in the install command is the pinned version of the kind's own image."""
+    openai: bool = False
+    """Speaks the OpenAI API under ``/v1``: the gateway serves its model like an Ollama tag."""
 
     @property
     def version(self) -> str:
         """The pinned version, from the image tag (``ghcr.io/open-webui/open-webui:v0.6.34`` -> 0.6.34)."""
-        return self.image.rsplit(":", 1)[-1].lstrip("v")
+        return (self.image or "").rsplit(":", 1)[-1].lstrip("v")
 
 
 def _http_check(port: int, path: str) -> Tuple[str, ...]:
@@ -99,6 +112,25 @@ KINDS: Dict[WorkloadKind, KindInfo] = {
         image="ghcr.io/berriai/litellm:main-v1.79.0-stable", port=4000, container_port=4000,
         data_path="/app/config", healthcheck=_http_check(4000, "/health/liveliness"),
         health_path="/health/liveliness"),
+    # Model servers started from the model the stack names (``components.workloads.preset_launch``).
+    # vLLM's image runs ``vllm serve``, which takes the model and its options as arguments.
+    WorkloadKind.VLLM: KindInfo(
+        image="vllm/vllm-openai:v0.11.0", port=8000, container_port=8000, data_path="/root/.cache/huggingface",
+        healthcheck=_http_check(8000, "/health"), health_path="/health", needs_gpu=True, model_server=True,
+        start_command="vllm serve", openai=True),
+    # TGI's launcher reads every option from its environment (MODEL_ID, PORT, ...), as does llama.cpp's
+    # server (LLAMA_ARG_*): both start from env alone, on every kind of node.
+    WorkloadKind.TGI: KindInfo(
+        image="ghcr.io/huggingface/text-generation-inference:3.3.6", port=8080, container_port=80, data_path="/data",
+        healthcheck=_http_check(80, "/health"), health_path="/health", needs_gpu=True, model_server=True,
+        start_command="/tgi-entrypoint.sh", openai=True),
+    WorkloadKind.LLAMA_CPP: KindInfo(
+        image="ghcr.io/ggml-org/llama.cpp:server-cuda-b6870", port=8081, container_port=8080,
+        data_path="/root/.cache/llama.cpp", healthcheck=("CMD", "curl", "-f", "http://127.0.0.1:8080/health"),
+        health_path="/health", needs_gpu=True, model_server=True, start_command="/app/llama-server", openai=True),
+    # The stack gives image, ports, health and GPU need; what it serves is unknown, so it is never
+    # published without auth.
+    WorkloadKind.CONTAINER: KindInfo(image=None, port=0, container_port=0, data_path="", model_server=True),
 }
 
 # ComfyUI's models/ directory inside its data mount (yanwk/comfyui-boot keeps ComfyUI under /root).
@@ -108,4 +140,4 @@ COMFYUI_MODELS = "ComfyUI/models"
 def model_server_ports() -> Tuple[int, ...]:
     """Every port a model server listens on by default, on the host or inside its container."""
     return tuple(sorted({p for k in WorkloadKind if k.is_model_server
-                         for p in (k.info.port, k.info.container_port)}))
+                         for p in (k.info.port, k.info.container_port) if p}))

@@ -7,6 +7,7 @@ key paths in ``core.errors``.
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from typing import Annotated, Dict, List, Optional
@@ -14,7 +15,7 @@ from typing import Annotated, Dict, List, Optional
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from core import catalog
-from core.kinds import WorkloadKind
+from core.kinds import KINDS, KindInfo, WorkloadKind
 
 NAMESPACE = "gpu-estate"
 TOP_LEVEL_KEYS = ("nodes", "gateway", "tunnels", "routes", "edge", "storage", "budget")
@@ -95,6 +96,15 @@ Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[A-Za-z0-9._
 Region = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")]
 ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")]
 """An alias, an Ollama tag or an external model name."""
+WorkloadName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
+"""A workload's name on its node: its compose service, data directory and route (``<node>/<name>``)."""
+Arg = Annotated[str, StringConstraints(max_length=1024, pattern=r"^[^\x00\r\n]*$")]
+"""One argument of a container's command: passed as a list element, never through a shell."""
+ContainerPath = Annotated[str, StringConstraints(max_length=200, pattern=r"^/[A-Za-z0-9._/-]*$")]
+HfRepo = Annotated[str, StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")]
+"""A Hugging Face repository id, ``<owner>/<name>``."""
+GgufFile = Annotated[str, StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*\.gguf$")]
+"""A GGUF file inside a Hugging Face repository (``qwen2.5-7b-instruct-q4_k_m.gguf``)."""
 BucketName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
 CHECKPOINT_KINDS = ("checkpoints", "vae", "loras", "unet", "clip", "controlnet", "upscale_models", "embeddings",
                     "diffusion_models", "text_encoders")
@@ -151,9 +161,44 @@ class Checkpoint(_Model):
     """Subfolder of ComfyUI's models/ directory: checkpoints, vae, loras, unet, clip, ..."""
 
 
+FIXED_KINDS = tuple(k for k in WorkloadKind if not k.is_preset and k is not WorkloadKind.CONTAINER)
+"""Kinds a node runs at most once, named after the kind (``ollama``, ``open-webui``, ...). Model-server
+presets and containers of the stack's own take any name, as many as the node has room for."""
+
+
 class WorkloadSpec(_Model):
+    kind: WorkloadKind
+    """What runs: one of the fixed kinds (named after it), a model-server preset (``vllm``, ``tgi``,
+    ``llama-cpp``) or ``container`` (an image of the stack's own). Default: the workload's name when it
+    names a kind, else ``container``."""
     image: Optional[ImageRef] = None
     port: Optional[int] = Field(None, ge=1, le=65535)
+    """Port on the node (loopback unless ``access: direct``); default the kind's."""
+    container_port: Optional[int] = Field(None, ge=1, le=65535)
+    """container only: the port the image listens on (default ``port``)."""
+    args: List[Arg] = Field(default_factory=list)
+    """Arguments: a preset's own come first and these after; for a container, the command its image's
+    entrypoint runs (compose's ``command``)."""
+    entrypoint: List[Arg] = Field(default_factory=list)
+    """container only: replaces the image's entrypoint. A Vast.ai node runs ``entrypoint + args`` itself
+    (it replaces every image's entrypoint), so give it there when the image has one."""
+    health_path: Optional[UrlPath] = None
+    """container only: HTTP path answering 200 once the service is up (checked by compose)."""
+    data_path: Optional[ContainerPath] = None
+    """container only: where the image keeps what must survive a replacement (bind-mounted from the node)."""
+    model: Optional[HfRepo] = None
+    """Presets: the Hugging Face repository served (vLLM and TGI load it, llama.cpp takes ``gguf`` from it).
+    ``HF_TOKEN`` in ``secret_env`` reaches a gated repository."""
+    gguf: Optional[GgufFile] = None
+    """llama-cpp only: the GGUF file in ``model``'s repository."""
+    served_name: Optional[ModelName] = None
+    """The model name the server answers to and gateway aliases name: presets default to ``model``; a
+    container speaking the OpenAI API (``openai: true``) must give it."""
+    openai: Optional[bool] = None
+    """Whether it speaks the OpenAI API under ``/v1`` and joins the gateway (presets: yes)."""
+    model_size_gb: Optional[float] = Field(None, gt=0, le=2048)
+    """Presets: the model's weights in GB (the GGUF file's size for llama.cpp), checked against VRAM and
+    counted on disk."""
     env: Dict[EnvName, EnvValue] = Field(default_factory=dict)
     models: List[ModelName] = Field(default_factory=list)
     """Ollama only: tags to pull and keep."""
@@ -180,6 +225,41 @@ class WorkloadSpec(_Model):
             if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
                 raise ValueError(f"env var names are upper case letters, digits and '_' (got {name!r})")
         return v
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> "WorkloadSpec":
+        kind = self.kind
+        own = {"container_port", "entrypoint", "health_path", "data_path", "openai"}
+        preset = {"model", "gguf", "model_size_gb"}
+        allowed = {WorkloadKind.CONTAINER: own | {"served_name", "args"},
+                   WorkloadKind.LLAMA_CPP: preset | {"served_name", "args"},
+                   WorkloadKind.VLLM: preset - {"gguf"} | {"served_name", "args"},
+                   WorkloadKind.TGI: preset - {"gguf"} | {"served_name", "args"}}.get(kind, set())
+        for field in sorted((own | preset | {"served_name", "args"}) - allowed):
+            if getattr(self, field) not in (None, []):
+                raise ValueError(f"{field} does not apply to {kind.value} (got {field}: {getattr(self, field)!r})")
+        if kind is WorkloadKind.CONTAINER:
+            if not self.image or not self.port:
+                raise ValueError("a container of the stack's own needs image and port (got "
+                                 f"image {self.image!r}, port {self.port!r})")
+            if self.openai and not self.served_name:
+                raise ValueError("a container speaking the OpenAI API needs served_name: the model name it answers to")
+        if kind.is_preset and not self.model:
+            raise ValueError(f"{kind.value} serves one model: set model (a Hugging Face repository id, "
+                             "e.g. Qwen/Qwen2.5-7B-Instruct)")
+        if kind is WorkloadKind.LLAMA_CPP and not self.gguf:
+            raise ValueError("llama-cpp serves one GGUF file: set gguf (the file in model's repository)")
+        return self
+
+    @property
+    def speaks_openai(self) -> bool:
+        """Whether the gateway can send it OpenAI chat requests for ``model_name``."""
+        return bool(self.openai) if self.kind is WorkloadKind.CONTAINER else KINDS[self.kind].openai
+
+    @property
+    def model_name(self) -> Optional[str]:
+        """The model name it answers to, for the gateway's aliases (None: not an OpenAI model server)."""
+        return (self.served_name or self.model) if self.speaks_openai else None
 
 
 class NodeSpec(_Model):
@@ -213,7 +293,28 @@ class NodeSpec(_Model):
     this is set back to false and applied. For a node an operator cannot afford to lose."""
     ssh: SshSpec = Field(default_factory=SshSpec)
     access: Access = Access.SSH
-    workloads: Dict[WorkloadKind, WorkloadSpec] = Field(default_factory=dict)
+    workloads: Dict[WorkloadName, WorkloadSpec] = Field(default_factory=dict)
+
+    @field_validator("workloads", mode="before")
+    @classmethod
+    def _kinds_from_names(cls, v: object) -> object:
+        """A workload named after a kind is of that kind; any other name is a container of the stack's own
+        unless it says ``kind``. The fixed kinds keep their names (one of each per node)."""
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for name, w in v.items():
+            if isinstance(w, dict):
+                named = next((k for k in WorkloadKind if k.value == name), None)
+                given = w.get("kind")
+                if given is None:
+                    w = {**w, "kind": named.value if named else WorkloadKind.CONTAINER.value}
+                elif named in FIXED_KINDS and given != named.value:
+                    raise ValueError(f"workload {name!r} names the {name} kind (got kind {given!r})")
+                elif given in [k.value for k in FIXED_KINDS] and given != name:
+                    raise ValueError(f"a {given} workload is named {given!r} (got {name!r})")
+            out[name] = w
+        return out
 
     @model_validator(mode="after")
     def _shape(self) -> "NodeSpec":
@@ -236,17 +337,43 @@ class NodeSpec(_Model):
     def is_pay_per_use(self) -> bool:
         return self.provider is not Provider.HOST
 
-    def port(self, kind: WorkloadKind) -> int:
-        w = self.workloads[kind]
-        return w.port or kind.info.port
+    def kind(self, name: str) -> WorkloadKind:
+        return self.workloads[name].kind
 
-    def uses_gpu(self, kind: WorkloadKind) -> bool:
-        """Whether ``kind``'s container is given the node's GPUs."""
-        gpu = self.workloads[kind].gpu
-        return kind.needs_gpu if gpu is None else gpu
+    def fixed(self, kind: WorkloadKind) -> Optional[WorkloadSpec]:
+        """The node's workload of one of the fixed kinds (named after it), if it runs one."""
+        w = self.workloads.get(kind.value)
+        return w if w is not None and w.kind is kind else None
 
-    def image_for(self, kind: WorkloadKind) -> str:
-        return self.workloads[kind].image or kind.info.image
+    def has(self, kind: WorkloadKind) -> bool:
+        return self.fixed(kind) is not None
+
+    def info(self, name: str) -> KindInfo:
+        """What the workload is: its kind's defaults, with what the stack gives for a container of its own."""
+        w = self.workloads[name]
+        info = KINDS[w.kind]
+        if w.kind is not WorkloadKind.CONTAINER:
+            return info
+        port = w.container_port or w.port
+        check = None
+        if w.health_path:
+            url = f"http://127.0.0.1:{port}{w.health_path}"
+            check = ("CMD-SHELL", f"curl -fsS {url} >/dev/null || wget -q -O /dev/null {url} || "
+                                  f"python3 -c \"import urllib.request;urllib.request.urlopen('{url}')\"")
+        return dataclasses.replace(info, image=w.image, port=w.port, container_port=port,
+                                   data_path=w.data_path or "", health_path=w.health_path,
+                                   healthcheck=check)
+
+    def port(self, name: str) -> int:
+        return self.workloads[name].port or self.info(name).port
+
+    def uses_gpu(self, name: str) -> bool:
+        """Whether the workload's container is given the node's GPUs."""
+        gpu = self.workloads[name].gpu
+        return self.info(name).needs_gpu if gpu is None else gpu
+
+    def image_for(self, name: str) -> str:
+        return self.workloads[name].image or self.info(name).image
 
 
 class ExternalProvider(_Model):
@@ -301,7 +428,7 @@ class AuthMode(str, enum.Enum):
 
 
 class RouteSpec(_Model):
-    service: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*/[a-z-]+$")
+    service: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*/[a-z][a-z0-9-]*$")
     """``<node>/<workload>``, e.g. ``inference/open-webui``."""
     auth: AuthMode = AuthMode.ACCESS
     path: UrlPath = "/"
@@ -311,10 +438,9 @@ class RouteSpec(_Model):
         return self.service.partition("/")[0]
 
     @property
-    def workload(self) -> Optional[WorkloadKind]:
-        """The routed workload kind, or None when the service names no kind."""
-        name = self.service.partition("/")[2]
-        return next((k for k in WorkloadKind if k.value == name), None)
+    def workload(self) -> str:
+        """The routed workload's name on its node."""
+        return self.service.partition("/")[2]
 
 
 class EdgeMode(str, enum.Enum):

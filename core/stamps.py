@@ -50,6 +50,6 @@ def node_stamp(name: str, node: NodeSpec, estimate: NodeEstimate) -> Dict[str, A
         "access": node.access.value,
         # Where this node's model servers listen, whatever ports the stack gave them ("-"-joined: a
         # GCP label value has no commas).
-        "model_ports": "-".join(str(node.port(k)) for k in node.workloads if k.is_model_server),
+        "model_ports": "-".join(str(node.port(n)) for n in node.workloads if node.info(n).model_server),
         "ssh_port": node.ssh.port,
     }

@@ -1,6 +1,6 @@
 """The estate's topology, derived once from a checked spec into an ``EstatePlan``.
 
-Everything here is plain data: which nodes serve which Ollama tag, the SSH forwards the gateway host
+Everything here is plain data: which workloads serve which model, the SSH forwards the gateway host
 keeps to each node, how the gateway host reaches each routed service, each node's placement request
 and the cost estimate. ``plan_estate`` computes it once; components, the gateway renderers and the
 scripts read the plan they are given instead of deriving it again.
@@ -36,17 +36,39 @@ class Upstream:
     """A routed service and how the gateway host reaches it."""
 
     node: str
-    kind: WorkloadKind
+    workload: str
+    """The workload's name on its node."""
     port: int
     """The service's port on its node."""
     url: str
     """Where the gateway host reaches it (loopback, a tunnel's local port, or the node's address)."""
 
 
-def serving_nodes(spec: EstateSpec, tag: str) -> List[str]:
-    """The nodes whose Ollama lists ``tag``, in spec order."""
-    return [name for name, node in spec.nodes.items()
-            if WorkloadKind.OLLAMA in node.workloads and tag in node.workloads[WorkloadKind.OLLAMA].models]
+@dataclasses.dataclass(frozen=True)
+class Server:
+    """One workload serving a model the gateway names: an Ollama listing the tag, or an OpenAI-speaking
+    server (a vLLM, TGI or llama.cpp preset, or a container of the stack's own) answering to the name."""
+
+    node: str
+    workload: str
+
+    def kind(self, spec: EstateSpec) -> WorkloadKind:
+        return spec.nodes[self.node].kind(self.workload)
+
+
+def servers(spec: EstateSpec, model: str) -> List[Server]:
+    """Every workload serving ``model``, in spec order."""
+    out = []
+    for name, node in spec.nodes.items():
+        for wname, w in node.workloads.items():
+            if (w.kind is WorkloadKind.OLLAMA and model in w.models) or w.model_name == model:
+                out.append(Server(name, wname))
+    return out
+
+
+def serving_nodes(spec: EstateSpec, model: str) -> List[str]:
+    """The nodes serving ``model``, in spec order."""
+    return list(dict.fromkeys(s.node for s in servers(spec, model)))
 
 
 def needed_ports(spec: EstateSpec) -> Dict[str, List[int]]:
@@ -60,9 +82,9 @@ def needed_ports(spec: EstateSpec) -> Dict[str, List[int]]:
             need[node].append(port)
 
     if g is not None:
-        for tag in g.aliases.values():
-            for node in serving_nodes(spec, tag):
-                add(node, spec.nodes[node].port(WorkloadKind.OLLAMA))
+        for model in g.aliases.values():
+            for server in servers(spec, model):
+                add(server.node, spec.nodes[server.node].port(server.workload))
     for route in spec.routes.values():
         add(route.node, spec.nodes[route.node].port(route.workload))
     for t in spec.tunnels:
@@ -106,8 +128,8 @@ class EstatePlan:
     requests: Dict[str, pricing.NodeRequest]
     """Placement request of every node that is rented (marketplace and cloud VMs)."""
     tunnels: Dict[str, Tuple[Forward, ...]]
-    serving: Dict[str, Tuple[str, ...]]
-    """Ollama tag -> nodes serving it, for every tag an alias names."""
+    serving: Dict[str, Tuple[Server, ...]]
+    """Model (Ollama tag or served model name) -> the workloads serving it, for every model an alias names."""
     upstreams: Dict[str, Upstream]
     """Public hostname -> the routed service."""
 
@@ -135,14 +157,14 @@ def plan_estate(spec: EstateSpec) -> EstatePlan:
     tunnels = tunnel_plan(spec)
     requests = {name: pricing.node_request(node) for name, node in spec.nodes.items()
                 if node.provider is not Provider.HOST}
-    serving = {tag: tuple(serving_nodes(spec, tag)) for tag in (spec.gateway.aliases.values() if spec.gateway else ())}
+    serving = {model: tuple(servers(spec, model)) for model in (spec.gateway.aliases.values() if spec.gateway else ())}
     plan = EstatePlan(spec=spec, estimate=pricing.estimate_estate(spec), requests=requests, tunnels=tunnels,
                       serving=serving, upstreams={})
     if spec.gateway is not None:
         upstreams = {}
         for host, route in spec.routes.items():
             port = spec.nodes[route.node].port(route.workload)
-            if route.workload is WorkloadKind.LITELLM and route.node == spec.gateway.node:
+            if spec.nodes[route.node].kind(route.workload) is WorkloadKind.LITELLM and route.node == spec.gateway.node:
                 port = spec.gateway.port  # the gateway itself: where it listens, whatever the workload says
             upstreams[host] = Upstream(route.node, route.workload, port, plan.service_url(route.node, port))
         plan = dataclasses.replace(plan, upstreams=upstreams)

@@ -48,6 +48,8 @@ class FakeServer:
         self.log: List[Tuple[str, str]] = []
         self.requests: List[Tuple[str, str, Any]] = []
         """(method, path, parsed body) of every request, for contract tests that compare clients."""
+        self.headers: List[Dict[str, str]] = []
+        """The headers of every request (names in lower case), in the order of ``requests``."""
         self.latency = 0.0
         self.public_address = "127.0.0.1"
         self.down = False
@@ -127,6 +129,7 @@ class FakeServer:
             self.calls[(method, path)] += 1
             self.log.append((method, path))
             self.requests.append((method, path, body))
+            self.headers.append({k.lower(): v for k, v in h.headers.items()})
         if self.latency:
             time.sleep(self.latency)
         fault = self._take_fault(method, path)

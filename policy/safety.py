@@ -167,7 +167,8 @@ def _expand(spec: str) -> Iterator[int]:
     yield from range(int(lo), int(hi or lo) + 1)
 
 
-ROUTE_COMMENT = re.compile(r"route (?P<service>[a-z0-9-]+/[a-z-]+) auth=(?P<auth>[a-z]+)")
+ROUTE_COMMENT = re.compile(r"route (?P<service>[a-z0-9-]+/[a-z][a-z0-9-]*) auth=(?P<auth>[a-z]+)( kind=(?P<kind>[a-z-]+))?")
+KNOWN_KINDS = tuple(k.value for k in WorkloadKind)
 
 
 def routes_behind_auth(args: StackValidationArgs, report_violation) -> None:
@@ -181,8 +182,9 @@ def routes_behind_auth(args: StackValidationArgs, report_violation) -> None:
         if not m:
             continue
         host, service, auth = r.props.get("name"), m["service"], m["auth"]
-        kind = service.split("/")[1]
-        if auth == "none" and kind in MODEL_SERVER_KINDS:
+        kind = m["kind"] or service.split("/")[1]
+        # A kind this pack does not know is treated as the model server it may be.
+        if auth == "none" and (kind in MODEL_SERVER_KINDS or kind not in KNOWN_KINDS):
             report_violation(f"{host} publishes {service} without auth", r.urn)
         elif auth == "access" and host not in apps:
             report_violation(f"{host} ({service}) says auth=access but no Access application covers it", r.urn)

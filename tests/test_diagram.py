@@ -74,8 +74,9 @@ def test_the_drawing_holds_every_node_workload_tunnel_alias_and_route_and_nothin
         assert price == ("owned" if estimate.basis == "owned" else
                          f"${estimate.hourly_usd:.2f}/h · ${estimate.monthly_usd:,.0f}/mo")
         own = {boxes[b][0] for b in boxes if b.startswith(f"wl_{nodes[name].split('_')[1]}_")}
-        expected = {f"{k.value} :{node.port(k)}" for k in node.workloads
-                    if not (spec.gateway and name == spec.gateway.node and k is WorkloadKind.LITELLM)}
+        expected = {(n if n == w.kind.value else f"{n} ({w.kind.value})") + f" :{node.port(n)}"
+                    for n, w in node.workloads.items()
+                    if not (spec.gateway and name == spec.gateway.node and w.kind is WorkloadKind.LITELLM)}
         assert own == expected
     routes = {labels[0]: labels[1] for box_id, labels in boxes.items() if box_id.startswith("route_")}
     assert routes == {host + (r.path if r.path != "/" else ""): f"auth: {r.auth.value}" for host, r in spec.routes.items()}
@@ -91,7 +92,7 @@ def test_the_drawing_holds_every_node_workload_tunnel_alias_and_route_and_nothin
     alias_ids = {boxes[b][0]: b for b in boxes if b.startswith("alias_")}
     for alias, tag in spec.gateway.aliases.items():
         targets = {t for f, t in edges if f == alias_ids[alias]}
-        served = {nodes[n] for n in plan.serving[tag]}
+        served = {nodes[s.node] for s in plan.serving[tag]}
         assert {t.split("_")[1] for t in targets if t.startswith("wl_")} >= {s.split("_")[1] for s in served}
     fallbacks = [(f, t) for f, t in edges if f.startswith("alias_") and t.startswith("alias_")]
     assert len(fallbacks) == sum(len(c) for c in spec.gateway.fallbacks.values())

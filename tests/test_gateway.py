@@ -16,6 +16,7 @@ from core.config import parse_spec
 from core.errors import ConfigError
 from providers.local_gateway import LocalGatewayProvider, litellm_binary
 from loopback.ollama import FakeOllama
+from loopback.openai_server import FakeModelServer
 from tests.mocks import stack_estate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,18 +152,24 @@ def test_cloudflare_ingress_ends_with_a_catch_all(prod):
 
 # -- the real LiteLLM proxy ---------------------------------------------------------------------------
 
+CODER = "Qwen/Qwen2.5-Coder-7B-Instruct"
+
+
 def proxy_spec():
-    """Two directly reached nodes: 'big' serves gpt-4, both serve 'fast' (balanced), 'small' alone serves
-    'backup', which gpt-4 falls back to."""
+    """Three directly reached nodes: 'big' serves gpt-4, both Ollamas serve 'fast' (balanced), 'small' alone
+    serves 'backup', which gpt-4 and 'coder' fall back to; 'vl' serves 'coder' with a vLLM preset."""
     node = lambda models: {"provider": "tensordock", "gpu": {"model": "rtx4090"}, "max_price_per_hour": 0.4,  # noqa: E731
                            "access": "direct", "workloads": {"ollama": {"models": models}},
                            "ssh": {"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFXdBfpWUE7y0nZ8rsibV0rc/1JxweHTokQjkgvrZxWD"}}
     return parse_spec({
         "nodes": {"big": node(["qwen3:14b", "qwen3:8b"]), "small": node(["qwen3:8b", "llama3.2:3b"]),
+                  "vl": {**node([]), "workloads": {"vllm": {"model": CODER, "model_size_gb": 15.2}}},
                   "gw": {"provider": "host", "address": "127.0.0.1", "workloads": {"litellm": {}},
                          "ssh": {"host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOGgtgdW9ZLnsrjGnasMVWnMuUvMEboNU8GOJmJqjIes"}}},
-        "gateway": {"node": "gw", "aliases": {"gpt-4": "qwen3:14b", "fast": "qwen3:8b", "backup": "llama3.2:3b"},
-                    "fallbacks": {"gpt-4": ["backup"]}, "timeouts": {"default": 20}, "num_retries": 0},
+        "gateway": {"node": "gw", "aliases": {"gpt-4": "qwen3:14b", "fast": "qwen3:8b", "backup": "llama3.2:3b",
+                                              "coder": CODER},
+                    "fallbacks": {"gpt-4": ["backup"], "coder": ["backup"]}, "timeouts": {"default": 20},
+                    "num_retries": 0},
         "budget": {"monthly_usd": 1000},
     })
 
@@ -176,15 +183,17 @@ def litellm_proxy(tmp_path_factory):
     for fake in (big, small):
         for tag in ("qwen3:14b", "qwen3:8b", "llama3.2:3b"):
             fake.install(tag)
+    vl = FakeModelServer(CODER, name="vl")
     endpoints = {"big": ("127.0.0.1", {"11434": big.httpd.server_address[1]}),
-                 "small": ("127.0.0.1", {"11434": small.httpd.server_address[1]})}
+                 "small": ("127.0.0.1", {"11434": small.httpd.server_address[1]}),
+                 "vl": ("127.0.0.1", {"8000": vl.httpd.server_address[1]})}
     d = tmp_path_factory.mktemp("litellm")
     provider = LocalGatewayProvider()
     outs = provider.create({"config": gateway.render_litellm_config(plan_estate(proxy_spec()), endpoints), "port": 0,
                             "state_dir": str(d)}).outs
-    yield {"url": outs["url"], "key": outs["master_key"], "big": big, "small": small, "log": d / "gateway.log"}
+    yield {"url": outs["url"], "key": outs["master_key"], "big": big, "small": small, "vl": vl, "log": d / "gateway.log"}
     provider.delete("", outs)
-    for fake in (big, small):
+    for fake in (big, small, vl):
         fake.close()
 
 
@@ -198,7 +207,7 @@ def test_proxy_lists_exactly_the_aliases(litellm_proxy):
     resp = requests.get(f"{litellm_proxy['url']}/v1/models", headers={"Authorization": f"Bearer {litellm_proxy['key']}"},
                         timeout=10)
     assert resp.status_code == 200, resp.text
-    assert sorted(m["id"] for m in resp.json()["data"]) == ["backup", "fast", "gpt-4"]
+    assert sorted(m["id"] for m in resp.json()["data"]) == ["backup", "coder", "fast", "gpt-4"]
 
 
 def test_proxy_refuses_a_request_without_the_master_key(litellm_proxy):
@@ -216,6 +225,25 @@ def test_a_chat_to_an_alias_reaches_the_node_serving_it(litellm_proxy):
 def test_an_alias_on_two_nodes_is_balanced_across_them(litellm_proxy):
     served = {chat(litellm_proxy, "fast").json()["choices"][0]["message"]["content"].split()[0] for _ in range(12)}
     assert served == {"big", "small"}
+
+
+def test_an_alias_served_by_a_vllm_preset_reaches_it_under_the_name_it_serves(litellm_proxy):
+    resp = chat(litellm_proxy, "coder")
+    assert resp.status_code == 200, resp.text + litellm_proxy["log"].read_text()[-2000:]
+    assert resp.json()["choices"][0]["message"]["content"] == f"vl answers with {CODER}"
+    vl = litellm_proxy["vl"]
+    assert vl.chats == [CODER]
+    # The server is sent the placeholder key, never the gateway's master key.
+    sent = [h for (method, path, _), h in zip(vl.requests, vl.headers) if path == "/v1/chat/completions"]
+    assert sent and all(h.get("authorization") == "Bearer none" for h in sent)
+    assert litellm_proxy["key"] not in repr(vl.headers)
+
+
+def test_with_the_vllm_server_down_its_alias_falls_back_to_an_ollama(litellm_proxy):
+    litellm_proxy["vl"].kill()
+    resp = chat(litellm_proxy, "coder")
+    assert resp.status_code == 200, resp.text + litellm_proxy["log"].read_text()[-2000:]
+    assert resp.json()["choices"][0]["message"]["content"] == "small answers with llama3.2:3b"
 
 
 def test_with_the_primary_down_the_request_falls_back(litellm_proxy):

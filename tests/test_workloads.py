@@ -359,9 +359,9 @@ def test_open_webui_signup_is_off_wherever_it_runs(prod):
     raw["nodes"]["training"]["workloads"]["open-webui"] = {}  # beside MLflow, no Ollama on the node
     spec = parse_spec(raw)
     for node in ("inference", "training"):
-        env = workloads.workload_env(spec.nodes[node], WorkloadKind.OPEN_WEBUI)
+        env = workloads.workload_env(spec.nodes[node], "open-webui")
         assert env["ENABLE_SIGNUP"] == "false", node
-    assert "OLLAMA_BASE_URL" not in workloads.workload_env(spec.nodes["training"], WorkloadKind.OPEN_WEBUI)
+    assert "OLLAMA_BASE_URL" not in workloads.workload_env(spec.nodes["training"], "open-webui")
 
 
 def test_model_servers_listen_only_where_they_are_reached(prod):

@@ -21,7 +21,8 @@ def check(spec: EstateSpec) -> List[Problem]:
     external_names = {m for ext in g.external.values() for m in ext.models}
     for alias, tag in g.aliases.items():
         if not serving_nodes(spec, tag):
-            problems.append((f"{gpath}.aliases.{alias}", f"no node serves ollama model {tag!r}"))
+            problems.append((f"{gpath}.aliases.{alias}", f"no node serves {tag!r}: no ollama lists it and no model "
+                                                         f"server answers to it (got {tag!r})"))
         if alias in external_names:
             problems.append((f"{gpath}.aliases.{alias}", "name is also an external model"))
     known = set(g.aliases) | external_names
@@ -64,7 +65,7 @@ def check_reachable(spec: EstateSpec) -> List[Problem]:
             problems.append((f"{NAMESPACE}:gateway.aliases.{alias}",
                              f"every node serving {tag!r} is stopped ({', '.join(nodes)}) and the alias has no "
                              "fallback"))
-    if WorkloadKind.LITELLM not in spec.nodes[g.node].workloads:
+    if not spec.nodes[g.node].has(WorkloadKind.LITELLM):
         problems.append((f"{NAMESPACE}:gateway.node", f"node {g.node!r} does not run the litellm workload"))
     for host, route in spec.routes.items():
         if route.node != g.node and spec.nodes[route.node].access is Access.DIRECT:

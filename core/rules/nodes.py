@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Dict, List
 
 from core import catalog, pricing
-from core.demand import DISK_OS_RESERVE_GB, VRAM_USABLE_FRACTION, node_disk_demand, node_ram_demand, node_vram_demand
+from core.demand import (DISK_OS_RESERVE_GB, KV_HEADROOM, VRAM_USABLE_FRACTION, node_disk_demand, node_ram_demand,
+                         node_vram_demand, workload_vram)
 from core.errors import Problem
 from core.kinds import WorkloadKind
 from core.spec import NAMESPACE, EstateSpec, PowerState, Provider
@@ -32,20 +33,41 @@ def _reached_over_ssh(spec: EstateSpec, name: str) -> bool:
     """Whether the program connects to the node over SSH: it runs containers, hosts the gateway
     deployed over SSH, is tunnelled to, or is reached with ``access: ssh`` for its model library."""
     node = spec.nodes[name]
-    services = [k for k in node.workloads if k is not WorkloadKind.LITELLM]
+    services = [n for n, w in node.workloads.items() if w.kind is not WorkloadKind.LITELLM]
     tunnelled = any(t.node == name for t in spec.tunnels)
     return bool(services) or spec.gateway_over_ssh(name) or tunnelled
+
+
+def _model_server_fit(node, node_name: str, wname: str, wpath: str) -> List[Problem]:
+    """A preset's model fits the VRAM its server takes, and llama.cpp's file size is known."""
+    w = node.workloads[wname]
+    if not w.kind.is_preset or node.gpu is None or not node.uses_gpu(wname):
+        return []
+    if w.kind is WorkloadKind.LLAMA_CPP and not (w.model_size_gb or w.vram_gb):
+        return [(f"{wpath}.model_size_gb", f"llama-cpp's VRAM is its GGUF file plus its context: give the size of "
+                                           f"{w.gguf!r} in GB (got none)")]
+    share = workload_vram(node, wname)
+    if w.model_size_gb and w.model_size_gb * KV_HEADROOM > share:
+        return [(f"{wpath}.model_size_gb", f"{wname}'s weights ({w.model_size_gb:g} GB) leave no room for its KV "
+                                           f"cache in the {share:.1f} GB it takes on {node.gpu.count}x "
+                                           f"{node.gpu.model} (got model_size_gb {w.model_size_gb:g})")]
+    if w.vram_gb and w.vram_gb > node.gpu.vram_gb * VRAM_USABLE_FRACTION:
+        return [(f"{wpath}.vram_gb", f"more than the {node.gpu.vram_gb * VRAM_USABLE_FRACTION:.1f} GB usable on "
+                                     f"node {node_name!r} (got {w.vram_gb:g})")]
+    return []
 
 
 def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
     problems: List[Problem] = []
     for name, node in spec.nodes.items():
         base = f"{NAMESPACE}:nodes.{name}"
-        for kind, w in node.workloads.items():
-            wpath = f"{base}.workloads.{kind.value}"
-            if node.uses_gpu(kind) and node.gpu is None:
+        ports: Dict[int, str] = {}
+        for wname, w in node.workloads.items():
+            kind = w.kind
+            wpath = f"{base}.workloads.{wname}"
+            if node.uses_gpu(wname) and node.gpu is None:
                 problems.append((f"{wpath}.gpu" if w.gpu else wpath,
-                                 f"{kind.value} is given the node's GPUs but node {name!r} has none"
+                                 f"{wname} is given the node's GPUs but node {name!r} has none"
                                  + ("" if w.gpu else " (set gpu: false to run it on the CPU)")))
             if w.models and kind is not WorkloadKind.OLLAMA:
                 problems.append((f"{wpath}.models", "models apply to ollama only"))
@@ -60,27 +82,44 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                                         f"{node.provider.value!r})"))
             if w.artifact_bucket and w.artifact_bucket not in spec.storage:
                 problems.append((f"{wpath}.artifact_bucket", f"no bucket {w.artifact_bucket!r} in {NAMESPACE}:storage"))
+            port = node.port(wname)
+            if kind is not WorkloadKind.LITELLM and port in ports:
+                problems.append((f"{wpath}.port", f"{wname} and {ports[port]} both listen on port {port} of node "
+                                                  f"{name!r} (got port {port})"))
+            ports.setdefault(port, wname)
+            problems += _model_server_fit(node, name, wname, wpath)
+            if node.provider is Provider.VASTAI and kind is WorkloadKind.CONTAINER and not (w.entrypoint or w.args):
+                problems.append((f"{wpath}.entrypoint", "a Vast.ai instance runs its start script instead of the "
+                                                        "image's entrypoint: give the command that starts "
+                                                        f"{wname} (entrypoint and args) (got neither)"))
         if node.provider.is_container and len(node.workloads) > 1:
-            own = [k.value for k in node.workloads if k.info.add_on is None]
+            own = [n for n in node.workloads if node.info(n).add_on is None]
             if node.provider is Provider.RUNPOD:
                 problems.append((f"{base}.workloads", "a RunPod node runs its image as it is (no start script), so "
-                                                      f"one workload per node (got {', '.join(k.value for k in node.workloads)})"))
+                                                      f"one workload per node (got {', '.join(node.workloads)})"))
             elif len(own) > 1:
                 problems.append((f"{base}.workloads", f"a {node.provider.value} node is one container: "
                                                       f"{' and '.join(own)} each need their own image"))
+        if Provider.RUNPOD in (node.provider, *node.failover):
+            for wname, w in node.workloads.items():
+                if w.kind is WorkloadKind.VLLM or w.kind is WorkloadKind.CONTAINER and (w.entrypoint or w.args):
+                    problems.append((f"{base}.workloads.{wname}", f"{wname} starts with arguments, which RunPod's pod "
+                                                                  "API cannot give its image (it runs the image as it "
+                                                                  "is): use tgi or llama-cpp there, which start from "
+                                                                  f"env (got {w.kind.value} on runpod)"))
         for i, cloud in enumerate([node.provider, *node.failover]):
             if cloud is not Provider.RUNPOD:
                 continue
             where = base if i == 0 else f"{base}.failover[{i - 1}]"
             # A RunPod pod takes env only through the pod API (readable there and in the console) and runs
             # its image as it is (no start script to wait for secrets delivered over SSH).
-            for kind, w in node.workloads.items():
+            for wname, w in node.workloads.items():
                 if w.secret_env:
-                    problems.append((f"{base}.workloads.{kind.value}.secret_env" if i == 0 else where,
+                    problems.append((f"{base}.workloads.{wname}.secret_env" if i == 0 else where,
                                      f"a RunPod pod receives env only through RunPod's API, where a value is "
                                      f"readable: put the value in RunPod's secret store and reference it in env as "
                                      f"'{{{{ RUNPOD_SECRET_<name> }}}}' (got secret_env {w.secret_env} on "
-                                     f"{kind.value})"))
+                                     f"{wname})"))
             if i > 0 and node.provider is Provider.VASTAI and _needs_start_script(node):
                 problems.append((where, "this node needs its start script (" + _start_script_reason(node)
                                  + "), which a RunPod pod cannot run (got failover to runpod)"))
@@ -96,11 +135,17 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
         if node.gpu is not None:
             demand = node_vram_demand(node)
             usable = node.gpu.vram_gb * VRAM_USABLE_FRACTION
-            if demand > usable:
+            if demand > usable + 1e-9:
+                parts = [(n, workload_vram(node, n)) for n in node.workloads]
+                parts = [(n, v) for n, v in parts if v]
+                where = (f"{base}.workloads.ollama.models" if node.has(WorkloadKind.OLLAMA)
+                         and len(parts) == 1 else f"{base}.workloads")
                 problems.append((
-                    f"{base}.workloads.ollama.models",
-                    f"resident models need {demand:.1f} GB VRAM but {node.gpu.count}x {node.gpu.model} "
-                    f"gives {usable:.1f} GB usable; drop a model or set max_loaded",
+                    where,
+                    f"the node's GPU workloads need {demand:.1f} GB VRAM at once ("
+                    + ", ".join(f"{n} {v:.1f} GB" for n, v in parts)
+                    + f") but {node.gpu.count}x {node.gpu.model} gives {usable:.1f} GB usable; drop a model, set "
+                    "max_loaded, or give each server its share with vram_gb",
                 ))
         disk_need = node_disk_demand(node) + DISK_OS_RESERVE_GB
         if disk_need > node.disk_gb:
@@ -108,7 +153,7 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
         ram_need = node_ram_demand(node)
         if ram_need > node.ram_gb:
             problems.append((f"{base}.ram_gb", f"workloads need {ram_need:.1f} GB RAM (got {node.ram_gb})"))
-        if node.idle_shutdown_minutes and WorkloadKind.OLLAMA not in node.workloads and node.gpu is None:
+        if node.idle_shutdown_minutes and not node.has(WorkloadKind.OLLAMA) and node.gpu is None:
             problems.append((f"{base}.idle_shutdown_minutes", "idle shutdown watches the GPU: node has none"))
         if isinstance(estimates.get(name), pricing.PlacementError):
             problems.append((f"{base}.gpu", str(estimates[name])))

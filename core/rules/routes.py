@@ -19,11 +19,12 @@ def check(spec: EstateSpec) -> List[Problem]:
         elif not (host == spec.edge.domain or host.endswith("." + spec.edge.domain)):
             problems.append((rpath, f"hostname is outside the zone's domain {spec.edge.domain!r}"))
         node = spec.nodes.get(route.node)
-        kind = route.workload
-        if node is None or kind is None or kind not in node.workloads:
+        if node is None or route.workload not in node.workloads:
             problems.append((f"{rpath}.service", f"no node runs {route.service!r}"))
-        elif kind.is_model_server and route.auth is AuthMode.NONE:
-            problems.append((f"{rpath}.auth", f"{kind.value} must not be published without auth (got 'none')"))
+        elif node.info(route.workload).model_server and route.auth is AuthMode.NONE:
+            kind = node.kind(route.workload).value
+            what = route.workload if kind == route.workload else f"{route.workload} ({kind})"
+            problems.append((f"{rpath}.auth", f"{what} must not be published without auth (got 'none')"))
         if spec.edge is not None and route.auth is AuthMode.ACCESS and not spec.edge.allowed_emails:
             problems.append((f"{ns}:edge.allowed_emails", f"route {host!r} uses access auth: list who may pass"))
         if (spec.edge is not None and route.auth is AuthMode.ACCESS and spec.edge.mode is EdgeMode.CLOUDFLARE_TUNNEL

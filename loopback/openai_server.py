@@ -1,0 +1,65 @@
+"""A loopback model server speaking the OpenAI API as vLLM, TGI and llama.cpp's server do: ``/health``,
+``/v1/models`` listing the one model it serves, and ``/v1/chat/completions`` answering for that model only
+(any other name is a 404, as vLLM answers). Run as a process (``python -m loopback.openai_server``) it is
+the sandbox's stand-in for a model server of the stack's own."""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Any, Dict, List, Optional
+
+from loopback.base import FakeServer, Reply
+
+
+class FakeModelServer(FakeServer):
+    vendor = "openai-server"
+
+    def __init__(self, served_name: str, name: str = "server", **kw: Any):
+        super().__init__(**kw)
+        self.served_name, self.name = served_name, name
+        self.chats: List[str] = []
+
+    def route(self, method: str, path: str, query: Dict[str, str], body: Any) -> Reply:
+        if (method, path) == ("GET", "/health"):
+            return 200, {}
+        if (method, path) == ("GET", "/v1/models"):
+            return 200, {"object": "list", "data": [{"id": self.served_name, "object": "model", "created": 0,
+                                                     "owned_by": self.name}]}
+        if (method, path) == ("POST", "/v1/chat/completions"):
+            return self._chat(body)
+        return 404, {"error": {"message": f"no route {method} {path}", "type": "NotFoundError", "code": 404}}
+
+    def _chat(self, body: Dict[str, Any]) -> Reply:
+        model = body.get("model")
+        if model != self.served_name:
+            return 404, {"error": {"message": f"The model `{model}` does not exist.", "type": "NotFoundError",
+                                   "param": "model", "code": 404}}
+        if body.get("stream"):
+            return 400, {"error": {"message": "this loopback server does not stream", "type": "BadRequestError",
+                                   "code": 400}}
+        with self.lock:
+            self.chats.append(model)
+        return 200, {
+            "id": f"chatcmpl-{self.next_id()}", "object": "chat.completion", "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": f"{self.name} answers with {model}"}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11},
+        }
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m loopback.openai_server")
+    ap.add_argument("--served-name", required=True)
+    ap.add_argument("--name", default=os.environ.get("LOOPBACK_NAME", "server"))
+    ap.add_argument("--host", default="0.0.0.0")
+    ap.add_argument("--port", type=int, default=8000)
+    args = ap.parse_args(argv)
+    server = FakeModelServer(args.served_name, name=args.name, address=args.host, port=args.port)
+    server.thread.join()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
