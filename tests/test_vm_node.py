@@ -27,6 +27,7 @@ pytestmark = [
 
 OLLAMA = "http://127.0.0.1:21434"  # the vm node's ports in Pulumi.sandbox.yaml, bound on the machine's loopback
 WEBUI = "http://127.0.0.1:23000"
+MYAI = "http://127.0.0.1:28000"
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,20 @@ class Poller:
         return (self.failures[-1] - self.failures[0]) if self.failures else 0.0
 
 
+def answer(url: str, seconds: float = 30.0) -> dict:
+    """The JSON a service answers once it listens (a container just started may not yet)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            resp = requests.get(url, timeout=5)
+            resp.raise_for_status()
+            return resp.json()
+        except requests.RequestException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def nodes(st) -> dict:
     return json.loads(st.get_config("gpu-estate:nodes").value)
 
@@ -90,7 +105,10 @@ def test_up_delivers_the_project_and_a_second_up_changes_nothing(vm):
     changes = up.summary.resource_changes
     assert changes.get("create", 0) > 0 and set(changes) <= {"create", "same"}
     containers = machine.containers()
-    assert {s: c["state"] for s, c in containers.items()} == {"ollama": "running", "open-webui": "running"}
+    assert {s: c["state"] for s, c in containers.items()} == {"ollama": "running", "open-webui": "running",
+                                                              "myai-api": "running"}
+    # The container of the stack's own runs its entrypoint and arguments, on the port the stack gave.
+    assert [m["id"] for m in answer(f"{MYAI}/v1/models")["data"]] == ["myai-7b"]
     compose = machine.file("compose.yaml")
     assert "gpu-estate/loopback-ollama:sandbox" in compose and "127.0.0.1:21434:11434" in compose
     # The model arrived through the SSH forward into the container's Ollama, which keeps it on the disk.
