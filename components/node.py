@@ -114,7 +114,7 @@ class GpuNode(pulumi.ComponentResource):
             request=args.request,
             launch=LaunchInputs(image=image, disk_gb=spec.disk_gb, ports=list(ports), env=env, onstart=onstart,
                                 ssh_public_key=spec.ssh.public_key, cloud_init=cloud_init,
-                                vcpu=spec.vcpu, ram_gb=spec.ram_gb),
+                                vcpu=spec.vcpu, ram_gb=spec.ram_gb, args=workloads.docker_args(spec) or None),
             power=spec.power.value,
             bid_per_hour=spec.bid_per_hour,
             stamps={**self.stamp, "regions": list(spec.regions)},

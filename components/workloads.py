@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 
 from core.demand import gpu_fraction
+from core.launch import listen_host, preset_args
 from core.kinds import COMFYUI_MODELS, WorkloadKind
 from core.spec import Access, NodeSpec, Provider
 from core.templates import asset, render
@@ -93,37 +94,12 @@ def artifact_bucket(node: NodeSpec) -> Optional[str]:
     return mlflow.artifact_bucket if mlflow else None
 
 
-def _listen_host(node: NodeSpec) -> str:
-    """Where a server listens inside its container: a container node reached over SSH is forwarded to
-    inside its own container, so its servers listen on the container's loopback only (not on the host's
-    bridge, where the host and other tenants' containers could reach them). In a compose project the
-    container's port is published to the VM's loopback (``bind_address``), so it listens on the
-    container's network."""
-    return "127.0.0.1" if node.provider.is_container and node.access is Access.SSH else "0.0.0.0"
-
-
-def preset_args(node: NodeSpec, name: str) -> List[str]:
-    """The arguments a model-server workload starts with: a vLLM preset's model and options (its image
-    runs ``vllm serve``), then the stack's own ``args``. TGI and llama.cpp start from env alone."""
-    w = node.workloads[name]
-    args: List[str] = []
-    if w.kind is WorkloadKind.VLLM:
-        args += ["--model", w.model, "--served-model-name", w.model_name, "--host", _listen_host(node),
-                 "--port", str(node.info(name).container_port)]
-        fraction = gpu_fraction(node, name)
-        if fraction is not None:
-            args += ["--gpu-memory-utilization", f"{fraction:.2f}"]
-        if node.gpu is not None and node.gpu.count > 1 and node.uses_gpu(name):
-            args += ["--tensor-parallel-size", str(node.gpu.count)]
-    return args + list(w.args)
-
-
 def workload_env(node: NodeSpec, name: str) -> Dict[str, str]:
     w = node.workloads[name]
     kind = w.kind
     env: Dict[str, str] = {}
     if kind is WorkloadKind.TGI:
-        env.update({"MODEL_ID": w.model, "HOSTNAME": _listen_host(node), "PORT": str(node.info(name).container_port),
+        env.update({"MODEL_ID": w.model, "HOSTNAME": listen_host(node), "PORT": str(node.info(name).container_port),
                     "HF_HUB_CACHE": node.info(name).data_path})
         fraction = gpu_fraction(node, name)
         if fraction is not None:
@@ -132,7 +108,7 @@ def workload_env(node: NodeSpec, name: str) -> Dict[str, str]:
             env["SERVED_MODEL_NAME"] = w.served_name
     if kind is WorkloadKind.LLAMA_CPP:
         env.update({"LLAMA_ARG_HF_REPO": w.model, "LLAMA_ARG_HF_FILE": w.gguf, "LLAMA_ARG_ALIAS": w.model_name,
-                    "LLAMA_ARG_HOST": _listen_host(node), "LLAMA_ARG_PORT": str(node.info(name).container_port),
+                    "LLAMA_ARG_HOST": listen_host(node), "LLAMA_ARG_PORT": str(node.info(name).container_port),
                     "LLAMA_CACHE": node.info(name).data_path})
         if node.uses_gpu(name):
             env["LLAMA_ARG_N_GPU_LAYERS"] = "999"  # every layer on the GPU
@@ -141,7 +117,7 @@ def workload_env(node: NodeSpec, name: str) -> Dict[str, str]:
         # so Ollama listens on the container's loopback only (not on the host's bridge, where the host and
         # other tenants' containers could reach it). In a compose project the container's port is
         # published to the VM's loopback (``bind_address``), so it listens on the container's network.
-        env["OLLAMA_HOST"] = f"{_listen_host(node)}:11434"
+        env["OLLAMA_HOST"] = f"{listen_host(node)}:11434"
         env["OLLAMA_KEEP_ALIVE"] = "30m"
         if w.max_loaded:
             env["OLLAMA_MAX_LOADED_MODELS"] = str(w.max_loaded)
@@ -430,6 +406,14 @@ def restart_after_secrets() -> str:
     """Run after a container node's secrets are written: stop its workloads' process group, which the start
     script's loop starts again with the new values (nothing to stop before they first started)."""
     return (f'if [ -f {WORKLOADS_PID} ]; then kill -s TERM -- "-$(cat {WORKLOADS_PID})" 2>/dev/null || true; fi')
+
+
+def docker_args(node: NodeSpec) -> List[str]:
+    """What a RunPod pod's image is given as its command (RunPod's ``dockerArgs``, after the image's own
+    entrypoint): a vLLM preset's arguments, or a container's ``args``. RunPod runs no start script."""
+    if node.provider is not Provider.RUNPOD or not node.workloads:
+        return []
+    return preset_args(node, primary_workload(node))
 
 
 def container_launch(node: NodeSpec) -> Tuple[str, Dict[str, str], List[int], str]:

@@ -156,7 +156,7 @@ class FakeRunPod(FakeServer):
         self.pods[pid] = {
             "id": pid, "name": inp.get("name"), "desiredStatus": "RUNNING", "costPerHr": round(per_gpu * n, 4),
             "gpuCount": n, "gpuTypeId": gpu, "imageName": inp.get("imageName"), "runtime": None, "polls": 0,
-            "port_list": ports, "env": inp.get("env"), "interruptible": spot,
+            "port_list": ports, "env": inp.get("env"), "interruptible": spot, "dockerArgs": inp.get("dockerArgs"),
             "podType": "INTERRUPTABLE" if spot else "RESERVED",
         }
         key = "podRentInterruptable" if spot else "podFindAndDeployOnDemand"

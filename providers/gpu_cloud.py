@@ -61,6 +61,8 @@ class LaunchSpec(BaseModel):
     bid_per_hour: Optional[float] = None
     vcpu: int = 1
     ram_gb: int = 1
+    args: Tuple[str, ...] = ()
+    """The container's command after its image's entrypoint (RunPod's ``dockerArgs``)."""
 
 
 class GpuCloud(abc.ABC):

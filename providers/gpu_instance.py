@@ -60,6 +60,12 @@ class LaunchInputs:
     cloud_init: Optional[str] = None
     vcpu: int = 1
     ram_gb: int = 1
+    args: Optional[List[str]] = None
+    """A RunPod pod's command after its image's entrypoint (``dockerArgs``); absent from the inputs when
+    there is none, so a machine launched before it existed keeps its inputs as they were."""
+
+    def to_props(self) -> Dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if not (k == "args" and v is None)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +97,7 @@ class GpuInstanceArgs:
     def to_props(self) -> Dict[str, Any]:
         return {"label": self.label, "clouds": list(self.clouds),
                 "request": json.loads(self.request.model_dump_json()),
-                "launch": dataclasses.asdict(self.launch), "power": self.power,
+                "launch": self.launch.to_props(), "power": self.power,
                 "bid_per_hour": self.bid_per_hour, "stamps": self.stamps, "secrets": self.secrets,
                 "host_key": self.host_key}
 

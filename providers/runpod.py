@@ -140,6 +140,9 @@ class Client(GpuCloud):
         }
         if region:
             inp["dataCenterId"] = region
+        if spec.args:
+            # One string, split by RunPod on whitespace: core/rules refuses an argument holding any.
+            inp["dockerArgs"] = " ".join(spec.args)
         if offer.spot:
             # The node's bid_per_hour is already per GPU-hour, as RunPod's bidPerGpu is.
             inp["bidPerGpu"] = spec.bid_per_hour if spec.bid_per_hour else offer.min_bid

@@ -19,6 +19,7 @@ from core.diagram import flowchart
 from core.errors import ConfigError
 from core.kinds import WorkloadKind
 from core.topology import Server, plan_estate
+from providers.gpu_instance import LaunchInputs, replace_reasons
 from scripts import sandbox
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFXdBfpWUE7y0nZ8rsibV0rc/1JxweHTokQjkgvrZxWD ops@gpu-estate"
@@ -200,13 +201,38 @@ def test_a_vast_container_of_the_stacks_own_needs_the_command_that_starts_it():
     assert "gpu-estate:nodes.gpu.workloads.api.entrypoint" in message and "got neither" in message
 
 
-def test_runpod_takes_the_presets_that_start_from_env_and_refuses_one_that_needs_arguments():
-    message = refused(estate({"vllm": {"model": QWEN}}, provider="runpod"))
-    assert "gpu-estate:nodes.gpu.workloads.vllm" in message and "got vllm on runpod" in message
+def test_runpod_starts_a_preset_from_env_or_from_its_pods_command():
     spec = parse_spec(estate({"tgi": {"model": "mistralai/Mistral-7B-Instruct-v0.3"}}, provider="runpod"))
     image, env, _ports, start = workloads.container_launch(spec.nodes["gpu"])
     assert image == WorkloadKind.TGI.info.image and start == ""
     assert env["MODEL_ID"] == "mistralai/Mistral-7B-Instruct-v0.3" and env["HOSTNAME"] == "127.0.0.1"
+    assert workloads.docker_args(spec.nodes["gpu"]) == []
+    spec = parse_spec(estate({"vllm": {"model": QWEN, "args": ["--max-model-len", "8192"]}}, provider="runpod"))
+    assert workloads.docker_args(spec.nodes["gpu"]) == [
+        "--model", QWEN, "--served-model-name", QWEN, "--host", "127.0.0.1", "--port", "8000",
+        "--max-model-len", "8192"]
+
+
+def test_runpod_refuses_what_its_pod_command_cannot_carry():
+    message = refused(estate({"vllm": {"model": QWEN, "args": ["--chat-template", "{% for m in messages %}"]}},
+                             provider="runpod"))
+    assert "gpu-estate:nodes.gpu.workloads.vllm.args" in message and "got '{% for m in messages %}'" in message
+    message = refused(estate({"api": {"image": "ghcr.io/example/api:1", "port": 9000, "entrypoint": ["uvicorn"]}},
+                             provider="runpod"))
+    assert "gpu-estate:nodes.gpu.workloads.api.entrypoint" in message and "got entrypoint ['uvicorn']" in message
+
+
+def test_a_machine_launched_before_pod_commands_existed_keeps_its_inputs():
+    """Only a node given a command has ``launch.args``: every other machine's launch inputs read as they
+    did, so no running machine is replaced by the field's arrival; a changed command replaces the pod."""
+    before = {"image": "ollama/ollama:0.12.6", "disk_gb": 50, "ports": [], "env": {}, "onstart": "",
+              "ssh_public_key": None, "cloud_init": None, "vcpu": 4, "ram_gb": 16}
+    now = LaunchInputs(image="ollama/ollama:0.12.6", disk_gb=50, vcpu=4, ram_gb=16).to_props()
+    assert now == before
+    assert replace_reasons("runpod:p1", {"launch": before}, {"launch": now, "clouds": ["runpod"]}) == []
+    given = LaunchInputs(image="vllm/vllm-openai:v0.11.0", disk_gb=50, args=["--model", QWEN]).to_props()
+    changed = {**given, "args": ["--model", "Qwen/Qwen3-8B"]}
+    assert replace_reasons("runpod:p1", {"launch": given}, {"launch": changed, "clouds": ["runpod"]}) == ["launch.args"]
 
 
 # -- whether it fits ------------------------------------------------------------------------------------

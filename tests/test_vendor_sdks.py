@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from core.config import PROJECT_ROOT
+from components import workloads
+from core.config import PROJECT_ROOT, parse_spec
 from core.pricing import NodeRequest
 from loopback.runpod import FakeRunPod
 from loopback.tensordock import FakeTensorDock
@@ -114,7 +115,7 @@ def test_the_project_client_sends_what_the_sdk_sends(runpod):
             assert our_ops[name][2] == sdk_ops[name][2], name
     ours_create, sdk_create = our_ops["podFindAndDeployOnDemand"][2], sdk_ops["podFindAndDeployOnDemand"][2]
     # Where they differ, and why: the estate mounts no network volume (volumeInGb 0, so no mount path),
-    # sends dockerArgs only with a start script and dataCenterId only when the node names a region;
+    # sends dockerArgs only with a pod command and dataCenterId only when the node names a region;
     # everything else is what the SDK sends.
     assert sdk_create - ours_create <= {"volumeMountPath", "dockerArgs", "dataCenterId"}
     assert ours_create - sdk_create == set()
@@ -122,6 +123,27 @@ def test_the_project_client_sends_what_the_sdk_sends(runpod):
     # above got none).
     (create,) = [b for _, _, b in runpod.requests if "podFindAndDeployOnDemand" in b["query"]]
     assert create["variables"]["input"]["ports"] == "22/tcp,11434/tcp"
+
+
+def test_a_pods_command_reaches_runpod_as_the_sdk_sends_it(runpod):
+    """A vLLM preset on RunPod starts from the pod's command (``dockerArgs``): the project's client sends
+    the string RunPod's own SDK sends for the same arguments."""
+    spec = parse_spec({"nodes": {"vl": {"provider": "runpod", "gpu": {"model": "rtx4090", "count": 2},
+                                        "workloads": {"vllm": {"model": "Qwen/Qwen2.5-7B-Instruct",
+                                                               "args": ["--max-model-len", "8192"]}}}},
+                       "budget": {"monthly_usd": 5000}})
+    args = workloads.docker_args(spec.nodes["vl"])
+    assert "--tensor-parallel-size" in args
+    drive("runpod", {"RUNPOD_API_BASE_URL": runpod.url, "SDK_DOCKER_ARGS": " ".join(args)})
+    (sdk_sent,) = [FakeRunPod.operation(b["query"], b.get("variables") or {})[1]["input"].get("dockerArgs")
+                   for _, _, b in runpod.requests if "podFindAndDeployOnDemand" in b["query"]]
+    c = rp_client.Client({})
+    request = NodeRequest(gpu_model="rtx4090", gpu_count=2, min_vram_gb=48, vcpu=8, ram_gb=32, disk_gb=50)
+    (offer,) = c.offers(request)
+    pod_id = c.launch(offer, LaunchSpec(label="vllm-pod", image="vllm/vllm-openai:v0.11.0", disk_gb=50,
+                                        ports=[8000], args=tuple(args), vcpu=8, ram_gb=32))
+    assert runpod.pods[pod_id]["dockerArgs"] == sdk_sent == " ".join(args)
+    assert sdk_sent.split() == args
 
 
 def test_a_runpod_quote_is_what_the_pod_bills(runpod):

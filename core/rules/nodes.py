@@ -1,12 +1,14 @@
 """Per-node rules: workloads on the right kind of node, models known, VRAM, disk and RAM fit, placement."""
 from __future__ import annotations
 
+import re
 from typing import Dict, List
 
 from core import catalog, pricing
 from core.demand import (DISK_OS_RESERVE_GB, KV_HEADROOM, VRAM_USABLE_FRACTION, node_disk_demand, node_ram_demand,
                          node_vram_demand, workload_vram)
 from core.errors import Problem
+from core.launch import preset_args
 from core.kinds import WorkloadKind
 from core.spec import NAMESPACE, EstateSpec, PowerState, Provider
 
@@ -100,13 +102,17 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
             elif len(own) > 1:
                 problems.append((f"{base}.workloads", f"a {node.provider.value} node is one container: "
                                                       f"{' and '.join(own)} each need their own image"))
-        if Provider.RUNPOD in (node.provider, *node.failover):
+        if node.provider is Provider.RUNPOD:
             for wname, w in node.workloads.items():
-                if w.kind is WorkloadKind.VLLM or w.kind is WorkloadKind.CONTAINER and (w.entrypoint or w.args):
-                    problems.append((f"{base}.workloads.{wname}", f"{wname} starts with arguments, which RunPod's pod "
-                                                                  "API cannot give its image (it runs the image as it "
-                                                                  "is): use tgi or llama-cpp there, which start from "
-                                                                  f"env (got {w.kind.value} on runpod)"))
+                wpath = f"{base}.workloads.{wname}"
+                if w.entrypoint:
+                    problems.append((f"{wpath}.entrypoint", "a RunPod pod runs its image's own entrypoint; only its "
+                                                            f"command (args) can be given (got entrypoint {w.entrypoint})"))
+                for i, arg in enumerate(preset_args(node, wname)):
+                    if not arg or re.search(r"[\s'\"\\]", arg):
+                        problems.append((f"{wpath}.args" if arg in w.args else f"{wpath}.model",
+                                         "RunPod takes a pod's command as one string split on whitespace: an "
+                                         f"argument may hold no whitespace, quote or backslash (got {arg!r})"))
         for i, cloud in enumerate([node.provider, *node.failover]):
             if cloud is not Provider.RUNPOD:
                 continue
