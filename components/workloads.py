@@ -410,8 +410,9 @@ def restart_after_secrets() -> str:
 
 def docker_args(node: NodeSpec) -> List[str]:
     """What a RunPod pod's image is given as its command (RunPod's ``dockerArgs``, after the image's own
-    entrypoint): a vLLM preset's arguments, or a container's ``args``. RunPod runs no start script."""
-    if node.provider is not Provider.RUNPOD or not node.workloads:
+    entrypoint): a vLLM preset's arguments, or a container's ``args``; for a node on RunPod or failing
+    over to it. RunPod runs no start script."""
+    if Provider.RUNPOD not in (node.provider, *node.failover) or not node.workloads:
         return []
     return preset_args(node, primary_workload(node))
 

@@ -114,10 +114,10 @@ class Client(GpuCloud):
         return out
 
     def launch(self, offer: Offer, spec: LaunchSpec) -> str:
-        if spec.onstart:
-            # The pod API can only replace the image's CMD (dockerArgs), which an image's entrypoint takes
-            # as its arguments: a start script would not run (core/rules refuses such a node).
-            raise ValueError(f"{spec.label}: RunPod cannot run a start script; this node needs one")
+        # A pod runs its image's own entrypoint with the command given (dockerArgs); the pod API has no
+        # start script. ``onstart`` is a Vast.ai node's (Vast.ai replaces every image's entrypoint, so its
+        # script starts the workload itself): on RunPod the image's entrypoint does that. core/rules
+        # refuses a RunPod failover for a node whose script does more than start its workload.
         type_id, _, region = offer.offer_id.partition("@")
         # /tcp, not /http: RunPod serves /http ports only through its HTTPS proxy
         # (https://<podId>-<port>.proxy.runpod.net), never on the pod's public IP, so an /http port has

@@ -134,6 +134,21 @@ def test_failover_to_next_cloud_and_error_lists_each(clouds):
     assert "runpod:" in str(err.value) and "vastai:" in str(err.value)
 
 
+def test_a_vast_node_fails_over_to_a_runpod_pod_that_runs_its_image_with_its_command(clouds):
+    """A Vast.ai node's start script only starts its workload where RunPod may take it over (core/rules):
+    the pod runs the image's own entrypoint with the node's command, and no script is sent to RunPod."""
+    for o in clouds["vastai"].offers:
+        o["rented"] = True
+    p = props(clouds=["vastai", "runpod"], image="vllm/vllm-openai:v0.11.0", ports=(8000,))
+    p["launch"] = {**p["launch"], "onstart": "set -eu\nexec vllm serve --model Qwen/Qwen2.5-7B-Instruct\n",
+                   "args": ["--model", "Qwen/Qwen2.5-7B-Instruct"]}
+    created = GpuInstanceProvider().create(checked(p))
+    assert created.id.startswith("runpod:")
+    pod = clouds["runpod"].pods[created.id.split(":", 1)[1]]
+    assert pod["imageName"] == "vllm/vllm-openai:v0.11.0" and pod["dockerArgs"] == "--model Qwen/Qwen2.5-7B-Instruct"
+    assert "exec vllm" not in repr(clouds["runpod"].requests)
+
+
 @pytest.mark.money
 def test_price_ceiling_refuses_dear_offers(clouds):
     with pytest.raises(NoCapacity, match="by price"):

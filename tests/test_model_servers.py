@@ -213,6 +213,16 @@ def test_runpod_starts_a_preset_from_env_or_from_its_pods_command():
         "--max-model-len", "8192"]
 
 
+def test_a_vast_node_failing_over_to_runpod_carries_the_pods_command_too():
+    spec = parse_spec(estate({"vllm": {"model": QWEN}}, provider="vastai", failover=["runpod"]))
+    node = spec.nodes["gpu"]
+    assert workloads.docker_args(node) == workloads.preset_args(node, "vllm")
+    assert "exec vllm serve --model" in workloads.container_launch(node)[3]
+    message = refused(estate({"vllm": {"model": QWEN, "args": ["--chat-template", "a b"]}}, provider="vastai",
+                             failover=["runpod"]))
+    assert "gpu-estate:nodes.gpu.workloads.vllm.args" in message
+
+
 def test_runpod_refuses_what_its_pod_command_cannot_carry():
     message = refused(estate({"vllm": {"model": QWEN, "args": ["--chat-template", "{% for m in messages %}"]}},
                              provider="runpod"))

@@ -102,7 +102,7 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
             elif len(own) > 1:
                 problems.append((f"{base}.workloads", f"a {node.provider.value} node is one container: "
                                                       f"{' and '.join(own)} each need their own image"))
-        if node.provider is Provider.RUNPOD:
+        if Provider.RUNPOD in (node.provider, *node.failover):
             for wname, w in node.workloads.items():
                 wpath = f"{base}.workloads.{wname}"
                 if w.entrypoint:
