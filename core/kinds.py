@@ -77,7 +77,7 @@ class KindInfo:
         return (self.image or "").rsplit(":", 1)[-1].lstrip("v")
 
 
-def _http_check(port: int, path: str) -> Tuple[str, ...]:
+def http_check(port: int, path: str) -> Tuple[str, ...]:
     url = f"http://127.0.0.1:{port}{path}"
     return ("CMD-SHELL", f"curl -fsS {url} >/dev/null || "
                          f"python3 -c \"import urllib.request;urllib.request.urlopen('{url}')\"")
@@ -92,16 +92,16 @@ KINDS: Dict[WorkloadKind, KindInfo] = {
                 "ollama serve")),
     WorkloadKind.OPEN_WEBUI: KindInfo(
         image="ghcr.io/open-webui/open-webui:v0.6.34", port=3000, container_port=8080,
-        data_path="/app/backend/data", healthcheck=_http_check(8080, "/health"), health_path="/health",
+        data_path="/app/backend/data", healthcheck=http_check(8080, "/health"), health_path="/health",
         add_on=("command -v open-webui >/dev/null || pip install --no-cache-dir open-webui=={version}",
                 "DATA_DIR=/app/backend/data open-webui serve --host 0.0.0.0 --port 8080")),
     WorkloadKind.COMFYUI: KindInfo(
         image="yanwk/comfyui-boot:cu124-slim", port=8188, container_port=8188, data_path="/root",
-        healthcheck=_http_check(8188, "/system_stats"), health_path="/system_stats", needs_gpu=True,
+        healthcheck=http_check(8188, "/system_stats"), health_path="/system_stats", needs_gpu=True,
         model_server=True, start_command="/runner-scripts/entrypoint.sh"),
     WorkloadKind.MLFLOW: KindInfo(
         image="ghcr.io/mlflow/mlflow:v3.5.1", port=5001, container_port=5000, data_path="/mlflow",
-        healthcheck=_http_check(5000, "/health"), health_path="/health", model_server=True,
+        healthcheck=http_check(5000, "/health"), health_path="/health", model_server=True,
         add_on=("command -v mlflow >/dev/null || pip install --no-cache-dir mlflow=={version}",
                 "mlflow server --host 0.0.0.0 --port 5000 --backend-store-uri sqlite:////mlflow/mlflow.db")),
     WorkloadKind.PGVECTOR: KindInfo(
@@ -110,19 +110,20 @@ KINDS: Dict[WorkloadKind, KindInfo] = {
         healthcheck=("CMD-SHELL", "pg_isready -U estate -d vectors"), model_server=True),
     WorkloadKind.LITELLM: KindInfo(
         image="ghcr.io/berriai/litellm:main-v1.79.0-stable", port=4000, container_port=4000,
-        data_path="/app/config", healthcheck=_http_check(4000, "/health/liveliness"),
+        data_path="/app/config", healthcheck=http_check(4000, "/health/liveliness"),
         health_path="/health/liveliness"),
-    # Model servers started from the model the stack names (``components.workloads.preset_launch``).
+    # Model servers started from the model the stack names (``core.launch.preset_args`` and the env of
+    # ``components.workloads.workload_env``).
     # vLLM's image runs ``vllm serve``, which takes the model and its options as arguments.
     WorkloadKind.VLLM: KindInfo(
         image="vllm/vllm-openai:v0.11.0", port=8000, container_port=8000, data_path="/root/.cache/huggingface",
-        healthcheck=_http_check(8000, "/health"), health_path="/health", needs_gpu=True, model_server=True,
+        healthcheck=http_check(8000, "/health"), health_path="/health", needs_gpu=True, model_server=True,
         start_command="vllm serve", openai=True),
     # TGI's launcher reads every option from its environment (MODEL_ID, PORT, ...), as does llama.cpp's
     # server (LLAMA_ARG_*): both start from env alone, on every kind of node.
     WorkloadKind.TGI: KindInfo(
         image="ghcr.io/huggingface/text-generation-inference:3.3.6", port=8080, container_port=80, data_path="/data",
-        healthcheck=_http_check(80, "/health"), health_path="/health", needs_gpu=True, model_server=True,
+        healthcheck=http_check(80, "/health"), health_path="/health", needs_gpu=True, model_server=True,
         start_command="/tgi-entrypoint.sh", openai=True),
     WorkloadKind.LLAMA_CPP: KindInfo(
         image="ghcr.io/ggml-org/llama.cpp:server-cuda-b6870", port=8081, container_port=8080,

@@ -15,7 +15,7 @@ from typing import Annotated, Dict, List, Optional
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from core import catalog
-from core.kinds import KINDS, KindInfo, WorkloadKind
+from core.kinds import KINDS, KindInfo, WorkloadKind, http_check
 
 NAMESPACE = "gpu-estate"
 TOP_LEVEL_KEYS = ("nodes", "gateway", "tunnels", "routes", "edge", "storage", "budget")
@@ -355,14 +355,9 @@ class NodeSpec(_Model):
         if w.kind is not WorkloadKind.CONTAINER:
             return info
         port = w.container_port or w.port
-        check = None
-        if w.health_path:
-            url = f"http://127.0.0.1:{port}{w.health_path}"
-            check = ("CMD-SHELL", f"curl -fsS {url} >/dev/null || wget -q -O /dev/null {url} || "
-                                  f"python3 -c \"import urllib.request;urllib.request.urlopen('{url}')\"")
         return dataclasses.replace(info, image=w.image, port=w.port, container_port=port,
                                    data_path=w.data_path or "", health_path=w.health_path,
-                                   healthcheck=check)
+                                   healthcheck=http_check(port, w.health_path) if w.health_path else None)
 
     def port(self, name: str) -> int:
         return self.workloads[name].port or self.info(name).port
