@@ -108,7 +108,7 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                 if w.entrypoint:
                     problems.append((f"{wpath}.entrypoint", "a RunPod pod runs its image's own entrypoint; only its "
                                                             f"command (args) can be given (got entrypoint {w.entrypoint})"))
-                for i, arg in enumerate(preset_args(node, wname)):
+                for arg in preset_args(node, wname):
                     if not arg or re.search(r"[\s'\"\\]", arg):
                         problems.append((f"{wpath}.args" if arg in w.args else f"{wpath}.model",
                                          "RunPod takes a pod's command as one string split on whitespace: an "
@@ -144,8 +144,8 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
             if demand > usable + 1e-9:
                 parts = [(n, workload_vram(node, n)) for n in node.workloads]
                 parts = [(n, v) for n, v in parts if v]
-                where = (f"{base}.workloads.ollama.models" if node.has(WorkloadKind.OLLAMA)
-                         and len(parts) == 1 else f"{base}.workloads")
+                alone = [n for n, _ in parts] == [WorkloadKind.OLLAMA.value] and node.has(WorkloadKind.OLLAMA)
+                where = f"{base}.workloads.ollama.models" if alone else f"{base}.workloads"
                 problems.append((
                     where,
                     f"the node's GPU workloads need {demand:.1f} GB VRAM at once ("
