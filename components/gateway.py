@@ -73,8 +73,9 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
             if not node.power.serves:
                 continue
             url = plan.service_url(server.node, node.port(server.workload), endpoints)
+            ollama = server.kind(spec) is WorkloadKind.OLLAMA
             params: Dict[str, object] = (
-                {"model": f"ollama_chat/{model}", "api_base": url} if server.kind(spec) is WorkloadKind.OLLAMA
+                {"model": f"ollama_chat/{model}", "api_base": url} if ollama
                 # vLLM, TGI, llama.cpp and the stack's own servers answer the OpenAI API under /v1. They
                 # sit behind SSH forwards and check no key; the client LiteLLM uses still sends one.
                 else {"model": f"openai/{model}", "api_base": f"{url}/v1", "api_key": "none"})
@@ -85,7 +86,7 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
                 "output_cost_per_second": 0,
             })
             # One id per serving workload; an Ollama's keeps the node's name alone, as before.
-            where = server.node if server.kind(spec) is WorkloadKind.OLLAMA else f"{server.node}/{server.workload}"
+            where = server.node if ollama else f"{server.node}/{server.workload}"
             model_list.append({"model_name": alias, "litellm_params": params,
                                "model_info": {"id": f"{alias}@{where}", "node": server.node}})
     for provider, ext in g.external.items():

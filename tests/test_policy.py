@@ -181,6 +181,15 @@ def test_routes_without_auth_or_without_their_access_app_are_refused():
     seen = []
     safety.routes_behind_auth(StackValidationArgs([record], {}), lambda m, urn=None: seen.append(m))
     assert seen == ["ollama.example.com publishes qwen/ollama without auth"]
+    # A workload of another name says its kind; a kind the pack does not know counts as a model server.
+    for comment, refused in (("gpu-estate route gpu/api auth=none kind=container", True),
+                             ("gpu-estate route gpu/chat auth=none kind=open-webui", False),
+                             ("gpu-estate route gpu/novel auth=none kind=unheard-of", True)):
+        record = PolicyResource(safety.DNS_RECORD, {"name": "x.example.com", "comment": comment},
+                                "urn:r", "r", opts(), None, None, [], {})
+        seen = []
+        safety.routes_behind_auth(StackValidationArgs([record], {}), lambda m, urn=None: seen.append(m))
+        assert bool(seen) is refused, comment
 
 
 @pytest.mark.parametrize("typ,props,what", [
