@@ -28,12 +28,15 @@ class Fault:
     """One injected failure: applies to the next ``count`` requests whose method and path match."""
 
     def __init__(self, kind: str, count: int = 1, method: Optional[str] = None, path: str = "", status: int = 0,
-                 seconds: float = 0.0, body: Any = None):
+                 seconds: float = 0.0, body: Any = None, body_has: str = ""):
         self.kind, self.count, self.method, self.path = kind, count, method, path
         self.status, self.seconds, self.body = status, seconds, body
+        self.body_has = body_has
+        """Only requests whose body (as JSON) holds this text: one GraphQL operation among many on one path."""
 
-    def matches(self, method: str, path: str) -> bool:
-        return self.count > 0 and (self.method in (None, method)) and path.startswith(self.path)
+    def matches(self, method: str, path: str, body: Any = None) -> bool:
+        return (self.count > 0 and (self.method in (None, method)) and path.startswith(self.path)
+                and (not self.body_has or self.body_has in json.dumps(body)))
 
 
 class FakeServer:
@@ -57,6 +60,7 @@ class FakeServer:
         self.port_map: Dict[int, int] = {}
         """Container port -> the loopback port every instance reports for it (e.g. a fake Ollama)."""
         self._ids = itertools.count(1000)
+        self._request = threading.local()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -101,10 +105,10 @@ class FakeServer:
             self.faults.append(f)
         return f
 
-    def _take_fault(self, method: str, path: str) -> Optional[Fault]:
+    def _take_fault(self, method: str, path: str, body: Any = None) -> Optional[Fault]:
         with self.lock:
             for f in self.faults:
-                if f.matches(method, path):
+                if f.matches(method, path, body):
                     f.count -= 1
                     return f
         return None
@@ -125,14 +129,16 @@ class FakeServer:
         parsed = urlparse(h.path)
         path = parsed.path
         query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        self._request.headers = headers
         with self.lock:
             self.calls[(method, path)] += 1
             self.log.append((method, path))
             self.requests.append((method, path, body))
-            self.headers.append({k.lower(): v for k, v in h.headers.items()})
+            self.headers.append(headers)
         if self.latency:
             time.sleep(self.latency)
-        fault = self._take_fault(method, path)
+        fault = self._take_fault(method, path, body)
         if fault and fault.kind == "hang":
             time.sleep(fault.seconds)
         if fault and fault.kind == "status":
@@ -181,6 +187,10 @@ class FakeServer:
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         h.wfile.write(data)
+
+    def request_headers(self) -> Dict[str, str]:
+        """The headers (names in lower case) of the request ``route`` is answering, on its own thread."""
+        return dict(getattr(self._request, "headers", {}))
 
     def route(self, method: str, path: str, query: Dict[str, str], body: Any) -> Reply:
         raise NotImplementedError
