@@ -2,7 +2,8 @@
 import pulumi
 
 from components.estate import (
-    OUTPUT_CAPACITY, OUTPUT_COST, OUTPUT_GATEWAY, OUTPUT_MASTER_KEY, OUTPUT_NODES, OUTPUT_URLS, Estate, EstateArgs,
+    OUTPUT_CAPACITY, OUTPUT_COST, OUTPUT_GATEWAY, OUTPUT_MASTER_KEY, OUTPUT_NODES, OUTPUT_SERVERLESS, OUTPUT_URLS, Estate,
+    EstateArgs,
 )
 from core.config import load_stack
 from core.errors import ConfigError
@@ -18,6 +19,8 @@ def define_estate() -> Estate:
     pulumi.export(OUTPUT_COST, estate.cost)
     pulumi.export(OUTPUT_CAPACITY, estate.capacity)
     pulumi.export(OUTPUT_URLS, estate.urls)
+    if estate.serverless:
+        pulumi.export(OUTPUT_SERVERLESS, estate.serverless_outputs())
     if estate.gateway is not None:
         pulumi.export(OUTPUT_GATEWAY, estate.gateway_outputs())
         pulumi.export(OUTPUT_MASTER_KEY, estate.gateway.master_key)  # a secret: `pulumi stack output --show-secrets`

@@ -16,9 +16,11 @@ from core.config import Stack
 from core.demand import node_disk_demand, node_ram_demand, node_vram_demand
 from core.kinds import WorkloadKind
 from core.spec import EdgeMode, EstateSpec
+from core.stamps import endpoint_stamp
 from core.text import digest
 from core.topology import EstatePlan
 from providers.ollama import OllamaModel, OllamaModelArgs, resource_name
+from providers.runpod_serverless import EndpointInputs, ServerlessEndpoint, ServerlessEndpointArgs, TemplateInputs
 
 TYPE = "gpu-estate:index:Estate"
 
@@ -30,6 +32,7 @@ OUTPUT_URLS = "urls"
 OUTPUT_BUCKETS = "buckets"
 OUTPUT_GATEWAY = "gateway"
 OUTPUT_MASTER_KEY = "gateway_master_key"
+OUTPUT_SERVERLESS = "serverless"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +95,8 @@ class Estate(pulumi.ComponentResource):
         # is rented, even on `up --skip-preview`, where stack policies only run after the resources.
         super().__init__(TYPE, name, {"stamps": {"monthly_usd": round(estimate.monthly_usd, 2),
                                                  "fixed_monthly_usd": round(estimate.fixed_monthly_usd, 2),
-                                                 "nodes": len(spec.nodes)}}, opts)
+                                                 "nodes": len(spec.nodes),
+                                                 "endpoints": len(spec.serverless)}}, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.buckets = self._create_buckets(stack, child)
         proxy_node = None
@@ -115,6 +119,7 @@ class Estate(pulumi.ComponentResource):
                 reached_over_ssh=spec.gateway_over_ssh(node_name),
             ), child)
         self.models = self._model_library(spec)
+        self.serverless = self._create_serverless(stack, child)
         self.gateway: Optional[Gateway] = None
         self.edge: Optional[Edge] = None
         if spec.gateway is not None:
@@ -126,7 +131,8 @@ class Estate(pulumi.ComponentResource):
                 state_dir=str(Path.cwd() / ".estate" / stack.stack / "gateway"),
                 edge_units=self.edge.units if self.edge else None,
                 edge_secrets=self.edge.secrets if self.edge else {},
-                ready=list(self.models.values()),
+                serverless={n: e.openai_base for n, e in self.serverless.items()},
+                ready=[*self.models.values(), *self.serverless.values()],
             ), child)
         self.cost = pricing.cost_table(estimate, spec.budget.monthly_usd)
         self.capacity = capacity_table(spec)
@@ -146,6 +152,23 @@ class Estate(pulumi.ComponentResource):
                                               readers=tuple(readers[b])), opts)
             for b, bucket in spec.storage.items()
         }
+
+    def _create_serverless(self, stack: Stack, opts: pulumi.ResourceOptions) -> Dict[str, ServerlessEndpoint]:
+        """One RunPod template and endpoint per ``serverless`` entry, stamped with its cost."""
+        out = {}
+        estimates = stack.plan.endpoint_estimates
+        for name, e in stack.spec.serverless.items():
+            out[name] = ServerlessEndpoint(f"serverless-{name}", ServerlessEndpointArgs(
+                name=f"{stack.project}-{stack.stack}-{name}",
+                template=TemplateInputs(image=e.image, container_disk_gb=e.container_disk_gb, env=e.template_env(),
+                                        docker_args=" ".join(e.args)),
+                endpoint=EndpointInputs(gpu_ids=e.gpu_ids, gpu_count=e.gpu_count, locations=",".join(e.regions),
+                                        idle_timeout=e.idle_timeout_seconds, scaler_type=e.scaler,
+                                        scaler_value=e.scaler_value, workers_min=e.workers.min,
+                                        workers_max=e.workers.max, flashboot=e.flashboot),
+                stamps=endpoint_stamp(name, e, estimates[name]),
+            ), opts)
+        return out
 
     def _model_library(self, spec: EstateSpec) -> Dict[str, OllamaModel]:
         """One Ollama model resource per (node, tag): editing a model list pulls or removes exactly those."""
@@ -175,6 +198,12 @@ class Estate(pulumi.ComponentResource):
             return {}
         g = self.gateway
         return {"url": g.url, "tunnels": g.tunnels, "config_sha256": g.config.apply(digest)}
+
+    def serverless_outputs(self) -> Dict[str, pulumi.Output]:
+        """Each serverless endpoint's RunPod ids and OpenAI route."""
+        return {name: pulumi.Output.all(endpoint_id=e.endpoint_id, template_id=e.template_id,
+                                        openai_base=e.openai_base)
+                for name, e in self.serverless.items()}
 
     def node_outputs(self) -> Dict[str, pulumi.Output]:
         return {

@@ -21,7 +21,8 @@ import yaml
 from core.kinds import WorkloadKind
 from core.templates import render
 from core.text import known_hosts_line
-from core.topology import Endpoint, EstatePlan, unknown_address
+from core.spec import RUNPOD_API_KEY_ENV
+from core.topology import Endpoint, EstatePlan, unknown_address, unknown_serverless_base
 
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 CONFIG_DIR = "/etc/estate/gateway"
@@ -56,8 +57,9 @@ def revoke_tunnel(marker: str) -> str:
 
 
 def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
-                   hourly: Mapping[str, float] = None) -> Dict[str, object]:
-    """The proxy's config document. ``hourly`` is each node's $/h (the plan's estimate where not given)."""
+                   hourly: Mapping[str, float] = None, serverless: Mapping[str, str] = None) -> Dict[str, object]:
+    """The proxy's config document. ``hourly`` is each node's $/h (the plan's estimate where not given);
+    ``serverless`` each serverless endpoint's OpenAI base URL once RunPod has given it an id."""
     spec = plan.spec
     g = spec.gateway
     if g is None:
@@ -89,6 +91,15 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
             where = server.node if ollama else f"{server.node}/{server.workload}"
             model_list.append({"model_name": alias, "litellm_params": params,
                                "model_info": {"id": f"{alias}@{where}", "node": server.node}})
+        for name in plan.endpoints.get(model, ()):
+            # RunPod's OpenAI route of the endpoint, signed with the RunPod API key (a secret in the gateway's
+            # env file, never in this document); billed per second while a worker runs.
+            price = plan.endpoint_estimates[name].worker_hourly_usd
+            model_list.append({"model_name": alias, "litellm_params": {
+                "model": f"openai/{model}", "api_base": (serverless or {}).get(name) or unknown_serverless_base(name),
+                "api_key": f"os.environ/{RUNPOD_API_KEY_ENV}", "timeout": timeout, "stream_timeout": timeout,
+                "input_cost_per_second": price / 3600, "output_cost_per_second": 0,
+            }, "model_info": {"id": f"{alias}@serverless/{name}", "endpoint": name}})
     for provider, ext in g.external.items():
         for name, model in ext.models.items():
             params = {"model": model, "api_key": f"os.environ/{ext.api_key_env}",
@@ -113,8 +124,8 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
 
 
 def render_litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
-                          hourly: Mapping[str, float] = None) -> str:
-    return yaml.safe_dump(litellm_config(plan, endpoints, hourly), sort_keys=False)
+                          hourly: Mapping[str, float] = None, serverless: Mapping[str, str] = None) -> str:
+    return yaml.safe_dump(litellm_config(plan, endpoints, hourly, serverless), sort_keys=False)
 
 
 def gateway_units(plan: EstatePlan, ssh: Mapping[str, Tuple[str, int, str]],

@@ -31,10 +31,12 @@ from core.topology import EstatePlan
 TYPE = "gpu-estate:index:Gateway"
 
 
-def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = False) -> pulumi.Output:
+def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = False,
+                   serverless: Optional[Mapping[str, pulumi.Input[str]]] = None) -> pulumi.Output:
     """(LiteLLM config, gateway units, tunnels' known_hosts) once the nodes the gateway reaches directly
-    have addresses and every node its price; the tunnelled nodes' SSH hosts go into the autossh units and,
-    with ``pinned``, their host keys into the known_hosts the units verify."""
+    have addresses, every node its price and every serverless endpoint its OpenAI route; the tunnelled
+    nodes' SSH hosts go into the autossh units and, with ``pinned``, their host keys into the known_hosts
+    the units verify."""
     spec = plan.spec
     direct = {n: pulumi.Output.all(nodes[n].address, nodes[n].ports) for n in spec.nodes
               if spec.nodes[n].access.value == "direct" and n != spec.gateway.node}
@@ -45,14 +47,14 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
     def render(args: Dict[str, Any]) -> Tuple[str, Dict[str, str]]:
         endpoints = {n: tuple(v) for n, v in args["direct"].items()}
         hourly = {n: float(p) for n, p in args["prices"].items() if p is not None}
-        config = gw.render_litellm_config(plan, endpoints, hourly)
+        config = gw.render_litellm_config(plan, endpoints, hourly, args["serverless"])
         hosts = {n: (v[0], int(v[1] or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user, *v[2:])
                  for n, v in args["ssh"].items()}
         return config, gw.gateway_units(plan, hosts), gw.known_hosts(hosts)
 
     return pulumi.Output.all(direct=pulumi.Output.all(**direct) if direct else {},
-                             prices=pulumi.Output.all(**prices), ssh=pulumi.Output.all(**ssh) if ssh else {}
-                             ).apply(render)
+                             prices=pulumi.Output.all(**prices), ssh=pulumi.Output.all(**ssh) if ssh else {},
+                             serverless=pulumi.Output.all(**serverless) if serverless else {}).apply(render)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +71,10 @@ class GatewayArgs:
     """Units of the edge (connector or Caddy) to run beside LiteLLM."""
     edge_secrets: Mapping[str, pulumi.Output] = dataclasses.field(default_factory=dict)
     """Path on the host -> secret file content, for the edge."""
+    serverless: Mapping[str, pulumi.Input[str]] = dataclasses.field(default_factory=dict)
+    """Serverless endpoint name -> its OpenAI route (known once RunPod has given it an id)."""
     ready: List[pulumi.Resource] = dataclasses.field(default_factory=list)
-    """What must exist before the gateway routes to it (the model library)."""
+    """What must exist before the gateway routes to it (the model library, the serverless endpoints)."""
 
 
 class Gateway(pulumi.ComponentResource):
@@ -88,7 +92,7 @@ class Gateway(pulumi.ComponentResource):
         plan = args.plan
         g = plan.spec.gateway
         self.tunnels = {n: [(f.remote, f.local) for f in fwds] for n, fwds in plan.tunnels.items()}
-        rendered = render_outputs(plan, args.nodes, pinned=g.deploy != "local")
+        rendered = render_outputs(plan, args.nodes, pinned=g.deploy != "local", serverless=args.serverless)
         self.config = rendered.apply(lambda r: r[0])
         if g.deploy == "local":
             self._create_local(name, args, opts)

@@ -100,3 +100,13 @@ def aws_quota_names(instance_type: str, spot: bool) -> List[str]:
         if family.startswith(prefix):
             return list(names)
     return []
+
+
+def serverless_pools() -> Dict[str, Dict[str, Any]]:
+    """RunPod serverless GPU pools (``ADA_24``, ``AMPERE_80``, ...) to ``{vram_gb, gpus, flex_per_second,
+    active_per_second}``: what a worker of one GPU costs per second, dated (``serverless_prices_as_of``)."""
+    return _load("prices/runpod-serverless.json")["pools"]
+
+
+def serverless_prices_as_of() -> str:
+    return str(_load("prices/runpod-serverless.json")["as_of"])

@@ -16,11 +16,13 @@ from pydantic import ValidationError
 from core.catalog import ASSETS
 from core.errors import ConfigError, from_validation
 from core.rules import check_estate
-from core.spec import NAMESPACE, TOP_LEVEL_KEYS, EstateSpec
+from core.spec import NAMESPACE, RUNPOD_API_KEY_ENV, TOP_LEVEL_KEYS, EstateSpec
 from core.topology import EstatePlan, plan_estate
 
 PROJECT_ROOT = ASSETS.parent
 SSH_PRIVATE_KEY = "sshPrivateKey"
+RUNPOD_API_KEY = "runpodApiKey"
+"""Config secret holding the RunPod API key (``gpu-estate:runpodApiKey``; else ``RUNPOD_API_KEY``)."""
 """Config secret holding the operator's SSH private key (``gpu-estate:sshPrivateKey``)."""
 
 
@@ -99,6 +101,8 @@ def _check_cloud_settings(spec: EstateSpec) -> None:
 def load_stack(config: Any = None, project: Optional[str] = None, stack: Optional[str] = None) -> Stack:
     """Read every key of the ``gpu-estate`` namespace from the stack's config, parse it once, read the
     secrets it names and derive the plan. Raises ConfigError before any resource exists."""
+    import os
+
     import pulumi
 
     config = config or pulumi.Config(NAMESPACE)
@@ -138,6 +142,16 @@ def load_stack(config: Any = None, project: Optional[str] = None, stack: Optiona
                             f"{', '.join(ext.models)} will fail until it is set")
         else:
             external[ext.api_key_env] = value
+    if spec.gateway is not None and any(spec.gateway_routes_serverless(n) for n in spec.serverless):
+        # RunPod's OpenAI route of an endpoint takes the RunPod API key as its bearer token.
+        value = config.get_secret(RUNPOD_API_KEY)
+        if value is None and os.environ.get(RUNPOD_API_KEY_ENV):
+            value = pulumi.Output.secret(os.environ[RUNPOD_API_KEY_ENV])
+        if value is None:
+            pulumi.log.warn(f"gateway: no config secret {NAMESPACE}:{RUNPOD_API_KEY} (nor {RUNPOD_API_KEY_ENV}); "
+                            "aliases served by serverless endpoints will fail until it is set")
+        else:
+            external[RUNPOD_API_KEY_ENV] = value
     secrets = StackSecrets(env={n: env[n] for n in sorted(env)}, external_keys=external,
                            ssh_private_key=config.get_secret(SSH_PRIVATE_KEY))
     return Stack(spec=spec, plan=plan_estate(spec), secrets=secrets,

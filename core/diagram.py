@@ -1,6 +1,7 @@
 """The estate a stack describes, drawn as Mermaid: a flowchart of its nodes (by provider, with GPU and
-price), their workloads, the gateway's tunnels and aliases, and the public hostnames with their auth;
-and a bar chart of what each node costs a month.
+price), their workloads, its serverless endpoints (pools, workers, price), the gateway's tunnels and
+aliases, and the public hostnames with their auth; and a bar chart of what each node and endpoint costs
+a month.
 
 Everything drawn comes from the spec and its plan, nothing else; every label is escaped the Mermaid
 way (entity codes), so no stack value can close a label or start a statement.
@@ -68,6 +69,15 @@ def flowchart(plan: EstatePlan) -> str:
                 lines.append(f'      empty_{nid.split("_")[1]}["{label("no workloads")}"]')
             lines.append("    end")
         lines.append("  end")
+    endpoint_ids = {name: f"sls_{i}" for i, name in enumerate(spec.serverless)}
+    if spec.serverless:
+        lines.append(f'  subgraph serverless["{label("RunPod serverless")}"]')
+        for name, e in spec.serverless.items():
+            est = plan.endpoint_estimates[name]
+            scale = f"{e.gpu_count}x {'/'.join(e.gpu_pools)} · {e.workers.min}-{e.workers.max} workers, idle {e.idle_timeout_seconds} s"
+            price = f"${est.worker_hourly_usd:.2f}/h a worker · ${est.monthly_usd:,.0f}/mo"
+            lines.append(f'    {endpoint_ids[name]}["{label(name)}<br/>{label(scale)}<br/>{label(price)}"]')
+        lines.append("  end")
     if spec.gateway is not None:
         for forward in (f for forwards in plan.tunnels.values() for f in forwards):
             target = next((wid for (n, wname), wid in workload_ids.items()
@@ -85,6 +95,8 @@ def flowchart(plan: EstatePlan) -> str:
             for server in plan.serving.get(tag, ()):
                 target = workload_ids.get((server.node, server.workload), node_ids[server.node])
                 lines.append(f'  {alias_ids[alias]} -- "{label(tag)}" --> {target}')
+            for name in plan.endpoints.get(tag, ()):
+                lines.append(f'  {alias_ids[alias]} -- "{label(tag)}" --> {endpoint_ids[name]}')
         for e_index, provider in enumerate(spec.gateway.external):
             lines.append(f'  ext_{e_index}[/"{label(provider)}"/]')
             for alias, (owner, model) in externals.items():
@@ -107,12 +119,18 @@ def flowchart(plan: EstatePlan) -> str:
     return "\n".join(lines) + "\n"
 
 
+def monthly_by_name(plan: EstatePlan) -> Dict[str, float]:
+    """What each node and each serverless endpoint is planned to cost a month, in spec order."""
+    return {**{e.node: e.monthly_usd for e in plan.estimate.nodes},
+            **{e.endpoint: e.monthly_usd for e in plan.estimate.endpoints}}
+
+
 def cost_chart(plan: EstatePlan, stack: str) -> str:
-    """What each node costs a month, as a Mermaid bar chart."""
-    estimates = plan.estimate.nodes
-    names = ", ".join(f'"{label(e.node)}"' for e in estimates)
-    values = ", ".join(f"{e.monthly_usd:.2f}" for e in estimates)
-    top = max([e.monthly_usd for e in estimates] + [1.0])
+    """What each node and serverless endpoint costs a month, as a Mermaid bar chart."""
+    monthly = monthly_by_name(plan)
+    names = ", ".join(f'"{label(name)}"' for name in monthly)
+    values = ", ".join(f"{usd:.2f}" for usd in monthly.values())
+    top = max([*monthly.values(), 1.0])
     return (f'xychart-beta\n  title "{label(f"{stack}: USD a month per node, {plan.estimate.monthly_usd:,.2f} in all")}"\n'
             f"  x-axis [{names}]\n  y-axis \"USD / month\" 0 --> {top * 1.1:.0f}\n  bar [{values}]\n")
 

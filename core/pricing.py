@@ -13,7 +13,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import catalog
-from core.spec import EstateSpec, Market, NodeSpec, Provider
+from core.spec import HOURS_IN_MONTH, EstateSpec, Market, NodeSpec, Provider, ServerlessSpec
 
 
 class PlacementError(ValueError):
@@ -159,13 +159,50 @@ class NodeEstimate:
 
 
 @dataclasses.dataclass(frozen=True)
-class EstateEstimate:
-    nodes: Tuple[NodeEstimate, ...]
-    fixed_monthly_usd: float
+class EndpointEstimate:
+    """What a serverless endpoint costs: flex workers per second while they run, active ones all month.
+
+    Priced at the dearest of its pools (RunPod may start a worker on any of them)."""
+
+    endpoint: str
+    pool: str
+    """The dearest pool, whose rates the figures use."""
+    gpu_count: int
+    worker_hourly_usd: float
+    """One flex worker (all its GPUs) for an hour."""
+    active_hourly_usd: float
+    """One active worker for an hour (the lower rate RunPod bills ``workers.min`` at)."""
+    min_workers: int
+    max_workers: int
+    busy_hours_per_month: float
 
     @property
     def monthly_usd(self) -> float:
-        return round(sum(n.monthly_usd for n in self.nodes) + self.fixed_monthly_usd, 2)
+        return round(self.min_workers * self.active_hourly_usd * HOURS_IN_MONTH
+                     + self.busy_hours_per_month * self.worker_hourly_usd, 2)
+
+    @property
+    def burst_hourly_usd(self) -> float:
+        """Every worker busy at once: the most an hour of the endpoint can cost."""
+        return round(self.max_workers * self.worker_hourly_usd, 4)
+
+    @property
+    def equivalent_hours(self) -> float:
+        """Hours a month of one flex worker that cost what the endpoint is planned to: how it reads as a
+        node (``hourly_usd`` x ``hours_per_month``) in the stamps, the cost table and the cost diff."""
+        return round(self.monthly_usd / self.worker_hourly_usd, 2) if self.worker_hourly_usd else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EstateEstimate:
+    nodes: Tuple[NodeEstimate, ...]
+    fixed_monthly_usd: float
+    endpoints: Tuple[EndpointEstimate, ...] = ()
+
+    @property
+    def monthly_usd(self) -> float:
+        return round(sum(n.monthly_usd for n in self.nodes) + sum(e.monthly_usd for e in self.endpoints)
+                     + self.fixed_monthly_usd, 2)
 
 
 def node_request(node: NodeSpec) -> NodeRequest:
@@ -246,10 +283,25 @@ def estimate_node(name: str, node: NodeSpec) -> NodeEstimate:
                         f"reference {catalog.prices_as_of()}")
 
 
+def estimate_endpoint(name: str, endpoint: ServerlessSpec) -> EndpointEstimate:
+    """The price the estate plans with for one serverless endpoint, from the dated per-second rates."""
+    pools = catalog.serverless_pools()
+    pool = max(endpoint.gpu_pools, key=lambda p: (pools[p]["flex_per_second"], p))
+    rates = pools[pool]
+    per_hour = 3600 * endpoint.gpu_count
+    return EndpointEstimate(
+        endpoint=name, pool=pool, gpu_count=endpoint.gpu_count,
+        worker_hourly_usd=round(rates["flex_per_second"] * per_hour, 4),
+        active_hourly_usd=round(rates["active_per_second"] * per_hour, 4),
+        min_workers=endpoint.workers.min, max_workers=endpoint.workers.max,
+        busy_hours_per_month=endpoint.busy_hours_per_month)
+
+
 def estimate_estate(spec: EstateSpec) -> EstateEstimate:
     nodes = tuple(estimate_node(name, node) for name, node in spec.nodes.items())
+    endpoints = tuple(estimate_endpoint(name, e) for name, e in spec.serverless.items())
     fixed = sum(b.monthly_usd for b in spec.storage.values())
-    return EstateEstimate(nodes, round(fixed, 2))
+    return EstateEstimate(nodes, round(fixed, 2), endpoints)
 
 
 def cost_table(estimate: EstateEstimate, budget_monthly: float) -> Dict[str, object]:
@@ -265,6 +317,18 @@ def cost_table(estimate: EstateEstimate, budget_monthly: float) -> Dict[str, obj
             "basis": n.basis,
         }
         for n in estimate.nodes
+    ] + [
+        {
+            "node": e.endpoint,
+            "provider": "runpod-serverless",
+            "gpu": f"{e.gpu_count}x {e.pool}",
+            "hourly_usd": e.worker_hourly_usd,
+            "hours_per_month": e.equivalent_hours,
+            "monthly_usd": e.monthly_usd,
+            "basis": f"serverless {e.min_workers}-{e.max_workers} workers, {e.busy_hours_per_month:g} busy h, "
+                     f"reference {catalog.serverless_prices_as_of()}",
+        }
+        for e in estimate.endpoints
     ]
     return {
         "nodes": rows,

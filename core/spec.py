@@ -18,8 +18,11 @@ from core import catalog
 from core.kinds import KINDS, KindInfo, WorkloadKind, http_check
 
 NAMESPACE = "gpu-estate"
-TOP_LEVEL_KEYS = ("nodes", "gateway", "tunnels", "routes", "edge", "storage", "budget")
+TOP_LEVEL_KEYS = ("nodes", "serverless", "gateway", "tunnels", "routes", "edge", "storage", "budget")
 HOURS_IN_MONTH = 730.0
+RUNPOD_API_KEY_ENV = "RUNPOD_API_KEY"
+"""Where the RunPod API key is read from (or ``gpu-estate:runpodApiKey``), and the gateway's env name for it:
+RunPod's serverless OpenAI route takes it as its bearer token."""
 
 
 class Provider(str, enum.Enum):
@@ -371,6 +374,106 @@ class NodeSpec(_Model):
         return self.workloads[name].image or self.info(name).image
 
 
+RunpodSecret = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+"""The name of a secret kept by RunPod (its console's Secrets), referenced as ``{{ RUNPOD_SECRET_<name> }}``."""
+RunpodLocation = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}(-[A-Z]{2,4}-[0-9]{1,2})?$")]
+"""A RunPod location: a country code (``US``, ``RO``) or a data center (``EU-RO-1``)."""
+
+
+class ServerlessWorkers(_Model):
+    min: int = Field(0, ge=0, le=100)
+    """Active workers, kept running (and billed) all the time at RunPod's active rate; 0 scales to zero."""
+    max: int = Field(3, ge=1, le=100)
+    """The most workers RunPod starts at once (flex workers, billed per second while they run)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ServerlessWorkers":
+        if self.min > self.max:
+            raise ValueError(f"workers.min {self.min} is above workers.max {self.max}")
+        return self
+
+
+class ServerlessSpec(_Model):
+    """A RunPod serverless endpoint (a template and an endpoint through RunPod's API): workers start on
+    requests and stop after ``idle_timeout_seconds``. One that serves a model (``model`` or
+    ``served_name``) joins the gateway through its OpenAI-compatible route."""
+
+    provider: str = Field("runpod", pattern=r"^runpod$")
+    image: ImageRef
+    """The worker image, pinned (``runpod/worker-v1-vllm:<tag>`` serves a Hugging Face model)."""
+    gpu_pools: List[str] = Field(min_length=1)
+    """RunPod's GPU pools in order of preference (``ADA_24``, ``AMPERE_80``; assets/prices/runpod-serverless.json)."""
+    gpu_count: int = Field(1, ge=1, le=8)
+    """GPUs per worker."""
+    workers: ServerlessWorkers = Field(default_factory=ServerlessWorkers)
+    idle_timeout_seconds: int = Field(5, ge=1, le=3600)
+    """Seconds a worker waits for the next request before it stops (and stops billing)."""
+    busy_hours_per_month: float = Field(0.0, ge=0, le=744 * 100)
+    """Expected worker-hours a month of flex workers (cold starts, requests, idle timeouts), priced at the
+    flex rate; the monthly estimate adds ``workers.min`` active workers around the clock."""
+    regions: List[RunpodLocation] = Field(default_factory=list)
+    """RunPod locations the workers may run in; empty means anywhere."""
+    container_disk_gb: int = Field(20, ge=5, le=1000)
+    flashboot: bool = True
+    """RunPod's FlashBoot: faster cold starts from cached workers."""
+    scaler: str = Field("QUEUE_DELAY", pattern=r"^(QUEUE_DELAY|REQUEST_COUNT)$")
+    scaler_value: int = Field(4, ge=1, le=1000)
+    """Seconds of queue delay (QUEUE_DELAY) or requests per worker (REQUEST_COUNT) before another starts."""
+    model: Optional[HfRepo] = None
+    """The Hugging Face repository the worker serves (RunPod's vLLM worker reads it as ``MODEL_NAME``)."""
+    served_name: Optional[ModelName] = None
+    """The model name it answers to and gateway aliases name (``OPENAI_SERVED_MODEL_NAME_OVERRIDE``);
+    default ``model``."""
+    model_size_gb: Optional[float] = Field(None, gt=0, le=2048)
+    """The model's weights in GB, checked against each pool's VRAM."""
+    args: List[Arg] = Field(default_factory=list)
+    """The worker's command after its image's entrypoint (the template's ``dockerArgs``)."""
+    env: Dict[EnvName, EnvValue] = Field(default_factory=dict)
+    secret_env: Dict[EnvName, RunpodSecret] = Field(default_factory=dict)
+    """Env var -> the name of a secret kept by RunPod: the template carries only the reference
+    ``{{ RUNPOD_SECRET_<name> }}``, never a value."""
+
+    @field_validator("gpu_pools")
+    @classmethod
+    def _known_pools(cls, v: List[str]) -> List[str]:
+        known = catalog.serverless_pools()
+        for pool in v:
+            if pool not in known:
+                raise ValueError(f"unknown RunPod serverless GPU pool {pool!r}; known: {', '.join(known)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"a pool is listed twice (got {v})")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ServerlessSpec":
+        clash = sorted(set(self.env) & set(self.secret_env))
+        if clash:
+            raise ValueError(f"{clash[0]} is in both env and secret_env")
+        return self
+
+    @property
+    def model_name(self) -> Optional[str]:
+        """The model name the gateway sends it (None: not a model server the gateway routes to)."""
+        return self.served_name or self.model
+
+    @property
+    def gpu_ids(self) -> str:
+        """RunPod's ``gpuIds``: the pools in order, comma-separated."""
+        return ",".join(self.gpu_pools)
+
+    def template_env(self) -> Dict[str, str]:
+        """The template's env: the stack's, the model the worker serves, and RunPod secret references."""
+        out = dict(self.env)
+        if self.model:
+            out.setdefault("MODEL_NAME", self.model)
+        if self.served_name and self.served_name != self.model:
+            out.setdefault("OPENAI_SERVED_MODEL_NAME_OVERRIDE", self.served_name)
+        if self.gpu_count > 1:
+            out.setdefault("TENSOR_PARALLEL_SIZE", str(self.gpu_count))
+        out.update({k: "{{ RUNPOD_SECRET_%s }}" % ref for k, ref in self.secret_env.items()})
+        return dict(sorted(out.items()))
+
+
 class ExternalProvider(_Model):
     """An external API the gateway may fall back to (OpenAI, Anthropic, OpenRouter...)."""
 
@@ -476,12 +579,19 @@ class BudgetSpec(_Model):
 
 class EstateSpec(_Model):
     nodes: Dict[str, NodeSpec]
+    serverless: Dict[str, ServerlessSpec] = Field(default_factory=dict)
+    """RunPod serverless endpoints by name (lower-case, not a node's name)."""
     gateway: Optional[GatewaySpec] = None
     tunnels: List[TunnelSpec] = Field(default_factory=list)
     routes: Dict[Hostname, RouteSpec] = Field(default_factory=dict)
     edge: Optional[EdgeSpec] = None
     storage: Dict[BucketName, BucketSpec] = Field(default_factory=dict)
     budget: BudgetSpec
+
+    def gateway_routes_serverless(self, endpoint: str) -> bool:
+        """Whether a gateway alias names the model ``endpoint`` answers to."""
+        model = self.serverless[endpoint].model_name
+        return self.gateway is not None and model is not None and model in self.gateway.aliases.values()
 
     def gateway_over_ssh(self, node: str) -> bool:
         """Whether ``node`` hosts the gateway and the gateway is deployed on it over SSH."""
@@ -495,4 +605,12 @@ class EstateSpec(_Model):
         for name in v:
             if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", name):
                 raise ValueError(f"node name {name!r}: lower-case letters, digits and '-', at most 31")
+        return v
+
+    @field_validator("serverless")
+    @classmethod
+    def _endpoint_names(cls, v: Dict[str, ServerlessSpec]) -> Dict[str, ServerlessSpec]:
+        for name in v:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", name):
+                raise ValueError(f"endpoint name {name!r}: lower-case letters, digits and '-', at most 31")
         return v

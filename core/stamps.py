@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping
 
-from core.pricing import NodeEstimate
-from core.spec import NodeSpec
+from core.pricing import EndpointEstimate, NodeEstimate
+from core.spec import NodeSpec, ServerlessSpec
 
 PREFIX = "estate-"
+SERVERLESS_PROVIDER = "runpod-serverless"
+"""The provider a serverless endpoint's stamps name: the policy pack allows it apart from RunPod's pods."""
 NUMBERS = ("hourly_usd", "hours_per_month", "idle_shutdown_minutes", "vram_gb", "model_vram_gb", "max_loaded",
            "monthly_usd", "ssh_port")
 
@@ -52,4 +54,27 @@ def node_stamp(name: str, node: NodeSpec, estimate: NodeEstimate) -> Dict[str, A
         # GCP label value has no commas).
         "model_ports": "-".join(str(node.port(n)) for n in node.workloads if node.info(n).model_server),
         "ssh_port": node.ssh.port,
+    }
+
+
+def endpoint_stamp(name: str, endpoint: ServerlessSpec, estimate: EndpointEstimate) -> Dict[str, Any]:
+    """What a serverless endpoint carries for the policy pack and the cost diff: the node-shaped figures
+    (one flex worker's $/h, and the hours of it that cost what the endpoint plans to), so the budget
+    policies count it like a node, and what it is beside them."""
+    return {
+        "node": name,
+        "provider": SERVERLESS_PROVIDER,
+        # Every pool a worker may start on, each checked against the pack's allowed GPUs.
+        "gpu": ",".join(endpoint.gpu_pools),
+        "regions": list(endpoint.regions),
+        "hourly_usd": estimate.worker_hourly_usd,
+        "hours_per_month": estimate.equivalent_hours,
+        "monthly_usd": estimate.monthly_usd,
+        # Workers stop after their idle timeout: pay-per-use that stops itself when idle.
+        "idle_shutdown_minutes": round(endpoint.idle_timeout_seconds / 60, 2),
+        "pay_per_use": True,
+        "market": "serverless",
+        "min_workers": endpoint.workers.min,
+        "max_workers": endpoint.workers.max,
+        "burst_hourly_usd": estimate.burst_hourly_usd,
     }

@@ -66,6 +66,11 @@ def servers(spec: EstateSpec, model: str) -> List[Server]:
     return out
 
 
+def serving_endpoints(spec: EstateSpec, model: str) -> List[str]:
+    """The serverless endpoints answering to ``model``, in spec order."""
+    return [name for name, e in spec.serverless.items() if e.model_name == model]
+
+
 def serving_nodes(spec: EstateSpec, model: str) -> List[str]:
     """The nodes serving ``model``, in spec order."""
     return list(dict.fromkeys(s.node for s in servers(spec, model)))
@@ -119,6 +124,11 @@ def unknown_address(node: str) -> str:
     return f"address-of-{node}-known-after-up"
 
 
+def unknown_serverless_base(endpoint: str) -> str:
+    """What the gateway's config says for a serverless endpoint RunPod has not given an id yet."""
+    return f"https://api.runpod.ai/v2/id-of-{endpoint}-known-after-up/openai/v1"
+
+
 @dataclasses.dataclass(frozen=True)
 class EstatePlan:
     """What the estate derives from its spec, computed once by ``plan_estate``."""
@@ -132,6 +142,12 @@ class EstatePlan:
     """Model (Ollama tag or served model name) -> the workloads serving it, for every model an alias names."""
     upstreams: Dict[str, Upstream]
     """Public hostname -> the routed service."""
+    endpoints: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """Model -> the serverless endpoints answering to it, for every model an alias names."""
+
+    @property
+    def endpoint_estimates(self) -> Dict[str, pricing.EndpointEstimate]:
+        return {e.endpoint: e for e in self.estimate.endpoints}
 
     @property
     def estimates(self) -> Dict[str, pricing.NodeEstimate]:
@@ -158,8 +174,10 @@ def plan_estate(spec: EstateSpec) -> EstatePlan:
     requests = {name: pricing.node_request(node) for name, node in spec.nodes.items()
                 if node.provider is not Provider.HOST}
     serving = {model: tuple(servers(spec, model)) for model in (spec.gateway.aliases.values() if spec.gateway else ())}
+    models = spec.gateway.aliases.values() if spec.gateway else ()
+    endpoints = {model: tuple(serving_endpoints(spec, model)) for model in models}
     plan = EstatePlan(spec=spec, estimate=pricing.estimate_estate(spec), requests=requests, tunnels=tunnels,
-                      serving=serving, upstreams={})
+                      serving=serving, upstreams={}, endpoints=endpoints)
     if spec.gateway is not None:
         upstreams = {}
         for host, route in spec.routes.items():

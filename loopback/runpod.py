@@ -1,4 +1,5 @@
-"""A RunPod GraphQL API on loopback: GPU types, on-demand and interruptible pods, stop/resume/terminate.
+"""A RunPod GraphQL API on loopback: GPU types, on-demand and interruptible pods, stop/resume/terminate,
+and serverless: templates, endpoints and each endpoint's OpenAI route (``/v2/<id>/openai/v1``).
 
 It reads each request as a GraphQL document (graphql-core), so it takes the operations in either form
 they arrive in: with variables (the project's client) or with inline literals (RunPod's own SDK).
@@ -32,13 +33,23 @@ class FakeRunPod(FakeServer):
             "NVIDIA GeForce RTX 3090": {"uninterruptablePrice": 0.22, "minimumBidPrice": 0.12, "memoryInGb": 24},
         }
         self.pods: Dict[str, Dict[str, Any]] = {}
+        self.templates: Dict[str, Dict[str, Any]] = {}
+        self.endpoints: Dict[str, Dict[str, Any]] = {}
+        self.api_key: Optional[str] = None
+        """When set, the serverless OpenAI route answers 401 to any other bearer token, as RunPod does."""
+        self.template_release_calls = 0
+        """deleteTemplate calls refused after the endpoint using a template is deleted (RunPod documents up
+        to two minutes before a template's last use lets it go)."""
+        self.chats: List[Tuple[str, str]] = []
+        """(endpoint id, model) of every chat a serverless endpoint answered."""
         self.http_ports_public = False
         """RunPod serves ``/http`` ports only through its proxy; True also maps them on the public IP, as
         the loopback did before (for a test that replays code written against that)."""
 
     def alive(self) -> List[Dict[str, Any]]:
+        """Everything that bills: pods, and serverless endpoints (their workers bill while they run)."""
         with self.lock:
-            return list(self.pods.values())
+            return list(self.pods.values()) + [self._endpoint_view(e) for e in self.endpoints.values()]
 
     def preempt(self, pod_id: str) -> None:
         with self.lock:
@@ -85,6 +96,8 @@ class FakeRunPod(FakeServer):
         return 200, {"errors": [{"message": msg, "path": ["x"]}], "data": None}
 
     def route(self, method: str, path: str, query: Dict[str, str], body: Any) -> Reply:
+        if path.startswith("/v2/"):
+            return self._serverless_openai(method, path, body)
         q = body.get("query", "") if isinstance(body, dict) else ""
         v = (body.get("variables") if isinstance(body, dict) else None) or {}
         try:
@@ -110,7 +123,11 @@ class FakeRunPod(FakeServer):
             if name in ("podFindAndDeployOnDemand", "podRentInterruptable"):
                 return self._deploy(inp, spot=name == "podRentInterruptable")
             if name == "myself":
-                return 200, {"data": {"myself": {"pods": [self._view(p) for p in self.pods.values()]}}}
+                return 200, {"data": {"myself": {"pods": [self._view(p) for p in self.pods.values()],
+                                                 "endpoints": [self._endpoint_view(e) for e in self.endpoints.values()],
+                                                 "podTemplates": [dict(t) for t in self.templates.values()]}}}
+            if name in ("saveTemplate", "saveEndpoint", "updateEndpointTemplate", "deleteEndpoint", "deleteTemplate"):
+                return self._serverless(name, args)
             if name not in ("pod", "podStop", "podResume", "podBidResume", "podTerminate"):
                 return 200, {"errors": [{"message": f"Cannot query field \"{name}\" on type \"Mutation\"."}]}
             pod = self.pods.get(inp.get("podId"))
@@ -161,3 +178,119 @@ class FakeRunPod(FakeServer):
         }
         key = "podRentInterruptable" if spot else "podFindAndDeployOnDemand"
         return 200, {"data": {key: {"id": pid, "imageName": inp.get("imageName"), "machineId": "m-1"}}}
+
+    # -- serverless ---------------------------------------------------------------------------------
+    POOLS = ("AMPERE_16", "AMPERE_24", "ADA_24", "ADA_32_PRO", "AMPERE_48", "ADA_48_PRO", "AMPERE_80", "ADA_80_PRO",
+             "HOPPER_141")
+    """RunPod's serverless GPU pool ids, as its GraphQL reference lists them."""
+
+    def _endpoint_view(self, e: Dict[str, Any]) -> Dict[str, Any]:
+        return {k: v for k, v in e.items() if not k.startswith("_")}
+
+    def _serverless(self, name: str, args: Dict[str, Any]) -> Reply:
+        inp = args.get("input") or {}
+        if name == "saveTemplate":
+            tid = inp.get("id")
+            if tid and tid not in self.templates:
+                return self._err("Template not found")
+            if not tid and any(t["name"] == inp.get("name") for t in self.templates.values()):
+                return self._err("Template name must be unique")
+            if not inp.get("imageName") or inp.get("containerDiskInGb") is None or inp.get("volumeInGb") is None:
+                return self._err("name, imageName, containerDiskInGb and volumeInGb are required")
+            tid = tid or f"tpl{self.next_id()}"
+            t = {"id": tid, "name": inp.get("name"), "imageName": inp.get("imageName"),
+                 "dockerArgs": inp.get("dockerArgs") or "", "containerDiskInGb": int(inp["containerDiskInGb"]),
+                 "volumeInGb": int(inp["volumeInGb"]), "ports": inp.get("ports") or "",
+                 "env": [{"key": e["key"], "value": e["value"]} for e in inp.get("env") or []],
+                 "isServerless": bool(inp.get("isServerless"))}
+            self.templates[tid] = t
+            return 200, {"data": {"saveTemplate": dict(t)}}
+        if name == "saveEndpoint":
+            eid = inp.get("id")
+            if eid and eid not in self.endpoints:
+                return self._err("Endpoint not found")
+            for key in ("name", "templateId", "gpuIds"):
+                if not inp.get(key):
+                    return self._err(f"{key} is required")
+            template = self.templates.get(inp["templateId"])
+            if template is None or not template["isServerless"]:
+                return self._err("a serverless endpoint needs a serverless template")
+            pools = [p.strip() for p in str(inp["gpuIds"]).split(",") if p.strip()]
+            if any(p.lstrip("-") not in self.POOLS for p in pools):
+                return self._err(f"invalid gpuIds {inp['gpuIds']!r}")
+            old = self.endpoints.get(eid, {}) if eid else {}
+            e = {**old, "id": eid or f"ep{self.next_id()}", "name": inp["name"], "templateId": inp["templateId"],
+                 "gpuIds": inp["gpuIds"], "locations": inp.get("locations") or None,
+                 "idleTimeout": int(inp.get("idleTimeout", old.get("idleTimeout", 5))),
+                 "scalerType": inp.get("scalerType", old.get("scalerType", "QUEUE_DELAY")),
+                 "scalerValue": int(inp.get("scalerValue", old.get("scalerValue", 4))),
+                 "workersMin": int(inp.get("workersMin", old.get("workersMin", 0))),
+                 "workersMax": int(inp.get("workersMax", old.get("workersMax", 3))),
+                 "gpuCount": int(inp.get("gpuCount") or old.get("gpuCount") or 1),
+                 "flashBootType": inp.get("flashBootType", old.get("flashBootType", "OFF")),
+                 "networkVolumeId": inp.get("networkVolumeId") or None}
+            if e["workersMin"] > e["workersMax"]:
+                return self._err("workersMin cannot be greater than workersMax")
+            self.endpoints[e["id"]] = e
+            return 200, {"data": {"saveEndpoint": self._endpoint_view(e)}}
+        if name == "updateEndpointTemplate":
+            e = self.endpoints.get(inp.get("endpointId"))
+            if e is None:
+                return self._err("Endpoint not found")
+            if inp.get("templateId") not in self.templates:
+                return self._err("Template not found")
+            e["templateId"] = inp["templateId"]
+            return 200, {"data": {"updateEndpointTemplate": {"id": e["id"], "templateId": e["templateId"]}}}
+        if name == "deleteEndpoint":
+            e = self.endpoints.get(args.get("id"))
+            if e is None:
+                return self._err("Endpoint not found")
+            if e["workersMin"] or e["workersMax"]:
+                return self._err("Endpoint must have 0 min and max workers before it can be deleted")
+            del self.endpoints[e["id"]]
+            self._released = self.template_release_calls
+            return 200, {"data": {"deleteEndpoint": None}}
+        # deleteTemplate
+        t = next((t for t in self.templates.values() if t["name"] == args.get("templateName")), None)
+        if t is None:
+            return self._err("Template not found")
+        if any(e["templateId"] == t["id"] for e in self.endpoints.values()):
+            return self._err("Template is in use by an endpoint")
+        if getattr(self, "_released", 0) > 0:
+            self._released -= 1
+            return self._err("Template was used recently; try again in a few minutes")
+        del self.templates[t["id"]]
+        return 200, {"data": {"deleteTemplate": None}}
+
+    def served_name(self, endpoint_id: str) -> Optional[str]:
+        """The model an endpoint's vLLM worker answers to: ``OPENAI_SERVED_MODEL_NAME_OVERRIDE`` or
+        ``MODEL_NAME`` in its template's env."""
+        e = self.endpoints.get(endpoint_id)
+        env = {kv["key"]: kv["value"] for kv in (self.templates.get(e["templateId"], {}).get("env") or [])} if e else {}
+        return env.get("OPENAI_SERVED_MODEL_NAME_OVERRIDE") or env.get("MODEL_NAME")
+
+    def _serverless_openai(self, method: str, path: str, body: Any) -> Reply:
+        """``/v2/<endpoint id>/openai/v1/...`` as RunPod's vLLM worker answers it: the RunPod API key as the
+        bearer token, ``/models`` and non-streamed ``/chat/completions`` for the served model only."""
+        parts = path.split("/")  # '', 'v2', id, 'openai', 'v1', ...
+        with self.lock:
+            if len(parts) < 6 or parts[3:5] != ["openai", "v1"] or parts[2] not in self.endpoints:
+                return 404, {"error": f"no route {method} {path}"}
+            if self.api_key and self.request_headers().get("authorization") != f"Bearer {self.api_key}":
+                return 401, {"error": "Unauthorized"}
+            eid, rest = parts[2], "/".join(parts[5:])
+            served = self.served_name(eid)
+            if (method, rest) == ("GET", "models"):
+                return 200, {"object": "list", "data": [{"id": served, "object": "model", "owned_by": "runpod"}]}
+            if (method, rest) != ("POST", "chat/completions") or not isinstance(body, dict):
+                return 404, {"error": f"no route {method} {path}"}
+            if body.get("model") != served:
+                return 404, {"error": {"message": f"The model `{body.get('model')}` does not exist.",
+                                       "type": "NotFoundError", "code": 404}}
+            self.chats.append((eid, served))
+        return 200, {
+            "id": f"chatcmpl-{self.next_id()}", "object": "chat.completion", "created": 0, "model": served,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": f"serverless {eid} answers with {served}"}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11},
+        }

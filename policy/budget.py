@@ -41,8 +41,11 @@ def estate_plan_budget(args: ResourceValidationArgs, report_violation) -> None:
     s = args.props.get("stamps") or {}
     total, limit = float(s.get("monthly_usd") or 0), _cfg(args, "monthly_usd")
     if total > limit + 1e-9:
-        report_violation(f"the estate plans ${total:.2f}/month for {int(s.get('nodes') or 0)} nodes, above the "
-                         f"monthly budget ${limit:.2f}; nothing was rented")
+        endpoints = int(s.get("endpoints") or 0)
+        what = f"{int(s.get('nodes') or 0)} nodes" + (f" and {endpoints} serverless endpoint" + "s" * (endpoints > 1)
+                                                      if endpoints else "")
+        report_violation(f"the estate plans ${total:.2f}/month for {what}, above the monthly budget ${limit:.2f}; "
+                         "nothing was rented")
 
 
 def node_hourly_cap(args: ResourceValidationArgs, report_violation) -> None:

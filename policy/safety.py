@@ -18,8 +18,8 @@ from core.demand import VRAM_USABLE_FRACTION, resident_vram
 from core.kinds import WorkloadKind, model_server_ports
 from core.spec import Provider
 from policy.settings import schema, setting
-from core.stamps import from_tags
-from policy.stamps import GPU_INSTANCE, node_stamps
+from core.stamps import SERVERLESS_PROVIDER, from_tags
+from policy.stamps import GPU_INSTANCE, SERVERLESS_ENDPOINT, node_stamps
 
 OLLAMA_MODEL = "pulumi-python:dynamic/ollama:Model"
 DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord"
@@ -31,7 +31,7 @@ REMOTE_COMMAND = "command:remote:Command"
 MODEL_SERVER_KINDS = tuple(k.value for k in WorkloadKind if k.is_model_server)
 # Their default ports on the host and inside their containers.
 MODEL_SERVER_PORTS = model_server_ports()
-ALL_PROVIDERS = [p.value for p in Provider]
+ALL_PROVIDERS = [p.value for p in Provider] + [SERVERLESS_PROVIDER]
 
 DEFAULTS: Dict[str, Any] = {
     "providers": ALL_PROVIDERS,
@@ -61,8 +61,10 @@ def allowed_gpus(args: ResourceValidationArgs, report_violation) -> None:
     allowed = _cfg(args, "gpus")
     if not s or not allowed or not s.get("gpu"):
         return
-    if s["gpu"] not in allowed:
-        report_violation(f"node {s['node']!r} asks for {s['gpu']!r}; allowed GPUs: {', '.join(allowed)}")
+    # A serverless endpoint names every pool its workers may start on, comma-separated.
+    for gpu in str(s["gpu"]).split(","):
+        if gpu not in allowed:
+            report_violation(f"node {s['node']!r} asks for {gpu!r}; allowed GPUs: {', '.join(allowed)}")
 
 
 def allowed_regions(args: ResourceValidationArgs, report_violation) -> None:
@@ -205,11 +207,13 @@ CREDENTIAL_PATTERNS = [
     ("a URL with a password", re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s/:@]+:[^\s/@]+@[^\s/]+")),
     # A value, not a reference to one (os.environ/NAME as LiteLLM reads it, $NAME in a shell).
     ("a credential assignment", re.compile(
-        r"(?i)\b[A-Z0-9_]*(API_KEY|TOKEN|PASSWORD|SECRET)[A-Z0-9_]*\s*[=:]\s*['\"]?(?!os\.environ/|\[secret\])[^\s'\"$]{8,}")),
+        r"(?i)\b[A-Z0-9_]*(API_KEY|TOKEN|PASSWORD|SECRET)[A-Z0-9_]*\s*[=:]\s*['\"]?(?!os\.environ/|\[secret\]|\{\{)[^\s'\"$]{8,}")),
 ]
 # Fields that others can read (vendor consoles, process lists, logs, tags): no credential belongs there.
 VISIBLE_FIELDS: Dict[str, Tuple[str, ...]] = {
     GPU_INSTANCE: ("launch.env", "launch.onstart", "stamps", "label"),
+    # A template's env is readable in RunPod's console: only values and {{ RUNPOD_SECRET_<name> }} references.
+    SERVERLESS_ENDPOINT: ("template.env", "template.docker_args", "stamps", "name"),
     REMOTE_COMMAND: ("create", "delete", "update", "environment"),
     DNS_RECORD: ("content", "comment", "name"),
     "aws:ec2/launchTemplate:LaunchTemplate": ("tags",),

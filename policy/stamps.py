@@ -1,6 +1,6 @@
 """Read what the program stamped on billing resources (encoding in core/stamps.py).
 
-GPU instances carry a ``stamps`` map; AWS launch templates and GCP VMs carry ``estate-*`` tags/labels.
+GPU instances and serverless endpoints carry a ``stamps`` map; AWS launch templates and GCP VMs carry ``estate-*`` tags/labels.
 """
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from core.stamps import from_tags
 GPU_INSTANCE = "pulumi-python:dynamic/gpu:Instance"
 AWS_LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 GCP_INSTANCE = "gcp:compute/instance:Instance"
+SERVERLESS_ENDPOINT = "pulumi-python:dynamic/runpod:Endpoint"
 
 
 def node_stamps(resource_type: str, props: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     """The node's stamps, typed, or None when the resource is not a node's billing resource."""
-    if resource_type == GPU_INSTANCE:
+    if resource_type in (GPU_INSTANCE, SERVERLESS_ENDPOINT):
         return dict(props.get("stamps") or {}) or None
     if resource_type == AWS_LAUNCH_TEMPLATE:
         return from_tags(props.get("tags") or {}) or None

@@ -8,8 +8,9 @@
 It reads Pulumi.<stack>.yaml, checks it as `pulumi up` would, and renders the same document the program
 writes to the gateway host. Secrets appear only as `os.environ/NAME` references. Nodes reached through
 the gateway's tunnels have their final api_base (127.0.0.1:<local port>); a node reached directly whose
-address is not known yet says so in its api_base (`address-of-<node>-known-after-up`), unless --outputs
-gives the stack's `nodes` output.
+address is not known yet says so in its api_base (`address-of-<node>-known-after-up`), and so does a
+serverless endpoint RunPod has not given an id yet, unless --outputs gives the stack's `nodes` and
+`serverless` outputs.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def load(stack: str):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stack")
-    ap.add_argument("--outputs", help="JSON from `pulumi stack output --json` (fills in node addresses)")
+    ap.add_argument("--outputs", help="JSON from `pulumi stack output --json` (fills in node addresses and "
+                                      "serverless routes)")
     ap.add_argument("--units", action="store_true", help="print the gateway host's units instead")
     args = ap.parse_args(argv)
     try:
@@ -47,9 +49,12 @@ def main(argv=None) -> int:
         print(f"stack {args.stack!r} has no {NAMESPACE}:gateway", file=sys.stderr)
         return 2
     plan = plan_estate(spec)
-    endpoints, hourly, ssh = {}, {}, {}
+    endpoints, hourly, ssh, serverless = {}, {}, {}, {}
     if args.outputs:
-        nodes = json.loads(Path(args.outputs).read_text()).get("nodes", {})
+        outputs = json.loads(Path(args.outputs).read_text())
+        nodes = outputs.get("nodes", {})
+        serverless = {name: out["openai_base"] for name, out in (outputs.get("serverless") or {}).items()
+                      if out.get("openai_base")}
         for name, out in nodes.items():
             endpoints[name] = (out.get("address"), out.get("ports") or {})
             if out.get("hourly_price") is not None:
@@ -60,7 +65,7 @@ def main(argv=None) -> int:
         for unit, text in gateway.gateway_units(plan, ssh).items():
             print(f"# /etc/systemd/system/{unit}\n{text}")
         return 0
-    sys.stdout.write(gateway.render_litellm_config(plan, endpoints, hourly))
+    sys.stdout.write(gateway.render_litellm_config(plan, endpoints, hourly, serverless))
     return 0
 
 

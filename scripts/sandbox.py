@@ -76,6 +76,7 @@ def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[
     TensorDock VM of the ``vm`` node (under the ``machine`` key): its SSH port is the loopback sshd, and
     deleting that instance wipes the machine's containers and files."""
     td, vast, rp = FakeTensorDock(), FakeVast(), FakeRunPod()
+    rp.api_key = "sandbox-runpod-key"  # its serverless OpenAI route answers only to the RunPod key
     ollamas = {name: FakeOllama(name=f"{name}-ollama") for name in ("tensordock", "vastai", "runpod")}
     for name, cloud in (("tensordock", td), ("vastai", vast), ("runpod", rp)):
         cloud.port_map[11434] = ollamas[name].httpd.server_address[1]
@@ -132,7 +133,8 @@ def engine_env(fakes: Dict[str, object], state_dir: Path, agent: Optional[Dict[s
         "GPU_ESTATE_LITELLM": os.environ.get("GPU_ESTATE_LITELLM", str(ROOT / ".venv-gateway" / "bin" / "litellm")),
         "TENSORDOCK_API_URL": f"{td.url}/api/v2", "TENSORDOCK_API_TOKEN": td.token,
         "VASTAI_API_URL": f"{vast.url}/api/v0", "VASTAI_API_KEY": "sandbox-vast-key",
-        "RUNPOD_API_URL": f"{rp.url}/graphql", "RUNPOD_API_KEY": "sandbox-runpod-key",
+        "RUNPOD_API_URL": f"{rp.url}/graphql", "RUNPOD_API_KEY": rp.api_key or "sandbox-runpod-key",
+        "RUNPOD_SERVERLESS_URL": f"{rp.url}/v2",
         "ESTATE_POLL_SECONDS": "0.2", "ESTATE_HTTP_BACKOFF": "0.05",
         # The engine runs 4 x cores operations at once by default (8 on two cores); the estate's are
         # waits on machines and pulls, so as many as the provider host serves (providers/dynamic_host.py).

@@ -59,6 +59,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
                         host_public_key=" ".join(args.inputs["host_key"]["public"].split()[:2])
                         if args.inputs.get("host_key") and args.inputs["clouds"][0] == "tensordock" else None)
             return f"{cloud}:i-1", outs
+        if args.typ == "pulumi-python:dynamic/runpod:Endpoint":
+            outs.update(endpoint_id="ep-1", template_id="tpl-1", openai_base="https://api.runpod.ai/v2/ep-1/openai/v1")
+            return "ep-1", outs
         if args.typ == "gcp:serviceaccount/key:Key":
             import base64
             key = {"type": "service_account", "private_key": MOCK_SECRET, "client_email": f"{args.name}@example.iam"}

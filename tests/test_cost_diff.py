@@ -77,3 +77,19 @@ def test_over_the_stack_budget_fails(tmp_path):
     r = cost_diff.report(cost_diff.Costs(), cost_diff.costs(load("preview-change.json"), "new"), "sandbox", 100.0,
                          None, None, None)
     assert r.failures == ["the new total $138.00 is above the budget $100.00"]
+
+
+def test_a_serverless_endpoint_is_costed_from_its_stamps_like_a_node():
+    from core.config import parse_spec
+    from core.stamps import endpoint_stamp
+    from core.topology import plan_estate
+    from tests.mocks import stack_estate
+
+    plan = plan_estate(parse_spec(stack_estate("prod")))
+    stamp = endpoint_stamp("goblin-inference", plan.spec.serverless["goblin-inference"],
+                           plan.endpoint_estimates["goblin-inference"])
+    step = {"op": "create", "newState": {"type": "pulumi-python:dynamic/runpod:Endpoint", "inputs": {"stamps": stamp}}}
+    after = cost_diff.costs({"steps": [step]}, "new")
+    (cost,) = after.nodes.values()
+    assert (cost.node, cost.provider, cost.gpu) == ("goblin-inference", "runpod-serverless", "AMPERE_24")
+    assert cost.monthly_usd == pytest.approx(plan.endpoint_estimates["goblin-inference"].monthly_usd, abs=0.01)

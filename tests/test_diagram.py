@@ -64,7 +64,14 @@ def test_the_drawing_holds_every_node_workload_tunnel_alias_and_route_and_nothin
     spec = plan.spec
     boxes, edges = drawn(diagram.flowchart(plan))
     kinds = {box_id.rstrip("0123456789_x").split("_")[0] for box_id in boxes}
-    assert kinds <= {"provider", "node", "wl", "empty", "gateway", "alias", "ext", "route"}
+    assert kinds <= {"provider", "node", "wl", "empty", "gateway", "alias", "ext", "route", "serverless", "sls"}
+    endpoints = {labels[0]: (box_id, labels[1:]) for box_id, labels in boxes.items() if box_id.startswith("sls_")}
+    assert set(endpoints) == set(spec.serverless)
+    for name, e in spec.serverless.items():
+        est = plan.endpoint_estimates[name]
+        assert endpoints[name][1] == [
+            f"{e.gpu_count}x {'/'.join(e.gpu_pools)} · {e.workers.min}-{e.workers.max} workers, idle {e.idle_timeout_seconds} s",
+            f"${est.worker_hourly_usd:.2f}/h a worker · ${est.monthly_usd:,.0f}/mo"]
     nodes = {labels[0]: box_id for box_id, labels in boxes.items() if box_id.startswith("node_")}
     assert set(nodes) == set(spec.nodes)
     for name, node in spec.nodes.items():
@@ -94,6 +101,7 @@ def test_the_drawing_holds_every_node_workload_tunnel_alias_and_route_and_nothin
         targets = {t for f, t in edges if f == alias_ids[alias]}
         served = {nodes[s.node] for s in plan.serving[tag]}
         assert {t.split("_")[1] for t in targets if t.startswith("wl_")} >= {s.split("_")[1] for s in served}
+        assert {t for t in targets if t.startswith("sls_")} == {endpoints[n][0] for n in plan.endpoints[tag]}
     fallbacks = [(f, t) for f, t in edges if f.startswith("alias_") and t.startswith("alias_")]
     assert len(fallbacks) == sum(len(c) for c in spec.gateway.fallbacks.values())
 
@@ -119,12 +127,14 @@ def test_a_label_cannot_close_itself_or_start_a_statement(tmp_path):
     assert results[0]["ok"] and code == 0
 
 
-def test_the_cost_chart_has_a_bar_per_node_at_its_monthly_price():
+def test_the_cost_chart_has_a_bar_per_node_and_endpoint_at_its_monthly_price():
     plan = plan_estate(parse_spec(stack_estate("prod")))
+    assert plan.estimate.endpoints, "prod runs a serverless endpoint"
     chart = diagram.cost_chart(plan, "prod")
     names = json.loads("[" + re.search(r"x-axis \[(.*)\]", chart).group(1) + "]")
     bars = [float(v) for v in re.search(r"bar \[(.*)\]", chart).group(1).split(",")]
-    assert dict(zip(names, bars)) == {e.node: e.monthly_usd for e in plan.estimate.nodes}
+    assert dict(zip(names, bars)) == {**{e.node: e.monthly_usd for e in plan.estimate.nodes},
+                                      **{e.endpoint: e.monthly_usd for e in plan.estimate.endpoints}}
     assert f"{plan.estimate.monthly_usd:,.2f} in all" in chart
 
 

@@ -17,8 +17,9 @@ pytestmark = [
     pytest.mark.skipif(bool(sandbox.engine_missing()), reason=sandbox.engine_missing()),
 ]
 
-INSTANCES, MODELS = 3, 5
-RESOURCES = 6 + INSTANCES + MODELS + 2  # stack, estate, four node components, instances, models, gateway + process
+INSTANCES, MODELS, ENDPOINTS = 3, 5, 1
+# stack, estate, four node components, instances, models, the serverless endpoint, gateway + process
+RESOURCES = 6 + INSTANCES + MODELS + ENDPOINTS + 2
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,8 @@ def test_the_policy_pack_blocks_an_up_over_budget(estate):
     st, fakes, work = estate
     with pytest.raises(errors.CommandError) as refused:
         st.up(**pack(work, **{"estate-plan-budget": {"monthly_usd": 50}, "estate-monthly-budget": {"monthly_usd": 50}}))
-    assert "the estate plans $128.00/month for 4 nodes, above the monthly budget $50.00" in str(refused.value)
+    assert ("the estate plans $133.76/month for 4 nodes and 1 serverless endpoint, above the monthly budget $50.00"
+            in str(refused.value))
     assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}  # nothing was rented
 
 
@@ -57,22 +59,28 @@ def test_lifecycle(estate):
 
     up = st.up(**pack(work))
     assert up.summary.resource_changes == {"create": RESOURCES - 1, "same": 1}
-    assert sandbox.alive(fakes) == {"tensordock": 1, "vastai": 1, "runpod": 1}
+    assert sandbox.alive(fakes) == {"tensordock": 1, "vastai": 1, "runpod": 2}  # RunPod: a pod and an endpoint
+    (endpoint,) = fakes["runpod"].endpoints.values()
+    assert (endpoint["name"], endpoint["workersMax"], endpoint["idleTimeout"]) == ("gpu-estate-sandbox-burst", 2, 300)
     assert sandbox.pulled(fakes) == {"tensordock": ["llama3.2:3b", "qwen3:8b"], "vastai": ["qwen3:14b", "qwen3:8b"],
                                      "runpod": ["tinyllama:1.1b"]}
     nodes = up.outputs["nodes"].value
     assert nodes["inference"]["ports"]["11434"] > 0
-    assert up.outputs["cost"].value["total_monthly_usd"] == 128
+    assert up.outputs["cost"].value["total_monthly_usd"] == 133.76  # the nodes' $128 and the endpoint's 10 busy hours
 
     # The gateway answers for the aliases, routed to the loopback Ollamas of the nodes serving them.
     gateway, master_key = up.outputs["gateway"].value, up.outputs["gateway_master_key"]
     assert master_key.secret and master_key.value.startswith("sk-")
     auth = {"Authorization": f"Bearer {master_key.value}"}
     models = requests.get(f"{gateway['url']}/v1/models", headers=auth, timeout=10).json()
-    assert sorted(m["id"] for m in models["data"]) == ["big", "chat", "fast"]
+    assert sorted(m["id"] for m in models["data"]) == ["big", "burst", "chat", "fast"]
     answer = requests.post(f"{gateway['url']}/v1/chat/completions", headers=auth, timeout=60,
                            json={"model": "big", "messages": [{"role": "user", "content": "hi"}]}).json()
     assert answer["choices"][0]["message"]["content"] == "vastai-ollama answers with qwen3:14b"
+    # 'burst' is the serverless endpoint, reached on RunPod's OpenAI route with the RunPod key.
+    answer = requests.post(f"{gateway['url']}/v1/chat/completions", headers=auth, timeout=60,
+                           json={"model": "burst", "messages": [{"role": "user", "content": "hi"}]}).json()
+    assert answer["choices"][0]["message"]["content"] == f"serverless {endpoint['id']} answers with qwen2.5-1.5b"
 
     # The state holds the gateway's master key only encrypted, and no vendor was sent it.
     assert master_key.value not in sandbox.sent_to_vendors(fakes)
@@ -93,6 +101,13 @@ def test_lifecycle(estate):
     st.set_config("gpu-estate:nodes", sandbox.auto_config(nodes_cfg))
     edit = st.up()
     assert edit.summary.resource_changes == {"create": 1, "delete": 1, "update": 1, "same": RESOURCES - 2}
+
+    # Workers raised in RunPod's console: refresh sees it, the next up puts the stack's back, in place.
+    endpoint["workersMax"] = 20
+    st.refresh()
+    converge = st.up()
+    assert converge.summary.resource_changes.get("update") == 1 and "create" not in converge.summary.resource_changes
+    assert fakes["runpod"].endpoints[endpoint["id"]]["workersMax"] == 2
     assert sandbox.pulled(fakes)["vastai"] == ["llama3.2:3b", "qwen3:14b"]
     assert {name: [i["id"] for i in fakes[name].alive()] for name in ids} == ids
 
@@ -110,7 +125,7 @@ def test_lifecycle(estate):
     fakes["ollama"]["vastai"].installed.clear()  # the new machine starts with an empty disk
     st.refresh()
     st.up()
-    assert sandbox.alive(fakes) == {"tensordock": 1, "vastai": 1, "runpod": 1}
+    assert sandbox.alive(fakes) == {"tensordock": 1, "vastai": 1, "runpod": 2}
     assert fakes["vastai"].alive()[0]["id"] != vast_inst["id"]
     assert sandbox.pulled(fakes)["vastai"] == ["llama3.2:3b", "qwen3:14b"]
 

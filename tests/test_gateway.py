@@ -17,6 +17,7 @@ from core.errors import ConfigError
 from providers.local_gateway import LocalGatewayProvider, litellm_binary
 from loopback.ollama import FakeOllama
 from loopback.openai_server import FakeModelServer
+from loopback.runpod import FakeRunPod
 from tests.mocks import stack_estate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +103,22 @@ def test_print_command_shows_the_config_and_says_where_addresses_are_unknown(tmp
     assert burst["litellm_params"]["api_base"] == "http://198.51.100.8:41434"
 
 
+def test_print_command_fills_in_a_serverless_route_from_the_stacks_outputs(tmp_path):
+    def burst(printed):
+        (entry,) = entries(yaml.safe_load(printed), "burst")
+        return entry["litellm_params"]
+
+    command = [sys.executable, str(ROOT / "scripts" / "gateway_config.py"), "prod"]
+    before = burst(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    assert before["api_base"] == "https://api.runpod.ai/v2/id-of-goblin-inference-known-after-up/openai/v1"
+    assert before["api_key"] == "os.environ/RUNPOD_API_KEY" and before["model"] == "openai/qwen3-8b-serverless"
+    outputs = tmp_path / "out.json"
+    outputs.write_text('{"serverless": {"goblin-inference": {"endpoint_id": "abc123", '
+                       '"openai_base": "https://api.runpod.ai/v2/abc123/openai/v1"}}}')
+    after = burst(subprocess.run([*command, "--outputs", str(outputs)], capture_output=True, text=True, check=True).stdout)
+    assert after["api_base"] == "https://api.runpod.ai/v2/abc123/openai/v1"
+
+
 def test_print_command_refuses_a_stack_without_gateway():
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "gateway_config.py"), "dev"], capture_output=True, text=True)
     assert run.returncode == 2 and "has no gpu-estate:gateway" in run.stderr
@@ -153,11 +170,14 @@ def test_cloudflare_ingress_ends_with_a_catch_all(prod):
 # -- the real LiteLLM proxy ---------------------------------------------------------------------------
 
 CODER = "Qwen/Qwen2.5-Coder-7B-Instruct"
+SERVERLESS_MODEL = "qwen2.5-1.5b"
+RUNPOD_KEY = "rpa-loopback-gateway-test-key"
 
 
 def proxy_spec():
     """Three directly reached nodes: 'big' serves gpt-4, both Ollamas serve 'fast' (balanced), 'small' alone
-    serves 'backup', which gpt-4 and 'coder' fall back to; 'vl' serves 'coder' with a vLLM preset."""
+    serves 'backup', which gpt-4 and 'coder' fall back to; 'vl' serves 'coder' with a vLLM preset; the
+    serverless endpoint 'sls' serves 'burst', which falls back to 'backup'."""
     node = lambda models: {"provider": "tensordock", "gpu": {"model": "rtx4090"}, "max_price_per_hour": 0.4,  # noqa: E731
                            "access": "direct", "workloads": {"ollama": {"models": models}},
                            "ssh": {"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFXdBfpWUE7y0nZ8rsibV0rc/1JxweHTokQjkgvrZxWD"}}
@@ -167,9 +187,12 @@ def proxy_spec():
                   "gw": {"provider": "host", "address": "127.0.0.1", "workloads": {"litellm": {}},
                          "ssh": {"host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOGgtgdW9ZLnsrjGnasMVWnMuUvMEboNU8GOJmJqjIes"}}},
         "gateway": {"node": "gw", "aliases": {"gpt-4": "qwen3:14b", "fast": "qwen3:8b", "backup": "llama3.2:3b",
-                                              "coder": CODER},
-                    "fallbacks": {"gpt-4": ["backup"], "coder": ["backup"]}, "timeouts": {"default": 20},
-                    "num_retries": 0},
+                                              "coder": CODER, "burst": SERVERLESS_MODEL},
+                    "fallbacks": {"gpt-4": ["backup"], "coder": ["backup"], "burst": ["backup"]},
+                    "timeouts": {"default": 20}, "num_retries": 0},
+        "serverless": {"sls": {"image": "runpod/worker-v1-vllm:v2.27.0", "gpu_pools": ["AMPERE_16"],
+                               "model": "Qwen/Qwen2.5-1.5B-Instruct", "served_name": SERVERLESS_MODEL,
+                               "busy_hours_per_month": 10}},
         "budget": {"monthly_usd": 1000},
     })
 
@@ -184,17 +207,39 @@ def litellm_proxy(tmp_path_factory):
         for tag in ("qwen3:14b", "qwen3:8b", "llama3.2:3b"):
             fake.install(tag)
     vl = FakeModelServer(CODER, name="vl")
+    runpod = FakeRunPod()
+    runpod.api_key = RUNPOD_KEY
+    # The endpoint as the provider saves it, so its template's env names the model it serves.
+    from providers.runpod_serverless import EndpointInputs, ServerlessApi, TemplateInputs
+
+    saved_env = {k: os.environ.get(k) for k in ("RUNPOD_API_URL", "RUNPOD_API_KEY", "RUNPOD_SERVERLESS_URL")}
+    os.environ.update({"RUNPOD_API_URL": f"{runpod.url}/graphql", "RUNPOD_API_KEY": RUNPOD_KEY,
+                       "RUNPOD_SERVERLESS_URL": f"{runpod.url}/v2"})
+    sls = proxy_spec().serverless["sls"]
+    api = ServerlessApi({})
+    template = api.save_template("sls", TemplateInputs(image=sls.image, container_disk_gb=20, env=sls.template_env()))
+    endpoint = api.save_endpoint("sls", template["id"], EndpointInputs(gpu_ids=sls.gpu_ids))
+    serverless = {"sls": api.openai_base(endpoint["id"])}
+    api.close()
     endpoints = {"big": ("127.0.0.1", {"11434": big.httpd.server_address[1]}),
                  "small": ("127.0.0.1", {"11434": small.httpd.server_address[1]}),
                  "vl": ("127.0.0.1", {"8000": vl.httpd.server_address[1]})}
     d = tmp_path_factory.mktemp("litellm")
     provider = LocalGatewayProvider()
-    outs = provider.create({"config": gateway.render_litellm_config(plan_estate(proxy_spec()), endpoints), "port": 0,
-                            "state_dir": str(d)}).outs
-    yield {"url": outs["url"], "key": outs["master_key"], "big": big, "small": small, "vl": vl, "log": d / "gateway.log"}
+    # The gateway's process reads the RunPod key from its environment (a secret in the env file over SSH).
+    config = gateway.render_litellm_config(plan_estate(proxy_spec()), endpoints, serverless=serverless)
+    assert RUNPOD_KEY not in config
+    outs = provider.create({"config": config, "port": 0, "state_dir": str(d)}).outs
+    yield {"url": outs["url"], "key": outs["master_key"], "big": big, "small": small, "vl": vl, "log": d / "gateway.log",
+           "runpod": runpod, "endpoint": endpoint["id"]}
     provider.delete("", outs)
-    for fake in (big, small, vl):
+    for fake in (big, small, vl, runpod):
         fake.close()
+    for k, v in saved_env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def chat(proxy, model):
@@ -207,7 +252,7 @@ def test_proxy_lists_exactly_the_aliases(litellm_proxy):
     resp = requests.get(f"{litellm_proxy['url']}/v1/models", headers={"Authorization": f"Bearer {litellm_proxy['key']}"},
                         timeout=10)
     assert resp.status_code == 200, resp.text
-    assert sorted(m["id"] for m in resp.json()["data"]) == ["backup", "coder", "fast", "gpt-4"]
+    assert sorted(m["id"] for m in resp.json()["data"]) == ["backup", "burst", "coder", "fast", "gpt-4"]
 
 
 def test_proxy_refuses_a_request_without_the_master_key(litellm_proxy):
@@ -237,6 +282,27 @@ def test_an_alias_served_by_a_vllm_preset_reaches_it_under_the_name_it_serves(li
     sent = [h for (method, path, _), h in zip(vl.requests, vl.headers) if path == "/v1/chat/completions"]
     assert sent and all(h.get("authorization") == "Bearer none" for h in sent)
     assert litellm_proxy["key"] not in repr(vl.headers)
+
+
+def test_an_alias_served_by_a_serverless_endpoint_goes_through_runpods_openai_route(litellm_proxy):
+    runpod, endpoint = litellm_proxy["runpod"], litellm_proxy["endpoint"]
+    resp = chat(litellm_proxy, "burst")
+    assert resp.status_code == 200, resp.text + litellm_proxy["log"].read_text()[-2000:]
+    assert resp.json()["choices"][0]["message"]["content"] == f"serverless {endpoint} answers with {SERVERLESS_MODEL}"
+    assert runpod.chats == [(endpoint, SERVERLESS_MODEL)]
+    # Signed with the RunPod key (RunPod's route refuses any other), never the gateway's master key.
+    sent = [h for (method, path, _), h in zip(runpod.requests, runpod.headers) if path.startswith("/v2/")]
+    assert sent and all(h.get("authorization") == f"Bearer {RUNPOD_KEY}" for h in sent)
+    assert litellm_proxy["key"] not in repr(runpod.headers)
+
+
+def test_with_the_serverless_endpoint_gone_its_alias_falls_back(litellm_proxy):
+    runpod = litellm_proxy["runpod"]
+    with runpod.lock:
+        runpod.endpoints.clear()  # deleted in RunPod's console: its route answers 404
+    resp = chat(litellm_proxy, "burst")
+    assert resp.status_code == 200, resp.text + litellm_proxy["log"].read_text()[-2000:]
+    assert resp.json()["choices"][0]["message"]["content"] == "small answers with llama3.2:3b"
 
 
 def test_with_the_vllm_server_down_its_alias_falls_back_to_an_ollama(litellm_proxy):

@@ -52,8 +52,9 @@ def test_placement_only_edits_update_in_place(estate):
     up = st.up()
     assert set(up.summary.resource_changes) <= {"same", "update"}, up.summary.resource_changes
     assert ids(fakes) == rented  # nothing terminated, nothing rented again
-    # the plan follows the new ceiling (+0.05 x 120 h) and the new hours (+20 h x $0.50)
-    assert up.outputs["cost"].value["total_monthly_usd"] == 128 + 0.05 * 120 + 20 * 0.5
+    # the plan follows the new ceiling (+0.05 x 120 h) and the new hours (+20 h x $0.50); the serverless
+    # endpoint's $5.76 stays as it was
+    assert up.outputs["cost"].value["total_monthly_usd"] == pytest.approx(133.76 + 0.05 * 120 + 20 * 0.5)
 
 
 def test_a_machine_edit_replaces_it_and_says_which_key(estate):

@@ -257,3 +257,44 @@ def test_the_pack_hides_secret_values_from_validations():
         assert pp.deserialize_properties(raw) == {"a": "[secret]", "b": 1}
     finally:
         pp.deserialize_properties = saved
+
+
+ENDPOINT = "pulumi-python:dynamic/runpod:Endpoint"
+
+
+def endpoint_props(**stamps):
+    from core.config import parse_spec
+    from core.stamps import endpoint_stamp
+    from core.topology import plan_estate
+    from tests.mocks import stack_estate
+
+    plan = plan_estate(parse_spec(stack_estate("prod")))
+    stamp = endpoint_stamp("goblin-inference", plan.spec.serverless["goblin-inference"],
+                           plan.endpoint_estimates["goblin-inference"])
+    return {"name": "gpu-estate-prod-goblin-inference", "stamps": {**stamp, **stamps},
+            "template": {"image": "runpod/worker-v1-vllm:v2.27.0", "env": {"HF_TOKEN": "{{ RUNPOD_SECRET_hf-token }}"}}}
+
+
+def test_a_serverless_endpoint_is_held_to_the_providers_gpus_caps_and_secrets_of_the_pack():
+    props = endpoint_props(gpu="AMPERE_24,ADA_24")
+    (msg,) = one(safety.allowed_providers, ENDPOINT, props, {"providers": ["runpod"]})
+    assert "node 'goblin-inference' runs on 'runpod-serverless'" in msg
+    (msg,) = one(safety.allowed_gpus, ENDPOINT, props, {"gpus": ["rtx4090", "AMPERE_24"]})
+    assert "asks for 'ADA_24'" in msg  # every pool a worker may start on is checked
+    assert one(safety.allowed_gpus, ENDPOINT, props, {"gpus": ["AMPERE_24", "ADA_24"]}) == []
+    (msg,) = one(budget.node_hourly_cap, ENDPOINT, props, {"max_hourly_per_node": 0.5})
+    assert "node 'goblin-inference' costs $0.684/h, above the cap $0.50/h" in msg
+    # Its template's env is readable in RunPod's console: a reference passes, a token does not.
+    assert one(safety.no_credentials_in_visible_fields, ENDPOINT, props) == []
+    leaked = {**props, "template": {"env": {"HF_TOKEN": "hf_abcdefghijklmnopqrstuvwxyz0123456789"}}}
+    (msg,) = one(safety.no_credentials_in_visible_fields, ENDPOINT, leaked)
+    assert "Hugging Face token" in msg
+
+
+def test_the_monthly_budget_counts_a_serverless_endpoint_at_its_planned_figure():
+    props = endpoint_props()
+    resources = [PolicyResource(ENDPOINT, props, "urn:e", "e", opts(), None, None, [], {})]
+    seen = []
+    budget.monthly_budget(StackValidationArgs(resources, {"monthly_usd": 40}), lambda m, urn=None: seen.append(m))
+    (msg,) = seen
+    assert "estimated $41.04/month" in msg

@@ -70,4 +70,8 @@ def test_monthly_estimate_is_hours_times_price():
     assert by["inference"].monthly_usd == pytest.approx(0.40 * 120)
     assert by["burst"].hourly_usd == 0.42 and by["burst"].basis == "instance g5.xlarge"
     assert by["vps"].monthly_usd == 0
-    assert est.monthly_usd == pytest.approx(sum(n.monthly_usd for n in est.nodes) + 5)
+    # seed 003's serverless endpoint: 60 busy worker-hours at AMPERE_24's flex rate, no active worker
+    (endpoint,) = est.endpoints
+    assert endpoint.worker_hourly_usd == pytest.approx(0.00019 * 3600) and endpoint.min_workers == 0
+    assert endpoint.monthly_usd == pytest.approx(60 * 0.00019 * 3600, abs=0.01)
+    assert est.monthly_usd == pytest.approx(sum(n.monthly_usd for n in est.nodes) + endpoint.monthly_usd + 5)

@@ -309,3 +309,35 @@ def test_an_aws_node_checks_its_ec2_quota_in_its_region_before_launch(prod):
     assert {k: quota.inputs[k] for k in ("node", "region", "instance_type", "market", "vcpus")} == {
         "node": "burst", "region": "us-east-1", "instance_type": "g5.xlarge", "market": "spot", "vcpus": 4}
     assert quota.inputs["quota_names"] == ["All G and VT Spot Instance Requests"]
+
+
+ENDPOINT = "pulumi-python:dynamic/runpod:Endpoint"
+
+
+def test_prods_serverless_endpoint_carries_its_scaling_and_secret_references_and_joins_the_gateway(prod):
+    (e,) = prod.of_type(ENDPOINT)
+    assert e.name == "serverless-goblin-inference" and e.inputs["name"] == "gpu-estate-prod-goblin-inference"
+    assert e.inputs["endpoint"] == {"gpu_ids": "AMPERE_24", "gpu_count": 1, "locations": "", "idle_timeout": 300,
+                                    "scaler_type": "QUEUE_DELAY", "scaler_value": 4, "workers_min": 0,
+                                    "workers_max": 5, "flashboot": True}
+    assert e.inputs["template"]["env"] == {"HF_TOKEN": "{{ RUNPOD_SECRET_hf-token }}", "MAX_MODEL_LEN": "8192",
+                                           "MODEL_NAME": "Qwen/Qwen3-8B",
+                                           "OPENAI_SERVED_MODEL_NAME_OVERRIDE": "qwen3-8b-serverless"}
+    assert e.inputs["stamps"]["provider"] == "runpod-serverless" and e.inputs["stamps"]["monthly_usd"] == 41.04
+    # The gateway's config routes 'burst' to the endpoint's OpenAI route with the RunPod key by reference.
+    deploy = prod.named("gateway-deploy")
+    assert "api_base: https://api.runpod.ai/v2/ep-1/openai/v1" in deploy.inputs["create"]
+    assert "api_key: os.environ/RUNPOD_API_KEY" in deploy.inputs["create"]
+
+
+def test_the_runpod_key_reaches_the_gateway_host_only_as_a_secret():
+    key = "rpa_" + "K" * 40
+    with_key = run_program({**stack_config("prod"), "gpu-estate:runpodApiKey": key}, stack="prod")
+    secrets = with_key.named("gateway-secrets")
+    import base64
+
+    files = dict(line.split(" ", 1) for line in secrets.inputs["stdin"].splitlines())
+    env = base64.b64decode(files["/etc/estate/gateway/gateway.env"]).decode()
+    assert "stdin" in secrets.secret_paths and f"RUNPOD_API_KEY={key}\n" in env
+    for r in with_key.resources:
+        assert key not in repr(redacted(r.raw_inputs)), f"{r.name} holds the RunPod key in plain text"

@@ -59,13 +59,15 @@ def test_state_written_before_the_redesign_stays_managed(tmp_path):
         # component, which holds no cloud resource. One machine is re-rented, and only it: the sandbox's
         # Vast.ai node of then held a config secret in its vendor env, which no machine may hold now;
         # the preview names the key that forces it. The other machines are updated in place (their
-        # stamps) and keep running.
+        # stamps) and keep running. The serverless endpoint the sandbox stack now declares is made too.
         steps = preview.change_summary
-        assert steps.get("create") == 1 and steps.get("replace") == 1 and "delete" not in steps, steps
+        assert steps.get("create") == 2 and steps.get("replace") == 1 and "delete" not in steps, steps
         assert "gpu-estate-sandbox-qwen: secrets changed: this rents a new machine" in preview.stdout
         again = st.up()
         assert again.summary.resource_changes.get("replace") == 1 and "delete" not in again.summary.resource_changes
-        now = {n: [i["id"] for i in fakes[n].alive()] for n in rented}
+        made = set(fakes["runpod"].endpoints)  # the new endpoint, apart from the machines rented before
+        assert len(made) == 1
+        now = {n: [i["id"] for i in fakes[n].alive() if i["id"] not in made] for n in rented}
         assert {n: ids for n, ids in now.items() if n != "vastai"} == {n: ids for n, ids in rented.items() if n != "vastai"}
         assert len(now["vastai"]) == 1 and now["vastai"] != rented["vastai"]
         assert "HF_TOKEN" not in (fakes["vastai"].alive()[0].get("env") or {})

@@ -1,7 +1,7 @@
 """Rules that span several keys of a stack, one module per concern.
 
 ``check_estate`` runs them in order and returns every broken rule as ``(key path, message)``: nodes
-(workloads, fit, placement), gateway (aliases, fallbacks, deploy), tunnels, routes and edge, storage and
+(workloads, fit, placement), serverless endpoints, gateway (aliases, fallbacks, deploy), tunnels, routes and edge, storage and
 budget. Each node is priced once here; the rules that need the figure share it.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Dict, List, Union
 
 from core import pricing
 from core.errors import Problem
-from core.rules import budget, gateway, nodes, routes, storage, tunnels
+from core.rules import budget, gateway, nodes, routes, serverless, storage, tunnels
 from core.spec import EstateSpec
 
 Estimates = Dict[str, Union[pricing.NodeEstimate, pricing.PlacementError]]
@@ -31,6 +31,7 @@ def check_estate(spec: EstateSpec) -> List[Problem]:
     estimates = node_estimates(spec)
     problems: List[Problem] = []
     problems += nodes.check(spec, estimates)
+    problems += serverless.check(spec)
     problems += gateway.check(spec)
     problems += tunnels.check(spec)
     problems += routes.check(spec)

@@ -21,7 +21,8 @@ def check(spec: EstateSpec, estimates: Dict[str, object], placed: bool) -> List[
             ))
     if placed and len(priced) == len(estimates):
         fixed = sum(bucket.monthly_usd for bucket in spec.storage.values())
-        total = pricing.EstateEstimate(tuple(priced), round(fixed, 2)).monthly_usd
+        endpoints = tuple(pricing.estimate_endpoint(n, e) for n, e in spec.serverless.items())
+        total = pricing.EstateEstimate(tuple(priced), round(fixed, 2), endpoints).monthly_usd
         if total > b.monthly_usd:
             problems.append((
                 f"{NAMESPACE}:budget.monthly_usd",

@@ -7,7 +7,7 @@ from typing import List
 from core.errors import Problem
 from core.kinds import WorkloadKind
 from core.spec import NAMESPACE, Access, EstateSpec, Provider
-from core.topology import needed_ports, serving_nodes
+from core.topology import needed_ports, serving_endpoints, serving_nodes
 
 
 def check(spec: EstateSpec) -> List[Problem]:
@@ -20,9 +20,9 @@ def check(spec: EstateSpec) -> List[Problem]:
         problems.append((f"{gpath}.node", f"no node {g.node!r} in {NAMESPACE}:nodes"))
     external_names = {m for ext in g.external.values() for m in ext.models}
     for alias, tag in g.aliases.items():
-        if not serving_nodes(spec, tag):
+        if not serving_nodes(spec, tag) and not serving_endpoints(spec, tag):
             problems.append((f"{gpath}.aliases.{alias}", f"no node serves {tag!r}: no ollama lists it and no model "
-                                                         f"server answers to it (got {tag!r})"))
+                                                         f"server or serverless endpoint answers to it (got {tag!r})"))
         if alias in external_names:
             problems.append((f"{gpath}.aliases.{alias}", "name is also an external model"))
     known = set(g.aliases) | external_names
@@ -61,7 +61,7 @@ def check_reachable(spec: EstateSpec) -> List[Problem]:
     for alias, tag in g.aliases.items():
         nodes = serving_nodes(spec, tag)
         running = [n for n in nodes if spec.nodes[n].power.serves]
-        if nodes and not running and not g.fallbacks.get(alias):
+        if nodes and not running and not g.fallbacks.get(alias) and not serving_endpoints(spec, tag):
             problems.append((f"{NAMESPACE}:gateway.aliases.{alias}",
                              f"every node serving {tag!r} is stopped ({', '.join(nodes)}) and the alias has no "
                              "fallback"))

@@ -13,6 +13,18 @@ from core.kinds import WorkloadKind
 from core.spec import NAMESPACE, EstateSpec, PowerState, Provider
 
 
+RUNPOD_ARG_UNSAFE = re.compile(r"[\s'\"\\]")
+"""What an argument RunPod splits out of one ``dockerArgs`` string (on whitespace) may not hold."""
+
+
+def runpod_arg_problem(arg: str) -> str:
+    """Why RunPod cannot pass ``arg`` as one argument ('' when it can)."""
+    if arg and not RUNPOD_ARG_UNSAFE.search(arg):
+        return ""
+    return ("RunPod takes a command as one string split on whitespace: an argument may hold no whitespace, "
+            f"quote or backslash (got {arg!r})")
+
+
 def _start_script_reason(node) -> str:
     reasons = []
     if len(node.workloads) > 1:
@@ -109,10 +121,9 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                     problems.append((f"{wpath}.entrypoint", "a RunPod pod runs its image's own entrypoint; only its "
                                                             f"command (args) can be given (got entrypoint {w.entrypoint})"))
                 for arg in preset_args(node, wname):
-                    if not arg or re.search(r"[\s'\"\\]", arg):
-                        problems.append((f"{wpath}.args" if arg in w.args else f"{wpath}.model",
-                                         "RunPod takes a pod's command as one string split on whitespace: an "
-                                         f"argument may hold no whitespace, quote or backslash (got {arg!r})"))
+                    why = runpod_arg_problem(arg)
+                    if why:
+                        problems.append((f"{wpath}.args" if arg in w.args else f"{wpath}.model", why))
         for i, cloud in enumerate([node.provider, *node.failover]):
             if cloud is not Provider.RUNPOD:
                 continue
