@@ -2,7 +2,8 @@
 
 For a workstation or the sandbox: the gateway reaches nodes directly, listens on 127.0.0.1, and keeps
 its config, log and pid under ``state_dir``. The process outlives the engine (its own session); read
-reports it gone when it died, so the next `up` starts it again; a config change restarts it with the
+reports it gone when it died, so the next `up` starts it again, and keeps it when it lives but answers
+slowly (never a second, unmanaged gateway); a config change restarts it with the
 same master key; delete stops it and waits until its port is closed.
 
 The master key is generated here (``secrets.token_urlsafe``) and only ever leaves as a secret output
@@ -114,8 +115,13 @@ class LocalGatewayProvider(ResourceProvider):
         return UpdateResult(self._start(news, olds["master_key"]))
 
     def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
-        if not _alive(props.get("pid")) or not _healthy(props.get("url") or ""):
-            return ReadResult("", {})
+        if not _alive(props.get("pid")):
+            return ReadResult("", {})  # it died: the next up starts it again
+        if not _healthy(props.get("url") or ""):
+            # Alive but not answering in time (a busy machine, a slow start): it stays in state, so the
+            # next up neither starts a second gateway nor leaves this one running unmanaged.
+            pulumi.log.warn(f"gateway: LiteLLM (pid {props.get('pid')}) is running but did not answer its health "
+                            f"check at {props.get('url')}; it stays managed as it is")
         return ReadResult(id_, props)
 
     def delete(self, _id: str, props: Dict[str, Any]) -> None:

@@ -331,3 +331,17 @@ def test_a_local_gateway_must_be_this_machine_and_reach_nodes_directly():
     r["gateway"]["port"] = 0
     with pytest.raises(ConfigError, match=r"gpu-estate:gateway.port: a free port is only picked for deploy 'local' \(got 0\)"):
         parse_spec(r)
+
+
+def test_a_refresh_keeps_a_local_gateway_that_lives_but_answers_slowly(tmp_path):
+    """A busy machine's LiteLLM may miss its health check: refresh must not drop it from state (the next up
+    would start a second one and leave this one running, managed by nothing)."""
+    busy = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        props = {"pid": busy.pid, "url": "http://127.0.0.1:9", "state_dir": str(tmp_path), "config": "", "port": 0}
+        assert LocalGatewayProvider().read("local-gateway-1", props).id == "local-gateway-1"
+        busy.kill()
+        busy.wait()
+        assert LocalGatewayProvider().read("local-gateway-1", props).id == ""  # it died: gone
+    finally:
+        busy.kill()
