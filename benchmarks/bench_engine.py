@@ -101,6 +101,7 @@ def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path
         st = sandbox.stack(sandbox.engine_env(fakes, state), work_dir=work)
         st.set_config("gpu-estate:nodes", sandbox.auto_config(estate(n)))
         st.remove_config("gpu-estate:gateway")  # the nodes alone: the sandbox's gateway needs its own nodes
+        st.remove_config("gpu-estate:serverless")  # and none of its serverless endpoints
         st.set_config("gpu-estate:budget", sandbox.auto_config({"monthly_usd": 100000}))
         peak = PeakRss(("providers.dynamic_host", "pulumi-language-python-exec"))
         try:
