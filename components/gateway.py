@@ -13,23 +13,35 @@ endpoints).
 """
 from __future__ import annotations
 
+import json
 import shlex
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import yaml
 
 from core.kinds import WorkloadKind
-from core.templates import render
+from core.templates import asset, render
 from core.text import known_hosts_line
+from core.catalog import ASSETS
 from core.spec import RUNPOD_API_KEY_ENV
 from core.topology import Endpoint, EstatePlan, unknown_address, unknown_serverless_base
 
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+WAKE_HOOK = "estate_wake.py"
+"""The wake-on-request hook LiteLLM loads from beside its config (``assets/gateway/estate_wake.py``)."""
+WAKE_DOCUMENT = "wake.json"
+"""What the hook wakes: aliases, their nodes' instance ids and URLs (``wake_document``)."""
+WAKE_LIBRARY = ("core/__init__.py", "core/catalog.py", "core/kinds.py", "core/pricing.py", "core/spec.py",
+                "providers/__init__.py", "providers/gpu_cloud.py", "providers/http.py", "providers/runpod.py",
+                "providers/tensordock.py", "providers/vastai.py", "providers/wake.py", "assets/prices/gpus.json")
+"""The estate's modules the wake hook runs on a gateway host (its marketplace clients and what they import),
+shipped under ``wake/lib``: LiteLLM's image has their third-party packages (pydantic, requests)."""
 CONFIG_DIR = "/etc/estate/gateway"
 SECRETS_MANIFEST = f"{CONFIG_DIR}/.secrets-manifest"
 KNOWN_HOSTS = f"{CONFIG_DIR}/known_hosts"
 """The tunnelled nodes' pinned host keys: autossh accepts no other (``StrictHostKeyChecking=yes``)."""
 DOCKER = "/usr/bin/docker"
+PROJECT_ROOT = ASSETS.parent
 
 
 def tunnel_authorization(public_key: str, remote_ports: Iterable[int]) -> str:
@@ -108,6 +120,9 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
                 params["api_base"] = ext.api_base
             model_list.append({"model_name": name, "litellm_params": params,
                                "model_info": {"id": f"{name}@{provider}"}})
+    litellm_settings: Dict[str, object] = {"drop_params": True, "request_timeout": default_timeout}
+    if plan.wake:
+        litellm_settings["callbacks"] = [f"{WAKE_HOOK.removesuffix('.py')}.handler"]
     return {
         "model_list": model_list,
         "router_settings": {
@@ -118,9 +133,45 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
             "allowed_fails": 1,
             "cooldown_time": 30,
         },
-        "litellm_settings": {"drop_params": True, "request_timeout": default_timeout},
+        "litellm_settings": litellm_settings,
         "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}"},
     }
+
+
+def wake_document(plan: EstatePlan, machines: Mapping[str, str], endpoints: Mapping[str, Endpoint] = None
+                  ) -> Dict[str, object]:
+    """What the gateway's wake hook reads: each alias it wakes, with its nodes' marketplace instances
+    (``<cloud>:<id>``, from ``machines``), the URLs the gateway reaches them at, the alias's timeout and
+    whether it falls back. Plain data: no credential (the hook reads those from its environment)."""
+    spec = plan.spec
+    aliases = {}
+    for alias, wake in plan.wake.items():
+        model = spec.gateway.aliases[alias]
+        nodes = []
+        for name in wake.nodes:
+            server = next(s for s in plan.serving[model] if s.node == name)
+            url = plan.service_url(name, spec.nodes[name].port(server.workload), endpoints)
+            nodes.append({"node": name, "instance": machines.get(name) or f"unknown:{name}", "url": url})
+        aliases[alias] = {"timeout": wake.timeout, "fallbacks": wake.fallbacks,
+                          "retry_after": int(min(max(wake.timeout, 10), 120)), "nodes": nodes}
+    return {"aliases": aliases}
+
+
+def gateway_files(plan: EstatePlan, config: str, machines: Mapping[str, str],
+                  endpoints: Mapping[str, Endpoint] = None, library: bool = False) -> Dict[str, str]:
+    """The files of the gateway's config directory: its config, and the wake hook with its document
+    when some alias is served only by idle-stoppable nodes; with ``library`` (a gateway host over SSH, whose
+    LiteLLM runs in its own image) they go under ``wake/`` with the estate's modules the hook needs."""
+    files = {"config.yaml": config}
+    if plan.wake:
+        where = "wake/" if library else ""
+        files[where + WAKE_HOOK] = asset(f"gateway/{WAKE_HOOK}")
+        files[where + WAKE_DOCUMENT] = json.dumps(wake_document(plan, machines, endpoints), indent=2,
+                                                  sort_keys=True) + "\n"
+        if library:
+            files.update({f"wake/lib/{path}": (PROJECT_ROOT / path).read_text(encoding="utf-8")
+                          for path in WAKE_LIBRARY})
+    return files
 
 
 def render_litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
@@ -138,7 +189,7 @@ def gateway_units(plan: EstatePlan, ssh: Mapping[str, Tuple[str, int, str]],
     g = spec.gateway
     units = {"estate-litellm.service": render(
         "gateway/estate-litellm.service.j2", image=image or spec.nodes[g.node].image_for(WorkloadKind.LITELLM.value),
-        port=g.port, config_dir=CONFIG_DIR, docker=docker,
+        port=g.port, config_dir=CONFIG_DIR, docker=docker, wake=bool(plan.wake), hook=WAKE_HOOK, document=WAKE_DOCUMENT,
         after=[f"estate-tunnel-{n}.service" for n in plan.tunnels])}
     for node, forwards in plan.tunnels.items():
         host, port, user = (ssh.get(node) or (unknown_address(node), 22, spec.nodes[node].ssh.user))[:3]

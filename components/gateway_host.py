@@ -32,8 +32,9 @@ TYPE = "gpu-estate:index:Gateway"
 
 
 def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = False,
-                   serverless: Optional[Mapping[str, pulumi.Input[str]]] = None) -> pulumi.Output:
-    """(LiteLLM config, gateway units, tunnels' known_hosts) once the nodes the gateway reaches directly
+                   serverless: Optional[Mapping[str, pulumi.Input[str]]] = None, library: bool = False) -> pulumi.Output:
+    """(LiteLLM config, gateway units, tunnels' known_hosts, the files of its config directory) once the
+    nodes the gateway reaches directly
     have addresses, every node its price and every serverless endpoint its OpenAI route; the tunnelled
     nodes' SSH hosts go into the autossh units and, with ``pinned``, their host keys into the known_hosts
     the units verify."""
@@ -43,6 +44,7 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
     prices = {n: nodes[n].hourly_price for n in spec.nodes}
     ssh = {n: pulumi.Output.all(nodes[n].ssh_host, nodes[n].ssh_port, *([nodes[n].host_key()] if pinned else []))
            for n in plan.tunnels}
+    machines = {n: nodes[n].machine_id for wake in plan.wake.values() for n in wake.nodes}
 
     def render(args: Dict[str, Any]) -> Tuple[str, Dict[str, str]]:
         endpoints = {n: tuple(v) for n, v in args["direct"].items()}
@@ -50,9 +52,11 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
         config = gw.render_litellm_config(plan, endpoints, hourly, args["serverless"])
         hosts = {n: (v[0], int(v[1] or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user, *v[2:])
                  for n, v in args["ssh"].items()}
-        return config, gw.gateway_units(plan, hosts), gw.known_hosts(hosts)
+        files = gw.gateway_files(plan, config, args["machines"], endpoints, library)
+        return config, gw.gateway_units(plan, hosts), gw.known_hosts(hosts), files
 
-    return pulumi.Output.all(direct=pulumi.Output.all(**direct) if direct else {},
+    return pulumi.Output.all(machines=pulumi.Output.all(**machines) if machines else {},
+                             direct=pulumi.Output.all(**direct) if direct else {},
                              prices=pulumi.Output.all(**prices), ssh=pulumi.Output.all(**ssh) if ssh else {},
                              serverless=pulumi.Output.all(**serverless) if serverless else {}).apply(render)
 
@@ -92,8 +96,10 @@ class Gateway(pulumi.ComponentResource):
         plan = args.plan
         g = plan.spec.gateway
         self.tunnels = {n: [(f.remote, f.local) for f in fwds] for n, fwds in plan.tunnels.items()}
-        rendered = render_outputs(plan, args.nodes, pinned=g.deploy != "local", serverless=args.serverless)
+        rendered = render_outputs(plan, args.nodes, pinned=g.deploy != "local", serverless=args.serverless,
+                                  library=g.deploy != "local")
         self.config = rendered.apply(lambda r: r[0])
+        self.files = rendered.apply(lambda r: r[3])
         if g.deploy == "local":
             self._create_local(name, args, opts)
         else:
@@ -106,8 +112,12 @@ class Gateway(pulumi.ComponentResource):
 
         # Stacks written before this component existed hold the process directly under the estate.
         parent = opts.parent if opts is not None else None
+        # The wake hook and its document sit beside the config (only for a stack with an alias to wake, so
+        # a gateway without one keeps its inputs as they were).
+        extra = self.files.apply(lambda f: {k: v for k, v in f.items() if k != "config.yaml"})
         self.process = LocalGateway(name, LocalGatewayArgs(
             config=self.config, port=args.plan.spec.gateway.port, state_dir=args.state_dir,
+            files=extra if args.plan.wake else None,
         ), pulumi.ResourceOptions(parent=self, depends_on=list(args.ready),
                                   aliases=[pulumi.Alias(parent=parent)] if parent is not None else None))
         self.url = self.process.url
@@ -150,8 +160,9 @@ class Gateway(pulumi.ComponentResource):
             delete="rm -f " + " ".join(sorted(secrets)) + f" {gw.SECRETS_MANIFEST}", stdin=bundle, silent=True,
             opts=child)]
 
-        files = pulumi.Output.all(self.config, units, known_hosts).apply(lambda cu: {
-            f"{gw.CONFIG_DIR}/config.yaml": cu[0], **({gw.KNOWN_HOSTS: cu[2]} if plan.tunnels else {}),
+        files = pulumi.Output.all(self.files, units, known_hosts).apply(lambda cu: {
+            **{f"{gw.CONFIG_DIR}/{path}": text for path, text in cu[0].items()},
+            **({gw.KNOWN_HOSTS: cu[2]} if plan.tunnels else {}),
             **{f"/etc/systemd/system/{u}": text for u, text in cu[1].items()}})
         names = units.apply(lambda u: " ".join(sorted(u)))
         script = pulumi.Output.all(files, names).apply(lambda fn: heredoc_script(fn[0]) + "\n".join([
@@ -162,7 +173,9 @@ class Gateway(pulumi.ComponentResource):
         ]) + "\n")
         stop = names.apply(lambda n: f"systemctl disable --now {n} || true; rm -f "
                                      + " ".join(f"/etc/systemd/system/{u}" for u in n.split())
-                                     + f" {gw.CONFIG_DIR}/config.yaml; systemctl daemon-reload")
+                                     + f" {gw.CONFIG_DIR}/config.yaml"
+                                     + (f"; rm -rf {gw.CONFIG_DIR}/wake" if plan.wake else "")
+                                     + "; systemctl daemon-reload")
         # A changed config or unit re-runs the script in place: the units restart on the new files.
         self.deploy = host_node.command(
             f"{name}-deploy", create=script, delete=stop, opts=child,

@@ -16,13 +16,29 @@ from pydantic import ValidationError
 from core.catalog import ASSETS
 from core.errors import ConfigError, from_validation
 from core.rules import check_estate
-from core.spec import NAMESPACE, RUNPOD_API_KEY_ENV, TOP_LEVEL_KEYS, EstateSpec
+from core.spec import NAMESPACE, TOP_LEVEL_KEYS, VENDOR_KEYS, EstateSpec
 from core.topology import EstatePlan, plan_estate
 
 PROJECT_ROOT = ASSETS.parent
 SSH_PRIVATE_KEY = "sshPrivateKey"
-RUNPOD_API_KEY = "runpodApiKey"
+RUNPOD_API_KEY = VENDOR_KEYS["runpod"][1]
 """Config secret holding the RunPod API key (``gpu-estate:runpodApiKey``; else ``RUNPOD_API_KEY``)."""
+
+
+def _vendor_key(config: Any, cloud: str, why: str) -> Optional[Any]:
+    """A marketplace's API key for the gateway host, as a secret: its config secret, else its environment
+    variable on the machine running `pulumi up`; a warning saying ``why`` it is needed when neither is set."""
+    import os
+
+    import pulumi
+
+    env, key = VENDOR_KEYS[cloud]
+    value = config.get_secret(key)
+    if value is None and os.environ.get(env):
+        value = pulumi.Output.secret(os.environ[env])
+    if value is None:
+        pulumi.log.warn(f"gateway: no config secret {NAMESPACE}:{key} (nor {env}); {why} until it is set")
+    return value
 """Config secret holding the operator's SSH private key (``gpu-estate:sshPrivateKey``)."""
 
 
@@ -101,8 +117,6 @@ def _check_cloud_settings(spec: EstateSpec) -> None:
 def load_stack(config: Any = None, project: Optional[str] = None, stack: Optional[str] = None) -> Stack:
     """Read every key of the ``gpu-estate`` namespace from the stack's config, parse it once, read the
     secrets it names and derive the plan. Raises ConfigError before any resource exists."""
-    import os
-
     import pulumi
 
     config = config or pulumi.Config(NAMESPACE)
@@ -142,17 +156,21 @@ def load_stack(config: Any = None, project: Optional[str] = None, stack: Optiona
                             f"{', '.join(ext.models)} will fail until it is set")
         else:
             external[ext.api_key_env] = value
+    needs: Dict[str, str] = {}
     if spec.gateway is not None and any(spec.gateway_routes_serverless(n) for n in spec.serverless):
         # RunPod's OpenAI route of an endpoint takes the RunPod API key as its bearer token.
-        value = config.get_secret(RUNPOD_API_KEY)
-        if value is None and os.environ.get(RUNPOD_API_KEY_ENV):
-            value = pulumi.Output.secret(os.environ[RUNPOD_API_KEY_ENV])
-        if value is None:
-            pulumi.log.warn(f"gateway: no config secret {NAMESPACE}:{RUNPOD_API_KEY} (nor {RUNPOD_API_KEY_ENV}); "
-                            "aliases served by serverless endpoints will fail until it is set")
-        else:
-            external[RUNPOD_API_KEY_ENV] = value
+        needs["runpod"] = "aliases served by serverless endpoints will fail"
+    plan = plan_estate(spec)
+    for wake in plan.wake.values():
+        # The gateway starts idle-stopped nodes with the marketplace's own start call.
+        for node in wake.nodes:
+            for cloud in (spec.nodes[node].provider, *spec.nodes[node].failover):  # wherever it landed
+                needs.setdefault(cloud.value, f"the gateway cannot wake {node}")
+    for cloud, why in sorted(needs.items()):
+        value = _vendor_key(config, cloud, why)
+        if value is not None:
+            external[VENDOR_KEYS[cloud][0]] = value
     secrets = StackSecrets(env={n: env[n] for n in sorted(env)}, external_keys=external,
                            ssh_private_key=config.get_secret(SSH_PRIVATE_KEY))
-    return Stack(spec=spec, plan=plan_estate(spec), secrets=secrets,
+    return Stack(spec=spec, plan=plan, secrets=secrets,
                  project=project or pulumi.get_project(), stack=stack or pulumi.get_stack())

@@ -23,6 +23,13 @@ HOURS_IN_MONTH = 730.0
 RUNPOD_API_KEY_ENV = "RUNPOD_API_KEY"
 """Where the RunPod API key is read from (or ``gpu-estate:runpodApiKey``), and the gateway's env name for it:
 RunPod's serverless OpenAI route takes it as its bearer token."""
+VENDOR_KEYS = {
+    "tensordock": ("TENSORDOCK_API_TOKEN", "tensordockToken"),
+    "vastai": ("VASTAI_API_KEY", "vastaiApiKey"),
+    "runpod": (RUNPOD_API_KEY_ENV, "runpodApiKey"),
+}
+"""Each marketplace's credential: the environment variable its client reads, and the config secret
+(``gpu-estate:<key>``) that stands in for it."""
 
 
 class Provider(str, enum.Enum):

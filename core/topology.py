@@ -17,7 +17,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from core import pricing
 from core.kinds import WorkloadKind
-from core.spec import Access, EstateSpec, Provider
+from core.spec import Access, EstateSpec, PowerState, Provider
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +124,35 @@ def unknown_address(node: str) -> str:
     return f"address-of-{node}-known-after-up"
 
 
+@dataclasses.dataclass(frozen=True)
+class Wake:
+    """How the gateway wakes an alias whose serving nodes may all be stopped by their idle watchers."""
+
+    alias: str
+    nodes: Tuple[str, ...]
+    """The nodes serving it (every one ``power: idle`` on a marketplace), tried in spec order."""
+    timeout: float
+    """The alias's timeout: how long a request waits for a node to wake."""
+    fallbacks: bool
+    """Whether the alias falls back: the request then goes on at once while the node wakes."""
+
+
+def wake_plan(spec: EstateSpec) -> Dict[str, Wake]:
+    """Alias -> how to wake it, for every alias served only by nodes that may be idle-stopped
+    (``power: idle``, rented on TensorDock, Vast.ai or RunPod) and by no serverless endpoint."""
+    g = spec.gateway
+    if g is None:
+        return {}
+    out = {}
+    for alias, model in g.aliases.items():
+        nodes = [n for n in serving_nodes(spec, model) if spec.nodes[n].power.serves]
+        wakeable = all(spec.nodes[n].power is PowerState.IDLE and spec.nodes[n].provider.is_marketplace for n in nodes)
+        if nodes and wakeable and not serving_endpoints(spec, model):
+            out[alias] = Wake(alias, tuple(nodes), float(g.timeouts.get(alias, g.timeouts.get("default", 600))),
+                              bool(g.fallbacks.get(alias)))
+    return out
+
+
 def unknown_serverless_base(endpoint: str) -> str:
     """What the gateway's config says for a serverless endpoint RunPod has not given an id yet."""
     return f"https://api.runpod.ai/v2/id-of-{endpoint}-known-after-up/openai/v1"
@@ -144,6 +173,8 @@ class EstatePlan:
     """Public hostname -> the routed service."""
     endpoints: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
     """Model -> the serverless endpoints answering to it, for every model an alias names."""
+    wake: Dict[str, Wake] = dataclasses.field(default_factory=dict)
+    """Alias -> how the gateway wakes it (aliases served only by idle-stoppable nodes)."""
 
     @property
     def endpoint_estimates(self) -> Dict[str, pricing.EndpointEstimate]:
@@ -177,7 +208,7 @@ def plan_estate(spec: EstateSpec) -> EstatePlan:
     models = spec.gateway.aliases.values() if spec.gateway else ()
     endpoints = {model: tuple(serving_endpoints(spec, model)) for model in models}
     plan = EstatePlan(spec=spec, estimate=pricing.estimate_estate(spec), requests=requests, tunnels=tunnels,
-                      serving=serving, upstreams={}, endpoints=endpoints)
+                      serving=serving, upstreams={}, endpoints=endpoints, wake=wake_plan(spec))
     if spec.gateway is not None:
         upstreams = {}
         for host, route in spec.routes.items():

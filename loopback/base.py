@@ -57,6 +57,8 @@ class FakeServer:
         self.public_address = "127.0.0.1"
         self.down = False
         """A dead server: every request, even on a kept-alive connection, is cut without an answer."""
+        self.serving: Optional[Any] = None
+        """When set, a callable: while it returns False the server answers nothing, as on a stopped machine."""
         self.port_map: Dict[int, int] = {}
         """Container port -> the loopback port every instance reports for it (e.g. a fake Ollama)."""
         self._ids = itertools.count(1000)
@@ -119,7 +121,7 @@ class FakeServer:
         self.close()
 
     def handle(self, h: BaseHTTPRequestHandler, method: str, body: Any) -> None:
-        if self.down:
+        if self.down or (self.serving is not None and not self.serving()):
             h.close_connection = True
             try:
                 h.connection.shutdown(socket.SHUT_RDWR)

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.pricing import NodeRequest, Offer
+from core.spec import VENDOR_KEYS
 
 CLOUDS = ("tensordock", "vastai", "runpod")
 
@@ -110,6 +111,12 @@ class GpuCloud(abc.ABC):
 
 def env_or_config(config: Dict[str, str], env_var: str, config_key: str) -> Optional[str]:
     return os.environ.get(env_var) or config.get(config_key)
+
+
+def credential(config: Dict[str, str], cloud: str) -> Optional[str]:
+    """The marketplace's API key: its environment variable, else its ``gpu-estate:`` config secret."""
+    env, key = VENDOR_KEYS[cloud]
+    return env_or_config(config, env, f"gpu-estate:{key}")
 
 
 def env_seconds(env: str, default: float) -> float:

@@ -391,6 +391,11 @@ class GpuInstanceProvider(ResourceProvider):
         outs = {**props, **self._outs(props, cloud, inst)}
         for k in ("launch_price_per_hour", "region", "offer_id"):
             outs[k] = props.get(k)
+        if inst.status in (Status.STOPPED, Status.STOPPING) and not inst.address and not inst.ports:
+            # A stopped machine has no runtime to report; it keeps the address it had, where the gateway's
+            # route and tunnel expect it when it starts again (an idle node woken by a request).
+            for k in ("address", "ssh_host", "ssh_port", "ports"):
+                outs[k] = props.get(k)
         inputs = {k: props.get(k) for k in INPUT_KEYS if k in props}
         if props.get("power") == "idle":
             pass  # stopped or running, the node is as its idle watcher left it: no drift

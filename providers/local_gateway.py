@@ -66,9 +66,13 @@ class LocalGatewayProvider(ResourceProvider):
         state = Path(props["state_dir"])
         state.mkdir(parents=True, exist_ok=True)
         (state / "config.yaml").write_text(props["config"])
+        for name, text in sorted((props.get("files") or {}).items()):
+            (state / Path(name).name).write_text(text)  # the wake hook and its document, beside the config
         port = int(props.get("port") or 0) or free_port()
         env = {**os.environ, "LITELLM_MASTER_KEY": master_key, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-               "NO_PROXY": "127.0.0.1,localhost"}
+               "NO_PROXY": "127.0.0.1,localhost",
+               # The wake hook uses the estate's marketplace clients (providers/wake.py).
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         log = open(state / "gateway.log", "ab")
         proc = subprocess.Popen([str(binary), "--config", str(state / "config.yaml"), "--host", "127.0.0.1",
                                  "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -140,9 +144,12 @@ class LocalGatewayArgs:
     """Port on 127.0.0.1; 0 takes a free one."""
     state_dir: str
     """Where the config, log and pid live."""
+    files: Optional[pulumi.Input[Dict[str, str]]] = None
+    """Files written beside the config (the wake hook and its document); absent from the inputs when none."""
 
     def to_props(self) -> Dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if not (f.name == "files" and self.files is None)}
 
 
 class LocalGateway(DynamicResource, module="gateway", name="Local"):

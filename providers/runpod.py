@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Optional
 
 from core import catalog
 from core.pricing import NodeRequest, Offer
-from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_or_config
+from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, credential, env_or_config
 from providers.http import ApiSession, CloudError, InsufficientCredit, NoCapacity, NotFound, json_body
 
 __all__ = ["Client"]
@@ -56,7 +56,7 @@ class Client(GpuCloud):
     def __init__(self, config: Dict[str, str]):
         self.http = ApiSession(
             env_or_config(config, "RUNPOD_API_URL", "gpu-estate:runpodApiUrl") or DEFAULT_URL,
-            env_or_config(config, "RUNPOD_API_KEY", "gpu-estate:runpodApiKey"),
+            credential(config, "runpod"),
             "RunPod",
         )
 

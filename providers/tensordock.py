@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core import catalog
 from core.pricing import NodeRequest, Offer
-from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_or_config
+from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, credential, env_or_config
 from providers.http import ApiSession, CloudError, InsufficientCredit, NoCapacity, NotFound, OfferTaken, json_body
 
 __all__ = ["Client"]
@@ -114,7 +114,7 @@ class Client(GpuCloud):
     def __init__(self, config: Dict[str, str]):
         self.http = ApiSession(
             env_or_config(config, "TENSORDOCK_API_URL", "gpu-estate:tensordockApiUrl") or DEFAULT_URL,
-            env_or_config(config, "TENSORDOCK_API_TOKEN", "gpu-estate:tensordockToken"),
+            credential(config, "tensordock"),
             "TensorDock",
         )
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from core import catalog
 from core.pricing import NodeRequest, Offer
-from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_or_config, env_seconds
+from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, credential, env_or_config, env_seconds
 from providers.http import (ApiSession, CloudError, InsufficientCredit, NoCapacity, NotFound, OfferTaken, Outbid,
                             json_body)
 
@@ -120,7 +120,7 @@ class Client(GpuCloud):
     def __init__(self, config: Dict[str, str]):
         self.http = ApiSession(
             env_or_config(config, "VASTAI_API_URL", "gpu-estate:vastaiApiUrl") or DEFAULT_URL,
-            env_or_config(config, "VASTAI_API_KEY", "gpu-estate:vastaiApiKey"),
+            credential(config, "vastai"),
             "Vast.ai",
         )
 

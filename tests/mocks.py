@@ -117,8 +117,15 @@ def stack_estate(stack: str) -> Dict[str, Any]:
 
 
 def run_program(config: Dict[str, Any], stack: str = "test") -> RecordingMocks:
-    """Run __main__.py under mocks with ``config`` (full keys) and wait for every registration."""
+    """Run __main__.py under mocks with ``config`` (full keys) and wait for every registration. The
+    marketplaces' keys in this process's environment (an engine test sets them) are hidden meanwhile: what
+    the program does depends on the config given here alone."""
+    import os
+
+    from core.spec import VENDOR_KEYS
+
     saved = settings.SETTINGS
+    hidden = {env: os.environ.pop(env) for env, _ in VENDOR_KEYS.values() if env in os.environ}
     mocks = RecordingMocks()
     try:
         pulumi.runtime.set_mocks(mocks, project="gpu-estate", stack=stack, preview=False)
@@ -133,4 +140,5 @@ def run_program(config: Dict[str, Any], stack: str = "test") -> RecordingMocks:
     finally:
         pulumi.runtime.set_all_config({})
         settings.SETTINGS = saved
+        os.environ.update(hidden)
     return mocks

@@ -129,6 +129,24 @@ def test_lifecycle(estate):
     assert fakes["vastai"].alive()[0]["id"] != vast_inst["id"]
     assert sandbox.pulled(fakes)["vastai"] == ["llama3.2:3b", "qwen3:14b"]
 
+    # Wake on request: the RunPod node ('fast' is its alone) stopped by its idle watcher, and its Ollama with
+    # it. Refresh leaves an idle node as it is; a request through the gateway starts it and it answers.
+    rp = fakes["runpod"]
+    (pod,) = rp.pods.values()
+    fakes["ollama"]["runpod"].serving = lambda: pod["desiredStatus"] == "RUNNING" and pod["runtime"] is not None
+    from providers import gpu_cloud
+
+    client = gpu_cloud.client("runpod")
+    client.stop(pod["id"])
+    client.close()
+    st.refresh()
+    assert st.preview().change_summary == {"same": RESOURCES}  # an idle node stopped is not drift
+    gateway = st.outputs()["gateway"].value
+    answer = requests.post(f"{gateway['url']}/v1/chat/completions", headers=auth, timeout=120,
+                           json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == "runpod-ollama answers with tinyllama:1.1b"
+    assert pod["desiredStatus"] == "RUNNING"
     st.destroy()
     assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
     assert sandbox.pulled(fakes) == {"tensordock": [], "vastai": [], "runpod": []}

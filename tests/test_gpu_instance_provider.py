@@ -366,3 +366,16 @@ def test_a_tensordock_vm_is_launched_with_the_generated_host_key_and_reports_it(
     # Adopted by label (a machine this run did not launch): its key is not known, so none is claimed.
     forget = GpuInstanceProvider().create(checked(p))
     assert forget.outs["host_public_key"] is None and len(clouds["tensordock"].alive()) == 1
+
+
+def test_a_stopped_machine_keeps_the_address_it_had_where_its_vendor_reports_none(clouds):
+    """RunPod reports no runtime for a stopped pod: refresh keeps its address and ports, so the gateway's
+    route to it stays as it was and is right again when the pod is woken."""
+    prov = GpuInstanceProvider()
+    created = prov.create(checked(props(clouds=["runpod"], power="idle")))
+    assert created.outs["ports"]["11434"] > 0
+    (pod,) = clouds["runpod"].pods.values()
+    pod["desiredStatus"], pod["runtime"] = "EXITED", None  # its idle watcher stopped it
+    read = prov.read(created.id, created.outs)
+    assert read.outs["status"] == "stopped" and read.inputs["power"] == "idle"
+    assert (read.outs["address"], read.outs["ports"]) == (created.outs["address"], created.outs["ports"])

@@ -1,0 +1,143 @@
+"""Wake on request: the gateway starts a stopped node when a request for an alias it alone serves arrives.
+
+Idle shutdown is half of pay-per-use; this is the other half. The gateway's LiteLLM runs a pre-call hook
+(``assets/gateway/estate_wake.py``) that asks a ``Waker`` to make an alias servable before the request is
+routed. The ``Waker`` reads the wake document the program renders beside the gateway's config
+(``components.gateway.wake_document``: alias -> its nodes, their marketplace instance ids and the URLs the
+gateway reaches them at, the alias's timeout and whether it falls back), and uses the same marketplace
+clients and credentials as the program (``providers.gpu_cloud``; the keys from the gateway's environment).
+
+For an alias none of whose nodes runs, it starts the first stopped one (once, whatever the number of
+requests waiting) and:
+- without fallbacks, waits within the alias's timeout until the vendor says it runs and its server
+  answers, then lets the request through; past the timeout it raises ``Asleep`` (the hook answers 503
+  with ``Retry-After``);
+- with fallbacks, lets the request through at once (the router falls back while the node boots).
+A node the vendor no longer knows, or one it refuses to start, is reported the same way, with the reason.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import requests
+
+from providers import gpu_cloud
+from providers.gpu_cloud import Status, env_seconds
+from providers.http import CloudError
+
+log = logging.getLogger("estate.wake")
+RETRY_AFTER_SECONDS = 30
+STATUS_TTL_SECONDS = 5.0
+"""How long a node's observed status is trusted before the vendor is asked again."""
+
+
+class Asleep(Exception):
+    """The alias's nodes are not serving yet: answer 503 and say when to come back."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _answers(url: str) -> bool:
+    """Whether the node's server answers HTTP at all (Ollama's ``/``, a model server's root)."""
+    try:
+        return requests.get(url, timeout=2).status_code < 500
+    except requests.RequestException:
+        return False
+
+
+class Waker:
+    def __init__(self, document: Dict[str, Any], client: Callable[[str], gpu_cloud.GpuCloud] = gpu_cloud.client,
+                 answers: Callable[[str], bool] = _answers):
+        self.aliases: Dict[str, Dict[str, Any]] = dict(document.get("aliases") or {})
+        self._client, self._answers = client, answers
+        self._lock = threading.Lock()
+        self._seen: Dict[str, tuple] = {}
+        """instance -> (status, when observed)."""
+        self._starting: Dict[str, float] = {}
+        """instance -> when this gateway asked the vendor to start it."""
+
+    @classmethod
+    def from_file(cls, path: Path) -> "Waker":
+        return cls(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def status(self, instance: str, fresh: bool = False) -> Optional[Status]:
+        """The instance's status as its vendor reports it (None: the vendor no longer knows it)."""
+        seen = self._seen.get(instance)
+        if seen and not fresh and time.monotonic() - seen[1] < STATUS_TTL_SECONDS:
+            return seen[0]
+        cloud, _, iid = instance.partition(":")
+        c = self._client(cloud)
+        try:
+            inst = c.get(iid)
+        finally:
+            c.close()
+        status = None if inst is None or inst.status is Status.GONE else inst.status
+        self._seen[instance] = (status, time.monotonic())
+        return status
+
+    def _start(self, node: Dict[str, Any]) -> None:
+        instance = node["instance"]
+        with self._lock:
+            if instance in self._starting:
+                return  # another request asked already: wait for the same start
+            self._starting[instance] = time.monotonic()
+        cloud, _, iid = instance.partition(":")
+        log.warning("estate wake: starting node %s (%s) for a request", node["node"], instance)
+        c = self._client(cloud)
+        try:
+            c.start(iid)
+        except CloudError:
+            with self._lock:
+                self._starting.pop(instance, None)
+            raise
+        finally:
+            c.close()
+
+    def ensure(self, alias: str) -> str:
+        """Make ``alias`` servable: ``"serving"`` (a node runs), ``"woken"`` (this call waited for one to
+        start), ``"falling back"`` (one is starting; the alias's fallbacks answer meanwhile), or ``""`` (the
+        alias is not one the gateway wakes). Raises ``Asleep`` when no node serves within the timeout."""
+        entry = self.aliases.get(alias)
+        if not entry:
+            return ""
+        nodes: List[Dict[str, Any]] = list(entry.get("nodes") or [])
+        retry_after = int(entry.get("retry_after") or RETRY_AFTER_SECONDS)
+        deadline = time.monotonic() + float(entry.get("timeout") or 60)
+        statuses = {}
+        for node in nodes:
+            try:
+                statuses[node["instance"]] = self.status(node["instance"])
+            except CloudError as err:
+                log.warning("estate wake: cannot read node %s: %s", node["node"], err)
+                statuses[node["instance"]] = None
+        if any(s is Status.RUNNING for s in statuses.values()):
+            return "serving"
+        waking = next((n for n in nodes if statuses[n["instance"]] in (Status.PENDING, Status.STOPPING)), None)
+        target = waking or next((n for n in nodes if statuses[n["instance"]] is Status.STOPPED), None)
+        if target is None:
+            raise Asleep(f"alias {alias!r}: no node to wake ({', '.join(n['node'] for n in nodes)} unknown to "
+                         "their vendors); run `pulumi up`", retry_after)
+        if statuses[target["instance"]] is Status.STOPPED:
+            try:
+                self._start(target)
+            except CloudError as err:
+                raise Asleep(f"alias {alias!r}: node {target['node']!r} could not be started: {err}", retry_after)
+        if entry.get("fallbacks"):
+            return "falling back"
+        poll = env_seconds("ESTATE_POLL_SECONDS", 5)
+        while time.monotonic() < deadline:
+            if self.status(target["instance"], fresh=True) is Status.RUNNING and self._answers(target["url"]):
+                with self._lock:
+                    self._starting.pop(target["instance"], None)
+                log.warning("estate wake: node %s serves %s again", target["node"], alias)
+                return "woken"
+            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+        raise Asleep(f"alias {alias!r}: node {target['node']!r} is starting; it did not answer within the alias's "
+                     f"{float(entry.get('timeout') or 60):g} s", retry_after)
