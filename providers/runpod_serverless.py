@@ -114,7 +114,8 @@ class ServerlessApi(Client):
 
     def _save(self, what: str, input_type: str, fields: str, name: str, inp: Dict[str, Any],
               id_: Optional[str]) -> Dict[str, Any]:
-        """``save<What>`` with ``inp`` (an update when ``id_`` is given: only then is it safe to resend)."""
+        """``save<What>`` with ``inp`` (an update when ``id_`` is given: only then is it safe to resend). The
+        variable is declared non-null: valid whether RunPod's argument is nullable or not."""
         if id_:
             inp = {**inp, "id": id_}
         data = self._gql(f"mutation Save($input: {input_type}) {{ save{what}(input: $input) {{ {fields} }} }}",
@@ -125,7 +126,7 @@ class ServerlessApi(Client):
         return saved
 
     def save_template(self, name: str, t: TemplateInputs, template_id: Optional[str] = None) -> Dict[str, Any]:
-        return self._save("Template", "SaveTemplateInput", TEMPLATE_FIELDS, name, {
+        return self._save("Template", "SaveTemplateInput!", TEMPLATE_FIELDS, name, {
             "name": name, "imageName": t.image, "dockerArgs": t.docker_args, "containerDiskInGb": t.container_disk_gb,
             # Serverless workers take no pod volume (RunPod requires 0) and no public ports.
             "volumeInGb": 0, "ports": "", "isServerless": True, "startSsh": False, "isPublic": False, "readme": "",
