@@ -77,4 +77,6 @@ def endpoint_stamp(name: str, endpoint: ServerlessSpec, estimate: EndpointEstima
         "min_workers": endpoint.workers.min,
         "max_workers": endpoint.workers.max,
         "burst_hourly_usd": estimate.burst_hourly_usd,
+        # What its active workers cost every day, busy or not: the part the daily cap reads.
+        "always_on_daily_usd": round(estimate.min_workers * estimate.active_hourly_usd * 24, 2),
     }

@@ -59,10 +59,19 @@ def node_hourly_cap(args: ResourceValidationArgs, report_violation) -> None:
 
 def daily_cap(args: ResourceValidationArgs, report_violation) -> None:
     s = node_stamps(args.resource_type, args.props)
-    if not s or float(s["hours_per_month"]) < 720:
+    if not s:
+        return
+    limit = _cfg(args, "daily_usd")
+    if "always_on_daily_usd" in s:
+        # A serverless endpoint: its active workers bill every day; its flex workers only when busy.
+        daily = float(s["always_on_daily_usd"])
+        if daily > limit + 1e-9:
+            report_violation(f"serverless endpoint {s['node']!r} keeps {int(s.get('min_workers') or 0)} active "
+                             f"workers at ${daily:.2f}/day, above ${limit:.2f}/day")
+        return
+    if float(s["hours_per_month"]) < 720:
         return
     daily = float(s["hourly_usd"]) * 24
-    limit = _cfg(args, "daily_usd")
     if daily > limit + 1e-9:
         report_violation(f"node {s['node']!r} runs around the clock at ${daily:.2f}/day, above ${limit:.2f}/day")
 

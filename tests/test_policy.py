@@ -298,3 +298,12 @@ def test_the_monthly_budget_counts_a_serverless_endpoint_at_its_planned_figure()
     budget.monthly_budget(StackValidationArgs(resources, {"monthly_usd": 40}), lambda m, urn=None: seen.append(m))
     (msg,) = seen
     assert "estimated $41.04/month" in msg
+
+
+def test_the_daily_cap_counts_an_endpoints_active_workers_not_its_flex_ones():
+    idle = endpoint_props()  # prod's: no active worker, however busy its flex workers may be
+    assert idle["stamps"]["always_on_daily_usd"] == 0
+    assert one(budget.daily_cap, ENDPOINT, idle, {"daily_usd": 1}) == []
+    kept = endpoint_props(always_on_daily_usd=round(2 * 0.00013 * 3600 * 24, 2), min_workers=2)
+    (msg,) = one(budget.daily_cap, ENDPOINT, kept, {"daily_usd": 20})
+    assert "keeps 2 active workers at $22.46/day, above $20.00/day" in msg
