@@ -73,6 +73,8 @@ class Waker:
         if seen and not fresh and time.monotonic() - seen[1] < STATUS_TTL_SECONDS:
             return seen[0]
         cloud, _, iid = instance.partition(":")
+        if cloud not in gpu_cloud.CLOUDS:
+            return None  # not rented yet when the gateway's files were written: nothing to start
         c = self._client(cloud)
         try:
             inst = c.get(iid)

@@ -111,6 +111,10 @@ def test_with_fallbacks_the_request_goes_on_while_the_node_starts(pod):
 
 def test_a_node_its_vendor_no_longer_knows_is_reported_not_woken(pod):
     rp, pod_id, ollama, url = pod
+    unrented = {"aliases": {"fast": {**document(pod_id, url)["aliases"]["fast"],
+                                     "nodes": [{"node": "pod", "instance": "unknown:pod", "url": url}]}}}
+    with pytest.raises(Asleep, match="no node to wake"):
+        Waker(unrented).ensure("fast")
     rp.pods.pop(pod_id)
     with pytest.raises(Asleep, match=r"no node to wake \(pod unknown to their vendors\); run `pulumi up`"):
         Waker(document(pod_id, url)).ensure("fast")
