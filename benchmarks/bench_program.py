@@ -25,6 +25,7 @@ def estate(n: int) -> dict:
             "idle_shutdown_minutes": 30, "access": "direct", "workloads": {"ollama": {"models": ["tinyllama:1.1b"]}}}
     config["gpu-estate:nodes"] = {f"node-{i}": dict(node) for i in range(n)}
     config.pop("gpu-estate:gateway", None)
+    config.pop("gpu-estate:serverless", None)  # nodes alone, as before the stack had an endpoint
     config["gpu-estate:budget"] = {"monthly_usd": 10_000_000}
     return config
 
