@@ -12,6 +12,15 @@ from typing import Any, Dict, List, Optional
 from loopback.base import FakeServer, Reply
 
 
+def chat_completion(completion_id: int, model: str, content: str) -> Dict[str, Any]:
+    """A non-streamed OpenAI chat completion answering ``content`` for ``model``."""
+    return {
+        "id": f"chatcmpl-{completion_id}", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11},
+    }
+
+
 class FakeModelServer(FakeServer):
     vendor = "openai-server"
 
@@ -40,13 +49,7 @@ class FakeModelServer(FakeServer):
                                    "code": 400}}
         with self.lock:
             self.chats.append(model)
-        return 200, {
-            "id": f"chatcmpl-{self.next_id()}", "object": "chat.completion", "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": f"{self.name} answers with {model}"}}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11},
-        }
+        return 200, chat_completion(self.next_id(), model, f"{self.name} answers with {model}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode, parse, value_from_ast_untyped
 
 from loopback.base import FakeServer, Reply
+from loopback.openai_server import chat_completion
 
 NO_CAPACITY = ("There are no longer any instances available with the requested specifications. "
                "Please refresh and try again.")
@@ -40,6 +41,8 @@ class FakeRunPod(FakeServer):
         self.template_release_calls = 0
         """deleteTemplate calls refused after the endpoint using a template is deleted (RunPod documents up
         to two minutes before a template's last use lets it go)."""
+        self._refusals_left = 0
+        """What is left of ``template_release_calls`` since the last endpoint was deleted."""
         self.chats: List[Tuple[str, str]] = []
         """(endpoint id, model) of every chat a serverless endpoint answered."""
         self.http_ports_public = False
@@ -49,7 +52,7 @@ class FakeRunPod(FakeServer):
     def alive(self) -> List[Dict[str, Any]]:
         """Everything that bills: pods, and serverless endpoints (their workers bill while they run)."""
         with self.lock:
-            return list(self.pods.values()) + [self._endpoint_view(e) for e in self.endpoints.values()]
+            return list(self.pods.values()) + [dict(e) for e in self.endpoints.values()]
 
     def preempt(self, pod_id: str) -> None:
         with self.lock:
@@ -124,7 +127,7 @@ class FakeRunPod(FakeServer):
                 return self._deploy(inp, spot=name == "podRentInterruptable")
             if name == "myself":
                 return 200, {"data": {"myself": {"pods": [self._view(p) for p in self.pods.values()],
-                                                 "endpoints": [self._endpoint_view(e) for e in self.endpoints.values()],
+                                                 "endpoints": [dict(e) for e in self.endpoints.values()],
                                                  "podTemplates": [dict(t) for t in self.templates.values()]}}}
             if name in ("saveTemplate", "saveEndpoint", "updateEndpointTemplate", "deleteEndpoint", "deleteTemplate"):
                 return self._serverless(name, args)
@@ -184,9 +187,6 @@ class FakeRunPod(FakeServer):
              "HOPPER_141")
     """RunPod's serverless GPU pool ids, as its GraphQL reference lists them."""
 
-    def _endpoint_view(self, e: Dict[str, Any]) -> Dict[str, Any]:
-        return {k: v for k, v in e.items() if not k.startswith("_")}
-
     def _serverless(self, name: str, args: Dict[str, Any]) -> Reply:
         inp = args.get("input") or {}
         if name == "saveTemplate":
@@ -232,7 +232,7 @@ class FakeRunPod(FakeServer):
             if e["workersMin"] > e["workersMax"]:
                 return self._err("workersMin cannot be greater than workersMax")
             self.endpoints[e["id"]] = e
-            return 200, {"data": {"saveEndpoint": self._endpoint_view(e)}}
+            return 200, {"data": {"saveEndpoint": dict(e)}}
         if name == "updateEndpointTemplate":
             e = self.endpoints.get(inp.get("endpointId"))
             if e is None:
@@ -248,7 +248,7 @@ class FakeRunPod(FakeServer):
             if e["workersMin"] or e["workersMax"]:
                 return self._err("Endpoint must have 0 min and max workers before it can be deleted")
             del self.endpoints[e["id"]]
-            self._released = self.template_release_calls
+            self._refusals_left = self.template_release_calls
             return 200, {"data": {"deleteEndpoint": None}}
         # deleteTemplate
         t = next((t for t in self.templates.values() if t["name"] == args.get("templateName")), None)
@@ -256,8 +256,8 @@ class FakeRunPod(FakeServer):
             return self._err("Template not found")
         if any(e["templateId"] == t["id"] for e in self.endpoints.values()):
             return self._err("Template is in use by an endpoint")
-        if getattr(self, "_released", 0) > 0:
-            self._released -= 1
+        if self._refusals_left > 0:
+            self._refusals_left -= 1
             return self._err("Template was used recently; try again in a few minutes")
         del self.templates[t["id"]]
         return 200, {"data": {"deleteTemplate": None}}
@@ -288,9 +288,4 @@ class FakeRunPod(FakeServer):
                 return 404, {"error": {"message": f"The model `{body.get('model')}` does not exist.",
                                        "type": "NotFoundError", "code": 404}}
             self.chats.append((eid, served))
-        return 200, {
-            "id": f"chatcmpl-{self.next_id()}", "object": "chat.completion", "created": 0, "model": served,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": f"serverless {eid} answers with {served}"}}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11},
-        }
+        return 200, chat_completion(self.next_id(), served, f"serverless {eid} answers with {served}")
