@@ -19,11 +19,11 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import yaml
 
+from core.config import PROJECT_ROOT
 from core.kinds import WorkloadKind
+from core.spec import RUNPOD_API_KEY_ENV
 from core.templates import asset, render
 from core.text import known_hosts_line
-from core.catalog import ASSETS
-from core.spec import RUNPOD_API_KEY_ENV
 from core.topology import Endpoint, EstatePlan, unknown_address, unknown_serverless_base
 
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
@@ -41,7 +41,6 @@ SECRETS_MANIFEST = f"{CONFIG_DIR}/.secrets-manifest"
 KNOWN_HOSTS = f"{CONFIG_DIR}/known_hosts"
 """The tunnelled nodes' pinned host keys: autossh accepts no other (``StrictHostKeyChecking=yes``)."""
 DOCKER = "/usr/bin/docker"
-PROJECT_ROOT = ASSETS.parent
 
 
 def tunnel_authorization(public_key: str, remote_ports: Iterable[int]) -> str:
@@ -78,10 +77,10 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
         raise ValueError("the stack has no gateway")
     endpoints = endpoints or {}
     hourly = {**{n: e.hourly_usd for n, e in plan.estimates.items()}, **(hourly or {})}
-    default_timeout = g.timeouts.get("default", 600)
+    default_timeout = g.timeout("default")
     model_list: List[Dict[str, object]] = []
     for alias, model in g.aliases.items():
-        timeout = g.timeouts.get(alias, default_timeout)
+        timeout = g.timeout(alias)
         for server in plan.serving[model]:
             node = spec.nodes[server.node]
             if not node.power.serves:
@@ -115,7 +114,7 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
     for provider, ext in g.external.items():
         for name, model in ext.models.items():
             params = {"model": model, "api_key": f"os.environ/{ext.api_key_env}",
-                      "timeout": g.timeouts.get(name, default_timeout)}
+                      "timeout": g.timeout(name)}
             if ext.api_base:
                 params["api_base"] = ext.api_base
             model_list.append({"model_name": name, "litellm_params": params,

@@ -21,8 +21,7 @@ from core.topology import EstatePlan, plan_estate
 
 PROJECT_ROOT = ASSETS.parent
 SSH_PRIVATE_KEY = "sshPrivateKey"
-RUNPOD_API_KEY = VENDOR_KEYS["runpod"][1]
-"""Config secret holding the RunPod API key (``gpu-estate:runpodApiKey``; else ``RUNPOD_API_KEY``)."""
+"""Config secret holding the operator's SSH private key (``gpu-estate:sshPrivateKey``)."""
 
 
 def _vendor_key(config: Any, cloud: str, why: str) -> Optional[Any]:
@@ -39,7 +38,6 @@ def _vendor_key(config: Any, cloud: str, why: str) -> Optional[Any]:
     if value is None:
         pulumi.log.warn(f"gateway: no config secret {NAMESPACE}:{key} (nor {env}); {why} until it is set")
     return value
-"""Config secret holding the operator's SSH private key (``gpu-estate:sshPrivateKey``)."""
 
 
 def parse_spec(raw: Mapping[str, Any]) -> EstateSpec:
@@ -156,11 +154,11 @@ def load_stack(config: Any = None, project: Optional[str] = None, stack: Optiona
                             f"{', '.join(ext.models)} will fail until it is set")
         else:
             external[ext.api_key_env] = value
+    plan = plan_estate(spec)
     needs: Dict[str, str] = {}
-    if spec.gateway is not None and any(spec.gateway_routes_serverless(n) for n in spec.serverless):
+    if any(plan.endpoints.values()):
         # RunPod's OpenAI route of an endpoint takes the RunPod API key as its bearer token.
         needs["runpod"] = "aliases served by serverless endpoints will fail"
-    plan = plan_estate(spec)
     for wake in plan.wake.values():
         # The gateway starts idle-stopped nodes with the marketplace's own start call.
         for node in wake.nodes:

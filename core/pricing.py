@@ -13,7 +13,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import catalog
-from core.spec import HOURS_IN_MONTH, EstateSpec, Market, NodeSpec, Provider, ServerlessSpec
+from core.spec import HOURS_IN_MONTH, SERVERLESS_PROVIDER, EstateSpec, Market, NodeSpec, Provider, ServerlessSpec
 
 
 class PlacementError(ValueError):
@@ -320,7 +320,7 @@ def cost_table(estimate: EstateEstimate, budget_monthly: float) -> Dict[str, obj
     ] + [
         {
             "node": e.endpoint,
-            "provider": "runpod-serverless",
+            "provider": SERVERLESS_PROVIDER,
             "gpu": f"{e.gpu_count}x {e.pool}",
             "hourly_usd": e.worker_hourly_usd,
             "hours_per_month": e.equivalent_hours,

@@ -23,6 +23,9 @@ HOURS_IN_MONTH = 730.0
 RUNPOD_API_KEY_ENV = "RUNPOD_API_KEY"
 """Where the RunPod API key is read from (or ``gpu-estate:runpodApiKey``), and the gateway's env name for it:
 RunPod's serverless OpenAI route takes it as its bearer token."""
+SERVERLESS_PROVIDER = "runpod-serverless"
+"""The provider a serverless endpoint's stamps and cost rows name: the policy pack allows it apart from
+RunPod's pods."""
 VENDOR_KEYS = {
     "tensordock": ("TENSORDOCK_API_TOKEN", "tensordockToken"),
     "vastai": ("VASTAI_API_KEY", "vastaiApiKey"),
@@ -516,6 +519,10 @@ class GatewaySpec(_Model):
     `pulumi up` (a workstation, the sandbox), reaching nodes directly; the node must be an owned host at
     127.0.0.1."""
 
+    def timeout(self, name: str) -> float:
+        """The request timeout of an alias or external model: its own, else ``default``, else 600 s."""
+        return self.timeouts.get(name, self.timeouts.get("default", 600))
+
 
 class TunnelSpec(_Model):
     node: str
@@ -595,11 +602,6 @@ class EstateSpec(_Model):
     storage: Dict[BucketName, BucketSpec] = Field(default_factory=dict)
     budget: BudgetSpec
 
-    def gateway_routes_serverless(self, endpoint: str) -> bool:
-        """Whether a gateway alias names the model ``endpoint`` answers to."""
-        model = self.serverless[endpoint].model_name
-        return self.gateway is not None and model is not None and model in self.gateway.aliases.values()
-
     def gateway_over_ssh(self, node: str) -> bool:
         """Whether ``node`` hosts the gateway and the gateway is deployed on it over SSH."""
         return self.gateway is not None and self.gateway.node == node and self.gateway.deploy != "local"
@@ -609,15 +611,17 @@ class EstateSpec(_Model):
     def _node_names(cls, v: Dict[str, NodeSpec]) -> Dict[str, NodeSpec]:
         if not v:
             raise ValueError("at least one node is needed")
-        for name in v:
-            if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", name):
-                raise ValueError(f"node name {name!r}: lower-case letters, digits and '-', at most 31")
-        return v
+        return _named("node", v)
 
     @field_validator("serverless")
     @classmethod
     def _endpoint_names(cls, v: Dict[str, ServerlessSpec]) -> Dict[str, ServerlessSpec]:
-        for name in v:
-            if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", name):
-                raise ValueError(f"endpoint name {name!r}: lower-case letters, digits and '-', at most 31")
-        return v
+        return _named("endpoint", v)
+
+
+def _named(what: str, v: Dict[str, object]) -> Dict[str, object]:
+    """``v`` when every name in it can name a resource, a vendor label and a DNS comment alike."""
+    for name in v:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", name):
+            raise ValueError(f"{what} name {name!r}: lower-case letters, digits and '-', at most 31")
+    return v

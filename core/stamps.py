@@ -9,11 +9,9 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping
 
 from core.pricing import EndpointEstimate, NodeEstimate
-from core.spec import NodeSpec, ServerlessSpec
+from core.spec import SERVERLESS_PROVIDER, NodeSpec, ServerlessSpec
 
 PREFIX = "estate-"
-SERVERLESS_PROVIDER = "runpod-serverless"
-"""The provider a serverless endpoint's stamps name: the policy pack allows it apart from RunPod's pods."""
 NUMBERS = ("hourly_usd", "hours_per_month", "idle_shutdown_minutes", "vram_gb", "model_vram_gb", "max_loaded",
            "monthly_usd", "ssh_port")
 
@@ -65,7 +63,7 @@ def endpoint_stamp(name: str, endpoint: ServerlessSpec, estimate: EndpointEstima
         "node": name,
         "provider": SERVERLESS_PROVIDER,
         # Every pool a worker may start on, each checked against the pack's allowed GPUs.
-        "gpu": ",".join(endpoint.gpu_pools),
+        "gpu": endpoint.gpu_ids,
         "regions": list(endpoint.regions),
         "hourly_usd": estimate.worker_hourly_usd,
         "hours_per_month": estimate.equivalent_hours,

@@ -128,7 +128,6 @@ def unknown_address(node: str) -> str:
 class Wake:
     """How the gateway wakes an alias whose serving nodes may all be stopped by their idle watchers."""
 
-    alias: str
     nodes: Tuple[str, ...]
     """The nodes serving it (every one ``power: idle`` on a marketplace), tried in spec order."""
     timeout: float
@@ -148,8 +147,7 @@ def wake_plan(spec: EstateSpec) -> Dict[str, Wake]:
         nodes = [n for n in serving_nodes(spec, model) if spec.nodes[n].power.serves]
         wakeable = all(spec.nodes[n].power is PowerState.IDLE and spec.nodes[n].provider.is_marketplace for n in nodes)
         if nodes and wakeable and not serving_endpoints(spec, model):
-            out[alias] = Wake(alias, tuple(nodes), float(g.timeouts.get(alias, g.timeouts.get("default", 600))),
-                              bool(g.fallbacks.get(alias)))
+            out[alias] = Wake(tuple(nodes), float(g.timeout(alias)), bool(g.fallbacks.get(alias)))
     return out
 
 
@@ -204,8 +202,8 @@ def plan_estate(spec: EstateSpec) -> EstatePlan:
     tunnels = tunnel_plan(spec)
     requests = {name: pricing.node_request(node) for name, node in spec.nodes.items()
                 if node.provider is not Provider.HOST}
-    serving = {model: tuple(servers(spec, model)) for model in (spec.gateway.aliases.values() if spec.gateway else ())}
     models = spec.gateway.aliases.values() if spec.gateway else ()
+    serving = {model: tuple(servers(spec, model)) for model in models}
     endpoints = {model: tuple(serving_endpoints(spec, model)) for model in models}
     plan = EstatePlan(spec=spec, estimate=pricing.estimate_estate(spec), requests=requests, tunnels=tunnels,
                       serving=serving, upstreams={}, endpoints=endpoints, wake=wake_plan(spec))

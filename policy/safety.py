@@ -16,9 +16,9 @@ from pulumi_policy import (
 
 from core.demand import VRAM_USABLE_FRACTION, resident_vram
 from core.kinds import WorkloadKind, model_server_ports
-from core.spec import Provider
+from core.spec import SERVERLESS_PROVIDER, Provider
 from policy.settings import schema, setting
-from core.stamps import SERVERLESS_PROVIDER, from_tags
+from core.stamps import from_tags
 from policy.stamps import GPU_INSTANCE, SERVERLESS_ENDPOINT, node_stamps
 
 OLLAMA_MODEL = "pulumi-python:dynamic/ollama:Model"

@@ -2,7 +2,7 @@
 
 ``check_estate`` runs them in order and returns every broken rule as ``(key path, message)``: nodes
 (workloads, fit, placement), serverless endpoints, gateway (aliases, fallbacks, deploy), tunnels, routes and edge, storage and
-budget. Each node is priced once here; the rules that need the figure share it.
+budget. Each node and serverless endpoint is priced once here; the rules that need the figure share it.
 """
 from __future__ import annotations
 
@@ -29,14 +29,16 @@ def node_estimates(spec: EstateSpec) -> Estimates:
 
 def check_estate(spec: EstateSpec) -> List[Problem]:
     estimates = node_estimates(spec)
+    endpoints = {name: pricing.estimate_endpoint(name, e) for name, e in spec.serverless.items()}
     problems: List[Problem] = []
     problems += nodes.check(spec, estimates)
-    problems += serverless.check(spec)
+    problems += serverless.check(spec, endpoints)
     problems += gateway.check(spec)
     problems += tunnels.check(spec)
     problems += routes.check(spec)
     if not problems:
         problems += gateway.check_reachable(spec)
     problems += storage.check(spec)
-    problems += budget.check(spec, estimates, placed=not any(p for p in problems if p[0].endswith(".gpu")))
+    problems += budget.check(spec, estimates, endpoints,
+                             placed=not any(p for p in problems if p[0].endswith(".gpu")))
     return problems

@@ -8,7 +8,8 @@ from core.errors import Problem
 from core.spec import NAMESPACE, EstateSpec
 
 
-def check(spec: EstateSpec, estimates: Dict[str, object], placed: bool) -> List[Problem]:
+def check(spec: EstateSpec, estimates: Dict[str, object], endpoints: Dict[str, pricing.EndpointEstimate],
+          placed: bool) -> List[Problem]:
     """``placed`` is false when some node could not be priced: the monthly total is then meaningless."""
     problems: List[Problem] = []
     b = spec.budget
@@ -21,8 +22,7 @@ def check(spec: EstateSpec, estimates: Dict[str, object], placed: bool) -> List[
             ))
     if placed and len(priced) == len(estimates):
         fixed = sum(bucket.monthly_usd for bucket in spec.storage.values())
-        endpoints = tuple(pricing.estimate_endpoint(n, e) for n, e in spec.serverless.items())
-        total = pricing.EstateEstimate(tuple(priced), round(fixed, 2), endpoints).monthly_usd
+        total = pricing.EstateEstimate(tuple(priced), round(fixed, 2), tuple(endpoints.values())).monthly_usd
         if total > b.monthly_usd:
             problems.append((
                 f"{NAMESPACE}:budget.monthly_usd",

@@ -2,7 +2,7 @@
 pool it may land on, and the worker's hourly price within the per-node cap."""
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List
 
 from core import catalog, pricing
 from core.demand import KV_HEADROOM, VLLM_GPU_FRACTION
@@ -11,7 +11,7 @@ from core.rules.nodes import runpod_arg_problem
 from core.spec import NAMESPACE, EstateSpec
 
 
-def check(spec: EstateSpec) -> List[Problem]:
+def check(spec: EstateSpec, estimates: Dict[str, pricing.EndpointEstimate]) -> List[Problem]:
     problems: List[Problem] = []
     pools = catalog.serverless_pools()
     for name, e in spec.serverless.items():
@@ -34,7 +34,7 @@ def check(spec: EstateSpec) -> List[Problem]:
                                      f"{share:.1f} GB a worker takes on {e.gpu_count}x {pool} "
                                      f"(got model_size_gb {e.model_size_gb:g})"))
                     break
-        est = pricing.estimate_endpoint(name, e)
+        est = estimates[name]
         cap = spec.budget.max_hourly_per_node
         if cap is not None and est.worker_hourly_usd > cap:
             problems.append((f"{base}.gpu_pools", f"a worker on {est.pool} costs ${est.worker_hourly_usd:.3f}/h, "
