@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -26,6 +24,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 
 from core.text import digest
 from providers.http import CloudError
+from providers.process import alive, delete_process, spawn, stop_process
 from providers.resource import DynamicResource
 from providers.ssh_forward import free_port
 
@@ -35,20 +34,6 @@ START_TIMEOUT_SECONDS = 180.0
 
 def litellm_binary() -> Path:
     return Path(os.environ.get("GPU_ESTATE_LITELLM", ROOT / ".venv-gateway" / "bin" / "litellm"))
-
-
-def _alive(pid: Optional[int]) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:  # a zombie of ours is not alive
-        done, _ = os.waitpid(int(pid), os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
 
 
 def _healthy(url: str) -> bool:
@@ -73,37 +58,20 @@ class LocalGatewayProvider(ResourceProvider):
                "NO_PROXY": "127.0.0.1,localhost",
                # The wake hook uses the estate's marketplace clients (providers/wake.py).
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        log = open(state / "gateway.log", "ab")
-        proc = subprocess.Popen([str(binary), "--config", str(state / "config.yaml"), "--host", "127.0.0.1",
-                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=state, start_new_session=True)
-        log.close()
+        proc = spawn([str(binary), "--config", str(state / "config.yaml"), "--host", "127.0.0.1", "--port", str(port)],
+                     env, state / "gateway.log", state)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         pulumi.log.info(f"gateway: starting LiteLLM on {url}")
         while not _healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
-                self._stop(proc.pid)
+                stop_process(proc.pid)
                 tail = (state / "gateway.log").read_text(errors="replace")[-1500:]
                 raise CloudError(f"gateway: LiteLLM did not come up on {url}:\n{tail}")
             time.sleep(0.5)
         (state / "gateway.pid").write_text(str(proc.pid))
         return {**props, "pid": proc.pid, "url": url, "master_key": master_key,
                 "config_sha256": digest(props["config"])}
-
-    @staticmethod
-    def _stop(pid: Optional[int]) -> None:
-        if not _alive(pid):
-            return
-        try:
-            os.killpg(int(pid), signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _alive(pid):
-            os.killpg(int(pid), signal.SIGKILL)
 
     def create(self, props: Dict[str, Any]) -> CreateResult:
         outs = self._start(props, "sk-" + secrets.token_urlsafe(30))
@@ -115,11 +83,11 @@ class LocalGatewayProvider(ResourceProvider):
 
     def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
         pulumi.log.info("gateway: config changed, restarting LiteLLM")
-        self._stop(olds.get("pid"))
+        stop_process(olds.get("pid"))
         return UpdateResult(self._start(news, olds["master_key"]))
 
     def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
-        if not _alive(props.get("pid")):
+        if not alive(props.get("pid")):
             return ReadResult("", {})  # it died: the next up starts it again
         if not _healthy(props.get("url") or ""):
             # Alive but not answering in time (a busy machine, a slow start): it stays in state, so the
@@ -129,9 +97,7 @@ class LocalGatewayProvider(ResourceProvider):
         return ReadResult(id_, props)
 
     def delete(self, _id: str, props: Dict[str, Any]) -> None:
-        self._stop(props.get("pid"))
-        if _alive(props.get("pid")):
-            raise CloudError(f"gateway: LiteLLM (pid {props.get('pid')}) is still running; it stays in state")
+        delete_process(props.get("pid"), "gateway: LiteLLM")
 
 
 @dataclasses.dataclass(frozen=True)
