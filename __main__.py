@@ -12,9 +12,9 @@ from core.errors import ConfigError
 def define_estate() -> Estate:
     try:
         stack = load_stack()
+        estate = Estate("estate", EstateArgs(stack=stack))
     except ConfigError as err:
         raise pulumi.RunError(str(err)) from None  # the key paths and values, without a traceback
-    estate = Estate("estate", EstateArgs(stack=stack))
     pulumi.export(OUTPUT_NODES, estate.node_outputs())
     pulumi.export(OUTPUT_COST, estate.cost)
     pulumi.export(OUTPUT_CAPACITY, estate.capacity)

@@ -2,25 +2,31 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import pulumi
 
 from components.edge import Edge, EdgeArgs
+from components.gateway import SPEND_DIR
 from components.gateway_host import Gateway, GatewayArgs
 from components.node import GpuNode, GpuNodeArgs
 from components.storage import ModelBucket, ModelBucketArgs
-from core import catalog, pricing
-from core.config import Stack
+from core import catalog, pricing, spend
+from core.config import SSH_PRIVATE_KEY, Stack
 from core.demand import node_disk_demand, node_ram_demand, node_vram_demand
+from core.errors import ConfigError
 from core.kinds import WorkloadKind
-from core.spec import EdgeMode, EstateSpec
+from core.spec import NAMESPACE, EdgeMode, EstateSpec
 from core.stamps import endpoint_stamp
 from core.text import digest
 from core.topology import EstatePlan
 from providers.ollama import OllamaModel, OllamaModelArgs, resource_name
 from providers.runpod_serverless import EndpointInputs, ServerlessEndpoint, ServerlessEndpointArgs, TemplateInputs
+from providers.ssh_forward import ForwardError, read_file
 
 TYPE = "gpu-estate:index:Estate"
 
@@ -81,6 +87,45 @@ def url_map(plan: EstatePlan) -> List[Dict[str, object]]:
     return rows
 
 
+def gateway_state_dir(stack: Stack) -> Path:
+    """Where a local gateway keeps its config, log, pid and the spend watcher's ledger."""
+    return Path.cwd() / ".estate" / stack.stack / "gateway"
+
+
+def spend_ledger(stack: Stack) -> Optional[dict]:
+    """The spend watcher's ledger as it stands now, read where it lives: beside a local gateway, or over SSH
+    on a gateway host the stack gives an address (a machine the operator owns). None when there is no
+    ledger yet; a ledger that cannot be read is reported and treated as none: the watcher on the gateway
+    host keeps stopping the nodes whatever `up` decides."""
+    spec = stack.spec
+    g = spec.gateway
+    if spec.spend is None or g is None:
+        return None
+    try:
+        if g.deploy == "local":
+            text = (gateway_state_dir(stack) / spend.LEDGER_FILE).read_text(encoding="utf-8")
+        else:
+            host = spec.nodes[g.node]
+            key = pulumi.Config(NAMESPACE).get(SSH_PRIVATE_KEY) or os.environ.get("ESTATE_SSH_PRIVATE_KEY")
+            if not host.address or not key:
+                pulumi.log.warn(f"spend: the ledger on {g.node} is not read before `up` (it needs the node's "
+                                f"address and the key {NAMESPACE}:{SSH_PRIVATE_KEY}); the watcher there still "
+                                "stops nodes over the budget")
+                return None
+            known = Path.cwd() / ".estate" / stack.stack / "known_hosts"
+            known.parent.mkdir(parents=True, exist_ok=True)
+            text = read_file(host.address, host.ssh.port, host.ssh.user, key, f"{SPEND_DIR}/{spend.LEDGER_FILE}",
+                             str(known), host_key=host.ssh.host_key)
+            if text is None:
+                return None
+        return json.loads(text)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, ForwardError) as err:
+        pulumi.log.warn(f"spend: cannot read the spend ledger ({err}); `up` goes on without it")
+        return None
+
+
 class Estate(pulumi.ComponentResource):
     nodes: Dict[str, GpuNode]
     cost: Dict[str, object]
@@ -91,6 +136,10 @@ class Estate(pulumi.ComponentResource):
         stack = args.stack
         spec, plan = stack.spec, stack.plan
         estimate = plan.estimate
+        # Before anything is registered: a month over its budget starts no node unless the operator says so.
+        refused = spend.refusal(spec, spend_ledger(stack), time.time())
+        if refused:
+            raise ConfigError([(spend.RESUME_KEY, refused)])
         # Registered before any node, so the policy pack can refuse an estate over budget before anything
         # is rented, even on `up --skip-preview`, where stack policies only run after the resources.
         super().__init__(TYPE, name, {"stamps": {"monthly_usd": round(estimate.monthly_usd, 2),
@@ -128,7 +177,7 @@ class Estate(pulumi.ComponentResource):
                                  child)
             self.gateway = Gateway("gateway", GatewayArgs(
                 plan=plan, nodes=self.nodes, secrets=stack.secrets,
-                state_dir=str(Path.cwd() / ".estate" / stack.stack / "gateway"),
+                state_dir=str(gateway_state_dir(stack)),
                 edge_units=self.edge.units if self.edge else None,
                 edge_secrets=self.edge.secrets if self.edge else {},
                 serverless={n: e.openai_base for n, e in self.serverless.items()},

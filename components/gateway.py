@@ -13,8 +13,13 @@ endpoints).
 """
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
+import io
 import json
 import shlex
+import tarfile
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import yaml
@@ -22,8 +27,9 @@ import yaml
 from core.config import PROJECT_ROOT
 from core.kinds import WorkloadKind
 from core.spec import RUNPOD_API_KEY_ENV
+from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE
 from core.templates import asset, render
-from core.text import known_hosts_line
+from core.text import digest, known_hosts_line
 from core.topology import Endpoint, EstatePlan, unknown_address, unknown_serverless_base
 
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
@@ -31,11 +37,20 @@ WAKE_HOOK = "estate_wake.py"
 """The wake-on-request hook LiteLLM loads from beside its config (``assets/gateway/estate_wake.py``)."""
 WAKE_DOCUMENT = "wake.json"
 """What the hook wakes: aliases, their nodes' instance ids and URLs (``wake_document``)."""
-WAKE_LIBRARY = ("core/__init__.py", "core/catalog.py", "core/kinds.py", "core/pricing.py", "core/spec.py",
-                "providers/__init__.py", "providers/gpu_cloud.py", "providers/http.py", "providers/runpod.py",
-                "providers/tensordock.py", "providers/vastai.py", "providers/wake.py", "assets/prices/gpus.json")
-"""The estate's modules the wake hook runs on a gateway host (its marketplace clients and what they import),
-shipped under ``wake/lib``: LiteLLM's image has their third-party packages (pydantic, requests)."""
+LIBRARY = ("core/__init__.py", "core/catalog.py", "core/kinds.py", "core/pricing.py", "core/spec.py",
+           "core/spend.py", "providers/__init__.py", "providers/gpu_cloud.py", "providers/http.py",
+           "providers/runpod.py", "providers/spend.py", "providers/tensordock.py", "providers/vastai.py",
+           "providers/wake.py", "assets/prices/gpus.json")
+"""The estate's modules the wake hook and the spend watcher run on a gateway host (the marketplace clients
+and what they import), shipped under ``lib/``: LiteLLM's image has their third-party packages (pydantic,
+requests), so both run in it (``library_script``)."""
+SPEND_DOCUMENT = "spend/watch.json"
+"""What the spend watcher watches (``core.spend.watch_document``), under the config directory."""
+SPEND_UNIT = "estate-spend.service"
+SPEND_TIMER = "estate-spend.timer"
+"""Started by its timer alone: enabling or restarting the one-shot service would run a look inside `up`."""
+SPEND_DIR = "/var/lib/estate/spend"
+"""Where the watcher keeps its ledger on the gateway host (``core.spend.LEDGER_FILE``)."""
 CONFIG_DIR = "/etc/estate/gateway"
 SECRETS_MANIFEST = f"{CONFIG_DIR}/.secrets-manifest"
 KNOWN_HOSTS = f"{CONFIG_DIR}/known_hosts"
@@ -137,11 +152,13 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
     }
 
 
-def wake_document(plan: EstatePlan, machines: Mapping[str, str], endpoints: Mapping[str, Endpoint] = None
-                  ) -> Dict[str, object]:
+def wake_document(plan: EstatePlan, machines: Mapping[str, str], endpoints: Mapping[str, Endpoint] = None,
+                  spend: Optional[Mapping[str, str]] = None) -> Dict[str, object]:
     """What the gateway's wake hook reads: each alias it wakes, with its nodes' marketplace instances
     (``<cloud>:<id>``, from ``machines``), the URLs the gateway reaches them at, the alias's timeout and
-    whether it falls back. Plain data: no credential (the hook reads those from its environment)."""
+    whether it falls back; with ``spend``, where the spend watcher's document and ledger are, so no node is
+    woken while the month is over budget. Plain data: no credential (the hook reads those from its
+    environment)."""
     spec = plan.spec
     aliases = {}
     for alias, wake in plan.wake.items():
@@ -153,24 +170,63 @@ def wake_document(plan: EstatePlan, machines: Mapping[str, str], endpoints: Mapp
             nodes.append({"node": name, "instance": machines.get(name) or f"unknown:{name}", "url": url})
         aliases[alias] = {"timeout": wake.timeout, "fallbacks": wake.fallbacks,
                           "retry_after": int(min(max(wake.timeout, 10), 120)), "nodes": nodes}
-    return {"aliases": aliases}
+    return {"aliases": aliases, **({"spend": dict(spend)} if spend else {})}
+
+
+def _json(doc: Mapping[str, object]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
 def gateway_files(plan: EstatePlan, config: str, machines: Mapping[str, str],
-                  endpoints: Mapping[str, Endpoint] = None, library: bool = False) -> Dict[str, str]:
-    """The files of the gateway's config directory: its config, and the wake hook with its document
-    when some alias is served only by idle-stoppable nodes; with ``library`` (a gateway host over SSH, whose
-    LiteLLM runs in its own image) they go under ``wake/`` with the estate's modules the hook needs."""
+                  endpoints: Mapping[str, Endpoint] = None, library: bool = False,
+                  watch: Optional[Mapping[str, object]] = None) -> Dict[str, str]:
+    """The files of the gateway's config directory: its config, the wake hook with its document when some
+    alias is served only by idle-stoppable nodes, and the spend watcher's document (``watch``) when the
+    stack watches its spend. With ``library`` (a gateway host over SSH, whose LiteLLM runs in its own image)
+    the hook goes under ``wake/``; the estate's modules both need follow in ``library_script``."""
     files = {"config.yaml": config}
+    where = "wake/" if library else ""
+    spend = None
+    if watch is not None:
+        # The paths the hook sees: in LiteLLM's container on a gateway host, beside the config locally.
+        document = SPEND_DOCUMENT if library else LOCAL_DOCUMENT_FILE
+        files[document] = _json(watch)
+        spend = ({"document": f"/app/{SPEND_DOCUMENT}", "ledger": f"{SPEND_DIR}/{LEDGER_FILE}"} if library
+                 else {"document": LOCAL_DOCUMENT_FILE, "ledger": LEDGER_FILE})
     if plan.wake:
-        where = "wake/" if library else ""
         files[where + WAKE_HOOK] = asset(f"gateway/{WAKE_HOOK}")
-        files[where + WAKE_DOCUMENT] = json.dumps(wake_document(plan, machines, endpoints), indent=2,
-                                                  sort_keys=True) + "\n"
-        if library:
-            files.update({f"wake/lib/{path}": (PROJECT_ROOT / path).read_text(encoding="utf-8")
-                          for path in WAKE_LIBRARY})
+        files[where + WAKE_DOCUMENT] = _json(wake_document(plan, machines, endpoints, spend))
     return files
+
+
+def library_archive() -> bytes:
+    """The modules of ``LIBRARY`` as a gzipped tar, byte for byte the same for the same sources (sorted,
+    no times, no owners), so the deploy script changes only when a module does."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for path in sorted(LIBRARY):
+            data = (PROJECT_ROOT / path).read_bytes()
+            info = tarfile.TarInfo(path)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def library_script(dest: str = f"{CONFIG_DIR}/lib") -> str:
+    """Shell that replaces ``dest`` with the estate's modules the wake hook and the spend watcher run. They
+    travel as one archive in base64: the project's own source, never a stack value (its files and digest
+    head the block), kept out of the deploy script's text where their code would read as settings."""
+    archive = library_archive()
+    marker = "ESTATE_LIB_" + digest(base64.b64encode(archive).decode())[:12].upper()
+    return "\n".join([
+        f"# the estate's modules for the gateway host (sha256 {hashlib.sha256(archive).hexdigest()}): "
+        + " ".join(sorted(LIBRARY)),
+        f"rm -rf {dest}.new && install -d -m 0755 {dest}.new",
+        f"base64 -d <<'{marker}' | tar -xz --no-same-owner -C {dest}.new",
+        base64.encodebytes(archive).decode().rstrip("\n"),
+        marker,
+        f"rm -rf {dest} && mv {dest}.new {dest}",
+    ]) + "\n"
 
 
 def render_litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
@@ -181,15 +237,21 @@ def render_litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = 
 def gateway_units(plan: EstatePlan, ssh: Mapping[str, Tuple[str, int, str]],
                   image: Optional[str] = None, docker: str = DOCKER) -> Dict[str, str]:
     """The systemd units of the gateway host: LiteLLM (a container on the host network, so the tunnels'
-    loopback ports reach it) and one autossh unit per tunnelled node, verifying the node's pinned host key
-    (``known_hosts``). ``ssh`` is node -> (host, port, user[, host key]); a node whose address is not known
-    yet gets a unit naming that in its host."""
+    loopback ports reach it), one autossh unit per tunnelled node, verifying the node's pinned host key
+    (``known_hosts``), and the spend watcher's timer with the one-shot service it runs (in LiteLLM's image).
+    ``ssh`` is node -> (host, port, user[, host key]); a node whose address is not known yet gets a unit
+    naming that in its host."""
     spec = plan.spec
     g = spec.gateway
+    image = image or spec.nodes[g.node].image_for(WorkloadKind.LITELLM.value)
     units = {"estate-litellm.service": render(
-        "gateway/estate-litellm.service.j2", image=image or spec.nodes[g.node].image_for(WorkloadKind.LITELLM.value),
-        port=g.port, config_dir=CONFIG_DIR, docker=docker, wake=bool(plan.wake), hook=WAKE_HOOK, document=WAKE_DOCUMENT,
-        after=[f"estate-tunnel-{n}.service" for n in plan.tunnels])}
+        "gateway/estate-litellm.service.j2", image=image, port=g.port, config_dir=CONFIG_DIR, docker=docker,
+        wake=bool(plan.wake), hook=WAKE_HOOK, document=WAKE_DOCUMENT, spend=spec.spend is not None,
+        spend_dir=SPEND_DIR, after=[f"estate-tunnel-{n}.service" for n in plan.tunnels])}
+    if spec.spend is not None:
+        units[SPEND_UNIT] = render("gateway/estate-spend.service.j2", docker=docker, config_dir=CONFIG_DIR,
+                                   image=image, document=SPEND_DOCUMENT, spend_dir=SPEND_DIR, ledger=LEDGER_FILE)
+        units[SPEND_TIMER] = render("gateway/estate-spend.timer.j2", minutes=spec.spend.every_minutes)
     for node, forwards in plan.tunnels.items():
         host, port, user = (ssh.get(node) or (unknown_address(node), 22, spec.nodes[node].ssh.user))[:3]
         units[f"estate-tunnel-{node}.service"] = render(

@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import pulumi
 
 from components import gateway as gw
+from core import spend
 from core.config import StackSecrets
 from core.text import heredoc_script, install_secrets, secret_bundle
 from core.topology import EstatePlan
@@ -44,7 +45,9 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
     prices = {n: nodes[n].hourly_price for n in spec.nodes}
     ssh = {n: pulumi.Output.all(nodes[n].ssh_host, nodes[n].ssh_port, *([nodes[n].host_key()] if pinned else []))
            for n in plan.tunnels}
-    machines = {n: nodes[n].machine_id for wake in plan.wake.values() for n in wake.nodes}
+    # The wake hook starts its aliases' nodes; the spend watcher looks at every pay-per-use node.
+    watched = [n for n, node in spec.nodes.items() if node.is_pay_per_use] if spec.spend is not None else []
+    machines = {n: nodes[n].machine_id for n in [*(n for w in plan.wake.values() for n in w.nodes), *watched]}
 
     def render(args: Dict[str, Any]) -> Tuple[str, Dict[str, str]]:
         endpoints = {n: tuple(v) for n, v in args["direct"].items()}
@@ -52,7 +55,9 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
         config = gw.render_litellm_config(plan, endpoints, hourly, args["serverless"])
         hosts = {n: (v[0], int(v[1] or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user, *v[2:])
                  for n, v in args["ssh"].items()}
-        files = gw.gateway_files(plan, config, args["machines"], endpoints, library)
+        watch = (spend.watch_document(spec, f"{pulumi.get_project()}-{pulumi.get_stack()}", args["machines"], hourly)
+                 if spec.spend is not None else None)
+        files = gw.gateway_files(plan, config, args["machines"], endpoints, library, watch)
         return config, gw.gateway_units(plan, hosts), gw.known_hosts(hosts), files
 
     return pulumi.Output.all(machines=pulumi.Output.all(**machines) if machines else {},
@@ -114,7 +119,8 @@ class Gateway(pulumi.ComponentResource):
         parent = opts.parent if opts is not None else None
         # The wake hook and its document sit beside the config (only for a stack with an alias to wake, so
         # a gateway without one keeps its inputs as they were).
-        extra = self.files.apply(lambda f: {k: v for k, v in f.items() if k != "config.yaml"})
+        extra = self.files.apply(lambda f: {k: v for k, v in f.items()
+                                            if k not in ("config.yaml", spend.LOCAL_DOCUMENT_FILE)})
         self.process = LocalGateway(name, LocalGatewayArgs(
             config=self.config, port=args.plan.spec.gateway.port, state_dir=args.state_dir,
             files=extra if args.plan.wake else None,
@@ -122,6 +128,18 @@ class Gateway(pulumi.ComponentResource):
                                   aliases=[pulumi.Alias(parent=parent)] if parent is not None else None))
         self.url = self.process.url
         self.master_key = self.process.master_key
+        watch = args.plan.spec.spend
+        if watch is not None:
+            from providers.gpu_cloud import env_seconds
+            from providers.local_spend import LocalSpendWatcher, LocalSpendWatcherArgs
+
+            # The document rewritten in place on each `up`; the process restarts only for a new interval
+            # or webhook. The environment may look more often than the stack says (tests, the sandbox).
+            self.spend_watcher = LocalSpendWatcher(f"{name}-spend", LocalSpendWatcherArgs(
+                document=self.files.apply(lambda f: f[spend.LOCAL_DOCUMENT_FILE]),
+                every_seconds=env_seconds("ESTATE_SPEND_EVERY_SECONDS", watch.every_minutes * 60.0),
+                state_dir=args.state_dir, webhook=args.secrets.external_keys.get(spend.WEBHOOK_ENV),
+            ), pulumi.ResourceOptions(parent=self))
 
     def _create_ssh(self, name: str, args: GatewayArgs, units: pulumi.Output, known_hosts: pulumi.Output) -> None:
         import pulumi_random as random
@@ -165,16 +183,21 @@ class Gateway(pulumi.ComponentResource):
             **({gw.KNOWN_HOSTS: cu[2]} if plan.tunnels else {}),
             **{f"/etc/systemd/system/{u}": text for u, text in cu[1].items()}})
         names = units.apply(lambda u: " ".join(sorted(u)))
-        script = pulumi.Output.all(files, names).apply(lambda fn: heredoc_script(fn[0]) + "\n".join([
+        # The spend watcher's one-shot service runs from its timer only, never inside `up`.
+        started = units.apply(lambda u: " ".join(sorted(n for n in u if n != gw.SPEND_UNIT)))
+        library = gw.library_script() if plan.wake or plan.spec.spend is not None else ""
+        script = pulumi.Output.all(files, started).apply(lambda fn: heredoc_script(fn[0]) + library + "\n".join([
             "command -v autossh >/dev/null || (apt-get update -qq && apt-get install -y -qq autossh)",
             "systemctl daemon-reload",
             f"systemctl enable {fn[1]}",
             f"systemctl restart {fn[1]}",
         ]) + "\n")
+        dirs = [d for d, used in (("wake", plan.wake), ("spend", plan.spec.spend is not None),
+                                  ("lib", plan.wake or plan.spec.spend is not None)) if used]
         stop = names.apply(lambda n: f"systemctl disable --now {n} || true; rm -f "
                                      + " ".join(f"/etc/systemd/system/{u}" for u in n.split())
                                      + f" {gw.CONFIG_DIR}/config.yaml"
-                                     + (f"; rm -rf {gw.CONFIG_DIR}/wake" if plan.wake else "")
+                                     + "".join(f"; rm -rf {gw.CONFIG_DIR}/{d}" for d in dirs)
                                      + "; systemctl daemon-reload")
         # A changed config or unit re-runs the script in place: the units restart on the new files.
         self.deploy = host_node.command(

@@ -8,11 +8,13 @@ spec names from ``pulumi.Config``, checks them, and derives the plan, so no comp
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 from pydantic import ValidationError
 
+from core import spend
 from core.catalog import ASSETS
 from core.errors import ConfigError, from_validation
 from core.rules import check_estate
@@ -156,6 +158,21 @@ def load_stack(config: Any = None, project: Optional[str] = None, stack: Optiona
             external[ext.api_key_env] = value
     plan = plan_estate(spec)
     needs: Dict[str, str] = {}
+    if spec.spend is not None:
+        webhook = config.get(spend.WEBHOOK_KEY)  # checked here, used only as a secret
+        if webhook is None:
+            pulumi.log.warn(f"spend: no config secret {NAMESPACE}:{spend.WEBHOOK_KEY}; the watcher's alerts go to "
+                            "its journal only")
+        elif not re.fullmatch(spend.WEBHOOK_PATTERN, webhook):
+            raise ConfigError([(f"{NAMESPACE}:{spend.WEBHOOK_KEY}", "not an http(s) URL without spaces or quotes "
+                                                                   "(value hidden: a secret)")])
+        else:
+            external[spend.WEBHOOK_ENV] = config.get_secret(spend.WEBHOOK_KEY)
+        # The watcher asks each marketplace node's vendor what it bills, and stops it at the budget.
+        for name, node in spec.nodes.items():
+            for cloud in (node.provider, *node.failover):
+                if cloud.is_marketplace:
+                    needs.setdefault(cloud.value, f"the spend watcher cannot see or stop {name}")
     if any(plan.endpoints.values()):
         # RunPod's OpenAI route of an endpoint takes the RunPod API key as its bearer token.
         needs["runpod"] = "aliases served by serverless endpoints will fail"

@@ -18,7 +18,7 @@ from core import catalog
 from core.kinds import KINDS, KindInfo, WorkloadKind, http_check
 
 NAMESPACE = "gpu-estate"
-TOP_LEVEL_KEYS = ("nodes", "serverless", "gateway", "tunnels", "routes", "edge", "storage", "budget")
+TOP_LEVEL_KEYS = ("nodes", "serverless", "gateway", "tunnels", "routes", "edge", "storage", "budget", "spend")
 HOURS_IN_MONTH = 730.0
 RUNPOD_API_KEY_ENV = "RUNPOD_API_KEY"
 """Where the RunPod API key is read from (or ``gpu-estate:runpodApiKey``), and the gateway's env name for it:
@@ -591,6 +591,38 @@ class BudgetSpec(_Model):
     max_hourly_per_node: Optional[float] = Field(None, gt=0)
 
 
+Month = Annotated[str, StringConstraints(pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])$")]
+"""A calendar month, ``YYYY-MM`` (UTC)."""
+
+
+class SpendSpec(_Model):
+    """The spend watcher the estate deploys beside its gateway (seed 000 D2, seed 003's daily alert).
+
+    Every ``every_minutes`` it adds up what each node has cost this month (the vendor's billed rate for
+    the time the vendor reports it running, else the launch price), posts to the webhook in the config
+    secret ``gpu-estate:spendWebhook`` as each alert threshold and the daily budget are passed, and at
+    ``stop_percent`` stops every pay-per-use node. While the month stays over it, `up` refuses to start
+    them again and the gateway does not wake them, unless ``resume_month`` names the month."""
+
+    alerts_percent: List[int] = Field(default_factory=lambda: [50, 80])
+    """Percentages of ``budget.monthly_usd`` at which an alert is posted, once each a month."""
+    stop_percent: int = Field(100, ge=1, le=1000)
+    """At this percentage of the monthly budget every pay-per-use node is stopped."""
+    every_minutes: int = Field(10, ge=1, le=1440)
+    """How often the watcher looks (a systemd timer on the gateway host)."""
+    resume_month: Optional[Month] = None
+    """The operator's word: in this month the stopped nodes may run above the budget (the watcher still
+    alerts but stops nothing, and `up` starts them)."""
+
+    @field_validator("alerts_percent")
+    @classmethod
+    def _alerts(cls, v: List[int]) -> List[int]:
+        for p in v:
+            if not 1 <= p <= 1000:
+                raise ValueError(f"an alert is a percentage of the monthly budget, 1-1000 (got {p})")
+        return sorted(set(v))
+
+
 class EstateSpec(_Model):
     nodes: Dict[str, NodeSpec]
     serverless: Dict[str, ServerlessSpec] = Field(default_factory=dict)
@@ -601,6 +633,7 @@ class EstateSpec(_Model):
     edge: Optional[EdgeSpec] = None
     storage: Dict[BucketName, BucketSpec] = Field(default_factory=dict)
     budget: BudgetSpec
+    spend: Optional[SpendSpec] = None
 
     def gateway_over_ssh(self, node: str) -> bool:
         """Whether ``node`` hosts the gateway and the gateway is deployed on it over SSH."""

@@ -98,6 +98,11 @@ class FakeRunPod(FakeServer):
     def _err(msg: str) -> Reply:
         return 200, {"errors": [{"message": msg, "path": ["x"]}], "data": None}
 
+    def bill(self, instance_id, per_hour: float) -> None:
+        """Drive what the instance bills by the hour from now on, as the vendor reports it ('costPerHr')."""
+        with self.lock:
+            self.pods[instance_id]["costPerHr"] = per_hour
+
     def route(self, method: str, path: str, query: Dict[str, str], body: Any) -> Reply:
         if path.startswith("/v2/"):
             return self._serverless_openai(method, path, body)

@@ -50,6 +50,11 @@ class FakeTensorDock(FakeServer):
                 inst["status"] = "running"
         return {k: v for k, v in inst.items() if k != "polls"}
 
+    def bill(self, instance_id, per_hour: float) -> None:
+        """Drive what the instance bills by the hour from now on, as the vendor reports it ('rateHourly')."""
+        with self.lock:
+            self.instances[instance_id]["rateHourly"] = per_hour
+
     def route(self, method: str, path: str, query: Dict[str, str], body: Any) -> Reply:
         if path.startswith("/api/v2"):
             path = path[len("/api/v2"):]

@@ -105,6 +105,11 @@ class FakeVast(FakeServer):
             view.update(is_bid=True, dph_base=inst["bid"], min_bid=self._offer_of(inst)["min_bid"])
         return view
 
+    def bill(self, instance_id, per_hour: float) -> None:
+        """Drive what the instance bills by the hour from now on, as the vendor reports it ('dph_total')."""
+        with self.lock:
+            self.instances[int(instance_id)]["dph_total"] = per_hour
+
     def route(self, method: str, path: str, query: Dict[str, str], body: Any) -> Reply:
         if path.startswith("/api/v0"):
             path = path[len("/api/v0"):]

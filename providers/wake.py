@@ -26,9 +26,11 @@ from typing import Any, Callable, Dict, List, Optional
 
 import requests
 
+from core.spend import RESUME_KEY, over_budget
 from providers import gpu_cloud
 from providers.gpu_cloud import Status, env_seconds
 from providers.http import CloudError
+from providers.spend import read_ledger
 
 log = logging.getLogger("estate.wake")
 RETRY_AFTER_SECONDS = 30
@@ -56,6 +58,8 @@ class Waker:
     def __init__(self, document: Dict[str, Any], client: Callable[[str], gpu_cloud.GpuCloud] = gpu_cloud.client,
                  answers: Callable[[str], bool] = _answers):
         self.aliases: Dict[str, Dict[str, Any]] = dict(document.get("aliases") or {})
+        self.spend: Dict[str, str] = dict(document.get("spend") or {})
+        """Where the spend watcher's document and ledger are, when the stack watches its spend."""
         self._client, self._answers = client, answers
         self._lock = threading.Lock()
         self._seen: Dict[str, tuple] = {}
@@ -65,7 +69,24 @@ class Waker:
 
     @classmethod
     def from_file(cls, path: Path) -> "Waker":
-        return cls(json.loads(Path(path).read_text(encoding="utf-8")))
+        """The waker of a wake document; its spend paths, when relative, are beside the document."""
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        if doc.get("spend"):
+            doc["spend"] = {k: str(Path(path).parent / v) for k, v in doc["spend"].items()}
+        return cls(doc)
+
+    def over_budget(self) -> bool:
+        """Whether the spend watcher's ledger says this month's spend has reached its stop threshold (and the
+        month is not resumed): then no node is woken. No ledger yet, or no spend watcher, is not over."""
+        if not self.spend:
+            return False
+        try:
+            ledger = read_ledger(Path(self.spend["ledger"]))
+            document = json.loads(Path(self.spend["document"]).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            log.warning("estate wake: cannot read the spend ledger (%s); waking as usual", err)
+            return False
+        return bool(ledger) and over_budget(ledger, document, time.time())
 
     def status(self, instance: str, fresh: bool = False) -> Optional[Status]:
         """The instance's status as its vendor reports it (None: the vendor no longer knows it)."""
@@ -127,6 +148,9 @@ class Waker:
             raise Asleep(f"alias {alias!r}: no node to wake ({', '.join(n['node'] for n in nodes)} unknown to "
                          "their vendors); run `pulumi up`", retry_after)
         if statuses[target["instance"]] is Status.STOPPED:
+            if self.over_budget():
+                raise Asleep(f"alias {alias!r}: node {target['node']!r} stays stopped: this month's spend has reached "
+                             f"the budget (set {RESUME_KEY} to run it anyway)", retry_after)
             try:
                 self._start(target)
             except CloudError as err:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import runpy
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pulumi
 from pulumi.runtime import settings
@@ -116,18 +116,35 @@ def stack_estate(stack: str) -> Dict[str, Any]:
     return spec.estate_config(stack_config(stack))
 
 
-def run_program(config: Dict[str, Any], stack: str = "test") -> RecordingMocks:
+def run_program(config: Dict[str, Any], stack: str = "test", workdir: Optional[Path] = None) -> RecordingMocks:
     """Run __main__.py under mocks with ``config`` (full keys) and wait for every registration. The
     marketplaces' keys in this process's environment (an engine test sets them) are hidden meanwhile: what
-    the program does depends on the config given here alone."""
+    the program does depends on the config given here alone. It runs in ``workdir`` (a fresh directory
+    unless given), where a local gateway's state and spend ledger would be; a gateway host's ledger is read
+    over SSH only on this machine (a committed stack's addresses are not dialled)."""
+    import contextlib
     import os
+    import tempfile
 
+    import components.estate
     from core.spec import VENDOR_KEYS
+    from providers.ssh_forward import ForwardError
+
+    real_read = components.estate.read_file
+
+    def loopback_only(host: str, *args: Any, **kwargs: Any) -> Optional[str]:
+        if host not in ("127.0.0.1", "localhost"):
+            raise ForwardError(f"{host}: the tests reach nothing off this machine")
+        return real_read(host, *args, **kwargs)
 
     saved = settings.SETTINGS
     hidden = {env: os.environ.pop(env) for env, _ in VENDOR_KEYS.values() if env in os.environ}
     mocks = RecordingMocks()
+    cwd = os.getcwd()
+    scratch = contextlib.nullcontext(str(workdir)) if workdir else tempfile.TemporaryDirectory(prefix="estate-mocks-")
     try:
+        components.estate.read_file = loopback_only
+        os.chdir(scratch.__enter__())
         pulumi.runtime.set_mocks(mocks, project="gpu-estate", stack=stack, preview=False)
         pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
 
@@ -141,4 +158,18 @@ def run_program(config: Dict[str, Any], stack: str = "test") -> RecordingMocks:
         pulumi.runtime.set_all_config({})
         settings.SETTINGS = saved
         os.environ.update(hidden)
+        os.chdir(cwd)
+        scratch.__exit__(None, None, None)
+        components.estate.read_file = real_read
     return mocks
+
+
+def unpack_library(dest: Path) -> None:
+    """Run the deploy script's library block (``components.gateway.library_script``) with this machine's
+    bash, base64 and tar, as a gateway host runs it: the modules land in ``dest``."""
+    import subprocess
+
+    from components.gateway import library_script
+
+    run = subprocess.run(["bash", "-euc", library_script(str(dest))], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr

@@ -56,6 +56,7 @@ def test_registering_many_dynamic_resources_stacks_no_pickler_wrappers():
     node = config["gpu-estate:nodes"]["qwen"]
     config["gpu-estate:nodes"] = {f"node-{i}": node for i in range(30)}
     config.pop("gpu-estate:gateway", None)
+    config.pop("gpu-estate:spend", None)  # it runs beside the gateway
     config["gpu-estate:budget"] = {"monthly_usd": 1_000_000}
     mocks = run_program(config, stack="sandbox")
     assert len(mocks.of_type("pulumi-python:dynamic/gpu:Instance")) == 30

@@ -4,10 +4,14 @@ Runs on a copy of the project (scripts.sandbox.project_copy) so config edits lea
 committed. Skipped where the Pulumi CLI built by scripts/build-pulumi.sh is absent.
 """
 import json
+import time
 
 import pytest
 import requests
+from pulumi import automation as auto
 from pulumi.automation import errors
+
+from loopback.webhook import FakeWebhook
 
 from policy.pack_config import pack_config
 from scripts import sandbox
@@ -18,8 +22,8 @@ pytestmark = [
 ]
 
 INSTANCES, MODELS, ENDPOINTS = 3, 5, 1
-# stack, estate, four node components, instances, models, the serverless endpoint, gateway + process
-RESOURCES = 6 + INSTANCES + MODELS + ENDPOINTS + 2
+# stack, estate, four node components, instances, models, the serverless endpoint, gateway + process + spend watcher
+RESOURCES = 6 + INSTANCES + MODELS + ENDPOINTS + 3
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +151,45 @@ def test_lifecycle(estate):
     assert answer.status_code == 200, answer.text
     assert answer.json()["choices"][0]["message"]["content"] == "runpod-ollama answers with tinyllama:1.1b"
     assert pod["desiredStatus"] == "RUNNING"
+
+    # The spend watcher beside the gateway: the vendors bill far more than the month's $200, so it alerts,
+    # stops every node, the gateway wakes none, and `up` starts none until the month is resumed.
+    hook = FakeWebhook()
+    try:
+        st.set_config("gpu-estate:spendWebhook", auto.ConfigValue(hook.url, secret=True))
+        assert st.up().summary.resource_changes == {"update": 1, "same": RESOURCES - 1}  # the watcher, restarted
+        for cloud, inst in (("tensordock", td_inst), ("vastai", fakes["vastai"].alive()[0]), ("runpod", pod)):
+            fakes[cloud].bill(inst["id"], 100000.0)
+        ledger = work / ".estate" / "sandbox" / "gateway" / "spend-ledger.json"
+        for _ in range(120):
+            if "stop" in hook.kinds() and json.loads(ledger.read_text())["stopped"] == ["batch", "inference", "qwen"]:
+                break
+            time.sleep(0.5)
+        assert "threshold" in hook.kinds() and "stop" in hook.kinds(), hook.posts
+        assert td_inst["status"] == "stopped" and pod["desiredStatus"] == "EXITED"
+        assert fakes["vastai"].alive()[0]["intended_status"] == "stopped"
+        asleep = requests.post(f"{gateway['url']}/v1/chat/completions", headers=auth, timeout=60,
+                               json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
+        assert asleep.status_code == 503 and "this month's spend has reached the budget" in asleep.text
+        with pytest.raises(errors.CommandError) as refused:
+            st.up()
+        month = json.loads(ledger.read_text())["month"]
+        assert f"gpu-estate:spend.resume_month: $" in str(refused.value)
+        assert f"Set gpu-estate:spend.resume_month to '{month}'" in str(refused.value)
+        assert td_inst["status"] == "stopped"  # the refused up started nothing
+        watch = json.loads(st.get_config("gpu-estate:spend").value)
+        st.set_config("gpu-estate:spend", sandbox.auto_config({**watch, "resume_month": month}))
+        st.refresh()
+        st.up()
+        assert td_inst["status"] == "running" and fakes["vastai"].alive()[0]["intended_status"] == "running"
+        assert pod["desiredStatus"] == "EXITED"  # an idle node stays as the watcher left it
+        time.sleep(2.5)  # two more looks: a resumed month is watched, not stopped
+        assert td_inst["status"] == "running"
+        assert hook.url not in sandbox.sent_to_vendors(fakes)
+        stored = [p for p in st.state_dir.rglob("*") if p.is_file()]
+        assert not [p for p in stored if hook.url.encode() in p.read_bytes()]
+    finally:
+        hook.close()
     st.destroy()
     assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
     assert sandbox.pulled(fakes) == {"tensordock": [], "vastai": [], "runpod": []}

@@ -59,9 +59,10 @@ def test_state_written_before_the_redesign_stays_managed(tmp_path):
         # component, which holds no cloud resource. One machine is re-rented, and only it: the sandbox's
         # Vast.ai node of then held a config secret in its vendor env, which no machine may hold now;
         # the preview names the key that forces it. The other machines are updated in place (their
-        # stamps) and keep running. The serverless endpoint the sandbox stack now declares is made too.
+        # stamps) and keep running. The serverless endpoint and the spend watcher the sandbox stack now
+        # declares are made too.
         steps = preview.change_summary
-        assert steps.get("create") == 2 and steps.get("replace") == 1 and "delete" not in steps, steps
+        assert steps.get("create") == 3 and steps.get("replace") == 1 and "delete" not in steps, steps
         assert "gpu-estate-sandbox-qwen: secrets changed: this rents a new machine" in preview.stdout
         again = st.up()
         assert again.summary.resource_changes.get("replace") == 1 and "delete" not in again.summary.resource_changes

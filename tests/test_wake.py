@@ -19,7 +19,7 @@ from providers import gpu_cloud
 from providers.gpu_cloud import LaunchSpec
 from providers.local_gateway import LocalGatewayProvider, litellm_binary
 from providers.wake import Asleep, Waker
-from tests.mocks import stack_estate
+from tests.mocks import stack_estate, unpack_library
 
 NODE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFXdBfpWUE7y0nZ8rsibV0rc/1JxweHTokQjkgvrZxWD"
 
@@ -181,14 +181,16 @@ def prod_with_an_idle_node():
 
 
 def test_the_library_a_gateway_host_runs_the_hook_on_is_complete_on_its_own(pod, tmp_path):
-    """The hook's modules as shipped under wake/lib, run by the gateway's Python in isolated mode (no
+    """The hook's modules as shipped under lib/, run by the gateway's Python in isolated mode (no
     project on its path): they wake the loopback node as the project's own code does."""
     rp, pod_id, ollama, url = pod
     plan = plan_estate(parse_spec(prod_with_an_idle_node()))
     assert set(plan.wake) == {"batch-chat"}
     files = gateway.gateway_files(plan, "model_list: []\n", {"batch": f"runpod:{pod_id}"}, library=True)
-    assert set(files) == {"config.yaml", "wake/estate_wake.py", "wake/wake.json",
-                          *(f"wake/lib/{p}" for p in gateway.WAKE_LIBRARY)}
+    assert set(files) == {"config.yaml", "wake/estate_wake.py", "wake/wake.json"}
+    unpack_library(tmp_path / "lib")
+    assert sorted(str(p.relative_to(tmp_path / "lib")) for p in (tmp_path / "lib").rglob("*") if p.is_file()) == \
+        sorted(gateway.LIBRARY)
     for path, text in files.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(text)
@@ -201,7 +203,7 @@ def test_the_library_a_gateway_host_runs_the_hook_on_is_complete_on_its_own(pod,
         [str(litellm_binary().parent / "python"), "-I", "-c",
          "import sys; sys.path.insert(0, sys.argv[1]); from providers.wake import Waker; "
          "print(Waker.from_file(sys.argv[2]).ensure('batch-chat'))",
-         str(tmp_path / "wake" / "lib"), str(tmp_path / "wake" / "wake.json")],
+         str(tmp_path / "lib"), str(tmp_path / "wake" / "wake.json")],
         capture_output=True, text=True, timeout=120,
         env={"RUNPOD_API_URL": os.environ["RUNPOD_API_URL"], "RUNPOD_API_KEY": "rp-test-key", "ESTATE_POLL_SECONDS": "0.1",
              "PATH": os.environ["PATH"]})
@@ -218,7 +220,7 @@ def test_the_gateway_unit_mounts_the_hook_and_its_library_and_passes_systemd_ana
     unit = gateway.gateway_units(plan, {}, docker=str(docker))["estate-litellm.service"]
     for mount in ("/etc/estate/gateway/wake/estate_wake.py:/app/estate_wake.py:ro",
                   "/etc/estate/gateway/wake/wake.json:/app/wake.json:ro",
-                  "/etc/estate/gateway/wake/lib:/app/estate-lib:ro", "-e PYTHONPATH=/app/estate-lib"):
+                  "/etc/estate/gateway/lib:/app/estate-lib:ro", "-e PYTHONPATH=/app/estate-lib"):
         assert mount in unit
     (tmp_path / "estate-litellm.service").write_text(unit)
     run = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "estate-litellm.service")],
@@ -237,7 +239,9 @@ def test_an_ssh_gateway_gets_the_hook_its_library_and_the_vendor_key_it_starts_n
               "gpu-estate:runpodApiKey": "rpa_" + "W" * 40}
     mocks = run_program(config, stack="prod")
     deploy = mocks.named("gateway-deploy").inputs["create"]
-    assert "/etc/estate/gateway/wake/lib/providers/wake.py" in deploy and "callbacks:\n  - estate_wake.handler" in deploy
+    library = next(line for line in deploy.splitlines() if line.startswith("# the estate's modules"))
+    assert "providers/wake.py" in library and "callbacks:\n  - estate_wake.handler" in deploy
+    assert "| tar -xz --no-same-owner -C /etc/estate/gateway/lib.new" in deploy
     assert '"instance": "runpod:i-1"' in deploy  # the batch node's instance, from its resource
     stdin = dict(line.split(" ", 1) for line in mocks.named("gateway-secrets").inputs["stdin"].splitlines())
     assert f"RUNPOD_API_KEY=rpa_{'W' * 40}\n" in base64.b64decode(stdin["/etc/estate/gateway/gateway.env"]).decode()

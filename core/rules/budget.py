@@ -1,4 +1,5 @@
-"""Budget rules: no node dearer per hour than the cap, and the estate's own estimate within the month."""
+"""Budget rules: no node dearer per hour than the cap, the estate's own estimate within the month, and a spend
+watcher that has a gateway to run beside and alerts that come before its stop."""
 from __future__ import annotations
 
 from typing import Dict, List
@@ -28,4 +29,12 @@ def check(spec: EstateSpec, estimates: Dict[str, object], endpoints: Dict[str, p
                 f"{NAMESPACE}:budget.monthly_usd",
                 f"the estate's own estimate is ${total:.2f}/month, above the budget (got {b.monthly_usd})",
             ))
+    if spec.spend is not None:
+        if spec.gateway is None:
+            problems.append((f"{NAMESPACE}:spend", "the spend watcher runs beside the gateway: set "
+                                                   f"{NAMESPACE}:gateway.node (got no gateway)"))
+        for i, p in enumerate(spec.spend.alerts_percent):
+            if p >= spec.spend.stop_percent:
+                problems.append((f"{NAMESPACE}:spend.alerts_percent[{i}]",
+                                 f"an alert at or above stop_percent {spec.spend.stop_percent} never comes first (got {p})"))
     return problems

@@ -1,0 +1,102 @@
+"""The spend watcher as a process on the machine that runs `pulumi up`, beside a local gateway.
+
+``pulumi-python:dynamic/spend:LocalWatcher`` runs ``python -m providers.spend --every <seconds>`` (the same
+look a gateway host's timer runs) with its watch document and ledger in the gateway's state directory.
+The process reads the marketplaces' keys from its environment, as the program's providers do, and the
+webhook from ``ESTATE_SPEND_WEBHOOK``, given it here as a secret input (never a file or a command line).
+
+- A changed document is rewritten in place: the running watcher reads it again before each look.
+- A changed interval or webhook restarts the process; the ledger stays.
+- ``read`` reports the process gone when it died, so the next `up` starts it again.
+- ``delete`` stops it and keeps the ledger (the month's spend outlives the watcher).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+
+from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE, WEBHOOK_ENV
+from providers.process import alive, delete_process, spawn, stop_process
+from providers.resource import DynamicResource
+
+ROOT = Path(__file__).resolve().parent.parent
+RESTARTS = ("every_seconds", "webhook", "state_dir")
+"""Inputs the running process holds: changing one restarts it."""
+
+
+class LocalSpendWatcherProvider(ResourceProvider):
+    def _write(self, props: Dict[str, Any]) -> Path:
+        state = Path(props["state_dir"])
+        state.mkdir(parents=True, exist_ok=True)
+        doc = state / LOCAL_DOCUMENT_FILE
+        tmp = doc.with_suffix(".tmp")
+        tmp.write_text(props["document"], encoding="utf-8")
+        os.replace(tmp, doc)
+        return doc
+
+    def _start(self, props: Dict[str, Any]) -> Dict[str, Any]:
+        doc = self._write(props)
+        state = doc.parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env.pop(WEBHOOK_ENV, None)
+        if props.get("webhook"):
+            env[WEBHOOK_ENV] = props["webhook"]
+        proc = spawn([sys.executable, "-m", "providers.spend", "--document", str(doc), "--ledger",
+                      str(state / LEDGER_FILE), "--every", str(float(props["every_seconds"]))],
+                     env, state / "spend.log", ROOT)
+        pulumi.log.info(f"spend: watching every {float(props['every_seconds']):g} s (pid {proc.pid})")
+        return {**props, "pid": proc.pid, "ledger": str(state / LEDGER_FILE)}
+
+    def create(self, props: Dict[str, Any]) -> CreateResult:
+        outs = self._start(props)
+        return CreateResult(f"local-spend-{outs['pid']}", outs)
+
+    def diff(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> DiffResult:
+        changed = [f.name for f in dataclasses.fields(LocalSpendWatcherArgs) if olds.get(f.name) != news.get(f.name)]
+        return DiffResult(changes=bool(changed), replaces=[])
+
+    def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
+        if alive(olds.get("pid")) and all(olds.get(k) == news.get(k) for k in RESTARTS):
+            self._write(news)
+            return UpdateResult({**news, "pid": olds["pid"], "ledger": olds.get("ledger")})
+        stop_process(olds.get("pid"))
+        return UpdateResult(self._start(news))
+
+    def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
+        if not alive(props.get("pid")):
+            return ReadResult("", {})
+        return ReadResult(id_, props)
+
+    def delete(self, _id: str, props: Dict[str, Any]) -> None:
+        delete_process(props.get("pid"), "spend: the watcher")
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalSpendWatcherArgs:
+    """The inputs of ``pulumi-python:dynamic/spend:LocalWatcher``."""
+
+    document: pulumi.Input[str]
+    """The watch document (``core.spend.watch_document``), as JSON."""
+    every_seconds: float
+    """How often it looks."""
+    state_dir: str
+    """Where the document, the ledger and the log live (the local gateway's)."""
+    webhook: Optional[pulumi.Input[str]] = None
+    """The alert webhook (a secret), if the stack has one."""
+
+
+class LocalSpendWatcher(DynamicResource, module="spend", name="LocalWatcher"):
+    pid: pulumi.Output[int]
+    ledger: pulumi.Output[str]
+    SECRET_OUTPUTS = ("webhook",)
+
+    def __init__(self, name: str, args: LocalSpendWatcherArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(LocalSpendWatcherProvider(), name,
+                         {"pid": None, "ledger": None,
+                          **{f.name: getattr(args, f.name) for f in dataclasses.fields(args)}}, opts)
