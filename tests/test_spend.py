@@ -379,3 +379,22 @@ def test_the_program_refuses_up_in_a_month_over_the_budget_before_any_resource(t
     watcher = mocks.named("gateway-spend")
     assert json.loads(watcher.inputs["document"])["resume_month"] == month
     assert watcher.inputs["every_seconds"] == 60.0
+
+
+def test_the_ledger_is_read_over_ssh_with_the_pinned_host_key_only(sshd, tmp_path):
+    """What `up` reads from a gateway host: the file's text, None when the watcher has written none, and
+    nothing from a server whose host key is not the pinned one."""
+    from providers.ssh_forward import ForwardError, read_file
+
+    ledger = tmp_path / spend.LEDGER_FILE
+    where = ("127.0.0.1", sshd.port, sshd.user, sshd.private_key)
+    known = str(tmp_path / "known_hosts")
+    assert read_file(*where, str(ledger), known, host_key=sshd.host_public_key) is None
+    write_ledger(ledger, {**spend.new_ledger("2026-12"), "spent_usd": 512.5})
+    assert json.loads(read_file(*where, str(ledger), known, host_key=sshd.host_public_key))["spent_usd"] == 512.5
+    # Trusted on first use without a pin, then held to that key.
+    assert json.loads(read_file(*where, str(ledger), known))["spent_usd"] == 512.5
+    assert sshd.host_public_key.split()[1] in (tmp_path / "known_hosts").read_text()
+    other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXNhbmRib3hrZXk="
+    with pytest.raises(ForwardError, match="failed"):
+        read_file(*where, str(ledger), known, host_key=other)
