@@ -102,6 +102,7 @@ def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path
         st.set_config("gpu-estate:nodes", sandbox.auto_config(estate(n)))
         st.remove_config("gpu-estate:gateway")  # the nodes alone: the sandbox's gateway needs its own nodes
         st.remove_config("gpu-estate:serverless")  # and none of its serverless endpoints
+        st.remove_config("gpu-estate:spend")  # nor the spend watcher, which runs beside the gateway
         st.set_config("gpu-estate:budget", sandbox.auto_config({"monthly_usd": 100000}))
         peak = PeakRss(("providers.dynamic_host", "pulumi-language-python-exec"))
         try:

@@ -26,6 +26,7 @@ def estate(n: int) -> dict:
     config["gpu-estate:nodes"] = {f"node-{i}": dict(node) for i in range(n)}
     config.pop("gpu-estate:gateway", None)
     config.pop("gpu-estate:serverless", None)  # nodes alone, as before the stack had an endpoint
+    config.pop("gpu-estate:spend", None)  # its watcher runs beside the gateway, which is gone
     config["gpu-estate:budget"] = {"monthly_usd": 10_000_000}
     return config
 

@@ -160,10 +160,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = p.parse_args(argv)
     watcher = Watcher(json.loads(args.document.read_text(encoding="utf-8")), args.ledger,
                       say=lambda line: print(line, flush=True))
-    while True:
+    if args.every <= 0:
         watcher.run_once()
-        if args.every <= 0:
-            return 0
+        return 0
+    while True:
+        try:
+            watcher.run_once()
+        except Exception as err:  # noqa: BLE001 - a long-running watcher reports a failed look and looks again
+            print(f"spend: this look failed ({type(err).__name__}: {err}); looking again in {args.every:g} s", flush=True)
         time.sleep(args.every)
         # The program rewrites the document on each `up` (a new budget, a resumed month, new machines).
         try:

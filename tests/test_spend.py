@@ -398,3 +398,36 @@ def test_the_ledger_is_read_over_ssh_with_the_pinned_host_key_only(sshd, tmp_pat
     other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXNhbmRib3hrZXk="
     with pytest.raises(ForwardError, match="failed"):
         read_file(*where, str(ledger), known, host_key=other)
+
+
+def test_the_local_watcher_survives_a_failed_look_and_never_resets_a_ledger_it_cannot_read(tmp_path):
+    """A ledger it cannot parse is not taken for an empty month (that would forget the spend): the look fails,
+    is reported, and the next one succeeds once the ledger is readable again."""
+    import sys
+    import time
+
+    doc = tmp_path / "watch.json"
+    doc.write_text(json.dumps(document([], budget=10.0)))
+    ledger = tmp_path / spend.LEDGER_FILE
+    ledger.write_text("{not json")
+    log = tmp_path / "spend.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "providers.spend", "--document", str(doc), "--ledger", str(ledger),
+                                 "--every", "0.2"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            if "this look failed (JSONDecodeError" in log.read_text():
+                break
+            time.sleep(0.1)
+        assert "this look failed (JSONDecodeError" in log.read_text()
+        assert ledger.read_text() == "{not json" and proc.poll() is None
+        write_ledger(ledger, {**spend.new_ledger(spend.month_of(time.time())), "spent_usd": 4.0,
+                              "nodes": {"gone": {"usd": 4.0, "at": time.time(), "running": False}}})
+        for _ in range(100):
+            if "spend: $4.00 of $10.00" in log.read_text():
+                break
+            time.sleep(0.1)
+        assert "spend: $4.00 of $10.00" in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
