@@ -29,6 +29,20 @@ def _squash(name: str) -> str:
     return name.strip().lower().replace(" ", "").replace("_", "").replace("-", "")
 
 
+@functools.lru_cache(maxsize=None)
+def _spellings() -> Dict[str, List[str]]:
+    """Every spelling of every GPU (display name, aliases, each vendor's names), squashed, to the canonical
+    names it may mean, in table order: built once, as a marketplace search names thousands of offers."""
+    index: Dict[str, List[str]] = {}
+    for canon, info in gpus().items():
+        for s in [info["display"], *info.get("aliases", []), *(n for ns in info.get("vendors", {}).values() for n in ns)]:
+            names = index.setdefault(_squash(s), [])
+            if canon not in names:
+                names.append(canon)
+    return index
+
+
+@functools.lru_cache(maxsize=4096)
 def canonical_gpu(name: str, vram_gb: Optional[float] = None) -> Optional[str]:
     """The canonical name of a GPU given any spelling a vendor or a person uses, or None. Where one vendor
     name covers several (Vast.ai's ``A100 PCIE`` is the 40 and the 80 GB card), ``vram_gb`` decides."""
@@ -36,11 +50,7 @@ def canonical_gpu(name: str, vram_gb: Optional[float] = None) -> Optional[str]:
     table = gpus()
     if key in table:
         return key
-    found = []
-    for canon, info in table.items():
-        spellings = [info["display"], *info.get("aliases", []), *(n for ns in info.get("vendors", {}).values() for n in ns)]
-        if any(_squash(s) == _squash(key) for s in spellings):
-            found.append(canon)
+    found = list(_spellings().get(_squash(key), ()))
     if len(found) > 1 and vram_gb:
         found = sorted(found, key=lambda c: abs(table[c]["vram_gb"] - vram_gb))
     return found[0] if found else None
