@@ -26,7 +26,7 @@ from core.text import digest
 from core.topology import EstatePlan
 from providers.ollama import OllamaModel, OllamaModelArgs, resource_name
 from providers.runpod_serverless import EndpointInputs, ServerlessEndpoint, ServerlessEndpointArgs, TemplateInputs
-from providers.ssh_forward import ForwardError, read_file
+from providers.ssh_forward import ForwardError, read_file, write_file
 
 TYPE = "gpu-estate:index:Estate"
 
@@ -92,38 +92,78 @@ def gateway_state_dir(stack: Stack) -> Path:
     return Path.cwd() / ".estate" / stack.stack / "gateway"
 
 
-def spend_ledger(stack: Stack) -> Optional[dict]:
-    """The spend watcher's ledger as it stands now, read where it lives: beside a local gateway, or over SSH
-    on a gateway host the stack gives an address (a machine the operator owns). None when there is no
-    ledger yet; a ledger that cannot be read is reported and treated as none: the watcher on the gateway
-    host keeps stopping the nodes whatever `up` decides."""
-    spec = stack.spec
-    g = spec.gateway
-    if spec.spend is None or g is None:
-        return None
-    try:
+class SpendPlace:
+    """Where the spend watcher keeps its ledger, as the program reaches it: beside a local gateway, or over
+    SSH on a gateway host the stack gives an address (a machine the operator owns), verifying its pinned
+    host key. ``None`` from ``at`` when the program cannot reach it (a rented gateway host)."""
+
+    def __init__(self, stack: Stack, ssh: Optional[tuple] = None, host_key: Optional[str] = None):
+        self.stack = stack
+        self.ssh = ssh
+        """(address, port, user, private key) of a gateway host; None beside a local gateway."""
+        self.host_key = host_key
+
+    @classmethod
+    def at(cls, stack: Stack) -> Optional["SpendPlace"]:
+        g = stack.spec.gateway
+        if stack.spec.spend is None or g is None:
+            return None
         if g.deploy == "local":
-            text = (gateway_state_dir(stack) / spend.LEDGER_FILE).read_text(encoding="utf-8")
-        else:
-            host = spec.nodes[g.node]
-            key = pulumi.Config(NAMESPACE).get(SSH_PRIVATE_KEY) or os.environ.get("ESTATE_SSH_PRIVATE_KEY")
-            if not host.address or not key:
-                pulumi.log.warn(f"spend: the ledger on {g.node} is not read before `up` (it needs the node's "
-                                f"address and the key {NAMESPACE}:{SSH_PRIVATE_KEY}); the watcher there still "
-                                "stops nodes over the budget")
+            return cls(stack)
+        host = stack.spec.nodes[g.node]
+        key = pulumi.Config(NAMESPACE).get(SSH_PRIVATE_KEY) or os.environ.get("ESTATE_SSH_PRIVATE_KEY")
+        if not host.address or not key:
+            pulumi.log.warn(f"spend: the ledger on {g.node} is not read before `up` (it needs the node's "
+                            f"address and the key {NAMESPACE}:{SSH_PRIVATE_KEY}); the watcher there still "
+                            "stops nodes over the budget")
+            return None
+        return cls(stack, (host.address, host.ssh.port, host.ssh.user, key), host.ssh.host_key)
+
+    def _known_hosts(self) -> str:
+        known = Path.cwd() / ".estate" / self.stack.stack / "known_hosts"
+        known.parent.mkdir(parents=True, exist_ok=True)
+        return str(known)
+
+    def read(self, name: str) -> Optional[str]:
+        if self.ssh is None:
+            try:
+                return (gateway_state_dir(self.stack) / name).read_text(encoding="utf-8")
+            except FileNotFoundError:
                 return None
-            known = Path.cwd() / ".estate" / stack.stack / "known_hosts"
-            known.parent.mkdir(parents=True, exist_ok=True)
-            text = read_file(host.address, host.ssh.port, host.ssh.user, key, f"{SPEND_DIR}/{spend.LEDGER_FILE}",
-                             str(known), host_key=host.ssh.host_key)
-            if text is None:
-                return None
-        return json.loads(text)
-    except FileNotFoundError:
-        return None
+        return read_file(*self.ssh, f"{SPEND_DIR}/{name}", self._known_hosts(), host_key=self.host_key)
+
+    def write(self, name: str, text: str) -> None:
+        if self.ssh is None:
+            path = gateway_state_dir(self.stack) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.with_suffix(".tmp").write_text(text, encoding="utf-8")
+            os.replace(path.with_suffix(".tmp"), path)
+            return
+        write_file(*self.ssh, f"{SPEND_DIR}/{name}", text, self._known_hosts(), host_key=self.host_key)
+
+
+def check_spend(stack: Stack) -> None:
+    """Before any resource: refuse an `up` that would start pay-per-use nodes in a month the spend watcher
+    found over the budget (``core.spend.refusal``); on an `up` that goes on (not a preview), tell the
+    watcher which month the operator resumed, before any node starts, so it does not stop them again. A
+    ledger that cannot be reached is reported: the watcher on the gateway host keeps stopping the nodes."""
+    place = SpendPlace.at(stack)
+    if place is None:
+        return
+    try:
+        text = place.read(spend.LEDGER_FILE)
+        ledger = json.loads(text) if text else None
     except (OSError, ValueError, ForwardError) as err:
         pulumi.log.warn(f"spend: cannot read the spend ledger ({err}); `up` goes on without it")
-        return None
+        return
+    refused = spend.refusal(stack.spec, ledger, time.time())
+    if refused:
+        raise ConfigError([(spend.RESUME_KEY, refused)])
+    if not pulumi.runtime.is_dry_run():
+        try:
+            place.write(spend.RESUME_FILE, (stack.spec.spend.resume_month or "") + "\n")
+        except (OSError, ForwardError) as err:
+            pulumi.log.warn(f"spend: cannot tell the watcher the resumed month ({err})")
 
 
 class Estate(pulumi.ComponentResource):
@@ -137,9 +177,7 @@ class Estate(pulumi.ComponentResource):
         spec, plan = stack.spec, stack.plan
         estimate = plan.estimate
         # Before anything is registered: a month over its budget starts no node unless the operator says so.
-        refused = spend.refusal(spec, spend_ledger(stack), time.time())
-        if refused:
-            raise ConfigError([(spend.RESUME_KEY, refused)])
+        check_spend(stack)
         # Registered before any node, so the policy pack can refuse an estate over budget before anything
         # is rented, even on `up --skip-preview`, where stack policies only run after the resources.
         super().__init__(TYPE, name, {"stamps": {"monthly_usd": round(estimate.monthly_usd, 2),

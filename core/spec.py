@@ -591,7 +591,8 @@ class BudgetSpec(_Model):
     max_hourly_per_node: Optional[float] = Field(None, gt=0)
 
 
-Month = Annotated[str, StringConstraints(pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])$")]
+MONTH_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
+Month = Annotated[str, StringConstraints(pattern=MONTH_PATTERN)]
 """A calendar month, ``YYYY-MM`` (UTC)."""
 
 

@@ -24,6 +24,9 @@ from core.spec import HOURS_IN_MONTH, NAMESPACE, EstateSpec, PowerState
 LEDGER_VERSION = 1
 LEDGER_FILE = "spend-ledger.json"
 """The ledger's name beside a local gateway's files; on a gateway host it is ``/var/lib/estate/spend/``."""
+RESUME_FILE = "spend-resume"
+"""Beside the ledger: the month ``resume_month`` names, written by `up` before any resource, so the watcher
+stops stopping nodes before that `up` starts them (the watch document only reaches it after the nodes)."""
 LOCAL_DOCUMENT_FILE = "spend-watch.json"
 """The watch document's name beside a local gateway's files."""
 RESUME_KEY = f"{NAMESPACE}:spend.resume_month"
@@ -147,9 +150,12 @@ def due_alerts(ledger: Mapping[str, Any], document: Mapping[str, Any], now: floa
     return alerts
 
 
-def over_budget(ledger: Mapping[str, Any], document: Mapping[str, Any], now: float) -> bool:
-    """Whether this month's spend has reached the stop threshold and the operator has not resumed the month."""
-    if ledger.get("month") != month_of(now) or document.get("resume_month") == ledger.get("month"):
+def over_budget(ledger: Mapping[str, Any], document: Mapping[str, Any], now: float,
+                resumed: Optional[str] = None) -> bool:
+    """Whether this month's spend has reached the stop threshold and the operator has not resumed the month
+    (in the watch document, or in ``resumed``: the resume file `up` wrote)."""
+    month = ledger.get("month")
+    if month != month_of(now) or month in (document.get("resume_month"), resumed):
         return False
     return percent(ledger, float(document["budget_usd"])) >= float(document.get("stop_percent") or 100)
 

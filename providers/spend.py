@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -27,6 +28,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 import requests
 
 from core import spend
+from core.spec import MONTH_PATTERN
 from core.spend import WEBHOOK_ENV, Seen
 from providers import gpu_cloud
 from providers.gpu_cloud import Status
@@ -41,6 +43,15 @@ def read_ledger(path: Path) -> Optional[Dict[str, Any]]:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+
+
+def read_resume(ledger_path: Path) -> Optional[str]:
+    """The month the operator resumed, from the file `up` writes beside the ledger (None: none)."""
+    try:
+        text = (Path(ledger_path).parent / spend.RESUME_FILE).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return text if re.fullmatch(MONTH_PATTERN, text) else None
 
 
 def write_ledger(path: Path, ledger: Mapping[str, Any]) -> None:
@@ -116,7 +127,7 @@ class Watcher:
             entry = ledger["nodes"][name]
             self._say(f"spend: {name}: {'running' if look.running else 'stopped'} at ${look.rate:.3f}/h"
                       f"{'' if look.seen else ' (not seen)'}, ${entry['usd']:.2f} this month")
-        stop = spend.over_budget(ledger, self.document, now)
+        stop = spend.over_budget(ledger, self.document, now, read_resume(self.ledger_path))
         if stop:
             stopped = [n for n in nodes if looks[n["node"]].running and looks[n["node"]].seen
                        and str(n["instance"]).partition(":")[0] in gpu_cloud.CLOUDS and self._stop(n)]

@@ -97,11 +97,11 @@ def forward(host: str, port: int, user: str, remote_port: int, private_key: Opti
                 proc.wait()
 
 
-def read_file(host: str, port: int, user: str, private_key: str, path: str, known_hosts: str,
-              host_key: Optional[str] = None, timeout: float = CONNECT_TIMEOUT_SECONDS) -> Optional[str]:
-    """The text of ``path`` on the host (a fixed path of the estate's, never a stack value), or None when it
-    does not exist. With ``host_key`` (the stack's pin) OpenSSH accepts that key alone; without, the host key
-    is trusted on first use and pinned in ``known_hosts`` from then on."""
+def _run_remote(host: str, port: int, user: str, private_key: str, known_hosts: str, host_key: Optional[str],
+                remote: str, stdin: str = "", timeout: float = CONNECT_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
+    """``remote`` (a fixed command of the estate's, never a stack value) run over SSH. With ``host_key`` (the
+    stack's pin) OpenSSH accepts that key alone; without, the host key is trusted on first use and pinned in
+    ``known_hosts`` from then on."""
     with tempfile.TemporaryDirectory(prefix="estate-ssh-") as tmp:
         key_file = os.path.join(tmp, "key")
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -114,14 +114,29 @@ def read_file(host: str, port: int, user: str, private_key: str, path: str, know
         cmd = [shutil.which("ssh") or "ssh", "-T", "-o", "BatchMode=yes",
                "-o", f"StrictHostKeyChecking={'yes' if host_key else 'accept-new'}",
                "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
-               "-o", f"ConnectTimeout={int(timeout)}", "-i", key_file, "-p", str(port), f"{user}@{host}",
-               f"if [ -e {path} ]; then cat {path}; else echo absent >&2; exit 3; fi"]
+               "-o", f"ConnectTimeout={int(timeout)}", "-i", key_file, "-p", str(port), f"{user}@{host}", remote]
         try:
-            run = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout + 10)
+            return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout + 10)
         except subprocess.TimeoutExpired:
             raise ForwardError(f"ssh to {user}@{host}:{port}: no answer in {timeout + 10:.0f}s") from None
-        if run.returncode == 3 and run.stderr.strip().endswith("absent"):
-            return None
-        if run.returncode != 0:
-            raise ForwardError(f"ssh to {user}@{host}:{port} failed: {run.stderr.strip() or f'exit {run.returncode}'}")
-        return run.stdout
+
+
+def read_file(host: str, port: int, user: str, private_key: str, path: str, known_hosts: str,
+              host_key: Optional[str] = None) -> Optional[str]:
+    """The text of ``path`` on the host, or None when it does not exist."""
+    run = _run_remote(host, port, user, private_key, known_hosts, host_key,
+                      f"if [ -e {path} ]; then cat {path}; else echo absent >&2; exit 3; fi")
+    if run.returncode == 3 and run.stderr.strip().endswith("absent"):
+        return None
+    if run.returncode != 0:
+        raise ForwardError(f"ssh to {user}@{host}:{port} failed: {run.stderr.strip() or f'exit {run.returncode}'}")
+    return run.stdout
+
+
+def write_file(host: str, port: int, user: str, private_key: str, path: str, text: str, known_hosts: str,
+               host_key: Optional[str] = None) -> None:
+    """Replace ``path`` on the host with ``text`` (sent on stdin), atomically, creating its directory."""
+    run = _run_remote(host, port, user, private_key, known_hosts, host_key,
+                      f'mkdir -p "$(dirname {path})" && cat > {path}.tmp && mv {path}.tmp {path}', stdin=text)
+    if run.returncode != 0:
+        raise ForwardError(f"ssh to {user}@{host}:{port} failed: {run.stderr.strip() or f'exit {run.returncode}'}")

@@ -30,7 +30,7 @@ from core.spend import RESUME_KEY, over_budget
 from providers import gpu_cloud
 from providers.gpu_cloud import Status, env_seconds
 from providers.http import CloudError
-from providers.spend import read_ledger
+from providers.spend import read_ledger, read_resume
 
 log = logging.getLogger("estate.wake")
 RETRY_AFTER_SECONDS = 30
@@ -86,7 +86,7 @@ class Waker:
         except (OSError, ValueError) as err:
             log.warning("estate wake: cannot read the spend ledger (%s); waking as usual", err)
             return False
-        return bool(ledger) and over_budget(ledger, document, time.time())
+        return bool(ledger) and over_budget(ledger, document, time.time(), read_resume(Path(self.spend["ledger"])))
 
     def status(self, instance: str, fresh: bool = False) -> Optional[Status]:
         """The instance's status as its vendor reports it (None: the vendor no longer knows it)."""

@@ -130,12 +130,14 @@ def run_program(config: Dict[str, Any], stack: str = "test", workdir: Optional[P
     from core.spec import VENDOR_KEYS
     from providers.ssh_forward import ForwardError
 
-    real_read = components.estate.read_file
+    real_read, real_write = components.estate.read_file, components.estate.write_file
 
-    def loopback_only(host: str, *args: Any, **kwargs: Any) -> Optional[str]:
-        if host not in ("127.0.0.1", "localhost"):
-            raise ForwardError(f"{host}: the tests reach nothing off this machine")
-        return real_read(host, *args, **kwargs)
+    def loopback_only(real: Any) -> Any:
+        def call(host: str, *args: Any, **kwargs: Any) -> Optional[str]:
+            if host not in ("127.0.0.1", "localhost"):
+                raise ForwardError(f"{host}: the tests reach nothing off this machine")
+            return real(host, *args, **kwargs)
+        return call
 
     saved = settings.SETTINGS
     hidden = {env: os.environ.pop(env) for env, _ in VENDOR_KEYS.values() if env in os.environ}
@@ -143,7 +145,7 @@ def run_program(config: Dict[str, Any], stack: str = "test", workdir: Optional[P
     cwd = os.getcwd()
     scratch = contextlib.nullcontext(str(workdir)) if workdir else tempfile.TemporaryDirectory(prefix="estate-mocks-")
     try:
-        components.estate.read_file = loopback_only
+        components.estate.read_file, components.estate.write_file = loopback_only(real_read), loopback_only(real_write)
         os.chdir(scratch.__enter__())
         pulumi.runtime.set_mocks(mocks, project="gpu-estate", stack=stack, preview=False)
         pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
@@ -160,7 +162,7 @@ def run_program(config: Dict[str, Any], stack: str = "test", workdir: Optional[P
         os.environ.update(hidden)
         os.chdir(cwd)
         scratch.__exit__(None, None, None)
-        components.estate.read_file = real_read
+        components.estate.read_file, components.estate.write_file = real_read, real_write
     return mocks
 
 

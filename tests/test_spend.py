@@ -246,6 +246,22 @@ def test_a_resumed_month_is_watched_and_alerted_but_nothing_is_stopped(estate, h
     assert status("vastai", ids["vast"]) is Status.RUNNING
 
 
+def test_the_month_up_resumed_stops_the_watcher_stopping_before_the_document_says_so(estate, tmp_path):
+    """`up` writes the resumed month beside the ledger before any node starts; the watch document, which
+    names it too, only arrives after the nodes. The watcher takes either."""
+    clouds, ids, nodes = estate
+    now = [T0]
+    w = Watcher(document(nodes, budget=10.0), tmp_path / "ledger.json", webhook="", clock=lambda: now[0],
+                say=lambda _: None)
+    w.run_once()
+    (tmp_path / spend.RESUME_FILE).write_text("2026-12\n")
+    now[0] += 24 * HOUR
+    assert w.run_once()["stopped"] == [] and status("vastai", ids["vast"]) is Status.RUNNING
+    (tmp_path / spend.RESUME_FILE).write_text("\n")  # the operator took resume_month out again
+    now[0] += 60
+    assert w.run_once()["stopped"] == ["pod", "td", "vast"]
+
+
 def test_a_vendor_that_cannot_be_asked_is_counted_at_its_launch_price_and_its_node_kept(estate, tmp_path, monkeypatch):
     clouds, ids, nodes = estate
     now = [T0]
@@ -376,6 +392,7 @@ def test_the_program_refuses_up_in_a_month_over_the_budget_before_any_resource(t
     assert "would start inference, qwen, vm" in str(err.value)
     resumed = {**config, "gpu-estate:spend": {**config["gpu-estate:spend"], "resume_month": month}}
     mocks = run_program(resumed, stack="sandbox", workdir=tmp_path)
+    assert (state / spend.RESUME_FILE).read_text() == f"{month}\n"  # for the watcher, before any node starts
     watcher = mocks.named("gateway-spend")
     assert json.loads(watcher.inputs["document"])["resume_month"] == month
     assert watcher.inputs["every_seconds"] == 60.0
@@ -383,8 +400,8 @@ def test_the_program_refuses_up_in_a_month_over_the_budget_before_any_resource(t
 
 def test_the_ledger_is_read_over_ssh_with_the_pinned_host_key_only(sshd, tmp_path):
     """What `up` reads from a gateway host: the file's text, None when the watcher has written none, and
-    nothing from a server whose host key is not the pinned one."""
-    from providers.ssh_forward import ForwardError, read_file
+    nothing from a server whose host key is not the pinned one; and the resumed month it writes there."""
+    from providers.ssh_forward import ForwardError, read_file, write_file
 
     ledger = tmp_path / spend.LEDGER_FILE
     where = ("127.0.0.1", sshd.port, sshd.user, sshd.private_key)
@@ -395,6 +412,8 @@ def test_the_ledger_is_read_over_ssh_with_the_pinned_host_key_only(sshd, tmp_pat
     # Trusted on first use without a pin, then held to that key.
     assert json.loads(read_file(*where, str(ledger), known))["spent_usd"] == 512.5
     assert sshd.host_public_key.split()[1] in (tmp_path / "known_hosts").read_text()
+    write_file(*where, str(tmp_path / "spend" / spend.RESUME_FILE), "2026-12\n", known, host_key=sshd.host_public_key)
+    assert read_file(*where, str(tmp_path / "spend" / spend.RESUME_FILE), known) == "2026-12\n"
     other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXNhbmRib3hrZXk="
     with pytest.raises(ForwardError, match="failed"):
         read_file(*where, str(ledger), known, host_key=other)
