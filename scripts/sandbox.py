@@ -137,6 +137,9 @@ def engine_env(fakes: Dict[str, object], state_dir: Path, agent: Optional[Dict[s
         "RUNPOD_SERVERLESS_URL": f"{rp.url}/v2",
         "ESTATE_POLL_SECONDS": "0.2", "ESTATE_HTTP_BACKOFF": "0.05",
         "ESTATE_SPEND_EVERY_SECONDS": "1",  # the spend watcher beside the local gateway looks every second
+        # Loopback machines boot in seconds: a node that does not run within two minutes fails the step
+        # instead of holding the run for a real GPU machine's fifteen.
+        "ESTATE_READY_TIMEOUT_SECONDS": "120",
         # The engine runs 4 x cores operations at once by default (8 on two cores); the estate's are
         # waits on machines and pulls, so as many as the provider host serves (providers/dynamic_host.py).
         "PULUMI_PARALLEL": os.environ.get("PULUMI_PARALLEL", "64"),
