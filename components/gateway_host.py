@@ -185,15 +185,15 @@ class Gateway(pulumi.ComponentResource):
         names = units.apply(lambda u: " ".join(sorted(u)))
         # The spend watcher's one-shot service runs from its timer only, never inside `up`.
         started = units.apply(lambda u: " ".join(sorted(n for n in u if n != gw.SPEND_UNIT)))
-        library = gw.library_script() if plan.wake or plan.spec.spend is not None else ""
+        shipped = bool(plan.wake) or plan.spec.spend is not None  # the wake hook or the spend watcher
+        library = gw.library_script() if shipped else ""
         script = pulumi.Output.all(files, started).apply(lambda fn: heredoc_script(fn[0]) + library + "\n".join([
             "command -v autossh >/dev/null || (apt-get update -qq && apt-get install -y -qq autossh)",
             "systemctl daemon-reload",
             f"systemctl enable {fn[1]}",
             f"systemctl restart {fn[1]}",
         ]) + "\n")
-        dirs = [d for d, used in (("wake", plan.wake), ("spend", plan.spec.spend is not None),
-                                  ("lib", plan.wake or plan.spec.spend is not None)) if used]
+        dirs = [d for d, used in (("wake", plan.wake), ("spend", plan.spec.spend is not None), ("lib", shipped)) if used]
         stop = names.apply(lambda n: f"systemctl disable --now {n} || true; rm -f "
                                      + " ".join(f"/etc/systemd/system/{u}" for u in n.split())
                                      + f" {gw.CONFIG_DIR}/config.yaml"

@@ -56,7 +56,7 @@ def watch_document(spec: EstateSpec, stack: str, machines: Mapping[str, Optional
         if not node.is_pay_per_use:
             continue
         entry = {"node": name, "instance": machines.get(name) or f"unknown:{name}",
-                 "hourly_usd": round(float(hourly.get(name) or 0.0), 6), "power": node.power.value}
+                 "hourly_usd": round(float(hourly.get(name) or 0.0), 6)}
         if not node.provider.is_marketplace:
             # An AWS or GCP machine the watcher cannot ask: its expected hours spread over the month.
             entry["share"] = round(node.hours_per_month / HOURS_IN_MONTH, 4)

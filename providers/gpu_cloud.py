@@ -108,6 +108,12 @@ class GpuCloud(abc.ABC):
     def close(self) -> None:
         """Release connections."""
 
+    def __enter__(self) -> "GpuCloud":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def env_or_config(config: Dict[str, str], env_var: str, config_key: str) -> Optional[str]:
     return os.environ.get(env_var) or config.get(config_key)

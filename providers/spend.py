@@ -93,29 +93,25 @@ class Watcher:
         if cloud not in gpu_cloud.CLOUDS:
             # AWS/GCP: its expected share of the month at its launch price; never stopped from here.
             return Seen(True, launch * float(node.get("share", 1.0)), seen=False, instance=instance)
-        c = self._client(cloud)
         try:
-            inst = c.get(iid)
+            with self._client(cloud) as c:
+                inst = c.get(iid)
         except CloudError as err:
             self._say(f"spend: {node['node']}: cannot ask {cloud}: {err}; counted as running at ${launch:.3f}/h")
             return Seen(True, launch, seen=False, instance=instance)
-        finally:
-            c.close()
         if inst is None or inst.status is Status.GONE:
             return Seen(False, launch, instance=instance)
         return Seen(inst.status in BILLED, float(inst.price_per_hour or launch), instance=instance)
 
     def _stop(self, node: Mapping[str, Any]) -> bool:
         cloud, _, iid = str(node["instance"]).partition(":")
-        c = self._client(cloud)
         try:
-            c.stop(iid)
+            with self._client(cloud) as c:
+                c.stop(iid)
             return True
         except CloudError as err:
             self._say(f"spend: {node['node']}: stop refused by {cloud}: {err}; trying again next look")
             return False
-        finally:
-            c.close()
 
     def run_once(self) -> Dict[str, Any]:
         """One look: accrue, alert, stop; returns the ledger as written."""
@@ -129,8 +125,8 @@ class Watcher:
                       f"{'' if look.seen else ' (not seen)'}, ${entry['usd']:.2f} this month")
         stop = spend.over_budget(ledger, self.document, now, read_resume(self.ledger_path))
         if stop:
-            stopped = [n for n in nodes if looks[n["node"]].running and looks[n["node"]].seen
-                       and str(n["instance"]).partition(":")[0] in gpu_cloud.CLOUDS and self._stop(n)]
+            # Only machines the watcher saw running at their marketplace (never AWS/GCP, which it cannot ask).
+            stopped = [n for n in nodes if looks[n["node"]].running and looks[n["node"]].seen and self._stop(n)]
             if stopped:
                 names = [n["node"] for n in stopped]
                 ledger["stopped"] = sorted(set(ledger.get("stopped") or []) | set(names))

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
 
 from core.text import known_hosts_line
 
@@ -55,6 +55,25 @@ def ssh_command(host: str, port: int, user: str, key_file: str, local: int, remo
 
 
 @contextlib.contextmanager
+def _credentials(host: str, port: int, private_key: str, host_key: Optional[str],
+                 known_hosts: Optional[str] = None) -> Iterator[Tuple[str, str]]:
+    """(key file, known_hosts file) for one OpenSSH call, in a private temporary directory removed
+    afterwards: the key 0600, and the pinned host key alone when there is one, else ``known_hosts`` (trust
+    on first use, kept there) or a throwaway file."""
+    with tempfile.TemporaryDirectory(prefix="estate-ssh-") as tmp:
+        key_file = os.path.join(tmp, "key")
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(private_key.strip() + "\n")
+        if host_key or known_hosts is None:
+            known_hosts = os.path.join(tmp, "known_hosts")
+            if host_key:
+                with open(known_hosts, "w") as f:
+                    f.write(known_hosts_line(host, port, host_key) + "\n")
+        yield key_file, known_hosts
+
+
+@contextlib.contextmanager
 def forward(host: str, port: int, user: str, remote_port: int, private_key: Optional[str],
             key_env: str = "ESTATE_SSH_PRIVATE_KEY", host_key: Optional[str] = None) -> Iterator[int]:
     """Yield a local port that reaches ``remote_port`` on the node's loopback."""
@@ -62,16 +81,8 @@ def forward(host: str, port: int, user: str, remote_port: int, private_key: Opti
         raise ForwardError(
             f"{user}@{host}:{port}: no SSH private key; set {key_env} or the config secret "
             "gpu-estate:sshPrivateKey")
-    with tempfile.TemporaryDirectory(prefix="estate-ssh-") as tmp:
-        key_file = os.path.join(tmp, "key")
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(private_key.strip() + "\n")
+    with _credentials(host, port, private_key, host_key) as (key_file, known_hosts):
         local = free_port()
-        known_hosts = os.path.join(tmp, "known_hosts")
-        if host_key:
-            with open(known_hosts, "w") as f:
-                f.write(known_hosts_line(host, port, host_key) + "\n")
         cmd = ssh_command(host, port, user, key_file, local, remote_port, known_hosts, pinned=bool(host_key))
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -102,15 +113,7 @@ def _run_remote(host: str, port: int, user: str, private_key: str, known_hosts: 
     """``remote`` (a fixed command of the estate's, never a stack value) run over SSH. With ``host_key`` (the
     stack's pin) OpenSSH accepts that key alone; without, the host key is trusted on first use and pinned in
     ``known_hosts`` from then on."""
-    with tempfile.TemporaryDirectory(prefix="estate-ssh-") as tmp:
-        key_file = os.path.join(tmp, "key")
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(private_key.strip() + "\n")
-        if host_key:
-            known_hosts = os.path.join(tmp, "known_hosts")
-            with open(known_hosts, "w") as f:
-                f.write(known_hosts_line(host, port, host_key) + "\n")
+    with _credentials(host, port, private_key, host_key, known_hosts) as (key_file, known_hosts):
         cmd = [shutil.which("ssh") or "ssh", "-T", "-o", "BatchMode=yes",
                "-o", f"StrictHostKeyChecking={'yes' if host_key else 'accept-new'}",
                "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",

@@ -96,11 +96,8 @@ class Waker:
         cloud, _, iid = instance.partition(":")
         if cloud not in gpu_cloud.CLOUDS:
             return None  # not rented yet when the gateway's files were written: nothing to start
-        c = self._client(cloud)
-        try:
+        with self._client(cloud) as c:
             inst = c.get(iid)
-        finally:
-            c.close()
         status = None if inst is None or inst.status is Status.GONE else inst.status
         self._seen[instance] = (status, time.monotonic())
         return status
@@ -113,15 +110,13 @@ class Waker:
             self._starting[instance] = time.monotonic()
         cloud, _, iid = instance.partition(":")
         log.warning("estate wake: starting node %s (%s) for a request", node["node"], instance)
-        c = self._client(cloud)
         try:
-            c.start(iid)
+            with self._client(cloud) as c:
+                c.start(iid)
         except CloudError:
             with self._lock:
                 self._starting.pop(instance, None)
             raise
-        finally:
-            c.close()
 
     def ensure(self, alias: str) -> str:
         """Make ``alias`` servable: ``"serving"`` (a node runs), ``"woken"`` (this call waited for one to

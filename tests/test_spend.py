@@ -180,10 +180,10 @@ def estate(clouds):
     ids = {"td": rent("tensordock", "td"), "vast": rent("vastai", "vast"), "pod": rent("runpod", "pod")}
     for cloud, name in (("tensordock", "td"), ("vastai", "vast"), ("runpod", "pod")):
         assert status(cloud, ids[name]) is Status.RUNNING
-    nodes = [{"node": "td", "instance": f"tensordock:{ids['td']}", "hourly_usd": 0.35, "power": "running"},
-             {"node": "vast", "instance": f"vastai:{ids['vast']}", "hourly_usd": 0.3, "power": "running"},
-             {"node": "pod", "instance": f"runpod:{ids['pod']}", "hourly_usd": 0.44, "power": "idle"},
-             {"node": "later", "instance": "unknown:later", "hourly_usd": 0.5, "power": "running"}]
+    nodes = [{"node": "td", "instance": f"tensordock:{ids['td']}", "hourly_usd": 0.35},
+             {"node": "vast", "instance": f"vastai:{ids['vast']}", "hourly_usd": 0.3},
+             {"node": "pod", "instance": f"runpod:{ids['pod']}", "hourly_usd": 0.44},
+             {"node": "later", "instance": "unknown:later", "hourly_usd": 0.5}]
     return clouds, ids, nodes
 
 
