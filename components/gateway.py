@@ -27,7 +27,7 @@ import yaml
 from core.config import PROJECT_ROOT
 from core.kinds import WorkloadKind
 from core.spec import RUNPOD_API_KEY_ENV
-from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE
+from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE, UNRENTED
 from core.templates import asset, render
 from core.text import digest, known_hosts_line
 from core.topology import Endpoint, EstatePlan, unknown_address, unknown_serverless_base
@@ -167,7 +167,7 @@ def wake_document(plan: EstatePlan, machines: Mapping[str, str], endpoints: Mapp
         for name in wake.nodes:
             server = next(s for s in plan.serving[model] if s.node == name)
             url = plan.service_url(name, spec.nodes[name].port(server.workload), endpoints)
-            nodes.append({"node": name, "instance": machines.get(name) or f"unknown:{name}", "url": url})
+            nodes.append({"node": name, "instance": machines.get(name) or f"{UNRENTED}{name}", "url": url})
         aliases[alias] = {"timeout": wake.timeout, "fallbacks": wake.fallbacks,
                           "retry_after": int(min(max(wake.timeout, 10), 120)), "nodes": nodes}
     return {"aliases": aliases, **({"spend": dict(spend)} if spend else {})}

@@ -29,6 +29,8 @@ RESUME_FILE = "spend-resume"
 stops stopping nodes before that `up` starts them (the watch document only reaches it after the nodes)."""
 LOCAL_DOCUMENT_FILE = "spend-watch.json"
 """The watch document's name beside a local gateway's files."""
+UNRENTED = "unknown:"
+"""How the watch and wake documents name a node not rented when they were written: ``unknown:<node>``."""
 RESUME_KEY = f"{NAMESPACE}:spend.resume_month"
 WEBHOOK_KEY = "spendWebhook"
 """The config secret holding the webhook the watcher posts alerts to (a Slack-style incoming webhook)."""
@@ -55,7 +57,7 @@ def watch_document(spec: EstateSpec, stack: str, machines: Mapping[str, Optional
     for name, node in spec.nodes.items():
         if not node.is_pay_per_use:
             continue
-        entry = {"node": name, "instance": machines.get(name) or f"unknown:{name}",
+        entry = {"node": name, "instance": machines.get(name) or f"{UNRENTED}{name}",
                  "hourly_usd": round(float(hourly.get(name) or 0.0), 6)}
         if not node.provider.is_marketplace:
             # An AWS or GCP machine the watcher cannot ask: its expected hours spread over the month.

@@ -10,7 +10,7 @@ import abc
 import enum
 import importlib
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Self, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +18,13 @@ from core.pricing import NodeRequest, Offer
 from core.spec import VENDOR_KEYS
 
 CLOUDS = ("tensordock", "vastai", "runpod")
+
+
+def marketplace_instance(instance: str) -> Optional[Tuple[str, str]]:
+    """``(cloud, vendor id)`` of a rented machine's ``<cloud>:<id>``; None for anything else: an AWS/GCP
+    VM's id, or a node not rented yet when the id was written down."""
+    cloud, _, iid = instance.partition(":")
+    return (cloud, iid) if cloud in CLOUDS and iid else None
 
 
 class Status(str, enum.Enum):
@@ -108,7 +115,7 @@ class GpuCloud(abc.ABC):
     def close(self) -> None:
         """Release connections."""
 
-    def __enter__(self) -> "GpuCloud":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from core.pricing import NodeRequest, Offer, PlacementError, choose_offer, rank_offers
 from core.text import bare_key
 from providers import gpu_cloud
-from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status, env_seconds
+from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status, env_seconds, marketplace_instance
 from providers.host_key import install_in_cloud_init
 from providers.http import CloudError, LostResponse, NoCapacity, OfferTaken, Outbid
 from providers.resource import DynamicResource
@@ -140,10 +140,10 @@ def _launch(props: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def split_id(id_: str) -> Tuple[str, str]:
-    cloud, _, iid = id_.partition(":")
-    if cloud not in CLOUDS or not iid:
+    parsed = marketplace_instance(id_)
+    if parsed is None:
         raise ValueError(f"not a GPU instance id: {id_!r}")
-    return cloud, iid
+    return parsed
 
 
 def replace_reasons(id_: str, olds: Dict[str, Any], news: Dict[str, Any]) -> List[str]:
@@ -230,28 +230,26 @@ class GpuInstanceProvider(ResourceProvider):
         said: List[str] = []
         key = props.get("host_key") or {}
         for cloud in props["clouds"]:
-            c = self._client(cloud)
             placed_key = None
             if key.get("private") and spec.cloud_init and cloud == "tensordock":
                 spec = spec.model_copy(update={"cloud_init": install_in_cloud_init(
                     spec.cloud_init, key["private"], key["public"])})
                 placed_key = bare_key(key["public"])
-            try:
-                placed = self._place(c, request, spec)
-                if placed is None:
-                    continue
-                inst, offer_price, region, offer_id = placed
-                inst = self._converge_power(c, inst, props)
-                outs = self._outs(props, cloud, inst)
-                outs.update({"launch_price_per_hour": offer_price, "region": region, "offer_id": offer_id,
-                             # Only a machine rented here was launched with the generated key, not one adopted.
-                             "host_public_key": placed_key if offer_id else None})
-                return CreateResult(f"{cloud}:{inst.id}", outs)
-            except (NoCapacity, PlacementError) as err:
-                said.append(f"{cloud}: {err}")
-                pulumi.log.warn(f"{label}: {cloud} has no capacity, trying the next provider ({err})")
-            finally:
-                c.close()
+            with self._client(cloud) as c:
+                try:
+                    placed = self._place(c, request, spec)
+                    if placed is None:
+                        continue
+                    inst, offer_price, region, offer_id = placed
+                    inst = self._converge_power(c, inst, props)
+                    outs = self._outs(props, cloud, inst)
+                    outs.update({"launch_price_per_hour": offer_price, "region": region, "offer_id": offer_id,
+                                 # Only a machine rented here was launched with the generated key, not one adopted.
+                                 "host_public_key": placed_key if offer_id else None})
+                    return CreateResult(f"{cloud}:{inst.id}", outs)
+                except (NoCapacity, PlacementError) as err:
+                    said.append(f"{cloud}: {err}")
+                    pulumi.log.warn(f"{label}: {cloud} has no capacity, trying the next provider ({err})")
         raise NoCapacity(f"{label}: no provider could place the node:\n  " + "\n  ".join(said))
 
     def _place(self, c: GpuCloud, request: NodeRequest, spec: LaunchSpec):
@@ -380,11 +378,8 @@ class GpuInstanceProvider(ResourceProvider):
     # -- read / update / delete ---------------------------------------------------------------------
     def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
         cloud, iid = split_id(id_)
-        c = self._client(cloud)
-        try:
+        with self._client(cloud) as c:
             inst = c.get(iid)
-        finally:
-            c.close()
         if inst is None or inst.status is Status.GONE:
             # Deleted or preempted behind the state's back: report it gone so the next up recreates it.
             return ReadResult("", {})
@@ -407,8 +402,7 @@ class GpuInstanceProvider(ResourceProvider):
 
     def update(self, id_: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
         cloud, iid = split_id(id_)
-        c = self._client(cloud)
-        try:
+        with self._client(cloud) as c:
             if news.get("bid_per_hour") != olds.get("bid_per_hour") and news.get("bid_per_hour"):
                 try:
                     c.set_bid(iid, float(news["bid_per_hour"]))
@@ -418,8 +412,6 @@ class GpuInstanceProvider(ResourceProvider):
             if inst is None:
                 raise CloudError(f"{news['label']}: {cloud} instance {iid} is gone; run `pulumi refresh` then `pulumi up`")
             inst = self._converge_power(c, inst, news)
-        finally:
-            c.close()
         outs = {**olds, **self._outs(news, cloud, inst)}
         return UpdateResult(outs)
 
@@ -435,8 +427,7 @@ class GpuInstanceProvider(ResourceProvider):
                             "run (a moved or renamed resource without an alias); it stays running and this "
                             "resource only leaves the state. Give renames `aliases` to avoid the hand-over.")
             return
-        c = self._client(cloud)
-        try:
+        with self._client(cloud) as c:
             c.terminate(iid)
             deadline = time.monotonic() + env_seconds("ESTATE_DELETE_TIMEOUT_SECONDS", 300)
             while True:
@@ -447,8 +438,6 @@ class GpuInstanceProvider(ResourceProvider):
                     raise CloudError(f"{cloud} still lists instance {iid} as {inst.detail} after delete; "
                                      "it stays in state so the next destroy tries again")
                 time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
-        finally:
-            c.close()
 
 
 class GpuInstance(DynamicResource, module="gpu", name="Instance"):

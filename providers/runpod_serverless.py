@@ -221,8 +221,7 @@ class ServerlessEndpointProvider(ResourceProvider):
                 "openai_base": api.openai_base(endpoint["id"])}
 
     def create(self, props: Dict[str, Any]) -> CreateResult:
-        api = self._api()
-        try:
+        with self._api() as api:
             name = props["name"]
             template = api.find_template(name)
             endpoint = api.find_endpoint(name=name)
@@ -230,20 +229,15 @@ class ServerlessEndpointProvider(ResourceProvider):
                 pulumi.log.info(f"{name}: adopting what RunPod already holds under this name "
                                 f"(template {template and template['id']}, endpoint {endpoint and endpoint['id']})")
             outs = self._save(api, props, template and template["id"], endpoint and endpoint["id"])
-        finally:
-            api.close()
         return CreateResult(outs["endpoint_id"], outs)
 
     def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
-        api = self._api()
-        try:
+        with self._api() as api:
             endpoint = api.find_endpoint(id_=id_)
             if endpoint is None:
                 # Deleted behind the state's back: nothing bills; the next up makes it again.
                 return ReadResult("", {})
             template = next((t for t in api.templates() if t.get("id") == endpoint.get("templateId")), None)
-        finally:
-            api.close()
         seen_endpoint = _endpoint_outs(endpoint, bool((props.get("endpoint") or {}).get("flashboot", True)))
         seen_template = _template_outs(template) if template else props.get("template")
         outs = {**props, "endpoint": seen_endpoint, "template": seen_template, "endpoint_id": id_,
@@ -252,21 +246,17 @@ class ServerlessEndpointProvider(ResourceProvider):
         return ReadResult(id_, outs, inputs)
 
     def update(self, id_: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
-        api = self._api()
-        try:
+        with self._api() as api:
             if api.find_endpoint(id_=id_) is None:
                 raise NotFound(f"{news['name']}: RunPod no longer lists endpoint {id_}; run `pulumi refresh` "
                                "then `pulumi up`")
             outs = self._save(api, news, olds.get("template_id"), id_)
-        finally:
-            api.close()
         return UpdateResult(outs)
 
     def delete(self, id_: str, props: Dict[str, Any]) -> None:
-        api = self._api()
         name = props.get("name") or ""
         deadline = time.monotonic() + env_seconds("ESTATE_DELETE_TIMEOUT_SECONDS", 300)
-        try:
+        with self._api() as api:
             endpoint = api.find_endpoint(id_=id_)
             if endpoint is not None:
                 if endpoint.get("workersMin") or endpoint.get("workersMax"):
@@ -275,8 +265,6 @@ class ServerlessEndpointProvider(ResourceProvider):
             # The template bills nothing, but is ours: RunPod lets it go a while after its last use.
             _until(lambda: _refusal(lambda: api.delete_template(name)), deadline,
                    f"{name}: the endpoint is deleted, but RunPod keeps its template")
-        finally:
-            api.close()
 
 
 def _refusal(call: Callable[[], Any]) -> Optional[str]:

@@ -87,12 +87,13 @@ class Watcher:
 
     def _look(self, node: Mapping[str, Any]) -> Seen:
         launch, instance = float(node.get("hourly_usd") or 0.0), str(node["instance"])
-        cloud, _, iid = instance.partition(":")
-        if cloud == "unknown":
-            return Seen(False, launch, instance=instance)  # not rented when the document was written
-        if cloud not in gpu_cloud.CLOUDS:
+        parsed = gpu_cloud.marketplace_instance(instance)
+        if parsed is None:
+            if instance.startswith(spend.UNRENTED):
+                return Seen(False, launch, instance=instance)  # not rented when the document was written
             # AWS/GCP: its expected share of the month at its launch price; never stopped from here.
             return Seen(True, launch * float(node.get("share", 1.0)), seen=False, instance=instance)
+        cloud, iid = parsed
         try:
             with self._client(cloud) as c:
                 inst = c.get(iid)
@@ -104,7 +105,7 @@ class Watcher:
         return Seen(inst.status in BILLED, float(inst.price_per_hour or launch), instance=instance)
 
     def _stop(self, node: Mapping[str, Any]) -> bool:
-        cloud, _, iid = str(node["instance"]).partition(":")
+        cloud, iid = gpu_cloud.marketplace_instance(str(node["instance"]))  # _look saw it running at its vendor
         try:
             with self._client(cloud) as c:
                 c.stop(iid)

@@ -93,9 +93,10 @@ class Waker:
         seen = self._seen.get(instance)
         if seen and not fresh and time.monotonic() - seen[1] < STATUS_TTL_SECONDS:
             return seen[0]
-        cloud, _, iid = instance.partition(":")
-        if cloud not in gpu_cloud.CLOUDS:
+        parsed = gpu_cloud.marketplace_instance(instance)
+        if parsed is None:
             return None  # not rented yet when the gateway's files were written: nothing to start
+        cloud, iid = parsed
         with self._client(cloud) as c:
             inst = c.get(iid)
         status = None if inst is None or inst.status is Status.GONE else inst.status
@@ -108,7 +109,7 @@ class Waker:
             if instance in self._starting:
                 return  # another request asked already: wait for the same start
             self._starting[instance] = time.monotonic()
-        cloud, _, iid = instance.partition(":")
+        cloud, iid = gpu_cloud.marketplace_instance(instance)  # stopped: status() found it at its vendor
         log.warning("estate wake: starting node %s (%s) for a request", node["node"], instance)
         try:
             with self._client(cloud) as c:

@@ -2,7 +2,9 @@
 import pytest
 
 from core.pricing import NodeRequest
-from providers.gpu_instance import PROVIDER_VERSION, GpuInstanceArgs, GpuInstanceProvider, LaunchInputs
+from core.spend import UNRENTED
+from providers.gpu_cloud import marketplace_instance
+from providers.gpu_instance import PROVIDER_VERSION, GpuInstanceArgs, GpuInstanceProvider, LaunchInputs, split_id
 from providers.http import CloudError, NoCapacity
 
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXRlc3RrZXk= ops@estate"
@@ -379,3 +381,22 @@ def test_a_stopped_machine_keeps_the_address_it_had_where_its_vendor_reports_non
     read = prov.read(created.id, created.outs)
     assert read.outs["status"] == "stopped" and read.inputs["power"] == "idle"
     assert (read.outs["address"], read.outs["ports"]) == (created.outs["address"], created.outs["ports"])
+
+
+@pytest.mark.parametrize("instance, parsed", [
+    ("vastai:123", ("vastai", "123")),
+    ("runpod:abc:def", ("runpod", "abc:def")),  # the vendor's id is everything after the first colon
+    (f"{UNRENTED}gpu-a", None),                  # not rented when the document was written
+    ("i-0123456789abcdef0", None),               # an AWS VM's id
+    ("projects/p/zones/z/instances/gpu", None),  # a GCP VM's id
+    ("vastai:", None),
+    ("lambda:42", None),
+])
+def test_marketplace_ids_are_parsed_in_one_place(instance, parsed):
+    """The resource, the spend watcher and the wake hook read ``<cloud>:<id>`` the same way."""
+    assert marketplace_instance(instance) == parsed
+    if parsed is None:
+        with pytest.raises(ValueError, match="not a GPU instance id"):
+            split_id(instance)
+    else:
+        assert split_id(instance) == parsed
