@@ -7,9 +7,11 @@ from components.estate import (
 )
 from core.config import load_stack
 from core.errors import ConfigError
+from providers.resource import quiet_sdk_debug
 
 
 def define_estate() -> Estate:
+    quiet_sdk_debug()  # before the first registration: see providers/resource.py
     try:
         stack = load_stack()
         estate = Estate("estate", EstateArgs(stack=stack))
