@@ -13,8 +13,9 @@ The program also calls ``quiet_sdk_debug`` before it registers anything. The SDK
 debug messages of its own for every resource ("registering resource", "registration prepared", ...), each
 a blocking call to the engine on the program's only thread, and the engine writes each to its log.
 They show only under ``pulumi up --debug``, yet they cost a no-change ``up`` of 64 nodes about 0.8 s of
-its 5.6 s on two cores (``benchmarks/bench_engine.py``). They are dropped unless ``ESTATE_SDK_DEBUG`` is
-set; the program's own debug messages, and every info, warning and error, go to the engine as before.
+its 5.6 s on two cores (the CLI on the sandbox, runs with and without them interleaved). They are dropped
+unless ``ESTATE_SDK_DEBUG`` is set; the program's own debug messages, and every info, warning and error,
+go to the engine as before.
 """
 from __future__ import annotations
 
