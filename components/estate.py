@@ -26,6 +26,7 @@ from core.text import digest
 from core.topology import EstatePlan
 from providers.ollama import OllamaModel, OllamaModelArgs, resource_name
 from providers.runpod_serverless import EndpointInputs, ServerlessEndpoint, ServerlessEndpointArgs, TemplateInputs
+from providers.spend import replace_text
 from providers.ssh_forward import ForwardError, read_file, write_file
 
 TYPE = "gpu-estate:index:Estate"
@@ -134,10 +135,7 @@ class SpendPlace:
 
     def write(self, name: str, text: str) -> None:
         if self.ssh is None:
-            path = gateway_state_dir(self.stack) / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.with_suffix(".tmp").write_text(text, encoding="utf-8")
-            os.replace(path.with_suffix(".tmp"), path)
+            replace_text(gateway_state_dir(self.stack) / name, text)
             return
         write_file(*self.ssh, f"{SPEND_DIR}/{name}", text, self._known_hosts(), host_key=self.host_key)
 

@@ -24,6 +24,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE, WEBHOOK_ENV
 from providers.process import alive, delete_process, spawn, stop_process
 from providers.resource import DynamicResource
+from providers.spend import replace_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RESTARTS = ("every_seconds", "webhook", "state_dir")
@@ -32,12 +33,8 @@ RESTARTS = ("every_seconds", "webhook", "state_dir")
 
 class LocalSpendWatcherProvider(ResourceProvider):
     def _write(self, props: Dict[str, Any]) -> Path:
-        state = Path(props["state_dir"])
-        state.mkdir(parents=True, exist_ok=True)
-        doc = state / LOCAL_DOCUMENT_FILE
-        tmp = doc.with_suffix(".tmp")
-        tmp.write_text(props["document"], encoding="utf-8")
-        os.replace(tmp, doc)
+        doc = Path(props["state_dir"]) / LOCAL_DOCUMENT_FILE
+        replace_text(doc, props["document"])
         return doc
 
     def _start(self, props: Dict[str, Any]) -> Dict[str, Any]:

@@ -54,15 +54,20 @@ def read_resume(ledger_path: Path) -> Optional[str]:
     return text if re.fullmatch(MONTH_PATTERN, text) else None
 
 
-def write_ledger(path: Path, ledger: Mapping[str, Any]) -> None:
+def replace_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (a reader sees the old file or the new, never half of one),
+    creating its directory: the ledger, the watch document and the resume file beside a local gateway."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ledger-")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(ledger, f, indent=2, sort_keys=True)
-        f.write("\n")
+        f.write(text)
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+
+
+def write_ledger(path: Path, ledger: Mapping[str, Any]) -> None:
+    replace_text(path, json.dumps(ledger, indent=2, sort_keys=True) + "\n")
 
 
 def post_webhook(url: str, alert: spend.Alert, ledger: Mapping[str, Any], document: Mapping[str, Any]) -> None:

@@ -124,6 +124,11 @@ def _run_remote(host: str, port: int, user: str, private_key: str, known_hosts: 
             raise ForwardError(f"ssh to {user}@{host}:{port}: no answer in {timeout + 10:.0f}s") from None
 
 
+def _succeeded(run: subprocess.CompletedProcess, user: str, host: str, port: int) -> None:
+    if run.returncode != 0:
+        raise ForwardError(f"ssh to {user}@{host}:{port} failed: {run.stderr.strip() or f'exit {run.returncode}'}")
+
+
 def read_file(host: str, port: int, user: str, private_key: str, path: str, known_hosts: str,
               host_key: Optional[str] = None) -> Optional[str]:
     """The text of ``path`` on the host, or None when it does not exist."""
@@ -131,8 +136,7 @@ def read_file(host: str, port: int, user: str, private_key: str, path: str, know
                       f"if [ -e {path} ]; then cat {path}; else echo absent >&2; exit 3; fi")
     if run.returncode == 3 and run.stderr.strip().endswith("absent"):
         return None
-    if run.returncode != 0:
-        raise ForwardError(f"ssh to {user}@{host}:{port} failed: {run.stderr.strip() or f'exit {run.returncode}'}")
+    _succeeded(run, user, host, port)
     return run.stdout
 
 
@@ -141,5 +145,4 @@ def write_file(host: str, port: int, user: str, private_key: str, path: str, tex
     """Replace ``path`` on the host with ``text`` (sent on stdin), atomically, creating its directory."""
     run = _run_remote(host, port, user, private_key, known_hosts, host_key,
                       f'mkdir -p "$(dirname {path})" && cat > {path}.tmp && mv {path}.tmp {path}', stdin=text)
-    if run.returncode != 0:
-        raise ForwardError(f"ssh to {user}@{host}:{port} failed: {run.stderr.strip() or f'exit {run.returncode}'}")
+    _succeeded(run, user, host, port)
