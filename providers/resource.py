@@ -16,9 +16,21 @@ They show only under ``pulumi up --debug``, yet they cost a no-change ``up`` of 
 its 5.6 s on two cores (the CLI on the sandbox, runs with and without them interleaved). They are dropped
 unless ``ESTATE_SDK_DEBUG`` is set; the program's own debug messages, and every info, warning and error,
 go to the engine as before.
+
+And it calls ``await_outputs_as_they_finish``. When the program's code has run, the SDK waits for the
+outstanding outputs with ``asyncio.wait(..., FIRST_COMPLETED)`` on all of them, then puts the unfinished
+ones back and asks again: each time some settle, every outstanding one gets a callback added and removed
+and is put back in the set, from Python. Under the real engine it reaches that wait before its
+registrations have started, so it waits there over every output of the estate (about 3,700 for 64 nodes)
+while the engine answers the registrations one after another: about a hundred walks over thousands of
+outputs. This project's version awaits the same outputs in the order they finish, watching each once, and
+ends as the SDK's does (a failed output stops the program, the engine's ``ResourceRegistrationFailed`` does
+not, registrations made meanwhile are awaited). On a 64-node no-change ``up`` the program's CPU went from
+about 2.9 s to 2.0 s (the CLI on the sandbox, two runs each). ``ESTATE_SDK_WAIT`` keeps the SDK's own loop.
 """
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import pickle
@@ -26,6 +38,7 @@ import types
 from typing import Mapping, Optional, Tuple
 
 import pulumi
+import pulumi.runtime.stack as _sdk_stack
 from pulumi.dynamic import Resource
 
 _PICKLER_BATCH_SETITEMS = pickle._Pickler._batch_setitems  # the original, before any serialization
@@ -61,6 +74,50 @@ def quiet_sdk_debug(environ: Mapping[str, str] = os.environ) -> bool:
         if isinstance(log, types.ModuleType):
             module.log = _WithoutDebug(log)
     return True
+
+
+SDK_WAIT_ENV = "ESTATE_SDK_WAIT"
+"""Set (to anything) to keep the SDK's own wait for the outstanding outputs."""
+_SDK_WAIT_FOR_RPCS = _sdk_stack.wait_for_rpcs  # the SDK's, before any replacement
+
+
+async def _await_outstanding_outputs() -> None:
+    """Await every output the program still has outstanding, including those made meanwhile, in the order
+    they finish. A failure stops here with its exception, except the engine's marker for a failed
+    registration, which the SDK ignores at exit (continue-on-error updates)."""
+    outputs = _sdk_stack.SETTINGS
+    while True:
+        with outputs.lock:
+            if not outputs.outputs:
+                return
+            pending = list(outputs.outputs)
+            outputs.outputs.clear()
+        for finished in asyncio.as_completed(pending):
+            try:
+                await finished
+            except _sdk_stack.ResourceRegistrationFailed:
+                pass
+
+
+async def _wait_for_rpcs(await_all_outstanding_tasks: bool = True) -> None:
+    """``pulumi.runtime.stack.wait_for_rpcs`` with the outstanding outputs awaited as they finish: the SDK's
+    own loop waits for the registrations, this one for the outputs, until neither has any left."""
+    while True:
+        await _SDK_WAIT_FOR_RPCS(await_all_outstanding_tasks=False)
+        if not await_all_outstanding_tasks:
+            return
+        await _await_outstanding_outputs()
+        if not _sdk_stack._get_rpc_manager().rpcs:
+            return
+
+
+def await_outputs_as_they_finish(environ: Mapping[str, str] = os.environ) -> bool:
+    """Have the SDK wait for the program's outstanding outputs in the order they finish, unless
+    ``ESTATE_SDK_WAIT`` is set in ``environ`` (then the SDK's own wait is in place). Returns whether this
+    project's wait is. Calling it again with the same environment changes nothing."""
+    ours = not environ.get(SDK_WAIT_ENV)
+    _sdk_stack.wait_for_rpcs = _wait_for_rpcs if ours else _SDK_WAIT_FOR_RPCS
+    return ours
 
 
 class DynamicResource(Resource):
