@@ -88,8 +88,8 @@ class Phases:
 def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path, boot_seconds: float = 0.0) -> tuple:
     with sandbox.fake_clouds() as fakes:
         vast: FakeVast = fakes["vastai"]
-        # Each instance reports "loading" for this long (polled every ESTATE_POLL_SECONDS) before it runs.
-        vast.boot_polls = max(1, round(boot_seconds / float(os.environ["ESTATE_POLL_SECONDS"])))
+        # Each instance reports "loading" for this long (by the clock, however often it is read) before it runs.
+        vast.boot_seconds = boot_seconds
         vast.offers = [FakeVast.offer(7000 + i, "RTX 4090", 1, 0.30 + i / 1000, 0.2, "US", 0.99) for i in range(n)]
         # An Ollama of its own behind each instance, so every node really pulls its model.
         ollamas = [FakeOllama(name=f"ollama-{i}") for i in range(n)]

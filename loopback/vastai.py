@@ -8,7 +8,7 @@ sent them, ``public_ipaddr`` with a trailing newline.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from loopback.base import FakeServer, Reply
 
@@ -40,6 +40,9 @@ class FakeVast(FakeServer):
         self.ipaddr_suffix = "\n"
         """What Vast.ai has appended to ``public_ipaddr`` (a client must strip it)."""
         self.boot_polls = 1
+        self.boot_seconds: Optional[float] = None
+        """When set, an instance loads for this long from when it is first read loading, however often it
+        is read (a booting machine's clock), instead of for ``boot_polls`` reads."""
         self.instances: Dict[int, Dict[str, Any]] = {}
         self.offers: List[Dict[str, Any]] = [
             self.offer(5001, "RTX 3090", 2, 0.32, 0.18, "SE", 0.98),
@@ -96,11 +99,14 @@ class FakeVast(FakeServer):
     def _view(self, inst: Dict[str, Any]) -> Dict[str, Any]:
         if inst["actual_status"] in (None, "loading"):
             inst["polls"] += 1
-            if inst["polls"] >= self.boot_polls:
+            since = inst.setdefault("loading_since", time.monotonic())
+            if (self.boot_seconds is None and inst["polls"] >= self.boot_polls) or (
+                    self.boot_seconds is not None and time.monotonic() - since >= self.boot_seconds):
                 inst["actual_status"] = "running" if inst["intended_status"] == "running" else "stopped"
+                del inst["loading_since"]
             else:
                 inst["actual_status"] = "loading"
-        view = {k: v for k, v in inst.items() if k != "polls"}
+        view = {k: v for k, v in inst.items() if k not in ("polls", "loading_since")}
         if inst["bid"] is not None:
             view.update(is_bid=True, dph_base=inst["bid"], min_bid=self._offer_of(inst)["min_bid"])
         return view

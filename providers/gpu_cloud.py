@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.pricing import NodeRequest, Offer
 from core.spec import VENDOR_KEYS
+from providers.http import ApiSession
 
 CLOUDS = ("tensordock", "vastai", "runpod")
 
@@ -77,6 +78,12 @@ class GpuCloud(abc.ABC):
     """A GPU marketplace. Implementations are cheap to build: create one per provider call."""
 
     name: str = ""
+    http: ApiSession
+
+    def account(self) -> Tuple[str, str, str]:
+        """The cloud, API address and token digest this client speaks with: one status watcher
+        (providers/status_watch.py) serves every client of the same account."""
+        return (self.name, *self.http.account)
 
     @abc.abstractmethod
     def offers(self, request: NodeRequest) -> List[Offer]:
@@ -97,6 +104,11 @@ class GpuCloud(abc.ABC):
     @abc.abstractmethod
     def find(self, label: str) -> List[Instance]:
         """Instances carrying ``label`` (our idempotency key), gone ones excluded."""
+
+    @abc.abstractmethod
+    def statuses(self) -> Dict[str, Status]:
+        """The status of every instance the account lists, by id, from one listing call (what a host
+        waiting on many machines polls instead of reading each one)."""
 
     @abc.abstractmethod
     def start(self, instance_id: str) -> None: ...

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from core.pricing import NodeRequest, Offer, PlacementError, choose_offer, rank_offers
 from core.text import bare_key
-from providers import gpu_cloud
+from providers import gpu_cloud, status_watch
 from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status, env_seconds, marketplace_instance
 from providers.host_key import install_in_cloud_init
 from providers.http import CloudError, LostResponse, NoCapacity, OfferTaken, Outbid
@@ -319,7 +319,7 @@ class GpuInstanceProvider(ResourceProvider):
             if time.monotonic() >= deadline:
                 raise CloudError(f"{label}: {c.name} instance {iid} not running after the ready timeout "
                                  f"(status {inst.detail}); it stays in state, run `pulumi up` again")
-            time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
+            self._await_listing(c, iid, (Status.RUNNING, Status.GONE), deadline)
 
     def _converge_power(self, c: GpuCloud, inst: Instance, props: Dict[str, Any]) -> Instance:
         """Start or stop the instance to match ``power``; ``idle`` leaves it as its watcher left it."""
@@ -359,7 +359,13 @@ class GpuInstanceProvider(ResourceProvider):
                 raise CloudError(f"{c.name} instance {iid} disappeared")
             if inst.status is want or time.monotonic() >= deadline:
                 return inst
-            time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
+            self._await_listing(c, iid, (want, Status.GONE), deadline)
+
+    def _await_listing(self, c: GpuCloud, iid: str, wanted: Tuple[Status, ...], deadline: float) -> None:
+        """Until the account's listing shows the machine in one of ``wanted`` or without it, or for a few
+        poll intervals at most: one listing serves every machine this host waits on
+        (providers/status_watch.py)."""
+        status_watch.wait_for_news(c, lambda: self._client(c.name), iid, lambda s: s in wanted, deadline)
 
     @staticmethod
     def _outs(props: Dict[str, Any], cloud: str, inst: Instance) -> Dict[str, Any]:

@@ -8,6 +8,7 @@ instance, so the caller looks it up by label instead of sending the create again
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from typing import Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
@@ -98,6 +99,11 @@ class ApiSession:
         self._token = token
         self._retries = retries
         self._sessions: Dict[bool, requests.Session] = {}
+
+    @property
+    def account(self) -> Tuple[str, str]:
+        """The API address and a digest of the token: which account this session speaks for."""
+        return self.base_url, hashlib.sha256((self._token or "").encode()).hexdigest()
 
     def _session(self, idempotent: bool) -> requests.Session:
         s = self._sessions.get(idempotent)
