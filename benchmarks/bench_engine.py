@@ -4,7 +4,10 @@ ratios to one node. Each node is a Vast.ai instance with one Ollama model whose 
 --pull-seconds, so an estate of N nodes has 2N + 3 resources, N of them pulls; the engine runs their
 operations in parallel, so 16 nodes should cost far less than 16 times one.
 
-    .venv/bin/python benchmarks/bench_engine.py [--counts 1,4,16] [--latency 0.05]
+    .venv/bin/python benchmarks/bench_engine.py [--counts 1,4,16] [--latency 0.05] [--repeat 3]
+
+This host's speed moves by 10 to 20% from run to run: --repeat runs each preview, refresh and no-change
+up that many times and prints the medians.
 
 Needs the CLI that `make setup` builds. Runs on a copy of the project; the committed stack file is
 left as it is.
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -85,7 +89,18 @@ class Phases:
         return out
 
 
-def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path, boot_seconds: float = 0.0) -> tuple:
+def timed(operation, repeat: int) -> float:
+    """The median wall time of ``repeat`` runs of ``operation``."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        operation()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path, boot_seconds: float = 0.0,
+            repeat: int = 1) -> tuple:
     with sandbox.fake_clouds() as fakes:
         vast: FakeVast = fakes["vastai"]
         # Each instance reports "loading" for this long (by the clock, however often it is read) before it runs.
@@ -106,9 +121,7 @@ def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path
         st.set_config("gpu-estate:budget", sandbox.auto_config({"monthly_usd": 100000}))
         peak = PeakRss(("providers.dynamic_host", "pulumi-language-python-exec"))
         try:
-            start = time.perf_counter()
-            st.preview()
-            preview = time.perf_counter() - start
+            preview = timed(st.preview, repeat)
             start = time.perf_counter()
             phases = Phases()
             with peak:
@@ -118,15 +131,13 @@ def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path
             pulls = sum(o.pulls() for o in ollamas)
             # A refresh, then an `up` with nothing to do: reads only, no vendor mutation.
             before = calls(vast, ollamas)
-            start = time.perf_counter()
-            st.refresh()
-            refresh = time.perf_counter() - start
-            start = time.perf_counter()
-            st.up()
-            noop = time.perf_counter() - start
+            refresh = timed(st.refresh, repeat)
+            noop = timed(st.up, repeat)
             after = calls(vast, ollamas)
             extra = {"refresh_s": refresh, "noop_up_s": noop, "phases": phases.summary(up),
-                     "reads": after["reads"] - before["reads"], "mutations": after["mutations"] - before["mutations"],
+                     # Per refresh and no-change up (each repeated ``repeat`` times).
+                     "reads": (after["reads"] - before["reads"]) // repeat,
+                     "mutations": (after["mutations"] - before["mutations"]) // repeat,
                      "provider_mib": peak.mib.get("providers.dynamic_host", 0.0),
                      "program_mib": peak.mib.get("pulumi-language-python-exec", 0.0)}
         finally:
@@ -187,6 +198,8 @@ def main() -> int:
     ap.add_argument("--latency", type=float, default=0.05, help="seconds each loopback API call takes")
     ap.add_argument("--pull-seconds", type=float, default=1.0, help="seconds each model pull streams")
     ap.add_argument("--boot-seconds", type=float, default=0.0, help="seconds each instance takes to boot")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of each preview, refresh and no-change up, of which the median is printed")
     args = ap.parse_args()
     if sandbox.engine_missing():
         print(sandbox.engine_missing(), file=sys.stderr)
@@ -198,7 +211,7 @@ def main() -> int:
         rows = []
         for n in counts:
             preview, up, pulls, extra = measure(n, args.latency, args.pull_seconds, work, tmp / f"state-{n}",
-                                                args.boot_seconds)
+                                                args.boot_seconds, args.repeat)
             rows.append((n, preview, up, extra))
             print(f"{n:>3} nodes ({2 * n + 3:>3} resources, {pulls:>3} pulls): preview {preview:6.2f} s   "
                   f"up {up:6.2f} s   refresh {extra['refresh_s']:6.2f} s   no-change up {extra['noop_up_s']:6.2f} s   "

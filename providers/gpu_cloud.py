@@ -79,6 +79,10 @@ class GpuCloud(abc.ABC):
 
     name: str = ""
     http: ApiSession
+    single_rental_offers: bool = False
+    """Each offer is one machine that rents once (Vast.ai's asks), not a kind of machine with room for
+    several (a TensorDock host node, a RunPod GPU type): creates of one host then never launch on the same
+    offer at once."""
 
     def account(self) -> Tuple[str, str, str]:
         """The cloud, API address and token digest this client speaks with: one status watcher

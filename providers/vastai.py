@@ -116,6 +116,7 @@ def _instance(raw: Dict[str, Any]) -> Instance:
 
 class Client(GpuCloud):
     name = "vastai"
+    single_rental_offers = True
 
     def __init__(self, config: Dict[str, str]):
         self.http = ApiSession(

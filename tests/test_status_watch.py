@@ -1,6 +1,6 @@
 """Machines placed at once wait on one listing per account (providers/status_watch.py), not one read each
-per poll interval: driven through the GPU instance provider against the loopback marketplaces, and the
-watcher alone with a listing that fails or leaves a machine out."""
+per poll interval, and on Vast.ai each rents an offer of its own: driven through the GPU instance
+provider against the loopback marketplaces, and the watcher alone with a listing that fails."""
 import threading
 import time
 
@@ -161,3 +161,31 @@ def test_waiters_share_listings_and_wake_when_their_machine_runs(clouds, monkeyp
     # About 0.3 s of booting at 0.02 s a listing, for all four at once (four readers: four times as many).
     assert watch.listings <= 40, watch.listings
     assert not any(m == "GET" and p.rstrip("/").split("/")[-1] in ids for m, p in vast.calls)
+
+
+def test_machines_placed_together_on_vast_each_rent_their_own_offer(clouds, monkeypatch):
+    monkeypatch.setenv("ESTATE_POLL_SECONDS", "0.02")
+    vast = clouds["vastai"]
+    results = create_all(clouds, "vastai", 8)
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert len({r.outs["offer_id"] for r in results}) == 8
+    # One launch per machine: none launched on an offer another create of the host was renting.
+    launches = sum(n for (method, path), n in vast.calls.items() if method == "PUT" and path.startswith("/api/v0/asks/"))
+    assert launches == 8
+    # The cheapest go first: together they rent the eight cheapest offers.
+    cheapest = sorted(vast.offers, key=lambda o: o["dph_total"])[:8]
+    assert {r.outs["offer_id"] for r in results} == {str(o["id"]) for o in cheapest}
+
+
+def test_an_offer_whose_launch_failed_is_free_for_the_next_create(clouds, monkeypatch):
+    monkeypatch.setenv("ESTATE_POLL_SECONDS", "0.02")
+    vast = clouds["vastai"]
+    vast.offers = [FakeVast.offer(7000, "RTX 4090", 1, 0.30, 0.2, "US", 0.99)]
+    # Refused outright (nothing rented), as Vast.ai refuses a launch the account's credit cannot pay.
+    vast.inject("status", path="/api/v0/asks/", method="PUT", status=400,
+                body={"success": False, "error": "insufficient_credit", "msg": "not enough credit"})
+    first = _create_or_error(vast)
+    assert isinstance(first, CloudError) and "not enough credit" in str(first)
+    second = _create_or_error(vast)
+    assert not isinstance(second, Exception), second
+    assert second.outs["offer_id"] == "7000"
