@@ -71,11 +71,12 @@ class Watch:
 
     def _run(self) -> None:
         client: Optional[GpuCloud] = None
+        done = False  # set where this thread hands over: a later waiter may have started the next one
         try:
             while True:
                 with self._cond:
                     if not self._waiting:
-                        self._running = False
+                        self._running, done = False, True
                         return
                 listed: Optional[Dict[str, Status]] = None
                 try:
@@ -92,8 +93,9 @@ class Watch:
                         self._cond.notify_all()
                 time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
         finally:
-            with self._cond:
-                self._running = False
+            if not done:
+                with self._cond:
+                    self._running = False
             if client is not None:
                 client.close()
 
