@@ -106,13 +106,18 @@ class GpuCloud(abc.ABC):
         """The instance, or None when the vendor no longer knows it."""
 
     @abc.abstractmethod
+    def listed(self) -> List[Instance]:
+        """Every instance the account lists, from one listing call, as the listing gives them (a vendor's
+        list items may carry only id, name and status)."""
+
     def find(self, label: str) -> List[Instance]:
         """Instances carrying ``label`` (our idempotency key), gone ones excluded."""
+        return [i for i in self.listed() if i.label == label and i.status is not Status.GONE]
 
-    @abc.abstractmethod
     def statuses(self) -> Dict[str, Status]:
         """The status of every instance the account lists, by id, from one listing call (what a host
         waiting on many machines polls instead of reading each one)."""
+        return {i.id: i.status for i in self.listed()}
 
     @abc.abstractmethod
     def start(self, instance_id: str) -> None: ...

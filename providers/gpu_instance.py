@@ -123,14 +123,17 @@ def forget_adoptions() -> None:
         _CLAIMED.clear()
 
 
-def _claimed(account: Tuple[str, ...]) -> set:
-    """The offers creates of this process are renting or rented on ``account``."""
+def _claimed(account: Optional[Tuple[str, ...]]) -> set:
+    """The offers creates of this process are renting or rented on ``account`` (None: a cloud whose offers
+    hold several machines, where nothing is claimed)."""
     with _CLAIMED_LOCK:
-        return set(_CLAIMED.get(account, ()))
+        return set(_CLAIMED.get(account, ())) if account else set()
 
 
-def _claim(account: Tuple[str, ...], offer_id: str) -> bool:
+def _claim(account: Optional[Tuple[str, ...]], offer_id: str) -> bool:
     """Take ``offer_id`` for this create; False when another create of this process has it."""
+    if not account:
+        return True
     with _CLAIMED_LOCK:
         claimed = _CLAIMED.setdefault(account, set())
         if offer_id in claimed:
@@ -139,7 +142,7 @@ def _claim(account: Tuple[str, ...], offer_id: str) -> bool:
         return True
 
 
-def _release(account: Tuple[str, ...], offer_id: str) -> None:
+def _release(account: Optional[Tuple[str, ...]], offer_id: str) -> None:
     with _CLAIMED_LOCK:
         _CLAIMED.get(account, set()).discard(offer_id)
 
@@ -307,7 +310,7 @@ class GpuInstanceProvider(ResourceProvider):
             if not ranked and not taken:
                 choose_offer(request, offers)  # raises PlacementError saying why each offer was refused
             untried = [o for o in ranked if o.offer_id not in tried]
-            others = _claimed(account) if account else set()
+            others = _claimed(account)
             fresh = spread([o for o in untried if o.offer_id not in others], spec.label)[:MAX_OFFERS_TRIED]
             if not fresh:
                 if not untried:
@@ -316,7 +319,7 @@ class GpuInstanceProvider(ResourceProvider):
                 time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
                 continue
             for offer in fresh:
-                if account and not _claim(account, offer.offer_id):
+                if not _claim(account, offer.offer_id):
                     continue
                 tried.add(offer.offer_id)
                 pulumi.log.info(f"{spec.label}: renting {c.name} offer {offer.offer_id} at ${offer.price_per_hour}/h")
@@ -334,8 +337,7 @@ class GpuInstanceProvider(ResourceProvider):
                             f"renting twice")
                     iid = found.id
                 except BaseException:
-                    if account:
-                        _release(account, offer.offer_id)  # not rented: another create may take it
+                    _release(account, offer.offer_id)  # not rented: another create may take it
                     raise
                 inst = self._wait_running(c, iid, spec.label)
                 return inst, offer.price_per_hour, offer.region, offer.offer_id

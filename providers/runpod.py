@@ -171,15 +171,9 @@ class Client(GpuCloud):
         inst = _instance(pod)
         return None if inst.status is Status.GONE else inst
 
-    def _listed(self) -> List[Instance]:
+    def listed(self) -> List[Instance]:
         data = self._gql(f"query {{ myself {{ pods {{ {POD_FIELDS} }} }} }}")
         return [_instance(p) for p in ((data.get("myself") or {}).get("pods")) or []]
-
-    def find(self, label: str) -> List[Instance]:
-        return [i for i in self._listed() if i.label == label and i.status is not Status.GONE]
-
-    def statuses(self) -> Dict[str, Status]:
-        return {i.id: i.status for i in self._listed()}
 
     def start(self, instance_id: str) -> None:
         pod = self._pod(instance_id)

@@ -229,23 +229,18 @@ class Client(GpuCloud):
         inst = _instance(json_body(resp))
         return None if inst.status is Status.GONE and inst.detail.lower() == "deleted" else inst
 
-    def _listed(self) -> List[Dict[str, Any]]:
+    def listed(self) -> List[Instance]:
         resp = self.http.request("GET", "/instances")
         if resp.status_code != 200:
             raise CloudError(f"TensorDock: listing instances failed ({resp.status_code})")
         body = json_body(resp)
         raws = (body.get("data") or {}).get("instances", []) if isinstance(body.get("data"), dict) else body.get("data", [])
-        return list(raws or [])
+        return [_instance(r) for r in raws or []]
 
     def find(self, label: str) -> List[Instance]:
         # List items may carry only id, name and status: read each match for its address, ports and rate.
-        named = [str(r.get("id")) for r in self._listed() if str(r.get("name", "")) == label]
-        found = [self.get(iid) for iid in named]
+        found = [self.get(i.id) for i in self.listed() if i.label == label]
         return [i for i in found if i is not None and i.status is not Status.GONE]
-
-    def statuses(self) -> Dict[str, Status]:
-        # A deleted instance reads as gone (get() says it no longer exists, which the waiter reads alike).
-        return {i.id: i.status for i in map(_instance, self._listed())}
 
     def _action(self, instance_id: str, action: str) -> None:
         resp = self.http.request("POST", f"/instances/{instance_id}/{action}")

@@ -228,17 +228,11 @@ class Client(GpuCloud):
         raw = self._raw(instance_id)
         return _instance(raw) if raw else None
 
-    def _listed(self) -> List[Instance]:
+    def listed(self) -> List[Instance]:
         resp = self.http.request("GET", "/instances/", params={"owner": "me"})
         if resp.status_code != 200:
             raise CloudError(f"Vast.ai: listing instances failed ({resp.status_code})")
         return [_instance(r) for r in json_body(resp).get("instances", [])]
-
-    def find(self, label: str) -> List[Instance]:
-        return [i for i in self._listed() if i.label == label and i.status is not Status.GONE]
-
-    def statuses(self) -> Dict[str, Status]:
-        return {i.id: i.status for i in self._listed()}
 
     def _put(self, instance_id: str, body: Dict[str, Any], what: str) -> None:
         resp = self.http.request("PUT", f"/instances/{instance_id}/", json=body)
