@@ -112,7 +112,7 @@ def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path
         vast.latency = latency
         for ollama in ollamas:
             ollama.latency = latency
-            ollama.pull_steps, ollama.pull_delay = 10, pull_seconds / 10
+            ollama.pull_lasts(pull_seconds)
         st = sandbox.stack(sandbox.engine_env(fakes, state), work_dir=work)
         st.set_config("gpu-estate:nodes", sandbox.auto_config(estate(n)))
         st.remove_config("gpu-estate:gateway")  # the nodes alone: the sandbox's gateway needs its own nodes

@@ -50,6 +50,11 @@ class FakeOllama(FakeServer):
         self.chats: List[str] = []
 
     # -- helpers for tests ---------------------------------------------------------------------------
+    def pull_lasts(self, seconds: float, steps: int = 10) -> None:
+        """Each pull streams for ``seconds`` in all: its ``steps`` progress lines and the four others
+        (manifest, verify, write, success) each come ``seconds / (steps + 4)`` apart."""
+        self.pull_steps, self.pull_delay = steps, seconds / (steps + 4)
+
     def publish(self, tag: str, version: int, size: int = 4_000_000_000) -> str:
         """A new build of ``tag`` in the registry (the next pull installs it)."""
         with self.lock:
