@@ -222,7 +222,8 @@ class Estate(pulumi.ComponentResource):
         self.cost = pricing.cost_table(estimate, spec.budget.monthly_usd)
         self.capacity = capacity_table(spec)
         self.urls = url_map(plan)
-        self.register_outputs({OUTPUT_COST: self.cost, OUTPUT_CAPACITY: self.capacity, OUTPUT_URLS: self.urls})
+        # Cost, capacity and URLs are the stack's exports (__main__.py), not copied into the component's
+        # outputs: the checkpoint, written whole after every step, carried them twice.
 
     def _create_buckets(self, stack: Stack, opts: pulumi.ResourceOptions) -> Dict[str, ModelBucket]:
         """Each bucket, with credentials for its readers and for the MLflow nodes whose artifacts it holds."""

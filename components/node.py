@@ -3,7 +3,8 @@
 TensorDock, Vast.ai and RunPod nodes are one ``GpuInstance`` dynamic resource; AWS and GCP nodes are
 pulumi-aws / pulumi-gcp VMs with a firewall; an owned host is adopted by address. Every node exposes
 ``address``, ``ssh_host``, ``ssh_port``, ``ports`` (service port -> reachable port), ``hourly_price`` and
-``monthly_estimate``, and stamps on its billing resource what the policy pack reads.
+``monthly_estimate`` (the stack exports them as ``nodes``), and stamps on its billing resource what the
+policy pack reads.
 """
 from __future__ import annotations
 
@@ -92,10 +93,10 @@ class GpuNode(pulumi.ComponentResource):
             # The same test decides that its start script waits for them (``workloads.container_start``).
             self._deliver_secrets(name, spec, child)
         self.monthly_estimate = pulumi.Output.from_input(args.estimate.monthly_usd)
-        self.register_outputs({
-            "address": self.address, "ssh_host": self.ssh_host, "ssh_port": self.ssh_port, "ports": self.ports,
-            "hourly_price": self.hourly_price, "monthly_estimate": self.monthly_estimate,
-        })
+        # No register_outputs: the node's outputs are the stack's ``nodes`` export. As component outputs
+        # they were a copy in state, and their registration, made as the machine came up, was one more
+        # write of the whole checkpoint per node (a diy backend writes it after every step, one write at a
+        # time) between the machine and its model pulls.
 
     def _create_marketplace(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions) -> None:
         spec = args.spec
