@@ -27,6 +27,7 @@ from pathlib import Path
 
 from loopback.ollama import FakeOllama
 from loopback.vastai import FakeVast
+from providers import dynamic_host
 from scripts import sandbox
 
 ROOT = sandbox.ROOT
@@ -221,9 +222,10 @@ def main() -> int:
                 f"{phase} {v['span_s']:.2f} s" + (f" (longest one {v['longest_s']:.2f} s)" if "longest_s" in v else "")
                 for phase, v in extra["phases"].items()), flush=True)
         base_preview, base_up, base = rows[0][1], rows[0][2], rows[0][3]
-        workers = os.environ.get("ESTATE_PROVIDER_WORKERS", "64")
+        parallel = sandbox.engine_parallel()
+        workers = dynamic_host.workers({**os.environ, "PULUMI_PARALLEL": parallel})
         print(f"\nratios to {rows[0][0]} node (latency {args.latency:.3f} s per call, pulls {args.pull_seconds:.1f} s, "
-              f"boot {args.boot_seconds:.1f} s, {workers} provider workers):")
+              f"boot {args.boot_seconds:.1f} s, {workers} provider workers, PULUMI_PARALLEL={parallel}):")
         for n, preview, up, extra in rows:
             print(f"{n:>3} nodes: preview x{preview / base_preview:4.2f}   up x{up / base_up:4.2f}   "
                   f"refresh x{extra['refresh_s'] / base['refresh_s']:4.2f}   "

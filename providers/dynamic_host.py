@@ -4,8 +4,9 @@ with more workers.
 The SDK's host answers the engine with a gRPC server on a pool of 4 threads, so at most four creates,
 pulls or reads of the whole stack run at once and an estate of sixteen nodes comes up in four waves.
 Each of this project's operations mostly waits (a machine booting, a model pulling), so the pool here has
-``ESTATE_PROVIDER_WORKERS`` threads (default 64). Nothing else changes: the SDK's servicer, its pickled
-providers and its protocol are used as they are. Pulumi.yaml points the ``pulumi-python`` plugin at
+``ESTATE_PROVIDER_WORKERS`` threads; unset, as many as the engine runs operations at once when
+``PULUMI_PARALLEL`` says (the CLI's environment is its plugins'), and at least 64. Nothing else changes:
+the SDK's servicer, its pickled providers and its protocol are used as they are. Pulumi.yaml points the ``pulumi-python`` plugin at
 ``providers/plugin``, whose ``pulumi-resource-pulumi-python`` runs this module.
 """
 from __future__ import annotations
@@ -14,7 +15,19 @@ import os
 import runpy
 from concurrent import futures
 
-WORKERS = int(os.environ.get("ESTATE_PROVIDER_WORKERS", "64"))
+DEFAULT_WORKERS = 64
+
+
+def workers(environ=os.environ) -> int:
+    """The pool's size: ``ESTATE_PROVIDER_WORKERS`` if set, else the engine's ``PULUMI_PARALLEL`` and at least
+    ``DEFAULT_WORKERS``, so no operation the engine has started waits here for a thread."""
+    if environ.get("ESTATE_PROVIDER_WORKERS"):
+        return int(environ["ESTATE_PROVIDER_WORKERS"])
+    parallel = environ.get("PULUMI_PARALLEL", "")
+    return max(DEFAULT_WORKERS, int(parallel) if parallel.isdigit() else 0)
+
+
+WORKERS = workers()
 _SdkPool = futures.ThreadPoolExecutor
 
 

@@ -118,6 +118,11 @@ def ssh_agent(private_key: str) -> Iterator[Dict[str, str]]:
             agent.wait(timeout=5)
 
 
+def engine_parallel() -> str:
+    """The engine's operations at once on the sandbox: ``PULUMI_PARALLEL`` if set, else 128."""
+    return os.environ.get("PULUMI_PARALLEL", "128")
+
+
 def engine_env(fakes: Dict[str, object], state_dir: Path, agent: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """Environment for the engine and its plugins: loopback endpoints, local state, no downloads, and
     (``agent``) how SSH reaches the loopback machine."""
@@ -141,8 +146,8 @@ def engine_env(fakes: Dict[str, object], state_dir: Path, agent: Optional[Dict[s
         # instead of holding the run for a real GPU machine's fifteen.
         "ESTATE_READY_TIMEOUT_SECONDS": "120",
         # The engine runs 4 x cores operations at once by default (8 on two cores); the estate's are
-        # waits on machines and pulls, so as many as the provider host serves (providers/dynamic_host.py).
-        "PULUMI_PARALLEL": os.environ.get("PULUMI_PARALLEL", "64"),
+        # waits on machines and pulls, and the provider host serves as many (providers/dynamic_host.py).
+        "PULUMI_PARALLEL": engine_parallel(),
     }
 
 

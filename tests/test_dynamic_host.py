@@ -3,6 +3,7 @@ serving with a larger pool than the SDK's four threads."""
 import os
 import select
 import subprocess
+import sys
 
 import yaml
 
@@ -20,6 +21,22 @@ def test_pulumi_yaml_points_the_dynamic_provider_plugin_at_the_project_host():
 
 def test_the_pool_is_the_projects_size_whatever_the_sdk_asks():
     assert dynamic_host._Pool(max_workers=4)._max_workers == dynamic_host.WORKERS >= 32
+
+
+def test_the_pool_serves_as_many_operations_as_the_engine_runs():
+    assert dynamic_host.workers({}) == dynamic_host.DEFAULT_WORKERS == 64
+    assert dynamic_host.workers({"PULUMI_PARALLEL": "200"}) == 200  # no started operation waits for a thread
+    assert dynamic_host.workers({"PULUMI_PARALLEL": "8"}) == 64  # the engine's default is 4 x cores
+    assert dynamic_host.workers({"PULUMI_PARALLEL": "many"}) == 64
+    assert dynamic_host.workers({"PULUMI_PARALLEL": "200", "ESTATE_PROVIDER_WORKERS": "4"}) == 4  # as asked
+
+
+def test_the_host_reads_the_engine_parallelism_from_the_environment_it_is_started_in():
+    env = {k: v for k, v in os.environ.items() if k != "ESTATE_PROVIDER_WORKERS"}
+    probe = "from providers import dynamic_host; print(dynamic_host.WORKERS)"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          env={**env, "PULUMI_PARALLEL": "150", "PYTHONPATH": str(PROJECT_ROOT)}, timeout=60)
+    assert done.stdout.strip() == "150", done.stderr
 
 
 def test_the_plugin_starts_the_sdk_host_and_announces_its_port():
