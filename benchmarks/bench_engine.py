@@ -6,15 +6,18 @@ operations in parallel, so 16 nodes should cost far less than 16 times one.
 
     .venv/bin/python benchmarks/bench_engine.py [--counts 1,4,16] [--latency 0.05] [--repeat 3]
 
-This host's speed moves by 10 to 20% from run to run: --repeat runs each preview, refresh and no-change
-up that many times and prints the medians.
+This host's speed moves by 10 to 20% from run to run: --repeat runs each preview, `up` (from nothing:
+the estate is destroyed in between), refresh and no-change `up` that many times and prints the medians.
+The estates of all counts are up side by side and each round runs every count once, so a ratio compares
+runs made minutes apart at most.
 
-Needs the CLI that `make setup` builds. Runs on a copy of the project; the committed stack file is
-left as it is.
+Needs the CLI that `make setup` builds. Runs on copies of the project (one per count); the committed
+stack file is left as it is.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -90,63 +93,118 @@ class Phases:
         return out
 
 
-def timed(operation, repeat: int) -> float:
-    """The median wall time of ``repeat`` runs of ``operation``."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        operation()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+class Estate:
+    """One benchmark estate of ``n`` nodes: its own loopback clouds (each node's Vast.ai instance with an
+    Ollama of its own behind it), its own copy of the project and its own state. The estates of all counts
+    are up side by side, so that each round of timings runs every count once, one after the other: the
+    ratios then compare runs minutes apart at most, not a whole benchmark apart."""
 
-
-def measure(n: int, latency: float, pull_seconds: float, work: Path, state: Path, boot_seconds: float = 0.0,
-            repeat: int = 1) -> tuple:
-    with sandbox.fake_clouds() as fakes:
-        vast: FakeVast = fakes["vastai"]
+    def __init__(self, n: int, latency: float, pull_seconds: float, boot_seconds: float, tmp: Path):
+        self.n = n
+        self.times: dict = {"preview": [], "up": [], "refresh": [], "noop_up": []}
+        self.phases: list = []
+        self.peak = {"providers.dynamic_host": 0.0, "pulumi-language-python-exec": 0.0}
+        self._clouds = sandbox.fake_clouds()
+        fakes = self._clouds.__enter__()
+        self.vast: FakeVast = fakes["vastai"]
         # Each instance reports "loading" for this long (by the clock, however often it is read) before it runs.
-        vast.boot_seconds = boot_seconds
-        vast.offers = [FakeVast.offer(7000 + i, "RTX 4090", 1, 0.30 + i / 1000, 0.2, "US", 0.99) for i in range(n)]
-        # An Ollama of its own behind each instance, so every node really pulls its model.
-        ollamas = [FakeOllama(name=f"ollama-{i}") for i in range(n)]
-        vast.port_map = PerInstance({11434: iter([o.httpd.server_address[1] for o in ollamas])})
-        vast.latency = latency
-        for ollama in ollamas:
+        self.vast.boot_seconds = boot_seconds
+        self.vast.offers = [FakeVast.offer(7000 + i, "RTX 4090", 1, 0.30 + i / 1000, 0.2, "US", 0.99) for i in range(n)]
+        # An Ollama of its own behind each instance, so every node really pulls its model; the instances of
+        # a later `up` (after a destroy) are handed the same Ollamas again.
+        self.ollamas = [FakeOllama(name=f"ollama-{i}") for i in range(n)]
+        self.vast.port_map = PerInstance({11434: itertools.cycle([o.httpd.server_address[1] for o in self.ollamas])})
+        self.vast.latency = latency
+        for ollama in self.ollamas:
             ollama.latency = latency
             ollama.pull_lasts(pull_seconds)
-        st = sandbox.stack(sandbox.engine_env(fakes, state), work_dir=work)
-        st.set_config("gpu-estate:nodes", sandbox.auto_config(estate(n)))
-        st.remove_config("gpu-estate:gateway")  # the nodes alone: the sandbox's gateway needs its own nodes
-        st.remove_config("gpu-estate:serverless")  # and none of its serverless endpoints
-        st.remove_config("gpu-estate:spend")  # nor the spend watcher, which runs beside the gateway
-        st.set_config("gpu-estate:budget", sandbox.auto_config({"monthly_usd": 100000}))
-        peak = PeakRss(("providers.dynamic_host", "pulumi-language-python-exec"))
+        work = sandbox.project_copy(tmp / f"project-{n}")  # each its own stack file
+        self.st = sandbox.stack(sandbox.engine_env(fakes, tmp / f"state-{n}"), work_dir=work)
+        self.st.set_config("gpu-estate:nodes", sandbox.auto_config(estate(n)))
+        self.st.remove_config("gpu-estate:gateway")  # the nodes alone: the sandbox's gateway needs its own nodes
+        self.st.remove_config("gpu-estate:serverless")  # and none of its serverless endpoints
+        self.st.remove_config("gpu-estate:spend")  # nor the spend watcher, which runs beside the gateway
+        self.st.set_config("gpu-estate:budget", sandbox.auto_config({"monthly_usd": 100000}))
+        self.pulls = 0
+        self.marks: dict = {}
+
+    def timed(self, what: str, operation) -> None:
+        start = time.perf_counter()
+        operation()
+        self.times[what].append(time.perf_counter() - start)
+
+    def up(self) -> None:
+        """An `up` from nothing (the estate is destroyed first if it is up)."""
+        if self.vast.alive():
+            self.st.destroy()
+            for ollama in self.ollamas:  # the next machines start with empty disks
+                ollama.installed.clear()
+        pulls = sum(o.pulls() for o in self.ollamas)
+        phases = Phases()
+        peak = PeakRss(tuple(self.peak))
+        with peak:
+            self.timed("up", lambda: self.st.up(on_event=phases))
+        assert len(self.vast.alive()) == self.n, f"{len(self.vast.alive())} of {self.n} nodes rented"
+        self.pulls = sum(o.pulls() for o in self.ollamas) - pulls
+        self.phases.append(phases.summary(self.times["up"][-1]))
+        for name, mib in peak.mib.items():
+            self.peak[name] = max(self.peak[name], mib)
+
+    def mark(self, name: str) -> None:
+        """The vendor calls so far, under ``name``."""
+        self.marks[name] = calls(self.vast, self.ollamas)
+
+    def result(self) -> dict:
+        """Medians of each operation's runs, the phases of the median `up`, and the vendor reads per refresh
+        and per no-change `up` and the mutations of all of them."""
+        ups = self.times["up"]
+        median_up = sorted(range(len(ups)), key=ups.__getitem__)[(len(ups) - 1) // 2]
+        start, refreshed, end = self.marks["up"], self.marks["refreshed"], self.marks["end"]
+        return {"nodes": self.n, **{f"{k}_s": statistics.median(v) for k, v in self.times.items()},
+                "pulls": self.pulls, "phases": self.phases[median_up],
+                "refresh_reads": (refreshed["reads"] - start["reads"]) // len(self.times["refresh"]),
+                "noop_reads": (end["reads"] - refreshed["reads"]) // len(self.times["noop_up"]),
+                "mutations": end["mutations"] - start["mutations"],
+                "provider_mib": self.peak["providers.dynamic_host"],
+                "program_mib": self.peak["pulumi-language-python-exec"]}
+
+    def close(self) -> None:
         try:
-            preview = timed(st.preview, repeat)
-            start = time.perf_counter()
-            phases = Phases()
-            with peak:
-                st.up(on_event=phases)
-            up = time.perf_counter() - start
-            assert len(vast.alive()) == n, f"{len(vast.alive())} of {n} nodes rented"
-            pulls = sum(o.pulls() for o in ollamas)
-            # A refresh, then an `up` with nothing to do: reads only, no vendor mutation.
-            before = calls(vast, ollamas)
-            refresh = timed(st.refresh, repeat)
-            noop = timed(st.up, repeat)
-            after = calls(vast, ollamas)
-            extra = {"refresh_s": refresh, "noop_up_s": noop, "phases": phases.summary(up),
-                     # Per refresh and no-change up (each repeated ``repeat`` times).
-                     "reads": (after["reads"] - before["reads"]) // repeat,
-                     "mutations": (after["mutations"] - before["mutations"]) // repeat,
-                     "provider_mib": peak.mib.get("providers.dynamic_host", 0.0),
-                     "program_mib": peak.mib.get("pulumi-language-python-exec", 0.0)}
+            self.st.destroy()
+            self.st.workspace.remove_stack(self.st.name)
         finally:
-            st.destroy()
-            st.workspace.remove_stack(st.name)
-            for ollama in ollamas:
+            for ollama in self.ollamas:
                 ollama.close()
-    return preview, up, pulls, extra
+            self._clouds.__exit__(None, None, None)
+
+
+def measure_all(counts: list, latency: float, pull_seconds: float, boot_seconds: float, repeat: int,
+                tmp: Path) -> list:
+    """Every count's preview, `up` (from nothing, ``repeat`` times), refresh and no-change `up`, in rounds
+    that run each count once."""
+    estates: list = []
+    try:
+        for n in counts:
+            estates.append(Estate(n, latency, pull_seconds, boot_seconds, tmp))
+        for _ in range(repeat):
+            for e in estates:
+                e.timed("preview", e.st.preview)
+        for _ in range(repeat):
+            for e in estates:
+                e.up()
+        # Refreshes, then `up`s with nothing to do: reads only, no vendor mutation.
+        for what, mark in (("refresh", "up"), ("noop_up", "refreshed")):
+            for e in estates:
+                e.mark(mark)
+            for _ in range(repeat):
+                for e in estates:
+                    e.timed(what, e.st.refresh if what == "refresh" else e.st.up)
+        for e in estates:
+            e.mark("end")
+        return [e.result() for e in estates]
+    finally:
+        for e in estates:
+            e.close()
 
 
 def calls(vast: FakeVast, ollamas: list) -> dict:
@@ -208,32 +266,29 @@ def main() -> int:
     counts = [int(c) for c in args.counts.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="estate-bench-"))
     try:
-        work = sandbox.project_copy(tmp / "project")
-        rows = []
-        for n in counts:
-            preview, up, pulls, extra = measure(n, args.latency, args.pull_seconds, work, tmp / f"state-{n}",
-                                                args.boot_seconds, args.repeat)
-            rows.append((n, preview, up, extra))
-            print(f"{n:>3} nodes ({2 * n + 3:>3} resources, {pulls:>3} pulls): preview {preview:6.2f} s   "
-                  f"up {up:6.2f} s   refresh {extra['refresh_s']:6.2f} s   no-change up {extra['noop_up_s']:6.2f} s   "
-                  f"({extra['reads']} reads, {extra['mutations']} mutations)   peak RSS: provider host "
-                  f"{extra['provider_mib']:.0f} MiB, program {extra['program_mib']:.0f} MiB", flush=True)
+        rows = measure_all(counts, args.latency, args.pull_seconds, args.boot_seconds, args.repeat, tmp)
+        for r in rows:
+            print(f"{r['nodes']:>3} nodes ({2 * r['nodes'] + 3:>3} resources, {r['pulls']:>3} pulls): "
+                  f"preview {r['preview_s']:6.2f} s   up {r['up_s']:6.2f} s   refresh {r['refresh_s']:6.2f} s   "
+                  f"no-change up {r['noop_up_s']:6.2f} s   ({r['refresh_reads']} reads per refresh, "
+                  f"{r['noop_reads']} per no-change up, {r['mutations']} mutations)   peak RSS: provider host "
+                  f"{r['provider_mib']:.0f} MiB, program {r['program_mib']:.0f} MiB", flush=True)
             print("      up: " + "   ".join(
                 f"{phase} {v['span_s']:.2f} s" + (f" (longest one {v['longest_s']:.2f} s)" if "longest_s" in v else "")
-                for phase, v in extra["phases"].items()), flush=True)
-        base_preview, base_up, base = rows[0][1], rows[0][2], rows[0][3]
+                for phase, v in r["phases"].items()), flush=True)
+        base = rows[0]
         parallel = sandbox.engine_parallel()
         workers = dynamic_host.workers({**os.environ, "PULUMI_PARALLEL": parallel})
-        print(f"\nratios to {rows[0][0]} node (latency {args.latency:.3f} s per call, pulls {args.pull_seconds:.1f} s, "
-              f"boot {args.boot_seconds:.1f} s, {workers} provider workers, PULUMI_PARALLEL={parallel}):")
-        for n, preview, up, extra in rows:
-            print(f"{n:>3} nodes: preview x{preview / base_preview:4.2f}   up x{up / base_up:4.2f}   "
-                  f"refresh x{extra['refresh_s'] / base['refresh_s']:4.2f}   "
-                  f"no-change up x{extra['noop_up_s'] / base['noop_up_s']:4.2f}")
+        print(f"\nratios to {base['nodes']} node (latency {args.latency:.3f} s per call, pulls {args.pull_seconds:.1f} s, "
+              f"boot {args.boot_seconds:.1f} s, {workers} provider workers, PULUMI_PARALLEL={parallel}, "
+              f"medians of {args.repeat} runs each, the counts run in turn):")
+        for r in rows:
+            print(f"{r['nodes']:>3} nodes: " + "   ".join(
+                f"{label} x{r[key] / base[key]:4.2f}" for label, key in (
+                    ("preview", "preview_s"), ("up", "up_s"), ("refresh", "refresh_s"), ("no-change up", "noop_up_s"))))
         print(json.dumps({"latency_s": args.latency, "pull_s": args.pull_seconds, "boot_s": args.boot_seconds,
-                          "provider_workers": int(workers), "results": [
-            {"nodes": n, "preview_s": round(p, 2), "up_s": round(u, 2),
-             **{k: round(v, 2) if isinstance(v, float) else v for k, v in e.items()}} for n, p, u, e in rows]}))
+                          "provider_workers": int(workers), "repeat": args.repeat, "results": [
+            {k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()} for r in rows]}))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
