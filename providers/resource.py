@@ -44,7 +44,6 @@ import os
 import pathlib
 import pickle
 import types
-from urllib.parse import unquote, urlparse
 from typing import Mapping, Optional, Tuple
 
 import pulumi
@@ -139,19 +138,22 @@ PROJECT_DIRS = tuple({pathlib.Path(os.path.abspath(__file__)).parent.parent,
 """The project's directory as its modules were imported from, and with links resolved."""
 
 
-def _project_file(uri: str, project: Tuple[pathlib.Path, ...]) -> bool:
-    """Whether a frame's ``file://`` URI is one of the project's own sources (not an installed package, in a
-    virtualenv inside the project or elsewhere)."""
-    if not uri.startswith("file:"):
-        return False
-    path = pathlib.Path(unquote(urlparse(uri).path))
-    return any(path.is_relative_to(p) for p in project) and not {"site-packages", "dist-packages"} & set(path.parts)
+def _uri_prefixes(project: Tuple[pathlib.Path, ...]) -> Tuple[str, ...]:
+    """The ``file://`` URIs of the project's directories, as the SDK writes a frame's (``Path.as_uri``)."""
+    return tuple(p.as_uri().rstrip("/") + "/" for p in project)
+
+
+_PROJECT_URIS = _uri_prefixes(PROJECT_DIRS)
+_PACKAGES = ("/site-packages/", "/dist-packages/")
 
 
 def project_frames(trace, project: Tuple[pathlib.Path, ...] = PROJECT_DIRS):
-    """``trace`` (the SDK's ``StackTrace`` message) with only the frames in the project's own files, in their
-    order; the whole of it when none is."""
-    kept = [f for f in trace.frames if f.HasField("pc") and _project_file(f.pc.uri, project)]
+    """``trace`` (the SDK's ``StackTrace`` message) with only the frames in the project's own files (not an
+    installed package's, in a virtualenv inside the project or elsewhere), in their order; the whole of it
+    when none is."""
+    prefixes = _PROJECT_URIS if project is PROJECT_DIRS else _uri_prefixes(project)
+    kept = [f for f in trace.frames
+            if f.pc.uri.startswith(prefixes) and not any(p in f.pc.uri for p in _PACKAGES)]
     if not kept or len(kept) == len(trace.frames):
         return trace
     return type(trace)(frames=kept)
