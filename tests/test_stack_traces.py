@@ -58,16 +58,16 @@ def test_the_project_is_known_by_its_linked_path_too(tmp_path):
 
 
 def test_the_switch_puts_the_sdk_stack_back():
-    sdk = sdk_resource._get_stack_trace
+    current = sdk_resource._get_stack_trace  # a program run under mocks in this process may have set ours
     try:
         assert project_stack_traces({}) is True
         trimmed = sdk_resource._get_stack_trace
-        assert trimmed is not sdk and project_stack_traces({}) is True
+        assert trimmed is not resource._SDK_GET_STACK_TRACE and project_stack_traces({}) is True
         assert sdk_resource._get_stack_trace is trimmed  # a second call changes nothing
         assert project_stack_traces({SDK_STACK_ENV: "1"}) is False
         assert sdk_resource._get_stack_trace is resource._SDK_GET_STACK_TRACE
     finally:
-        sdk_resource._get_stack_trace = sdk
+        sdk_resource._get_stack_trace = current
 
 
 def declared(get_stack_trace) -> set:
