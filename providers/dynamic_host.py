@@ -6,8 +6,8 @@ pulls or reads of the whole stack run at once and an estate of sixteen nodes com
 Each of this project's operations mostly waits (a machine booting, a model pulling), so the pool here has
 ``ESTATE_PROVIDER_WORKERS`` threads; unset, as many as the engine runs operations at once when
 ``PULUMI_PARALLEL`` says (the CLI's environment is its plugins'), and at least 64. Nothing else changes:
-the SDK's servicer, its pickled providers and its protocol are used as they are. Pulumi.yaml points the ``pulumi-python`` plugin at
-``providers/plugin``, whose ``pulumi-resource-pulumi-python`` runs this module.
+the SDK's servicer, its pickled providers and its protocol are used as they are. Pulumi.yaml points the
+``pulumi-python`` plugin at ``providers/plugin``, whose ``pulumi-resource-pulumi-python`` runs this module.
 """
 from __future__ import annotations
 

@@ -48,6 +48,7 @@ freed by the collector in a 1000-node run), so they wait longer to be freed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import importlib
 import os
@@ -148,12 +149,12 @@ PROJECT_DIRS = tuple({pathlib.Path(os.path.abspath(__file__)).parent.parent,
 """The project's directory as its modules were imported from, and with links resolved."""
 
 
+@functools.lru_cache(maxsize=None)
 def _uri_prefixes(project: Tuple[pathlib.Path, ...]) -> Tuple[str, ...]:
     """The ``file://`` URIs of the project's directories, as the SDK writes a frame's (``Path.as_uri``)."""
     return tuple(p.as_uri().rstrip("/") + "/" for p in project)
 
 
-_PROJECT_URIS = _uri_prefixes(PROJECT_DIRS)
 _PACKAGES = ("/site-packages/", "/dist-packages/")
 
 
@@ -161,7 +162,7 @@ def project_frames(trace, project: Tuple[pathlib.Path, ...] = PROJECT_DIRS):
     """``trace`` (the SDK's ``StackTrace`` message) with only the frames in the project's own files (not an
     installed package's, in a virtualenv inside the project or elsewhere), in their order; the whole of it
     when none is."""
-    prefixes = _PROJECT_URIS if project is PROJECT_DIRS else _uri_prefixes(project)
+    prefixes = _uri_prefixes(project)
     kept = [f for f in trace.frames
             if f.pc.uri.startswith(prefixes) and not any(p in f.pc.uri for p in _PACKAGES)]
     if not kept or len(kept) == len(trace.frames):
