@@ -24,11 +24,12 @@ import pulumi
 
 from components.gateway import CONFIG_DIR, DOCKER
 from core.spec import AuthMode, EdgeMode, EstateSpec
+from core.images import default_image
 from core.templates import render
 from core.topology import EstatePlan
 
 TYPE = "gpu-estate:index:Edge"
-CLOUDFLARED_IMAGE = "cloudflare/cloudflared:2025.11.1"
+CLOUDFLARED_IMAGE = default_image("cloudflared")
 CADDY_IMAGE = "caddy:2.10.2"
 BASIC_AUTH_USER = "estate"
 

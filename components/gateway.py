@@ -26,7 +26,7 @@ import yaml
 
 from core.config import PROJECT_ROOT
 from core.kinds import WorkloadKind
-from core.spec import RUNPOD_API_KEY_ENV
+from core.vendors import RUNPOD_API_KEY_ENV
 from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE, UNRENTED
 from core.templates import asset, render
 from core.text import digest, known_hosts_line
@@ -37,7 +37,7 @@ WAKE_HOOK = "estate_wake.py"
 """The wake-on-request hook LiteLLM loads from beside its config (``assets/gateway/estate_wake.py``)."""
 WAKE_DOCUMENT = "wake.json"
 """What the hook wakes: aliases, their nodes' instance ids and URLs (``wake_document``)."""
-LIBRARY = ("core/__init__.py", "core/catalog.py", "core/kinds.py", "core/pricing.py", "core/spec.py",
+LIBRARY = ("core/__init__.py", "core/catalog.py", "core/kinds.py", "core/vendors.py", "core/images.py", "assets/images/compose.yaml", "core/pricing.py", "core/spec.py",
            "core/spend.py", "providers/__init__.py", "providers/gpu_cloud.py", "providers/http.py",
            "providers/runpod.py", "providers/spend.py", "providers/tensordock.py", "providers/vastai.py",
            "providers/wake.py", "assets/prices/gpus.json")

@@ -18,7 +18,8 @@ import pulumi
 from components import workloads
 from core import catalog, pricing
 from core.kinds import WorkloadKind
-from core.spec import Access, Market, NodeSpec, PowerState, Provider
+from core.spec import Access, Market, NodeSpec, PowerState
+from core.vendors import Vendor
 from core.stamps import node_stamp, to_tags
 from core.text import bare_key, digest, install_secrets, secret_bundle
 from providers.gpu_instance import GpuInstance, GpuInstanceArgs, LaunchInputs
@@ -80,9 +81,9 @@ class GpuNode(pulumi.ComponentResource):
         self.over_ssh = workloads.delivered_over_ssh(spec, secrets=self.secrets is not None)
         if spec.provider.is_marketplace:
             self._create_marketplace(name, args, machine_opts)
-        elif spec.provider is Provider.AWS:
+        elif spec.provider is Vendor.AWS:
             self._create_aws(name, args, child, machine_opts)
-        elif spec.provider is Provider.GCP:
+        elif spec.provider is Vendor.GCP:
             self._create_gcp(name, args, child, machine_opts)
         else:
             self._adopt_host(spec)
@@ -108,7 +109,7 @@ class GpuNode(pulumi.ComponentResource):
         else:
             image, env, ports, onstart = spec.image, {}, workloads.published_ports(spec), ""
             cloud_init = self._cloud_init(args)
-        host_key = self._generated_host_key(name, args) if spec.provider is Provider.TENSORDOCK else None
+        host_key = self._generated_host_key(name, args) if spec.provider is Vendor.TENSORDOCK else None
         self.instance = GpuInstance(f"{name}-instance", GpuInstanceArgs(
             label=args.label,
             clouds=[spec.provider.value, *(p.value for p in spec.failover)],

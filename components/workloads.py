@@ -24,7 +24,8 @@ import yaml
 from core.demand import gpu_fraction
 from core.launch import listen_host, preset_args
 from core.kinds import COMFYUI_MODELS, WorkloadKind
-from core.spec import Access, NodeSpec, Provider
+from core.spec import Access, NodeSpec
+from core.vendors import Vendor
 from core.templates import asset, render
 from core.text import heredoc_script
 
@@ -42,21 +43,6 @@ IDLE_SCRIPT = "/usr/local/sbin/estate-idle"
 CHECKPOINT_SCRIPT = f"{ESTATE_DIR}/fetch-checkpoints.sh"
 ARTIFACTS_ENV = f"{SECRETS_DIR}/mlflow-artifacts.env"
 """MLflow's artifact store and its credentials (apart from ``mlflow.env``, its ``secret_env`` values)."""
-
-# The least privileged way each provider lets a node stop itself.
-STOP_COMMANDS = {
-    # Guest power-off: a stopped VM bills no GPU; `pulumi up` with power running starts it again.
-    Provider.TENSORDOCK: "systemctl poweroff",
-    Provider.AWS: "systemctl poweroff",
-    Provider.GCP: "systemctl poweroff",
-    # Vast.ai gives each container a key that can manage that one instance only.
-    Provider.VASTAI: ('curl -fsS -X PUT -H "Authorization: Bearer $CONTAINER_API_KEY" '
-                      "-H 'Content-Type: application/json' -d '{\"state\":\"stopped\"}' "
-                      '"https://console.vast.ai/api/v0/instances/$CONTAINER_ID/"'),
-    # RunPod gives each pod a pod-scoped key that runpodctl picks up.
-    Provider.RUNPOD: 'runpodctl stop pod "$RUNPOD_POD_ID"',
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class BucketAccess:
@@ -253,7 +239,7 @@ def checkpoint_script(node: NodeSpec, models_dir: str) -> Optional[str]:
 def idle_stop_command(node: NodeSpec) -> Optional[str]:
     if not node.idle_shutdown_minutes:
         return None
-    return STOP_COMMANDS.get(node.provider)
+    return node.provider.info.stop_command
 
 
 def render_idle_units(node: NodeSpec, script: str = IDLE_SCRIPT) -> Dict[str, str]:
@@ -412,7 +398,7 @@ def docker_args(node: NodeSpec) -> List[str]:
     """What a RunPod pod's image is given as its command (RunPod's ``dockerArgs``, after the image's own
     entrypoint): a vLLM preset's arguments, or a container's ``args``; for a node on RunPod or failing
     over to it. RunPod runs no start script."""
-    if Provider.RUNPOD not in (node.provider, *node.failover) or not node.workloads:
+    if Vendor.RUNPOD not in (node.provider, *node.failover) or not node.workloads:
         return []
     return preset_args(node, primary_workload(node))
 
@@ -427,5 +413,5 @@ def container_launch(node: NodeSpec) -> Tuple[str, Dict[str, str], List[int], st
     env: Dict[str, str] = {}
     for name in node.workloads:
         env.update(workload_env(node, name))
-    start = container_start(node) if node.provider is Provider.VASTAI else ""
+    start = container_start(node) if node.provider is Vendor.VASTAI else ""
     return node.image_for(primary), env, published_ports(node), start

@@ -18,7 +18,8 @@ from core import spend
 from core.catalog import ASSETS
 from core.errors import ConfigError, from_validation
 from core.rules import check_estate
-from core.spec import NAMESPACE, TOP_LEVEL_KEYS, VENDOR_KEYS, EstateSpec
+from core.spec import NAMESPACE, TOP_LEVEL_KEYS, EstateSpec
+from core.vendors import VENDOR_KEYS
 from core.topology import EstatePlan, plan_estate
 
 PROJECT_ROOT = ASSETS.parent

@@ -11,6 +11,8 @@ import dataclasses
 import enum
 from typing import Dict, Optional, Tuple
 
+from core.images import default_image
+
 
 class WorkloadKind(str, enum.Enum):
     OLLAMA = "ollama"
@@ -85,48 +87,48 @@ def http_check(port: int, path: str) -> Tuple[str, ...]:
 
 KINDS: Dict[WorkloadKind, KindInfo] = {
     WorkloadKind.OLLAMA: KindInfo(
-        image="ollama/ollama:0.12.6", port=11434, container_port=11434, data_path="/root/.ollama",
+        image=default_image("ollama"), port=11434, container_port=11434, data_path="/root/.ollama",
         healthcheck=("CMD", "ollama", "list"),  # the image has no curl
         health_path="/api/version", needs_gpu=True, model_server=True, start_command="ollama serve",
         add_on=("command -v ollama >/dev/null || (curl -fsSL https://ollama.com/install.sh | OLLAMA_VERSION={version} sh)",
                 "ollama serve")),
     WorkloadKind.OPEN_WEBUI: KindInfo(
-        image="ghcr.io/open-webui/open-webui:v0.6.34", port=3000, container_port=8080,
+        image=default_image("open-webui"), port=3000, container_port=8080,
         data_path="/app/backend/data", healthcheck=http_check(8080, "/health"), health_path="/health",
         add_on=("command -v open-webui >/dev/null || pip install --no-cache-dir open-webui=={version}",
                 "DATA_DIR=/app/backend/data open-webui serve --host 0.0.0.0 --port 8080")),
     WorkloadKind.COMFYUI: KindInfo(
-        image="yanwk/comfyui-boot:cu124-slim", port=8188, container_port=8188, data_path="/root",
+        image=default_image("comfyui"), port=8188, container_port=8188, data_path="/root",
         healthcheck=http_check(8188, "/system_stats"), health_path="/system_stats", needs_gpu=True,
         model_server=True, start_command="/runner-scripts/entrypoint.sh"),
     WorkloadKind.MLFLOW: KindInfo(
-        image="ghcr.io/mlflow/mlflow:v3.5.1", port=5001, container_port=5000, data_path="/mlflow",
+        image=default_image("mlflow"), port=5001, container_port=5000, data_path="/mlflow",
         healthcheck=http_check(5000, "/health"), health_path="/health", model_server=True,
         add_on=("command -v mlflow >/dev/null || pip install --no-cache-dir mlflow=={version}",
                 "mlflow server --host 0.0.0.0 --port 5000 --backend-store-uri sqlite:////mlflow/mlflow.db")),
     WorkloadKind.PGVECTOR: KindInfo(
-        image="pgvector/pgvector:0.8.1-pg17", port=5432, container_port=5432,
+        image=default_image("pgvector"), port=5432, container_port=5432,
         data_path="/var/lib/postgresql/data",
         healthcheck=("CMD-SHELL", "pg_isready -U estate -d vectors"), model_server=True),
     WorkloadKind.LITELLM: KindInfo(
-        image="ghcr.io/berriai/litellm:main-v1.79.0-stable", port=4000, container_port=4000,
+        image=default_image("litellm"), port=4000, container_port=4000,
         data_path="/app/config", healthcheck=http_check(4000, "/health/liveliness"),
         health_path="/health/liveliness"),
     # Model servers started from the model the stack names (``core.launch.preset_args`` and the env of
     # ``components.workloads.workload_env``).
     # vLLM's image runs ``vllm serve``, which takes the model and its options as arguments.
     WorkloadKind.VLLM: KindInfo(
-        image="vllm/vllm-openai:v0.11.0", port=8000, container_port=8000, data_path="/root/.cache/huggingface",
+        image=default_image("vllm"), port=8000, container_port=8000, data_path="/root/.cache/huggingface",
         healthcheck=http_check(8000, "/health"), health_path="/health", needs_gpu=True, model_server=True,
         start_command="vllm serve", openai=True),
     # TGI's launcher reads every option from its environment (MODEL_ID, PORT, ...), as does llama.cpp's
     # server (LLAMA_ARG_*): both start from env alone, on every kind of node.
     WorkloadKind.TGI: KindInfo(
-        image="ghcr.io/huggingface/text-generation-inference:3.3.6", port=8080, container_port=80, data_path="/data",
+        image=default_image("tgi"), port=8080, container_port=80, data_path="/data",
         healthcheck=http_check(80, "/health"), health_path="/health", needs_gpu=True, model_server=True,
         start_command="/tgi-entrypoint.sh", openai=True),
     WorkloadKind.LLAMA_CPP: KindInfo(
-        image="ghcr.io/ggml-org/llama.cpp:server-cuda-b6870", port=8081, container_port=8080,
+        image=default_image("llama-cpp"), port=8081, container_port=8080,
         data_path="/root/.cache/llama.cpp", healthcheck=("CMD", "curl", "-f", "http://127.0.0.1:8080/health"),
         health_path="/health", needs_gpu=True, model_server=True, start_command="/app/llama-server", openai=True),
     # The stack gives image, ports, health and GPU need; what it serves is unknown, so it is never

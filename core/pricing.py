@@ -13,7 +13,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import catalog
-from core.spec import HOURS_IN_MONTH, SERVERLESS_PROVIDER, EstateSpec, Market, NodeSpec, Provider, ServerlessSpec
+from core.spec import HOURS_IN_MONTH, EstateSpec, Market, NodeSpec, ServerlessSpec
+from core.vendors import SERVERLESS_PROVIDER, Vendor
 
 
 class PlacementError(ValueError):
@@ -259,11 +260,11 @@ def estimate_node(name: str, node: NodeSpec) -> NodeEstimate:
     """
     provider = node.provider.value
     hours = node.hours_per_month
-    if node.provider is Provider.HOST:
+    if node.provider is Vendor.HOST:
         return NodeEstimate(name, provider, node.gpu.model if node.gpu else "-", 0.0, hours, "owned")
     request = node_request(node)
     gpu = f"{node.gpu.count}x {catalog.gpu_display(node.gpu.model)}"
-    if node.provider in (Provider.AWS, Provider.GCP):
+    if node.provider in (Vendor.AWS, Vendor.GCP):
         offer = choose_instance_type(provider, request, node.instance_type)
         return NodeEstimate(name, provider, gpu, offer.price_per_hour, hours, f"instance {offer.offer_id}",
                             instance_type=offer.offer_id)

@@ -15,45 +15,12 @@ from typing import Annotated, Dict, List, Optional
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from core import catalog
+from core.vendors import Vendor
 from core.kinds import KINDS, KindInfo, WorkloadKind, http_check
 
 NAMESPACE = "gpu-estate"
 TOP_LEVEL_KEYS = ("nodes", "serverless", "gateway", "tunnels", "routes", "edge", "storage", "budget", "spend")
 HOURS_IN_MONTH = 730.0
-RUNPOD_API_KEY_ENV = "RUNPOD_API_KEY"
-"""Where the RunPod API key is read from (or ``gpu-estate:runpodApiKey``), and the gateway's env name for it:
-RunPod's serverless OpenAI route takes it as its bearer token."""
-SERVERLESS_PROVIDER = "runpod-serverless"
-"""The provider a serverless endpoint's stamps and cost rows name: the policy pack allows it apart from
-RunPod's pods."""
-VENDOR_KEYS = {
-    "tensordock": ("TENSORDOCK_API_TOKEN", "tensordockToken"),
-    "vastai": ("VASTAI_API_KEY", "vastaiApiKey"),
-    "runpod": (RUNPOD_API_KEY_ENV, "runpodApiKey"),
-}
-"""Each marketplace's credential: the environment variable its client reads, and the config secret
-(``gpu-estate:<key>``) that stands in for it."""
-
-
-class Provider(str, enum.Enum):
-    TENSORDOCK = "tensordock"
-    VASTAI = "vastai"
-    RUNPOD = "runpod"
-    AWS = "aws"
-    GCP = "gcp"
-    HOST = "host"
-
-    @property
-    def is_marketplace(self) -> bool:
-        """Rented through a dynamic provider of ours (as opposed to a pulumi-aws/gcp VM or an owned host)."""
-        return self in (Provider.TENSORDOCK, Provider.VASTAI, Provider.RUNPOD)
-
-    @property
-    def is_container(self) -> bool:
-        """The node is itself one container: its image, env and ports are the workload's."""
-        return self in (Provider.VASTAI, Provider.RUNPOD)
-
-
 class Market(str, enum.Enum):
     ON_DEMAND = "on-demand"
     SPOT = "spot"
@@ -276,8 +243,8 @@ class WorkloadSpec(_Model):
 
 
 class NodeSpec(_Model):
-    provider: Provider
-    failover: List[Provider] = Field(default_factory=list)
+    provider: Vendor
+    failover: List[Vendor] = Field(default_factory=list)
     """Other marketplace providers tried in order when the first has no capacity."""
     gpu: Optional[GpuSpec] = None
     regions: List[Region] = Field(default_factory=list)
@@ -331,24 +298,24 @@ class NodeSpec(_Model):
 
     @model_validator(mode="after")
     def _shape(self) -> "NodeSpec":
-        if self.provider is not Provider.HOST and self.gpu is None:
+        if self.provider is not Vendor.HOST and self.gpu is None:
             raise ValueError(f"provider {self.provider.value!r} rents GPU nodes: set gpu.model")
-        if self.provider is Provider.HOST and not self.address:
+        if self.provider is Vendor.HOST and not self.address:
             raise ValueError("provider 'host' needs address (the machine's IP or DNS name)")
-        if self.market is Market.SPOT and self.provider in (Provider.TENSORDOCK, Provider.HOST):
+        if self.market is Market.SPOT and self.provider in (Vendor.TENSORDOCK, Vendor.HOST):
             raise ValueError(f"market 'spot' is not offered by {self.provider.value!r}")
         if self.bid_per_hour is not None and self.market is not Market.SPOT:
             raise ValueError("bid_per_hour is only meaningful with market 'spot'")
         for other in self.failover:
             if not other.is_marketplace or other is self.provider:
                 raise ValueError(f"failover to {other.value!r}: only another of tensordock/vastai/runpod")
-        if self.instance_type and self.provider not in (Provider.AWS, Provider.GCP):
+        if self.instance_type and self.provider not in (Vendor.AWS, Vendor.GCP):
             raise ValueError("instance_type applies to aws and gcp nodes only")
         return self
 
     @property
     def is_pay_per_use(self) -> bool:
-        return self.provider is not Provider.HOST
+        return self.provider is not Vendor.HOST
 
     def kind(self, name: str) -> WorkloadKind:
         return self.workloads[name].kind

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping
 
 from core.pricing import EndpointEstimate, NodeEstimate
-from core.spec import SERVERLESS_PROVIDER, NodeSpec, ServerlessSpec
+from core.spec import NodeSpec, ServerlessSpec
+from core.vendors import SERVERLESS_PROVIDER
 
 PREFIX = "estate-"
 NUMBERS = ("hourly_usd", "hours_per_month", "idle_shutdown_minutes", "vram_gb", "model_vram_gb", "max_loaded",

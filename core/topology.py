@@ -17,7 +17,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from core import pricing
 from core.kinds import WorkloadKind
-from core.spec import Access, EstateSpec, PowerState, Provider
+from core.spec import Access, EstateSpec, PowerState
+from core.vendors import Vendor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +202,7 @@ def plan_estate(spec: EstateSpec) -> EstatePlan:
     """The plan of a spec that passed ``core.rules.check_estate``."""
     tunnels = tunnel_plan(spec)
     requests = {name: pricing.node_request(node) for name, node in spec.nodes.items()
-                if node.provider is not Provider.HOST}
+                if node.provider is not Vendor.HOST}
     models = spec.gateway.aliases.values() if spec.gateway else ()
     serving = {model: tuple(servers(spec, model)) for model in models}
     endpoints = {model: tuple(serving_endpoints(spec, model)) for model in models}

@@ -16,7 +16,7 @@ from pulumi_policy import (
 
 from core.demand import VRAM_USABLE_FRACTION, resident_vram
 from core.kinds import WorkloadKind, model_server_ports
-from core.spec import SERVERLESS_PROVIDER, Provider
+from core.vendors import SERVERLESS_PROVIDER, Vendor
 from policy.settings import schema, setting
 from core.stamps import from_tags
 from policy.stamps import GPU_INSTANCE, SERVERLESS_ENDPOINT, node_stamps
@@ -31,7 +31,7 @@ REMOTE_COMMAND = "command:remote:Command"
 MODEL_SERVER_KINDS = tuple(k.value for k in WorkloadKind if k.is_model_server)
 # Their default ports on the host and inside their containers.
 MODEL_SERVER_PORTS = model_server_ports()
-ALL_PROVIDERS = [p.value for p in Provider] + [SERVERLESS_PROVIDER]
+ALL_PROVIDERS = [p.value for p in Vendor] + [SERVERLESS_PROVIDER]
 
 DEFAULTS: Dict[str, Any] = {
     "providers": ALL_PROVIDERS,

@@ -15,17 +15,10 @@ from typing import Dict, List, Optional, Self, Tuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.pricing import NodeRequest, Offer
-from core.spec import VENDOR_KEYS
+from core.vendors import MARKETPLACES, VENDOR_KEYS, machine_id
 from providers.http import ApiSession
 
-CLOUDS = ("tensordock", "vastai", "runpod")
-
-
-def marketplace_instance(instance: str) -> Optional[Tuple[str, str]]:
-    """``(cloud, vendor id)`` of a rented machine's ``<cloud>:<id>``; None for anything else: an AWS/GCP
-    VM's id, or a node not rented yet when the id was written down."""
-    cloud, _, iid = instance.partition(":")
-    return (cloud, iid) if cloud in CLOUDS and iid else None
+CLOUDS = MARKETPLACES
 
 
 class Status(str, enum.Enum):

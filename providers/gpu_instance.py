@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from core.pricing import NodeRequest, Offer, PlacementError, choose_offer, rank_offers
 from core.text import bare_key
 from providers import gpu_cloud, status_watch
-from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status, env_seconds, marketplace_instance
+from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status, env_seconds, machine_id
 from providers.host_key import install_in_cloud_init
 from providers.http import CloudError, LostResponse, NoCapacity, OfferTaken, Outbid
 from providers.resource import DynamicResource
@@ -173,7 +173,7 @@ def _launch(props: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def split_id(id_: str) -> Tuple[str, str]:
-    parsed = marketplace_instance(id_)
+    parsed = machine_id(id_)
     if parsed is None:
         raise ValueError(f"not a GPU instance id: {id_!r}")
     return parsed

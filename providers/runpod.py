@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from core.vendors import VENDORS, Vendor
 from core import catalog
 from core.pricing import NodeRequest, Offer
 from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, credential, env_or_config
@@ -10,7 +11,7 @@ from providers.http import ApiSession, CloudError, InsufficientCredit, NoCapacit
 
 __all__ = ["Client"]
 
-DEFAULT_URL = "https://api.runpod.io/graphql"
+VENDOR = VENDORS[Vendor.RUNPOD]
 NO_CAPACITY = "no longer any instances available"
 POD_FIELDS = ("id name desiredStatus podType costPerHr gpuCount "
               "runtime { ports { ip isIpPublic privatePort publicPort type } }")
@@ -55,7 +56,7 @@ class Client(GpuCloud):
 
     def __init__(self, config: Dict[str, str]):
         self.http = ApiSession(
-            env_or_config(config, "RUNPOD_API_URL", "gpu-estate:runpodApiUrl") or DEFAULT_URL,
+            env_or_config(config, VENDOR.url_env, f"gpu-estate:{VENDOR.url_key}") or VENDOR.default_url,
             credential(config, "runpod"),
             "RunPod",
         )

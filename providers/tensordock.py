@@ -5,6 +5,7 @@ from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.vendors import VENDORS, Vendor
 from core import catalog
 from core.pricing import NodeRequest, Offer
 from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, credential, env_or_config
@@ -12,7 +13,7 @@ from providers.http import ApiSession, CloudError, InsufficientCredit, NoCapacit
 
 __all__ = ["Client"]
 
-DEFAULT_URL = "https://dashboard.tensordock.com/api/v2"
+VENDOR = VENDORS[Vendor.TENSORDOCK]
 MIN_STORAGE_GB = 100
 
 _STATUS = {
@@ -113,7 +114,7 @@ class Client(GpuCloud):
 
     def __init__(self, config: Dict[str, str]):
         self.http = ApiSession(
-            env_or_config(config, "TENSORDOCK_API_URL", "gpu-estate:tensordockApiUrl") or DEFAULT_URL,
+            env_or_config(config, VENDOR.url_env, f"gpu-estate:{VENDOR.url_key}") or VENDOR.default_url,
             credential(config, "tensordock"),
             "TensorDock",
         )

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict
 
+from core.vendors import VENDORS, Vendor
 from core import catalog
 from core.pricing import NodeRequest, Offer
 from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, credential, env_or_config, env_seconds
@@ -14,7 +15,7 @@ from providers.http import (ApiSession, CloudError, InsufficientCredit, NoCapaci
 
 __all__ = ["Client"]
 
-DEFAULT_URL = "https://console.vast.ai/api/v0"
+VENDOR = VENDORS[Vendor.VASTAI]
 
 _STATUS = {
     None: Status.PENDING,
@@ -120,7 +121,7 @@ class Client(GpuCloud):
 
     def __init__(self, config: Dict[str, str]):
         self.http = ApiSession(
-            env_or_config(config, "VASTAI_API_URL", "gpu-estate:vastaiApiUrl") or DEFAULT_URL,
+            env_or_config(config, VENDOR.url_env, f"gpu-estate:{VENDOR.url_key}") or VENDOR.default_url,
             credential(config, "vastai"),
             "Vast.ai",
         )

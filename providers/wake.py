@@ -93,7 +93,7 @@ class Waker:
         seen = self._seen.get(instance)
         if seen and not fresh and time.monotonic() - seen[1] < STATUS_TTL_SECONDS:
             return seen[0]
-        parsed = gpu_cloud.marketplace_instance(instance)
+        parsed = gpu_cloud.machine_id(instance)
         if parsed is None:
             return None  # not rented yet when the gateway's files were written: nothing to start
         cloud, iid = parsed
@@ -109,7 +109,7 @@ class Waker:
             if instance in self._starting:
                 return  # another request asked already: wait for the same start
             self._starting[instance] = time.monotonic()
-        cloud, iid = gpu_cloud.marketplace_instance(instance)  # stopped: status() found it at its vendor
+        cloud, iid = gpu_cloud.machine_id(instance)  # stopped: status() found it at its vendor
         log.warning("estate wake: starting node %s (%s) for a request", node["node"], instance)
         try:
             with self._client(cloud) as c:

@@ -127,7 +127,7 @@ def run_program(config: Dict[str, Any], stack: str = "test", workdir: Optional[P
     import tempfile
 
     import components.estate
-    from core.spec import VENDOR_KEYS
+    from core.vendors import VENDOR_KEYS
     from providers.ssh_forward import ForwardError
 
     real_read, real_write = components.estate.read_file, components.estate.write_file

@@ -3,7 +3,7 @@ import pytest
 
 from core.pricing import NodeRequest
 from core.spend import UNRENTED
-from providers.gpu_cloud import marketplace_instance
+from providers.gpu_cloud import machine_id
 from providers.gpu_instance import PROVIDER_VERSION, GpuInstanceArgs, GpuInstanceProvider, LaunchInputs, split_id
 from providers.http import CloudError, NoCapacity
 
@@ -394,7 +394,7 @@ def test_a_stopped_machine_keeps_the_address_it_had_where_its_vendor_reports_non
 ])
 def test_marketplace_ids_are_parsed_in_one_place(instance, parsed):
     """The resource, the spend watcher and the wake hook read ``<cloud>:<id>`` the same way."""
-    assert marketplace_instance(instance) == parsed
+    assert machine_id(instance) == parsed
     if parsed is None:
         with pytest.raises(ValueError, match="not a GPU instance id"):
             split_id(instance)

@@ -6,7 +6,8 @@ from typing import List
 
 from core.errors import Problem
 from core.kinds import WorkloadKind
-from core.spec import NAMESPACE, Access, EstateSpec, Provider
+from core.spec import NAMESPACE, Access, EstateSpec
+from core.vendors import Vendor
 from core.topology import needed_ports, serving_endpoints, serving_nodes
 
 
@@ -39,7 +40,7 @@ def check(spec: EstateSpec) -> List[Problem]:
             problems.append((f"{gpath}.timeouts.{alias}", f"unknown alias {alias!r}"))
     host = spec.nodes.get(g.node)
     if g.deploy == "local":
-        if host is not None and (host.provider is not Provider.HOST or host.address not in ("127.0.0.1", "localhost")):
+        if host is not None and (host.provider is not Vendor.HOST or host.address not in ("127.0.0.1", "localhost")):
             problems.append((f"{gpath}.deploy", f"local runs LiteLLM on this machine: node {g.node!r} must be "
                                                 "provider 'host' with address 127.0.0.1 (got 'local')"))
         # Only nodes the gateway reaches matter; an SSH node it never routes to is the operator's own.

@@ -10,7 +10,8 @@ from core.demand import (DISK_OS_RESERVE_GB, KV_HEADROOM, VRAM_USABLE_FRACTION, 
 from core.errors import Problem
 from core.launch import preset_args
 from core.kinds import WorkloadKind
-from core.spec import NAMESPACE, EstateSpec, PowerState, Provider
+from core.spec import NAMESPACE, EstateSpec, PowerState
+from core.vendors import Vendor
 
 
 RUNPOD_ARG_UNSAFE = re.compile(r"[\s'\"\\]")
@@ -102,19 +103,19 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                                                   f"{name!r} (got port {port})"))
             ports.setdefault(port, wname)
             problems += _model_server_fit(node, name, wname, wpath)
-            if node.provider is Provider.VASTAI and kind is WorkloadKind.CONTAINER and not (w.entrypoint or w.args):
+            if node.provider is Vendor.VASTAI and kind is WorkloadKind.CONTAINER and not (w.entrypoint or w.args):
                 problems.append((f"{wpath}.entrypoint", "a Vast.ai instance runs its start script instead of the "
                                                         "image's entrypoint: give the command that starts "
                                                         f"{wname} (entrypoint and args) (got neither)"))
         if node.provider.is_container and len(node.workloads) > 1:
             own = [n for n in node.workloads if node.info(n).add_on is None]
-            if node.provider is Provider.RUNPOD:
+            if node.provider is Vendor.RUNPOD:
                 problems.append((f"{base}.workloads", "a RunPod node runs its image as it is (no start script), so "
                                                       f"one workload per node (got {', '.join(node.workloads)})"))
             elif len(own) > 1:
                 problems.append((f"{base}.workloads", f"a {node.provider.value} node is one container: "
                                                       f"{' and '.join(own)} each need their own image"))
-        if Provider.RUNPOD in (node.provider, *node.failover):
+        if Vendor.RUNPOD in (node.provider, *node.failover):
             for wname, w in node.workloads.items():
                 wpath = f"{base}.workloads.{wname}"
                 if w.entrypoint:
@@ -125,7 +126,7 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                     if why:
                         problems.append((f"{wpath}.args" if arg in w.args else f"{wpath}.model", why))
         for i, cloud in enumerate([node.provider, *node.failover]):
-            if cloud is not Provider.RUNPOD:
+            if cloud is not Vendor.RUNPOD:
                 continue
             where = base if i == 0 else f"{base}.failover[{i - 1}]"
             # A RunPod pod takes env only through the pod API (readable there and in the console) and runs
@@ -137,7 +138,7 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                                      f"readable: put the value in RunPod's secret store and reference it in env as "
                                      f"'{{{{ RUNPOD_SECRET_<name> }}}}' (got secret_env {w.secret_env} on "
                                      f"{wname})"))
-            if i > 0 and node.provider is Provider.VASTAI and _needs_start_script(node):
+            if i > 0 and node.provider is Vendor.VASTAI and _needs_start_script(node):
                 problems.append((where, "this node needs its start script (" + _start_script_reason(node)
                                  + "), which a RunPod pod cannot run (got failover to runpod)"))
         if node.gpu is not None:
@@ -174,14 +175,14 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
             problems.append((f"{base}.idle_shutdown_minutes", "idle shutdown watches the GPU: node has none"))
         if isinstance(estimates.get(name), pricing.PlacementError):
             problems.append((f"{base}.gpu", str(estimates[name])))
-        if Provider.TENSORDOCK in (node.provider, *node.failover) and not node.ssh.public_key:
+        if Vendor.TENSORDOCK in (node.provider, *node.failover) and not node.ssh.public_key:
             problems.append((f"{base}.ssh.public_key", "TensorDock creates a VM only with an SSH public key to put on "
                                                        "it: set the operator's key (`ssh-ed25519 AAAA... you@host`)"
                                                        " (got none)"))
-        if node.provider is Provider.HOST and not node.ssh.host_key and _reached_over_ssh(spec, name):
+        if node.provider is Vendor.HOST and not node.ssh.host_key and _reached_over_ssh(spec, name):
             problems.append((f"{base}.ssh.host_key", "an owned host's SSH host key is given in the stack, so the "
                                                      "first connection is verified too: `ssh-keyscan -t ed25519 "
                                                      f"{node.address}` (got none)"))
-        if node.provider is Provider.HOST and node.failover:
+        if node.provider is Vendor.HOST and node.failover:
             problems.append((f"{base}.failover", "an owned host cannot fail over"))
     return problems
