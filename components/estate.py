@@ -26,7 +26,7 @@ from core.text import digest
 from core.topology import EstatePlan
 from providers.ollama import OllamaModel, OllamaModelArgs, resource_name
 from providers.runpod_serverless import EndpointInputs, ServerlessEndpoint, ServerlessEndpointArgs, TemplateInputs
-from providers.spend import replace_text
+from agents.spend import replace_text
 from providers.ssh_forward import ForwardError, read_file, write_file
 
 TYPE = "gpu-estate:index:Estate"

@@ -24,6 +24,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import yaml
 
+from agents import library
 from core.config import PROJECT_ROOT
 from core.kinds import WorkloadKind
 from core.vendors import RUNPOD_API_KEY_ENV
@@ -37,13 +38,11 @@ WAKE_HOOK = "estate_wake.py"
 """The wake-on-request hook LiteLLM loads from beside its config (``assets/gateway/estate_wake.py``)."""
 WAKE_DOCUMENT = "wake.json"
 """What the hook wakes: aliases, their nodes' instance ids and URLs (``wake_document``)."""
-LIBRARY = ("core/__init__.py", "core/catalog.py", "core/kinds.py", "core/vendors.py", "core/images.py", "assets/images/compose.yaml", "core/pricing.py", "core/spec.py",
-           "core/spend.py", "providers/__init__.py", "providers/gpu_cloud.py", "providers/http.py",
-           "providers/runpod.py", "providers/spend.py", "providers/tensordock.py", "providers/vastai.py",
-           "providers/wake.py", "assets/prices/gpus.json")
-"""The estate's modules the wake hook and the spend watcher run on a gateway host (the marketplace clients
-and what they import), shipped under ``lib/``: LiteLLM's image has their third-party packages (pydantic,
-requests), so both run in it (``library_script``)."""
+LIBRARY = library.files(library.GATEWAY_AGENTS)
+"""The estate's files the wake hook and the spend watcher run on a gateway host (the agents, the marketplace
+clients and what they import, followed through their imports by ``agents.library``), shipped under
+``lib/``: LiteLLM's image has their third-party packages (pydantic, requests), so both run in it
+(``library_script``)."""
 SPEND_DOCUMENT = "spend/watch.json"
 """What the spend watcher watches (``core.spend.watch_document``), under the config directory."""
 SPEND_UNIT = "estate-spend.service"

@@ -1,7 +1,7 @@
 """The month's spend as the spend watcher keeps it: the watch document, the ledger and its arithmetic.
 
 Plain data and pure functions, shared by the program (which renders the document and, before any node
-starts, reads the ledger's verdict), the watcher on the gateway host (``providers.spend``) and the tests.
+starts, reads the ledger's verdict), the watcher on the gateway host (``agents.spend``) and the tests.
 
 - The **watch document** (``watch_document``) is what the program tells the watcher: the budget, the
   thresholds, the month the operator resumed, and each pay-per-use node with its marketplace instance

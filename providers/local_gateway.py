@@ -24,7 +24,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 
 from core.text import digest
 from providers.http import CloudError
-from providers.process import alive, delete_process, spawn, stop_process
+from agents.process import alive, delete_process, spawn, stop_process
 from providers.resource import DynamicResource
 from providers.ssh_forward import free_port
 
@@ -56,7 +56,7 @@ class LocalGatewayProvider(ResourceProvider):
         port = int(props.get("port") or 0) or free_port()
         env = {**os.environ, "LITELLM_MASTER_KEY": master_key, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                "NO_PROXY": "127.0.0.1,localhost",
-               # The wake hook uses the estate's marketplace clients (providers/wake.py).
+               # The wake hook uses the estate's marketplace clients (agents/wake.py).
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         proc = spawn([str(binary), "--config", str(state / "config.yaml"), "--host", "127.0.0.1", "--port", str(port)],
                      env, state / "gateway.log", state)

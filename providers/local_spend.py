@@ -1,6 +1,6 @@
 """The spend watcher as a process on the machine that runs `pulumi up`, beside a local gateway.
 
-``pulumi-python:dynamic/spend:LocalWatcher`` runs ``python -m providers.spend --every <seconds>`` (the same
+``pulumi-python:dynamic/spend:LocalWatcher`` runs ``python -m agents.spend --every <seconds>`` (the same
 look a gateway host's timer runs) with its watch document and ledger in the gateway's state directory.
 The process reads the marketplaces' keys from its environment, as the program's providers do, and the
 webhook from ``ESTATE_SPEND_WEBHOOK``, given it here as a secret input (never a file or a command line).
@@ -22,9 +22,9 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE, WEBHOOK_ENV
-from providers.process import alive, delete_process, spawn, stop_process
+from agents.process import alive, delete_process, spawn, stop_process
 from providers.resource import DynamicResource
-from providers.spend import replace_text
+from agents.spend import replace_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RESTARTS = ("every_seconds", "webhook", "state_dir")
@@ -44,7 +44,7 @@ class LocalSpendWatcherProvider(ResourceProvider):
         env.pop(WEBHOOK_ENV, None)
         if props.get("webhook"):
             env[WEBHOOK_ENV] = props["webhook"]
-        proc = spawn([sys.executable, "-m", "providers.spend", "--document", str(doc), "--ledger",
+        proc = spawn([sys.executable, "-m", "agents.spend", "--document", str(doc), "--ledger",
                       str(state / LEDGER_FILE), "--every", str(float(props["every_seconds"]))],
                      env, state / "spend.log", ROOT)
         pulumi.log.info(f"spend: watching every {float(props['every_seconds']):g} s (pid {proc.pid})")

@@ -1,12 +1,12 @@
-"""The import direction of pyproject.toml's contracts: core at the bottom, then providers, then
-components, then the policy pack and the scripts; no cycles; the loopback clouds import nothing of ours."""
+"""The import direction of pyproject.toml's contracts: core at the bottom, then providers, then agents,
+then components, then the policy pack and the scripts; no cycles; the loopback clouds import nothing of ours."""
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("core", "providers", "components", "policy", "scripts", "loopback")
+PACKAGES = ("core", "providers", "agents", "components", "policy", "scripts", "loopback")
 LINT = Path(sys.executable).with_name("lint-imports")
 
 
@@ -41,3 +41,10 @@ def test_an_import_pointing_the_wrong_way_breaks_the_contract(tmp_path):
 def test_a_cycle_inside_a_package_breaks_the_contract(tmp_path):
     run = planted(tmp_path, "core/kinds.py", "from core import spec")
     assert run.returncode != 0 and "No import cycles inside any package BROKEN" in run.stdout
+
+
+def test_a_provider_importing_an_agent_breaks_the_contract(tmp_path):
+    """Only the two providers that run an agent here may import the agents' process helpers."""
+    run = planted(tmp_path, "providers/gpu_instance.py", "from agents import spend")
+    assert run.returncode != 0
+    assert "providers.gpu_instance -> agents.spend" in run.stdout

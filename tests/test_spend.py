@@ -20,8 +20,8 @@ from loopback.webhook import FakeWebhook
 from providers import gpu_cloud
 from providers.gpu_cloud import LaunchSpec, Status
 from providers.local_gateway import litellm_binary
-from providers.spend import Watcher, read_ledger, write_ledger
-from providers.wake import Asleep, Waker
+from agents.spend import Watcher, read_ledger, write_ledger
+from agents.wake import Asleep, Waker
 from tests.mocks import run_program, stack_config, stack_estate, unpack_library
 
 T0 = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.timezone.utc).timestamp()
@@ -293,7 +293,7 @@ def test_the_watcher_as_shipped_runs_on_the_gateway_python_alone(estate, hook, t
                                       dt.datetime.now(dt.timezone.utc).timestamp() - HOUR))
     run = subprocess.run(
         [str(litellm_binary().parent / "python"), "-I", "-c",
-         "import sys; sys.path.insert(0, sys.argv[1]); from providers.spend import main; sys.exit(main(sys.argv[2:]))",
+         "import sys; sys.path.insert(0, sys.argv[1]); from agents.spend import main; sys.exit(main(sys.argv[2:]))",
          str(tmp_path / "lib"), "--document", str(tmp_path / gateway.SPEND_DOCUMENT), "--ledger", str(ledger)],
         capture_output=True, text=True, timeout=120, env={**env, "ESTATE_SPEND_WEBHOOK": hook.url})
     assert run.returncode == 0, run.stderr[-3000:]
@@ -336,7 +336,7 @@ def test_the_watcher_units_pass_systemd_analyze_and_only_the_timer_is_started(tm
     plan = plan_estate(parse_spec(stack_estate("prod")))
     units = gateway.gateway_units(plan, {}, docker=str(docker))
     service, timer = units[gateway.SPEND_UNIT], units[gateway.SPEND_TIMER]
-    assert "--entrypoint python" in service and "-m providers.spend" in service
+    assert "--entrypoint python" in service and "-m agents.spend" in service
     assert "--env-file /etc/estate/gateway/gateway.env" in service and "OnUnitActiveSec=10min" in timer
     for name in (gateway.SPEND_UNIT, gateway.SPEND_TIMER):
         (tmp_path / name).write_text(units[name])
@@ -358,7 +358,7 @@ def test_prod_deploys_the_watcher_with_its_webhook_and_keys_in_the_secret_env_fi
 
     mocks = run_program(prod_config(), stack="prod")
     deploy = mocks.named("gateway-deploy").inputs["create"]
-    assert "/etc/systemd/system/estate-spend.timer" in deploy and " providers/spend.py " in deploy
+    assert "/etc/systemd/system/estate-spend.timer" in deploy and " agents/spend.py " in deploy
     enable = next(line for line in deploy.splitlines() if line.startswith("systemctl enable"))
     assert "estate-spend.timer" in enable and "estate-spend.service" not in enable
     body = deploy.split("cat > /etc/estate/gateway/spend/watch.json.tmp <<'")[1]
@@ -431,7 +431,7 @@ def test_the_local_watcher_survives_a_failed_look_and_never_resets_a_ledger_it_c
     ledger.write_text("{not json")
     log = tmp_path / "spend.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "providers.spend", "--document", str(doc), "--ledger", str(ledger),
+        proc = subprocess.Popen([sys.executable, "-m", "agents.spend", "--document", str(doc), "--ledger", str(ledger),
                                  "--every", "0.2"], stdout=out, stderr=subprocess.STDOUT)
     try:
         for _ in range(100):

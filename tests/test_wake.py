@@ -18,7 +18,7 @@ from loopback.ollama import FakeOllama
 from providers import gpu_cloud
 from providers.gpu_cloud import LaunchSpec
 from providers.local_gateway import LocalGatewayProvider, litellm_binary
-from providers.wake import Asleep, Waker
+from agents.wake import Asleep, Waker
 from tests.mocks import stack_estate, unpack_library
 
 NODE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFXdBfpWUE7y0nZ8rsibV0rc/1JxweHTokQjkgvrZxWD"
@@ -201,7 +201,7 @@ def test_the_library_a_gateway_host_runs_the_hook_on_is_complete_on_its_own(pod,
     (tmp_path / "wake" / "wake.json").write_text(json.dumps(doc))
     run = subprocess.run(
         [str(litellm_binary().parent / "python"), "-I", "-c",
-         "import sys; sys.path.insert(0, sys.argv[1]); from providers.wake import Waker; "
+         "import sys; sys.path.insert(0, sys.argv[1]); from agents.wake import Waker; "
          "print(Waker.from_file(sys.argv[2]).ensure('batch-chat'))",
          str(tmp_path / "lib"), str(tmp_path / "wake" / "wake.json")],
         capture_output=True, text=True, timeout=120,
@@ -240,7 +240,7 @@ def test_an_ssh_gateway_gets_the_hook_its_library_and_the_vendor_key_it_starts_n
     mocks = run_program(config, stack="prod")
     deploy = mocks.named("gateway-deploy").inputs["create"]
     library = next(line for line in deploy.splitlines() if line.startswith("# the estate's modules"))
-    assert "providers/wake.py" in library and "callbacks:\n  - estate_wake.handler" in deploy
+    assert "agents/wake.py" in library and "callbacks:\n  - estate_wake.handler" in deploy
     assert "| tar -xz --no-same-owner -C /etc/estate/gateway/lib.new" in deploy
     assert '"instance": "runpod:i-1"' in deploy  # the batch node's instance, from its resource
     stdin = dict(line.split(" ", 1) for line in mocks.named("gateway-secrets").inputs["stdin"].splitlines())

@@ -1,6 +1,6 @@
 """The gateway's wake-on-request hook, loaded by LiteLLM from beside its config (``callbacks``).
 
-Before a request is routed, the estate's ``Waker`` (``providers/wake.py``, on the gateway's PYTHONPATH)
+Before a request is routed, the estate's ``Waker`` (``agents/wake.py``, on the gateway's PYTHONPATH)
 makes its alias servable: it starts a stopped node and waits for it within the alias's timeout, or lets
 the alias's fallbacks answer while it boots. When no node can serve in time the request gets 503 with
 ``Retry-After``. The wake document beside this file says which aliases, nodes and URLs; it holds no secret.
@@ -11,7 +11,7 @@ import os
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 
-from providers.wake import Asleep, Waker
+from agents.wake import Asleep, Waker
 
 WAKE_DOCUMENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wake.json")
 

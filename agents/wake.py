@@ -30,7 +30,7 @@ from core.spend import RESUME_KEY, over_budget
 from providers import gpu_cloud
 from providers.gpu_cloud import Status, env_seconds
 from providers.http import CloudError
-from providers.spend import read_ledger, read_resume
+from agents.spend import read_ledger, read_resume
 
 log = logging.getLogger("estate.wake")
 RETRY_AFTER_SECONDS = 30

@@ -1,6 +1,6 @@
 """The spend watcher: one look at what the estate's nodes cost this month, run by a timer beside the gateway.
 
-``python -m providers.spend --document watch.json --ledger ledger.json [--every SECONDS]`` reads the
+``python -m agents.spend --document watch.json --ledger ledger.json [--every SECONDS]`` reads the
 watch document the program rendered (``core.spend.watch_document``), asks each node's marketplace for its
 instance (the same clients and credentials as the program: ``providers.gpu_cloud``, keys from the
 environment), adds what each node cost since the last look to the ledger (``core.spend.accrue``), posts the
