@@ -19,7 +19,7 @@ from core.catalog import ASSETS
 from core.errors import ConfigError, from_validation
 from core.rules import check_estate
 from core.spec import NAMESPACE, TOP_LEVEL_KEYS, EstateSpec
-from core.vendors import VENDOR_KEYS
+from core.vendors import VENDOR_KEYS, Vendor
 from core.topology import EstatePlan, plan_estate
 
 PROJECT_ROOT = ASSETS.parent
@@ -34,7 +34,8 @@ def _vendor_key(config: Any, cloud: str, why: str) -> Optional[Any]:
 
     import pulumi
 
-    env, key = VENDOR_KEYS[cloud]
+    vendor = Vendor(cloud).info
+    env, key = vendor.credential_env, vendor.credential_key
     value = config.get_secret(key)
     if value is None and os.environ.get(env):
         value = pulumi.Output.secret(os.environ[env])

@@ -68,6 +68,8 @@ class VendorInfo:
     """The least privileged way a machine stops itself (the idle watcher); None where it cannot."""
     instance_token: str = "pulumi-python:dynamic/gpu:Instance"
     """The type of the resource that bills for a machine."""
+    spot: bool = False
+    """It rents interruptible (spot) capacity: a node there may say ``market: spot``."""
 
     @property
     def config_key(self) -> Optional[str]:
@@ -85,22 +87,32 @@ VENDORS: Dict[Vendor, VendorInfo] = {
     Vendor.VASTAI: VendorInfo(
         family=Family.MARKETPLACE, container=True, credential_env="VASTAI_API_KEY", credential_key="vastaiApiKey",
         url_env="VASTAI_API_URL", url_key="vastaiApiUrl", default_url="https://console.vast.ai/api/v0",
+        spot=True,
         # Vast.ai gives each container a key that can manage that one instance only.
         stop_command=('curl -fsS -X PUT -H "Authorization: Bearer $CONTAINER_API_KEY" '
                       "-H 'Content-Type: application/json' -d '{\"state\":\"stopped\"}' "
                       '"https://console.vast.ai/api/v0/instances/$CONTAINER_ID/"')),
     Vendor.RUNPOD: VendorInfo(
         family=Family.MARKETPLACE, container=True, credential_env="RUNPOD_API_KEY", credential_key="runpodApiKey",
-        url_env="RUNPOD_API_URL", url_key="runpodApiUrl", default_url="https://api.runpod.io/graphql",
+        url_env="RUNPOD_API_URL", url_key="runpodApiUrl", default_url="https://api.runpod.io/graphql", spot=True,
         # RunPod gives each pod a pod-scoped key that runpodctl picks up.
         stop_command='runpodctl stop pod "$RUNPOD_POD_ID"'),
-    Vendor.AWS: VendorInfo(family=Family.AWS, stop_command=POWEROFF, instance_token="aws:ec2/instance:Instance"),
-    Vendor.GCP: VendorInfo(family=Family.GCP, stop_command=POWEROFF, instance_token="gcp:compute/instance:Instance"),
+    Vendor.AWS: VendorInfo(family=Family.AWS, stop_command=POWEROFF, instance_token="aws:ec2/instance:Instance",
+                           spot=True),
+    Vendor.GCP: VendorInfo(family=Family.GCP, stop_command=POWEROFF, instance_token="gcp:compute/instance:Instance",
+                           spot=True),
     Vendor.HOST: VendorInfo(family=Family.HOST, instance_token=""),
 }
 
 MARKETPLACES: Tuple[str, ...] = tuple(v.value for v in Vendor if v.is_marketplace)
 """The vendors rented through this project's dynamic provider, by their names in a stack and a machine id."""
+
+SPOT_VENDORS: Tuple[str, ...] = tuple(v.value for v in Vendor if v.info.spot)
+"""The vendors that rent spot capacity."""
+
+MARKETPLACE_CONFIG_KEYS: Tuple[str, ...] = tuple(
+    f"gpu-estate:{key}" for v in MARKETPLACES for key in (VENDORS[Vendor(v)].credential_key, VENDORS[Vendor(v)].url_key))
+"""The provider config keys a marketplace client reads (its credential and its API address)."""
 
 RUNPOD_API_KEY_ENV = VENDORS[Vendor.RUNPOD].credential_env
 """Where the RunPod API key is read from (or ``gpu-estate:runpodApiKey``), and the gateway's env name for it:

@@ -16,7 +16,7 @@ from pulumi_policy import (
 
 from core.demand import VRAM_USABLE_FRACTION, resident_vram
 from core.kinds import WorkloadKind, model_server_ports
-from core.vendors import SERVERLESS_PROVIDER, Vendor
+from core.vendors import SERVERLESS_PROVIDER, SPOT_VENDORS, Vendor
 from policy.settings import schema, setting
 from core.stamps import from_tags
 from policy.stamps import GPU_INSTANCE, SERVERLESS_ENDPOINT, node_stamps
@@ -37,7 +37,7 @@ DEFAULTS: Dict[str, Any] = {
     "providers": ALL_PROVIDERS,
     "gpus": [],                 # empty: any GPU
     "regions": [],              # empty: anywhere
-    "spot_providers": ["vastai", "runpod", "aws", "gcp"],
+    "spot_providers": list(SPOT_VENDORS),
     "allow_direct_access": False,
     "vram_usable_fraction": VRAM_USABLE_FRACTION,
 }

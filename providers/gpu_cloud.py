@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Self, Tuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.pricing import NodeRequest, Offer
-from core.vendors import MARKETPLACES, VENDOR_KEYS, machine_id
+from core.vendors import MARKETPLACES, VENDOR_KEYS, Vendor, machine_id
 from providers.http import ApiSession
 
 CLOUDS = MARKETPLACES
@@ -144,6 +144,14 @@ def credential(config: Dict[str, str], cloud: str) -> Optional[str]:
     """The marketplace's API key: its environment variable, else its ``gpu-estate:`` config secret."""
     env, key = VENDOR_KEYS[cloud]
     return env_or_config(config, env, f"gpu-estate:{key}")
+
+
+def api_session(vendor: Vendor, config: Dict[str, str], title: str) -> ApiSession:
+    """The session a marketplace client speaks through: the API address its vendor record names (its
+    environment variable, its ``gpu-estate:`` config key, else the vendor's own) and its credential."""
+    info = vendor.info
+    url = env_or_config(config, info.url_env, f"gpu-estate:{info.url_key}") or info.default_url
+    return ApiSession(url, credential(config, vendor.value), title)
 
 
 def env_seconds(env: str, default: float) -> float:

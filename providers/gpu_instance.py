@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from core.pricing import NodeRequest, Offer, PlacementError, choose_offer, rank_offers
 from core.text import bare_key
+from core.vendors import MARKETPLACE_CONFIG_KEYS, Vendor
 from providers import gpu_cloud, status_watch
 from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status, env_seconds, machine_id
 from providers.host_key import install_in_cloud_init
@@ -154,11 +155,7 @@ REPLACE_KEYS = tuple(f.name for f in dataclasses.fields(GpuInstanceArgs) if f.me
 MACHINE_REQUEST_KEYS = ("gpu_model", "gpu_count", "min_vram_gb", "vcpu", "ram_gb", "disk_gb", "spot")
 UPDATE_KEYS = tuple(f.name for f in dataclasses.fields(GpuInstanceArgs) if not f.metadata.get("replaces")) + ("version",)
 INPUT_KEYS = REPLACE_KEYS + UPDATE_KEYS
-CONFIG_KEYS = (
-    "gpu-estate:tensordockToken", "gpu-estate:tensordockApiUrl",
-    "gpu-estate:vastaiApiKey", "gpu-estate:vastaiApiUrl",
-    "gpu-estate:runpodApiKey", "gpu-estate:runpodApiUrl",
-)
+CONFIG_KEYS = MARKETPLACE_CONFIG_KEYS
 MAX_OFFERS_TRIED = 5
 SEARCH_ROUNDS = 50
 """Searches one placement may make while offers it has not tried remain (each round tries new ones)."""
@@ -264,7 +261,8 @@ class GpuInstanceProvider(ResourceProvider):
         key = props.get("host_key") or {}
         for cloud in props["clouds"]:
             placed_key = None
-            if key.get("private") and spec.cloud_init and cloud == "tensordock":
+            # A VM is launched with the generated host key; a container keeps the key its vendor sets.
+            if key.get("private") and spec.cloud_init and not Vendor(cloud).is_container:
                 spec = spec.model_copy(update={"cloud_init": install_in_cloud_init(
                     spec.cloud_init, key["private"], key["public"])})
                 placed_key = bare_key(key["public"])

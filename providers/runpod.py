@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from core.vendors import VENDORS, Vendor
+from core.vendors import Vendor
 from core import catalog
 from core.pricing import NodeRequest, Offer
-from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, credential, env_or_config
-from providers.http import ApiSession, CloudError, InsufficientCredit, NoCapacity, NotFound, json_body
+from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, api_session
+from providers.http import CloudError, InsufficientCredit, NoCapacity, NotFound, json_body
 
 __all__ = ["Client"]
 
-VENDOR = VENDORS[Vendor.RUNPOD]
 NO_CAPACITY = "no longer any instances available"
 POD_FIELDS = ("id name desiredStatus podType costPerHr gpuCount "
               "runtime { ports { ip isIpPublic privatePort publicPort type } }")
@@ -52,14 +51,10 @@ def _instance(pod: Dict[str, Any]) -> Instance:
 
 
 class Client(GpuCloud):
-    name = "runpod"
+    name = Vendor.RUNPOD.value
 
     def __init__(self, config: Dict[str, str]):
-        self.http = ApiSession(
-            env_or_config(config, VENDOR.url_env, f"gpu-estate:{VENDOR.url_key}") or VENDOR.default_url,
-            credential(config, "runpod"),
-            "RunPod",
-        )
+        self.http = api_session(Vendor.RUNPOD, config, "RunPod")
 
     def close(self) -> None:
         self.http.close()

@@ -26,14 +26,17 @@ from pulumi.dynamic import (
     CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult,
 )
 
+from core.vendors import (
+    RUNPOD_SERVERLESS_DEFAULT_URL, RUNPOD_SERVERLESS_URL_ENV, RUNPOD_SERVERLESS_URL_KEY, VENDORS, Vendor,
+)
 from providers.gpu_cloud import env_or_config, env_seconds
 from providers.http import CloudError, NotFound
 from providers.resource import DynamicResource
 from providers.runpod import Client
 
 PROVIDER_VERSION = "1"
-DEFAULT_SERVERLESS_URL = "https://api.runpod.ai/v2"
-CONFIG_KEYS = ("gpu-estate:runpodApiKey", "gpu-estate:runpodApiUrl", "gpu-estate:runpodServerlessUrl")
+CONFIG_KEYS = tuple(f"gpu-estate:{k}" for k in (
+    VENDORS[Vendor.RUNPOD].credential_key, VENDORS[Vendor.RUNPOD].url_key, RUNPOD_SERVERLESS_URL_KEY))
 TEMPLATE_FIELDS = "id name imageName dockerArgs containerDiskInGb volumeInGb env { key value } isServerless"
 ENDPOINT_FIELDS = ("id name templateId gpuIds gpuCount locations idleTimeout scalerType scalerValue workersMin "
                    "workersMax flashBootType")
@@ -90,8 +93,8 @@ class ServerlessApi(Client):
 
     def __init__(self, config: Dict[str, str]):
         super().__init__(config)
-        self.serverless_url = (env_or_config(config, "RUNPOD_SERVERLESS_URL", "gpu-estate:runpodServerlessUrl")
-                               or DEFAULT_SERVERLESS_URL).rstrip("/")
+        self.serverless_url = (env_or_config(config, RUNPOD_SERVERLESS_URL_ENV, f"gpu-estate:{RUNPOD_SERVERLESS_URL_KEY}")
+                               or RUNPOD_SERVERLESS_DEFAULT_URL).rstrip("/")
 
     def openai_base(self, endpoint_id: str) -> str:
         """The endpoint's OpenAI-compatible route (RunPod's vLLM worker answers under it)."""

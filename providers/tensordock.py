@@ -5,15 +5,14 @@ from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.vendors import VENDORS, Vendor
+from core.vendors import Vendor
 from core import catalog
 from core.pricing import NodeRequest, Offer
-from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, credential, env_or_config
-from providers.http import ApiSession, CloudError, InsufficientCredit, NoCapacity, NotFound, OfferTaken, json_body
+from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, api_session
+from providers.http import CloudError, InsufficientCredit, NoCapacity, NotFound, OfferTaken, json_body
 
 __all__ = ["Client"]
 
-VENDOR = VENDORS[Vendor.TENSORDOCK]
 MIN_STORAGE_GB = 100
 
 _STATUS = {
@@ -110,14 +109,10 @@ def _instance(raw: Dict[str, Any]) -> Instance:
 
 
 class Client(GpuCloud):
-    name = "tensordock"
+    name = Vendor.TENSORDOCK.value
 
     def __init__(self, config: Dict[str, str]):
-        self.http = ApiSession(
-            env_or_config(config, VENDOR.url_env, f"gpu-estate:{VENDOR.url_key}") or VENDOR.default_url,
-            credential(config, "tensordock"),
-            "TensorDock",
-        )
+        self.http = api_session(Vendor.TENSORDOCK, config, "TensorDock")
 
     def close(self) -> None:
         self.http.close()

@@ -6,16 +6,15 @@ from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from core.vendors import VENDORS, Vendor
+from core.vendors import Vendor
 from core import catalog
 from core.pricing import NodeRequest, Offer
-from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, credential, env_or_config, env_seconds
-from providers.http import (ApiSession, CloudError, InsufficientCredit, NoCapacity, NotFound, OfferTaken, Outbid,
+from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, api_session, env_seconds
+from providers.http import (CloudError, InsufficientCredit, NoCapacity, NotFound, OfferTaken, Outbid,
                             json_body)
 
 __all__ = ["Client"]
 
-VENDOR = VENDORS[Vendor.VASTAI]
 
 _STATUS = {
     None: Status.PENDING,
@@ -116,15 +115,11 @@ def _instance(raw: Dict[str, Any]) -> Instance:
 
 
 class Client(GpuCloud):
-    name = "vastai"
+    name = Vendor.VASTAI.value
     single_rental_offers = True
 
     def __init__(self, config: Dict[str, str]):
-        self.http = ApiSession(
-            env_or_config(config, VENDOR.url_env, f"gpu-estate:{VENDOR.url_key}") or VENDOR.default_url,
-            credential(config, "vastai"),
-            "Vast.ai",
-        )
+        self.http = api_session(Vendor.VASTAI, config, "Vast.ai")
 
     def close(self) -> None:
         self.http.close()

@@ -20,9 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Dict, Iterator, Optional
+from urllib.parse import urlsplit
 
 from components import workloads
 from core.config import PROJECT_ROOT as ROOT
+from core.vendors import (
+    MARKETPLACES, RUNPOD_SERVERLESS_DEFAULT_URL, RUNPOD_SERVERLESS_URL_ENV, Vendor,
+)
 from loopback import machine as loopback_machine
 from loopback.ollama import FakeOllama
 from loopback.runpod import FakeRunPod
@@ -123,10 +127,22 @@ def engine_parallel() -> str:
     return os.environ.get("PULUMI_PARALLEL", "128")
 
 
+def vendor_env(fakes: Dict[str, object]) -> Dict[str, str]:
+    """Each marketplace's API address and credential variables (``core/vendors.py``) pointed at its loopback
+    server, which answers under the vendor's own path (``/api/v2``, ``/graphql``); RunPod's serverless API
+    answers on the RunPod server too. A vendor record added is a loopback cloud the sandbox points at."""
+    env: Dict[str, str] = {}
+    for name in MARKETPLACES:
+        info, fake = Vendor(name).info, fakes[name]
+        env[info.url_env] = fake.url + urlsplit(info.default_url).path
+        env[info.credential_env] = getattr(fake, "token", None) or getattr(fake, "api_key", None) or f"sandbox-{name}-key"
+    env[RUNPOD_SERVERLESS_URL_ENV] = fakes[Vendor.RUNPOD.value].url + urlsplit(RUNPOD_SERVERLESS_DEFAULT_URL).path
+    return env
+
+
 def engine_env(fakes: Dict[str, object], state_dir: Path, agent: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """Environment for the engine and its plugins: loopback endpoints, local state, no downloads, and
     (``agent``) how SSH reaches the loopback machine."""
-    td, vast, rp = fakes["tensordock"], fakes["vastai"], fakes["runpod"]
     state_dir.mkdir(parents=True, exist_ok=True)
     return {**(agent or {}),
         "PATH": f"{PULUMI_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -136,10 +152,7 @@ def engine_env(fakes: Dict[str, object], state_dir: Path, agent: Optional[Dict[s
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         "GPU_ESTATE_LITELLM": os.environ.get("GPU_ESTATE_LITELLM", str(ROOT / ".venv-gateway" / "bin" / "litellm")),
-        "TENSORDOCK_API_URL": f"{td.url}/api/v2", "TENSORDOCK_API_TOKEN": td.token,
-        "VASTAI_API_URL": f"{vast.url}/api/v0", "VASTAI_API_KEY": "sandbox-vast-key",
-        "RUNPOD_API_URL": f"{rp.url}/graphql", "RUNPOD_API_KEY": rp.api_key or "sandbox-runpod-key",
-        "RUNPOD_SERVERLESS_URL": f"{rp.url}/v2",
+        **vendor_env(fakes),
         "ESTATE_POLL_SECONDS": "0.2", "ESTATE_HTTP_BACKOFF": "0.05",
         "ESTATE_SPEND_EVERY_SECONDS": "1",  # the spend watcher beside the local gateway looks every second
         # Loopback machines boot in seconds: a node that does not run within two minutes fails the step
