@@ -1,6 +1,7 @@
 """The GitOps workflows: actionlint (built by scripts/build-actionlint.sh, with shellcheck where it is
 installed) and what each workflow must do."""
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -95,3 +96,45 @@ def test_the_daily_drift_check_writes_no_state():
     # write the drifted state and hide it).
     w = pulumi["with"]
     assert w["command"] == "preview" and w["refresh"] is True and w["expect-no-changes"] is True
+
+
+# An action used by a tag runs whatever its publisher (or whoever takes over its account) points the tag at
+# next: LiteLLM's compromised releases of March 2026 came through a CI action moved that way. Every action
+# is a full commit SHA, its tag in a comment for the reader and for Dependabot.
+PINNED = re.compile(r"^\s*(-\s+)?uses:\s*(?P<action>[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+)@(?P<ref>[0-9a-f]{40})\s+#\s*v\d+(\.\d+)*\s*$")
+LOCAL = re.compile(r"^\s*(-\s+)?uses:\s*\./")
+
+
+def uses_lines(root=ROOT / ".github"):
+    for path in sorted(root.rglob("*.y*ml")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.match(r"^\s*(-\s+)?uses:", line):
+                yield f"{path.relative_to(root)}:{n}", line
+
+
+def test_every_action_is_pinned_by_commit_with_its_tag_in_a_comment():
+    lines = list(uses_lines())
+    assert len(lines) >= 10  # the workflows and the composite action are read
+    unpinned = [f"{where}: {line.strip()}" for where, line in lines if not (PINNED.match(line) or LOCAL.match(line))]
+    assert not unpinned, "actions used by tag or branch:\n" + "\n".join(unpinned)
+
+
+def test_the_pin_check_catches_an_action_by_tag(tmp_path):
+    bad = tmp_path / "workflows" / "bad.yml"
+    bad.parent.mkdir()
+    bad.write_text("jobs:\n  x:\n    steps:\n      - uses: actions/checkout@v4\n"
+                   "      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683\n"  # no tag comment
+                   "      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2\n")
+    verdicts = [bool(PINNED.match(line)) for _, line in uses_lines(tmp_path)]
+    assert verdicts == [False, False, True]
+
+
+def test_dependabot_keeps_requirements_images_and_actions_current():
+    doc = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    updates = {(u["package-ecosystem"], tuple(u.get("directories") or [u.get("directory")])) for u in doc["updates"]}
+    assert ("pip", ("/",)) in updates  # requirements.txt and requirements-gateway.txt
+    assert ("docker-compose", ("/assets/images",)) in updates
+    assert any(eco == "github-actions" and "/" in dirs and "/.github/actions/setup" in dirs for eco, dirs in updates)
+    # The LiteLLM package and its image move in the same pull request.
+    grouped = {u["package-ecosystem"] for u in doc["updates"] if u.get("multi-ecosystem-group") == "runtime"}
+    assert {"pip", "docker-compose"} <= grouped and "runtime" in doc["multi-ecosystem-groups"]
