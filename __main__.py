@@ -7,16 +7,9 @@ from components.estate import (
 )
 from core.config import load_stack
 from core.errors import ConfigError
-from providers.resource import (
-    await_outputs_as_they_finish, collect_garbage_less_often, project_stack_traces, quiet_sdk_debug,
-)
 
 
 def define_estate() -> Estate:
-    quiet_sdk_debug()  # before the first registration: see providers/resource.py
-    await_outputs_as_they_finish()
-    project_stack_traces()
-    collect_garbage_less_often()
     try:
         stack = load_stack()
         estate = Estate("estate", EstateArgs(stack=stack))

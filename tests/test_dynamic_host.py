@@ -1,14 +1,22 @@
 """The project's dynamic-provider host: the SDK's own, started through the plugin Pulumi.yaml names,
-serving with a larger pool than the SDK's four threads."""
+serving with a larger pool than the SDK's four threads, on the SDK versions that workaround was checked on."""
+import base64
 import os
 import select
 import subprocess
 import sys
+from concurrent import futures
+
+import dill
+import grpc
+from google.protobuf import struct_pb2
+from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 import yaml
 
 from core.config import PROJECT_ROOT
 from providers import dynamic_host
+from tests.holding_provider import Gate, HoldingProvider
 
 
 def test_pulumi_yaml_points_the_dynamic_provider_plugin_at_the_project_host():
@@ -53,30 +61,56 @@ def test_the_plugin_starts_the_sdk_host_and_announces_its_port():
         proc.wait(timeout=10)
 
 
-def _wrapper_depth(method) -> int:
-    """How many sorting wrappers the SDK has stacked on the pickler's ``_batch_setitems``."""
-    depth = 0
-    while getattr(method, "__closure__", None):
-        inner = [c.cell_contents for c in method.__closure__ if callable(c.cell_contents)]
-        if not inner:
-            break
-        method, depth = inner[0], depth + 1
-    return depth
+CALLS = 6  # more than the SDK host's pool
 
 
-def test_registering_many_dynamic_resources_stacks_no_pickler_wrappers():
-    import pickle
+def _start_host(command, env=None):
+    """A provider host started as the engine starts one: it prints the port it serves on."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=PROJECT_ROOT,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})})
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    assert ready, proc.stderr.read1().decode() if proc.poll() is not None else "no port announced in 30 s"
+    return proc, int(proc.stdout.readline())
 
-    from tests.mocks import run_program, stack_config
 
-    config = stack_config("sandbox")
-    node = config["gpu-estate:nodes"]["qwen"]
-    config["gpu-estate:nodes"] = {f"node-{i}": node for i in range(30)}
-    config.pop("gpu-estate:gateway", None)
-    config.pop("gpu-estate:spend", None)  # it runs beside the gateway
-    config["gpu-estate:budget"] = {"monthly_usd": 1_000_000}
-    mocks = run_program(config, stack="sandbox")
-    assert len(mocks.of_type("pulumi-python:dynamic/gpu:Instance")) == 30
-    # The SDK wraps the method once per serialization and never unwraps it; without the project's base
-    # class this would be about 90 deep here (and a RecursionError at about a thousand resources).
-    assert _wrapper_depth(pickle._Pickler._batch_setitems) == 1
+def _most_calls_at_once(command, env=None) -> int:
+    """Sends ``CALLS`` creates at once to a host and returns how many it ran at the same time."""
+    gate = Gate(target=CALLS)
+    proc, port = _start_host(command, env)
+    try:
+        provider = base64.b64encode(dill.dumps(HoldingProvider(), recurse=True)).decode()
+        props = struct_pb2.Struct()
+        props.update({"__provider": provider, "url": gate.url})
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = provider_pb2_grpc.ResourceProviderStub(channel)
+            with futures.ThreadPoolExecutor(CALLS) as pool:
+                calls = [pool.submit(stub.Create, provider_pb2.CreateRequest(
+                    urn=f"urn:pulumi:test::project::pulumi-python:dynamic:Resource::r{i}", properties=props),
+                    timeout=60) for i in range(CALLS)]
+                assert {c.result().id for c in calls} == {"held"}
+        return gate.peak
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        gate.close()
+
+
+def test_the_sdks_own_host_runs_at_most_four_calls_at_once():
+    # The defect this host works around, on the pinned SDK: six creates sent at once, four run.
+    assert _most_calls_at_once([sys.executable, "-m", "pulumi.dynamic"]) == dynamic_host.SDK_POOL_SIZE == 4
+
+
+def test_the_projects_host_runs_every_call_the_engine_sends_at_once():
+    plugin = PROJECT_ROOT / "providers" / "plugin" / "pulumi-resource-pulumi-python"
+    assert _most_calls_at_once([str(plugin)], {"ESTATE_PROVIDER_WORKERS": ""}) == CALLS
+
+
+def test_outside_the_checked_sdk_versions_the_host_warns_and_keeps_the_sdks_pool(monkeypatch, capsys):
+    monkeypatch.setattr(futures, "ThreadPoolExecutor", futures.ThreadPoolExecutor)  # restored after the test
+    sdk_pool = futures.ThreadPoolExecutor
+    assert dynamic_host.larger_pool(version="3.300.0") is False
+    assert futures.ThreadPoolExecutor is sdk_pool
+    warning = capsys.readouterr().err
+    assert "3.300.0" in warning and "3.259.0" in warning and dynamic_host.POOL_ISSUE in warning
+    assert dynamic_host.larger_pool(version="3.259.0") is True
+    assert futures.ThreadPoolExecutor is dynamic_host._Pool
