@@ -1,57 +1,148 @@
 """Processes the program leaves running on this machine (the local gateway, the local spend watcher).
 
-Each runs in a session of its own, so it outlives the engine and is stopped as a whole process group.
+Each runs in a session of its own, so it outlives the engine after an `up` that ends normally (the CLI
+closes its plugins by killing their process groups) and is stopped as a whole process group by its
+resource's delete.
+
+A CLI that is killed closes nothing: its plugins stay up with nobody to serve, and what the provider
+host started in that run may never reach the state. ``follow_engine`` is the provider host's watchdog:
+once the engine is gone (this process was re-parented) it stops every process this host started and exits, so a killed `up` leaves nothing of the project running.
+A process recorded in state by the killed run is found dead by the next operation and started again.
 """
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
-from typing import List, Mapping, Optional
+from typing import Callable, List, Mapping, Optional, Set
 
-from providers.http import CloudError
+STOP_SECONDS = 20.0
+"""How long a process is given after SIGTERM before SIGKILL."""
+ENGINE_WATCH_SECONDS_ENV = "ESTATE_ENGINE_WATCH_SECONDS"
+"""How often the provider host looks for its engine (default 1 s)."""
+
+_started: Set[int] = set()
+"""The process groups this process started and has not stopped."""
+_lock = threading.Lock()
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited and waits for a parent that does not reap it (``/proc``'s state Z)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def alive(pid: Optional[int]) -> bool:
+    """Whether ``pid`` runs: it exists and is neither our zombie nor another parent's."""
     if not pid:
         return False
     try:
         os.kill(int(pid), 0)
-    except (ProcessLookupError, PermissionError):
+    except ProcessLookupError:
         return False
+    except PermissionError:
+        return True  # running, as another user
     try:  # a zombie of ours is not alive
         done, _ = os.waitpid(int(pid), os.WNOHANG)
-        return done == 0
+        if done != 0:
+            return False
     except ChildProcessError:
-        return True
+        pass
+    return not _zombie(int(pid))
 
 
 def spawn(argv: List[str], env: Mapping[str, str], log: Path, cwd: Path) -> subprocess.Popen:
     """Start ``argv`` in its own session, its output appended to ``log``, reading nothing."""
     with open(log, "ab") as out:
-        return subprocess.Popen(argv, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
+    with _lock:
+        _started.add(proc.pid)
+    return proc
 
 
-def stop_process(pid: Optional[int]) -> None:
-    """SIGTERM to the process group, SIGKILL after 20 s."""
+def stop_process(pid: Optional[int], grace: Optional[float] = None) -> None:
+    """SIGTERM to the process group, SIGKILL after ``grace`` seconds (``STOP_SECONDS``)."""
     if not alive(pid):
         return
+    grace = STOP_SECONDS if grace is None else grace
     try:
         os.killpg(int(pid), signal.SIGTERM)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         return
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + grace
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     if alive(pid):
-        os.killpg(int(pid), signal.SIGKILL)
+        try:
+            os.killpg(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    with _lock:
+        _started.discard(int(pid))
 
 
-def delete_process(pid: Optional[int], what: str) -> None:
-    """A resource's delete: stop the process; one that outlives its stop stays in state (raises)."""
+def delete_process(pid: Optional[int], what: str, where: str, warn: Callable[[str], None]) -> bool:
+    """A resource's delete: stop the process. One that outlives its stop bills nothing, so it never holds
+    the destroy back: ``warn`` says what is left where, and the resource leaves the state. Returns whether
+    it stopped."""
     stop_process(pid)
     if alive(pid):
-        raise CloudError(f"{what} (pid {pid}) is still running; it stays in state")
+        warn(f"{what} (pid {pid}) did not stop; it is left running on this machine ({where}): "
+             f"stop it with `kill -9 -{pid}`. The destroy goes on.")
+        return False
+    return True
+
+
+def stop_started() -> None:
+    """Stop every process group this process started and has not stopped, at once."""
+    with _lock:
+        pids = sorted(_started)
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + 5
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        if alive(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def follow_engine(every: Optional[float] = None, exit: Callable[[int], None] = os._exit) -> threading.Thread:
+    """Watch for the engine that started this process to go away without closing it (a killed CLI): then
+    stop what this process started and exit.
+
+    The engine is gone when this process's parent changes: the CLI starts its plugins itself, and a CLI
+    that ends normally kills them first, so only a CLI that died leaves one re-parented. (Whether the
+    engine's address still answers is no test: at a normal end the CLI may stop serving a moment before it
+    kills its plugins, and the gateway must outlive a normal `up`.)"""
+    every = every if every is not None else float(os.environ.get(ENGINE_WATCH_SECONDS_ENV, "1"))
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        print(f"warning: the engine (pid {parent}) is gone without closing this provider host; stopping it and "
+              "the processes it started", file=sys.stderr, flush=True)
+        stop_started()
+        exit(0)
+
+    thread = threading.Thread(target=watch, name="follow-engine", daemon=True)
+    thread.start()
+    return thread

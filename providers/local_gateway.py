@@ -1,10 +1,12 @@
 """A LiteLLM gateway run as a process on the machine that runs `pulumi up` (``gateway.deploy: local``).
 
 For a workstation or the sandbox: the gateway reaches nodes directly, listens on 127.0.0.1, and keeps
-its config, log and pid under ``state_dir``. The process outlives the engine (its own session); read
-reports it gone when it died, so the next `up` starts it again, and keeps it when it lives but answers
+its config, log and pid under ``state_dir``. The process outlives an `up` that ends (its own session),
+not a killed one (``agents.process.follow_engine``); read reports it gone when it died, and diff
+restarts it, so the next `up` starts it again; read keeps it when it lives but answers
 slowly (never a second, unmanaged gateway); a config change restarts it with the
-same master key; delete stops it and waits until its port is closed.
+same master key; delete stops it, and one that will not stop is named in a warning and left (it bills
+nothing), so it never holds back the nodes' deletes.
 
 The master key is generated here (``secrets.token_urlsafe``) and only ever leaves as a secret output
 (``additional_secret_outputs``) and in the process's environment, never on its command line or in a file.
@@ -79,7 +81,10 @@ class LocalGatewayProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> DiffResult:
         changed = [f.name for f in dataclasses.fields(LocalGatewayArgs) if olds.get(f.name) != news.get(f.name)]
-        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=True)
+        # A gateway that died (its provider host stopped it when a killed `up`'s engine went away) is
+        # started again in place by the next `up`, with or without a refresh.
+        return DiffResult(changes=bool(changed) or not alive(olds.get("pid")), replaces=[],
+                          delete_before_replace=True)
 
     def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
         pulumi.log.info("gateway: config changed, restarting LiteLLM")
@@ -97,7 +102,9 @@ class LocalGatewayProvider(ResourceProvider):
         return ReadResult(id_, props)
 
     def delete(self, _id: str, props: Dict[str, Any]) -> None:
-        delete_process(props.get("pid"), "gateway: LiteLLM")
+        # It bills nothing: one that will not stop is named and left, never a reason to keep the nodes.
+        delete_process(props.get("pid"), "gateway: LiteLLM", f"{props.get('url')}, files in {props.get('state_dir')}",
+                       pulumi.log.warn)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,8 @@ webhook from ``ESTATE_SPEND_WEBHOOK``, given it here as a secret input (never a 
 - A changed document is rewritten in place: the running watcher reads it again before each look.
 - A changed interval or webhook restarts the process; the ledger stays.
 - ``read`` reports the process gone when it died, so the next `up` starts it again.
-- ``delete`` stops it and keeps the ledger (the month's spend outlives the watcher).
+- ``delete`` stops it and keeps the ledger (the month's spend outlives the watcher); one that will not stop
+  is named in a warning and left, never a reason to keep the nodes that bill.
 """
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ class LocalSpendWatcherProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> DiffResult:
         changed = [f.name for f in dataclasses.fields(LocalSpendWatcherArgs) if olds.get(f.name) != news.get(f.name)]
-        return DiffResult(changes=bool(changed), replaces=[])
+        # A watcher that died (a killed `up`'s provider host stopped it) is started again by the next `up`.
+        return DiffResult(changes=bool(changed) or not alive(olds.get("pid")), replaces=[])
 
     def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
         if alive(olds.get("pid")) and all(olds.get(k) == news.get(k) for k in RESTARTS):
@@ -71,7 +73,8 @@ class LocalSpendWatcherProvider(ResourceProvider):
         return ReadResult(id_, props)
 
     def delete(self, _id: str, props: Dict[str, Any]) -> None:
-        delete_process(props.get("pid"), "spend: the watcher")
+        # It bills nothing: one that will not stop is named and left, never a reason to keep the nodes.
+        delete_process(props.get("pid"), "spend: the watcher", f"ledger in {props.get('state_dir')}", pulumi.log.warn)
 
 
 @dataclasses.dataclass(frozen=True)
