@@ -112,6 +112,11 @@ class GpuSpec(_Model):
         return catalog.gpu_vram_gb(self.model) * self.count
 
 
+SSH_KEY_TYPE = r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)"
+SSH_KEY = SSH_KEY_TYPE + r" [A-Za-z0-9+/]+={0,3}"
+"""An OpenSSH public key, ``<type> <base64>``."""
+
+
 class SshSpec(_Model):
     user: UnixUser = "root"
     port: int = Field(22, ge=1, le=65535)
@@ -127,8 +132,17 @@ class SshSpec(_Model):
     @field_validator("public_key")
     @classmethod
     def _openssh_key(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and not re.match(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+", v):
-            raise ValueError(f"not an OpenSSH public key: {v[:30]!r}")
+        """One key on one line: it becomes the node's authorized_keys, where a newline starts a second
+        key (root for whoever holds it) and a second key's type and base64 in the comment hide one."""
+        if v is None:
+            return v
+        if re.search(r"[\x00-\x1f\x7f]", v):
+            raise ValueError("one OpenSSH public key on one line, without control characters")
+        m = re.fullmatch(SSH_KEY + r"( (?P<comment>[^\s].{0,200}))?", v)
+        if not m:
+            raise ValueError("not one OpenSSH public key (<type> <base64> [comment])")
+        if m["comment"] and re.search(SSH_KEY_TYPE + r"\s+[A-Za-z0-9+/]{16,}", m["comment"]):
+            raise ValueError("one OpenSSH public key, not two")
         return v
 
 

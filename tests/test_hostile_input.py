@@ -19,6 +19,9 @@ from loopback import machine as loopback_machine
 from tests.mocks import stack_estate
 
 NEWLINE_UNIT = "\nExecStartPre=+/bin/sh -c id"
+PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFXdBfpWUE7y0nZ8rsibV0rc/1JxweHTokQjkgvrZxWD"
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOGgtgdW9ZLnsrjGnasMVWnMuUvMEboNU8GOJmJqjIes"
+EVIL_KEY = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDevilevilevilevilevilevil attacker@example"
 SUBST = "$(id)"
 
 
@@ -106,6 +109,29 @@ VALUES = [
     ("value", "nodes.vps.ssh.host_key", "ssh-ed25519 AAAAC3Nz\n127.0.0.1 ssh-ed25519 AAAAevil", "nodes.vps.ssh.host_key"),
     ("value", "nodes.vps.ssh.host_key", "ssh-ed25519 AAAAC3Nz x,* ssh-rsa AAAA", "nodes.vps.ssh.host_key"),
     ("value", "nodes.vps.ssh.host_key", "@cert-authority * ssh-ed25519 AAAAC3Nz", "nodes.vps.ssh.host_key"),
+    ("value", "nodes.vps.ssh.host_key", HOST_KEY + "\n" + HOST_KEY, "nodes.vps.ssh.host_key"),
+    ("value", "nodes.vps.ssh.host_key", HOST_KEY + " " + HOST_KEY, "nodes.vps.ssh.host_key"),
+    # A public key becomes the node's authorized_keys (TensorDock installs what the launch request holds):
+    # a second key there is root for whoever holds it, however it is slipped in.
+    ("value", "nodes.inference.ssh.public_key", PUBLIC_KEY + "\n" + EVIL_KEY, "nodes.inference.ssh.public_key"),
+    ("value", "nodes.inference.ssh.public_key", PUBLIC_KEY + " ops\n" + EVIL_KEY, "nodes.inference.ssh.public_key"),
+    ("value", "nodes.inference.ssh.public_key", PUBLIC_KEY + "\r\n" + EVIL_KEY, "nodes.inference.ssh.public_key"),
+    ("value", "nodes.inference.ssh.public_key", PUBLIC_KEY + " ops " + EVIL_KEY, "nodes.inference.ssh.public_key"),
+    ("value", "nodes.inference.ssh.public_key", PUBLIC_KEY + "," + EVIL_KEY, "nodes.inference.ssh.public_key"),
+    ("value", "nodes.inference.ssh.public_key", EVIL_KEY + "\n", "nodes.inference.ssh.public_key"),
+    ("value", "nodes.inference.ssh.public_key", 'command="id" ' + PUBLIC_KEY, "nodes.inference.ssh.public_key"),
+    ("value", "nodes.inference.ssh.public_key", PUBLIC_KEY + " a\x00b", "nodes.inference.ssh.public_key"),
+    # Images by digest: exactly sha256 and 64 lower-case hex, after a tag, nothing after it.
+    ("value", "nodes.inference.workloads.ollama.image", "ollama/ollama:0.12.6@sha256:" + "a" * 63,
+     "nodes.inference.workloads.ollama.image"),
+    ("value", "nodes.inference.workloads.ollama.image", "ollama/ollama:0.12.6@sha256:" + "A" * 64,
+     "nodes.inference.workloads.ollama.image"),
+    ("value", "nodes.inference.workloads.ollama.image", "ollama/ollama:0.12.6@md5:" + "a" * 32,
+     "nodes.inference.workloads.ollama.image"),
+    ("value", "nodes.inference.workloads.ollama.image", "ollama/ollama:0.12.6@sha256:" + "a" * 64 + "\nx",
+     "nodes.inference.workloads.ollama.image"),
+    ("value", "serverless.goblin-inference.image", "runpod/worker-v1-vllm:v2.27.0@sha256:" + "a" * 64 + " x",
+     "serverless.goblin-inference.image"),
 ]
 
 
@@ -186,3 +212,73 @@ def test_a_hostile_checkpoint_never_reaches_the_script_and_a_tricky_one_stays_qu
     subprocess.run(["sh", str(tmp_path / "fetch.sh")], env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
                    capture_output=True, text=True, timeout=30)
     assert log.exists() and url in log.read_text().splitlines()
+
+
+# Money and hours where they appear, and the other numbers beside them: non-finite or negative is refused
+# naming the key (an infinite cap is no cap; NaN passes every comparison a rule makes by failing it).
+NUMBERS = [
+    ("budget.daily_usd", float("inf")), ("budget.daily_usd", float("nan")), ("budget.daily_usd", -5.0),
+    ("budget.monthly_usd", float("inf")), ("budget.monthly_usd", float("nan")), ("budget.monthly_usd", -1.0),
+    ("budget.max_hourly_per_node", float("inf")), ("budget.max_hourly_per_node", -0.5),
+    ("nodes.inference.max_price_per_hour", float("inf")), ("nodes.inference.max_price_per_hour", float("nan")),
+    ("nodes.inference.max_price_per_hour", -0.4),
+    ("nodes.qwen.bid_per_hour", float("inf")), ("nodes.qwen.bid_per_hour", -0.27),
+    ("nodes.inference.hours_per_month", float("inf")), ("nodes.inference.hours_per_month", float("nan")),
+    ("nodes.inference.hours_per_month", -120.0),
+    ("nodes.inference.min_reliability", float("nan")),
+    ("serverless.goblin-inference.busy_hours_per_month", float("inf")),
+    ("serverless.goblin-inference.busy_hours_per_month", -60.0),
+    ("serverless.goblin-inference.model_size_gb", float("inf")),
+    ("storage.models.monthly_usd", float("inf")), ("storage.models.monthly_usd", float("nan")),
+    ("storage.models.monthly_usd", -5.0),
+    ("gateway.timeouts.default", float("inf")), ("gateway.timeouts.gpt-4", -300.0),
+    ("nodes.inference.workloads.ollama.vram_gb", float("inf")),
+]
+
+
+@pytest.mark.parametrize("where,value", NUMBERS, ids=[f"{w}={v!r}" for w, v in NUMBERS])
+def test_a_non_finite_or_negative_number_is_refused_naming_its_key(where, value):
+    cfg = stack_estate("prod")
+    _set(cfg, where, value)
+    with pytest.raises(ConfigError) as err:
+        parse_spec(cfg)
+    found = [m for p, m in err.value.problems if p == f"gpu-estate:{where}"]
+    assert found and repr(value) in found[0], err.value.problems
+
+
+# Ports the node itself listens on: its SSH (22, or ssh.port), the gateway's port on the gateway's node.
+PORTS = [
+    ("nodes.inference.workloads.api", {"image": "ghcr.io/you/api:1.0", "port": 22}, "nodes.inference.workloads.api.port"),
+    ("nodes.inference.workloads.open-webui", {"port": 22}, "nodes.inference.workloads.open-webui.port"),
+    ("nodes.qwen.workloads.ollama.port", 22, "nodes.qwen.workloads.ollama.port"),
+    ("nodes.vps.workloads.api", {"image": "ghcr.io/you/api:1.0", "port": 8000}, "nodes.vps.workloads.api.port"),
+    ("gateway.port", 22, "gateway.port"),
+]
+
+
+@pytest.mark.parametrize("where,value,key", PORTS, ids=[w for w, _, _ in PORTS])
+def test_a_port_the_node_listens_on_itself_is_refused_naming_its_key(where, value, key):
+    cfg = stack_estate("prod")
+    _set(cfg, where, value)
+    with pytest.raises(ConfigError) as err:
+        parse_spec(cfg)
+    port = value["port"] if isinstance(value, dict) else value
+    found = [m for p, m in err.value.problems if p == f"gpu-estate:{key}"]
+    assert found and f"port {port}" in found[0], err.value.problems
+
+
+def test_a_port_clashes_with_the_nodes_own_ssh_port_too():
+    cfg = stack_estate("prod")
+    _set(cfg, "nodes.inference.ssh.port", 2222)
+    _set(cfg, "nodes.inference.workloads.open-webui", {"port": 2222})
+    with pytest.raises(ConfigError) as err:
+        parse_spec(cfg)
+    assert [p for p, m in err.value.problems if "port 2222" in m] == ["gpu-estate:nodes.inference.workloads.open-webui.port"]
+
+
+def test_a_second_key_anywhere_never_reaches_the_tensordock_launch():
+    """The case found: a public key with a newline and a second key was accepted and both keys went in
+    the launch request. One key, with its comment, still goes through as given."""
+    cfg = stack_estate("prod")
+    _set(cfg, "nodes.inference.ssh.public_key", PUBLIC_KEY + " ops@gpu-estate")
+    assert parse_spec(cfg).nodes["inference"].ssh.public_key == PUBLIC_KEY + " ops@gpu-estate"

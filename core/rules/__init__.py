@@ -1,8 +1,9 @@
 """Rules that span several keys of a stack, one module per concern.
 
 ``check_estate`` runs them in order and returns every broken rule as ``(key path, message)``: nodes
-(workloads, fit, placement), serverless endpoints, gateway (aliases, fallbacks, deploy), tunnels, routes and edge, storage and
-budget. Each node and serverless endpoint is priced once here; the rules that need the figure share it.
+(workloads, fit, placement), ports the node itself listens on, serverless endpoints, gateway (aliases, fallbacks,
+deploy), tunnels, routes and edge, storage and budget; before them all, that every number is finite and not
+negative. Each node and serverless endpoint is priced once here; the rules that need the figure share it.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Dict, List, Union
 
 from core import pricing
 from core.errors import Problem
-from core.rules import budget, gateway, nodes, routes, serverless, storage, tunnels
+from core.rules import budget, gateway, nodes, numbers, ports, routes, serverless, storage, tunnels
 from core.spec import EstateSpec
 
 Estimates = Dict[str, Union[pricing.NodeEstimate, pricing.PlacementError]]
@@ -28,10 +29,14 @@ def node_estimates(spec: EstateSpec) -> Estimates:
 
 
 def check_estate(spec: EstateSpec) -> List[Problem]:
+    # A non-finite or negative figure is refused before any rule computes with it.
+    problems = numbers.check(spec)
+    if problems:
+        return problems
     estimates = node_estimates(spec)
     endpoints = {name: pricing.estimate_endpoint(name, e) for name, e in spec.serverless.items()}
-    problems: List[Problem] = []
     problems += nodes.check(spec, estimates)
+    problems += ports.check(spec)
     problems += serverless.check(spec, endpoints)
     problems += gateway.check(spec)
     problems += tunnels.check(spec)
