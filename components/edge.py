@@ -30,7 +30,7 @@ from core.topology import EstatePlan
 
 TYPE = "gpu-estate:index:Edge"
 CLOUDFLARED_IMAGE = default_image("cloudflared")
-CADDY_IMAGE = "caddy:2.10.2"
+CADDY_IMAGE = default_image("caddy")
 BASIC_AUTH_USER = "estate"
 
 

@@ -11,7 +11,7 @@ import dataclasses
 import enum
 from typing import Dict, Optional, Tuple
 
-from core.images import default_image
+from core.images import default_image, image_version
 
 
 class WorkloadKind(str, enum.Enum):
@@ -76,7 +76,7 @@ class KindInfo:
     @property
     def version(self) -> str:
         """The pinned version, from the image tag (``ghcr.io/open-webui/open-webui:v0.6.34`` -> 0.6.34)."""
-        return (self.image or "").rsplit(":", 1)[-1].lstrip("v")
+        return image_version(self.image or "")  # the tag's, also when a digest follows it
 
 
 def http_check(port: int, path: str) -> Tuple[str, ...]:

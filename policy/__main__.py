@@ -11,8 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pulumi_policy import PolicyPack  # noqa: E402
 
-from policy import budget, redact, safety  # noqa: E402
+from policy import budget, images, redact, safety  # noqa: E402
 
 redact.install()
 
-PolicyPack(name="gpu-estate", policies=budget.POLICIES + safety.POLICIES)
+PolicyPack(name="gpu-estate", policies=budget.POLICIES + safety.POLICIES + images.POLICIES)

@@ -8,12 +8,13 @@ from pulumi_policy import (
     PolicyResource, PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs,
 )
 
-from policy import budget, redact, safety
+from policy import budget, images, redact, safety
 from policy.pack_config import pack_config
 from tests.mocks import run_program, stack_config
 
-POLICIES = budget.POLICIES + safety.POLICIES
+POLICIES = budget.POLICIES + safety.POLICIES + images.POLICIES
 GPU = "pulumi-python:dynamic/gpu:Instance"
+CONTAINER = {"stamps": {"provider": "vastai"}}  # a node that is one container: its launch image is deployed
 
 
 def opts():
@@ -54,12 +55,67 @@ def captured(request):
 
 def test_committed_stacks_pass_with_their_pack_config(captured):
     stack, resources = captured
-    assert violations(resources, pack_config(stack)) == []
+    found = violations(resources, pack_config(stack))
+    # prod asks for every image by digest: until scripts/pin-images.sh fills the defaults' digests (it needs
+    # the registries), its preview names each unpinned image and nothing else (next test).
+    assert [v for v in found if v[0] != "images-pinned-by-digest"] == []
+    if not pack_config(stack).get("images-pinned-by-digest", {}).get("require_digest"):
+        assert found == []
+
+
+def test_prods_preview_names_every_image_not_pinned_by_digest(captured):
+    stack, resources = captured
+    if stack != "prod":
+        pytest.skip("only prod's pack config asks for digests")
+    assert pack_config("prod")["images-pinned-by-digest"] == {"require_digest": True}
+    deployed = {ref for r in resources for ref in images.deployed_images(r.resource_type, r.props)}
+    unpinned = {ref for ref in deployed if "@sha256:" not in ref}
+    named = {m.split("image ", 1)[1].split(" ", 1)[0] for p, m in violations(resources, pack_config("prod"))
+             if p == "images-pinned-by-digest"}
+    assert named == unpinned
+    # Every kind of place an image is deployed from is read: compose files, units, container nodes, serverless.
+    from core.images import default_image
+    # (open-webui, mlflow and pgvector run on nodes whose compose file holds a secret: redacted for the pack.)
+    for service in ("ollama", "comfyui", "litellm", "cloudflared"):
+        assert default_image(service).split("@")[0] in {d.split("@")[0] for d in deployed}, service
+    assert any(d.startswith("runpod/worker-v1-vllm:") for d in deployed)
+
+
+def test_an_image_pinned_by_digest_passes_and_one_by_tag_is_named():
+    pinned = "ollama/ollama:0.12.6@sha256:" + "0" * 64
+    on = {"require_digest": True}
+    assert one(images.images_pinned_by_digest, GPU, CONTAINER | {"launch": {"image": pinned}}, on) == []
+    (msg,) = one(images.images_pinned_by_digest, GPU, CONTAINER | {"launch": {"image": "ollama/ollama:0.12.6"}}, on)
+    assert "ollama/ollama:0.12.6" in msg and "digest" in msg
+    assert one(images.images_pinned_by_digest, GPU, CONTAINER | {"launch": {"image": "ollama/ollama:0.12.6"}}) == []  # off by default
+    unit = ("ExecStart=/usr/bin/docker run --rm --name estate-caddy --network host -v /etc/estate/gateway/Caddyfile:"
+            "/etc/caddy/Caddyfile:ro -v estate-caddy-data:/data caddy:2.10.2\n")
+    (msg,) = one(images.images_pinned_by_digest, "command:remote:Command", {"create": unit}, on)
+    assert "caddy:2.10.2" in msg
+
+
+@pytest.mark.parametrize("ref", ["ghcr.io/berriai/litellm:main-v1.79.0-stable", "ghcr.io/berriai/litellm:main-v1.82.7",
+                                 "ghcr.io/berriai/litellm:v1.82.8-stable", "ghcr.io/berriai/litellm:main-latest"])
+def test_a_litellm_image_below_the_floor_or_compromised_is_refused_naming_it(ref):
+    compose = f"services:\n  litellm:\n    image: {ref}\n"
+    for typ, props in ((GPU, CONTAINER | {"launch": {"image": ref}}), ("command:remote:Command", {"create": compose})):
+        (msg,) = one(images.litellm_patched, typ, props)
+        assert ref in msg
+    assert one(images.litellm_patched, GPU, CONTAINER | {"launch": {"image": "ghcr.io/berriai/litellm:main-v1.108.7"}}) == []
+
+
+@pytest.mark.parametrize("version", ["1.82.7", "1.82.8", "1.80.0"])
+def test_a_litellm_package_below_the_floor_or_compromised_is_refused_naming_it(version):
+    script = f"pip install --no-cache-dir 'litellm[proxy]=={version}'\n"
+    (msg,) = one(images.litellm_patched, "command:remote:Command", {"create": script})
+    assert f"litellm=={version}" in msg
+    (msg,) = one(images.litellm_patched, GPU, CONTAINER | CONTAINER | {"launch": {"image": "x/y:1", "onstart": script}})
+    assert version in msg
 
 
 def test_every_policy_has_a_name_description_and_level():
     names = [p.name for p in POLICIES]
-    assert len(set(names)) == len(names) == 13
+    assert len(set(names)) == len(names) == 15
     for p in POLICIES:
         assert p.description and p.enforcement_level is not None
 
