@@ -64,7 +64,7 @@ def route_comment(spec: EstateSpec, host: str) -> str:
     """What a hostname's DNS record says about the route, read by the policy pack."""
     route = spec.routes[host]
     auth = "basic" if spec.edge.mode is EdgeMode.CADDY else route.auth.value
-    kind = spec.nodes[route.node].kind(route.workload).value
+    kind = spec.nodes[route.node].workloads[route.workload].kind.value
     # A workload named after its kind says no more; any other name says what it is.
     return f"gpu-estate route {route.service} auth={auth}" + ("" if kind == route.workload else f" kind={kind}")
 

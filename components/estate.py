@@ -19,7 +19,6 @@ from core import catalog, pricing, spend
 from core.config import SSH_PRIVATE_KEY, Stack
 from core.demand import node_disk_demand, node_ram_demand, node_vram_demand
 from core.errors import ConfigError
-from core.kinds import WorkloadKind
 from core.spec import NAMESPACE, EdgeMode, EstateSpec
 from core.stamps import endpoint_stamp
 from core.text import digest
@@ -230,9 +229,10 @@ class Estate(pulumi.ComponentResource):
         spec = stack.spec
         readers: Dict[str, List[str]] = {b: list(bucket.readers) for b, bucket in spec.storage.items()}
         for node_name, node in spec.nodes.items():
-            mlflow = node.fixed(WorkloadKind.MLFLOW)
-            if mlflow and mlflow.artifact_bucket and node_name not in readers[mlflow.artifact_bucket]:
-                readers[mlflow.artifact_bucket].append(node_name)
+            for w in node.workloads.values():
+                for bucket in w.buckets_used():
+                    if node_name not in readers[bucket]:
+                        readers[bucket].append(node_name)
         return {
             b: ModelBucket(b, ModelBucketArgs(spec=bucket, project=stack.project, stack=stack.stack,
                                               readers=tuple(readers[b])), opts)
@@ -260,22 +260,20 @@ class Estate(pulumi.ComponentResource):
         """One Ollama model resource per (node, tag): editing a model list pulls or removes exactly those."""
         models = {}
         for node_name, node in spec.nodes.items():
-            ollama = node.fixed(WorkloadKind.OLLAMA)
-            if ollama is None:
-                continue
             gpu_node = self.nodes[node_name]
-            target = gpu_node.service_target(WorkloadKind.OLLAMA.value)
-            for tag in ollama.models:
-                name = resource_name(node_name, tag)
-                models[name] = OllamaModel(name, OllamaModelArgs(
-                    node=node_name, model=tag, **target, active=node.power.serves,
-                    # What the policy pack's VRAM check adds up per node; a model's own figures only, so
-                    # editing one tag of a list leaves the others' inputs as they are.
-                    stamps={"node": node_name, "model_vram_gb": catalog.ollama_model(tag)["vram_gb"],
-                            "vram_gb": node.gpu.vram_gb if node.gpu else 0,
-                            "max_loaded": ollama.max_loaded or 0},
-                ), pulumi.ResourceOptions(parent=gpu_node, depends_on=gpu_node.workloads_ready,
-                                          deleted_with=gpu_node.machine))
+            for wname, w in node.workloads.items():
+                target = gpu_node.service_target(wname) if w.pulled_models() else {}
+                for tag in w.pulled_models():
+                    name = resource_name(node_name, tag)
+                    models[name] = OllamaModel(name, OllamaModelArgs(
+                        node=node_name, model=tag, **target, active=node.power.serves,
+                        # What the policy pack's VRAM check adds up per node; a model's own figures only, so
+                        # editing one tag of a list leaves the others' inputs as they are.
+                        stamps={"node": node_name, "model_vram_gb": catalog.ollama_model(tag)["vram_gb"],
+                                "vram_gb": node.gpu.vram_gb if node.gpu else 0,
+                                "max_loaded": w.max_resident or 0},
+                    ), pulumi.ResourceOptions(parent=gpu_node, depends_on=gpu_node.workloads_ready,
+                                              deleted_with=gpu_node.machine))
         return models
 
     def gateway_outputs(self) -> Dict[str, object]:

@@ -26,7 +26,6 @@ import yaml
 
 from agents import library
 from core.config import PROJECT_ROOT
-from core.kinds import WorkloadKind
 from core.vendors import RUNPOD_API_KEY_ENV
 from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE, UNRENTED
 from core.templates import asset, render
@@ -100,20 +99,16 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
             if not node.power.serves:
                 continue
             url = plan.service_url(server.node, node.port(server.workload), endpoints)
-            ollama = server.kind(spec) is WorkloadKind.OLLAMA
-            params: Dict[str, object] = (
-                {"model": f"ollama_chat/{model}", "api_base": url} if ollama
-                # vLLM, TGI, llama.cpp and the stack's own servers answer the OpenAI API under /v1. They
-                # sit behind SSH forwards and check no key; the client LiteLLM uses still sends one.
-                else {"model": f"openai/{model}", "api_base": f"{url}/v1", "api_key": "none"})
+            workload = server.workload_spec(spec)
+            params: Dict[str, object] = workload.gateway_params(model, url)
             params.update({
                 "timeout": timeout,
                 "stream_timeout": timeout,
                 "input_cost_per_second": hourly.get(server.node, 0.0) / 3600,
                 "output_cost_per_second": 0,
             })
-            # One id per serving workload; an Ollama's keeps the node's name alone, as before.
-            where = server.node if ollama else f"{server.node}/{server.workload}"
+            # One id per serving workload (``gateway_id``).
+            where = workload.gateway_id(server.node, server.workload)
             model_list.append({"model_name": alias, "litellm_params": params,
                                "model_info": {"id": f"{alias}@{where}", "node": server.node}})
         for name in plan.endpoints.get(model, ()):
@@ -242,7 +237,8 @@ def gateway_units(plan: EstatePlan, ssh: Mapping[str, Tuple[str, int, str]],
     naming that in its host."""
     spec = plan.spec
     g = spec.gateway
-    image = image or spec.nodes[g.node].image_for(WorkloadKind.LITELLM.value)
+    node = spec.nodes[g.node]
+    image = image or node.image_for(next(n for n, w in node.workloads.items() if w.on_gateway_host))
     units = {"estate-litellm.service": render(
         "gateway/estate-litellm.service.j2", image=image, port=g.port, config_dir=CONFIG_DIR, docker=docker,
         wake=bool(plan.wake), hook=WAKE_HOOK, document=WAKE_DOCUMENT, spend=spec.spend is not None,

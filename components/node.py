@@ -17,7 +17,6 @@ import pulumi
 
 from components import workloads
 from core import catalog, pricing
-from core.kinds import WorkloadKind
 from core.spec import Access, Market, NodeSpec, PowerState
 from core.vendors import Vendor
 from core.stamps import node_stamp, to_tags
@@ -242,7 +241,7 @@ class GpuNode(pulumi.ComponentResource):
         """The node's secrets as one secret output: the generated pgvector password, bucket credentials."""
         spec = args.spec
         parts: Dict[str, pulumi.Input] = {}
-        if spec.has(WorkloadKind.PGVECTOR):
+        if any(w.generated_password for w in spec.workloads.values()):
             import pulumi_random as random
 
             self.pg_password = random.RandomPassword(f"{name}-pg-password", length=32, special=False, opts=opts)

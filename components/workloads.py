@@ -5,7 +5,7 @@ project written by cloud-init: the compose file is plain data the node's own Doc
 Docker API reachable from the operator's machine, and survives the operator going away. Container nodes
 (Vast.ai, RunPod) are themselves one container: the primary workload's image, env and ports become the
 instance's, and a start script runs the idle watcher and checkpoint downloads beside it. Both read the
-same ``WorkloadKind`` defaults and the same env.
+same workload classes (``core/workloads``) and the same env.
 
 Persistent data lives in bind mounts under ``/opt/estate/data/<workload>``, so replacing a container
 (new image, new env) keeps models, chats, runs and databases. Secrets (the pgvector password, bucket
@@ -21,46 +21,13 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
-from core.demand import gpu_fraction
-from core.launch import listen_host, preset_args
-from core.kinds import COMFYUI_MODELS, WorkloadKind
 from core.spec import Access, NodeSpec
-from core.vendors import Vendor
 from core.templates import asset, render
 from core.text import heredoc_script
-
-ESTATE_DIR = "/opt/estate"
-DATA_DIR = f"{ESTATE_DIR}/data"
-SECRETS_DIR = f"{ESTATE_DIR}/secrets"
-SECRETS_MANIFEST = f"{SECRETS_DIR}/.manifest"
-COMPOSE_FILE = f"{ESTATE_DIR}/compose.yaml"
-COMPOSE_PROJECT = "estate"
-RUN_DIR = f"{ESTATE_DIR}/run"
-WORKLOADS_SCRIPT = f"{ESTATE_DIR}/run-workloads.sh"
-WORKLOADS_PID = f"{RUN_DIR}/workloads.pid"
-"""Process group of a container node's workloads, restarted when its secrets change."""
-IDLE_SCRIPT = "/usr/local/sbin/estate-idle"
-CHECKPOINT_SCRIPT = f"{ESTATE_DIR}/fetch-checkpoints.sh"
-ARTIFACTS_ENV = f"{SECRETS_DIR}/mlflow-artifacts.env"
-"""MLflow's artifact store and its credentials (apart from ``mlflow.env``, its ``secret_env`` values)."""
-
-@dataclasses.dataclass(frozen=True)
-class BucketAccess:
-    """Credentials a node holds for one model bucket (values are secrets)."""
-
-    url: str
-    """``gs://...`` or ``s3://...``."""
-    gcs_key_json: Optional[str] = None
-    aws_access_key_id: Optional[str] = None
-    aws_secret_access_key: Optional[str] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class NodeSecrets:
-    pg_password: Optional[str] = None
-    buckets: Dict[str, BucketAccess] = dataclasses.field(default_factory=dict)
-    env: Dict[str, str] = dataclasses.field(default_factory=dict)
-    """Values of the workloads' ``secret_env`` names."""
+from core.workloads.node_files import (  # noqa: F401  (the node's layout, read by the components through here)
+    CHECKPOINT_SCRIPT, COMPOSE_FILE, COMPOSE_PROJECT, DATA_DIR, ESTATE_DIR, IDLE_SCRIPT, RUN_DIR, SECRETS_DIR,
+    SECRETS_MANIFEST, WORKLOADS_PID, WORKLOADS_SCRIPT, BucketAccess, NodeSecrets,
+)
 
 
 def bind_address(node: NodeSpec) -> str:
@@ -75,60 +42,21 @@ def published_ports(node: NodeSpec) -> List[int]:
     return sorted({node.port(n) for n in node.workloads})
 
 
-def artifact_bucket(node: NodeSpec) -> Optional[str]:
-    mlflow = node.fixed(WorkloadKind.MLFLOW)
-    return mlflow.artifact_bucket if mlflow else None
-
-
 def workload_env(node: NodeSpec, name: str) -> Dict[str, str]:
-    w = node.workloads[name]
-    kind = w.kind
-    env: Dict[str, str] = {}
-    if kind is WorkloadKind.TGI:
-        env.update({"MODEL_ID": w.model, "HOSTNAME": listen_host(node), "PORT": str(node.info(name).container_port),
-                    "HF_HUB_CACHE": node.info(name).data_path})
-        fraction = gpu_fraction(node, name)
-        if fraction is not None:
-            env["CUDA_MEMORY_FRACTION"] = f"{fraction:.2f}"
-        if w.served_name:
-            env["SERVED_MODEL_NAME"] = w.served_name
-    if kind is WorkloadKind.LLAMA_CPP:
-        env.update({"LLAMA_ARG_HF_REPO": w.model, "LLAMA_ARG_HF_FILE": w.gguf, "LLAMA_ARG_ALIAS": w.model_name,
-                    "LLAMA_ARG_HOST": listen_host(node), "LLAMA_ARG_PORT": str(node.info(name).container_port),
-                    "LLAMA_CACHE": node.info(name).data_path})
-        if node.uses_gpu(name):
-            env["LLAMA_ARG_N_GPU_LAYERS"] = "999"  # every layer on the GPU
-    if kind is WorkloadKind.OLLAMA:
-        # Where it is reached: a container node reached over SSH is forwarded to inside its own container,
-        # so Ollama listens on the container's loopback only (not on the host's bridge, where the host and
-        # other tenants' containers could reach it). In a compose project the container's port is
-        # published to the VM's loopback (``bind_address``), so it listens on the container's network.
-        env["OLLAMA_HOST"] = f"{listen_host(node)}:11434"
-        env["OLLAMA_KEEP_ALIVE"] = "30m"
-        if w.max_loaded:
-            env["OLLAMA_MAX_LOADED_MODELS"] = str(w.max_loaded)
-    if kind is WorkloadKind.OPEN_WEBUI:
-        if node.has(WorkloadKind.OLLAMA):
-            env["OLLAMA_BASE_URL"] = "http://ollama:11434"
-        # The first account made becomes the admin; no one signs up after it, wherever it runs.
-        env["ENABLE_SIGNUP"] = "false"
-    if kind is WorkloadKind.MLFLOW:
-        env["MLFLOW_BACKEND_STORE_URI"] = "sqlite:////mlflow/mlflow.db"
-    if kind is WorkloadKind.PGVECTOR:
-        env["POSTGRES_USER"] = "estate"
-        env["POSTGRES_DB"] = "vectors"
-        env["POSTGRES_PASSWORD_FILE"] = "/run/secrets/pg_password"
-    env.update(w.env)
-    return env
+    """The env a workload's container starts with: its kind's, then the stack's ``env``."""
+    return node.workloads[name].service_env(node, name)
+
+
+def preset_args(node: NodeSpec, name: str) -> List[str]:
+    """The arguments a workload's image's entrypoint is given: a preset's own, then the stack's ``args``."""
+    return node.workloads[name].command(node, name)
 
 
 def secret_files(node: NodeSpec, secrets: NodeSecrets) -> List[Tuple[str, str]]:
-    """(path, content) of every secret file the node needs; written 0600 by cloud-init."""
+    """(path, content) of every secret file the node needs; written 0600 over SSH."""
     files: List[Tuple[str, str]] = []
-    if node.has(WorkloadKind.PGVECTOR):
-        if not secrets.pg_password:
-            raise ValueError("pgvector needs its generated password")
-        files.append((f"{SECRETS_DIR}/pg_password", secrets.pg_password))
+    for wname, w in node.workloads.items():
+        files += w.secret_files(node, wname, secrets)
     for wname, w in node.workloads.items():
         if w.secret_env:
             missing = [n for n in w.secret_env if n not in secrets.env]
@@ -147,18 +75,8 @@ def secret_files(node: NodeSpec, secrets: NodeSecrets) -> List[Tuple[str, str]]:
         else:
             files.append((f"{SECRETS_DIR}/{name}-s3.env", f"AWS_ACCESS_KEY_ID={access.aws_access_key_id}\n"
                                                             f"AWS_SECRET_ACCESS_KEY={access.aws_secret_access_key}\n"))
-    bucket = artifact_bucket(node)
-    if bucket:
-        access = secrets.buckets.get(bucket)
-        if access is None:
-            raise ValueError(f"mlflow's artifact bucket {bucket!r} has no credentials for this node")
-        lines = [f"MLFLOW_ARTIFACTS_DESTINATION={access.url}/mlflow"]
-        if access.gcs_key_json:
-            lines.append("GOOGLE_APPLICATION_CREDENTIALS=/run/secrets/bucket.json")
-        else:
-            lines += [f"AWS_ACCESS_KEY_ID={access.aws_access_key_id}",
-                      f"AWS_SECRET_ACCESS_KEY={access.aws_secret_access_key}"]
-        files.append((ARTIFACTS_ENV, "\n".join(lines) + "\n"))
+    for wname, w in node.workloads.items():
+        files += w.bucket_files(node, wname, secrets)
     return files
 
 
@@ -174,9 +92,8 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
     services: Dict[str, object] = {}
     top_secrets: Dict[str, object] = {}  # compose's top-level ``secrets``: files the services mount
     for name, w in node.workloads.items():
-        kind = w.kind
-        if kind is WorkloadKind.LITELLM:
-            continue  # the gateway host runs LiteLLM itself (components/gateway_host.py)
+        if w.on_gateway_host:
+            continue  # the gateway host runs it itself (components/gateway_host.py)
         info = node.info(name)
         svc: Dict[str, object] = {
             "image": node.image_for(name),
@@ -186,31 +103,18 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
             "volumes": [f"{DATA_DIR}/{name}:{info.data_path}"] if info.data_path else None,
             "healthcheck": _healthcheck(info.healthcheck),
         }
-        if w.entrypoint:
-            svc["entrypoint"] = [compose_literal(a) for a in w.entrypoint]
+        if w.entrypoint_words():
+            svc["entrypoint"] = [compose_literal(a) for a in w.entrypoint_words()]
         args = preset_args(node, name)
         if args:
             svc["command"] = [compose_literal(a) for a in args]
-        if kind is WorkloadKind.VLLM:
-            svc["ipc"] = "host"  # PyTorch shares tensors between its processes through shared memory
         if w.secret_env:
             svc["env_file"] = [f"{SECRETS_DIR}/{name}.env"]
         if node.uses_gpu(name):
             svc["deploy"] = {"resources": {"reservations": {"devices": [
                 {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}}
-        if kind is WorkloadKind.MLFLOW:
-            svc["command"] = ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000"]
-            bucket = artifact_bucket(node)
-            if bucket:
-                svc["command"] += ["--serve-artifacts"]
-                svc["env_file"] = [*svc.get("env_file", []), ARTIFACTS_ENV]
-                access = (secrets or NodeSecrets()).buckets.get(bucket)
-                if access is not None and access.gcs_key_json:
-                    svc["secrets"] = [{"source": "bucket_key", "target": "bucket.json"}]
-                    top_secrets["bucket_key"] = {"file": f"{SECRETS_DIR}/{bucket}-gcs.json"}
-        if kind is WorkloadKind.PGVECTOR:
-            svc["secrets"] = ["pg_password"]
-            top_secrets["pg_password"] = {"file": f"{SECRETS_DIR}/pg_password"}
+        svc, mounted = w.compose_service(node, name, svc, secrets)
+        top_secrets.update(mounted)
         services[name] = {k: v for k, v in svc.items() if v is not None}
     doc: Dict[str, object] = {"name": COMPOSE_PROJECT, "services": services}
     if top_secrets:
@@ -228,12 +132,27 @@ def render_compose(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> str
     return yaml.safe_dump(compose_project(node, secrets), sort_keys=False)
 
 
-def checkpoint_script(node: NodeSpec, models_dir: str) -> Optional[str]:
-    """A script that downloads each ComfyUI checkpoint once and refuses a file whose sha256 differs."""
-    comfy = node.fixed(WorkloadKind.COMFYUI)
-    if comfy is None or not comfy.checkpoints:
+def _downloading(node: NodeSpec) -> Optional[str]:
+    """The node's workload that downloads files (checkpoints) onto it, if any."""
+    return next((n for n, w in node.workloads.items() if w.downloads()), None)
+
+
+def downloads_dir(node: NodeSpec, on_vm: bool = True) -> Optional[str]:
+    """Where the node's downloads go: under the workload's data directory on a VM, under its data path
+    inside the one container of a container node."""
+    name = _downloading(node)
+    if name is None:
         return None
-    return render("fetch-checkpoints.sh.j2", models_dir=models_dir, checkpoints=comfy.checkpoints)
+    root = f"{DATA_DIR}/{name}" if on_vm else node.info(name).data_path
+    return f"{root}/{node.workloads[name].downloads_dir}"
+
+
+def checkpoint_script(node: NodeSpec, models_dir: str) -> Optional[str]:
+    """A script that downloads each checkpoint once and refuses a file whose sha256 differs."""
+    name = _downloading(node)
+    if name is None:
+        return None
+    return render("fetch-checkpoints.sh.j2", models_dir=models_dir, checkpoints=node.workloads[name].downloads())
 
 
 def idle_stop_command(node: NodeSpec) -> Optional[str]:
@@ -247,7 +166,9 @@ def render_idle_units(node: NodeSpec, script: str = IDLE_SCRIPT) -> Dict[str, st
     stop = idle_stop_command(node)
     if stop is None:
         return {}
-    ollama = f"http://127.0.0.1:{node.port(WorkloadKind.OLLAMA.value)}" if node.has(WorkloadKind.OLLAMA) else ""
+    # The watcher asks the node's Ollama what it has loaded (its default address when there is none).
+    probe = next((n for n, w in node.workloads.items() if w.speaks_ollama_api), None)
+    ollama = f"http://127.0.0.1:{node.port(probe)}" if probe else ""
     return {
         "estate-idle.service": render("idle/estate-idle.service.j2", minutes=node.idle_shutdown_minutes,
                                       ollama_url=ollama or "http://127.0.0.1:11434",
@@ -282,7 +203,7 @@ def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = (), workload
         files.append({"path": IDLE_SCRIPT, "content": asset("idle/estate-idle.sh"), "permissions": "0755"})
         files += [{"path": f"/etc/systemd/system/{name}", "content": text, "permissions": "0644"}
                   for name, text in units.items()]
-    fetch = checkpoint_script(node, f"{DATA_DIR}/{WorkloadKind.COMFYUI.value}/{COMFYUI_MODELS}") if workloads else None
+    fetch = checkpoint_script(node, downloads_dir(node)) if workloads else None
     if fetch:
         files.append({"path": CHECKPOINT_SCRIPT, "content": fetch, "permissions": "0755"})
     data_dirs = [f"{DATA_DIR}/{n}" for n in node.workloads]
@@ -295,7 +216,7 @@ def deploy_script(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> str:
     """What runs on a node reached over SSH when its workloads change: wait for the bootstrap, write the
     compose project and checkpoint script, fetch checkpoints, bring the project to the new state."""
     files = {COMPOSE_FILE: render_compose(node, secrets)}
-    fetch = checkpoint_script(node, f"{DATA_DIR}/{WorkloadKind.COMFYUI.value}/{COMFYUI_MODELS}")
+    fetch = checkpoint_script(node, downloads_dir(node))
     if fetch:
         files[CHECKPOINT_SCRIPT] = fetch
     # Docker comes with the bootstrap: wait for cloud-init where it booted the machine (an owned host
@@ -339,7 +260,7 @@ def start_command(node: NodeSpec, name: str) -> Optional[str]:
     script): its kind's start command (a container's ``entrypoint``), then its arguments, each quoted."""
     w = node.workloads[name]
     start = node.info(name).start_command
-    words = ([start] if start else []) + [shlex.quote(a) for a in (*w.entrypoint, *preset_args(node, name))]
+    words = ([start] if start else []) + [shlex.quote(a) for a in (*w.entrypoint_words(), *preset_args(node, name))]
     return " ".join(words) or None
 
 
@@ -359,7 +280,7 @@ def container_start(node: NodeSpec) -> str:
                   f"chmod 0755 {IDLE_SCRIPT}",
                   f"ESTATE_IDLE_MINUTES={node.idle_shutdown_minutes} ESTATE_STOP_COMMAND={shlex.quote(stop)} "
                   f"ESTATE_IDLE_STATE=/tmp/estate-idle-since nohup {IDLE_SCRIPT} --loop >/var/log/estate-idle.log 2>&1 &"]
-    fetch = checkpoint_script(node, f"{WorkloadKind.COMFYUI.info.data_path}/{COMFYUI_MODELS}")
+    fetch = checkpoint_script(node, downloads_dir(node, on_vm=False))
     if fetch:
         lines += [f"cat > {CHECKPOINT_SCRIPT} <<'ESTATE_FETCH'", fetch.rstrip("\n"), "ESTATE_FETCH",
                   f"mkdir -p {ESTATE_DIR} && chmod 0755 {CHECKPOINT_SCRIPT}",
@@ -398,7 +319,7 @@ def docker_args(node: NodeSpec) -> List[str]:
     """What a RunPod pod's image is given as its command (RunPod's ``dockerArgs``, after the image's own
     entrypoint): a vLLM preset's arguments, or a container's ``args``; for a node on RunPod or failing
     over to it. RunPod runs no start script."""
-    if Vendor.RUNPOD not in (node.provider, *node.failover) or not node.workloads:
+    if not any(v.info.command_only for v in (node.provider, *node.failover)) or not node.workloads:
         return []
     return preset_args(node, primary_workload(node))
 
@@ -413,5 +334,5 @@ def container_launch(node: NodeSpec) -> Tuple[str, Dict[str, str], List[int], st
     env: Dict[str, str] = {}
     for name in node.workloads:
         env.update(workload_env(node, name))
-    start = container_start(node) if node.provider is Vendor.VASTAI else ""
+    start = container_start(node) if node.provider.info.replaces_entrypoint else ""
     return node.image_for(primary), env, published_ports(node), start

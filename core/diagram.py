@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Dict, List
 
 from core import catalog
-from core.kinds import WorkloadKind
 from core.topology import EstatePlan
 
 PROVIDERS = {"tensordock": "TensorDock", "vastai": "Vast.ai", "runpod": "RunPod", "aws": "AWS", "gcp": "GCP",
@@ -57,7 +56,7 @@ def flowchart(plan: EstatePlan) -> str:
             title = f"{label(name)}<br/>{label(_gpu(plan, name))} · {label(_price(plan, name))}"
             lines.append(f'    subgraph {nid}["{title}"]')
             for w_index, (wname, w) in enumerate(node.workloads.items()):
-                if name == gateway_node and w.kind is WorkloadKind.LITELLM:
+                if name == gateway_node and w.on_gateway_host:
                     continue  # the gateway itself, drawn below on the port it listens on
                 wid = f"wl_{nid.split('_')[1]}_{w_index}"
                 workload_ids[(name, wname)] = wid
@@ -111,7 +110,7 @@ def flowchart(plan: EstatePlan) -> str:
         where = host + (route.path if route.path != "/" else "")
         lines.append(f'  {rid}>"{label(where)}<br/>{label("auth: " + route.auth.value)}"]')
         if (spec.gateway and route.node == spec.gateway.node
-                and spec.nodes[route.node].kind(route.workload) is WorkloadKind.LITELLM):
+                and spec.nodes[route.node].workloads[route.workload].on_gateway_host):
             target = "gateway"
         else:
             target = workload_ids.get((route.node, route.workload), node_ids[route.node])

@@ -39,12 +39,22 @@ def _bad_value(data: Any, loc: Tuple[Any, ...]) -> Any:
     return data
 
 
+def _without_tags(loc: Tuple[Any, ...]) -> Tuple[Any, ...]:
+    """``loc`` without the kind pydantic names after a workload's name (``workloads.<name>.<kind>``): a
+    workload's key path is its name's."""
+    from core.kinds import WorkloadKind
+
+    kinds = {k.value for k in WorkloadKind}
+    return tuple(p for i, p in enumerate(loc)
+                 if not (i >= 2 and loc[i - 2] == "workloads" and isinstance(p, str) and p in kinds))
+
+
 def from_validation(err: ValidationError, raw: Mapping[str, Any]) -> ConfigError:
     """The key paths and bad values of a validation error of the estate's models over ``raw``."""
     problems = []
     for e in err.errors():
-        loc = tuple(p for p in e["loc"]
-                    if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]")))
+        loc = _without_tags(tuple(p for p in e["loc"]
+                                  if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))))
         head, rest = (loc[0], loc[1:]) if loc else ("", ())
         path = f"{NAMESPACE}:{head}" + (f".{_path(rest)}" if rest else "")
         bad = e.get("input") if e["type"] != "missing" else None

@@ -42,9 +42,10 @@ class WorkloadKind(str, enum.Enum):
         return self.info.needs_gpu
 
     @property
-    def is_preset(self) -> bool:
-        """A model server the estate knows how to start from the model the stack names."""
-        return self in (WorkloadKind.VLLM, WorkloadKind.TGI, WorkloadKind.LLAMA_CPP)
+    def named_after_kind(self) -> bool:
+        """A node runs it at most once, under the kind's own name (``ollama``, ``open-webui``, ...); model
+        servers started from a model and containers of the stack's own take any name."""
+        return not self.info.any_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +73,9 @@ class KindInfo:
     ``{version}`` in the install command is the pinned version of the kind's own image."""
     openai: bool = False
     """Speaks the OpenAI API under ``/v1``: the gateway serves its model like an Ollama tag."""
+    any_name: bool = False
+    """Runs under any name, as many times as a node has room for (model servers started from a model,
+    containers of the stack's own); the others run once per node, named after their kind."""
 
     @property
     def version(self) -> str:
@@ -114,30 +118,28 @@ KINDS: Dict[WorkloadKind, KindInfo] = {
         image=default_image("litellm"), port=4000, container_port=4000,
         data_path="/app/config", healthcheck=http_check(4000, "/health/liveliness"),
         health_path="/health/liveliness"),
-    # Model servers started from the model the stack names (``core.launch.preset_args`` and the env of
-    # ``components.workloads.workload_env``).
+    # Model servers started from the model the stack names (their classes in ``core/workloads``).
     # vLLM's image runs ``vllm serve``, which takes the model and its options as arguments.
     WorkloadKind.VLLM: KindInfo(
         image=default_image("vllm"), port=8000, container_port=8000, data_path="/root/.cache/huggingface",
         healthcheck=http_check(8000, "/health"), health_path="/health", needs_gpu=True, model_server=True,
-        start_command="vllm serve", openai=True),
+        start_command="vllm serve", openai=True, any_name=True),
     # TGI's launcher reads every option from its environment (MODEL_ID, PORT, ...), as does llama.cpp's
     # server (LLAMA_ARG_*): both start from env alone, on every kind of node.
     WorkloadKind.TGI: KindInfo(
         image=default_image("tgi"), port=8080, container_port=80, data_path="/data",
         healthcheck=http_check(80, "/health"), health_path="/health", needs_gpu=True, model_server=True,
-        start_command="/tgi-entrypoint.sh", openai=True),
+        start_command="/tgi-entrypoint.sh", openai=True, any_name=True),
     WorkloadKind.LLAMA_CPP: KindInfo(
         image=default_image("llama-cpp"), port=8081, container_port=8080,
         data_path="/root/.cache/llama.cpp", healthcheck=("CMD", "curl", "-f", "http://127.0.0.1:8080/health"),
-        health_path="/health", needs_gpu=True, model_server=True, start_command="/app/llama-server", openai=True),
+        health_path="/health", needs_gpu=True, model_server=True, start_command="/app/llama-server", openai=True, any_name=True),
     # The stack gives image, ports, health and GPU need; what it serves is unknown, so it is never
     # published without auth.
-    WorkloadKind.CONTAINER: KindInfo(image=None, port=0, container_port=0, data_path="", model_server=True),
+    WorkloadKind.CONTAINER: KindInfo(image=None, port=0, container_port=0, data_path="", model_server=True,
+                                      any_name=True),
 }
 
-# ComfyUI's models/ directory inside its data mount (yanwk/comfyui-boot keeps ComfyUI under /root).
-COMFYUI_MODELS = "ComfyUI/models"
 
 
 def model_server_ports() -> Tuple[int, ...]:

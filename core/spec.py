@@ -16,11 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from core import catalog
 from core.vendors import Vendor
-from core.kinds import KINDS, KindInfo, WorkloadKind, http_check
+from core.fields import (
+    Hostname, Address, UnixUser, ImageRef, VmImage, EnvName, EnvValue, DownloadUrl, UrlPath, Email, Region, ModelName, WorkloadName, Arg, ContainerPath, HfRepo, GgufFile, BucketName, CHECKPOINT_KINDS,
+    NAMESPACE, Access, Checkpoint, StackModel as _Model,
+)
+from core.kinds import KindInfo, WorkloadKind
+from core.workloads import WorkloadSpec, with_kinds
 
-NAMESPACE = "gpu-estate"
 TOP_LEVEL_KEYS = ("nodes", "serverless", "gateway", "tunnels", "routes", "edge", "storage", "budget", "spend")
 HOURS_IN_MONTH = 730.0
+
+
 class Market(str, enum.Enum):
     ON_DEMAND = "on-demand"
     SPOT = "spot"
@@ -39,59 +45,6 @@ class PowerState(str, enum.Enum):
     def serves(self) -> bool:
         """Whether the gateway routes to the node (an idle-stopped node is routed to; fallbacks apply)."""
         return self is not PowerState.STOPPED
-
-
-class Access(str, enum.Enum):
-    SSH = "ssh"
-    """Services listen on the node's loopback and nothing but SSH is open: the gateway's autossh units
-    and the model library reach them through SSH port forwards."""
-    DIRECT = "direct"
-    """Services are published on the provider's mapped ports: only for private networks and the sandbox,
-    since Ollama and ComfyUI have no auth of their own."""
-
-
-
-# Every stack value that reaches a script, unit, Caddyfile, compose file, cloud-init document, DNS record
-# or vendor payload is one of these: a precise pattern, refused with its key path before any resource.
-# None admits a quote, a '$', a backtick, whitespace where none belongs, a newline or a NUL, or a leading
-# '-' where a value could be read as a flag.
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-Hostname = Annotated[str, StringConstraints(max_length=253, pattern=rf"^{_LABEL}(\.{_LABEL})*$")]
-"""A DNS name or an IPv4 address."""
-Address = Annotated[str, StringConstraints(max_length=253, pattern=rf"^({_LABEL}(\.{_LABEL})*|[0-9A-Fa-f:]{{2,39}})$")]
-"""A host name, an IPv4 or an IPv6 address."""
-UnixUser = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
-ImageRef = Annotated[str, StringConstraints(
-    max_length=255,
-    pattern=r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")]
-"""A container image reference: registry/repository[:tag][@digest]."""
-VmImage = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
-EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
-"""An environment variable name (never ``-p ...``, which Vast.ai would read as a port mapping)."""
-EnvValue = Annotated[str, StringConstraints(max_length=4096, pattern=r"^[^\x00\r\n]*$")]
-DownloadUrl = Annotated[str, StringConstraints(
-    max_length=2048, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/+=&?:@,-]*)?$")]
-UrlPath = Annotated[str, StringConstraints(max_length=200, pattern=r"^/[A-Za-z0-9._~/-]*$")]
-Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")]
-Region = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")]
-ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")]
-"""An alias, an Ollama tag or an external model name."""
-WorkloadName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
-"""A workload's name on its node: its compose service, data directory and route (``<node>/<name>``)."""
-Arg = Annotated[str, StringConstraints(max_length=1024, pattern=r"^[^\x00\r\n]*$")]
-"""One argument of a container's command: passed as a list element, never through a shell."""
-ContainerPath = Annotated[str, StringConstraints(max_length=200, pattern=r"^/[A-Za-z0-9._/-]*$")]
-HfRepo = Annotated[str, StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")]
-"""A Hugging Face repository id, ``<owner>/<name>``."""
-GgufFile = Annotated[str, StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*\.gguf$")]
-"""A GGUF file inside a Hugging Face repository (``qwen2.5-7b-instruct-q4_k_m.gguf``)."""
-BucketName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
-CHECKPOINT_KINDS = ("checkpoints", "vae", "loras", "unet", "clip", "controlnet", "upscale_models", "embeddings",
-                    "diffusion_models", "text_encoders")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class GpuSpec(_Model):
@@ -146,116 +99,6 @@ class SshSpec(_Model):
         return v
 
 
-class Checkpoint(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]+\.(safetensors|ckpt|gguf)$")
-    url: DownloadUrl
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size_gb: float = Field(gt=0)
-    kind: str = Field("checkpoints", pattern=rf"^({'|'.join(CHECKPOINT_KINDS)})$")
-    """Subfolder of ComfyUI's models/ directory: checkpoints, vae, loras, unet, clip, ..."""
-
-
-FIXED_KINDS = tuple(k for k in WorkloadKind if not k.is_preset and k is not WorkloadKind.CONTAINER)
-"""Kinds a node runs at most once, named after the kind (``ollama``, ``open-webui``, ...). Model-server
-presets and containers of the stack's own take any name, as many as the node has room for."""
-
-
-class WorkloadSpec(_Model):
-    kind: WorkloadKind
-    """What runs: one of the fixed kinds (named after it), a model-server preset (``vllm``, ``tgi``,
-    ``llama-cpp``) or ``container`` (an image of the stack's own). Default: the workload's name when it
-    names a kind, else ``container``."""
-    image: Optional[ImageRef] = None
-    port: Optional[int] = Field(None, ge=1, le=65535)
-    """Port on the node (loopback unless ``access: direct``); default the kind's."""
-    container_port: Optional[int] = Field(None, ge=1, le=65535)
-    """container only: the port the image listens on (default ``port``)."""
-    args: List[Arg] = Field(default_factory=list)
-    """Arguments: a preset's own come first and these after; for a container, the command its image's
-    entrypoint runs (compose's ``command``)."""
-    entrypoint: List[Arg] = Field(default_factory=list)
-    """container only: replaces the image's entrypoint. A Vast.ai node runs ``entrypoint + args`` itself
-    (it replaces every image's entrypoint), so give it there when the image has one."""
-    health_path: Optional[UrlPath] = None
-    """container only: HTTP path answering 200 once the service is up (checked by compose)."""
-    data_path: Optional[ContainerPath] = None
-    """container only: where the image keeps what must survive a replacement (bind-mounted from the node)."""
-    model: Optional[HfRepo] = None
-    """Presets: the Hugging Face repository served (vLLM and TGI load it, llama.cpp takes ``gguf`` from it).
-    ``HF_TOKEN`` in ``secret_env`` reaches a gated repository."""
-    gguf: Optional[GgufFile] = None
-    """llama-cpp only: the GGUF file in ``model``'s repository."""
-    served_name: Optional[ModelName] = None
-    """The model name the server answers to and gateway aliases name: presets default to ``model``; a
-    container speaking the OpenAI API (``openai: true``) must give it."""
-    openai: Optional[bool] = None
-    """Whether it speaks the OpenAI API under ``/v1`` and joins the gateway (presets: yes)."""
-    model_size_gb: Optional[float] = Field(None, gt=0, le=2048)
-    """Presets: the model's weights in GB (the GGUF file's size for llama.cpp), checked against VRAM and
-    counted on disk."""
-    env: Dict[EnvName, EnvValue] = Field(default_factory=dict)
-    models: List[ModelName] = Field(default_factory=list)
-    """Ollama only: tags to pull and keep."""
-    max_loaded: Optional[int] = Field(None, ge=1)
-    """Ollama only: models resident in VRAM at once (OLLAMA_MAX_LOADED_MODELS); default all of them."""
-    checkpoints: List[Checkpoint] = Field(default_factory=list)
-    """ComfyUI only: files downloaded into models/ with their sha256 checked."""
-    vram_gb: Optional[float] = Field(None, ge=0)
-    """VRAM the workload holds while active, for workloads whose use the model table cannot give."""
-    artifact_bucket: Optional[str] = None
-    """MLflow only: name of a storage bucket (from ``storage``) holding the artifact root."""
-    gpu: Optional[bool] = None
-    """Whether the container is given the node's GPUs (compose's device reservation); default: the kind's
-    need (Ollama, ComfyUI). ``false`` runs a model server on the CPU, e.g. a small embedding model beside
-    a GPU job, or a node whose Docker has no NVIDIA runtime."""
-    secret_env: List[str] = Field(default_factory=list)
-    """Env vars whose values are the config secrets ``gpu-estate:<NAME>`` (``pulumi config set --secret``),
-    e.g. HF_TOKEN for gated downloads. They reach the node encrypted, never as plain resource inputs."""
-
-    @field_validator("secret_env")
-    @classmethod
-    def _env_names(cls, v: List[str]) -> List[str]:
-        for name in v:
-            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
-                raise ValueError(f"env var names are upper case letters, digits and '_' (got {name!r})")
-        return v
-
-    @model_validator(mode="after")
-    def _fields_of_its_kind(self) -> "WorkloadSpec":
-        kind = self.kind
-        own = {"container_port", "entrypoint", "health_path", "data_path", "openai"}
-        preset = {"model", "gguf", "model_size_gb"}
-        allowed = {WorkloadKind.CONTAINER: own | {"served_name", "args"},
-                   WorkloadKind.LLAMA_CPP: preset | {"served_name", "args"},
-                   WorkloadKind.VLLM: preset - {"gguf"} | {"served_name", "args"},
-                   WorkloadKind.TGI: preset - {"gguf"} | {"served_name", "args"}}.get(kind, set())
-        for field in sorted((own | preset | {"served_name", "args"}) - allowed):
-            if getattr(self, field) not in (None, []):
-                raise ValueError(f"{field} does not apply to {kind.value} (got {field}: {getattr(self, field)!r})")
-        if kind is WorkloadKind.CONTAINER:
-            if not self.image or not self.port:
-                raise ValueError("a container of the stack's own needs image and port (got "
-                                 f"image {self.image!r}, port {self.port!r})")
-            if self.openai and not self.served_name:
-                raise ValueError("a container speaking the OpenAI API needs served_name: the model name it answers to")
-        if kind.is_preset and not self.model:
-            raise ValueError(f"{kind.value} serves one model: set model (a Hugging Face repository id, "
-                             "e.g. Qwen/Qwen2.5-7B-Instruct)")
-        if kind is WorkloadKind.LLAMA_CPP and not self.gguf:
-            raise ValueError("llama-cpp serves one GGUF file: set gguf (the file in model's repository)")
-        return self
-
-    @property
-    def speaks_openai(self) -> bool:
-        """Whether the gateway can send it OpenAI chat requests for ``model_name``."""
-        return bool(self.openai) if self.kind is WorkloadKind.CONTAINER else KINDS[self.kind].openai
-
-    @property
-    def model_name(self) -> Optional[str]:
-        """The model name it answers to, for the gateway's aliases (None: not an OpenAI model server)."""
-        return (self.served_name or self.model) if self.speaks_openai else None
-
-
 class NodeSpec(_Model):
     provider: Vendor
     failover: List[Vendor] = Field(default_factory=list)
@@ -292,23 +135,7 @@ class NodeSpec(_Model):
     @field_validator("workloads", mode="before")
     @classmethod
     def _kinds_from_names(cls, v: object) -> object:
-        """A workload named after a kind is of that kind; any other name is a container of the stack's own
-        unless it says ``kind``. The fixed kinds keep their names (one of each per node)."""
-        if not isinstance(v, dict):
-            return v
-        out = {}
-        for name, w in v.items():
-            if isinstance(w, dict):
-                named = next((k for k in WorkloadKind if k.value == name), None)
-                given = w.get("kind")
-                if given is None:
-                    w = {**w, "kind": named.value if named else WorkloadKind.CONTAINER.value}
-                elif named in FIXED_KINDS and given != named.value:
-                    raise ValueError(f"workload {name!r} names the {name} kind (got kind {given!r})")
-                elif given in [k.value for k in FIXED_KINDS] and given != name:
-                    raise ValueError(f"a {given} workload is named {given!r} (got {name!r})")
-            out[name] = w
-        return out
+        return with_kinds(v)
 
     @model_validator(mode="after")
     def _shape(self) -> "NodeSpec":
@@ -334,32 +161,16 @@ class NodeSpec(_Model):
     def kind(self, name: str) -> WorkloadKind:
         return self.workloads[name].kind
 
-    def fixed(self, kind: WorkloadKind) -> Optional[WorkloadSpec]:
-        """The node's workload of one of the fixed kinds (named after it), if it runs one."""
-        w = self.workloads.get(kind.value)
-        return w if w is not None and w.kind is kind else None
-
-    def has(self, kind: WorkloadKind) -> bool:
-        return self.fixed(kind) is not None
-
     def info(self, name: str) -> KindInfo:
-        """What the workload is: its kind's defaults, with what the stack gives for a container of its own."""
-        w = self.workloads[name]
-        info = KINDS[w.kind]
-        if w.kind is not WorkloadKind.CONTAINER:
-            return info
-        port = w.container_port or w.port
-        return dataclasses.replace(info, image=w.image, port=w.port, container_port=port,
-                                   data_path=w.data_path or "", health_path=w.health_path,
-                                   healthcheck=http_check(port, w.health_path) if w.health_path else None)
+        """What the workload is: its kind's static facts, with what the stack gives for a container of its own."""
+        return self.workloads[name].facts()
 
     def port(self, name: str) -> int:
         return self.workloads[name].port or self.info(name).port
 
     def uses_gpu(self, name: str) -> bool:
         """Whether the workload's container is given the node's GPUs."""
-        gpu = self.workloads[name].gpu
-        return self.info(name).needs_gpu if gpu is None else gpu
+        return self.workloads[name].uses_gpu()
 
     def image_for(self, name: str) -> str:
         return self.workloads[name].image or self.info(name).image

@@ -16,7 +16,7 @@ import dataclasses
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from core import pricing
-from core.kinds import WorkloadKind
+from core.workloads import BaseWorkload
 from core.spec import Access, EstateSpec, PowerState
 from core.vendors import Vendor
 
@@ -53,8 +53,8 @@ class Server:
     node: str
     workload: str
 
-    def kind(self, spec: EstateSpec) -> WorkloadKind:
-        return spec.nodes[self.node].kind(self.workload)
+    def workload_spec(self, spec: EstateSpec) -> BaseWorkload:
+        return spec.nodes[self.node].workloads[self.workload]
 
 
 def servers(spec: EstateSpec, model: str) -> List[Server]:
@@ -62,7 +62,7 @@ def servers(spec: EstateSpec, model: str) -> List[Server]:
     out = []
     for name, node in spec.nodes.items():
         for wname, w in node.workloads.items():
-            if (w.kind is WorkloadKind.OLLAMA and model in w.models) or w.model_name == model:
+            if model in w.served_models():
                 out.append(Server(name, wname))
     return out
 
@@ -212,7 +212,7 @@ def plan_estate(spec: EstateSpec) -> EstatePlan:
         upstreams = {}
         for host, route in spec.routes.items():
             port = spec.nodes[route.node].port(route.workload)
-            if spec.nodes[route.node].kind(route.workload) is WorkloadKind.LITELLM and route.node == spec.gateway.node:
+            if spec.nodes[route.node].workloads[route.workload].on_gateway_host and route.node == spec.gateway.node:
                 port = spec.gateway.port  # the gateway itself: where it listens, whatever the workload says
             upstreams[host] = Upstream(route.node, route.workload, port, plan.service_url(route.node, port))
         plan = dataclasses.replace(plan, upstreams=upstreams)

@@ -66,6 +66,14 @@ class VendorInfo:
     default_url: Optional[str] = None
     stop_command: Optional[str] = None
     """The least privileged way a machine stops itself (the idle watcher); None where it cannot."""
+    replaces_entrypoint: bool = False
+    """It runs its start script instead of the image's entrypoint (Vast.ai): a container of the stack's
+    own must say how it starts."""
+    needs_ssh_key: bool = False
+    """It creates a machine only with the operator's SSH public key to put on it (TensorDock)."""
+    command_only: bool = False
+    """It runs the image as it is and takes only its command (RunPod's ``dockerArgs``): no start script,
+    no entrypoint of the stack's own."""
     instance_token: str = "pulumi-python:dynamic/gpu:Instance"
     """The type of the resource that bills for a machine."""
     spot: bool = False
@@ -83,18 +91,19 @@ VENDORS: Dict[Vendor, VendorInfo] = {
     Vendor.TENSORDOCK: VendorInfo(
         family=Family.MARKETPLACE, credential_env="TENSORDOCK_API_TOKEN", credential_key="tensordockToken",
         url_env="TENSORDOCK_API_URL", url_key="tensordockApiUrl",
-        default_url="https://dashboard.tensordock.com/api/v2", stop_command=POWEROFF),
+        default_url="https://dashboard.tensordock.com/api/v2", needs_ssh_key=True, stop_command=POWEROFF),
     Vendor.VASTAI: VendorInfo(
         family=Family.MARKETPLACE, container=True, credential_env="VASTAI_API_KEY", credential_key="vastaiApiKey",
         url_env="VASTAI_API_URL", url_key="vastaiApiUrl", default_url="https://console.vast.ai/api/v0",
-        spot=True,
+        replaces_entrypoint=True, spot=True,
         # Vast.ai gives each container a key that can manage that one instance only.
         stop_command=('curl -fsS -X PUT -H "Authorization: Bearer $CONTAINER_API_KEY" '
                       "-H 'Content-Type: application/json' -d '{\"state\":\"stopped\"}' "
                       '"https://console.vast.ai/api/v0/instances/$CONTAINER_ID/"')),
     Vendor.RUNPOD: VendorInfo(
         family=Family.MARKETPLACE, container=True, credential_env="RUNPOD_API_KEY", credential_key="runpodApiKey",
-        url_env="RUNPOD_API_URL", url_key="runpodApiUrl", default_url="https://api.runpod.io/graphql", spot=True,
+        url_env="RUNPOD_API_URL", url_key="runpodApiUrl", default_url="https://api.runpod.io/graphql",
+        command_only=True, spot=True,
         # RunPod gives each pod a pod-scoped key that runpodctl picks up.
         stop_command='runpodctl stop pod "$RUNPOD_POD_ID"'),
     Vendor.AWS: VendorInfo(family=Family.AWS, stop_command=POWEROFF, instance_token="aws:ec2/instance:Instance",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import List
 
 from core.errors import Problem
-from core.kinds import WorkloadKind
 from core.spec import NAMESPACE, Access, EstateSpec
 from core.vendors import Vendor
 from core.topology import needed_ports, serving_endpoints, serving_nodes
@@ -66,7 +65,7 @@ def check_reachable(spec: EstateSpec) -> List[Problem]:
             problems.append((f"{NAMESPACE}:gateway.aliases.{alias}",
                              f"every node serving {tag!r} is stopped ({', '.join(nodes)}) and the alias has no "
                              "fallback"))
-    if not spec.nodes[g.node].has(WorkloadKind.LITELLM):
+    if not any(w.on_gateway_host for w in spec.nodes[g.node].workloads.values()):
         problems.append((f"{NAMESPACE}:gateway.node", f"node {g.node!r} does not run the litellm workload"))
     for host, route in spec.routes.items():
         if route.node != g.node and spec.nodes[route.node].access is Access.DIRECT:

@@ -5,11 +5,9 @@ import re
 from typing import Dict, List
 
 from core import catalog, pricing
-from core.demand import (DISK_OS_RESERVE_GB, KV_HEADROOM, VRAM_USABLE_FRACTION, node_disk_demand, node_ram_demand,
+from core.demand import (DISK_OS_RESERVE_GB, VRAM_USABLE_FRACTION, node_disk_demand, node_ram_demand,
                          node_vram_demand, workload_vram)
 from core.errors import Problem
-from core.launch import preset_args
-from core.kinds import WorkloadKind
 from core.spec import NAMESPACE, EstateSpec, PowerState
 from core.vendors import Vendor
 
@@ -32,7 +30,7 @@ def _start_script_reason(node) -> str:
         reasons.append(f"{len(node.workloads)} workloads in one container")
     if node.idle_shutdown_minutes:
         reasons.append("the idle watcher")
-    if any(w.checkpoints for w in node.workloads.values()):
+    if any(w.downloads() for w in node.workloads.values()):
         reasons.append("checkpoint downloads")
     if any(w.secret_env for w in node.workloads.values()):
         reasons.append("secrets delivered over SSH")
@@ -48,28 +46,9 @@ def _reached_over_ssh(spec: EstateSpec, name: str) -> bool:
     """Whether the program connects to the node over SSH: it runs containers, hosts the gateway
     deployed over SSH, is tunnelled to, or is reached with ``access: ssh`` for its model library."""
     node = spec.nodes[name]
-    services = [n for n, w in node.workloads.items() if w.kind is not WorkloadKind.LITELLM]
+    services = [n for n, w in node.workloads.items() if not w.on_gateway_host]
     tunnelled = any(t.node == name for t in spec.tunnels)
     return bool(services) or spec.gateway_over_ssh(name) or tunnelled
-
-
-def _model_server_fit(node, node_name: str, wname: str, wpath: str) -> List[Problem]:
-    """A preset's model fits the VRAM its server takes, and llama.cpp's file size is known."""
-    w = node.workloads[wname]
-    if not w.kind.is_preset or node.gpu is None or not node.uses_gpu(wname):
-        return []
-    if w.kind is WorkloadKind.LLAMA_CPP and not (w.model_size_gb or w.vram_gb):
-        return [(f"{wpath}.model_size_gb", f"llama-cpp's VRAM is its GGUF file plus its context: give the size of "
-                                           f"{w.gguf!r} in GB (got none)")]
-    share = workload_vram(node, wname)
-    if w.model_size_gb and w.model_size_gb * KV_HEADROOM > share:
-        return [(f"{wpath}.model_size_gb", f"{wname}'s weights ({w.model_size_gb:g} GB) leave no room for its KV "
-                                           f"cache in the {share:.1f} GB it takes on {node.gpu.count}x "
-                                           f"{node.gpu.model} (got model_size_gb {w.model_size_gb:g})")]
-    if w.vram_gb and w.vram_gb > node.gpu.vram_gb * VRAM_USABLE_FRACTION:
-        return [(f"{wpath}.vram_gb", f"more than the {node.gpu.vram_gb * VRAM_USABLE_FRACTION:.1f} GB usable on "
-                                     f"node {node_name!r} (got {w.vram_gb:g})")]
-    return []
 
 
 def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
@@ -78,55 +57,38 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
         base = f"{NAMESPACE}:nodes.{name}"
         ports: Dict[int, str] = {}
         for wname, w in node.workloads.items():
-            kind = w.kind
             wpath = f"{base}.workloads.{wname}"
             if node.uses_gpu(wname) and node.gpu is None:
                 problems.append((f"{wpath}.gpu" if w.gpu else wpath,
                                  f"{wname} is given the node's GPUs but node {name!r} has none"
                                  + ("" if w.gpu else " (set gpu: false to run it on the CPU)")))
-            if w.models and kind is not WorkloadKind.OLLAMA:
-                problems.append((f"{wpath}.models", "models apply to ollama only"))
-            if w.checkpoints and kind is not WorkloadKind.COMFYUI:
-                problems.append((f"{wpath}.checkpoints", "checkpoints apply to comfyui only"))
-            for i, tag in enumerate(w.models):
-                if catalog.ollama_model(tag) is None:
-                    problems.append((f"{wpath}.models[{i}]", f"unknown model {tag!r}: add its size to assets/models.json"))
-            if node.provider.is_container and (kind is WorkloadKind.PGVECTOR or w.artifact_bucket):
-                problems.append((wpath, f"{kind.value} keeps secrets in files on a VM-like node; "
-                                        f"{node.provider.value} nodes are one container (got provider "
-                                        f"{node.provider.value!r})"))
-            if w.artifact_bucket and w.artifact_bucket not in spec.storage:
-                problems.append((f"{wpath}.artifact_bucket", f"no bucket {w.artifact_bucket!r} in {NAMESPACE}:storage"))
+            problems += w.problems(spec, name, wname, wpath)
             port = node.port(wname)
-            if kind is not WorkloadKind.LITELLM and port in ports:
+            if not w.on_gateway_host and port in ports:
                 problems.append((f"{wpath}.port", f"{wname} and {ports[port]} both listen on port {port} of node "
                                                   f"{name!r} (got port {port})"))
             ports.setdefault(port, wname)
-            problems += _model_server_fit(node, name, wname, wpath)
-            if node.provider is Vendor.VASTAI and kind is WorkloadKind.CONTAINER and not (w.entrypoint or w.args):
-                problems.append((f"{wpath}.entrypoint", "a Vast.ai instance runs its start script instead of the "
-                                                        "image's entrypoint: give the command that starts "
-                                                        f"{wname} (entrypoint and args) (got neither)"))
         if node.provider.is_container and len(node.workloads) > 1:
             own = [n for n in node.workloads if node.info(n).add_on is None]
-            if node.provider is Vendor.RUNPOD:
+            if node.provider.info.command_only:
                 problems.append((f"{base}.workloads", "a RunPod node runs its image as it is (no start script), so "
                                                       f"one workload per node (got {', '.join(node.workloads)})"))
             elif len(own) > 1:
                 problems.append((f"{base}.workloads", f"a {node.provider.value} node is one container: "
                                                       f"{' and '.join(own)} each need their own image"))
-        if Vendor.RUNPOD in (node.provider, *node.failover):
+        if any(v.info.command_only for v in (node.provider, *node.failover)):
             for wname, w in node.workloads.items():
                 wpath = f"{base}.workloads.{wname}"
-                if w.entrypoint:
+                if w.entrypoint_words():
                     problems.append((f"{wpath}.entrypoint", "a RunPod pod runs its image's own entrypoint; only its "
-                                                            f"command (args) can be given (got entrypoint {w.entrypoint})"))
-                for arg in preset_args(node, wname):
+                                                            f"command (args) can be given (got entrypoint "
+                                                            f"{w.entrypoint_words()})"))
+                for arg in w.command(node, wname):
                     why = runpod_arg_problem(arg)
                     if why:
-                        problems.append((f"{wpath}.args" if arg in w.args else f"{wpath}.model", why))
+                        problems.append((f"{wpath}.args" if arg in getattr(w, "args", ()) else f"{wpath}.model", why))
         for i, cloud in enumerate([node.provider, *node.failover]):
-            if cloud is not Vendor.RUNPOD:
+            if not cloud.info.command_only:
                 continue
             where = base if i == 0 else f"{base}.failover[{i - 1}]"
             # A RunPod pod takes env only through the pod API (readable there and in the console) and runs
@@ -138,7 +100,7 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                                      f"readable: put the value in RunPod's secret store and reference it in env as "
                                      f"'{{{{ RUNPOD_SECRET_<name> }}}}' (got secret_env {w.secret_env} on "
                                      f"{wname})"))
-            if i > 0 and node.provider is Vendor.VASTAI and _needs_start_script(node):
+            if i > 0 and node.provider.info.replaces_entrypoint and _needs_start_script(node):
                 problems.append((where, "this node needs its start script (" + _start_script_reason(node)
                                  + "), which a RunPod pod cannot run (got failover to runpod)"))
         if node.gpu is not None:
@@ -156,8 +118,8 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
             if demand > usable + 1e-9:
                 parts = [(n, workload_vram(node, n)) for n in node.workloads]
                 parts = [(n, v) for n, v in parts if v]
-                alone = [n for n, _ in parts] == [WorkloadKind.OLLAMA.value] and node.has(WorkloadKind.OLLAMA)
-                where = f"{base}.workloads.ollama.models" if alone else f"{base}.workloads"
+                field = node.workloads[parts[0][0]].vram_field if len(parts) == 1 else None
+                where = f"{base}.workloads.{parts[0][0]}.{field}" if field else f"{base}.workloads"
                 problems.append((
                     where,
                     f"the node's GPU workloads need {demand:.1f} GB VRAM at once ("
@@ -171,11 +133,12 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
         ram_need = node_ram_demand(node)
         if ram_need > node.ram_gb:
             problems.append((f"{base}.ram_gb", f"workloads need {ram_need:.1f} GB RAM (got {node.ram_gb})"))
-        if node.idle_shutdown_minutes and not node.has(WorkloadKind.OLLAMA) and node.gpu is None:
+        if node.idle_shutdown_minutes and node.gpu is None and not any(
+                w.speaks_ollama_api for w in node.workloads.values()):
             problems.append((f"{base}.idle_shutdown_minutes", "idle shutdown watches the GPU: node has none"))
         if isinstance(estimates.get(name), pricing.PlacementError):
             problems.append((f"{base}.gpu", str(estimates[name])))
-        if Vendor.TENSORDOCK in (node.provider, *node.failover) and not node.ssh.public_key:
+        if any(v.info.needs_ssh_key for v in (node.provider, *node.failover)) and not node.ssh.public_key:
             problems.append((f"{base}.ssh.public_key", "TensorDock creates a VM only with an SSH public key to put on "
                                                        "it: set the operator's key (`ssh-ed25519 AAAA... you@host`)"
                                                        " (got none)"))

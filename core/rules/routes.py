@@ -22,7 +22,7 @@ def check(spec: EstateSpec) -> List[Problem]:
         if node is None or route.workload not in node.workloads:
             problems.append((f"{rpath}.service", f"no node runs {route.service!r}"))
         elif node.info(route.workload).model_server and route.auth is AuthMode.NONE:
-            kind = node.kind(route.workload).value
+            kind = node.workloads[route.workload].kind.value
             what = route.workload if kind == route.workload else f"{route.workload} ({kind})"
             problems.append((f"{rpath}.auth", f"{what} must not be published without auth (got 'none')"))
         if spec.edge is not None and route.auth is AuthMode.ACCESS and not spec.edge.allowed_emails:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Dict, List
 
 from core import catalog, pricing
-from core.demand import KV_HEADROOM, VLLM_GPU_FRACTION
+from core.demand import KV_HEADROOM
+from core.workloads.vllm import GPU_FRACTION as VLLM_GPU_FRACTION
 from core.errors import Problem
 from core.rules.nodes import runpod_arg_problem
 from core.spec import NAMESPACE, EstateSpec
