@@ -5,7 +5,7 @@ from components.estate import (
     OUTPUT_CAPACITY, OUTPUT_COST, OUTPUT_GATEWAY, OUTPUT_MASTER_KEY, OUTPUT_NODES, OUTPUT_SERVERLESS, OUTPUT_URLS, Estate,
     EstateArgs,
 )
-from core.config import load_stack
+from components.stack import load_stack
 from core.errors import ConfigError
 
 

@@ -16,7 +16,7 @@ from components.gateway_host import Gateway, GatewayArgs
 from components.node import GpuNode, GpuNodeArgs
 from components.storage import ModelBucket, ModelBucketArgs
 from core import catalog, pricing, spend
-from core.config import SSH_PRIVATE_KEY, Stack
+from components.stack import SSH_PRIVATE_KEY, Stack
 from core.demand import node_disk_demand, node_ram_demand, node_vram_demand
 from core.errors import ConfigError
 from core.spec import NAMESPACE, EdgeMode, EstateSpec
@@ -44,7 +44,7 @@ OUTPUT_SERVERLESS = "serverless"
 @dataclasses.dataclass(frozen=True)
 class EstateArgs:
     stack: Stack
-    """The checked spec, its plan and its secrets (``core.config.load_stack``)."""
+    """The checked spec, its plan and its secrets (``components.stack.load_stack``)."""
 
 
 def _pct(free: float, cap: float) -> int:

@@ -25,7 +25,7 @@ import pulumi
 
 from components import gateway as gw
 from core import spend
-from core.config import StackSecrets
+from components.stack import StackSecrets
 from core.text import heredoc_script, install_secrets, secret_bundle
 from core.topology import EstatePlan
 

@@ -1,5 +1,6 @@
 """The import direction of pyproject.toml's contracts: core at the bottom, then providers, then agents,
-then components, then the policy pack and the scripts; no cycles; the loopback clouds import nothing of ours."""
+then components, then the policy pack and the scripts; no cycles; core imports no Pulumi; the loopback clouds
+import nothing of ours."""
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,14 @@ def planted(tmp_path: Path, module: str, line: str) -> subprocess.CompletedProce
 def test_the_layers_contracts_hold():
     run = lint(ROOT)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "4 kept, 0 broken" in run.stdout
+    contracts = (ROOT / "pyproject.toml").read_text().count("[[tool.importlinter.contracts]]")
+    assert f"{contracts} kept, 0 broken" in run.stdout
+
+
+def test_pulumi_imported_by_the_pure_layer_breaks_the_contract(tmp_path):
+    run = planted(tmp_path, "core/workloads/ollama.py", "import pulumi")
+    assert run.returncode != 0
+    assert "core.workloads.ollama -> pulumi" in run.stdout
 
 
 def test_an_import_pointing_the_wrong_way_breaks_the_contract(tmp_path):

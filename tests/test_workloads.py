@@ -288,7 +288,7 @@ def test_secret_env_reaches_vm_workloads_through_a_0600_env_file(prod):
 
 
 def test_a_missing_config_secret_names_the_key_before_anything_is_created():
-    from core.config import load_stack
+    from components.stack import load_stack
     from core.errors import ConfigError
 
     class Config:
