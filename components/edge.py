@@ -25,6 +25,7 @@ import pulumi
 from components.gateway import CONFIG_DIR, DOCKER
 from core.spec import AuthMode, EdgeMode, EstateSpec
 from core.images import default_image
+from core.kinds import WorkloadKind
 from core.templates import render
 from core.topology import EstatePlan
 
@@ -40,24 +41,43 @@ def ingress_rules(plan: EstatePlan, audiences: Optional[Dict[str, Any]] = None) 
     the application's AUD tag)."""
     rules = []
     for host, route in plan.spec.routes.items():
-        rule: Dict[str, Any] = {"hostname": host, "service": plan.upstreams[host].url}
-        if route.path != "/":
+        upstream = plan.upstreams[host].url
+        # The service sees its own address as Host, never the client's.
+        rule: Dict[str, Any] = {"hostname": host, "service": upstream,
+                                "origin_request": {"http_host_header": upstream.removeprefix("http://")}}
+        if is_gateway_route(plan.spec, host):
+            rule["path"] = INFERENCE_PATHS  # the gateway's inference routes only
+        elif route.path != "/":
             rule["path"] = "^" + re.escape(route.path)
         if audiences and host in audiences:
-            rule["origin_request"] = {"access": {"required": True, "team_name": plan.spec.edge.team_name,
-                                                 "aud_tags": [audiences[host]]}}
+            rule["origin_request"]["access"] = {"required": True, "team_name": plan.spec.edge.team_name,
+                                                "aud_tags": [audiences[host]]}
         rules.append(rule)
     return rules + [{"service": "http_status:404"}]
+
+
+# LiteLLM's inference routes, the only ones a gateway's public hostname forwards: its admin and management
+# routes (/key, /user, /team, /spend, /ui, /mcp, /config, /model, /global, /organization, ...) stay on the
+# gateway host. Anchored at both ends, for Caddy's path_regexp and cloudflared's ingress path alike.
+INFERENCE_PATHS = (r"^/(v1/)?(chat/completions|completions|embeddings|models(/[A-Za-z0-9._:@/-]+)?|"
+                   r"images/(generations|edits|variations)|audio/(speech|transcriptions|translations)|"
+                   r"responses|moderations)$|^/health/(liveliness|readiness)$")
+
+
+def is_gateway_route(spec: EstateSpec, host: str) -> bool:
+    route = spec.routes[host]
+    return spec.nodes[route.node].workloads[route.workload].kind is WorkloadKind.LITELLM
 
 
 def render_caddyfile(plan: EstatePlan, password_hash: str) -> str:
     spec = plan.spec
     sites = [{"host": host, "user": BASIC_AUTH_USER, "hash": password_hash,
               "matcher": f"{route.path}* " if route.path != "/" else "",
-              "upstream": plan.upstreams[host].url.removeprefix("http://")}
+              "upstream": plan.upstreams[host].url.removeprefix("http://"),
+              "inference_only": is_gateway_route(spec, host)}
              for host, route in spec.routes.items()]
     email = (spec.edge.allowed_emails or [f"admin@{spec.edge.domain}"])[0]
-    return render("gateway/Caddyfile.j2", sites=sites, email=email)
+    return render("gateway/Caddyfile.j2", sites=sites, email=email, inference_paths=INFERENCE_PATHS)
 
 
 def route_comment(spec: EstateSpec, host: str) -> str:

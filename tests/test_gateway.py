@@ -164,8 +164,12 @@ def test_rendered_caddyfile_passes_caddy_validate(tmp_path):
 def test_cloudflare_ingress_ends_with_a_catch_all(prod):
     rules = edge.ingress_rules(plan_estate(prod))
     assert rules[-1] == {"service": "http_status:404"}
-    assert {"hostname": "mlflow.example.com", "service": "http://127.0.0.1:5001"} in rules
-    assert {"hostname": "myai.example.com", "service": "http://127.0.0.1:8000"} in rules
+    assert {"hostname": "mlflow.example.com", "service": "http://127.0.0.1:5001",
+            "origin_request": {"http_host_header": "127.0.0.1:5001"}} in rules
+    # The gateway's hostname forwards its inference routes only, with the gateway's own address as Host.
+    (gw,) = [r for r in rules if r.get("hostname") == "myai.example.com"]
+    assert gw == {"hostname": "myai.example.com", "service": "http://127.0.0.1:8000", "path": edge.INFERENCE_PATHS,
+                  "origin_request": {"http_host_header": "127.0.0.1:8000"}}
 
 
 # -- the real LiteLLM proxy ---------------------------------------------------------------------------
