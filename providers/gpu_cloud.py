@@ -96,7 +96,17 @@ class GpuCloud(abc.ABC):
 
     @abc.abstractmethod
     def get(self, instance_id: str) -> Optional[Instance]:
-        """The instance, or None when the vendor no longer knows it."""
+        """The instance as the vendor reports it, the same for every vendor:
+
+        - an ``Instance`` with status ``GONE`` while the vendor still shows the id deleted, being deleted,
+          destroyed, terminated or preempted (TensorDock's ``deleting``/``deleted``, Vast.ai's
+          ``deleted``/``destroyed``, RunPod's ``TERMINATED``): nothing bills and the node must be re-rented;
+        - None only when the vendor does not know the id (a 404, ``no_such_instance``, "pod not found"):
+          never rented, or forgotten since;
+        - otherwise its status, address and ports. A failed call raises (``CloudError``), never None.
+
+        Callers that only ask "is it still there" treat None and ``GONE`` alike.
+        """
 
     @abc.abstractmethod
     def listed(self) -> List[Instance]:

@@ -6,6 +6,8 @@ One lifecycle for every marketplace (the backends sit behind ``providers.gpu_clo
   response was lost, or an earlier ``up`` that died, never rents a second machine. Otherwise it picks the
   cheapest live offer that meets the request (``core.pricing``), tries the next offer when one is
   taken, and fails over to the next cloud when one has no capacity; the final error lists what each said.
+  That search, and the adoptions and offer claims it shares with the other creates of the process, is
+  ``providers.placement``; every wait on a machine is ``providers.wait.wait_for``.
 - read reports a deleted or preempted instance as gone, and the observed power state, so ``refresh``
   shows drift and the next ``up`` converges.
 - update starts/stops in place (the disk stays) and changes a spot bid where the vendor allows it.
@@ -18,10 +20,7 @@ Credentials are read when a method runs, from the environment or from the provid
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import threading
-import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import pulumi
@@ -30,14 +29,16 @@ from pulumi.dynamic import (
 )
 from pydantic import ValidationError
 
-from core.pricing import NodeRequest, Offer, PlacementError, choose_offer, rank_offers
+from core.pricing import NodeRequest
 from core.text import bare_key
 from core.vendors import MARKETPLACE_CONFIG_KEYS, Vendor
 from providers import gpu_cloud, status_watch
 from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status, env_seconds, machine_id
 from providers.host_key import install_in_cloud_init
-from providers.http import CloudError, LostResponse, NoCapacity, OfferTaken, Outbid
+from providers.http import CloudError, NoCapacity, Outbid
+from providers.placement import Placed, Placement
 from providers.resource import DynamicResource
+from providers.wait import WaitTimeout, wait_for, within
 
 # Bump when the provider's behaviour changes so existing resources pick it up on the next up.
 PROVIDER_VERSION = "1"
@@ -67,6 +68,15 @@ class LaunchInputs:
 
     def to_props(self) -> Dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if not (k == "args" and v is None)}
+
+    @classmethod
+    def from_props(cls, props: Dict[str, Any]) -> "LaunchInputs":
+        return cls(**{f.name: props[f.name] for f in dataclasses.fields(cls) if f.name in props})
+
+    def spec(self, label: str, bid_per_hour: Optional[float]) -> LaunchSpec:
+        """The launch spec as the vendor gets it. Nothing in it is secret (the retired ``secrets`` input of
+        older states is only compared by ``replace_reasons``, never launched)."""
+        return LaunchSpec.model_validate({**self.to_props(), "label": label, "bid_per_hour": bid_per_hour})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,50 +112,60 @@ class GpuInstanceArgs:
                 "bid_per_hour": self.bid_per_hour, "stamps": self.stamps, "secrets": self.secrets,
                 "host_key": self.host_key}
 
+    @classmethod
+    def from_props(cls, props: Dict[str, Any]) -> "GpuInstanceArgs":
+        """The inputs as the engine sends them (checked by ``check``), typed."""
+        return cls(label=props["label"], clouds=list(props["clouds"]),
+                   request=NodeRequest.model_validate(props["request"]),
+                   launch=LaunchInputs.from_props(props.get("launch") or {}), power=props["power"],
+                   bid_per_hour=props.get("bid_per_hour"), stamps=props.get("stamps") or {},
+                   host_key=props.get("host_key"), secrets=props.get("secrets"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Machine:
+    """The outputs a read of the vendor gives (beside the inputs, echoed)."""
+
+    cloud: str
+    instance_id: str
+    status: str
+    address: Optional[str] = None
+    ssh_host: Optional[str] = None
+    ssh_port: Optional[int] = None
+    ports: Dict[str, int] = dataclasses.field(default_factory=dict)
+    """Machine port (a string: state keys are strings) -> public port."""
+    price_per_hour: Optional[float] = None
+
+    @classmethod
+    def seen(cls, cloud: str, inst: Instance) -> "Machine":
+        return cls(cloud=cloud, instance_id=inst.id, status=inst.status.value, address=inst.address,
+                   ssh_host=inst.ssh_host, ssh_port=inst.ssh_port,
+                   ports={str(k): v for k, v in sorted(inst.ports.items())}, price_per_hour=inst.price_per_hour)
+
+    def to_props(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rental:
+    """What the create that placed the machine recorded: kept as it was by reads and updates."""
+
+    launch_price_per_hour: Optional[float] = None
+    region: str = ""
+    offer_id: str = ""
+    host_public_key: Optional[str] = None
+    """The host key this resource installed when it rented the machine (None: adopted, or a container)."""
+
+    def to_props(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
 
 POWER_VALUES = ("running", "stopped", "idle")
-_ADOPTED: set = set()
-"""``<cloud>:<id>`` of every instance a create adopted by label in this provider process (one `up`)."""
-_ADOPTED_LOCK = threading.Lock()
-
-
-_CLAIMED: Dict[Tuple[str, ...], set] = {}
-"""Offer ids, by cloud account, that a create in this provider process is renting or has rented: nodes
-placed at once each take a different offer instead of all launching on the cheapest and failing over
-one by one (64 nodes at once made about 450 launch calls for 64 machines)."""
-_CLAIMED_LOCK = threading.Lock()
 
 
 def forget_adoptions() -> None:
     """Start over as a new provider process does (for callers that reuse one process across runs)."""
-    with _ADOPTED_LOCK:
-        _ADOPTED.clear()
-    with _CLAIMED_LOCK:
-        _CLAIMED.clear()
-
-
-def _claimed(account: Optional[Tuple[str, ...]]) -> set:
-    """The offers creates of this process are renting or rented on ``account`` (None: a cloud whose offers
-    hold several machines, where nothing is claimed)."""
-    with _CLAIMED_LOCK:
-        return set(_CLAIMED.get(account, ())) if account else set()
-
-
-def _claim(account: Optional[Tuple[str, ...]], offer_id: str) -> bool:
-    """Take ``offer_id`` for this create; False when another create of this process has it."""
-    if not account:
-        return True
-    with _CLAIMED_LOCK:
-        claimed = _CLAIMED.setdefault(account, set())
-        if offer_id in claimed:
-            return False
-        claimed.add(offer_id)
-        return True
-
-
-def _release(account: Optional[Tuple[str, ...]], offer_id: str) -> None:
-    with _CLAIMED_LOCK:
-        _CLAIMED.get(account, set()).discard(offer_id)
+    Placement.of_process().forget()
 
 
 REPLACE_KEYS = tuple(f.name for f in dataclasses.fields(GpuInstanceArgs) if f.metadata.get("replaces"))
@@ -156,17 +176,6 @@ MACHINE_REQUEST_KEYS = ("gpu_model", "gpu_count", "min_vram_gb", "vcpu", "ram_gb
 UPDATE_KEYS = tuple(f.name for f in dataclasses.fields(GpuInstanceArgs) if not f.metadata.get("replaces")) + ("version",)
 INPUT_KEYS = REPLACE_KEYS + UPDATE_KEYS
 CONFIG_KEYS = MARKETPLACE_CONFIG_KEYS
-MAX_OFFERS_TRIED = 5
-SEARCH_ROUNDS = 50
-"""Searches one placement may make while offers it has not tried remain (each round tries new ones)."""
-SAME_PRICE = 0.01
-"""Offers within this fraction of the cheapest count as the same price for ``spread``."""
-
-
-def _launch(props: Dict[str, Any]) -> Dict[str, Any]:
-    """The launch spec as the vendor gets it. Nothing in it is secret (the retired ``secrets`` input of
-    older states is only compared by ``replace_reasons``, never launched)."""
-    return dict(props.get("launch") or {})
 
 
 def split_id(id_: str) -> Tuple[str, str]:
@@ -191,25 +200,33 @@ def replace_reasons(id_: str, olds: Dict[str, Any], news: Dict[str, Any]) -> Lis
     return reasons
 
 
-def spread(ranked: List[Offer], label: str) -> List[Offer]:
-    """``ranked`` with the offers that cost the same as the cheapest rotated by the node's label, so
-    nodes placed at once start at different offers instead of all racing for the first; dearer offers
-    keep their order after them (never a dearer machine for the sake of spreading)."""
-    if not ranked:
-        return ranked
-    first = ranked[0].price_per_hour
-    n = 1
-    while n < len(ranked) and ranked[n].price_per_hour <= first * (1 + SAME_PRICE):
-        n += 1
-    tied = ranked[:n]
-    start = int(hashlib.sha256(label.encode()).hexdigest(), 16) % len(tied)
-    return tied[start:] + tied[:start] + ranked[len(tied):]
+def _poll() -> float:
+    return env_seconds("ESTATE_POLL_SECONDS", 5)
+
+
+def _ready_deadline() -> float:
+    return within(env_seconds("ESTATE_READY_TIMEOUT_SECONDS", 900))
 
 
 class GpuInstanceProvider(ResourceProvider):
-    def __init__(self) -> None:
+    """``check`` and ``diff`` judge the raw inputs the engine sends and what a state recorded (an older state
+    may lack keys a typed record would fill in); create, read, update and delete turn the props into
+    ``GpuInstanceArgs`` and outputs from ``Machine`` and ``Rental`` at their boundary."""
+
+    _placement: Optional[Placement] = None
+    """Set only when given: a provider unpickled from a state written before it existed has no such
+    attribute of its own and reads this one."""
+
+    def __init__(self, placement: Optional[Placement] = None) -> None:
         super().__init__()
         self._config: Dict[str, str] = {}
+        self._placement = placement
+
+    @property
+    def placement(self) -> Placement:
+        """The claims and adoptions this provider shares with every create of its process (see
+        ``providers/placement.py`` for why per process), unless it was given its own."""
+        return self._placement or Placement.of_process()
 
     def configure(self, req: ConfigureRequest) -> None:
         self._config = {k: v for k in CONFIG_KEYS if (v := req.config.get(k))}
@@ -232,7 +249,7 @@ class GpuInstanceProvider(ResourceProvider):
         except ValidationError as err:
             failures.append(CheckFailure("request", str(err)))
         try:
-            LaunchSpec.model_validate({**_launch(news), "label": news.get("label") or "x"})
+            LaunchSpec.model_validate({**(news.get("launch") or {}), "label": news.get("label") or "x"})
         except ValidationError as err:
             failures.append(CheckFailure("launch", str(err)))
         bid = news.get("bid_per_hour")
@@ -254,176 +271,106 @@ class GpuInstanceProvider(ResourceProvider):
 
     # -- create -------------------------------------------------------------------------------------
     def create(self, props: Dict[str, Any]) -> CreateResult:
-        label = props["label"]
-        request = NodeRequest.model_validate(props["request"])
-        spec = LaunchSpec.model_validate({**_launch(props), "label": label, "bid_per_hour": props.get("bid_per_hour")})
-        said: List[str] = []
-        key = props.get("host_key") or {}
-        for cloud in props["clouds"]:
-            placed_key = None
-            # A VM is launched with the generated host key; a container keeps the key its vendor sets.
-            if key.get("private") and spec.cloud_init and not Vendor(cloud).is_container:
-                spec = spec.model_copy(update={"cloud_init": install_in_cloud_init(
-                    spec.cloud_init, key["private"], key["public"])})
-                placed_key = bare_key(key["public"])
-            with self._client(cloud) as c:
-                try:
-                    placed = self._place(c, request, spec)
-                    if placed is None:
-                        continue
-                    inst, offer_price, region, offer_id = placed
-                    inst = self._converge_power(c, inst, props)
-                    outs = self._outs(props, cloud, inst)
-                    outs.update({"launch_price_per_hour": offer_price, "region": region, "offer_id": offer_id,
-                                 # Only a machine rented here was launched with the generated key, not one adopted.
-                                 "host_public_key": placed_key if offer_id else None})
-                    return CreateResult(f"{cloud}:{inst.id}", outs)
-                except (NoCapacity, PlacementError) as err:
-                    said.append(f"{cloud}: {err}")
-                    pulumi.log.warn(f"{label}: {cloud} has no capacity, trying the next provider ({err})")
-        raise NoCapacity(f"{label}: no provider could place the node:\n  " + "\n  ".join(said))
+        args = GpuInstanceArgs.from_props(props)
+        base = args.launch.spec(args.label, args.bid_per_hour)
+        key = args.host_key or {}
 
-    def _place(self, c: GpuCloud, request: NodeRequest, spec: LaunchSpec):
-        """Adopt the instance carrying our label, or rent the best offer. None means no offer here."""
-        existing = c.find(spec.label)
-        if existing:
-            if len(existing) > 1:
-                pulumi.log.warn(f"{spec.label}: {len(existing)} {c.name} instances carry this label; adopting "
-                                f"{existing[0].id}, the others are not managed: {[i.id for i in existing[1:]]}")
-            pulumi.log.info(f"{spec.label}: adopting {c.name} instance {existing[0].id}")
-            inst = existing[0]
-            with _ADOPTED_LOCK:
-                _ADOPTED.add(f"{c.name}:{inst.id}")
-            return inst, inst.price_per_hour, "", ""
-        taken: List[str] = []
-        tried: set = set()
-        account = c.account() if c.single_rental_offers else None
-        # Several nodes placed at once race for the same cheapest offers: where an offer is one machine,
-        # each takes an offer no other create of this process is renting (the next cheapest); when every
-        # offer of one search was taken, it searches again (the list has moved on) while untried offers
-        # remain, before calling it no capacity; nodes start at different offers of the same price.
-        for _round in range(SEARCH_ROUNDS):
-            offers = c.offers(request)
-            ranked = rank_offers(request, offers)
-            if not ranked and not taken:
-                choose_offer(request, offers)  # raises PlacementError saying why each offer was refused
-            untried = [o for o in ranked if o.offer_id not in tried]
-            others = _claimed(account)
-            fresh = spread([o for o in untried if o.offer_id not in others], spec.label)[:MAX_OFFERS_TRIED]
-            if not fresh:
-                if not untried:
-                    break
-                # Only offers other creates are renting are left: wait for them to rent or let go.
-                time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
-                continue
-            for offer in fresh:
-                if not _claim(account, offer.offer_id):
-                    continue
-                tried.add(offer.offer_id)
-                pulumi.log.info(f"{spec.label}: renting {c.name} offer {offer.offer_id} at ${offer.price_per_hour}/h")
-                try:
-                    iid = c.launch(offer, spec)
-                except OfferTaken as err:
-                    taken.append(str(err))  # gone: it stays claimed
-                    continue
-                except LostResponse:
-                    found = self._wait_for_label(c, spec.label)
-                    if found is None:
-                        raise CloudError(
-                            f"{spec.label}: {c.name} did not answer the create and lists no instance with this "
-                            f"label yet; run `pulumi up` again: it adopts the instance if one appears, never "
-                            f"renting twice")
-                    iid = found.id
-                except BaseException:
-                    _release(account, offer.offer_id)  # not rented: another create may take it
-                    raise
-                inst = self._wait_running(c, iid, spec.label)
-                return inst, offer.price_per_hour, offer.region, offer.offer_id
-        raise NoCapacity(f"every offer tried was taken: {'; '.join(taken)}")
+        def generated_key(cloud: str) -> Optional[str]:
+            """The host key a machine rented on ``cloud`` is launched with: a VM gets the generated one through
+            its cloud-init; a container keeps the key its vendor sets."""
+            if key.get("private") and base.cloud_init and not Vendor(cloud).is_container:
+                return key["public"]
+            return None
 
-    def _wait_for_label(self, c: GpuCloud, label: str) -> Optional[Instance]:
-        deadline = time.monotonic() + env_seconds("ESTATE_ADOPT_WAIT_SECONDS", 60)
-        while True:
-            found = c.find(label)
-            if found:
-                return found[0]
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
+        def spec_for(cloud: str) -> LaunchSpec:
+            if generated_key(cloud) is None:
+                return base
+            return base.model_copy(update={"cloud_init": install_in_cloud_init(
+                base.cloud_init, key["private"], key["public"])})
+
+        def settle(c: GpuCloud, placed: Placed) -> CreateResult:
+            inst = placed.adopted or self._wait_running(c, placed.instance_id, args.label)
+            inst = self._converge_power(c, inst, args)
+            if placed.offer is None:
+                rental = Rental(launch_price_per_hour=placed.adopted.price_per_hour)
+            else:
+                offer, public = placed.offer, generated_key(c.name)
+                # Only a machine rented here was launched with the generated key, not one adopted.
+                rental = Rental(launch_price_per_hour=offer.price_per_hour, region=offer.region,
+                                offer_id=offer.offer_id, host_public_key=bare_key(public) if public else None)
+            outs = {**_inputs(props), **Machine.seen(c.name, inst).to_props(), **rental.to_props()}
+            return CreateResult(f"{c.name}:{inst.id}", outs)
+
+        return self.placement.place(args.label, args.clouds, self._client, args.request, spec_for, settle)
 
     def _wait_running(self, c: GpuCloud, iid: str, label: str) -> Instance:
-        deadline = time.monotonic() + env_seconds("ESTATE_READY_TIMEOUT_SECONDS", 900)
-        while True:
+        deadline = _ready_deadline()
+
+        def read() -> Instance:
             inst = c.get(iid)
             if inst is None or inst.status is Status.GONE:
                 raise CloudError(f"{label}: {c.name} instance {iid} vanished while starting "
                                  f"({inst.detail if inst else 'not found'})")
-            if inst.status is Status.RUNNING:
-                return inst
-            if time.monotonic() >= deadline:
-                raise CloudError(f"{label}: {c.name} instance {iid} not running after the ready timeout "
-                                 f"(status {inst.detail}); it stays in state, run `pulumi up` again")
-            self._await_listing(c, iid, (Status.RUNNING, Status.GONE), deadline)
+            return inst
 
-    def _converge_power(self, c: GpuCloud, inst: Instance, props: Dict[str, Any]) -> Instance:
+        try:
+            return wait_for(read, lambda i: i.status is Status.RUNNING, deadline, _poll(),
+                            f"{label}: {c.name} instance {iid} running",
+                            pause=lambda _i: self._await_listing(c, iid, (Status.RUNNING, Status.GONE), deadline))
+        except WaitTimeout as late:
+            raise CloudError(f"{label}: {c.name} instance {iid} not running after the ready timeout "
+                             f"(status {late.last.detail}); it stays in state, run `pulumi up` again") from late
+
+    def _converge_power(self, c: GpuCloud, inst: Instance, args: GpuInstanceArgs) -> Instance:
         """Start or stop the instance to match ``power``; ``idle`` leaves it as its watcher left it."""
-        power = props["power"]
-        if power == "stopped" and inst.status in (Status.RUNNING, Status.PENDING):
+        if args.power == "stopped" and inst.status in (Status.RUNNING, Status.PENDING):
             c.stop(inst.id)
             return self._wait_status(c, inst.id, Status.STOPPED)
-        if power == "running" and inst.status in (Status.STOPPED, Status.STOPPING):
-            self._start(c, inst, props)
+        if args.power == "running" and inst.status in (Status.STOPPED, Status.STOPPING):
+            self._start(c, inst, args)
             return self._wait_running(c, inst.id, inst.label)
         return inst
 
     @staticmethod
-    def _start(c: GpuCloud, inst: Instance, props: Dict[str, Any]) -> None:
+    def _start(c: GpuCloud, inst: Instance, args: GpuInstanceArgs) -> None:
         """Start; a spot instance that was outbid is re-bid at the machine's new minimum when that is within
         the node's ceiling, else the start fails at once saying so (never a wait on a start that cannot
         succeed)."""
         try:
             c.start(inst.id)
         except Outbid as err:
-            ceiling = (props.get("request") or {}).get("max_price_per_hour")
+            ceiling = args.request.max_price_per_hour
             bid = round(err.min_bid * 1.01, 4)
-            if ceiling is not None and bid > float(ceiling):
-                raise NoCapacity(f"{props['label']}: {err}; re-bidding at ${bid}/h would pass the node's ceiling "
+            if ceiling is not None and bid > ceiling:
+                raise NoCapacity(f"{args.label}: {err}; re-bidding at ${bid}/h would pass the node's ceiling "
                                  f"max_price_per_hour ${ceiling}/h. Raise the ceiling, or destroy the node to "
                                  "rent elsewhere") from err
-            pulumi.log.warn(f"{props['label']}: outbid; re-bidding at ${bid}/h (ceiling "
+            pulumi.log.warn(f"{args.label}: outbid; re-bidding at ${bid}/h (ceiling "
                             f"{'none' if ceiling is None else f'${ceiling}/h'}) and starting")
             c.set_bid(inst.id, bid)
             c.start(inst.id)
 
     def _wait_status(self, c: GpuCloud, iid: str, want: Status) -> Instance:
-        deadline = time.monotonic() + env_seconds("ESTATE_READY_TIMEOUT_SECONDS", 900)
-        while True:
+        """The instance once it shows ``want``, or as it is at the ready timeout; raises when it is gone."""
+        deadline = _ready_deadline()
+
+        def read() -> Instance:
             inst = c.get(iid)
-            if inst is None:
+            if inst is None or inst.status is Status.GONE:
                 raise CloudError(f"{c.name} instance {iid} disappeared")
-            if inst.status is want or time.monotonic() >= deadline:
-                return inst
-            self._await_listing(c, iid, (want, Status.GONE), deadline)
+            return inst
+
+        try:
+            return wait_for(read, lambda i: i.status is want, deadline, _poll(), f"{c.name} instance {iid} {want.value}",
+                            pause=lambda _i: self._await_listing(c, iid, (want, Status.GONE), deadline))
+        except WaitTimeout as late:
+            return late.last
 
     def _await_listing(self, c: GpuCloud, iid: str, wanted: Tuple[Status, ...], deadline: float) -> None:
         """Until the account's listing shows the machine in one of ``wanted`` or without it, or for a few
         poll intervals at most: one listing serves every machine this host waits on
         (providers/status_watch.py)."""
         status_watch.wait_for_news(c, lambda: self._client(c.name), iid, lambda s: s in wanted, deadline)
-
-    @staticmethod
-    def _outs(props: Dict[str, Any], cloud: str, inst: Instance) -> Dict[str, Any]:
-        return {
-            **{k: props.get(k) for k in INPUT_KEYS},
-            "cloud": cloud,
-            "instance_id": inst.id,
-            "status": inst.status.value,
-            "address": inst.address,
-            "ssh_host": inst.ssh_host,
-            "ssh_port": inst.ssh_port,
-            "ports": {str(k): v for k, v in sorted(inst.ports.items())},
-            "price_per_hour": inst.price_per_hour,
-        }
 
     # -- read / update / delete ---------------------------------------------------------------------
     def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
@@ -433,14 +380,15 @@ class GpuInstanceProvider(ResourceProvider):
         if inst is None or inst.status is Status.GONE:
             # Deleted or preempted behind the state's back: report it gone so the next up recreates it.
             return ReadResult("", {})
-        outs = {**props, **self._outs(props, cloud, inst)}
-        for k in ("launch_price_per_hour", "region", "offer_id"):
-            outs[k] = props.get(k)
+        machine = Machine.seen(cloud, inst)
         if inst.status in (Status.STOPPED, Status.STOPPING) and not inst.address and not inst.ports:
             # A stopped machine has no runtime to report; it keeps the address it had, where the gateway's
             # route and tunnel expect it when it starts again (an idle node woken by a request).
-            for k in ("address", "ssh_host", "ssh_port", "ports"):
-                outs[k] = props.get(k)
+            machine = dataclasses.replace(machine, address=props.get("address"), ssh_host=props.get("ssh_host"),
+                                          ssh_port=props.get("ssh_port"), ports=props.get("ports"))
+        outs = {**props, **_inputs(props), **machine.to_props()}
+        for k in ("launch_price_per_hour", "region", "offer_id"):
+            outs[k] = props.get(k)
         inputs = {k: props.get(k) for k in INPUT_KEYS if k in props}
         if props.get("power") == "idle":
             pass  # stopped or running, the node is as its idle watcher left it: no drift
@@ -452,24 +400,22 @@ class GpuInstanceProvider(ResourceProvider):
 
     def update(self, id_: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
         cloud, iid = split_id(id_)
+        args = GpuInstanceArgs.from_props(news)
         with self._client(cloud) as c:
-            if news.get("bid_per_hour") != olds.get("bid_per_hour") and news.get("bid_per_hour"):
+            if args.bid_per_hour != olds.get("bid_per_hour") and args.bid_per_hour:
                 try:
-                    c.set_bid(iid, float(news["bid_per_hour"]))
+                    c.set_bid(iid, float(args.bid_per_hour))
                 except NotImplementedError as err:
-                    pulumi.log.warn(f"{news['label']}: {err}; the new bid applies at the next launch")
+                    pulumi.log.warn(f"{args.label}: {err}; the new bid applies at the next launch")
             inst = c.get(iid)
-            if inst is None:
-                raise CloudError(f"{news['label']}: {cloud} instance {iid} is gone; run `pulumi refresh` then `pulumi up`")
-            inst = self._converge_power(c, inst, news)
-        outs = {**olds, **self._outs(news, cloud, inst)}
-        return UpdateResult(outs)
+            if inst is None or inst.status is Status.GONE:
+                raise CloudError(f"{args.label}: {cloud} instance {iid} is gone; run `pulumi refresh` then `pulumi up`")
+            inst = self._converge_power(c, inst, args)
+        return UpdateResult({**olds, **_inputs(news), **Machine.seen(cloud, inst).to_props()})
 
     def delete(self, id_: str, props: Dict[str, Any]) -> None:
         cloud, iid = split_id(id_)
-        with _ADOPTED_LOCK:
-            adopted = id_ in _ADOPTED
-        if adopted:
+        if self.placement.adopted(id_):
             # A resource moved to a new URN (a new parent, a renamed node component or type token, no
             # alias) is created before the old one is deleted; the new one adopted this machine by its
             # label in this same run, so terminating it would destroy the running node it now manages.
@@ -479,15 +425,18 @@ class GpuInstanceProvider(ResourceProvider):
             return
         with self._client(cloud) as c:
             c.terminate(iid)
-            deadline = time.monotonic() + env_seconds("ESTATE_DELETE_TIMEOUT_SECONDS", 300)
-            while True:
-                inst = c.get(iid)
-                if inst is None or inst.status is Status.GONE:
-                    return
-                if time.monotonic() >= deadline:
-                    raise CloudError(f"{cloud} still lists instance {iid} as {inst.detail} after delete; "
-                                     "it stays in state so the next destroy tries again")
-                time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
+            try:
+                wait_for(lambda: c.get(iid), lambda i: i is None or i.status is Status.GONE,
+                         within(env_seconds("ESTATE_DELETE_TIMEOUT_SECONDS", 300)), _poll(),
+                         f"{cloud} instance {iid} gone")
+            except WaitTimeout as late:
+                raise CloudError(f"{cloud} still lists instance {iid} as {late.last.detail} after delete; "
+                                 "it stays in state so the next destroy tries again") from late
+
+
+def _inputs(props: Dict[str, Any]) -> Dict[str, Any]:
+    """The inputs as they came, echoed into the outputs."""
+    return {k: props.get(k) for k in INPUT_KEYS}
 
 
 class GpuInstance(DynamicResource, module="gpu", name="Instance"):

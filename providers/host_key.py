@@ -29,6 +29,7 @@ from core.text import bare_key
 from providers import aws_console
 from providers.aws_console import ConsoleError
 from providers.resource import DynamicResource
+from providers.wait import WaitTimeout, wait_for
 
 WAIT_SECONDS_ENV = "GPU_ESTATE_HOST_KEY_WAIT_SECONDS"
 WAIT_SECONDS = 900.0
@@ -128,7 +129,10 @@ class HostKeyProvider(ResourceProvider):
         started = time.monotonic()
         said = started
         answered_at: Optional[float] = None
-        while True:
+
+        def look() -> Optional[str]:
+            """The key, once the console printed it or SSH answers (after the console's grace); else None."""
+            nonlocal console, answered_at
             now = time.monotonic()
             if console is not None:
                 try:
@@ -147,14 +151,22 @@ class HostKeyProvider(ResourceProvider):
                                     f"{grace:.0f}s ({CONSOLE_GRACE_ENV} sets the wait); recorded on first contact")
                 pulumi.log.info(f"{_where(props)}: recorded its SSH host key {found[:40]}...")
                 return found
-            if now - started > wait:
-                raise HostKeyError(f"{_where(props)}: SSH did not answer within {wait:.0f}s, so its host key "
-                                   f"could not be recorded ({WAIT_SECONDS_ENV} sets the wait)")
+            return None
+
+        def progress(_none: None) -> None:
+            nonlocal said
+            now = time.monotonic()
             if now - said > 30:
                 waiting = "its console to print the host key" if console is not None else "SSH"
                 pulumi.log.info(f"{_where(props)}: waiting for {waiting} ({now - started:.0f}s of {wait:.0f}s)")
                 said = now
-            time.sleep(min(5.0, max(0.2, wait / 100)))
+
+        try:
+            return wait_for(look, bool, started + wait, min(5.0, max(0.2, wait / 100)),
+                            f"{_where(props)}: its host key", on_retry=progress)
+        except WaitTimeout as late:
+            raise HostKeyError(f"{_where(props)}: SSH did not answer within {wait:.0f}s, so its host key "
+                               f"could not be recorded ({WAIT_SECONDS_ENV} sets the wait)") from late
 
     def _from_console(self, props: Dict[str, Any], console: Dict[str, Any]) -> Optional[str]:
         """The key the VM printed to its EC2 console, once it has; a machine at the node's address that

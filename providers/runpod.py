@@ -162,10 +162,7 @@ class Client(GpuCloud):
 
     def get(self, instance_id: str) -> Optional[Instance]:
         pod = self._pod(instance_id)
-        if not pod:
-            return None
-        inst = _instance(pod)
-        return None if inst.status is Status.GONE else inst
+        return _instance(pod) if pod else None
 
     def listed(self) -> List[Instance]:
         data = self._gql(f"query {{ myself {{ pods {{ {POD_FIELDS} }} }} }}")

@@ -18,7 +18,6 @@ carries RunPod secret references (``{{ RUNPOD_SECRET_<name> }}``), never a secre
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, Callable, Dict, List, Optional
 
 import pulumi
@@ -33,6 +32,7 @@ from providers.gpu_cloud import env_or_config, env_seconds
 from providers.http import CloudError, NotFound
 from providers.resource import DynamicResource
 from providers.runpod import Client
+from providers.wait import WaitTimeout, wait_for, within
 
 PROVIDER_VERSION = "1"
 CONFIG_KEYS = tuple(f"gpu-estate:{k}" for k in (
@@ -258,7 +258,7 @@ class ServerlessEndpointProvider(ResourceProvider):
 
     def delete(self, id_: str, props: Dict[str, Any]) -> None:
         name = props.get("name") or ""
-        deadline = time.monotonic() + env_seconds("ESTATE_DELETE_TIMEOUT_SECONDS", 300)
+        deadline = within(env_seconds("ESTATE_DELETE_TIMEOUT_SECONDS", 300))
         with self._api() as api:
             endpoint = api.find_endpoint(id_=id_)
             if endpoint is not None:
@@ -291,14 +291,11 @@ def _endpoint_deleted(api: ServerlessApi, endpoint_id: str) -> Optional[str]:
 
 def _until(step: Callable[[], Optional[str]], deadline: float, what: str) -> None:
     """Run ``step`` until it reports done (None), polling; past ``deadline`` raise, saying why it was not."""
-    while True:
-        why = step()
-        if why is None:
-            return
-        if time.monotonic() >= deadline:
-            raise CloudError(f"{what} ({why}); it stays in state so the next destroy tries again")
-        pulumi.log.info(f"{what} ({why}); trying again")
-        time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
+    try:
+        wait_for(step, lambda why: why is None, deadline, env_seconds("ESTATE_POLL_SECONDS", 5), what,
+                 on_retry=lambda why: pulumi.log.info(f"{what} ({why}); trying again"))
+    except WaitTimeout as late:
+        raise CloudError(f"{what} ({late.last}); it stays in state so the next destroy tries again") from late
 
 
 class ServerlessEndpoint(DynamicResource, module="runpod", name="Endpoint"):

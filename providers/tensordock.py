@@ -222,8 +222,7 @@ class Client(GpuCloud):
             return None
         if resp.status_code != 200:
             raise CloudError(f"TensorDock: reading instance {instance_id} failed ({resp.status_code})")
-        inst = _instance(json_body(resp))
-        return None if inst.status is Status.GONE and inst.detail.lower() == "deleted" else inst
+        return _instance(json_body(resp))
 
     def listed(self) -> List[Instance]:
         resp = self.http.request("GET", "/instances")

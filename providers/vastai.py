@@ -1,7 +1,6 @@
 """Vast.ai REST client: container instances on marketplace offers, on-demand or interruptible bids."""
 from __future__ import annotations
 
-import time
 from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict
@@ -12,6 +11,7 @@ from core.pricing import NodeRequest, Offer
 from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, api_session, env_seconds
 from providers.http import (CloudError, InsufficientCredit, NoCapacity, NotFound, OfferTaken, Outbid,
                             json_body)
+from providers.wait import WaitTimeout, wait_for, within
 
 __all__ = ["Client"]
 
@@ -86,6 +86,12 @@ def _outbid(raw: Dict[str, Any]) -> Optional[float]:
     if not raw.get("is_bid") or raw.get("min_bid") is None or raw.get("dph_base") is None:
         return None
     return float(raw["min_bid"]) if float(raw["dph_base"]) < float(raw["min_bid"]) else None
+
+
+def _not_scheduling(raw: Dict[str, Any]) -> bool:
+    """A start is past ``scheduling``: the machine's GPUs were free (or the instance is gone)."""
+    return (str(raw.get("actual_status") or "") != "scheduling"
+            and "scheduling" not in str(raw.get("status_msg") or "").lower())
 
 
 def _instance(raw: Dict[str, Any]) -> Instance:
@@ -251,18 +257,15 @@ class Client(GpuCloud):
             raise Outbid(f"Vast.ai: instance {instance_id} is outbid (its bid ${raw['dph_base']}/h, the machine "
                          f"now asks ${min_bid}/h); it cannot start until the bid is raised", min_bid)
         self._put(instance_id, {"state": "running"}, "start")
-        deadline = time.monotonic() + env_seconds("ESTATE_SCHEDULING_SECONDS", 120)
-        while True:
-            raw = self._raw(instance_id)
-            state = str((raw or {}).get("actual_status") or "")
-            if state != "scheduling" and "scheduling" not in str((raw or {}).get("status_msg") or "").lower():
-                return
-            if time.monotonic() >= deadline:
-                self._put(instance_id, {"state": "stopped"}, "stop")
-                raise NoCapacity(f"Vast.ai: instance {instance_id} stayed in scheduling: its machine's GPUs are "
-                                 "taken by others; it is left stopped (its disk kept). Try again later, or "
-                                 "destroy and re-create the node to place it elsewhere")
-            time.sleep(env_seconds("ESTATE_POLL_SECONDS", 5))
+        try:
+            wait_for(lambda: self._raw(instance_id) or {}, _not_scheduling,
+                     within(env_seconds("ESTATE_SCHEDULING_SECONDS", 120)), env_seconds("ESTATE_POLL_SECONDS", 5),
+                     f"Vast.ai instance {instance_id} out of scheduling")
+        except WaitTimeout as late:
+            self._put(instance_id, {"state": "stopped"}, "stop")
+            raise NoCapacity(f"Vast.ai: instance {instance_id} stayed in scheduling: its machine's GPUs are "
+                             "taken by others; it is left stopped (its disk kept). Try again later, or "
+                             "destroy and re-create the node to place it elsewhere") from late
 
     def stop(self, instance_id: str) -> None:
         self._put(instance_id, {"state": "stopped"}, "stop")

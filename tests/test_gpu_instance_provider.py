@@ -338,7 +338,7 @@ def test_a_vast_start_left_in_scheduling_gives_up_and_leaves_it_stopped(clouds, 
 
 def test_nodes_placed_at_once_start_at_different_offers_of_the_same_price_only():
     from core.pricing import Offer
-    from providers.gpu_instance import spread
+    from providers.placement import spread
 
     def offer(i, price):
         return Offer(provider="vastai", offer_id=str(i), region="", gpu_model="rtx4090", gpu_count=1, vram_gb=24,
