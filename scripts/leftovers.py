@@ -132,8 +132,16 @@ def terminate(leftover: Leftover) -> None:
         api = ServerlessApi({})
         endpoint = api.find_endpoint(id_=leftover.id)
         if endpoint is not None:
-            api.scale_to_zero(endpoint)
+            if endpoint.get("workersMin") or endpoint.get("workersMax"):
+                api.scale_to_zero(endpoint)  # RunPod deletes only an endpoint with no workers
             api.delete_endpoint(leftover.id)
+        try:  # its template (named after it) bills nothing; RunPod may keep it a few minutes after its endpoint
+            api.delete_template(leftover.label)
+        except CloudError as err:
+            if "not found" in str(err).lower():
+                return
+            print(f"leftovers: endpoint {leftover.id} is deleted; its template {leftover.label!r} (bills nothing) "
+                  f"is left: {err}", file=sys.stderr)
         return
     with gpu_cloud.client(leftover.cloud) as client:
         client.terminate(leftover.id)

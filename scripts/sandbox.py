@@ -176,7 +176,9 @@ def stack(env: Dict[str, str], name: str = "sandbox", work_dir: Path = ROOT):
 
 
 PROJECT_FILES = ("Pulumi.yaml", "Pulumi.sandbox.yaml", "__main__.py", "requirements.txt", "core", "components",
-                 "providers", "assets", "policy", "scripts", "loopback", "tests")
+                 "providers", "agents", "assets", "policy", "scripts", "loopback", "tests")
+"""What a project copy holds: every package of pyproject.toml's (a copy imports its own, and the local
+gateway's LiteLLM, which runs from its own venv, finds the wake hook's ``agents`` only here)."""
 
 
 def project_copy(dest: Path, vm: bool = False) -> Path:

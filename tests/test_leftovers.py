@@ -31,8 +31,13 @@ def plant(fakes, label):
         rec = copy.deepcopy(next(iter(rp.pods.values())))
         rec.update(id=f"pod-{label}", name=label)
         rp.pods[rec["id"]] = rec
+        # An endpoint the program saved has a template of its own, named after it (RunPod refuses to scale
+        # an endpoint whose template is gone, so the plant needs one to be terminated).
+        tpl = copy.deepcopy(rp.templates[next(iter(rp.endpoints.values()))["templateId"]])
+        tpl.update(id=f"tpl-{label}", name=label)
+        rp.templates[tpl["id"]] = tpl
         ep = copy.deepcopy(next(iter(rp.endpoints.values())))
-        ep.update(id=f"ep-{label}", name=label, workersMin=1, workersMax=2, templateId=f"tpl-{label}")
+        ep.update(id=f"ep-{label}", name=label, workersMin=1, workersMax=2, templateId=tpl["id"])
         rp.endpoints[ep["id"]] = ep
     return {"tensordock", "vastai", "runpod", "runpod-serverless"}
 
@@ -63,6 +68,9 @@ def test_leftovers_are_found_and_terminated_and_nothing_else_is_named(tmp_path, 
         assert after == own  # the state's own untouched
         assert not any(str(i.get("name") or i.get("label")) == "gpu-estate-sandbox-ghost"
                        for n in own for i in fakes[n].alive())
+        # the leftover endpoint's template went with it; the other stack's and project's stay
+        assert sorted(t["name"] for t in fakes["runpod"].templates.values() if "ghost" in t["name"]) == \
+            ["gpu-estate-sandbox-eu-ghost", "other-project-sandbox-ghost"]
         assert leftovers.main(["sandbox", "--cwd", str(work)]) == 0
         st.destroy()
         for n in own:  # the other stack's and project's plants are all that remain, as they were
