@@ -11,14 +11,16 @@ A process recorded in state by the killed run is found dead by the next operatio
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Callable, List, Mapping, Optional, Set
+
+from providers.wait import WaitTimeout, wait_for, within
 
 STOP_SECONDS = 20.0
 """How long a process is given after SIGTERM before SIGKILL."""
@@ -68,6 +70,14 @@ def spawn(argv: List[str], env: Mapping[str, str], log: Path, cwd: Path) -> subp
     return proc
 
 
+def _gone_within(done: Callable[[], bool], seconds: float, interval: float, what: str) -> bool:
+    """Whether ``done`` comes true within ``seconds``, looking every ``interval``."""
+    try:
+        return wait_for(done, bool, within(seconds), interval, what)
+    except WaitTimeout:
+        return False
+
+
 def stop_process(pid: Optional[int], grace: Optional[float] = None) -> None:
     """SIGTERM to the process group, SIGKILL after ``grace`` seconds (``STOP_SECONDS``)."""
     if not alive(pid):
@@ -77,17 +87,12 @@ def stop_process(pid: Optional[int], grace: Optional[float] = None) -> None:
         os.killpg(int(pid), signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
-    deadline = time.monotonic() + grace
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if alive(pid):
+    if not _gone_within(lambda: not alive(pid), grace, 0.2, f"process {pid} stopped"):
         try:
             os.killpg(int(pid), signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             return
-        deadline = time.monotonic() + 5
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _gone_within(lambda: not alive(pid), 5, 0.1, f"process {pid} killed")
     with _lock:
         _started.discard(int(pid))
 
@@ -113,9 +118,7 @@ def stop_started() -> None:
             os.killpg(pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
-    deadline = time.monotonic() + 5
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _gone_within(lambda: not any(alive(p) for p in pids), 5, 0.1, "the processes started here stopped")
     for pid in pids:
         if alive(pid):
             try:
@@ -136,8 +139,7 @@ def follow_engine(every: Optional[float] = None, exit: Callable[[int], None] = o
     parent = os.getppid()
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(every)
+        wait_for(os.getppid, lambda now: now != parent, math.inf, every, "the engine gone")
         print(f"warning: the engine (pid {parent}) is gone without closing this provider host; stopping it and "
               "the processes it started", file=sys.stderr, flush=True)
         stop_started()

@@ -30,6 +30,7 @@ from core.spend import RESUME_KEY, over_budget
 from providers import gpu_cloud
 from providers.gpu_cloud import Status, env_seconds
 from providers.http import CloudError
+from providers.wait import WaitTimeout, wait_for
 from agents.spend import read_ledger, read_resume
 
 log = logging.getLogger("estate.wake")
@@ -153,13 +154,14 @@ class Waker:
                 raise Asleep(f"alias {alias!r}: node {target['node']!r} could not be started: {err}", retry_after)
         if entry.get("fallbacks"):
             return "falling back"
-        poll = env_seconds("ESTATE_POLL_SECONDS", 5)
-        while time.monotonic() < deadline:
-            if self.status(target["instance"], fresh=True) is Status.RUNNING and self._answers(target["url"]):
-                with self._lock:
-                    self._starting.pop(target["instance"], None)
-                log.warning("estate wake: node %s serves %s again", target["node"], alias)
-                return "woken"
-            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
-        raise Asleep(f"alias {alias!r}: node {target['node']!r} is starting; it did not answer within the alias's "
-                     f"{float(entry.get('timeout') or 60):g} s", retry_after)
+        try:
+            wait_for(lambda: self.status(target["instance"], fresh=True) is Status.RUNNING
+                     and self._answers(target["url"]), bool, deadline, env_seconds("ESTATE_POLL_SECONDS", 5),
+                     f"node {target['node']} serving {alias}")
+        except WaitTimeout:
+            raise Asleep(f"alias {alias!r}: node {target['node']!r} is starting; it did not answer within the "
+                         f"alias's {float(entry.get('timeout') or 60):g} s", retry_after) from None
+        with self._lock:
+            self._starting.pop(target["instance"], None)
+        log.warning("estate wake: node %s serves %s again", target["node"], alias)
+        return "woken"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -29,6 +28,7 @@ from providers.http import CloudError
 from agents.process import alive, delete_process, spawn, stop_process
 from providers.resource import DynamicResource
 from providers.ssh_forward import free_port
+from providers.wait import WaitTimeout, wait_for, within
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_SECONDS = 180.0
@@ -63,14 +63,16 @@ class LocalGatewayProvider(ResourceProvider):
         proc = spawn([str(binary), "--config", str(state / "config.yaml"), "--host", "127.0.0.1", "--port", str(port)],
                      env, state / "gateway.log", state)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
         pulumi.log.info(f"gateway: starting LiteLLM on {url}")
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                stop_process(proc.pid)
-                tail = (state / "gateway.log").read_text(errors="replace")[-1500:]
-                raise CloudError(f"gateway: LiteLLM did not come up on {url}:\n{tail}")
-            time.sleep(0.5)
+        try:  # up once it answers; given up on once it exits or the time is over
+            up = wait_for(lambda: "up" if _healthy(url) else "exited" if proc.poll() is not None else "", bool,
+                          within(START_TIMEOUT_SECONDS), 0.5, f"LiteLLM answering on {url}") == "up"
+        except WaitTimeout:
+            up = False
+        if not up:
+            stop_process(proc.pid)
+            tail = (state / "gateway.log").read_text(errors="replace")[-1500:]
+            raise CloudError(f"gateway: LiteLLM did not come up on {url}:\n{tail}")
         (state / "gateway.pid").write_text(str(proc.pid))
         return {**props, "pid": proc.pid, "url": url, "master_key": master_key,
                 "config_sha256": digest(props["config"])}

@@ -15,10 +15,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from typing import Iterator, Optional, Tuple
 
 from core.text import known_hosts_line
+from providers.wait import WaitTimeout, wait_for, within
 
 CONNECT_TIMEOUT_SECONDS = 20.0
 
@@ -86,8 +86,9 @@ def forward(host: str, port: int, user: str, remote_port: int, private_key: Opti
         cmd = ssh_command(host, port, user, key_file, local, remote_port, known_hosts, pinned=bool(host_key))
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            deadline = time.monotonic() + CONNECT_TIMEOUT_SECONDS + 5
-            while not _listening(local):
+            def listening() -> bool:
+                if _listening(local):
+                    return True
                 if proc.poll() is not None:
                     err = (proc.stderr.read() or b"").decode(errors="replace").strip()
                     if host_key and "host key" in err.lower():
@@ -95,9 +96,13 @@ def forward(host: str, port: int, user: str, remote_port: int, private_key: Opti
                                            f"one ({host_key.split()[0]} {host_key.split()[1][:24]}...); nothing was "
                                            f"sent: {err}")
                     raise ForwardError(f"ssh to {user}@{host}:{port} failed: {err or f'exit {proc.returncode}'}")
-                if time.monotonic() > deadline:
-                    raise ForwardError(f"ssh to {user}@{host}:{port}: forward not up after {CONNECT_TIMEOUT_SECONDS:.0f}s")
-                time.sleep(0.05)
+                return False
+
+            try:
+                wait_for(listening, bool, within(CONNECT_TIMEOUT_SECONDS + 5), 0.05, f"forward to {host}:{port}")
+            except WaitTimeout:
+                raise ForwardError(f"ssh to {user}@{host}:{port}: forward not up after "
+                                   f"{CONNECT_TIMEOUT_SECONDS:.0f}s") from None
             yield local
         finally:
             proc.terminate()

@@ -11,13 +11,12 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Optional, TypeVar
 
-from providers.http import CloudError
-
 T = TypeVar("T")
 
 
-class WaitTimeout(CloudError):
-    """``what`` did not come before the deadline; ``last`` is the value read last."""
+class WaitTimeout(TimeoutError):
+    """``what`` did not come before the deadline; ``last`` is the value read last. It imports nothing of the
+    project, so the agents on the gateway host wait the same way."""
 
     def __init__(self, what: str, last: Any):
         super().__init__(f"{what}: still not so at the deadline (last seen: {last!r})")
