@@ -6,7 +6,9 @@ resource's delete.
 
 A CLI that is killed closes nothing: its plugins stay up with nobody to serve, and what the provider
 host started in that run may never reach the state. ``follow_engine`` is the provider host's watchdog:
-once the engine is gone (this process was re-parented) it stops every process this host started and exits, so a killed `up` leaves nothing of the project running.
+once the engine is gone (this process was re-parented) it stops every process this host started,
+interrupts the engine's language host (which would otherwise wait up to five minutes for its next health
+check) and exits, so a killed `up` leaves nothing of the project running.
 A process recorded in state by the killed run is found dead by the next operation and started again.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, List, Mapping, Optional, Set
+from typing import Callable, List, Mapping, Optional, Set, Tuple
 
 from providers.wait import WaitTimeout, wait_for, within
 
@@ -127,22 +129,84 @@ def stop_started() -> None:
                 pass
 
 
+LANGUAGE_HOST_PREFIX = "pulumi-language-"
+"""How the engine's language hosts are named (``pulumi-language-python``): the siblings ``follow_engine``
+interrupts once their engine is gone."""
+
+
+def _process(pid: int) -> Optional[Tuple[str, int, str]]:
+    """(argv[0], parent pid, start time in clock ticks) of a running process from ``/proc``, or None."""
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    if fields[0] == "Z":
+        return None
+    return argv0, int(fields[1]), fields[19]
+
+
+def language_hosts(parent: int) -> List[Tuple[int, str]]:
+    """(pid, start time) of the language hosts the engine ``parent`` runs now (none where there is no
+    ``/proc``): its children named ``pulumi-language-*``."""
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        seen = _process(int(entry.name)) if entry.name.isdigit() else None
+        if seen and seen[1] == parent and os.path.basename(seen[0]).startswith(LANGUAGE_HOST_PREFIX):
+            found.append((int(entry.name), seen[2]))
+    return found
+
+
+def interrupt(hosts: List[Tuple[int, str]]) -> List[int]:
+    """SIGINT to each of ``hosts`` that is still the process it was (same start time); returns their pids."""
+    sent = []
+    for pid, started in hosts:
+        seen = _process(pid)
+        if seen is None or seen[2] != started:
+            continue  # gone, or the pid is another process's now
+        try:
+            os.kill(pid, signal.SIGINT)
+            sent.append(pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return sent
+
+
+def _say(message: str) -> None:
+    """A line on stderr, if anyone still reads it: after a killed CLI, stderr is a pipe nobody reads, and
+    the write fails (BrokenPipeError) instead of ending the watch."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def follow_engine(every: Optional[float] = None, exit: Callable[[int], None] = os._exit) -> threading.Thread:
     """Watch for the engine that started this process to go away without closing it (a killed CLI): then
-    stop what this process started and exit.
+    stop what this process started, interrupt the engine's language host, and exit.
 
     The engine is gone when this process's parent changes: the CLI starts its plugins itself, and a CLI
     that ends normally kills them first, so only a CLI that died leaves one re-parented. (Whether the
     engine's address still answers is no test: at a normal end the CLI may stop serving a moment before it
-    kills its plugins, and the gateway must outlive a normal `up`.)"""
+    kills its plugins, and the gateway must outlive a normal `up`.)
+
+    The language host (``pulumi-language-python``, started by the same CLI before any provider) looks for
+    its engine only by a gRPC health check every five minutes (``rpcutil.Healthcheck(ctx, engineAddress,
+    5*time.Minute, cancel)`` in its ``main.go``, 3.259.0), so after a killed CLI it would serve nobody for up
+    to five minutes. It handles SIGINT as a cancel and exits: the language hosts that were this engine's
+    children when this process started are sent one, each only if it is still the same process."""
     every = every if every is not None else float(os.environ.get(ENGINE_WATCH_SECONDS_ENV, "1"))
     parent = os.getppid()
+    siblings = language_hosts(parent)
 
     def watch() -> None:
         wait_for(os.getppid, lambda now: now != parent, math.inf, every, "the engine gone")
-        print(f"warning: the engine (pid {parent}) is gone without closing this provider host; stopping it and "
-              "the processes it started", file=sys.stderr, flush=True)
+        # Stop first, say it after: the engine's end of stderr may be closed (a write there fails).
         stop_started()
+        interrupted = ", ".join(str(pid) for pid in interrupt(siblings))
+        also = f", interrupted its language host (pid {interrupted})" if interrupted else ""
+        _say(f"warning: the engine (pid {parent}) is gone without closing this provider host; it stopped the "
+             f"processes it started{also} and exits")
         exit(0)
 
     thread = threading.Thread(target=watch, name="follow-engine", daemon=True)

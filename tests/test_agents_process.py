@@ -94,3 +94,43 @@ def test_a_provider_host_whose_engine_died_stops_what_it_started_and_exits(tmp_p
         for pid in (locals().get("host_pid"), locals().get("child_pid")):
             if pid and process.alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_killed_engine_s_host_stops_even_with_its_stderr_a_dead_pipe_and_interrupts_the_language_host(tmp_path):
+    """As under a real SIGKILLed CLI: the host's stderr is a pipe only the engine read (a write there fails
+    once it is gone, which ended the watch before anything was stopped), and the engine's language host,
+    started before the host and named ``pulumi-language-*``, is interrupted instead of waiting for its
+    five-minute health check."""
+    host = textwrap.dedent(f"""
+        import os, sys, time
+        sys.path.insert(0, {str(process.__file__).rsplit("/agents/", 1)[0]!r})
+        from agents import process
+        process.follow_engine(every=0.1)
+        child = process.spawn([sys.executable, "-c", "import time; time.sleep(600)"], os.environ,
+                              __import__("pathlib").Path({str(tmp_path / "child.log")!r}), __import__("pathlib").Path("."))
+        print(os.getpid(), child.pid, file=open({str(tmp_path / "pids")!r}, "w"), flush=True)
+        time.sleep(600)
+    """)
+    language = "import sys, time; print('serving', flush=True); time.sleep(600)"  # SIGINT ends it, as Go's host
+    engine = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import subprocess, sys, time
+        lang = subprocess.Popen(["pulumi-language-python", "-c", {language!r}], executable=sys.executable,
+                                stdout=subprocess.PIPE)
+        lang.stdout.readline()
+        print(lang.pid, flush=True)
+        host = subprocess.Popen([sys.executable, "-c", {host!r}], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(600)
+    """)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        lang_pid = int(engine.stdout.readline())
+        assert wait_for(lambda: (tmp_path / "pids").exists() and (tmp_path / "pids").read_text().strip())
+        host_pid, child_pid = map(int, (tmp_path / "pids").read_text().split())
+        time.sleep(0.5)
+        assert all(process.alive(p) for p in (lang_pid, host_pid, child_pid))  # the engine lives: nothing happens
+        engine.kill()
+        engine.wait()
+        assert wait_for(lambda: not any(process.alive(p) for p in (lang_pid, host_pid, child_pid)))
+    finally:
+        for pid in (locals().get("lang_pid"), locals().get("host_pid"), locals().get("child_pid")):
+            if pid and process.alive(pid):
+                os.kill(pid, signal.SIGKILL)
