@@ -2,6 +2,7 @@
 destroyed by the code after it. Pulumi stores each dynamic provider pickled by its class path
 (``providers.gpu_instance.GpuInstanceProvider``, ...), and resources by their URNs: both must still
 resolve after modules moved and the gateway became a component of its own."""
+import contextlib
 import io
 import shutil
 import subprocess
@@ -79,3 +80,56 @@ def test_state_written_before_the_redesign_stays_managed(tmp_path):
         st.destroy()
         assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
         assert sandbox.pulled(fakes) == {"tensordock": [], "vastai": [], "runpod": []}
+
+
+# The last commit before workload kinds became classes, vendors one record, machines builders and
+# placement its own module: the state its program wrote must stay managed with nothing replaced.
+BEFORE_RESHAPE = "cd0185cf5b58dfa96c29c27f3834454bc68a02b8"
+
+
+def test_state_written_before_the_reshape_upgrades_with_no_replacement(tmp_path):
+    """The sandbox stack as it was, with its VM node (compose over SSH on this machine's sshd and Docker)
+    when they run here, upgraded to the reshaped code."""
+    why = sandbox.vm_missing()
+    if why and sandbox.vm_required():
+        pytest.fail(f"the VM node must run here: {why}")
+    vm = not why
+    work = tmp_path / "project"
+    checkout(BEFORE_RESHAPE, work)
+    if not vm:  # the stack as the code before wrote it, without the node that needs sshd and Docker
+        import yaml
+
+        path = work / "Pulumi.sandbox.yaml"
+        doc = yaml.safe_load(path.read_text())
+        doc["config"]["gpu-estate:nodes"].pop(sandbox.VM_NODE, None)
+        doc["config"].pop("gpu-estate:WEBUI_SECRET_KEY", None)
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with sandbox.fake_clouds(vm=vm) as fakes, contextlib.ExitStack() as stack:
+        agent = stack.enter_context(sandbox.ssh_agent(fakes["machine"].sshd.private_key)) if vm else None
+        st = sandbox.stack(sandbox.engine_env(fakes, tmp_path / "engine", agent), work_dir=work)
+        up = st.up()
+        assert up.summary.resource_changes["create"] > 10
+        rented = {n: sorted(i["id"] for i in fakes[n].alive()) for n in ("tensordock", "vastai", "runpod")}
+        endpoints = set(fakes["runpod"].endpoints)
+
+        for name in CODE + ("agents",):  # the same project directory, now with the code after the change
+            target = work / name
+            if target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+        sandbox.project_copy(work, vm=vm)
+
+        st.refresh()
+        preview = st.preview(diff=True)
+        steps = {k: v for k, v in preview.change_summary.items() if k != "same"}
+        # Nothing is made, replaced or deleted, and nothing on a machine is run again.
+        assert not {"create", "replace", "delete"} & set(steps), (steps, preview.stdout[-6000:])
+        updated = [line.strip() for line in preview.stdout.splitlines() if line.strip().startswith("~ ")]
+        assert not any("command:remote:Command" in line for line in updated), preview.stdout[-6000:]
+        again = st.up()
+        assert not {"create", "replace", "delete"} & set(again.summary.resource_changes), again.summary.resource_changes
+        assert {n: sorted(i["id"] for i in fakes[n].alive()) for n in rented} == rented
+        assert set(fakes["runpod"].endpoints) == endpoints
+        assert st.up().summary.resource_changes == {"same": sum(again.summary.resource_changes.values())}
+
+        st.destroy()
+        assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
