@@ -45,7 +45,7 @@ setup: $(VPY) $(VENV)-gateway/bin/litellm $(VENV)-runpod/bin/python $(VENV)-vast
 
 # The main job: the estate up, checked, refreshed and destroyed on loopback GPU clouds.
 sandbox: setup
-	$(VPY) scripts/sandbox.py
+	$(VPY) -m sandbox
 
 test: setup
 	PATH="$(PULUMI_BIN):$$PATH" $(VPY) -m pytest -q

@@ -31,7 +31,7 @@ from pathlib import Path
 from loopback.ollama import FakeOllama
 from loopback.vastai import FakeVast
 from providers import dynamic_host
-from scripts import sandbox
+import sandbox
 
 ROOT = sandbox.ROOT
 

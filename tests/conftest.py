@@ -46,7 +46,7 @@ def sshd():
     """OpenSSH's sshd on 127.0.0.1 with generated host and client keys (loopback/sshd.py). Skipped where
     it cannot run, except on the project's CI, where that fails."""
     from loopback import sshd as loopback_sshd
-    from scripts import sandbox
+    import sandbox
 
     why = loopback_sshd.missing()
     if why:

@@ -10,7 +10,7 @@ import pytest
 from providers import aws_console
 from providers import host_key as hk
 from core.text import bare_key
-from scripts import sandbox
+import sandbox
 
 SCRIPT = Path("/usr/lib/cloud-init/write-ssh-key-fingerprints")
 KERNEL = "[   41.702113] br-3f2a: port 1(veth9c1) entered forwarding state"

@@ -13,7 +13,7 @@ from core.config import parse_spec
 from core.kinds import WorkloadKind
 from core.topology import plan_estate
 from scripts import diagram as diagram_command
-from scripts import sandbox
+import sandbox
 from tests.mocks import stack_estate
 
 ROOT = Path(__file__).resolve().parents[1]

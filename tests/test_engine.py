@@ -1,6 +1,6 @@
 """The real engine on the sandbox stack: up, no-op up, model list edits, drift, refresh, destroy.
 
-Runs on a copy of the project (scripts.sandbox.project_copy) so config edits leave Pulumi.sandbox.yaml as
+Runs on a copy of the project (sandbox.project_copy) so config edits leave Pulumi.sandbox.yaml as
 committed. Skipped where the Pulumi CLI built by scripts/build-pulumi.sh is absent.
 """
 import json
@@ -14,7 +14,7 @@ from pulumi.automation import errors
 from loopback.webhook import FakeWebhook
 
 from policy.pack_config import pack_config
-from scripts import sandbox
+import sandbox
 
 pytestmark = [
     pytest.mark.engine,

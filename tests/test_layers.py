@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("core", "providers", "agents", "components", "policy", "scripts", "loopback")
+PACKAGES = ("core", "providers", "agents", "components", "policy", "scripts", "sandbox", "loopback")
 LINT = Path(sys.executable).with_name("lint-imports")
 
 

@@ -20,7 +20,7 @@ from core.errors import ConfigError
 from core.kinds import WorkloadKind
 from core.topology import Server, plan_estate
 from providers.gpu_instance import LaunchInputs, replace_reasons
-from scripts import sandbox
+import sandbox
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFXdBfpWUE7y0nZ8rsibV0rc/1JxweHTokQjkgvrZxWD ops@gpu-estate"
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOGgtgdW9ZLnsrjGnasMVWnMuUvMEboNU8GOJmJqjIes"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pulumi.automation import errors
 
-from scripts import sandbox
+import sandbox
 
 pytestmark = [
     pytest.mark.engine,

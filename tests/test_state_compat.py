@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from scripts import sandbox
+import sandbox
 
 # The last commit before core/ existed: its program wrote the state this test reads back.
 BEFORE = "8ab9237a853e3c2798f6cd60ac9052e4e1a6937f"

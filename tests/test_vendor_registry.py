@@ -63,7 +63,7 @@ def test_the_policy_pack_defaults_come_from_the_records():
 def test_the_sandbox_points_every_marketplace_at_its_loopback_server():
     from types import SimpleNamespace
 
-    from scripts.sandbox import vendor_env
+    from sandbox import vendor_env
 
     fakes = {name: SimpleNamespace(url=f"http://127.0.0.1:{9000 + i}") for i, name in enumerate(MARKETPLACES)}
     env = vendor_env(fakes)

@@ -16,7 +16,7 @@ import requests
 from pulumi import automation as auto
 
 from components import workloads
-from scripts import sandbox
+import sandbox
 
 pytestmark = [
     pytest.mark.engine,
