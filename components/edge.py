@@ -25,7 +25,6 @@ import pulumi
 from components.gateway import CONFIG_DIR, DOCKER
 from core.spec import AuthMode, EdgeMode, EstateSpec
 from core.images import default_image
-from core.kinds import WorkloadKind
 from core.templates import render
 from core.topology import EstatePlan
 
@@ -66,7 +65,7 @@ INFERENCE_PATHS = (r"^/(v1/)?(chat/completions|completions|embeddings|models(/[A
 
 def is_gateway_route(spec: EstateSpec, host: str) -> bool:
     route = spec.routes[host]
-    return spec.nodes[route.node].workloads[route.workload].kind is WorkloadKind.LITELLM
+    return spec.nodes[route.node].workloads[route.workload].on_gateway_host
 
 
 def render_caddyfile(plan: EstatePlan, password_hash: str) -> str:

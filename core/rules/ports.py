@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Dict, List
 
 from core.errors import Problem
-from core.kinds import WorkloadKind
 from core.spec import NAMESPACE, EdgeMode, EstateSpec
 
 SSH_PORT = 22
@@ -34,7 +33,7 @@ def check(spec: EstateSpec) -> List[Problem]:
     for name, node in spec.nodes.items():
         reserved = reserved_ports(spec, name)
         for wname in node.workloads:
-            if node.workloads[wname].kind is WorkloadKind.LITELLM:
+            if node.workloads[wname].on_gateway_host:
                 continue  # the gateway itself
             port = node.port(wname)
             if port in reserved:
