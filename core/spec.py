@@ -143,7 +143,7 @@ class NodeSpec(_Model):
             raise ValueError(f"provider {self.provider.value!r} rents GPU nodes: set gpu.model")
         if self.provider is Vendor.HOST and not self.address:
             raise ValueError("provider 'host' needs address (the machine's IP or DNS name)")
-        if self.market is Market.SPOT and self.provider in (Vendor.TENSORDOCK, Vendor.HOST):
+        if self.market is Market.SPOT and not self.provider.info.spot:
             raise ValueError(f"market 'spot' is not offered by {self.provider.value!r}")
         if self.bid_per_hour is not None and self.market is not Market.SPOT:
             raise ValueError("bid_per_hour is only meaningful with market 'spot'")
