@@ -5,7 +5,8 @@ import copy
 
 import pytest
 
-from scripts import leftovers, sandbox
+import sandbox
+from scripts import leftovers
 
 pytestmark = [
     pytest.mark.engine,
