@@ -170,13 +170,7 @@ class Gateway(pulumi.ComponentResource):
         key_path = f"{gw.CONFIG_DIR}/tunnel_key"
         bundle = pulumi.Output.secret(pulumi.Output.all(**secrets)).apply(
             lambda files: secret_bundle(sorted(files.items())))
-        self.secret_commands = [host_node.command(
-            f"{name}-secrets",
-            create=(f"id estate-tunnel >/dev/null 2>&1 || useradd --system --home-dir /var/lib/estate-tunnel "
-                    f"--shell /usr/sbin/nologin estate-tunnel; {install_secrets(gw.SECRETS_MANIFEST)}; "
-                    f"if [ -f {key_path} ]; then chown estate-tunnel {key_path}; fi"),
-            delete="rm -f " + " ".join(sorted(secrets)) + f" {gw.SECRETS_MANIFEST}", stdin=bundle, silent=True,
-            opts=child)]
+        remove_secrets = "rm -f " + " ".join(sorted(secrets)) + f" {gw.SECRETS_MANIFEST}"
 
         files = pulumi.Output.all(self.files, units, known_hosts).apply(lambda cu: {
             **{f"{gw.CONFIG_DIR}/{path}": text for path, text in cu[0].items()},
@@ -199,10 +193,41 @@ class Gateway(pulumi.ComponentResource):
                                      + f" {gw.CONFIG_DIR}/config.yaml"
                                      + "".join(f"; rm -rf {gw.CONFIG_DIR}/{d}" for d in dirs)
                                      + "; systemctl daemon-reload")
+        # On a host the estate does not rent, what these commands leave is removed by a cleanup that warns
+        # instead of failing when the host cannot be reached (the nodes' deletes wait on theirs).
+        left = names.apply(lambda n: f"the gateway's systemd units {', '.join(n.split())} (in "
+                                     f"/etc/systemd/system, still enabled) and its files under {gw.CONFIG_DIR}, secrets "
+                                     f"included ({', '.join(sorted(secrets))})")
+        on_host = self._on_owned_host(f"{name}-cleanup", host_node, g.node, [stop, remove_secrets], left)
+        self.secret_commands = [host_node.command(
+            f"{name}-secrets",
+            create=(f"id estate-tunnel >/dev/null 2>&1 || useradd --system --home-dir /var/lib/estate-tunnel "
+                    f"--shell /usr/sbin/nologin estate-tunnel; {install_secrets(gw.SECRETS_MANIFEST)}; "
+                    f"if [ -f {key_path} ]; then chown estate-tunnel {key_path}; fi"),
+            delete=remove_secrets, stdin=bundle, silent=True, opts=on_host)]
         # A changed config or unit re-runs the script in place: the units restart on the new files.
         self.deploy = host_node.command(
-            f"{name}-deploy", create=script, delete=stop, opts=child,
+            f"{name}-deploy", create=script, delete=stop, opts=on_host,
             depends=list(self.secret_commands) + authorized)
+
+    def _on_owned_host(self, cleanup: str, node: Any, node_name: str, deletes: List[pulumi.Input[str]],
+                       left: pulumi.Input[str]) -> pulumi.ResourceOptions:
+        """Options for commands on ``node``. On a rented machine they are deleted with it (``GpuNode.command``).
+        On a host the estate does not rent they are ``deleted_with`` a ``HostCleanup`` that runs ``deletes``
+        over SSH when they go and, with the host unreachable, warns naming ``left`` instead of stopping the
+        destroy before the nodes that bill (``providers.host_cleanup``). A command's own delete, which
+        would fail there, then runs only if it goes without the cleanup."""
+        child = pulumi.ResourceOptions(parent=self)
+        if node.machine is not None:
+            return child
+        from providers.host_cleanup import HostCleanup, HostCleanupArgs
+
+        spec = node.spec
+        resource = HostCleanup(cleanup, HostCleanupArgs(
+            node=node_name, host=node.ssh_host, port=node.ssh_port.apply(lambda p: int(p or spec.ssh.port)),
+            user=spec.ssh.user, host_key=node.host_key(),
+            script=pulumi.Output.all(*deletes).apply(lambda d: "\n".join(d) + "\n"), left=left), child)
+        return pulumi.ResourceOptions(parent=self, deleted_with=resource, depends_on=[resource])
 
     def _authorize_tunnels(self, name: str, args: GatewayArgs, opts: pulumi.ResourceOptions) -> list:
         """The estate's tunnel key, and on each tunnelled node a command that authorizes it for exactly
@@ -217,9 +242,14 @@ class Gateway(pulumi.ComponentResource):
         commands = []
         for node, forwards in sorted(plan.tunnels.items()):
             ports = [f.remote for f in forwards]
+            user = plan.spec.nodes[node].ssh.user
+            on_host = self._on_owned_host(
+                f"{name}-authorize-{node}-cleanup", args.nodes[node], node, [gw.revoke_tunnel(marker)],
+                f"the estate's tunnel key (the line ending {marker}) in {user}'s ~/.ssh/authorized_keys, "
+                f"allowed to forward ports {', '.join(map(str, ports))} only")
             commands.append(args.nodes[node].command(
                 f"{name}-authorize-{node}",
                 create=self.tunnel_key.public_key.apply(lambda key, p=ports: gw.authorize_tunnel(marker, key, p)),
-                delete=gw.revoke_tunnel(marker), opts=opts))
+                delete=gw.revoke_tunnel(marker), opts=on_host))
         self.tunnel_authorizations = commands
         return commands
