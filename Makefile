@@ -41,6 +41,8 @@ setup: $(VPY) $(VENV)-gateway/bin/litellm $(VENV)-runpod/bin/python $(VENV)-vast
 	bash scripts/build-pulumi.sh
 	bash scripts/build-actionlint.sh
 	bash scripts/build-compose.sh
+	bash scripts/build-ollama.sh
+	bash scripts/build-registry.sh
 	bash scripts/build-sandbox-image.sh
 
 # The main job: the estate up, checked, refreshed and destroyed on loopback GPU clouds.
