@@ -105,6 +105,7 @@ def delete_process(pid: Optional[int], what: str, where: str, warn: Callable[[st
     it stopped."""
     stop_process(pid)
     if alive(pid):
+        pid = int(pid)  # state keeps numbers as floats: `kill -9 -5638.0` would fail
         warn(f"{what} (pid {pid}) did not stop; it is left running on this machine ({where}): "
              f"stop it with `kill -9 -{pid}`. The destroy goes on.")
         return False

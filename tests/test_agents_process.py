@@ -54,7 +54,8 @@ def test_a_process_that_will_not_stop_is_named_and_left(tmp_path, monkeypatch):
         monkeypatch.setattr(process.os, "killpg", lambda pid, sig: None)  # the signals change nothing
         monkeypatch.setattr(process, "STOP_SECONDS", 0.2)
         warned = []
-        assert not process.delete_process(proc.pid, "spend: the watcher", f"ledger in {tmp_path}", warned.append)
+        # As the state holds it: a float.
+        assert not process.delete_process(float(proc.pid), "spend: the watcher", f"ledger in {tmp_path}", warned.append)
         (message,) = warned
         assert f"spend: the watcher (pid {proc.pid}) did not stop" in message
         assert f"ledger in {tmp_path}" in message and f"kill -9 -{proc.pid}" in message

@@ -231,3 +231,172 @@ def test_destroy_with_the_gateway_host_answering_removes_the_gateway_there_too(o
     assert host.file("/etc/systemd/system/estate-litellm.service") is None
     stopped = host.systemctl().split("disable --now", 1)
     assert len(stopped) == 2 and "estate-litellm.service" in stopped[1]
+
+
+# -- processes on this machine ------------------------------------------------------------------------------
+
+def processes() -> Dict[int, Tuple[int, int, str, str, str]]:
+    """pid -> (parent pid, process group, start time, state, command line) of every process, from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        found[int(entry.name)] = (int(fields[1]), int(fields[2]), fields[19], fields[0], cmdline)
+    return found
+
+
+def running(snapshot: Dict[int, Tuple[str, str]]) -> Dict[int, str]:
+    """Those of ``snapshot`` (pid -> (start time, command line)) still running: the same process, no zombie."""
+    now = processes()
+    return {pid: cmd for pid, (started, cmd) in snapshot.items()
+            if pid in now and now[pid][2] == started and now[pid][3] != "Z"}
+
+
+def eventually(check, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
+
+
+def freezer_missing() -> str:
+    """Why no process can be frozen here (the cgroup v1 freezer, writable), or ''."""
+    if not (FREEZER / "freezer.state").exists() and not FREEZER.is_dir():
+        return f"no cgroup v1 freezer at {FREEZER}"
+    probe = FREEZER / f"gpu-estate-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as err:
+        return f"cannot make a freezer cgroup: {err}"
+    return ""
+
+
+@contextlib.contextmanager
+def frozen(groups: List[int]) -> Iterator[List[int]]:
+    """Every process of the process groups ``groups``, frozen (cgroup v1 freezer): signals, SIGKILL included,
+    stay pending until they are thawed, as with a process stuck in the kernel on a hung disk or mount.
+    Thawed on the way out, when the pending SIGKILL of a stop ends them."""
+    cgroup = FREEZER / f"gpu-estate-test-{uuid.uuid4().hex[:8]}"
+    cgroup.mkdir()
+    members = [pid for pid, seen in processes().items() if seen[1] in groups and seen[3] != "Z"]
+    try:
+        for pid in members:
+            (cgroup / "cgroup.procs").write_text(str(pid))
+        (cgroup / "freezer.state").write_text("FROZEN")
+        assert eventually(lambda: (cgroup / "freezer.state").read_text().strip() == "FROZEN", 10)
+        yield members
+    finally:
+        (cgroup / "freezer.state").write_text("THAWED")
+        for pid in members:  # whatever no stop ended is ended here
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        eventually(lambda: not (cgroup / "cgroup.procs").read_text().split(), 10)
+        with contextlib.suppress(OSError):
+            cgroup.rmdir()
+
+
+def test_destroy_with_a_local_gateway_and_watcher_that_will_not_stop_removes_everything_that_bills(tmp_path):
+    why = freezer_missing()
+    if why:
+        pytest.skip(f"no process can be made unstoppable here: {why}")
+    work = sandbox.project_copy(tmp_path / "project")
+    with sandbox.fake_clouds() as fakes:
+        st = sandbox.stack(sandbox.engine_env(fakes, tmp_path / "engine"), work_dir=work)
+        st.up()
+        try:
+            (gateway,) = resources(st, GATEWAY)
+            (watcher,) = resources(st, WATCHER)
+            pids = {"gateway": int(gateway["outputs"]["pid"]), "watcher": int(watcher["outputs"]["pid"])}
+            with frozen(list(pids.values())) as members:
+                snapshot = {pid: (processes()[pid][2], processes()[pid][4]) for pid in members}
+                out: List[str] = []
+                started = time.monotonic()
+                st.destroy(on_output=out.append)
+                took = time.monotonic() - started
+                nothing_bills(fakes)
+                assert resources(st) == []
+                text = "\n".join(out)
+                state_dir = gateway["outputs"]["state_dir"]
+                assert (f"gateway: LiteLLM (pid {pids['gateway']}) did not stop; it is left running on this machine "
+                        f"({gateway['outputs']['url']}, files in {state_dir})") in text, text
+                assert f"spend: the watcher (pid {pids['watcher']}) did not stop" in text
+                assert f"ledger in {state_dir}" in text
+                assert f"kill -9 -{pids['gateway']}" in text and "The destroy goes on." in text
+                assert set(running(snapshot)) == set(members)  # left exactly as the warnings say
+            # Thawed, the stop's pending SIGKILL ends them.
+            assert eventually(lambda: not running(snapshot), 15), running(snapshot)
+            print(f"destroy with the gateway and watcher unstoppable: {took:.1f} s")
+        finally:
+            if resources(st):
+                with contextlib.suppress(Exception):
+                    st.destroy()
+
+
+def test_destroy_after_a_killed_up_leaves_nothing_running_and_nothing_billing(tmp_path):
+    """``pulumi up`` SIGKILLed while the local gateway starts; within seconds no process of that run runs
+    (language host, program, provider host, command provider, LiteLLM, spend watcher); the next `up` (after
+    `pulumi cancel`, which a diy backend's lock of the killed run needs) rents nothing twice; destroy leaves
+    nothing billing and nothing running."""
+    work = sandbox.project_copy(tmp_path / "project")
+    with sandbox.fake_clouds() as fakes:
+        env = sandbox.engine_env(fakes, tmp_path / "engine")
+        st = sandbox.stack(env, work_dir=work)
+        log = tmp_path / "killed-up.log"
+        with open(log, "w") as out:
+            cli = subprocess.Popen([str(sandbox.PULUMI_BIN / "pulumi"), "up", "--yes", "--skip-preview",
+                                    "--non-interactive", "--stack", "sandbox"],
+                                   cwd=work, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            def litellm_started() -> bool:
+                return any("litellm" in seen[4] and str(work) in seen[4] and seen[3] != "Z"
+                           for seen in processes().values())
+
+            assert eventually(lambda: litellm_started() or cli.poll() is not None, 180), log.read_text()[-3000:]
+            assert cli.poll() is None, f"the up ended before it could be killed:\n{log.read_text()[-3000:]}"
+            # Everything of this run: the CLI's descendants (LiteLLM and the watcher are the provider host's).
+            table = processes()
+            run: Dict[int, Tuple[str, str]] = {}
+            parents = {cli.pid}
+            while True:
+                more = {pid for pid, seen in table.items() if seen[0] in parents and pid not in parents}
+                if not more:
+                    break
+                parents |= more
+            run = {pid: (table[pid][2], table[pid][4]) for pid in parents - {cli.pid} if table[pid][3] != "Z"}
+            kinds = " ".join(cmd for _, cmd in run.values())
+            for part in ("pulumi-language-python ", "providers.dynamic_host", "litellm", "agents.spend"):
+                assert part in kinds, f"{part} not among the run's processes: {kinds}"
+            cli.send_signal(signal.SIGKILL)
+            cli.wait()
+            killed = time.monotonic()
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait()
+        assert eventually(lambda: not running(run), 15), f"still running after the kill: {running(run)}"
+        gone_after = time.monotonic() - killed
+        try:
+            from pulumi.automation import errors
+
+            try:
+                st.up()
+            except errors.ConcurrentUpdateError:
+                st.cancel()  # the killed run's lock (a diy backend keeps it until cancelled)
+                st.up()
+            # One machine per node and the serverless endpoint: the killed run's creates were adopted.
+            assert sandbox.alive(fakes) == {"tensordock": 1, "vastai": 1, "runpod": 2}
+        finally:
+            st.destroy()
+        nothing_bills(fakes)
+        assert resources(st) == []
+        leftover = {pid: seen[4] for pid, seen in processes().items() if str(work) in seen[4] and seen[3] != "Z"}
+        assert leftover == {}
+        print(f"killed up: {len(run)} processes of the run, none left {gone_after:.1f} s after the kill")
