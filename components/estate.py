@@ -267,6 +267,7 @@ class Estate(pulumi.ComponentResource):
                     name = resource_name(node_name, tag)
                     models[name] = OllamaModel(name, OllamaModelArgs(
                         node=node_name, model=tag, **target, active=node.power.serves,
+                        insecure=w.insecure_pull(tag),
                         # What the policy pack's VRAM check adds up per node; a model's own figures only, so
                         # editing one tag of a list leaves the others' inputs as they are.
                         stamps={"node": node_name, "model_vram_gb": catalog.ollama_model(tag)["vram_gb"],

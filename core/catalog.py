@@ -6,6 +6,7 @@ change. They are read once per process.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -89,9 +90,41 @@ def instance_types(cloud: str) -> Dict[str, Dict[str, Any]]:
 
 
 def ollama_model(tag: str) -> Optional[Dict[str, float]]:
-    """``{disk_gb, vram_gb}`` of an Ollama tag; a bare name means its ``:latest`` size if listed."""
+    """``{disk_gb, vram_gb}`` of an Ollama tag; a bare name means its ``:latest`` size if listed. A name
+    with a registry (``127.0.0.1:5000/library/tiny:1``) has the size of the same model in the table
+    (``tiny:1``): a registry of one's own holds the same builds."""
     table = _load("models.json")["ollama"]
-    return table.get(tag) or table.get(tag.removesuffix(":latest"))
+    names = [tag]
+    registry = registry_of(tag)
+    if registry is not None:
+        names.append(tag[len(registry) + 1:].removeprefix("library/"))
+    for name in names:
+        found = table.get(name) or table.get(name.removesuffix(":latest"))
+        if found:
+            return found
+    return None
+
+
+def registry_of(tag: str) -> Optional[str]:
+    """The registry a model name pulls from (``127.0.0.1:5000`` of ``127.0.0.1:5000/library/tiny:1``), or
+    None for Ollama's own library (``qwen3:8b``, ``library/qwen3``): as Ollama reads a name, its first part
+    is a registry when it holds a ``.`` or a ``:``, or is ``localhost``."""
+    first, slash, _ = tag.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+        return first
+    return None
+
+
+def is_loopback(registry: str) -> bool:
+    """Whether ``host:port`` names this machine's loopback (127.0.0.0/8, localhost, [::1])."""
+    host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def workload_disk_gb(kind: str) -> float:

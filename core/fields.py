@@ -45,6 +45,9 @@ DownloadUrl = Annotated[str, StringConstraints(
 UrlPath = Annotated[str, StringConstraints(max_length=200, pattern=r"^/[A-Za-z0-9._~/-]*$")]
 Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")]
 Region = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")]
+RegistryHost = Annotated[str, StringConstraints(
+    max_length=261, pattern=rf"^({_LABEL}(\.{_LABEL})*|\[[0-9A-Fa-f:]{{2,39}}\])(:[0-9]{{1,5}})?$")]
+"""A model registry as Ollama names it: a host or ``[IPv6]``, and its port (``127.0.0.1:5000``)."""
 ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")]
 """An alias, an Ollama tag or an external model name."""
 WorkloadName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")]

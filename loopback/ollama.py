@@ -87,8 +87,7 @@ class FakeOllama(FakeServer):
             with self.lock:
                 return 200, {"models": [
                     {"name": t, "model": t, "modified_at": m["modified_at"], "size": m["size"], "digest": m["digest"],
-                     "details": {"family": t.split(":")[0], "parameter_size": "", "quantization_level": "Q4_K_M"}}
-                    for t, m in sorted(self.installed.items())]}
+                     "details": details(t)} for t, m in sorted(self.installed.items())]}
         if (method, path) == ("GET", "/api/ps"):
             return 200, {"models": []}
         if (method, path) == ("POST", "/api/show"):
@@ -96,7 +95,11 @@ class FakeOllama(FakeServer):
             with self.lock:
                 if tag not in self.installed:
                     return 404, {"error": f"model '{tag}' not found"}
-                return 200, {"details": {}, "modified_at": self.installed[tag]["modified_at"]}
+                family = details(tag)["family"]
+                return 200, {"modelfile": f"# Modelfile of the loopback Ollama\nFROM {tag}\n", "template": "{{ .Prompt }}",
+                             "details": details(tag), "model_info": {"general.architecture": family},
+                             "tensors": [{"name": "token_embd.weight", "type": "F32", "shape": [64, 279]}],
+                             "capabilities": ["completion"], "modified_at": self.installed[tag]["modified_at"]}
         if (method, path) == ("DELETE", "/api/delete"):
             tag = body.get("model") or body.get("name")
             with self.lock:
@@ -120,9 +123,9 @@ class FakeOllama(FakeServer):
             error, error_after = "pull model manifest: file does not exist", 1
         total = build["size"]
         lines: List[Dict[str, Any]] = [{"status": "pulling manifest"}]
-        layer = f"sha256:{build['digest'][:12]}"
+        layer = hashlib.sha256(f"layer of {build['digest']}".encode()).hexdigest()  # a blob, not the manifest
         for i in range(1, self.pull_steps + 1):
-            lines.append({"status": f"pulling {layer}", "digest": layer, "total": total,
+            lines.append({"status": f"pulling {layer[:12]}", "digest": f"sha256:{layer}", "total": total,
                           "completed": total * i // self.pull_steps})
         lines += [{"status": "verifying sha256 digest"}, {"status": "writing manifest"}, {"status": "success"}]
         def install() -> None:  # like Ollama, the model is listed once the pull has succeeded
@@ -143,20 +146,31 @@ class FakeOllama(FakeServer):
         tag = body.get("model", "")
         with self.lock:
             if tag not in self.installed:
-                return 404, {"error": f"model '{tag}' not found, try pulling it first"}
+                return 404, {"error": f"model '{tag}' not found"}
             self.chats.append(tag)
         text = f"{self.name} answers with {tag}"
-        done = {"model": tag, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "done": True, "done_reason": "stop",
-                "prompt_eval_count": 5, "eval_count": 6, "total_duration": 1000}
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ")
+        stats = {"done_reason": "stop", "total_duration": 1000, "load_duration": 100, "prompt_eval_count": 5,
+                 "prompt_eval_duration": 200, "eval_count": 6, "eval_duration": 600}
         if path == "/api/chat":
-            message = {"role": "assistant", "content": text}
-            if body.get("stream", True):
-                return 200, Stream([{"model": tag, "message": message, "done": False},
-                                    {**done, "message": {"role": "assistant", "content": ""}}])
-            return 200, {**done, "message": message}
+            def line(content: str, done: bool) -> Dict[str, Any]:
+                return {"model": tag, "created_at": now, "message": {"role": "assistant", "content": content},
+                        "done": done, **(stats if done else {})}
+        else:
+            def line(content: str, done: bool) -> Dict[str, Any]:
+                return {"model": tag, "created_at": now, "response": content, "done": done,
+                        **({"done_reason": stats["done_reason"], "context": [1, 2, 3],
+                            **{k: v for k, v in stats.items() if k != "done_reason"}} if done else {})}
         if body.get("stream", True):
-            return 200, Stream([{"model": tag, "response": text, "done": False}, {**done, "response": ""}])
-        return 200, {**done, "response": text}
+            return 200, Stream([line(text, False), line("", True)])
+        return 200, line(text, True)
+
+
+def details(tag: str) -> Dict[str, Any]:
+    """What /api/tags and /api/show say of a model's format, as the real server does for a GGUF."""
+    family = tag.rsplit("/", 1)[-1].split(":")[0]
+    return {"parent_model": "", "format": "gguf", "family": family, "families": [family], "parameter_size": "",
+            "quantization_level": "Q4_K_M"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

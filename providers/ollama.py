@@ -67,9 +67,13 @@ class OllamaModelArgs:
     active: bool = True
     """False while the node is powered off: nothing is contacted."""
     stamps: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    insecure: bool = False
+    """Pull over plain HTTP (Ollama's ``insecure``): the model's registry is on the node's loopback. Absent
+    from the inputs when False, so models pulled before the field existed keep their inputs."""
 
     def to_props(self) -> Dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if not (f.name == "insecure" and not self.insecure)}
 
 
 REPLACE_KEYS = ("node", "model")
@@ -129,12 +133,13 @@ class OllamaClient:
         model = self.tags().get(tag)
         return model["digest"] if model else None
 
-    def pull(self, tag: str, on_line: Callable[[Dict[str, Any]], None]) -> None:
+    def pull(self, tag: str, on_line: Callable[[Dict[str, Any]], None], insecure: bool = False) -> None:
         """Pull with streaming on; raise with the server's message on an error line."""
         url = f"{self.api.base_url}/api/pull"
         last: Optional[str] = None
+        body: Dict[str, Any] = {"model": tag, "stream": True, **({"insecure": True} if insecure else {})}
         try:
-            with requests.post(url, json={"model": tag, "stream": True}, stream=True,
+            with requests.post(url, json=body, stream=True,
                                timeout=(5.0, float(os.environ.get("ESTATE_HTTP_TIMEOUT", "60")))) as resp:
                 if resp.status_code != 200:
                     raise OllamaError(f"pull {tag}: {json_body(resp).get('error') or resp.status_code}", resp.status_code)
@@ -214,7 +219,7 @@ class OllamaModelProvider(ResourceProvider):
 
     def _ensure(self, props: Dict[str, Any], force: bool) -> Dict[str, Any]:
         node, tag = props["node"], props["model"]
-        outs = {**{k: props.get(k) for k in INPUT_KEYS}}
+        outs = {k: props.get(k) for k in INPUT_KEYS if k != "insecure" or props.get("insecure")}
         if not props.get("active"):
             pulumi.log.info(f"{node}: powered off; {tag} stays as it is on the node's disk")
             return {**outs, "digest": props.get("digest"), "pulled_digest": props.get("pulled_digest")}
@@ -222,18 +227,18 @@ class OllamaModelProvider(ResourceProvider):
             digest = c.digest(tag)
             if digest and not force:
                 return {**outs, "digest": digest, "pulled_digest": digest, "pulled": False}
-            self._pull(c, node, tag)
+            self._pull(c, node, tag, bool(props.get("insecure")))
             digest = c.digest(tag)
         if not digest:
             raise OllamaError(f"{node}: pull of {tag} reported success but /api/tags does not list it")
         return {**outs, "digest": digest, "pulled_digest": digest, "pulled": True}
 
     @staticmethod
-    def _pull(c: OllamaClient, node: str, tag: str) -> None:
+    def _pull(c: OllamaClient, node: str, tag: str, insecure: bool = False) -> None:
         progress = Progress(lambda pct: pulumi.log.info(f"{node}: pulling {tag}: {pct}%"))
         for attempt in range(1, PULL_ATTEMPTS + 1):
             try:
-                c.pull(tag, progress.feed)
+                c.pull(tag, progress.feed, insecure)
                 return
             except StreamBroken as err:
                 if attempt == PULL_ATTEMPTS:

@@ -70,3 +70,40 @@ def aws(monkeypatch):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     yield server
     server.close()
+
+
+def real_servers_or_skip() -> None:
+    """Skip where the real Ollama or the loopback registry was not built, naming what is missing; on the
+    project's CI (GPU_ESTATE_REQUIRE_VM=1), where `make setup` builds them, fail instead."""
+    from sandbox import registry
+    import sandbox
+
+    why = registry.missing()
+    if why:
+        if sandbox.vm_required():
+            pytest.fail(f"the real Ollama and the loopback registry must run here: {why}")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def tiny_registry(tmp_path_factory):
+    """The loopback registry (the CNCF registry on 127.0.0.1) holding the project's tiny model as tiny:1,
+    pushed by a real Ollama; ``tiny_registry.tiny`` is its name there and ``.tiny_digest`` its digest."""
+    from sandbox.registry import LoopbackRegistry
+    from sandbox.tiny_model import write_tiny_gguf
+
+    real_servers_or_skip()
+    with LoopbackRegistry() as registry:
+        registry.tiny_digest = registry.publish("tiny", "1", write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf"))
+        registry.tiny = registry.name("tiny", "1")
+        yield registry
+
+
+@pytest.fixture
+def real_ollama():
+    """The real Ollama (``ollama serve``) on 127.0.0.1 with a model store of its own."""
+    from sandbox.real_ollama import OllamaServer
+
+    real_servers_or_skip()
+    with OllamaServer() as server:
+        yield server

@@ -154,3 +154,50 @@ def test_refresh_of_an_unreachable_node_keeps_its_model(ollama, logs):
     ollama.close()  # connection refused: a stopped or unreachable node
     read = prov.read(created.id, created.outs)
     assert read.id == created.id and read.outs["digest"] == created.outs["digest"]
+
+
+def test_a_model_of_a_loopback_registry_is_pulled_insecure_only_where_the_stack_says(ollama, logs):
+    from providers.ollama import OllamaModelArgs
+
+    tag = "127.0.0.1:5000/library/tiny:1"
+    OllamaModelProvider().create({**model(ollama, tag=tag), "insecure": True})
+    OllamaModelProvider().create(model(ollama, tag="qwen3:8b"))
+    bodies = [body for _, path, body in ollama.requests if path == "/api/pull"]
+    assert bodies == [{"model": tag, "stream": True, "insecure": True}, {"model": "qwen3:8b", "stream": True}]
+    # Unset, the field is not an input at all: models pulled before it existed see no diff.
+    assert "insecure" not in OllamaModelArgs(node="vm", model="qwen3:8b").to_props()
+    assert OllamaModelArgs(node="vm", model=tag, insecure=True).to_props()["insecure"] is True
+
+
+# The real Ollama pulling the project's tiny model from the loopback registry (skipped where they were not
+# built, except on the project's CI).
+
+def real_model(server, tag):
+    props = {"node": "vm", "model": tag, "endpoint": server.url, "ssh": None, "instance": "tensordock:1",
+             "active": True, "version": "1", "digest": None, "pulled_digest": None, "pulled": None, "insecure": True}
+    assert OllamaModelProvider().check({}, props).failures == []
+    return props
+
+
+def test_the_real_ollama_pulls_from_the_registry_with_progress_and_its_digest(real_ollama, tiny_registry, logs):
+    prov = OllamaModelProvider()
+    created = prov.create(real_model(real_ollama, tiny_registry.tiny))
+    assert created.outs["pulled"] is True
+    assert created.outs["digest"] == created.outs["pulled_digest"] == tiny_registry.tiny_digest
+    percents = [m for _, m, _ in logs if f"pulling {tiny_registry.tiny}" in m]
+    assert percents and percents[-1].endswith(": 100%")
+    # Pulled again on the same server: it is there, one read and no pull.
+    again = prov.create(real_model(real_ollama, tiny_registry.tiny))
+    assert again.outs["pulled"] is False and again.outs["digest"] == tiny_registry.tiny_digest
+    prov.delete(created.id, created.outs)
+    assert prov.read(created.id, created.outs).id == ""  # the real server answers without it: gone
+    prov.delete(created.id, created.outs)  # already gone: success
+
+
+def test_the_real_ollama_fails_a_missing_tag_and_a_registry_not_said_insecure_clearly(real_ollama, tiny_registry, logs):
+    prov = OllamaModelProvider()
+    with pytest.raises(OllamaError, match=r"vm: pull 127\.0\.0\.1:\d+/library/tiny:2: pull model manifest: file does not exist"):
+        prov.create(real_model(real_ollama, tiny_registry.name("tiny", "2")))
+    plain = {**real_model(real_ollama, tiny_registry.tiny), "insecure": None}
+    with pytest.raises(OllamaError, match="server gave HTTP response to HTTPS client"):
+        prov.create(plain)

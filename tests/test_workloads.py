@@ -375,3 +375,61 @@ def test_model_servers_listen_only_where_they_are_reached(prod):
     # Reached directly (a private network, the sandbox): the provider maps the container's port.
     direct = spec_of("sandbox").nodes["qwen"]
     assert workloads.container_launch(direct)[1]["OLLAMA_HOST"] == "0.0.0.0:11434"
+
+
+def registry_node(**ollama):
+    """The prod stack's TensorDock node `training` (reached over SSH) with an Ollama beside its MLflow
+    and pgvector, pulling the project's tiny model from a registry on its loopback."""
+    r = stack_estate("prod")
+    r["nodes"]["training"]["workloads"]["ollama"] = {"models": ["127.0.0.1:5000/library/tiny:1"], **ollama}
+    return r
+
+
+def test_only_a_registry_on_the_nodes_loopback_may_be_insecure():
+    r = registry_node(insecure_registries=["registry.example.com:5000"], host_network=True)
+    with pytest.raises(ConfigError, match=r"gpu-estate:nodes.training.workloads.ollama.insecure_registries: only a "
+                                          r"registry on the node's loopback .*'registry.example.com:5000'"):
+        parse_spec(r)
+    for loopback in ("127.0.0.1:5000", "localhost:5000", "[::1]:5000", "127.0.0.2:5000"):
+        spec = parse_spec(registry_node(insecure_registries=[loopback], host_network=True))
+        ollama = spec.nodes["training"].workloads["ollama"]
+        assert ollama.insecure_pull("127.0.0.1:5000/library/tiny:1") is (loopback == "127.0.0.1:5000")
+        assert ollama.insecure_pull("qwen3:8b") is False
+
+
+def test_a_loopback_registry_is_reached_from_the_vms_own_network():
+    r = registry_node(insecure_registries=["127.0.0.1:5000"])
+    with pytest.raises(ConfigError, match=r"gpu-estate:nodes.training.workloads.ollama.models\[0\]: .* set "
+                                          r"gpu-estate:nodes.training.workloads.ollama.host_network: true"):
+        parse_spec(r)
+    node = parse_spec(registry_node(insecure_registries=["127.0.0.1:5000"], host_network=True)).nodes["training"]
+    service = workloads.compose_project(node)["services"]["ollama"]
+    # On the VM's network Ollama listens on the VM's loopback at its port itself: nothing is published.
+    assert service["network_mode"] == "host" and "ports" not in service
+    assert service["environment"]["OLLAMA_HOST"] == "127.0.0.1:11434"
+    # Unset, the compose service is as it always was.
+    plain = parse_spec(stack_estate("prod")).nodes["inference"]
+    assert "network_mode" not in workloads.compose_project(plain)["services"]["ollama"]
+
+
+def test_host_network_is_refused_where_it_cannot_work():
+    r = registry_node(insecure_registries=["127.0.0.1:5000"], host_network=True)
+    r["nodes"]["training"]["workloads"]["open-webui"] = {"port": 3001}
+    with pytest.raises(ConfigError, match=r"gpu-estate:nodes.training.workloads.ollama.host_network: open-webui "
+                                          r"reaches Ollama on the compose network"):
+        parse_spec(r)
+    r = stack_estate("prod")
+    r["nodes"]["qwen"]["workloads"]["ollama"]["host_network"] = True
+    with pytest.raises(ConfigError, match=r"gpu-estate:nodes.qwen.workloads.ollama.host_network: ollama .* vastai "
+                                          r"nodes are one container"):
+        parse_spec(r)
+
+
+def test_a_model_of_a_registry_has_the_size_of_the_same_model():
+    from core.catalog import ollama_model, registry_of
+
+    assert ollama_model("127.0.0.1:5000/library/tiny:1") == ollama_model("tiny:1") is not None
+    assert ollama_model("localhost:5000/library/qwen3:8b") == ollama_model("qwen3:8b")
+    assert ollama_model("127.0.0.1:5000/library/unknown:1") is None
+    assert [registry_of(t) for t in ("qwen3:8b", "library/qwen3:8b", "hf.co/org/m:Q4", "localhost/x:1")] == \
+        [None, None, "hf.co", "localhost"]

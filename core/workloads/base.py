@@ -132,6 +132,10 @@ class BaseWorkload(StackModel):
         """Models the estate pulls into it through its API once its node is up (an Ollama's tags)."""
         return []
 
+    def insecure_pull(self, model: str) -> bool:
+        """Whether ``model`` is pulled over plain HTTP (from a registry on the node's loopback)."""
+        return False
+
     def gateway_params(self, model: str, url: str) -> Dict[str, object]:
         """LiteLLM's parameters for sending ``model`` to this workload at ``url``. Servers speaking the
         OpenAI API under /v1 sit behind SSH forwards and check no key; the client LiteLLM uses still

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Dict, List, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from core import catalog
+from core.catalog import is_loopback, registry_of
 from core.demand import resident_vram
-from core.fields import ModelName
+from core.fields import ModelName, RegistryHost
 from core.kinds import WorkloadKind
-from core.workloads.base import BaseWorkload, listen_host
+from core.workloads.base import BaseWorkload, listen_host, vm_only
 
 if TYPE_CHECKING:
     from core.spec import NodeSpec
@@ -21,15 +22,44 @@ class Ollama(BaseWorkload):
     """Tags to pull and keep."""
     max_loaded: Optional[int] = Field(None, ge=1)
     """Models resident in VRAM at once (OLLAMA_MAX_LOADED_MODELS); default all of them."""
+    insecure_registries: List[RegistryHost] = Field(default_factory=list)
+    """Registries (``host:port``) its models are pulled from over plain HTTP (Ollama's ``--insecure``):
+    only a registry on the node's own loopback (``127.0.0.1:5000``, ``localhost:5000``, ``[::1]:5000``), which
+    nothing off the node can answer for. A model named ``<registry>/<namespace>/<name>:<tag>`` is pulled
+    from that registry."""
+    host_network: bool = False
+    """Share the VM's network instead of Docker's bridge (compose's ``network_mode: host``): Ollama then
+    listens on the VM at its port itself, and reaches what listens on the VM's loopback, such as a registry
+    there. VM-like nodes only."""
 
     speaks_ollama_api: ClassVar[bool] = True
     vram_field: ClassVar[Optional[str]] = "models"
 
+    @field_validator("insecure_registries")
+    @classmethod
+    def _loopback_only(cls, v: List[str]) -> List[str]:
+        for i, registry in enumerate(v):
+            if not is_loopback(registry):
+                raise ValueError(f"only a registry on the node's loopback may be pulled from without TLS: "
+                                 f"127.0.0.1, localhost or [::1] with its port (got {registry!r} at [{i}])")
+        return v
+
+    def insecure_pull(self, tag: str) -> bool:
+        return registry_of(tag) in self.insecure_registries
+
     def own_env(self, node: "NodeSpec", name: str) -> Dict[str, str]:
-        env = {"OLLAMA_HOST": f"{listen_host(node)}:11434", "OLLAMA_KEEP_ALIVE": "30m"}
+        # On the VM's own network it listens where the compose project would have published it.
+        listen = (f"{'0.0.0.0' if node.access.value == 'direct' else '127.0.0.1'}:{node.port(name)}"
+                  if self.host_network else f"{listen_host(node)}:11434")
+        env = {"OLLAMA_HOST": listen, "OLLAMA_KEEP_ALIVE": "30m"}
         if self.max_loaded:
             env["OLLAMA_MAX_LOADED_MODELS"] = str(self.max_loaded)
         return env
+
+    def compose_service(self, node, name, service, secrets):
+        if not self.host_network:
+            return service, {}
+        return {**{k: v for k, v in service.items() if k != "ports"}, "network_mode": "host"}, {}
 
     def served_models(self) -> List[str]:
         return list(self.models)
@@ -56,5 +86,20 @@ class Ollama(BaseWorkload):
         return super().disk_gb() + sum((catalog.ollama_model(m) or {"disk_gb": 0})["disk_gb"] for m in self.models)
 
     def problems(self, spec, node_name: str, name: str, path: str):
-        return [(f"{path}.models[{i}]", f"unknown model {tag!r}: add its size to assets/models.json")
-                for i, tag in enumerate(self.models) if catalog.ollama_model(tag) is None]
+        out = [(f"{path}.models[{i}]", f"unknown model {tag!r}: add its size to assets/models.json")
+               for i, tag in enumerate(self.models) if catalog.ollama_model(tag) is None]
+        node = spec.nodes[node_name]
+        if self.host_network:
+            out += vm_only(self, node, f"{path}.host_network")
+            # Open WebUI finds Ollama by its service name on the compose network, which it then leaves.
+            out += [(f"{path}.host_network", f"{other} reaches Ollama on the compose network; with host_network "
+                                             "Ollama is not on it (run Open WebUI on another node)")
+                    for other, w in node.workloads.items() if w.kind is WorkloadKind.OPEN_WEBUI]
+        elif not node.provider.is_container:
+            # A container on Docker's bridge has a loopback of its own: the VM's registry is not there.
+            out += [(f"{path}.models[{i}]", f"{tag!r} is pulled from a registry on the node's loopback, which "
+                                            "Ollama's container reaches only on the VM's network: set "
+                                            f"{path}.host_network: true")
+                    for i, tag in enumerate(self.models) if registry_of(tag) and is_loopback(registry_of(tag))]
+        return out
+
