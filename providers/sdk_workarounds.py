@@ -12,8 +12,9 @@ next registration wraps the wrapper, so pickling a dictionary recurses once per 
 so far: each registration costs more than the last, and a program fails with ``RecursionError`` once the
 wrappers and the pickled object's nesting pass Python's limit of 1000 frames. Under mocks that is about 320
 registrations of a provider defined in ``__main__`` (pickled by value, so nested), and for this project's
-providers (pickled by reference) about 950: an estate of 500 nodes fails, one of 450 does not. ``pickler_left_as_found`` puts back, after each registration, the method that was there before it,
-so the SDK's sort applies while it serializes (as it means to) and never piles up.
+providers (pickled by reference) between 900 and 1000: an estate of 500 nodes fails, one of 450 does not.
+``pickler_left_as_found`` puts back, after each registration, the method that was there before it, so the
+SDK's sort applies while it serializes (as it means to) and never piles up.
 """
 from __future__ import annotations
 
@@ -56,9 +57,10 @@ def sdk_checked(workaround: str, checked: Versions, issue: str, version: Optiona
         return True
     if (workaround, version) not in _warned:
         _warned.add((workaround, version))
-        (warn or pulumi.log.warn)(f"gpu-estate: pulumi {version} is not one the workaround for {workaround} was checked on "
-             f"({checked[0]} to {checked[1]}); the SDK is left as it is. If the defect is still there "
-             f"({issue}), check the workaround on this version and widen its range.")
+        (warn or pulumi.log.warn)(
+            f"gpu-estate: pulumi {version} is not one the workaround for {workaround} was checked on "
+            f"({checked[0]} to {checked[1]}); the SDK is left as it is. If the defect is still there "
+            f"({issue}), check the workaround on this version and widen its range.")
     return False
 
 
