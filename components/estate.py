@@ -15,7 +15,7 @@ from components.gateway import SPEND_DIR
 from components.gateway_host import Gateway, GatewayArgs
 from components.node import GpuNode, GpuNodeArgs
 from components.storage import ModelBucket, ModelBucketArgs
-from core import catalog, pricing, spend
+from core import pricing, spend
 from components.stack import SSH_PRIVATE_KEY, Stack
 from core.demand import node_disk_demand, node_ram_demand, node_vram_demand
 from core.errors import ConfigError
@@ -270,7 +270,7 @@ class Estate(pulumi.ComponentResource):
                         insecure=w.insecure_pull(tag),
                         # What the policy pack's VRAM check adds up per node; a model's own figures only, so
                         # editing one tag of a list leaves the others' inputs as they are.
-                        stamps={"node": node_name, "model_vram_gb": catalog.ollama_model(tag)["vram_gb"],
+                        stamps={"node": node_name, "model_vram_gb": w.model_vram_gb(tag),
                                 "vram_gb": node.gpu.vram_gb if node.gpu else 0,
                                 "max_loaded": w.max_resident or 0},
                     ), pulumi.ResourceOptions(parent=gpu_node, depends_on=gpu_node.workloads_ready,

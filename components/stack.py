@@ -9,12 +9,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import pulumi
 
 from core import spend
-from core.config import GCP_PROJECT_ENV, SSH_PRIVATE_KEY, parse_spec
+from core.config import GCP_PROJECT_ENV, SSH_PRIVATE_KEY, parse_spec, top_level_problems, unused_secrets
 from core.errors import ConfigError
 from core.spec import NAMESPACE, TOP_LEVEL_KEYS, EstateSpec
 from core.topology import EstatePlan, plan_estate
@@ -67,10 +67,26 @@ def _check_cloud_settings(spec: EstateSpec) -> None:
                                            f"(or {GCP_PROJECT_ENV[0]}) (got none)")])
 
 
+def namespace_keys() -> List[str]:
+    """Every key the stack's config sets in the ``gpu-estate`` namespace, without the prefix. ``pulumi.Config``
+    reads one named key at a time and has no listing, so a misspelt key would never be asked for; the
+    SDK's runtime holds the whole map the language host hands the program (and ``PULUMI_CONFIG``)."""
+    from pulumi.runtime import config as runtime_config
+
+    prefix = f"{NAMESPACE}:"
+    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    return sorted(k[len(prefix):] for k in keys if k.startswith(prefix))
+
+
 def load_stack(config: Any = None, project: Optional[str] = None, stack: Optional[str] = None) -> Stack:
     """Read every key of the ``gpu-estate`` namespace from the stack's config, parse it once, read the
-    secrets it names and derive the plan. Raises ConfigError before any resource exists."""
+    secrets it names and derive the plan. Raises ConfigError before any resource exists, also for a key
+    of the namespace nothing reads (misspelt, or a secret no workload names)."""
     config = config or pulumi.Config(NAMESPACE)
+    given = namespace_keys()
+    unknown = top_level_problems(given)
+    if unknown:
+        raise ConfigError(unknown)
     raw: Dict[str, Any] = {}
     for key in TOP_LEVEL_KEYS:
         try:
@@ -85,6 +101,10 @@ def load_stack(config: Any = None, project: Optional[str] = None, stack: Optiona
     if "budget" not in raw:
         raise ConfigError([(f"{NAMESPACE}:budget", "missing: set budget.monthly_usd")])
     spec = parse_spec(raw)
+    # Warned, not refused: a secret may be set ahead of the node that will name it, or stay behind a node
+    # left out for a while, and refusing would make an operator delete it to preview.
+    for path, message in unused_secrets(spec, given):
+        pulumi.log.warn(f"{path}: {message}")
     env: Dict[str, Any] = {}
     missing = []
     for n, node in spec.nodes.items():

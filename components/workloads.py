@@ -148,11 +148,14 @@ def downloads_dir(node: NodeSpec, on_vm: bool = True) -> Optional[str]:
 
 
 def checkpoint_script(node: NodeSpec, models_dir: str) -> Optional[str]:
-    """A script that downloads each checkpoint once and refuses a file whose sha256 differs."""
+    """A script that downloads each checkpoint once and refuses a file whose sha256 differs. Hugging Face's
+    files go with the workload's ``HF_TOKEN`` when its ``secret_env`` names one, read from its secret file."""
     name = _downloading(node)
     if name is None:
         return None
-    return render("fetch-checkpoints.sh.j2", models_dir=models_dir, checkpoints=node.workloads[name].downloads())
+    w = node.workloads[name]
+    token_file = f"{SECRETS_DIR}/{name}.env" if w.download_token else None
+    return render("fetch-checkpoints.sh.j2", models_dir=models_dir, checkpoints=w.downloads(), token_file=token_file)
 
 
 def idle_stop_command(node: NodeSpec) -> Optional[str]:

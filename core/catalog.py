@@ -5,6 +5,7 @@ change. They are read once per process.
 """
 from __future__ import annotations
 
+import difflib
 import functools
 import ipaddress
 import json
@@ -30,29 +31,74 @@ def _squash(name: str) -> str:
     return name.strip().lower().replace(" ", "").replace("_", "").replace("-", "")
 
 
+MAKER_WORDS = ("nvidia", "geforce", "tesla", "rtx")
+"""Words of a GPU's name that may be left out, at its start: ``3090``, ``RTX 3090`` and ``NVIDIA GeForce RTX
+3090`` name the same card, as ``a6000`` names the RTX A6000."""
+
+
+def _bare(squashed: str) -> str:
+    """A squashed spelling without the maker's words at its start (``nvidiageforcertx3090`` -> ``3090``)."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for word in MAKER_WORDS:
+            if squashed.startswith(word) and len(squashed) > len(word):
+                squashed, stripped = squashed[len(word):], True
+    return squashed
+
+
 @functools.lru_cache(maxsize=None)
 def _spellings() -> Dict[str, List[str]]:
     """Every spelling of every GPU (display name, aliases, each vendor's names), squashed, to the canonical
     names it may mean, in table order: built once, as a marketplace search names thousands of offers."""
     index: Dict[str, List[str]] = {}
     for canon, info in gpus().items():
-        for s in [info["display"], *info.get("aliases", []), *(n for ns in info.get("vendors", {}).values() for n in ns)]:
+        for s in [canon, info["display"], *info.get("aliases", []), *(n for ns in info.get("vendors", {}).values() for n in ns)]:
             names = index.setdefault(_squash(s), [])
             if canon not in names:
                 names.append(canon)
     return index
 
 
+@functools.lru_cache(maxsize=None)
+def _bare_spellings() -> Dict[str, List[str]]:
+    """The same spellings without the maker's words, for names no full spelling matches."""
+    index: Dict[str, List[str]] = {}
+    for spelling, canons in _spellings().items():
+        names = index.setdefault(_bare(spelling), [])
+        names += [c for c in canons if c not in names]
+    return index
+
+
+def gpu_candidates(name: str) -> List[str]:
+    """Every GPU ``name`` may mean, by one rule: case, spaces, ``-`` and ``_`` do not count, and the maker's
+    words (``MAKER_WORDS``) may be left out at the start. Several where one vendor name covers several
+    cards (Vast.ai's ``A100 PCIE``) or a short name starts several (``A100``: the 40 GB, the 80 GB and the
+    SXM card), none for an unknown name."""
+    key = name.strip().lower()
+    if key in gpus():
+        return [key]
+    squashed = _squash(key)
+    if squashed in _spellings():
+        return list(_spellings()[squashed])
+    bare = _bare(squashed)
+    found = list(_bare_spellings().get(bare, ()))
+    return found + [c for c in gpus() if c.startswith(f"{bare}-") and c not in found]
+
+
+def near_gpus(name: str) -> List[str]:
+    """The canonical names closest to an unknown ``name``, for a refusal to suggest."""
+    bare = {_bare(_squash(c)): c for c in gpus()}
+    return [bare[b] for b in difflib.get_close_matches(_bare(_squash(name)), list(bare), n=3, cutoff=0.6)]
+
+
 @functools.lru_cache(maxsize=4096)
 def canonical_gpu(name: str, vram_gb: Optional[float] = None) -> Optional[str]:
     """The canonical name of a GPU given any spelling a vendor or a person uses, or None. Where one vendor
     name covers several (Vast.ai's ``A100 PCIE`` is the 40 and the 80 GB card), ``vram_gb`` decides."""
-    key = name.strip().lower()
-    table = gpus()
-    if key in table:
-        return key
-    found = list(_spellings().get(_squash(key), ()))
+    found = gpu_candidates(name)
     if len(found) > 1 and vram_gb:
+        table = gpus()
         found = sorted(found, key=lambda c: abs(table[c]["vram_gb"] - vram_gb))
     return found[0] if found else None
 

@@ -60,6 +60,9 @@ HfRepo = Annotated[str, StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9]
 GgufFile = Annotated[str, StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*\.gguf$")]
 """A GGUF file inside a Hugging Face repository (``qwen2.5-7b-instruct-q4_k_m.gguf``)."""
 BucketName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+HF_TOKEN = "HF_TOKEN"
+"""The ``secret_env`` name of a Hugging Face token: gated repositories and checkpoint downloads read it."""
+HF_HOSTS = ("huggingface.co", "hf.co")
 CHECKPOINT_KINDS = ("checkpoints", "vae", "loras", "unet", "clip", "controlnet", "upscale_models", "embeddings",
                     "diffusion_models", "text_encoders")
 
@@ -76,3 +79,12 @@ class Checkpoint(StackModel):
     size_gb: float = Field(gt=0)
     kind: str = Field("checkpoints", pattern=rf"^({'|'.join(CHECKPOINT_KINDS)})$")
     """Subfolder of ComfyUI's models/ directory: checkpoints, vae, loras, unet, clip, ..."""
+    gated: bool = False
+    """A Hugging Face file behind a licence to accept (FLUX.1-dev, SD 3.5): it is downloaded with the
+    workload's ``HF_TOKEN`` (its ``secret_env``), and refused at preview without one."""
+
+    @property
+    def on_hugging_face(self) -> bool:
+        """Whether the file is served by Hugging Face, the one host its token is sent to."""
+        host = self.url.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0].lower()
+        return host in HF_HOSTS

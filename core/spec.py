@@ -49,16 +49,23 @@ class PowerState(str, enum.Enum):
 
 class GpuSpec(_Model):
     model: str
-    """GPU model in any common spelling (``rtx4090``, ``RTX 4090``, ``RTX_4090``); stored canonical."""
+    """GPU model in any spelling of it: case, spaces, ``-`` and ``_`` do not count and the maker's words may
+    be left out (``rtx3090``, ``RTX 3090``, ``RTX-3090``, ``3090``, ``NVIDIA GeForce RTX 3090``); stored
+    canonical (``rtx3090``). The names are ``assets/prices/gpus.json``'s."""
     count: int = Field(1, ge=1, le=8)
+    """GPUs in the machine; VRAM, prices and bids count them all."""
 
     @field_validator("model")
     @classmethod
     def _known_gpu(cls, v: str) -> str:
-        canon = catalog.canonical_gpu(v)
-        if canon is None:
-            raise ValueError(f"unknown GPU {v!r}; known: {', '.join(sorted(catalog.gpus()))}")
-        return canon
+        found = catalog.gpu_candidates(v)
+        if len(found) > 1:
+            raise ValueError(f"GPU {v!r} names {len(found)} cards: {' or '.join(found)}; give one")
+        if not found:
+            near = catalog.near_gpus(v)
+            hint = f"did you mean {' or '.join(f'`{n}`' for n in near)}? " if near else ""
+            raise ValueError(f"unknown GPU {v!r}; {hint}known: {', '.join(sorted(catalog.gpus()))}")
+        return found[0]
 
     @property
     def vram_gb(self) -> int:

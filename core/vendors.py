@@ -78,6 +78,8 @@ class VendorInfo:
     """The type of the resource that bills for a machine."""
     spot: bool = False
     """It rents interruptible (spot) capacity: a node there may say ``market: spot``."""
+    bid_per_gpu: bool = False
+    """A spot bid there is per GPU-hour (RunPod's ``bidPerGpu``); elsewhere it is for the whole machine."""
 
     @property
     def config_key(self) -> Optional[str]:
@@ -103,7 +105,7 @@ VENDORS: Dict[Vendor, VendorInfo] = {
     Vendor.RUNPOD: VendorInfo(
         family=Family.MARKETPLACE, container=True, credential_env="RUNPOD_API_KEY", credential_key="runpodApiKey",
         url_env="RUNPOD_API_URL", url_key="runpodApiUrl", default_url="https://api.runpod.io/graphql",
-        command_only=True, spot=True,
+        command_only=True, spot=True, bid_per_gpu=True,
         # RunPod gives each pod a pod-scoped key that runpodctl picks up.
         stop_command='runpodctl stop pod "$RUNPOD_POD_ID"'),
     Vendor.AWS: VendorInfo(family=Family.AWS, stop_command=POWEROFF, instance_token="aws:ec2/instance:Instance",

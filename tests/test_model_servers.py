@@ -129,7 +129,8 @@ def test_a_container_runs_its_own_image_command_health_and_data():
     spec = parse_spec(estate({"myai-api": {
         "image": "ghcr.io/example/myai-api:1.4.2", "port": 8100, "container_port": 8000,
         "entrypoint": ["uvicorn"], "args": ["app:api", "--port", "8000", "--root-path", "/$HOME"],
-        "health_path": "/healthz", "data_path": "/srv/data", "env": {"LOG_LEVEL": "info"}, "gpu": True}}))
+        "health_path": "/healthz", "data_path": "/srv/data", "env": {"LOG_LEVEL": "info"}, "gpu": True,
+        "vram_gb": 8}}))
     svc = project(spec)["myai-api"]
     assert svc["image"] == "ghcr.io/example/myai-api:1.4.2"
     assert svc["entrypoint"] == ["uvicorn"]

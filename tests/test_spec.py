@@ -48,6 +48,51 @@ BAD = [
     ("nodes.qwen.gpu", {"model": "a10g", "count": 2}, "gpu-estate:nodes.qwen.gpu.model", "vastai does not rent"),
     ("nodes.inference.gpu.model", "h200", "gpu-estate:nodes.inference.gpu.model", "tensordock does not rent"),
     ("nodes.vps.power", "idle", "gpu-estate:nodes.vps.power", "idle_shutdown_minutes"),
+    # An unknown key, at any level, is named with the nearest key that exists there.
+    ("tunnel", [{"node": "qwen", "ports": [8188]}], "gpu-estate:tunnel", "did you mean `tunnels`?"),
+    ("nodes.qwen.gpuu", {"model": "rtx3090"}, "gpu-estate:nodes.qwen.gpuu", "did you mean `gpu`?"),
+    ("nodes.qwen.ssh", {"usr": "root"}, "gpu-estate:nodes.qwen.ssh.usr", "did you mean `user`?"),
+    ("gateway.aliasess", {}, "gpu-estate:gateway.aliasess", "did you mean `aliases`?"),
+    ("nodes.qwen.workloads.comfyui.chekpoints", [], "gpu-estate:nodes.qwen.workloads.comfyui.chekpoints",
+     "did you mean `checkpoints`?"),
+    ("nodes.qwen.workloads.coder", {"kind": "vlm", "model": "Qwen/Qwen3-8B"},
+     "gpu-estate:nodes.qwen.workloads.coder.kind", "did you mean `vllm`?"),
+    # A kind's name misspelt is not taken for a container of one's own (which would ask for an image).
+    ("nodes.qwen.workloads.comfy-ui", {}, "gpu-estate:nodes.qwen.workloads", "'comfy-ui' looks like `comfyui`"),
+    # A value the program would ignore is refused, saying where it belongs.
+    ("nodes.vps.workloads.litellm.port", 8000, "gpu-estate:nodes.vps.workloads.litellm.port", "gateway.port"),
+    ("nodes.vps.workloads.litellm.secret_env", ["OPENAI_API_KEY"], "gpu-estate:nodes.vps.workloads.litellm.secret_env",
+     "gateway.external.<provider>.api_key_env"),
+    ("nodes.vps.workloads.litellm.env", {"LITELLM_LOG": "DEBUG"}, "gpu-estate:nodes.vps.workloads.litellm.env",
+     "gpu-estate:gateway"),
+    ("nodes.inference.workloads.litellm", {}, "gpu-estate:nodes.inference.workloads.litellm", "gateway.node"),
+    ("nodes.qwen.workloads.ollama.vram_gb", 30, "gpu-estate:nodes.qwen.workloads.ollama.vram_gb", "models' own sizes"),
+    ("nodes.inference.workloads.open-webui.vram_gb", 2, "gpu-estate:nodes.inference.workloads.open-webui.vram_gb",
+     "gpu: true"),
+    ("nodes.vps.workloads.api", {"image": "ghcr.io/you/api:1", "port": 9000, "vram_gb": 4},
+     "gpu-estate:nodes.vps.workloads.api.vram_gb", "no GPU"),
+    ("nodes.qwen.workloads.ollama.model_sizes", {"qwen3:4b": {"disk_gb": 2.6, "vram_gb": 3.5}},
+     "gpu-estate:nodes.qwen.workloads.ollama.model_sizes.qwen3:4b", "not one of models"),
+    # A workload given the GPU whose kind cannot know its VRAM says how much it takes.
+    ("nodes.qwen.workloads.comfyui.vram_gb", DELETE, "gpu-estate:nodes.qwen.workloads.comfyui.vram_gb", "give vram_gb"),
+    ("nodes.inference.workloads.api", {"image": "ghcr.io/you/api:1", "port": 9000, "gpu": True},
+     "gpu-estate:nodes.inference.workloads.api.vram_gb", "give vram_gb"),
+    # A model the table does not list is sized in the stack, not in the tracked table.
+    ("nodes.qwen.workloads.ollama.models", ["qwen3:8b", "my-finetune:7b"],
+     "gpu-estate:nodes.qwen.workloads.ollama.models[1]", "model_sizes.my-finetune:7b"),
+    # A spot bid above the node's own cap would never be placed.
+    ("nodes.qwen.bid_per_hour", 0.35, "gpu-estate:nodes.qwen.bid_per_hour", "above the node's max_price_per_hour"),
+    # GPU names follow one rule; a name several cards share, or none, is refused with the candidates.
+    ("nodes.qwen.gpu.model", "a100", "gpu-estate:nodes.qwen.gpu.model", "a100-40 or a100-80 or a100-80-sxm"),
+    ("nodes.qwen.gpu.model", "A100 PCIE", "gpu-estate:nodes.qwen.gpu.model", "a100-40 or a100-80"),
+    ("nodes.qwen.gpu.model", "rtx3099", "gpu-estate:nodes.qwen.gpu.model", "did you mean `rtx3090`"),
+    # A gated checkpoint needs the workload's Hugging Face token; the token goes to Hugging Face only.
+    ("nodes.qwen.workloads.comfyui.checkpoints", [{"name": "flux1-dev.safetensors", "gated": True, "size_gb": 23.8,
+      "url": "https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/flux1-dev.safetensors", "sha256": "0" * 64}],
+     "gpu-estate:nodes.qwen.workloads.comfyui.checkpoints[0].gated", "HF_TOKEN"),
+    ("nodes.qwen.workloads.comfyui.checkpoints", [{"name": "x.safetensors", "gated": True, "size_gb": 2,
+      "url": "https://civitai.com/api/download/models/1", "sha256": "0" * 64}],
+     "gpu-estate:nodes.qwen.workloads.comfyui.checkpoints[0].gated", "Hugging Face only"),
 ]
 
 
@@ -98,6 +143,67 @@ def test_gpu_spellings_normalise():
     cfg = stack_estate("dev")
     cfg["nodes"]["inference"]["gpu"]["model"] = "NVIDIA GeForce RTX 4090"
     assert parse_spec(cfg).nodes["inference"].gpu.model == "rtx4090"
+
+
+@pytest.mark.parametrize("spelling", ["rtx3090", "RTX 3090", "RTX-3090", "RTX_3090", "3090", "GeForce RTX 3090",
+                                      "NVIDIA GeForce RTX 3090", "nvidia 3090"])
+def test_one_rule_spells_a_gpu(spelling):
+    """Case, spaces, '-' and '_' do not count and the maker's words may be left out: "3090" was refused
+    while "RTX-3090" was accepted."""
+    cfg = stack_estate("prod")
+    cfg["nodes"]["qwen"]["gpu"]["model"] = spelling
+    assert parse_spec(cfg).nodes["qwen"].gpu.model == "rtx3090"
+
+
+def test_a_bid_per_gpu_hour_counts_every_gpu():
+    """RunPod bids per GPU-hour: two GPUs at $0.25 are $0.50 an hour, above a $0.30 cap."""
+    cfg = stack_estate("prod")
+    cfg["nodes"]["batch"]["gpu"]["count"] = 2
+    with pytest.raises(ConfigError) as err:
+        parse_spec(cfg)
+    found = [m for p, m in err.value.problems if p == "gpu-estate:nodes.batch.bid_per_hour"]
+    assert found and "$0.25 a GPU-hour for 2 GPUs" in found[0], err.value.problems
+
+
+def test_a_model_the_table_does_not_list_is_sized_in_the_stack():
+    from core.demand import node_disk_demand, node_vram_demand
+
+    cfg = stack_estate("prod")
+    ollama = cfg["nodes"]["qwen"]["workloads"]["ollama"]
+    before = parse_spec(copy.deepcopy(cfg)).nodes["qwen"]
+    ollama["models"].append("my-finetune:7b")
+    ollama["model_sizes"] = {"my-finetune:7b": {"disk_gb": 4.7, "vram_gb": 6.0}}
+    node = parse_spec(cfg).nodes["qwen"]
+    assert node_disk_demand(node) == pytest.approx(node_disk_demand(before) + 4.7)
+    assert node.workloads["ollama"].model_vram_gb("my-finetune:7b") == 6.0
+    assert node_vram_demand(node) == node_vram_demand(before)  # max_loaded 2: the two largest stay
+    # The stack's figure wins over the table's for a model it lists (another quantization, say).
+    ollama["model_sizes"]["qwen3:8b"] = {"disk_gb": 6.0, "vram_gb": 5.5}
+    node = parse_spec(cfg).nodes["qwen"]
+    assert node.workloads["ollama"].model_vram_gb("qwen3:8b") == 5.5
+    assert node_disk_demand(node) == pytest.approx(node_disk_demand(before) + 4.7 + 0.8)
+
+
+def test_a_misspelt_top_level_key_is_refused_not_dropped():
+    """`gpu-estate:tunnel` was dropped without a word, and the ComfyUI tunnel with it: the program reads the
+    whole namespace, and a key no part of it reads is refused naming the nearest."""
+    config = copy.deepcopy(stack_config("prod"))
+    config["gpu-estate:tunnel"] = config.pop("gpu-estate:tunnels")
+    with pytest.raises(Exception, match=r"gpu-estate:tunnel: unknown key `tunnel`; did you mean `tunnels`\?"):
+        run_program(config, stack="prod")
+
+
+def test_a_config_secret_nothing_reads_is_said(monkeypatch):
+    """A Hugging Face token set for a ComfyUI that does not list it would never reach its download: the
+    program says so (a warning: a secret may be set ahead of the workload that will name it)."""
+    import pulumi
+
+    said = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *a, **k: said.append(msg))
+    config = copy.deepcopy(stack_config("prod"))
+    config["gpu-estate:HF_TOKEN"] = "hf_unused"
+    run_program(config, stack="prod")
+    assert [m for m in said if m.startswith("gpu-estate:HF_TOKEN: a config secret nothing reads")], said
 
 
 def test_bad_config_registers_nothing():

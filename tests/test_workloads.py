@@ -229,7 +229,7 @@ def file_server(tmp_path):
 
 def checkpoint_node(url, sha):
     raw = stack_estate("prod")
-    raw["nodes"]["qwen"]["workloads"]["comfyui"] = {"checkpoints": [
+    raw["nodes"]["qwen"]["workloads"]["comfyui"] = {"vram_gb": 5, "checkpoints": [
         {"name": "flux1-dev.safetensors", "url": url, "sha256": sha, "size_gb": 0.001}]}
     return parse_spec(raw).nodes["qwen"]
 
@@ -259,6 +259,63 @@ def test_a_checkpoint_with_the_wrong_sha256_is_refused(tmp_path, file_server):
     run = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and "sha256 mismatch" in run.stderr
     assert not list((tmp_path / "models" / "checkpoints").iterdir())
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("sha256sum")), reason="needs curl and sha256sum")
+def test_a_gated_checkpoint_is_fetched_with_the_token_from_its_secret_file(tmp_path):
+    """Seed 002's FLUX.1-dev is gated on Hugging Face: the download sends the workload's HF_TOKEN, read from
+    its 0600 secret env file, and the token is on no command line. Hugging Face is played by a server on
+    127.0.0.1 that answers only with the token (curl resolves huggingface.co there)."""
+    data, token, seen = os.urandom(2048), "hf_gatedtoken1234567890", []
+
+    class Gated(SimpleHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            if self.headers.get("Authorization") != f"Bearer {token}":
+                self.send_error(401)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Gated)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    port = httpd.server_address[1]
+    try:
+        raw = stack_estate("prod")
+        raw["nodes"]["qwen"]["workloads"]["comfyui"] = {"vram_gb": 5, "secret_env": ["HF_TOKEN"], "checkpoints": [
+            {"name": "flux1-dev.safetensors", "url": f"http://huggingface.co:{port}/black-forest-labs/FLUX.1-dev/"
+             "resolve/main/flux1-dev.safetensors", "sha256": hashlib.sha256(data).hexdigest(), "size_gb": 0.001,
+             "gated": True}]}
+        node = parse_spec(raw).nodes["qwen"]
+        secrets = tmp_path / "comfyui.env"
+        secrets.write_text(f"HF_TOKEN={token}\n")
+        script = workloads.checkpoint_script(node, str(tmp_path / "models"))
+        assert token not in script and "/opt/estate/secrets/comfyui.env" in script
+        script = script.replace("/opt/estate/secrets/comfyui.env", str(secrets))
+        (tmp_path / "fetch.sh").write_text(script)
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        argv = tmp_path / "argv"
+        real_curl = shutil.which("curl")
+        (bin_dir / "curl").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {argv}\n'
+                                      f'exec {real_curl} --resolve huggingface.co:{port}:127.0.0.1 "$@"\n')
+        (bin_dir / "curl").chmod(0o755)
+        scratch = tmp_path / "scratch"  # where the header file is made, and must be gone from
+        scratch.mkdir()
+        run = subprocess.run(["sh", str(tmp_path / "fetch.sh")], capture_output=True, text=True, timeout=60,
+                             env={"PATH": f"{bin_dir}:/usr/bin:/bin", "TMPDIR": str(scratch)})
+        assert run.returncode == 0, run.stderr
+        assert (tmp_path / "models" / "checkpoints" / "flux1-dev.safetensors").read_bytes() == data
+        assert seen == [f"Bearer {token}"] and token not in argv.read_text()
+        assert not list(scratch.iterdir())
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def test_secrets_on_container_nodes_are_refused():

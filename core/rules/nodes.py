@@ -63,6 +63,7 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                                  f"{wname} is given the node's GPUs but node {name!r} has none"
                                  + ("" if w.gpu else " (set gpu: false to run it on the CPU)")))
             problems += w.problems(spec, name, wname, wpath)
+            problems += w.ignored_values(spec, name, wpath)
             port = node.port(wname)
             if not w.on_gateway_host and port in ports:
                 problems.append((f"{wpath}.port", f"{wname} and {ports[port]} both listen on port {port} of node "
@@ -109,6 +110,15 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                     problems.append((f"{base}.gpu.model" if i == 0 else f"{base}.failover[{i - 1}]",
                                      f"{cloud.value} does not rent {node.gpu.model!r} (got gpu.model "
                                      f"{node.gpu.model!r} on {cloud.value})"))
+        if node.bid_per_hour is not None and node.max_price_per_hour is not None and node.gpu is not None:
+            per_gpu = node.provider.info.bid_per_gpu
+            hourly = node.bid_per_hour * (node.gpu.count if per_gpu else 1)
+            if hourly > node.max_price_per_hour + 1e-9:
+                each = f" (${node.bid_per_hour:g} a GPU-hour for {node.gpu.count} GPUs)" if per_gpu else ""
+                problems.append((f"{base}.bid_per_hour", f"a bid of ${hourly:g}/h{each} is above the node's "
+                                                         f"max_price_per_hour ${node.max_price_per_hour:g}: the node "
+                                                         "would never be placed at it; lower the bid or raise the cap "
+                                                         f"(got bid_per_hour {node.bid_per_hour!r})"))
         if node.power is PowerState.IDLE and not node.idle_shutdown_minutes:
             problems.append((f"{base}.power", "'idle' leaves stopping to the node's idle watcher: set "
                                               "idle_shutdown_minutes (got power 'idle' without it)"))
@@ -120,12 +130,12 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                 parts = [(n, v) for n, v in parts if v]
                 field = node.workloads[parts[0][0]].vram_field if len(parts) == 1 else None
                 where = f"{base}.workloads.{parts[0][0]}.{field}" if field else f"{base}.workloads"
+                advice = "; ".join(f"{n}: {node.workloads[n].vram_advice}" for n, _ in parts)
                 problems.append((
                     where,
                     f"the node's GPU workloads need {demand:.1f} GB VRAM at once ("
                     + ", ".join(f"{n} {v:.1f} GB" for n, v in parts)
-                    + f") but {node.gpu.count}x {node.gpu.model} gives {usable:.1f} GB usable; drop a model, set "
-                    "max_loaded, or give each server its share with vram_gb",
+                    + f") but {node.gpu.count}x {node.gpu.model} gives {usable:.1f} GB usable ({advice})",
                 ))
         disk_need = node_disk_demand(node) + DISK_OS_RESERVE_GB
         if disk_need > node.disk_gb:

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Dict, Union
 
 from pydantic import Field
 
+from core.spelling import nearest
 from core.kinds import WorkloadKind
 from core.workloads.base import BaseWorkload, listen_host
 from core.workloads.comfyui import ComfyUi
@@ -49,6 +50,12 @@ def with_kinds(workloads: Any) -> Any:
         if isinstance(w, dict):
             named = next((k for k in WorkloadKind if k.value == name), None)
             given = w.get("kind")
+            near = nearest(str(name), [k.value for k in WorkloadKind if k is not WorkloadKind.CONTAINER])
+            if given is None and named is None and near is not None and "image" not in w:
+                # A kind's name misspelt would be taken for a container of the stack's own, asking for an
+                # image and a port it was never meant to have.
+                raise ValueError(f"workload {name!r} looks like `{near}`: name it {near} for that kind, or give "
+                                 f"kind: container with image and port for a container of your own (got {name!r})")
             if given is None:
                 w = {**w, "kind": named.value if named else WorkloadKind.CONTAINER.value}
             elif named in NAMED_AFTER_KIND and given != named.value:

@@ -64,7 +64,8 @@ class BaseWorkload(StackModel):
     """Env vars whose values are the config secrets ``gpu-estate:<NAME>`` (``pulumi config set --secret``),
     e.g. HF_TOKEN for gated downloads. They reach the node encrypted, never as plain resource inputs."""
     vram_gb: Optional[float] = Field(None, ge=0)
-    """VRAM the workload holds while active, for workloads whose use the model table cannot give."""
+    """GB of VRAM the workload holds while active. Required for a workload given the GPU whose kind has
+    no rule of its own (ComfyUI, a container with ``gpu: true``); a model server's share of the GPU."""
     gpu: Optional[bool] = None
     """Whether the container is given the node's GPUs (compose's device reservation); default: the kind's
     need (Ollama, ComfyUI). ``false`` runs a model server on the CPU, e.g. a small embedding model beside
@@ -78,6 +79,11 @@ class BaseWorkload(StackModel):
     """Needs a password the program generates (a Pulumi secret) delivered to its node."""
     vram_field: ClassVar[Optional[str]] = None
     """The field a node's VRAM problem points at when this workload alone needs the VRAM."""
+    vram_advice: ClassVar[str] = "give it a smaller vram_gb"
+    """What a node's VRAM problem suggests for this workload."""
+    belongs_elsewhere: ClassVar[Dict[str, str]] = {}
+    """Fields every workload has that this kind would ignore -> where the value belongs. Given, they are
+    refused at preview saying so; the key reference leaves them out of the kind's keys."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -162,6 +168,11 @@ class BaseWorkload(StackModel):
     downloads_dir: ClassVar[str] = ""
     """Where ``downloads`` go, under its data directory."""
 
+    @property
+    def download_token(self) -> bool:
+        """Whether its downloads from Hugging Face carry its ``HF_TOKEN`` (its secret env file)."""
+        return False
+
     # -- how it starts -----------------------------------------------------------------------------------------
 
     def own_env(self, node: "NodeSpec", name: str) -> Dict[str, str]:
@@ -202,9 +213,17 @@ class BaseWorkload(StackModel):
         run on the CPU holds none."""
         if node.gpu is None or not self.uses_gpu():
             return 0.0
-        return float(self.vram_gb) if self.vram_gb else self.default_vram(node)
+        if self.vram_gb is not None:
+            return float(self.vram_gb)
+        return self.default_vram(node) or 0.0
 
-    def default_vram(self, node: "NodeSpec") -> float:
+    def default_vram(self, node: "NodeSpec") -> Optional[float]:
+        """The VRAM its kind takes when the stack gives no ``vram_gb`` (None: its kind cannot know, and
+        the stack must say)."""
+        return None
+
+    def model_vram_gb(self, model: str) -> float:
+        """VRAM one of its pulled models takes while loaded (what the policy pack adds up per node)."""
         return 0.0
 
     def gpu_share(self, node: "NodeSpec") -> Optional[float]:
@@ -222,6 +241,28 @@ class BaseWorkload(StackModel):
     def problems(self, spec: "EstateSpec", node_name: str, name: str, path: str) -> List[Problem]:
         """What its node (or the rest of the stack) cannot give it, as (key path, message)."""
         return []
+
+    def ignored_values(self, spec: "EstateSpec", node_name: str, path: str) -> List[Problem]:
+        """The values the stack gives it that nothing would read, and the VRAM figure it lacks, as (key path,
+        message): a value the program would ignore is refused saying where it belongs."""
+        node = spec.nodes[node_name]
+        out = [(f"{path}.{field}", f"{self.kind.value} does not read {field}: {where} (got {field}: "
+                                   f"{getattr(self, field)!r})")
+               for field, where in self.belongs_elsewhere.items() if field in self.model_fields_set]
+        on_gpu = node.gpu is not None and self.uses_gpu()
+        if self.vram_gb is not None and "vram_gb" not in self.belongs_elsewhere and not on_gpu:
+            why = "its node has no GPU" if node.gpu is None else f"it runs without the GPU (gpu: {self.uses_gpu()})"
+            out.append((f"{path}.vram_gb", f"vram_gb counts only for a workload given the GPU, and {why}: drop it"
+                                           + ("" if node.gpu is None else " or set gpu: true")
+                                           + f" (got vram_gb: {self.vram_gb!r})"))
+        if on_gpu and self.vram_gb is None and self.default_vram(node) is None:
+            out.append((f"{path}.vram_gb", f"{self.kind.value} is given the GPU but the estate cannot know how much "
+                                           f"VRAM it takes: {self.vram_hint()} (got none)"))
+        return out
+
+    def vram_hint(self) -> str:
+        """How to choose ``vram_gb`` where the stack must give it."""
+        return "give vram_gb, the GB it holds while busy, or gpu: false to run it on the CPU"
 
 
 def vm_only(workload: BaseWorkload, node: "NodeSpec", path: str) -> List[Problem]:

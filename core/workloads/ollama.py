@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from core import catalog
 from core.catalog import is_loopback, registry_of
 from core.demand import resident_vram
-from core.fields import ModelName, RegistryHost
+from core.fields import ModelName, RegistryHost, StackModel
 from core.kinds import WorkloadKind
 from core.workloads.base import BaseWorkload, listen_host, vm_only
 
@@ -16,10 +16,22 @@ if TYPE_CHECKING:
     from core.spec import NodeSpec
 
 
+class ModelSize(StackModel):
+    """What one Ollama model takes, as ``assets/models.json`` lists it."""
+
+    disk_gb: float = Field(gt=0, le=4096)
+    """GB its pulled files take on the node's disk (``ollama list``'s size)."""
+    vram_gb: float = Field(gt=0, le=4096)
+    """GB of VRAM it holds while loaded, weights and default context (``ollama ps``)."""
+
+
 class Ollama(BaseWorkload):
     kind: Literal[WorkloadKind.OLLAMA] = WorkloadKind.OLLAMA
     models: List[ModelName] = Field(default_factory=list)
     """Tags to pull and keep."""
+    model_sizes: Dict[ModelName, ModelSize] = Field(default_factory=dict)
+    """Tag -> its sizes, for a model ``assets/models.json`` does not list (or lists otherwise): the stack's
+    figures win, and the tracked table stays as it is."""
     max_loaded: Optional[int] = Field(None, ge=1)
     """Models resident in VRAM at once (OLLAMA_MAX_LOADED_MODELS); default all of them."""
     insecure_registries: List[RegistryHost] = Field(default_factory=list)
@@ -34,6 +46,11 @@ class Ollama(BaseWorkload):
 
     speaks_ollama_api: ClassVar[bool] = True
     vram_field: ClassVar[Optional[str]] = "models"
+    vram_advice: ClassVar[str] = "drop a model, or keep fewer loaded at once with max_loaded"
+    belongs_elsewhere: ClassVar[Dict[str, str]] = {
+        "vram_gb": "Ollama's VRAM is its models' own sizes (assets/models.json, or model_sizes.<tag>.vram_gb for a "
+                   "model the table does not list); keep fewer loaded at once with max_loaded",
+    }
 
     @field_validator("insecure_registries")
     @classmethod
@@ -77,17 +94,33 @@ class Ollama(BaseWorkload):
     def gateway_id(self, node: str, name: str) -> str:
         return node  # an Ollama's entry keeps the node's name alone, as it always had
 
+    def size(self, tag: str) -> Optional[Dict[str, float]]:
+        """``{disk_gb, vram_gb}`` of one of its models: the stack's ``model_sizes``, else the table's."""
+        given = self.model_sizes.get(tag)
+        return given.model_dump() if given is not None else catalog.ollama_model(tag)
+
+    def model_vram_gb(self, model: str) -> float:
+        return (self.size(model) or {"vram_gb": 0.0})["vram_gb"]
+
     def vram(self, node: "NodeSpec") -> float:
         """The VRAM of the models it keeps loaded at once, whatever the node (its models' own figures)."""
-        sizes = ((catalog.ollama_model(m) or {"vram_gb": 0})["vram_gb"] for m in self.models)
+        return self.default_vram(node)
+
+    def default_vram(self, node: "NodeSpec") -> float:
+        sizes = (self.model_vram_gb(m) for m in self.models)
         return resident_vram(sizes, self.max_loaded) if self.models else 0.0
 
     def disk_gb(self) -> float:
-        return super().disk_gb() + sum((catalog.ollama_model(m) or {"disk_gb": 0})["disk_gb"] for m in self.models)
+        return super().disk_gb() + sum((self.size(m) or {"disk_gb": 0})["disk_gb"] for m in self.models)
 
     def problems(self, spec, node_name: str, name: str, path: str):
-        out = [(f"{path}.models[{i}]", f"unknown model {tag!r}: add its size to assets/models.json")
-               for i, tag in enumerate(self.models) if catalog.ollama_model(tag) is None]
+        out = [(f"{path}.models[{i}]", f"unknown model {tag!r}: give its sizes in the stack, as "
+                                       f"{path.partition(':')[2]}.model_sizes.{tag}: {{disk_gb: ..., vram_gb: ...}} "
+                                       "(ollama list and ollama ps show them)")
+               for i, tag in enumerate(self.models) if self.size(tag) is None]
+        out += [(f"{path}.model_sizes.{tag}", f"{tag!r} is not one of models, so nothing reads its sizes: add it to "
+                                              f"models or drop it (got model_sizes.{tag})")
+                for tag in self.model_sizes if tag not in self.models]
         node = spec.nodes[node_name]
         if self.host_network:
             out += vm_only(self, node, f"{path}.host_network")
