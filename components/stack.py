@@ -105,6 +105,10 @@ def load_stack(config: Any = None, project: Optional[str] = None, stack: Optiona
     # left out for a while, and refusing would make an operator delete it to preview.
     for path, message in unused_secrets(spec, given):
         pulumi.log.warn(f"{path}: {message}")
+    for name, node in spec.nodes.items():
+        if node.max_usd_per_month is not None:
+            pulumi.log.info(f"{NAMESPACE}:nodes.{name}: max_usd_per_month ${node.max_usd_per_month:g} over "
+                            f"{node.hours_per_month:g} h a month is a cap of ${node.price_cap:g}/h")
     env: Dict[str, Any] = {}
     missing = []
     for n, node in spec.nodes.items():

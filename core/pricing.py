@@ -218,7 +218,7 @@ def node_request(node: NodeSpec) -> NodeRequest:
         disk_gb=node.disk_gb,
         regions=tuple(node.regions),
         spot=node.market is Market.SPOT,
-        max_price_per_hour=node.max_price_per_hour,
+        max_price_per_hour=node.price_cap,
         min_reliability=node.min_reliability,
     )
 
@@ -268,8 +268,8 @@ def estimate_node(name: str, node: NodeSpec) -> NodeEstimate:
         offer = choose_instance_type(provider, request, node.instance_type)
         return NodeEstimate(name, provider, gpu, offer.price_per_hour, hours, f"instance {offer.offer_id}",
                             instance_type=offer.offer_id)
-    if node.max_price_per_hour is not None:
-        return NodeEstimate(name, provider, gpu, node.max_price_per_hour, hours, "ceiling")
+    if node.price_cap is not None:
+        return NodeEstimate(name, provider, gpu, node.price_cap, hours, "ceiling")
     candidates = [provider] + [p.value for p in node.failover]
     prices = [
         catalog.reference_gpu_hourly(p, node.gpu.model, request.spot) for p in candidates

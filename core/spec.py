@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import re
 from typing import Annotated, Dict, List, Optional
 
@@ -121,7 +122,12 @@ class NodeSpec(_Model):
     bid_per_hour: Optional[float] = Field(None, gt=0)
     """Spot only: the $/h bid (Vast) or $/GPU-h bid (RunPod); default the lowest accepted bid."""
     max_price_per_hour: Optional[float] = Field(None, gt=0)
+    """The most the node may cost an hour, in USD: no dearer offer is rented, and the estimate plans at it."""
+    max_usd_per_month: Optional[float] = Field(None, gt=0)
+    """The same cap in USD a month, for a budget thought of that way: the hourly cap is this over
+    ``hours_per_month``, rounded down (the preview says both). Give this or ``max_price_per_hour``."""
     min_reliability: Optional[float] = Field(None, ge=0, le=1)
+    """Vast.ai only: the lowest host reliability (0-1) an offer may have."""
     hours_per_month: float = Field(HOURS_IN_MONTH, ge=0, le=744)
     """Expected running hours in a month; the monthly estimate is this times the hourly price."""
     power: PowerState = PowerState.RUNNING
@@ -154,12 +160,25 @@ class NodeSpec(_Model):
             raise ValueError(f"market 'spot' is not offered by {self.provider.value!r}")
         if self.bid_per_hour is not None and self.market is not Market.SPOT:
             raise ValueError("bid_per_hour is only meaningful with market 'spot'")
+        if self.max_usd_per_month is not None and self.max_price_per_hour is not None:
+            raise ValueError("give one price cap, max_price_per_hour or max_usd_per_month (got both: "
+                             f"{self.max_price_per_hour} and {self.max_usd_per_month})")
+        if self.max_usd_per_month is not None and not self.hours_per_month:
+            raise ValueError("max_usd_per_month is spread over hours_per_month, which is 0: give max_price_per_hour")
         for other in self.failover:
             if not other.is_marketplace or other is self.provider:
                 raise ValueError(f"failover to {other.value!r}: only another of tensordock/vastai/runpod")
         if self.instance_type and self.provider not in (Vendor.AWS, Vendor.GCP):
             raise ValueError("instance_type applies to aws and gcp nodes only")
         return self
+
+    @property
+    def price_cap(self) -> Optional[float]:
+        """The most the node may cost an hour: ``max_price_per_hour``, or ``max_usd_per_month`` over
+        ``hours_per_month`` rounded down to a hundredth of a cent (so the month stays within it)."""
+        if self.max_usd_per_month is not None and self.hours_per_month:
+            return math.floor(self.max_usd_per_month / self.hours_per_month * 10000) / 10000
+        return self.max_price_per_hour
 
     @property
     def is_pay_per_use(self) -> bool:

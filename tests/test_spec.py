@@ -184,6 +184,35 @@ def test_a_model_the_table_does_not_list_is_sized_in_the_stack():
     assert node_disk_demand(node) == pytest.approx(node_disk_demand(before) + 4.7 + 0.8)
 
 
+def test_a_monthly_cap_is_the_hourly_cap_over_the_nodes_hours(monkeypatch):
+    """Seed 002 budgets $200 a month for the Vast.ai server: around the clock that is $0.2739/h, which
+    places, prices and caps the bid as max_price_per_hour would; the preview says both."""
+    import pulumi
+
+    cfg = stack_estate("prod")
+    qwen = cfg["nodes"]["qwen"]
+    del qwen["max_price_per_hour"]
+    qwen["max_usd_per_month"] = 200
+    node = parse_spec(cfg).nodes["qwen"]
+    assert node.price_cap == 0.2739 and node.price_cap * node.hours_per_month <= 200
+    from core.pricing import estimate_node, node_request
+    assert node_request(node).max_price_per_hour == 0.2739 and estimate_node("qwen", node).hourly_usd == 0.2739
+    qwen["bid_per_hour"] = 0.28
+    with pytest.raises(ConfigError, match=r"nodes\.qwen\.bid_per_hour: a bid of \$0\.28/h is above the node's cap "
+                                          r"of \$0\.2739/h \(max_usd_per_month over hours_per_month\)"):
+        parse_spec(cfg)
+    qwen["bid_per_hour"], qwen["max_price_per_hour"] = 0.27, 0.30
+    with pytest.raises(ConfigError, match=r"nodes\.qwen: give one price cap"):
+        parse_spec(cfg)
+    said = []
+    monkeypatch.setattr(pulumi.log, "info", lambda msg, *a, **k: said.append(msg))
+    config = copy.deepcopy(stack_config("prod"))
+    del config["gpu-estate:nodes"]["qwen"]["max_price_per_hour"]
+    config["gpu-estate:nodes"]["qwen"]["max_usd_per_month"] = 200
+    run_program(config, stack="prod")
+    assert "gpu-estate:nodes.qwen: max_usd_per_month $200 over 730 h a month is a cap of $0.2739/h" in said, said
+
+
 def test_a_misspelt_top_level_key_is_refused_not_dropped():
     """`gpu-estate:tunnel` was dropped without a word, and the ComfyUI tunnel with it: the program reads the
     whole namespace, and a key no part of it reads is refused naming the nearest."""

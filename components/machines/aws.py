@@ -42,7 +42,7 @@ def _market(spec: NodeSpec):
         market_type="spot",
         spot_options=aws.ec2.LaunchTemplateInstanceMarketOptionsSpotOptionsArgs(
             instance_interruption_behavior="stop", spot_instance_type="persistent",
-            max_price=str(spec.max_price_per_hour) if spec.max_price_per_hour else None))
+            max_price=str(spec.price_cap) if spec.price_cap else None))
 
 
 def build(req: MachineRequest) -> Machine:

@@ -110,13 +110,15 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                     problems.append((f"{base}.gpu.model" if i == 0 else f"{base}.failover[{i - 1}]",
                                      f"{cloud.value} does not rent {node.gpu.model!r} (got gpu.model "
                                      f"{node.gpu.model!r} on {cloud.value})"))
-        if node.bid_per_hour is not None and node.max_price_per_hour is not None and node.gpu is not None:
+        if node.bid_per_hour is not None and node.price_cap is not None and node.gpu is not None:
             per_gpu = node.provider.info.bid_per_gpu
             hourly = node.bid_per_hour * (node.gpu.count if per_gpu else 1)
-            if hourly > node.max_price_per_hour + 1e-9:
+            if hourly > node.price_cap + 1e-9:
                 each = f" (${node.bid_per_hour:g} a GPU-hour for {node.gpu.count} GPUs)" if per_gpu else ""
+                cap = (f"max_price_per_hour ${node.price_cap:g}" if node.max_usd_per_month is None else
+                       f"cap of ${node.price_cap:g}/h (max_usd_per_month over hours_per_month)")
                 problems.append((f"{base}.bid_per_hour", f"a bid of ${hourly:g}/h{each} is above the node's "
-                                                         f"max_price_per_hour ${node.max_price_per_hour:g}: the node "
+                                                         f"{cap}: the node "
                                                          "would never be placed at it; lower the bid or raise the cap "
                                                          f"(got bid_per_hour {node.bid_per_hour!r})"))
         if node.power is PowerState.IDLE and not node.idle_shutdown_minutes:
