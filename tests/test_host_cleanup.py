@@ -84,3 +84,31 @@ def test_a_script_that_fails_there_is_named_too(sshd, tmp_path, warned):
     provider(sshd).delete("id", given)
     (message,) = warned
     assert "ran its cleanup, which failed (systemctl: not found), so some of it may remain" in message
+
+
+def test_the_program_gives_an_owned_host_s_commands_a_cleanup_and_a_rented_machine_s_none():
+    import copy
+
+    from tests.mocks import run_program, stack_config
+
+    config = copy.deepcopy(stack_config("prod"))
+    config["gpu-estate:nodes"]["homelab"] = {  # a node of one's own, tunnelled to from the gateway
+        "provider": "host", "address": "198.51.100.20", "gpu": {"model": "rtx3090"},
+        "ssh": {"host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG1vY2tob3N0a2V5bW9ja2hvc3RrZXk="},
+        "workloads": {"ollama": {"models": ["llama3.1:8b"]}}}
+    config["gpu-estate:gateway"]["aliases"]["home"] = "llama3.1:8b"
+    mocks = run_program(config, stack="prod")
+    cleanups = {c.name: c.inputs for c in mocks.of_type("pulumi-python:dynamic/ssh:Cleanup")}
+    assert set(cleanups) == {"gateway-cleanup", "gateway-authorize-homelab-cleanup"}  # none on rented machines
+    commands = {c.name: c.inputs for c in mocks.of_type("command:remote:Command")}
+    gateway = cleanups["gateway-cleanup"]
+    assert (gateway["node"], gateway["host"], gateway["user"]) == ("vps", "203.0.113.10", "root")
+    assert gateway["host_key"] == config["gpu-estate:nodes"]["vps"]["ssh"]["host_key"]
+    # The same scripts the commands would run, the units first, then the secret files.
+    assert gateway["script"] == f"{commands['gateway-deploy']['delete']}\n{commands['gateway-secrets']['delete']}\n"
+    for path in ("/etc/estate/gateway/gateway.env", "/etc/estate/gateway/tunnel_key", "estate-litellm.service"):
+        assert path in gateway["left"]
+    tunnel = cleanups["gateway-authorize-homelab-cleanup"]
+    assert tunnel["host"] == "198.51.100.20"
+    assert tunnel["script"] == commands["gateway-authorize-homelab"]["delete"] + "\n"
+    assert "gpu-estate-tunnel:gpu-estate-prod" in tunnel["left"] and "11434" in tunnel["left"]
