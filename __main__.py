@@ -1,4 +1,6 @@
 """gpu-estate: load the stack's estate spec, build it, export endpoints, URLs and cost."""
+import signal
+
 import pulumi
 
 from components.estate import (
@@ -7,6 +9,16 @@ from components.estate import (
 )
 from components.stack import load_stack
 from core.errors import ConfigError
+
+
+def stop_quietly_when_interrupted() -> None:
+    """When the engine fails (a plugin it cannot find, say) its language host interrupts the program, whose
+    default answer is two KeyboardInterrupt tracebacks (40 lines) printed under the engine's own error. The
+    program exits without them instead; the engine has said what went wrong."""
+    def stop(signum, frame):
+        raise SystemExit(1)  # unwinds like the interrupt, but Python prints no traceback for it
+
+    signal.signal(signal.SIGINT, stop)
 
 
 def define_estate() -> Estate:
@@ -27,4 +39,6 @@ def define_estate() -> Estate:
     return estate
 
 
+if __name__ == "__main__":  # run by the language host (the tests run it under mocks by another name)
+    stop_quietly_when_interrupted()
 define_estate()

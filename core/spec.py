@@ -56,6 +56,12 @@ class GpuSpec(_Model):
     count: int = Field(1, ge=1, le=8)
     """GPUs in the machine; VRAM, prices and bids count them all."""
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _number_is_a_name(cls, v: object) -> object:
+        """``model: 3090`` unquoted is a number in YAML: the same name as ``"3090"``."""
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
     @field_validator("model")
     @classmethod
     def _known_gpu(cls, v: str) -> str:

@@ -29,12 +29,28 @@ mkdir -p "$CACHE"
 
 say() { echo "build-pulumi: $*" >&2; }
 
-# A user's own CLI: use it and its host, install the command plugin as a user would.
+# The other resource plugins a stack may need, at the versions of requirements.txt's SDKs: random (the
+# gateway's master key, pgvector's password, the edge's secrets: nearly every stack), and aws, gcp and
+# cloudflare (AWS or GCP nodes and buckets, a Cloudflare edge). A preview fails on a missing one.
+plugin_version() { sed -n "s/^pulumi-$1==//p" "$HERE/../requirements.txt"; }
+RANDOM_VERSION="$(plugin_version random)"
+say_plugins() {
+  say "$1: pulumi plugin install resource random $RANDOM_VERSION"
+  say "  and for stacks with AWS nodes or S3 buckets, GCP nodes or GCS buckets, a Cloudflare edge:"
+  for p in aws gcp cloudflare; do say "  pulumi plugin install resource $p $(plugin_version "$p")"; done
+}
+
+# A user's own CLI: use it and its host, install the command and random plugins as a user would.
 installed="$(command -v pulumi || true)"
 if [ -n "$installed" ] && [ "$(dirname "$installed")" != "$BIN" ] && pulumi version >/dev/null 2>&1; then
   say "using the installed Pulumi CLI $(pulumi version) at $installed"
   pulumi plugin ls 2>/dev/null | grep -Eq "^command +resource +$COMMAND_VERSION" \
     || pulumi plugin install resource command "$COMMAND_VERSION" >&2
+  pulumi plugin ls 2>/dev/null | grep -Eq "^random +resource +$RANDOM_VERSION" \
+    || pulumi plugin install resource random "$RANDOM_VERSION" >&2 \
+    || say_plugins "WARNING: could not install the random plugin; install it where GitHub answers"
+  say "the other plugins download on a stack's first preview; offline, install them first:"
+  for p in aws gcp cloudflare; do say "  pulumi plugin install resource $p $(plugin_version "$p")"; done
   dirname "$installed" | tee "$CACHE/pulumi-bin"
   exit 0
 fi
@@ -94,4 +110,7 @@ done
 
 # Left by earlier set-ups: the project's own language host, replaced by the official one above.
 rm -f "$BIN/language_host.py"
+# The plugins the vendor tree does not hold come from GitHub, which this build does not reach: say how.
+ls "${PULUMI_HOME:-$HOME/.pulumi}/plugins" 2>/dev/null | grep -q "^resource-random-v$RANDOM_VERSION\$" \
+  || say_plugins "NOTE: no random plugin here; a stack with a gateway over SSH, an edge or pgvector needs it"
 echo "$BIN" | tee "$CACHE/pulumi-bin"

@@ -146,10 +146,10 @@ def test_gpu_spellings_normalise():
 
 
 @pytest.mark.parametrize("spelling", ["rtx3090", "RTX 3090", "RTX-3090", "RTX_3090", "3090", "GeForce RTX 3090",
-                                      "NVIDIA GeForce RTX 3090", "nvidia 3090"])
+                                      "NVIDIA GeForce RTX 3090", "nvidia 3090", 3090])
 def test_one_rule_spells_a_gpu(spelling):
     """Case, spaces, '-' and '_' do not count and the maker's words may be left out: "3090" was refused
-    while "RTX-3090" was accepted."""
+    while "RTX-3090" was accepted (and `model: 3090`, a number in YAML, is the same name)."""
     cfg = stack_estate("prod")
     cfg["nodes"]["qwen"]["gpu"]["model"] = spelling
     assert parse_spec(cfg).nodes["qwen"].gpu.model == "rtx3090"
