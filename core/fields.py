@@ -68,15 +68,24 @@ CHECKPOINT_KINDS = ("checkpoints", "vae", "loras", "unet", "clip", "controlnet",
 
 
 class StackModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    """The base of every model of the stack: unknown keys refused, values frozen once parsed, and each
+    field's docstring its description (what the key reference, ``docs/keys.md``, prints)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
 
 
 
 class Checkpoint(StackModel):
+    """A file ComfyUI loads, downloaded once onto its node and checked."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+\.(safetensors|ckpt|gguf)$")
+    """The file's name in its models/ subfolder (``.safetensors``, ``.ckpt`` or ``.gguf``)."""
     url: DownloadUrl
+    """Where it is downloaded from (http or https)."""
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """Its sha256: a download that differs is removed and the fetch fails."""
     size_gb: float = Field(gt=0)
+    """Its size, counted on the node's disk."""
     kind: str = Field("checkpoints", pattern=rf"^({'|'.join(CHECKPOINT_KINDS)})$")
     """Subfolder of ComfyUI's models/ directory: checkpoints, vae, loras, unet, clip, ..."""
     gated: bool = False

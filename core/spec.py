@@ -86,7 +86,9 @@ SSH_KEY = SSH_KEY_TYPE + r" [A-Za-z0-9+/]+={0,3}"
 
 class SshSpec(_Model):
     user: UnixUser = "root"
+    """The user the program and the tunnels sign in as."""
     port: int = Field(22, ge=1, le=65535)
+    """The machine's SSH port."""
     public_key: Optional[str] = None
     """OpenSSH public key put on the node; the matching private key stays with the operator."""
     host_key: Optional[str] = Field(None, pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
@@ -115,16 +117,22 @@ class SshSpec(_Model):
 
 class NodeSpec(_Model):
     provider: Vendor
+    """Who rents the machine: tensordock, vastai, runpod (marketplaces), aws, gcp, or host (a machine you own)."""
     failover: List[Vendor] = Field(default_factory=list)
     """Other marketplace providers tried in order when the first has no capacity."""
     gpu: Optional[GpuSpec] = None
+    """The GPUs to rent (required but on an owned host)."""
     regions: List[Region] = Field(default_factory=list)
     """Locations tried in order: TensorDock city/country, Vast geolocation code, RunPod data center,
     AWS/GCP region. Empty means anywhere."""
     vcpu: int = Field(4, ge=1, le=256)
+    """Virtual CPUs the machine has at least."""
     ram_gb: int = Field(16, ge=1, le=2048)
+    """RAM the machine has at least; the workloads' own needs are checked against it."""
     disk_gb: int = Field(100, ge=10, le=16384)
+    """Disk the machine is rented with; models, checkpoints and images must fit with 20 GB to spare."""
     market: Market = Market.ON_DEMAND
+    """`spot` rents interruptible capacity (Vast.ai bids, RunPod, AWS and GCP spot) for less."""
     bid_per_hour: Optional[float] = Field(None, gt=0)
     """Spot only: the $/h bid (Vast) or $/GPU-h bid (RunPod); default the lowest accepted bid."""
     max_price_per_hour: Optional[float] = Field(None, gt=0)
@@ -137,7 +145,9 @@ class NodeSpec(_Model):
     hours_per_month: float = Field(HOURS_IN_MONTH, ge=0, le=744)
     """Expected running hours in a month; the monthly estimate is this times the hourly price."""
     power: PowerState = PowerState.RUNNING
+    """Whether `up` keeps the machine running, stopped (its disk still bills) or leaves it to its idle watcher (`idle`)."""
     idle_shutdown_minutes: Optional[int] = Field(None, ge=5, le=1440)
+    """Stop the machine once its GPUs and Ollama have been idle this long (not on RunPod, which runs no watcher)."""
     instance_type: Optional[str] = None
     """AWS/GCP only: pin an instance type from assets/prices; otherwise the cheapest that fits."""
     address: Optional[Address] = None
@@ -148,8 +158,11 @@ class NodeSpec(_Model):
     """Pulumi's ``protect`` on the node's machine: no `up` (a replace) or `destroy` can delete it until
     this is set back to false and applied. For a node an operator cannot afford to lose."""
     ssh: SshSpec = Field(default_factory=SshSpec)
+    """How the program and the gateway reach the machine over SSH."""
     access: Access = Access.SSH
+    """`ssh`: services listen on the node's loopback, reached through SSH; `direct`: on its mapped ports (private networks, the sandbox)."""
     workloads: Dict[WorkloadName, WorkloadSpec] = Field(default_factory=dict)
+    """What runs on the node, by name: a kind's name is that kind, any other a container of your own."""
 
     @field_validator("workloads", mode="before")
     @classmethod
@@ -233,6 +246,7 @@ class ServerlessSpec(_Model):
     ``served_name``) joins the gateway through its OpenAI-compatible route."""
 
     provider: str = Field("runpod", pattern=r"^runpod$")
+    """The one provider of serverless endpoints: runpod."""
     image: ImageRef
     """The worker image, pinned (``runpod/worker-v1-vllm:<tag>`` serves a Hugging Face model)."""
     gpu_pools: List[str] = Field(min_length=1)
@@ -240,6 +254,7 @@ class ServerlessSpec(_Model):
     gpu_count: int = Field(1, ge=1, le=8)
     """GPUs per worker."""
     workers: ServerlessWorkers = Field(default_factory=ServerlessWorkers)
+    """How many workers run: `min` always (billed), up to `max` on demand."""
     idle_timeout_seconds: int = Field(5, ge=1, le=3600)
     """Seconds a worker waits for the next request before it stops (and stops billing)."""
     busy_hours_per_month: float = Field(0.0, ge=0, le=744 * 100)
@@ -248,9 +263,11 @@ class ServerlessSpec(_Model):
     regions: List[RunpodLocation] = Field(default_factory=list)
     """RunPod locations the workers may run in; empty means anywhere."""
     container_disk_gb: int = Field(20, ge=5, le=1000)
+    """Each worker's container disk."""
     flashboot: bool = True
     """RunPod's FlashBoot: faster cold starts from cached workers."""
     scaler: str = Field("QUEUE_DELAY", pattern=r"^(QUEUE_DELAY|REQUEST_COUNT)$")
+    """How RunPod decides to start another worker: QUEUE_DELAY or REQUEST_COUNT."""
     scaler_value: int = Field(4, ge=1, le=1000)
     """Seconds of queue delay (QUEUE_DELAY) or requests per worker (REQUEST_COUNT) before another starts."""
     model: Optional[HfRepo] = None
@@ -263,6 +280,7 @@ class ServerlessSpec(_Model):
     args: List[Arg] = Field(default_factory=list)
     """The worker's command after its image's entrypoint (the template's ``dockerArgs``)."""
     env: Dict[EnvName, EnvValue] = Field(default_factory=dict)
+    """The template's env, readable in RunPod's console: no secrets (see ``secret_env``)."""
     secret_env: Dict[EnvName, RunpodSecret] = Field(default_factory=dict)
     """Env var -> the name of a secret kept by RunPod: the template carries only the reference
     ``{{ RUNPOD_SECRET_<name> }}``, never a value."""
@@ -324,8 +342,10 @@ class GatewaySpec(_Model):
     node: str
     """Node (from ``nodes``) that runs the LiteLLM proxy."""
     aliases: Dict[ModelName, ModelName] = Field(default_factory=dict)
-    """Client-facing name -> Ollama tag served by the estate, e.g. ``gpt-4: qwen3:32b``."""
+    """Client-facing name -> the model the estate serves under it (an Ollama tag or a server's
+    ``served_name``), as ``gpt-4: qwen3:32b``."""
     external: Dict[str, ExternalProvider] = Field(default_factory=dict)
+    """External APIs by name (openai, anthropic, ...) whose models aliases may fall back to."""
     fallbacks: Dict[ModelName, List[ModelName]] = Field(default_factory=dict)
     """Alias -> names (aliases or external models) tried in order when it fails."""
     timeouts: Dict[str, float] = Field(default_factory=dict)
@@ -335,13 +355,15 @@ class GatewaySpec(_Model):
         pattern=r"^(simple-shuffle|least-busy|usage-based-routing|usage-based-routing-v2|"
         r"latency-based-routing|cost-based-routing)$",
     )
+    """How LiteLLM picks among the nodes serving one alias (LiteLLM's own strategies)."""
     num_retries: int = Field(2, ge=0, le=10)
+    """Retries of a failed request before its fallbacks are tried."""
     port: int = Field(4000, ge=0, le=65535)
     """Where LiteLLM listens on the gateway host's loopback; 0 (local deploy only) takes a free port."""
     deploy: str = Field("ssh", pattern=r"^(ssh|local)$")
-    """``ssh``: units on the gateway node over SSH. ``local``: a LiteLLM process on the machine running
-    `pulumi up` (a workstation, the sandbox), reaching nodes directly; the node must be an owned host at
-    127.0.0.1."""
+    """``ssh`` (systemd units on the gateway node, over SSH) or ``local`` (a LiteLLM process on the machine
+    running `pulumi up`, for a workstation or the sandbox). A local gateway reaches nodes directly, and its
+    node must be an owned host at 127.0.0.1."""
 
     def timeout(self, name: str) -> float:
         """The request timeout of an alias or external model: its own, else ``default``, else 600 s."""
@@ -367,7 +389,9 @@ class RouteSpec(_Model):
     service: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*/[a-z][a-z0-9-]*$")
     """``<node>/<workload>``, e.g. ``inference/open-webui``."""
     auth: AuthMode = AuthMode.ACCESS
+    """Who may pass: `access` (Cloudflare Access), `basic` (the proxy's basic auth) or `none` (refused for model servers)."""
     path: UrlPath = "/"
+    """Only this path prefix of the hostname is forwarded."""
 
     @property
     def node(self) -> str:
@@ -386,10 +410,15 @@ class EdgeMode(str, enum.Enum):
 
 class EdgeSpec(_Model):
     mode: EdgeMode = EdgeMode.CLOUDFLARE_TUNNEL
+    """`cloudflare-tunnel`: a connector on the gateway host behind Access; `caddy`: Caddy with basic auth on a node with ports 80/443."""
     zone_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    """The Cloudflare zone the hostnames' DNS records go in."""
     account_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    """The Cloudflare account holding the tunnel and Access applications."""
     domain: Hostname
+    """The zone's domain; every route's hostname is under it."""
     allowed_emails: List[Email] = Field(default_factory=list)
+    """Who Cloudflare Access lets through."""
     team_name: Optional[str] = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     """cloudflare-tunnel mode: the Zero Trust team (``<team>.cloudflareaccess.com``). The connector checks
     every request's Access token against it, so nothing reaches a service around Access."""
@@ -399,8 +428,11 @@ class EdgeSpec(_Model):
 
 class BucketSpec(_Model):
     provider: str = Field(pattern=r"^(gcs|s3)$")
+    """gcs or s3."""
     location: Region
+    """The bucket's region (GCS location or AWS region)."""
     versioning: bool = True
+    """Keep old versions of overwritten objects (deleted after `noncurrent_days`)."""
     noncurrent_days: int = Field(30, ge=1)
     """Old object versions are deleted after this many days."""
     readers: List[str] = Field(default_factory=list)
@@ -411,8 +443,11 @@ class BucketSpec(_Model):
 
 class BudgetSpec(_Model):
     monthly_usd: float = Field(gt=0)
+    """The most the estate may cost a month; its own estimate must fit (and the spend watcher's percentages are of it)."""
     daily_usd: Optional[float] = Field(None, gt=0)
+    """The most a day may cost: the policy pack checks always-on nodes against it and the spend watcher alerts past it."""
     max_hourly_per_node: Optional[float] = Field(None, gt=0)
+    """The most any one node (or serverless worker) may cost an hour."""
 
 
 MONTH_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"

@@ -56,16 +56,22 @@ class BaseWorkload(StackModel):
     """What every workload has. Subclasses set ``kind`` to a literal and add their own fields."""
 
     kind: WorkloadKind
+    """The workload's kind; default the kind its name is, else ``container``."""
     image: Optional[ImageRef] = None
+    """The image it runs (``name:tag``, optionally ``@sha256:...``); default its kind's, pinned in
+    ``assets/images/compose.yaml``."""
     port: Optional[int] = Field(None, ge=1, le=65535)
     """Port on the node (loopback unless ``access: direct``); default the kind's."""
     env: Dict[EnvName, EnvValue] = Field(default_factory=dict)
+    """Env vars its container starts with, over its kind's own; values are passed as written (no secrets:
+    see ``secret_env``)."""
     secret_env: List[str] = Field(default_factory=list)
     """Env vars whose values are the config secrets ``gpu-estate:<NAME>`` (``pulumi config set --secret``),
-    e.g. HF_TOKEN for gated downloads. They reach the node encrypted, never as plain resource inputs."""
+    as HF_TOKEN for gated downloads: they reach the node encrypted, in a 0600 file, never as plain
+    resource inputs."""
     vram_gb: Optional[float] = Field(None, ge=0)
-    """GB of VRAM the workload holds while active. Required for a workload given the GPU whose kind has
-    no rule of its own (ComfyUI, a container with ``gpu: true``); a model server's share of the GPU."""
+    """GB of VRAM it holds while busy: required for a workload given the GPU whose kind has no rule of
+    its own (ComfyUI, a container with ``gpu: true``), and a model server's share of the GPU."""
     gpu: Optional[bool] = None
     """Whether the container is given the node's GPUs (compose's device reservation); default: the kind's
     need (Ollama, ComfyUI). ``false`` runs a model server on the CPU, e.g. a small embedding model beside

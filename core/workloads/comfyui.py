@@ -13,7 +13,7 @@ from core.workloads.base import BaseWorkload
 class ComfyUi(BaseWorkload):
     kind: Literal[WorkloadKind.COMFYUI] = WorkloadKind.COMFYUI
     checkpoints: List[Checkpoint] = Field(default_factory=list)
-    """Files downloaded into models/ with their sha256 checked; Hugging Face's with the workload's
+    """Files downloaded into models/ with their sha256 checked, Hugging Face's with the workload's
     ``HF_TOKEN`` when its ``secret_env`` names one."""
 
     downloads_dir: ClassVar[str] = "ComfyUI/models"
