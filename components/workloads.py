@@ -332,7 +332,7 @@ def container_launch(node: NodeSpec) -> Tuple[str, Dict[str, str], List[int], st
 
     Vast.ai runs the start script as the instance's onstart. RunPod's pod API only overrides the image's
     CMD (``dockerArgs``), which the Ollama image's ``/bin/ollama`` entrypoint would take as arguments, so
-    RunPod nodes run the image as it is and get no start script: no idle watcher there (see README)."""
+    RunPod nodes run the image as it is and get no start script: no idle watcher there (docs/nodes.md, Idle shutdown)."""
     primary = primary_workload(node)
     env: Dict[str, str] = {}
     for name in node.workloads:

@@ -21,7 +21,7 @@ from scripts.gateway_config import load
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stack")
+    ap.add_argument("stack", help="a stack's name (Pulumi.<stack>.yaml here) or a stack file's path")
     ap.add_argument("--output", help="also write the Markdown here")
     args = ap.parse_args(argv)
     try:
@@ -29,7 +29,8 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
-    text = diagram.markdown(plan, args.stack)
+    name = Path(args.stack).name
+    text = diagram.markdown(plan, name[len("Pulumi."):-len(".yaml")] if name.startswith("Pulumi.") else args.stack)
     sys.stdout.write(text)
     if args.output:
         Path(args.output).write_text(text)

@@ -28,6 +28,12 @@ from core.topology import plan_estate
 
 
 def load(stack: str):
+    """The checked spec of a stack: ``prod`` reads ``Pulumi.prod.yaml`` here; a path to a stack file reads
+    that file (``Pulumi.prod.yaml``, ``/tmp/Pulumi.mine.yaml``)."""
+    given = Path(stack)
+    if given.name.startswith("Pulumi.") and given.suffix == ".yaml" and given.exists():
+        return parse_spec(estate_config(stack_file_config(given.name[len("Pulumi."):-len(".yaml")],
+                                                          given.resolve().parent)))
     if not (ROOT / f"Pulumi.{stack}.yaml").exists():
         raise SystemExit(f"no stack file Pulumi.{stack}.yaml")
     return parse_spec(estate_config(stack_file_config(stack, ROOT)))
@@ -35,7 +41,7 @@ def load(stack: str):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stack")
+    ap.add_argument("stack", help="a stack's name (Pulumi.<stack>.yaml here) or a stack file's path")
     ap.add_argument("--outputs", help="JSON from `pulumi stack output --json` (fills in node addresses and "
                                       "serverless routes)")
     ap.add_argument("--units", action="store_true", help="print the gateway host's units instead")

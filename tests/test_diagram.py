@@ -138,8 +138,8 @@ def test_the_cost_chart_has_a_bar_per_node_and_endpoint_at_its_monthly_price():
     assert f"{plan.estimate.monthly_usd:,.2f} in all" in chart
 
 
-def test_the_readme_shows_the_prod_estate_as_the_command_draws_it(tmp_path, capsys):
+def test_the_stacks_page_shows_the_prod_estate_as_the_command_draws_it(tmp_path, capsys):
     out = tmp_path / "d.md"
     assert diagram_command.main(["prod", "--output", str(out)]) == 0
     assert capsys.readouterr().out == out.read_text()
-    assert out.read_text() in (ROOT / "README.md").read_text()
+    assert out.read_text() in (ROOT / "docs" / "stacks.md").read_text()
