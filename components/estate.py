@@ -274,7 +274,7 @@ class Estate(pulumi.ComponentResource):
                                 "vram_gb": node.gpu.vram_gb if node.gpu else 0,
                                 "max_loaded": w.max_resident or 0},
                     ), pulumi.ResourceOptions(parent=gpu_node, depends_on=gpu_node.workloads_ready,
-                                              deleted_with=gpu_node.machine))
+                                              deleted_with=gpu_node.gone_with))
         return models
 
     def gateway_outputs(self) -> Dict[str, object]:

@@ -88,6 +88,11 @@ class GpuNode(pulumi.ComponentResource):
         self.hourly_price = machine.hourly_price
         self.launched_host_key = machine.launched_host_key
         self.console = machine.console
+        self.gone_with: Optional[pulumi.Resource] = self.machine
+        """What the node's own resources (workloads, secrets, models) are deleted with: its machine, or on an
+        owned host the cleanup that removes them over SSH and only warns where the host does not answer."""
+        if self.machine is None and (self.over_ssh or workloads.secrets_over_ssh(spec)):
+            self.gone_with = self._owned_host_cleanup(name, spec, child)
         self.workloads_ready: list = []
         if self.over_ssh:
             self._deliver_workloads(name, spec, child)
@@ -179,10 +184,25 @@ class GpuNode(pulumi.ComponentResource):
         self.workloads_ready = [self.deploy]
 
     def on_machine(self, opts: pulumi.ResourceOptions, depends_on: Optional[list] = None) -> pulumi.ResourceOptions:
-        """Options for a resource that lives on this node's machine."""
+        """Options for a resource that lives on this node's machine: made after it, and deleted with it (or
+        with an owned host's cleanup) rather than by itself."""
         return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            depends_on=(depends_on or []) + ([self.machine] if self.machine is not None else []),
-            deleted_with=self.machine))
+            depends_on=(depends_on or []) + ([self.gone_with] if self.gone_with is not None else []),
+            deleted_with=self.gone_with))
+
+    def _owned_host_cleanup(self, name: str, spec: NodeSpec, opts: pulumi.ResourceOptions) -> pulumi.Resource:
+        """On a host the estate does not rent, nothing is deleted with a machine: the node's workloads and
+        secret files are removed by a cleanup over SSH that, with the host unreachable, warns naming what is
+        left there and lets the destroy go on to what bills (``providers.host_cleanup``)."""
+        from providers.host_cleanup import HostCleanup, HostCleanupArgs
+
+        return HostCleanup(f"{name}-cleanup", HostCleanupArgs(
+            node=name, host=self.ssh_host, port=self.ssh_port.apply(lambda p: int(p or spec.ssh.port)),
+            user=spec.ssh.user, host_key=self.host_key(),
+            script=f"{workloads.teardown_script()}\nrm -rf {workloads.SECRETS_DIR}\n",
+            left=(f"the estate's compose project {workloads.COMPOSE_FILE} and its containers, and the secret files "
+                  f"under {workloads.SECRETS_DIR}; the data directories under {workloads.DATA_DIR} are yours and "
+                  "stay either way")), opts)
 
     def _secrets(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions) -> Optional[pulumi.Output]:
         """The node's secrets as one secret output: the generated pgvector password, bucket credentials."""

@@ -99,7 +99,8 @@ def test_the_program_gives_an_owned_host_s_commands_a_cleanup_and_a_rented_machi
     config["gpu-estate:gateway"]["aliases"]["home"] = "llama3.1:8b"
     mocks = run_program(config, stack="prod")
     cleanups = {c.name: c.inputs for c in mocks.of_type("pulumi-python:dynamic/ssh:Cleanup")}
-    assert set(cleanups) == {"gateway-cleanup", "gateway-authorize-homelab-cleanup"}  # none on rented machines
+    # The gateway's commands, the tunnel's authorization and the owned node's own workloads; none on rented machines.
+    assert set(cleanups) == {"gateway-cleanup", "gateway-authorize-homelab-cleanup", "homelab-cleanup"}
     commands = {c.name: c.inputs for c in mocks.of_type("command:remote:Command")}
     gateway = cleanups["gateway-cleanup"]
     assert (gateway["node"], gateway["host"], gateway["user"]) == ("vps", "203.0.113.10", "root")
@@ -111,4 +112,9 @@ def test_the_program_gives_an_owned_host_s_commands_a_cleanup_and_a_rented_machi
     tunnel = cleanups["gateway-authorize-homelab-cleanup"]
     assert tunnel["host"] == "198.51.100.20"
     assert tunnel["script"] == commands["gateway-authorize-homelab"]["delete"] + "\n"
+    own = cleanups["homelab-cleanup"]
+    assert (own["node"], own["host"]) == ("homelab", "198.51.100.20")
+    assert own["script"].startswith(commands["homelab-workloads"]["delete"] + "\n") and "/opt/estate/secrets" in own["script"]
+    assert "/opt/estate/compose.yaml" in own["left"]
+
     assert "gpu-estate-tunnel:gpu-estate-prod" in tunnel["left"] and "11434" in tunnel["left"]
