@@ -7,7 +7,7 @@ CACHE   := $(shell bash -c 'echo $${GPU_ESTATE_CACHE:-$$HOME/.cache/gpu-estate}'
 # Where scripts/build-pulumi.sh put (or found) the CLI, the language host and the command plugin.
 PULUMI_BIN = $$(cat $(CACHE)/pulumi-bin)
 
-.PHONY: setup sandbox test test-fast money preview clean
+.PHONY: setup stack-setup sandbox test test-fast money preview clean
 
 # The project's packages (core, providers, components, policy, loopback, scripts) go in editable, so
 # every entry point imports them the same way, with no path juggling.
@@ -44,6 +44,11 @@ setup: $(VPY) $(VENV)-gateway/bin/litellm $(VENV)-runpod/bin/python $(VENV)-vast
 	bash scripts/build-ollama.sh
 	bash scripts/build-registry.sh
 	bash scripts/build-sandbox-image.sh
+
+# What a stack of your own needs to be checked and previewed (README, Your first stack): the program's venv
+# and the Pulumi CLI with its plugins, without the sandbox's images, servers and the tests' tools.
+stack-setup: $(VPY)
+	bash scripts/build-pulumi.sh
 
 # The main job: the estate up, checked, refreshed and destroyed on loopback GPU clouds.
 sandbox: setup

@@ -47,7 +47,8 @@ def test_the_section_makes_the_stack_with_stack_init_and_never_a_copied_salt():
     text = section()
     assert f"pulumi stack init {STACK}" in text and "encryptionsalt" in text and "incorrect passphrase" in text
     assert "encryptionsalt" not in yaml.safe_dump(readme_config())
-    for step in ("config set --secret", "scripts/gateway_config.py", "scripts/diagram.py", "policy.pack_config",
+    assert "\nstack-setup:" in (PROJECT_ROOT / "Makefile").read_text()
+    for step in ("make stack-setup", "config set --secret", "scripts/gateway_config.py", "scripts/diagram.py", "policy.pack_config",
                  "pulumi preview", "pulumi up", "pulumi destroy", "docs/keys.md"):
         assert step in text, step
 
