@@ -141,7 +141,8 @@ class NodeSpec(_Model):
     """The same cap in USD a month, for a budget thought of that way: the hourly cap is this over
     ``hours_per_month``, rounded down (the preview says both). Give this or ``max_price_per_hour``."""
     min_reliability: Optional[float] = Field(None, ge=0, le=1)
-    """Vast.ai only: the lowest host reliability (0-1) an offer may have."""
+    """The lowest host reliability (0-1) a marketplace offer may have (TensorDock's uptime, Vast.ai's
+    reliability)."""
     hours_per_month: float = Field(HOURS_IN_MONTH, ge=0, le=744)
     """Expected running hours in a month; the monthly estimate is this times the hourly price."""
     power: PowerState = PowerState.RUNNING
@@ -189,6 +190,16 @@ class NodeSpec(_Model):
                 raise ValueError(f"failover to {other.value!r}: only another of tensordock/vastai/runpod")
         if self.instance_type and self.provider not in (Vendor.AWS, Vendor.GCP):
             raise ValueError("instance_type applies to aws and gcp nodes only")
+        # Values a node of this provider would ignore, refused saying whose they are.
+        if self.bid_per_hour is not None and not self.provider.is_marketplace:
+            raise ValueError(f"bid_per_hour is a marketplace's bid (vastai, runpod); a {self.provider.value} spot node "
+                             "pays the spot price, capped by max_price_per_hour (got bid_per_hour)")
+        if self.address and self.provider is not Vendor.HOST:
+            raise ValueError(f"address is a host's you own (provider host); a {self.provider.value} machine's comes "
+                             f"from its vendor (got address {self.address!r})")
+        if "image" in self.model_fields_set and self.provider.is_container:
+            raise ValueError(f"image is a VM's; a {self.provider.value} node is one container, whose image is its "
+                             f"workload's (nodes.<node>.workloads.<workload>.image) (got image {self.image!r})")
         return self
 
     @property

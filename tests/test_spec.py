@@ -80,6 +80,9 @@ BAD = [
     # A model the table does not list is sized in the stack, not in the tracked table.
     ("nodes.qwen.workloads.ollama.models", ["qwen3:8b", "my-finetune:7b"],
      "gpu-estate:nodes.qwen.workloads.ollama.models[1]", "model_sizes.my-finetune:7b"),
+    ("nodes.burst.bid_per_hour", 0.3, "gpu-estate:nodes.burst", "pays the spot price"),
+    ("nodes.qwen.address", "203.0.113.20", "gpu-estate:nodes.qwen", "address is a host's you own"),
+    ("nodes.qwen.image", "ubuntu2204", "gpu-estate:nodes.qwen", "its workload's"),
     # A spot bid above the node's own cap would never be placed.
     ("nodes.qwen.bid_per_hour", 0.35, "gpu-estate:nodes.qwen.bid_per_hour", "above the node's max_price_per_hour"),
     # GPU names follow one rule; a name several cards share, or none, is refused with the candidates.
