@@ -14,7 +14,9 @@ One component, two ways to deploy, the same outputs (``url``, ``master_key``, ``
   authorized on each tunnelled node only for the forwards the gateway needs: the operator's key never
   sits on the internet-facing gateway host.
 - ``deploy: local``: a LiteLLM process on the machine running `pulumi up` (``providers.local_gateway``),
-  reaching nodes directly; for a workstation and the sandbox.
+  reaching nodes directly, or a node reached over SSH through an ``ssh -N`` forward of its own on free
+  local ports (``providers.local_tunnel``, the operator's key, the node's pinned host key); for a
+  workstation and the sandbox.
 """
 from __future__ import annotations
 
@@ -33,12 +35,14 @@ TYPE = "gpu-estate:index:Gateway"
 
 
 def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = False,
-                   serverless: Optional[Mapping[str, pulumi.Input[str]]] = None, library: bool = False) -> pulumi.Output:
+                   serverless: Optional[Mapping[str, pulumi.Input[str]]] = None, library: bool = False,
+                   forwarded: Optional[Mapping[str, pulumi.Output]] = None) -> pulumi.Output:
     """(LiteLLM config, gateway units, tunnels' known_hosts, the files of its config directory) once the
     nodes the gateway reaches directly
     have addresses, every node its price and every serverless endpoint its OpenAI route; the tunnelled
     nodes' SSH hosts go into the autossh units and, with ``pinned``, their host keys into the known_hosts
-    the units verify."""
+    the units verify. ``forwarded`` (a local gateway) gives the ports of 127.0.0.1 its own forwards reach
+    each tunnelled node's services on."""
     spec = plan.spec
     direct = {n: pulumi.Output.all(nodes[n].address, nodes[n].ports) for n in spec.nodes
               if spec.nodes[n].access.value == "direct" and n != spec.gateway.node}
@@ -51,6 +55,7 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
 
     def render(args: Dict[str, Any]) -> Tuple[str, Dict[str, str]]:
         endpoints = {n: tuple(v) for n, v in args["direct"].items()}
+        endpoints.update({n: ("127.0.0.1", ports) for n, ports in args["forwarded"].items()})
         hourly = {n: float(p) for n, p in args["prices"].items() if p is not None}
         config = gw.render_litellm_config(plan, endpoints, hourly, args["serverless"])
         hosts = {n: (v[0], int(v[1] or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user, *v[2:])
@@ -63,7 +68,8 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
     return pulumi.Output.all(machines=pulumi.Output.all(**machines) if machines else {},
                              direct=pulumi.Output.all(**direct) if direct else {},
                              prices=pulumi.Output.all(**prices), ssh=pulumi.Output.all(**ssh) if ssh else {},
-                             serverless=pulumi.Output.all(**serverless) if serverless else {}).apply(render)
+                             serverless=pulumi.Output.all(**serverless) if serverless else {},
+                             forwarded=pulumi.Output.all(**forwarded) if forwarded else {}).apply(render)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +107,9 @@ class Gateway(pulumi.ComponentResource):
         plan = args.plan
         g = plan.spec.gateway
         self.tunnels = {n: [(f.remote, f.local) for f in fwds] for n, fwds in plan.tunnels.items()}
+        forwarded = self._create_local_tunnels(name, args) if g.deploy == "local" else None
         rendered = render_outputs(plan, args.nodes, pinned=g.deploy != "local", serverless=args.serverless,
-                                  library=g.deploy != "local")
+                                  library=g.deploy != "local", forwarded=forwarded)
         self.config = rendered.apply(lambda r: r[0])
         self.files = rendered.apply(lambda r: r[3])
         if g.deploy == "local":
@@ -111,6 +118,23 @@ class Gateway(pulumi.ComponentResource):
             self._create_ssh(name, args, rendered.apply(lambda r: r[1]), rendered.apply(lambda r: r[2]))
         self.register_outputs({"url": self.url, "master_key": self.master_key, "config": self.config,
                                "tunnels": self.tunnels})
+
+    def _create_local_tunnels(self, name: str, args: GatewayArgs) -> Dict[str, pulumi.Output]:
+        """``deploy: local``: an SSH forward process of its own to each serving node it reaches over SSH
+        (``providers.local_tunnel``); node -> its ports on 127.0.0.1, which the config reads."""
+        from providers.local_tunnel import LocalTunnel, LocalTunnelArgs
+
+        spec = args.plan.spec
+        self.local_tunnels: Dict[str, Any] = {}
+        for node, forwards in sorted(args.plan.tunnels.items()):
+            if not spec.nodes[node].power.serves:
+                continue  # a stopped node: nothing answers there (the aliases it serves fall back)
+            n, ssh = args.nodes[node], spec.nodes[node].ssh
+            self.local_tunnels[node] = LocalTunnel(f"{name}-tunnel-{node}", LocalTunnelArgs(
+                node=node, host=n.ssh_host, port=n.ssh_port.apply(lambda p, default=ssh.port: int(p or default)),
+                user=ssh.user, host_key=n.host_key(), remote_ports=[f.remote for f in forwards],
+                state_dir=args.state_dir), pulumi.ResourceOptions(parent=self))
+        return {node: t.ports for node, t in self.local_tunnels.items()}
 
     def _create_local(self, name: str, args: GatewayArgs, opts: Optional[pulumi.ResourceOptions]) -> None:
         from providers.local_gateway import LocalGateway, LocalGatewayArgs

@@ -185,11 +185,12 @@ class EstatePlan:
 
     def service_url(self, node: str, port: int, endpoints: Optional[Mapping[str, Endpoint]] = None) -> str:
         """How the gateway host reaches ``port`` of ``node``; ``endpoints`` gives the addresses of nodes
-        reached directly once they are known."""
+        reached directly once they are known, and (a local gateway) the forwards of its own to nodes reached
+        over SSH, whose local ports are picked when they start."""
         spec = self.spec
         if spec.gateway is not None and node == spec.gateway.node:
             return f"http://127.0.0.1:{port}"
-        if spec.nodes[node].access is Access.DIRECT:
+        if spec.nodes[node].access is Access.DIRECT or node in (endpoints or {}):
             address, ports = (endpoints or {}).get(node, (None, {}))
             return f"http://{address or unknown_address(node)}:{(ports or {}).get(str(port), port)}"
         for fwd in self.tunnels.get(node, ()):

@@ -97,6 +97,7 @@ class FakeOllama(FakeServer):
                     return 404, {"error": f"model '{tag}' not found"}
                 family = details(tag)["family"]
                 return 200, {"modelfile": f"# Modelfile of the loopback Ollama\nFROM {tag}\n", "template": "{{ .Prompt }}",
+                             "parameters": "num_predict                    24",
                              "details": details(tag), "model_info": {"general.architecture": family},
                              "tensors": [{"name": "token_embd.weight", "type": "F32", "shape": [64, 279]}],
                              "capabilities": ["completion"], "modified_at": self.installed[tag]["modified_at"]}

@@ -1,6 +1,7 @@
 """A LiteLLM gateway run as a process on the machine that runs `pulumi up` (``gateway.deploy: local``).
 
-For a workstation or the sandbox: the gateway reaches nodes directly, listens on 127.0.0.1, and keeps
+For a workstation or the sandbox: the gateway reaches nodes directly or through SSH forwards of its own
+(``providers.local_tunnel``), listens on 127.0.0.1, and keeps
 its config, log and pid under ``state_dir``. The process outlives an `up` that ends (its own session),
 not a killed one (``agents.process.follow_engine``); read reports it gone when it died, and diff
 restarts it, so the next `up` starts it again; read keeps it when it lives but answers

@@ -15,7 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from typing import Iterator, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from core.text import known_hosts_line
 from providers.wait import WaitTimeout, wait_for, within
@@ -40,7 +40,10 @@ def _listening(port: int) -> bool:
 
 
 def ssh_command(host: str, port: int, user: str, key_file: str, local: int, remote: int,
-                known_hosts: str, pinned: bool = False) -> list:
+                known_hosts: str, pinned: bool = False, more: Sequence[Tuple[int, int]] = ()) -> list:
+    """``ssh -N`` forwarding 127.0.0.1:``local`` to ``remote`` on the node's loopback (and each (local,
+    remote) of ``more``)."""
+    extra = [arg for lo, re in more for arg in ("-L", f"127.0.0.1:{lo}:127.0.0.1:{re}")]
     return [
         shutil.which("ssh") or "ssh", "-N", "-T",
         "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
@@ -49,13 +52,13 @@ def ssh_command(host: str, port: int, user: str, key_file: str, local: int, remo
         "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3",
         "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT_SECONDS)}",
         "-i", key_file, "-p", str(port),
-        "-L", f"127.0.0.1:{local}:127.0.0.1:{remote}",
+        "-L", f"127.0.0.1:{local}:127.0.0.1:{remote}", *extra,
         f"{user}@{host}",
     ]
 
 
 @contextlib.contextmanager
-def _credentials(host: str, port: int, private_key: str, host_key: Optional[str],
+def credentials(host: str, port: int, private_key: str, host_key: Optional[str],
                  known_hosts: Optional[str] = None) -> Iterator[Tuple[str, str]]:
     """(key file, known_hosts file) for one OpenSSH call, in a private temporary directory removed
     afterwards: the key 0600, and the pinned host key alone when there is one, else ``known_hosts`` (trust
@@ -73,6 +76,29 @@ def _credentials(host: str, port: int, private_key: str, host_key: Optional[str]
         yield key_file, known_hosts
 
 
+def wait_listening(proc: subprocess.Popen, locals_: List[int], errors: Callable[[], str], host: str, port: int,
+                   user: str, host_key: Optional[str]) -> None:
+    """Wait until every local port of an ``ssh -L`` process listens; raise with OpenSSH's own words
+    (``errors``) when it exits first (a refused host key says so) or is not up in time."""
+    def listening() -> bool:
+        if all(_listening(p) for p in locals_):
+            return True
+        if proc.poll() is not None:
+            err = errors().strip()
+            if host_key and "host key" in err.lower():
+                raise ForwardError(f"ssh to {user}@{host}:{port}: the server's host key is not the pinned "
+                                   f"one ({host_key.split()[0]} {host_key.split()[1][:24]}...); nothing was "
+                                   f"sent: {err}")
+            raise ForwardError(f"ssh to {user}@{host}:{port} failed: {err or f'exit {proc.returncode}'}")
+        return False
+
+    try:
+        wait_for(listening, bool, within(CONNECT_TIMEOUT_SECONDS + 5), 0.05, f"forward to {host}:{port}")
+    except WaitTimeout:
+        raise ForwardError(f"ssh to {user}@{host}:{port}: forward not up after "
+                           f"{CONNECT_TIMEOUT_SECONDS:.0f}s") from None
+
+
 @contextlib.contextmanager
 def forward(host: str, port: int, user: str, remote_port: int, private_key: Optional[str],
             key_env: str = "ESTATE_SSH_PRIVATE_KEY", host_key: Optional[str] = None) -> Iterator[int]:
@@ -81,28 +107,13 @@ def forward(host: str, port: int, user: str, remote_port: int, private_key: Opti
         raise ForwardError(
             f"{user}@{host}:{port}: no SSH private key; set {key_env} or the config secret "
             "gpu-estate:sshPrivateKey")
-    with _credentials(host, port, private_key, host_key) as (key_file, known_hosts):
+    with credentials(host, port, private_key, host_key) as (key_file, known_hosts):
         local = free_port()
         cmd = ssh_command(host, port, user, key_file, local, remote_port, known_hosts, pinned=bool(host_key))
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            def listening() -> bool:
-                if _listening(local):
-                    return True
-                if proc.poll() is not None:
-                    err = (proc.stderr.read() or b"").decode(errors="replace").strip()
-                    if host_key and "host key" in err.lower():
-                        raise ForwardError(f"ssh to {user}@{host}:{port}: the server's host key is not the pinned "
-                                           f"one ({host_key.split()[0]} {host_key.split()[1][:24]}...); nothing was "
-                                           f"sent: {err}")
-                    raise ForwardError(f"ssh to {user}@{host}:{port} failed: {err or f'exit {proc.returncode}'}")
-                return False
-
-            try:
-                wait_for(listening, bool, within(CONNECT_TIMEOUT_SECONDS + 5), 0.05, f"forward to {host}:{port}")
-            except WaitTimeout:
-                raise ForwardError(f"ssh to {user}@{host}:{port}: forward not up after "
-                                   f"{CONNECT_TIMEOUT_SECONDS:.0f}s") from None
+            wait_listening(proc, [local], lambda: (proc.stderr.read() or b"").decode(errors="replace"),
+                           host, port, user, host_key)
             yield local
         finally:
             proc.terminate()
@@ -118,7 +129,7 @@ def _run_remote(host: str, port: int, user: str, private_key: str, known_hosts: 
     """``remote`` (a fixed command of the estate's, never a stack value) run over SSH. With ``host_key`` (the
     stack's pin) OpenSSH accepts that key alone; without, the host key is trusted on first use and pinned in
     ``known_hosts`` from then on."""
-    with _credentials(host, port, private_key, host_key, known_hosts) as (key_file, known_hosts):
+    with credentials(host, port, private_key, host_key, known_hosts) as (key_file, known_hosts):
         cmd = [shutil.which("ssh") or "ssh", "-T", "-o", "BatchMode=yes",
                "-o", f"StrictHostKeyChecking={'yes' if host_key else 'accept-new'}",
                "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",

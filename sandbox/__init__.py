@@ -50,13 +50,23 @@ def engine_missing() -> str:
 
 VM_NODE = "vm"
 """The sandbox stack's VM-like node (access: ssh): this machine, through its loopback sshd."""
-VM_OLLAMA_STATE = "ollama/models.json"
-"""Where the containerised loopback Ollama keeps its models, under the node's data directory."""
+VM_MODELS = "data/ollama/models/manifests"
+"""Where the VM node's real Ollama keeps its models' manifests, under the machine's root
+(``<registry>/<namespace>/<model>/<tag>``)."""
+VM_ALIAS = "tiny"
+"""The gateway alias the VM node's real Ollama answers (Pulumi.sandbox.yaml)."""
+REGISTRY_PORT = 5000
+"""The loopback registry the sandbox stack's VM node pulls from (127.0.0.1:5000 in Pulumi.sandbox.yaml)."""
+TINY = ("tiny", "1")
+"""The project's tiny model as the registry holds it: ``127.0.0.1:5000/library/tiny:1``."""
 
 
 def vm_missing() -> str:
-    """Why the sandbox's VM node cannot run here (no sshd, Docker, compose or image), or ''."""
-    return loopback_machine.missing()
+    """Why the sandbox's VM node cannot run here (no sshd, Docker, compose, its images, the real Ollama or
+    the registry), or ''."""
+    from sandbox import real_ollama, registry
+
+    return loopback_machine.missing() or registry.missing() or loopback_machine.missing(real_ollama.IMAGE)
 
 
 def vm_required() -> bool:
@@ -79,21 +89,30 @@ def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[
     ollamas = {name: FakeOllama(name=f"{name}-ollama") for name in ("tensordock", "vastai", "runpod")}
     for name, cloud in (("tensordock", td), ("vastai", vast), ("runpod", rp)):
         cloud.port_map[11434] = ollamas[name].httpd.server_address[1]
-    machine = None
+    machine = registry = None
     try:
         if vm:
+            # The registry on the machine's loopback that the VM node's Ollama pulls the tiny model from.
+            from sandbox.registry import LoopbackRegistry
+            from sandbox.tiny_model import PARAMETERS, write_tiny_gguf
+
+            registry = LoopbackRegistry(port=REGISTRY_PORT)
+            registry.publish(*TINY, write_tiny_gguf(registry.dir / "tiny.gguf"), PARAMETERS)
             machine = loopback_machine.LoopbackMachine(workloads.ESTATE_DIR, workloads.COMPOSE_PROJECT)
             td.port_map[22] = machine.sshd.port
             td.on_delete.append(lambda inst: machine.wipe() if inst["name"] == label(VM_NODE, stack_name) else None)
             # Booting with its cloud-init: the host key the program generated becomes the sshd's.
             td.on_create.append(lambda inst: machine.boot(inst["cloud_init"])
                                 if inst["name"] == label(VM_NODE, stack_name) else None)
-        yield {"tensordock": td, "vastai": vast, "runpod": rp, "ollama": ollamas, "machine": machine}
+        yield {"tensordock": td, "vastai": vast, "runpod": rp, "ollama": ollamas, "machine": machine,
+               "registry": registry}
     finally:
         for f in (td, vast, rp, *ollamas.values()):
             f.close()
         if machine is not None:
             machine.close()
+        if registry is not None:
+            registry.close()
 
 
 @contextlib.contextmanager
@@ -197,6 +216,7 @@ def project_copy(dest: Path, vm: bool = False) -> Path:
         doc = yaml.safe_load(path.read_text())
         doc["config"]["gpu-estate:nodes"].pop(VM_NODE, None)
         doc["config"].pop("gpu-estate:WEBUI_SECRET_KEY", None)
+        doc["config"]["gpu-estate:gateway"]["aliases"].pop(VM_ALIAS, None)  # the VM node's alone
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return dest
 
@@ -222,11 +242,14 @@ def alive(fakes: Dict[str, object]) -> Dict[str, int]:
 def pulled(fakes: Dict[str, object]) -> Dict[str, list]:
     """The models on each cloud's machine disk. The loopback Ollama outlives the loopback instance, but a
     real disk does not: once a cloud has no machine, none of its models remain. The VM node's models are
-    what its containerised Ollama keeps on the machine's disk."""
+    the manifests its containerised Ollama keeps on the machine's disk, named as Ollama names them."""
     found = {name: sorted(o.installed) if fakes[name].alive() else [] for name, o in fakes["ollama"].items()}
     if fakes.get("machine") is not None:
-        import json
-
-        kept = fakes["machine"].file(f"data/{VM_OLLAMA_STATE}")
-        found[VM_NODE] = sorted(json.loads(kept)) if kept else []
+        root = fakes["machine"].root / VM_MODELS
+        names = []
+        for manifest in root.glob("*/*/*/*"):
+            host, namespace, model, tag = manifest.relative_to(root).parts
+            own = (host, namespace) == ("registry.ollama.ai", "library")
+            names.append(f"{model}:{tag}" if own else f"{host}/{namespace}/{model}:{tag}")
+        found[VM_NODE] = sorted(names)
     return found

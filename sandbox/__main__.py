@@ -1,7 +1,12 @@
 """Run the estate end to end on the sandbox stack: loopback GPU clouds, the real Pulumi engine.
 
-    python -m sandbox            # up, a second up (no changes), refresh, destroy
+    python -m sandbox            # up, a real answer, a preview (no changes), refresh, destroy
     python -m sandbox --keep     # up and leave it running until Ctrl-C
+
+After the up, OpenAI's own Python client asks the gateway (the real LiteLLM proxy) for the ``tiny`` alias:
+LiteLLM sends it through its SSH forward to the VM node, whose real Ollama (in Docker on this machine)
+answers with tokens of the tiny model it pulled from the loopback registry; the answer is printed with
+the route it took.
 """
 from __future__ import annotations
 
@@ -12,9 +17,36 @@ import sys
 from pathlib import Path
 
 from sandbox import (
-    ROOT, VM_NODE, alive, engine_env, engine_missing, fake_clouds, project_copy, pulled, ssh_agent, stack, vm_missing,
-    vm_required,
+    ROOT, TINY, VM_ALIAS, VM_NODE, alive, engine_env, engine_missing, fake_clouds, project_copy, pulled, ssh_agent, stack,
+    vm_missing, vm_required,
 )
+
+TUNNEL_TYPE = "pulumi-python:dynamic/gateway:LocalTunnel"
+
+
+def ask(st, url: str, key: str, tag: str) -> str:
+    """One chat completion for the VM node's alias through OpenAI's client; the route it took and the
+    answer, as lines to print. Raises when no answer comes."""
+    import requests
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=120)
+    raw = client.chat.completions.with_raw_response.create(
+        model=VM_ALIAS, max_tokens=16, messages=[{"role": "user", "content": "Say hello from the estate."}])
+    done = raw.parse()
+    base = raw.headers.get("x-litellm-model-api-base") or "?"
+    (tunnel,) = [r["outputs"] for r in st.export_stack().deployment["resources"] if r["type"] == TUNNEL_TYPE
+                 and r["outputs"].get("node") == VM_NODE]
+    remote = {int(local): int(port) for port, local in tunnel["ports"].items()}
+    local = int(base.rsplit(":", 1)[-1]) if base[-1:].isdigit() else None
+    version = requests.get(f"{base}/api/version", timeout=10).json().get("version", "?")
+    return "\n".join([
+        f"  OpenAI client -> LiteLLM {url} (model {VM_ALIAS!r}, deployment {raw.headers.get('x-litellm-model-id')})",
+        f"  -> {base}: the gateway's SSH forward (pid {int(tunnel['pid'])}) to {tunnel['user']}@{tunnel['host']}:"
+        f"{int(tunnel['port'])}, port {remote.get(local, '?')} on the node's loopback",
+        f"  -> the real Ollama {version} in Docker on node {VM_NODE!r}, model {tag}",
+        f"  -> {done.usage.completion_tokens} tokens: {done.choices[0].message.content!r}",
+    ])
 
 
 def main() -> int:
@@ -53,11 +85,20 @@ def main() -> int:
         if fakes["machine"] is not None:
             running = {s: c["state"] for s, c in fakes["machine"].containers().items()}
             print(f"VM node {VM_NODE!r} (this machine over SSH, Docker): containers {running}")
+        answered, failed = "", ""
         if "gateway" in up.outputs:
             url = up.outputs["gateway"].value["url"]
             print(f"gateway: {url} (key: `pulumi stack output gateway_master_key --show-secrets`), e.g.\n"
                   f"  curl {url}/v1/chat/completions -H 'Authorization: Bearer $KEY' "
                   "-d '{\"model\": \"chat\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'")
+            if vm:
+                print(f"== a real answer: {VM_ALIAS!r} through the gateway")
+                try:
+                    answered = ask(st, url, up.outputs["gateway_master_key"].value, fakes["registry"].name(*TINY))
+                    print(answered)
+                except Exception as err:  # reported, and the estate is still destroyed
+                    failed = f"sandbox: no answer from the real Ollama: {type(err).__name__}: {err}"
+                    print(failed, file=sys.stderr)
         print("== pulumi preview (expect no changes)")
         st.preview(on_output=out, expect_no_changes=True, **enforced)
         print("== pulumi refresh")
@@ -71,7 +112,11 @@ def main() -> int:
         st.destroy(on_output=out)
         left = alive(fakes)
         print(f"\nafter destroy: {left}")
-        return 0 if not any(left.values()) else 1
+        if answered:
+            print(f"== the answer the real Ollama gave through the gateway, before the destroy\n{answered}")
+        elif failed:
+            print(failed, file=sys.stderr)
+        return 0 if not any(left.values()) and not failed else 1
 
 
 if __name__ == "__main__":

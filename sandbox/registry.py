@@ -11,7 +11,7 @@ registry's ``redirect`` storage middleware sends each blob GET to ``http://local
 plain static file server over the registry's root directory: another host name (``localhost`` while the
 registry is ``127.0.0.1``), the same machine's loopback. Both listen on 127.0.0.1 only.
 
-Models are published through a real Ollama of the registry's own (``ollama create`` from a Modelfile,
+Models are published through a real Ollama started for the purpose (``ollama create`` from a Modelfile,
 then ``ollama push --insecure``), so what is stored is exactly what Ollama pushes.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 import requests
 
@@ -98,7 +98,6 @@ class LoopbackRegistry:
         self.log = self.dir / "registry.log"
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.dir),
                "OTEL_TRACES_EXPORTER": "none"}  # else it exports traces to localhost:4318
-        self._publisher: Optional[real_ollama.OllamaServer] = None
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([str(registry_binary()), "serve", str(config)], env=env, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -108,17 +107,16 @@ class LoopbackRegistry:
         """The name Ollama pulls ``model:tag`` from this registry by."""
         return f"{self.host}/library/{model}:{tag}"
 
-    def publish(self, model: str, tag: str, gguf: Path) -> str:
-        """Store ``gguf`` as ``model:tag`` (replacing what that tag held); the manifest's digest."""
-        if self._publisher is None:
-            self._publisher = real_ollama.OllamaServer()
+    def publish(self, model: str, tag: str, gguf: Path, parameters: Optional[Dict[str, object]] = None) -> str:
+        """Store ``gguf`` as ``model:tag`` (replacing what that tag held), with the Modelfile's default
+        ``parameters``; the manifest's digest."""
         name = self.name(model, tag)
-        with tempfile.TemporaryDirectory(prefix="estate-model-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="estate-model-") as tmp, real_ollama.OllamaServer() as publisher:
             shutil.copy(gguf, Path(tmp) / "model.gguf")
-            (Path(tmp) / "Modelfile").write_text("FROM ./model.gguf\n")
-            self._publisher.cli("create", name, "-f", "Modelfile", cwd=Path(tmp))
-        self._publisher.cli("push", "--insecure", name)
-        self._publisher.cli("rm", name)
+            (Path(tmp) / "Modelfile").write_text("FROM ./model.gguf\n" + "".join(
+                f"PARAMETER {k} {v}\n" for k, v in (parameters or {}).items()))
+            publisher.cli("create", name, "-f", "Modelfile", cwd=Path(tmp))
+            publisher.cli("push", "--insecure", name)
         return self.digest(model, tag)
 
     def digest(self, model: str, tag: str) -> Optional[str]:
@@ -131,8 +129,6 @@ class LoopbackRegistry:
         return resp.headers["Docker-Content-Digest"].removeprefix("sha256:")
 
     def close(self) -> None:
-        if self._publisher is not None:
-            self._publisher.close()
         real_ollama.stop_group(self.proc)
         self.blobs.shutdown()
         self.blobs.server_close()

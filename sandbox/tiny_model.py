@@ -13,6 +13,9 @@ WORDS = ("▁hello", "▁world", "▁the", "▁estate", "▁model", "▁answers"
          "▁gpu", "▁sandbox", "▁ollama", "▁is", "▁real", "▁yes", "▁no", "▁and", "▁it", "▁runs")
 EMBED, BLOCKS, HEADS, FEED_FORWARD, CONTEXT = 64, 2, 4, 128, 512
 WORD_BIAS = 0.5
+PARAMETERS = {"num_predict": 24}
+"""Its Modelfile's defaults: it seldom says its end-of-text token, so an answer stops after 24 tokens
+unless the request asks for fewer (a client that names no limit would wait for the whole context)."""
 
 
 def vocabulary() -> tuple:

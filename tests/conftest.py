@@ -90,11 +90,12 @@ def tiny_registry(tmp_path_factory):
     """The loopback registry (the CNCF registry on 127.0.0.1) holding the project's tiny model as tiny:1,
     pushed by a real Ollama; ``tiny_registry.tiny`` is its name there and ``.tiny_digest`` its digest."""
     from sandbox.registry import LoopbackRegistry
-    from sandbox.tiny_model import write_tiny_gguf
+    from sandbox.tiny_model import PARAMETERS, write_tiny_gguf
 
     real_servers_or_skip()
     with LoopbackRegistry() as registry:
-        registry.tiny_digest = registry.publish("tiny", "1", write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf"))
+        registry.tiny_digest = registry.publish("tiny", "1", write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf"),
+                                                PARAMETERS)
         registry.tiny = registry.name("tiny", "1")
         yield registry
 

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -350,3 +351,99 @@ def test_a_refresh_keeps_a_local_gateway_that_lives_but_answers_slowly(tmp_path)
         assert LocalGatewayProvider().read("local-gateway-1", props).id == ""  # it died: gone
     finally:
         busy.kill()
+
+
+# -- the real LiteLLM proxy in front of the real Ollama ---------------------------------------------------
+
+def real_spec(tiny, registry_host):
+    """'real' serves the project's tiny model under two aliases, 'tiny' and 'words', each falling back to
+    'backup', which 'spare' (a loopback Ollama) serves."""
+    node = lambda ollama: {"provider": "tensordock", "gpu": {"model": "rtx4090"}, "max_price_per_hour": 0.4,  # noqa: E731
+                           "access": "direct", "workloads": {"ollama": ollama},
+                           "ssh": {"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFXdBfpWUE7y0nZ8rsibV0rc/1JxweHTokQjkgvrZxWD"}}
+    return parse_spec({
+        "nodes": {"real": node({"models": [tiny], "insecure_registries": [registry_host], "host_network": True}),
+                  "spare": node({"models": ["llama3.2:3b"]}),
+                  "gw": {"provider": "host", "address": "127.0.0.1", "workloads": {"litellm": {}},
+                         "ssh": {"host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOGgtgdW9ZLnsrjGnasMVWnMuUvMEboNU8GOJmJqjIes"}}},
+        "gateway": {"node": "gw", "aliases": {"tiny": tiny, "words": tiny, "backup": "llama3.2:3b"},
+                    "fallbacks": {"tiny": ["backup"], "words": ["backup"]},
+                    "timeouts": {"default": 30}, "num_retries": 0},
+        "budget": {"monthly_usd": 1000},
+    })
+
+
+@pytest.fixture(scope="module")
+def real_proxy(tmp_path_factory, tiny_registry):
+    """The real proxy routing to the real Ollama, run in Docker from the sandbox's image (on this machine's
+    network, so it pulls from the loopback registry), and to a loopback Ollama as the fallback."""
+    import sandbox
+    from loopback import machine
+    from sandbox import real_ollama
+    from providers.ssh_forward import free_port
+
+    if not litellm_binary().exists():
+        pytest.skip(f"no LiteLLM proxy at {litellm_binary()}: `make setup` installs litellm[proxy]")
+    why = machine.missing(real_ollama.IMAGE)
+    if why:
+        if sandbox.vm_required():
+            pytest.fail(f"the real Ollama's container must run here: {why}")
+        pytest.skip(why)
+    port, name = free_port(), f"gpu-estate-gateway-test-{os.getpid()}"
+    models = tmp_path_factory.mktemp("ollama")
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "host", "-e",
+                    f"OLLAMA_HOST=127.0.0.1:{port}", "-v", f"{models}:/root/.ollama", real_ollama.IMAGE],
+                   check=True, capture_output=True, timeout=60)
+    spare = FakeOllama(name="spare")
+    spare.install("llama3.2:3b")
+    provider, outs = LocalGatewayProvider(), None
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):  # bounded: the container's server answers within seconds
+            try:
+                if requests.get(url, timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        pulled = requests.post(f"{url}/api/pull", json={"model": tiny_registry.tiny, "insecure": True, "stream": False},
+                               timeout=120)
+        assert pulled.json() == {"status": "success"}, pulled.text
+        endpoints = {"real": ("127.0.0.1", {"11434": port}),
+                     "spare": ("127.0.0.1", {"11434": spare.httpd.server_address[1]})}
+        config = gateway.render_litellm_config(plan_estate(real_spec(tiny_registry.tiny, tiny_registry.host)), endpoints)
+        d = tmp_path_factory.mktemp("litellm")
+        outs = provider.create({"config": config, "port": 0, "state_dir": str(d)}).outs
+        yield {"url": outs["url"], "key": outs["master_key"], "container": name, "spare": spare, "log": d / "gateway.log"}
+    finally:
+        if outs is not None:
+            provider.delete("", outs)
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+        spare.close()
+
+
+def test_aliases_reach_the_real_ollama_and_its_tokens(real_proxy):
+    for alias in ("tiny", "words"):
+        resp = chat(real_proxy, alias)
+        assert resp.status_code == 200, resp.text + real_proxy["log"].read_text()[-2000:]
+        body = resp.json()
+        assert body["choices"][0]["message"]["content"].strip() and body["usage"]["completion_tokens"] > 0
+        assert resp.headers["x-litellm-model-id"] == f"{alias}@real"  # the real Ollama's entry, not the fallback
+    assert real_proxy["spare"].chats == []
+
+
+def test_with_the_real_ollamas_container_stopped_the_alias_falls_back(real_proxy):
+    subprocess.run(["docker", "stop", real_proxy["container"]], check=True, capture_output=True, timeout=60)
+    resp = chat(real_proxy, "tiny")
+    assert resp.status_code == 200, resp.text + real_proxy["log"].read_text()[-2000:]
+    assert resp.json()["choices"][0]["message"]["content"] == "spare answers with llama3.2:3b"
+
+
+def test_a_local_gateway_reaches_an_ssh_node_through_a_forward_of_its_own():
+    spec = parse_spec(stack_estate("sandbox"))  # its `vm` node is reached over SSH, its alias `tiny` served there
+    plan = plan_estate(spec)
+    assert spec.gateway.deploy == "local" and [f.remote for f in plan.tunnels["vm"]] == [21434]
+    # The local ports are the forwards' own, picked when they start: the config reads them as endpoints.
+    config = gateway.litellm_config(plan, endpoints={"vm": ("127.0.0.1", {"21434": 40123})})
+    (tiny,) = entries(config, "tiny")
+    assert tiny["litellm_params"]["api_base"] == "http://127.0.0.1:40123"
+    assert tiny["litellm_params"]["model"] == "ollama_chat/127.0.0.1:5000/library/tiny:1"

@@ -16,7 +16,7 @@ from pulumi import automation as auto
 
 import sandbox
 from sandbox.real_ollama import OllamaServer
-from sandbox.tiny_model import write_tiny_gguf
+from sandbox.tiny_model import PARAMETERS, write_tiny_gguf
 from tests.conftest import real_servers_or_skip
 
 pytestmark = [
@@ -91,7 +91,7 @@ def test_pull_refresh_and_delete_through_the_engine(estate, tmp_path):
 
     # Changed: a new build of the tag was pulled onto the node by hand. Refresh reads its digest, the
     # preview shows an update in place, and up pulls the tag again (the registry's build, now the new one).
-    rebuilt = registry.publish("tiny", "1", write_tiny_gguf(tmp_path / "tiny-2.gguf", seed=2))
+    rebuilt = registry.publish("tiny", "1", write_tiny_gguf(tmp_path / "tiny-2.gguf", seed=2), PARAMETERS)
     assert rebuilt != registry.tiny_digest
     requests.post(f"{ollama.url}/api/pull", json={"model": name, "insecure": True, "stream": False},
                   timeout=60).raise_for_status()

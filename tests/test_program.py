@@ -127,11 +127,11 @@ def test_direct_access_nodes_give_the_mapped_endpoint():
     sandbox = run_program(stack_config("sandbox"), stack="sandbox")
     models = {(r.inputs["node"], r.inputs["model"]): r for r in sandbox.of_type(MODEL)}
     assert set(models) == {("inference", "llama3.2:3b"), ("inference", "qwen3:8b"), ("qwen", "qwen3:14b"),
-                           ("qwen", "qwen3:8b"), ("batch", "tinyllama:1.1b"), ("vm", "nomic-embed-text")}
+                           ("qwen", "qwen3:8b"), ("batch", "tinyllama:1.1b"), ("vm", "127.0.0.1:5000/library/tiny:1")}
     assert models[("inference", "qwen3:8b")].inputs["endpoint"] == "http://198.51.100.7:41434"
     assert models[("inference", "qwen3:8b")].inputs.get("ssh") is None
     # The VM node (access: ssh) is reached through a forward to its loopback, never a published port.
-    vm = models[("vm", "nomic-embed-text")].inputs
+    vm = models[("vm", "127.0.0.1:5000/library/tiny:1")].inputs
     assert vm.get("endpoint") is None and vm["ssh"]["remote_port"] == 21434
 
 
@@ -341,3 +341,11 @@ def test_the_runpod_key_reaches_the_gateway_host_only_as_a_secret():
     assert "stdin" in secrets.secret_paths and f"RUNPOD_API_KEY={key}\n" in env
     for r in with_key.resources:
         assert key not in repr(redacted(r.raw_inputs)), f"{r.name} holds the RunPod key in plain text"
+
+
+def test_a_local_gateway_keeps_a_forward_of_its_own_to_each_ssh_node_it_routes_to():
+    sandbox = run_program(stack_config("sandbox"), stack="sandbox")
+    (tunnel,) = sandbox.of_type("pulumi-python:dynamic/gateway:LocalTunnel")
+    assert tunnel.inputs["node"] == "vm" and tunnel.inputs["remote_ports"] == [21434]
+    assert tunnel.inputs["user"] == "root" and tunnel.inputs["host_key"]  # the node's pinned key, nothing else
+    assert "private" not in repr(tunnel.inputs).lower()  # the operator's key is read at run time, never an input

@@ -111,12 +111,15 @@ def test_state_written_before_the_reshape_upgrades_with_no_replacement(tmp_path)
         assert up.summary.resource_changes["create"] > 10
         rented = {n: sorted(i["id"] for i in fakes[n].alive()) for n in ("tensordock", "vastai", "runpod")}
         endpoints = set(fakes["runpod"].endpoints)
+        written = (work / "Pulumi.sandbox.yaml").read_text()
 
         for name in CODE + ("agents",):  # the same project directory, now with the code after the change
             target = work / name
             if target.exists():
                 shutil.rmtree(target) if target.is_dir() else target.unlink()
         sandbox.project_copy(work, vm=vm)
+        # The same stack as it was written: what is checked is the code, not a stack edited since.
+        (work / "Pulumi.sandbox.yaml").write_text(written)
 
         st.refresh()
         preview = st.preview(diff=True)

@@ -1,7 +1,8 @@
 """The VM path through the real engine: a TensorDock node with ``access: ssh`` whose SSH endpoint is a real
 OpenSSH server on 127.0.0.1 (this machine), its compose project delivered by the real ``command``
-provider, its containers run by Docker with compose v2, its model pulled by the containerised loopback
-Ollama through the SSH forward.
+provider, its containers run by Docker with compose v2, its model pulled by the containerised real
+Ollama from the loopback registry through the SSH forward, and answered through the local gateway's own
+SSH forward.
 
 Skipped where the engine, sshd, Docker, compose or the sandbox image is missing, except on the project's
 CI (GPU_ESTATE_REQUIRE_VM=1), where a missing part fails the test instead.
@@ -105,21 +106,33 @@ def test_up_delivers_the_project_and_a_second_up_changes_nothing(vm):
     changes = up.summary.resource_changes
     assert changes.get("create", 0) > 0 and set(changes) <= {"create", "same"}
     containers = machine.containers()
-    assert {s: c["state"] for s, c in containers.items()} == {"ollama": "running", "open-webui": "running",
+    assert {s: c["state"] for s, c in containers.items()} == {"ollama": "running", "webui": "running",
                                                               "myai-api": "running"}
     # The container of the stack's own runs its entrypoint and arguments, on the port the stack gave.
     assert [m["id"] for m in answer(f"{MYAI}/v1/models")["data"]] == ["myai-7b"]
     compose = machine.file("compose.yaml")
-    assert "gpu-estate/loopback-ollama:sandbox" in compose and "127.0.0.1:21434:11434" in compose
-    # The model arrived through the SSH forward into the container's Ollama, which keeps it on the disk.
-    assert sandbox.pulled(fakes)[sandbox.VM_NODE] == ["nomic-embed-text"]
+    assert "gpu-estate/ollama:0.17.4" in compose and "network_mode: host" in compose
+    # The model arrived through the SSH forward: the container's real Ollama pulled it from the registry on
+    # the machine's loopback, and keeps it on the disk.
+    tiny = fakes["registry"].name(*sandbox.TINY)
+    assert sandbox.pulled(fakes)[sandbox.VM_NODE] == [tiny]
     tags = requests.get(f"{OLLAMA}/api/tags", timeout=5).json()
-    assert [m["name"] for m in tags["models"]] == ["nomic-embed-text"]
+    assert [(m["name"], m["digest"]) for m in tags["models"]] == [(tiny, fakes["registry"].digest(*sandbox.TINY))]
+    assert requests.get(f"{OLLAMA}/api/version", timeout=5).json() == {"version": "0.17.4"}
+    # The gateway answers the alias with the real Ollama's tokens, through its own SSH forward.
+    key = up.outputs["gateway_master_key"].value
+    said = requests.post(f"{up.outputs['gateway'].value['url']}/v1/chat/completions", timeout=60,
+                         headers={"Authorization": f"Bearer {key}"},
+                         json={"model": sandbox.VM_ALIAS, "messages": [{"role": "user", "content": "hello"}],
+                               "max_tokens": 8})
+    assert said.status_code == 200, said.text
+    assert said.json()["choices"][0]["message"]["content"].strip()
+    assert said.headers["x-litellm-model-id"] == f"{sandbox.VM_ALIAS}@{sandbox.VM_NODE}"
     # The secret reached the node as a 0600 file that the container reads, not as a compose value.
     secret = st.get_config("gpu-estate:WEBUI_SECRET_KEY").value
-    assert machine.file("secrets/open-webui.env") == f"WEBUI_SECRET_KEY={secret}\n"
+    assert machine.file("secrets/webui.env") == f"WEBUI_SECRET_KEY={secret}\n"
     assert secret not in compose
-    assert f"WEBUI_SECRET_KEY={secret}" in containers["open-webui"]["env"]
+    assert f"WEBUI_SECRET_KEY={secret}" in containers["webui"]["env"]
     # The VM answered first contact with the host key the program generated for it and installed through
     # its cloud-init: the pinned key was known before any connection, never learned from one.
     (host_key,) = [r for r in st.export_stack().deployment["resources"]
@@ -141,7 +154,7 @@ def test_editing_a_workload_recreates_only_its_container_and_nothing_undoes_it(v
     st, fakes, machine = vm
     before = machine.containers()
     cfg = nodes(st)
-    cfg["vm"]["workloads"]["open-webui"]["env"]["WEBUI_NAME"] = "estate chat"
+    cfg["vm"]["workloads"]["webui"]["env"]["WEBUI_NAME"] = "estate chat"
     st.set_config("gpu-estate:nodes", sandbox.auto_config(cfg))
     preview = st.preview()
     assert preview.change_summary.get("update") == 1 and "replace" not in preview.change_summary
@@ -152,8 +165,8 @@ def test_editing_a_workload_recreates_only_its_container_and_nothing_undoes_it(v
     assert edit.summary.resource_changes == {"update": 1, "same": sum(edit.summary.resource_changes.values()) - 1}
     after = machine.containers()
     assert after["ollama"]["id"] == before["ollama"]["id"]  # the untouched workload kept its container
-    assert after["open-webui"]["id"] != before["open-webui"]["id"]
-    assert "WEBUI_NAME=estate chat" in after["open-webui"]["env"]
+    assert after["webui"]["id"] != before["webui"]["id"]
+    assert "WEBUI_NAME=estate chat" in after["webui"]["env"]
     assert {c["state"] for c in after.values()} == {"running"}
     assert ollama.failures == [] and ollama.successes > 0
     assert webui.successes > 0 and requests.get(f"{WEBUI}/api/version", timeout=5).ok
@@ -168,10 +181,10 @@ def test_rotating_a_secret_redelivers_it_and_leaves_no_old_copy(vm):
     st.set_config("gpu-estate:WEBUI_SECRET_KEY", auto.ConfigValue(value=new, secret=True))
     up = st.up()
     assert up.summary.resource_changes.get("update") == 2  # the secret files, then the deploy
-    assert machine.file("secrets/open-webui.env") == f"WEBUI_SECRET_KEY={new}\n"
+    assert machine.file("secrets/webui.env") == f"WEBUI_SECRET_KEY={new}\n"
     assert old.encode() not in files_under(machine)
     after = machine.containers()
-    assert f"WEBUI_SECRET_KEY={new}" in after["open-webui"]["env"]
+    assert f"WEBUI_SECRET_KEY={new}" in after["webui"]["env"]
     assert after["ollama"]["id"] == before["ollama"]["id"]
 
 
@@ -193,7 +206,7 @@ def test_a_gateway_config_change_restarts_it_and_it_keeps_serving(vm):
     assert gateway_pid(st) != pid  # restarted on the new config, with the same master key
     url = st.outputs()["gateway"].value["url"]
     models = requests.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
-    assert sorted(m["id"] for m in models["data"]) == ["big", "burst", "chat", "fast"]
+    assert sorted(m["id"] for m in models["data"]) == ["big", "burst", "chat", "fast", "tiny"]
 
 
 def test_a_machine_answering_with_another_host_key_gets_no_secret(vm):
@@ -206,14 +219,14 @@ def test_a_machine_answering_with_another_host_key_gets_no_secret(vm):
             st.up()
         assert "host key mismatch" in str(err.value)  # the command provider refused the handshake
         # Nothing was sent: the secret file on the node still holds the old value.
-        assert machine.file("secrets/open-webui.env") == f"WEBUI_SECRET_KEY={old_secret}\n"
+        assert machine.file("secrets/webui.env") == f"WEBUI_SECRET_KEY={old_secret}\n"
         # A refresh says which key changed and keeps the recorded one.
         refresh = st.refresh()
         assert "its SSH host key changed" in refresh.stdout
     finally:
         machine.sshd.rekey(Path(original))
     st.up()  # the recorded key answers again: the rotated secret is delivered
-    assert machine.file("secrets/open-webui.env") == "WEBUI_SECRET_KEY=rotated-under-a-changed-host-key\n"
+    assert machine.file("secrets/webui.env") == "WEBUI_SECRET_KEY=rotated-under-a-changed-host-key\n"
 
 
 def test_refresh_and_destroy_with_the_node_ssh_gone(vm):
@@ -226,5 +239,5 @@ def test_refresh_and_destroy_with_the_node_ssh_gone(vm):
     # The instance is deleted without waiting on its SSH; losing it took the containers and disk with it.
     assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
     assert machine.containers() == {}
-    assert machine.file("compose.yaml") is None and machine.file("secrets/open-webui.env") is None
+    assert machine.file("compose.yaml") is None and machine.file("secrets/webui.env") is None
     assert workloads.COMPOSE_FILE.startswith(str(machine.root))

@@ -7,7 +7,7 @@ from typing import List
 from core.errors import Problem
 from core.spec import NAMESPACE, Access, EstateSpec
 from core.vendors import Vendor
-from core.topology import needed_ports, serving_endpoints, serving_nodes
+from core.topology import serving_endpoints, serving_nodes
 
 
 def check(spec: EstateSpec) -> List[Problem]:
@@ -42,11 +42,9 @@ def check(spec: EstateSpec) -> List[Problem]:
         if host is not None and (host.provider is not Vendor.HOST or host.address not in ("127.0.0.1", "localhost")):
             problems.append((f"{gpath}.deploy", f"local runs LiteLLM on this machine: node {g.node!r} must be "
                                                 "provider 'host' with address 127.0.0.1 (got 'local')"))
-        # Only nodes the gateway reaches matter; an SSH node it never routes to is the operator's own.
-        remote = [n for n in needed_ports(spec) if n != g.node and spec.nodes[n].access is Access.SSH]
-        if remote or spec.routes:
-            problems.append((f"{gpath}.deploy", "local reaches nodes directly and publishes no routes: "
-                                                f"{', '.join(remote) or 'routes'} need deploy 'ssh' (got 'local')"))
+        # It reaches nodes over SSH through forwards of its own (providers.local_tunnel), but publishes nothing.
+        if spec.routes:
+            problems.append((f"{gpath}.deploy", "local publishes no routes: routes need deploy 'ssh' (got 'local')"))
     elif g.port == 0:
         problems.append((f"{gpath}.port", "a free port is only picked for deploy 'local' (got 0)"))
     return problems
