@@ -55,7 +55,9 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
 
     def render(args: Dict[str, Any]) -> Tuple[str, Dict[str, str]]:
         endpoints = {n: tuple(v) for n, v in args["direct"].items()}
-        endpoints.update({n: ("127.0.0.1", ports) for n, ports in args["forwarded"].items()})
+        # Numbers read back from state may be floats: a URL takes the port as an integer.
+        endpoints.update({n: ("127.0.0.1", {k: int(v) for k, v in (ports or {}).items()})
+                          for n, ports in args["forwarded"].items()})
         hourly = {n: float(p) for n, p in args["prices"].items() if p is not None}
         config = gw.render_litellm_config(plan, endpoints, hourly, args["serverless"])
         hosts = {n: (v[0], int(v[1] or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user, *v[2:])
