@@ -8,7 +8,7 @@ tag, filled by ``scripts/pin-images.sh`` where registries are reachable. Pinned 
 same bytes on every node, whatever its publisher later does with the tag.
 
 LiteLLM is pinned once, by the ``litellm`` image's tag: ``requirements-gateway.txt`` (the proxy the gateway
-tests run) must name the same release, which ``tests/test_images.py`` checks.
+tests run) must name the same release, which ``tests/unit/core/test_images.py`` checks.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Images are read where the plan puts them: a container node's ``launch.image``, a
 ``image``, and the scripts remote commands run (a compose file's ``image:`` lines, a unit's ``docker run``).
 LiteLLM packages are read from the same scripts (``pip install litellm==...``). A script that carries a
 secret reaches the pack redacted (policy/redact.py), so the images of a node whose compose file holds a
-secret are not seen here; the defaults they come from are checked in tests/test_images.py.
+secret are not seen here; the defaults they come from are checked in tests/unit/core/test_images.py.
 """
 from __future__ import annotations
 

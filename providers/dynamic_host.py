@@ -3,7 +3,7 @@
 The SDK's host answers the engine with a gRPC server on a pool of 4 threads (``max_workers=4`` in
 ``pulumi/dynamic/__main__.py``), so at most four creates, pulls or reads of the whole stack run at once
 whatever the engine's parallelism: sixteen nodes come up in four waves, each as long as a machine's boot
-and its model's pull. Checked on pulumi 3.259.0 (``requirements.txt``'s pin; ``tests/test_dynamic_host.py``
+and its model's pull. Checked on pulumi 3.259.0 (``requirements.txt``'s pin; ``tests/unit/providers/test_dynamic_host.py``
 shows the four on it). Upstream the host's pool is still 4; no issue about the Python host's pool was found
 in pulumi/pulumi's tracker, and the nearest, tracked here until one is filed, is
 https://github.com/pulumi/pulumi/issues/6716 (the Node.js dynamic-provider host serializing its requests).

@@ -1,7 +1,7 @@
 """Where this project works around a defect of the Pulumi Python SDK, and the guard every such workaround
 goes through: each is checked on the SDK versions it names, and on any other version it warns and leaves
 the SDK as it is. A workaround is here only while a test shows its defect on the pinned SDK
-(``tests/test_sdk_workarounds.py``); the provider host's pool is the other one (``dynamic_host.py``).
+(``tests/unit/providers/test_sdk_workarounds.py``); the provider host's pool is the other one (``dynamic_host.py``).
 
 The pickler's wrappers, checked on pulumi 3.259.0 (``requirements.txt``'s pin), tracked upstream as
 https://github.com/pulumi/pulumi/issues/17803 ("maximum recursion depth exceeded ... in dynamic provider",

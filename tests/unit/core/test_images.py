@@ -1,5 +1,6 @@
 """The default images' data file (assets/images/compose.yaml): its format, the digests it may carry and
 how they reach what is deployed, the fill command, and the one LiteLLM release deployed and tested."""
+import tests
 import dataclasses
 import os
 import subprocess
@@ -15,7 +16,7 @@ from core.kinds import KINDS, WorkloadKind
 from providers.local_gateway import litellm_binary
 from tests.mocks import stack_estate
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = tests.ROOT
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 

@@ -12,7 +12,7 @@ import requests
 
 from components import edge
 from providers.local_gateway import LocalGatewayProvider, litellm_binary
-from tests.test_gateway import litellm_proxy, proxy_spec  # noqa: F401  (the fixture starting the real proxy)
+from tests.contract.test_gateway import litellm_proxy, proxy_spec  # noqa: F401  (the fixture starting the real proxy)
 from core.topology import plan_estate
 
 CADDY = shutil.which("caddy") or "/usr/bin/caddy"

@@ -11,7 +11,7 @@ from providers.gpu_cloud import Status, client
 from providers.gpu_instance import GpuInstanceProvider
 from providers.http import CloudError
 from loopback.vastai import FakeVast
-from tests.test_gpu_instance_provider import checked, props
+from tests.unit.providers.test_gpu_instance_provider import checked, props
 
 MACHINES = {"vastai": 6, "runpod": 6, "tensordock": 2}
 """Nodes placed at once on each loopback cloud (the TensorDock one has two host nodes with free ports)."""

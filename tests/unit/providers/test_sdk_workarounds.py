@@ -18,7 +18,7 @@ import pickle, sys
 import pulumi
 from pulumi.dynamic import CreateResult, Resource, ResourceProvider
 from providers.resource import DynamicResource
-from tests.test_sdk_workarounds import wrapper_depth
+from tests.unit.providers.test_sdk_workarounds import wrapper_depth
 
 class Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args):

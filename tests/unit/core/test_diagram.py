@@ -1,5 +1,6 @@
 """The estate drawn as Mermaid: checked against the spec (every node, workload, tunnel, alias and route,
 and nothing else), and parsed by mermaid's own parser (scripts/mermaid, mermaid 12 under jsdom)."""
+import tests
 import json
 import re
 import shutil
@@ -16,7 +17,7 @@ from scripts import diagram as diagram_command
 import sandbox
 from tests.mocks import stack_estate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = tests.ROOT
 CHECKER = ROOT / "scripts" / "mermaid"
 DEFINITION = re.compile(r'^\s*(?:subgraph )?([A-Za-z0-9_]+)(\[|\(\[|\{\{|\[/|>)"(.*?)"')
 EDGE = re.compile(r"^\s*([A-Za-z0-9_]+) (?:--|-\.).*?(?:-->|\.->) ([A-Za-z0-9_]+)$")

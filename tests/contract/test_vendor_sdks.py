@@ -7,6 +7,7 @@ project's client does the same operations and must send the same operation, meth
 differing only where a test says why. The venvs are made by `make setup`; where one is missing the test
 skips naming it, except on the project's CI (GPU_ESTATE_REQUIRE_VM=1), where it fails.
 """
+import tests
 import json
 import os
 import subprocess
@@ -25,7 +26,7 @@ from providers import tensordock as td_client
 from providers import vastai as vast_client
 from providers.gpu_cloud import LaunchSpec
 
-HERE = Path(__file__).resolve().parent / "contract"
+HERE = tests.ROOT / "tests" / "contract"
 
 
 def sdk_python(vendor: str) -> Path:

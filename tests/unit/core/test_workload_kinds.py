@@ -1,4 +1,5 @@
 """Workload kinds live in their own package: one class per kind, and no branch on a kind anywhere else."""
+import tests
 import ast
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from core.kinds import KINDS, WorkloadKind
 from core.workloads import KINDS_IN_ORDER, WorkloadSpec
 from core.workloads.base import kind_classes
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = tests.ROOT
 CODE = ("core", "components", "providers", "agents", "policy", "scripts", "sandbox", "__main__.py")
 HOME = (ROOT / "core" / "workloads", ROOT / "core" / "kinds.py")
 

@@ -3,7 +3,7 @@
 What their workloads mean (a name is a kind or a container), how each starts (the compose project
 checked by compose v2's own parser, a Vast.ai start script run by dash), whether their model fits the
 GPU, and how the gateway reaches them. The real LiteLLM proxy sending an alias to a vLLM preset is in
-tests/test_gateway.py.
+tests/contract/test_gateway.py.
 """
 import copy
 import os

@@ -1,5 +1,6 @@
 """The GitOps workflows: actionlint (built by scripts/build-actionlint.sh, with shellcheck where it is
 installed) and what each workflow must do."""
+import tests
 import os
 import re
 import subprocess
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = tests.ROOT
 WORKFLOWS = ROOT / ".github" / "workflows"
 ACTIONLINT = Path(os.environ.get("GPU_ESTATE_CACHE", Path.home() / ".cache" / "gpu-estate")) / "actionlint-v1.7.12" / "bin" / "actionlint"
 

@@ -1,4 +1,5 @@
 """The PR cost diff on real previews of the sandbox stack (tests/fixtures)."""
+import tests
 import json
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import pytest
 
 from scripts import cost_diff
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = tests.ROOT
 FIXTURES = ROOT / "tests" / "fixtures"
 
 

@@ -1,12 +1,13 @@
 """The import direction of pyproject.toml's contracts: core at the bottom, then providers, then agents,
 then components, then the policy pack and the scripts; no cycles; core imports no Pulumi; the loopback clouds
 import nothing of ours."""
+import tests
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = tests.ROOT
 PACKAGES = ("core", "providers", "agents", "components", "policy", "scripts", "sandbox", "loopback")
 LINT = Path(sys.executable).with_name("lint-imports")
 

@@ -1,5 +1,6 @@
 """The gateway derived from the estate: tunnels, the LiteLLM config, units, the print command, the
 Caddyfile, and the rendered config run under the real LiteLLM proxy in front of loopback Ollamas."""
+import tests
 import os
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ from loopback.openai_server import FakeModelServer
 from loopback.runpod import FakeRunPod
 from tests.mocks import stack_estate
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = tests.ROOT
 
 
 @pytest.fixture(scope="module")
