@@ -69,13 +69,11 @@ def _check_cloud_settings(spec: EstateSpec) -> None:
 
 def namespace_keys() -> List[str]:
     """Every key the stack's config sets in the ``gpu-estate`` namespace, without the prefix. ``pulumi.Config``
-    reads one named key at a time and has no listing, so a misspelt key would never be asked for; the
-    SDK's runtime holds the whole map the language host hands the program (and ``PULUMI_CONFIG``)."""
-    from pulumi.runtime import config as runtime_config
-
+    reads one named key at a time and has no listing, so a misspelt key would never be asked for; the whole
+    map is what the language host hands the program in ``PULUMI_CONFIG``, which the SDK's public
+    ``pulumi.runtime.get_config_env`` reads (as the official language host's own start-up does)."""
     prefix = f"{NAMESPACE}:"
-    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
-    return sorted(k[len(prefix):] for k in keys if k.startswith(prefix))
+    return sorted(k[len(prefix):] for k in pulumi.runtime.get_config_env() if k.startswith(prefix))
 
 
 def load_stack(config: Any = None, project: Optional[str] = None, stack: Optional[str] = None) -> Stack:

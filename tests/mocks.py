@@ -143,12 +143,16 @@ def run_program(config: Dict[str, Any], stack: str = "test", workdir: Optional[P
     hidden = {env: os.environ.pop(env) for env, _ in VENDOR_KEYS.values() if env in os.environ}
     mocks = RecordingMocks()
     cwd = os.getcwd()
+    saved_env = os.environ.get("PULUMI_CONFIG")
     scratch = contextlib.nullcontext(str(workdir)) if workdir else tempfile.TemporaryDirectory(prefix="estate-mocks-")
     try:
         components.estate.read_file, components.estate.write_file = loopback_only(real_read), loopback_only(real_write)
         os.chdir(scratch.__enter__())
         pulumi.runtime.set_mocks(mocks, project="gpu-estate", stack=stack, preview=False)
-        pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+        flat = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+        pulumi.runtime.set_all_config(flat)
+        # What the language host hands a program: the whole map, which the program lists its keys from.
+        os.environ["PULUMI_CONFIG"] = json.dumps(flat)
 
         @pulumi.runtime.test
         def program():
@@ -158,6 +162,10 @@ def run_program(config: Dict[str, Any], stack: str = "test", workdir: Optional[P
         program()
     finally:
         pulumi.runtime.set_all_config({})
+        if saved_env is None:
+            os.environ.pop("PULUMI_CONFIG", None)
+        else:
+            os.environ["PULUMI_CONFIG"] = saved_env
         settings.SETTINGS = saved
         os.environ.update(hidden)
         os.chdir(cwd)

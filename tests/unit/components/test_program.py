@@ -349,3 +349,16 @@ def test_a_local_gateway_keeps_a_forward_of_its_own_to_each_ssh_node_it_routes_t
     assert tunnel.inputs["node"] == "vm" and tunnel.inputs["remote_ports"] == [21434]
     assert tunnel.inputs["user"] == "root" and tunnel.inputs["host_key"]  # the node's pinned key, nothing else
     assert "private" not in repr(tunnel.inputs).lower()  # the operator's key is read at run time, never an input
+
+
+def test_the_program_refuses_a_misspelt_top_level_key_it_would_never_ask_for():
+    """``pulumi.Config`` reads one named key at a time; the program lists the namespace's keys from the map
+    the language host hands it (``PULUMI_CONFIG``), so ``gpu-estate:tunnel`` is refused, not dropped."""
+    import copy
+
+    from tests.mocks import run_program, stack_config
+
+    config = copy.deepcopy(stack_config("prod"))
+    config["gpu-estate:tunnel"] = config.pop("gpu-estate:tunnels")
+    with pytest.raises(Exception, match=r"gpu-estate:tunnel: unknown key `tunnel`; did you mean `tunnels`\?"):
+        run_program(config, stack="prod")
