@@ -185,11 +185,22 @@ def split_id(id_: str) -> Tuple[str, str]:
     return parsed
 
 
+def same_image(old: Optional[str], new: Optional[str]) -> bool:
+    """Whether two references name the image a machine already runs: the same ``name:tag``, one of them
+    pinned by the digest the other's tag was pulled at (pinning a running machine's tag by digest, as
+    ``scripts/pin-images.sh`` does, is no new machine). Two different digests are two images."""
+    if not old or not new:
+        return old == new
+    (old_ref, _, old_digest), (new_ref, _, new_digest) = old.partition("@"), new.partition("@")
+    return old_ref == new_ref and (not old_digest or not new_digest or old_digest == new_digest)
+
+
 def replace_reasons(id_: str, olds: Dict[str, Any], news: Dict[str, Any]) -> List[str]:
     """The input keys (``launch.image``, ``request.gpu_count``, ...) whose change makes a new machine."""
     reasons: List[str] = []
     old_launch, new_launch = olds.get("launch") or {}, news.get("launch") or {}
-    reasons += [f"launch.{k}" for k in sorted(set(old_launch) | set(new_launch)) if old_launch.get(k) != new_launch.get(k)]
+    reasons += [f"launch.{k}" for k in sorted(set(old_launch) | set(new_launch)) if old_launch.get(k) != new_launch.get(k)
+                and not (k == "image" and same_image(old_launch.get(k), new_launch.get(k)))]
     if olds.get("secrets") != news.get("secrets"):
         reasons.append("secrets")
     old_req, new_req = olds.get("request") or {}, news.get("request") or {}

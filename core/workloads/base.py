@@ -216,10 +216,10 @@ class BaseWorkload(StackModel):
 
     def vram(self, node: "NodeSpec") -> float:
         """VRAM it holds while active: what the stack gives (``vram_gb``), else its kind's rule. A workload
-        run on the CPU holds none."""
+        run on the CPU holds none. ``vram_gb: 0`` is no figure, as it always was: the kind's rule applies."""
         if node.gpu is None or not self.uses_gpu():
             return 0.0
-        if self.vram_gb is not None:
+        if self.vram_gb:
             return float(self.vram_gb)
         return self.default_vram(node) or 0.0
 

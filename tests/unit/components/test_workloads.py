@@ -490,3 +490,30 @@ def test_a_model_of_a_registry_has_the_size_of_the_same_model():
     assert ollama_model("127.0.0.1:5000/library/unknown:1") is None
     assert [registry_of(t) for t in ("qwen3:8b", "library/qwen3:8b", "hf.co/org/m:Q4", "localhost/x:1")] == \
         [None, None, "hf.co", "localhost"]
+
+
+def test_a_checkpoint_script_without_a_token_is_the_one_nodes_were_launched_with():
+    """The script is part of a Vast.ai node's onstart and a direct VM's user-data, both of which re-rent the
+    machine when they change: without a token it holds none of the token's machinery."""
+    from core.fields import Checkpoint
+
+    c = Checkpoint(name="sd.safetensors", url="https://huggingface.co/a/b/resolve/main/sd.safetensors",
+                   sha256="0" * 64, size_gb=2)
+    from core.templates import render
+
+    plain = render("fetch-checkpoints.sh.j2", models_dir="/m", checkpoints=[c], token_file=None)
+    assert "TOKEN_FILE" not in plain and "auth" not in plain
+    assert plain.splitlines()[-1] == f"fetch checkpoints sd.safetensors '{c.url}' {c.sha256}"
+    assert 'url="$3"; sum="$4"\n' in plain
+    gated = render("fetch-checkpoints.sh.j2", models_dir="/m", checkpoints=[c], token_file="/s/comfyui.env")
+    assert gated.splitlines()[-1].endswith(" token") and "TOKEN_FILE=/s/comfyui.env" in gated
+
+
+def test_vram_gb_of_zero_is_no_figure_as_it_always_was(prod):
+    import dataclasses
+
+    node = prod.nodes["qwen"] if "qwen" in prod.nodes else next(n for n in prod.nodes.values() if n.gpu)
+    from core.workloads.vllm import Vllm
+
+    server = Vllm(model="Qwen/Qwen2.5-7B-Instruct")
+    assert server.vram(node) == server.model_copy(update={"vram_gb": 0}).vram(node) > 0

@@ -250,6 +250,20 @@ def test_diff_replaces_hardware_updates_power():
     assert not prov.diff("tensordock:1", old, checked(props())).changes
 
 
+@pytest.mark.money
+def test_pinning_the_running_tag_by_digest_keeps_the_machine_and_another_image_replaces_it():
+    prov = GpuInstanceProvider()
+    digest = "@sha256:" + "a" * 64
+    old = checked(props(image="ollama/ollama:0.12.6"))
+    pinned = prov.diff("tensordock:1", old, checked(props(image="ollama/ollama:0.12.6" + digest)))
+    assert pinned.changes and pinned.replaces == []  # the input is updated in place; the machine stays
+    assert prov.diff("tensordock:1", checked(props(image="ollama/ollama:0.12.6" + digest)),
+                     checked(props(image="ollama/ollama:0.12.6"))).replaces == []
+    assert prov.diff("tensordock:1", old, checked(props(image="ollama/ollama:0.12.7"))).replaces == ["launch"]
+    other = checked(props(image="ollama/ollama:0.12.6@sha256:" + "b" * 64))
+    assert prov.diff("tensordock:1", checked(props(image="ollama/ollama:0.12.6" + digest)), other).replaces == ["launch"]
+
+
 def test_check_names_bad_inputs():
     bad = props(clouds=["lambda"], power="paused")
     bad["request"]["gpu_count"] = 0
