@@ -133,17 +133,26 @@ class Placement:
               settle: Callable[[GpuCloud, Placed], R]) -> R:
         """On the first of ``clouds`` that can: adopt or rent (``on_cloud``), then ``settle`` it (wait for the
         machine, converge its power, build the outputs) with that cloud's client. A cloud that has no
-        capacity (here or while settling) hands over to the next; raises NoCapacity naming what each said."""
+        capacity (here, or while settling a machine it rented) hands over to the next; raises NoCapacity naming
+        what each said. A machine it adopted that cannot be settled fails the create instead: another cloud's
+        machine would leave it billing outside the state."""
         said: List[str] = []
         for cloud in clouds:
             spec = spec_for(cloud)
             with open_client(cloud) as c:
+                placed = None
                 try:
                     placed = self.on_cloud(c, request, spec)
                     if placed is None:
                         continue
                     return settle(c, placed)
                 except (NoCapacity, PlacementError) as err:
+                    if placed is not None and placed.adopted is not None:
+                        # A machine carrying the label exists here (adopted, then unable to run, e.g. a spot
+                        # machine outbid above its ceiling): renting another elsewhere would leave this one
+                        # billing its disk outside the state. The create fails saying why; the next `up`
+                        # adopts it again.
+                        raise
                     said.append(f"{cloud}: {err}")
                     pulumi.log.warn(f"{label}: {cloud} has no capacity, trying the next provider ({err})")
         raise NoCapacity(f"{label}: no provider could place the node:\n  " + "\n  ".join(said))
