@@ -45,10 +45,15 @@ _SdkPool = futures.ThreadPoolExecutor
 
 
 class _Pool(_SdkPool):
-    """The SDK's pool with this project's size (the SDK builds it with ``max_workers=4``)."""
+    """The SDK host's gRPC pool with this project's size, and only that one: the SDK builds it with
+    ``max_workers=4`` (its host's only pool), and as it is built the standard library's class is put back,
+    so no other pool of the process is made larger, or built from this class at all."""
 
     def __init__(self, max_workers=None, *args, **kwargs):
-        super().__init__(max(WORKERS, max_workers or 0), *args, **kwargs)
+        if max_workers == SDK_POOL_SIZE:
+            max_workers = max(WORKERS, max_workers)
+            futures.ThreadPoolExecutor = _SdkPool
+        super().__init__(max_workers, *args, **kwargs)
 
 
 def _warn(message: str) -> None:
@@ -56,8 +61,8 @@ def _warn(message: str) -> None:
 
 
 def larger_pool(version: Optional[str] = None) -> bool:
-    """Have the pools this process builds from now on (the SDK host's gRPC pool) hold ``WORKERS`` threads, if
-    the SDK (or ``version``) is a checked one. Returns whether they do."""
+    """Have the next pool of the SDK's size this process builds (the SDK host's gRPC pool) hold ``WORKERS``
+    threads, if the SDK (or ``version``) is a checked one. Returns whether it will."""
     from providers.sdk_workarounds import sdk_checked
 
     if not sdk_checked("the provider host's pool of 4", POOL_CHECKED, POOL_ISSUE, version, warn=_warn):

@@ -114,3 +114,17 @@ def test_outside_the_checked_sdk_versions_the_host_warns_and_keeps_the_sdks_pool
     assert "3.300.0" in warning and "3.259.0" in warning and dynamic_host.POOL_ISSUE in warning
     assert dynamic_host.larger_pool(version="3.259.0") is True
     assert futures.ThreadPoolExecutor is dynamic_host._Pool
+
+
+def test_only_the_sdk_hosts_pool_is_made_larger(monkeypatch):
+    monkeypatch.setattr(futures, "ThreadPoolExecutor", futures.ThreadPoolExecutor)  # restored after the test
+    sdk_pool = futures.ThreadPoolExecutor
+    assert dynamic_host.larger_pool(version="3.259.0") is True
+    one = futures.ThreadPoolExecutor(max_workers=1)  # another pool, built before the SDK's: as asked
+    assert one._max_workers == 1
+    grpc_pool = futures.ThreadPoolExecutor(max_workers=dynamic_host.SDK_POOL_SIZE)  # what the SDK's host builds
+    assert grpc_pool._max_workers == dynamic_host.WORKERS
+    assert futures.ThreadPoolExecutor is sdk_pool  # every pool after it is the standard library's, as asked
+    assert futures.ThreadPoolExecutor(max_workers=dynamic_host.SDK_POOL_SIZE)._max_workers == dynamic_host.SDK_POOL_SIZE
+    for pool in (one, grpc_pool):
+        pool.shutdown()
