@@ -224,7 +224,7 @@ class Gateway(pulumi.ComponentResource):
         left = names.apply(lambda n: f"the gateway's systemd units {', '.join(n.split())} (in "
                                      f"/etc/systemd/system, still enabled) and its files under {gw.CONFIG_DIR}, secrets "
                                      f"included ({', '.join(sorted(secrets))})")
-        on_host = self._on_owned_host(f"{name}-cleanup", host_node, g.node, [stop, remove_secrets], left)
+        on_host = self._on_owned_host(f"{name}-cleanup", host_node, [stop, remove_secrets], left)
         self.secret_commands = [host_node.command(
             f"{name}-secrets",
             create=(f"id estate-tunnel >/dev/null 2>&1 || useradd --system --home-dir /var/lib/estate-tunnel "
@@ -236,7 +236,7 @@ class Gateway(pulumi.ComponentResource):
             f"{name}-deploy", create=script, delete=stop, opts=on_host,
             depends=list(self.secret_commands) + authorized)
 
-    def _on_owned_host(self, cleanup: str, node: Any, node_name: str, deletes: List[pulumi.Input[str]],
+    def _on_owned_host(self, cleanup: str, node: Any, deletes: List[pulumi.Input[str]],
                        left: pulumi.Input[str]) -> pulumi.ResourceOptions:
         """Options for commands on ``node``. On a rented machine they are deleted with it (``GpuNode.command``).
         On a host the estate does not rent they are ``deleted_with`` a ``HostCleanup`` that runs ``deletes``
@@ -246,13 +246,8 @@ class Gateway(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         if node.machine is not None:
             return child
-        from providers.host_cleanup import HostCleanup, HostCleanupArgs
-
-        spec = node.spec
-        resource = HostCleanup(cleanup, HostCleanupArgs(
-            node=node_name, host=node.ssh_host, port=node.ssh_port.apply(lambda p: int(p or spec.ssh.port)),
-            user=spec.ssh.user, host_key=node.host_key(),
-            script=pulumi.Output.all(*deletes).apply(lambda d: "\n".join(d) + "\n"), left=left), child)
+        resource = node.cleanup(cleanup, script=pulumi.Output.all(*deletes).apply(lambda d: "\n".join(d) + "\n"),
+                                left=left, opts=child)
         return pulumi.ResourceOptions(parent=self, deleted_with=resource, depends_on=[resource])
 
     def _authorize_tunnels(self, name: str, args: GatewayArgs, opts: pulumi.ResourceOptions) -> list:
@@ -270,7 +265,7 @@ class Gateway(pulumi.ComponentResource):
             ports = [f.remote for f in forwards]
             user = plan.spec.nodes[node].ssh.user
             on_host = self._on_owned_host(
-                f"{name}-authorize-{node}-cleanup", args.nodes[node], node, [gw.revoke_tunnel(marker)],
+                f"{name}-authorize-{node}-cleanup", args.nodes[node], [gw.revoke_tunnel(marker)],
                 f"the estate's tunnel key (the line ending {marker}) in {user}'s ~/.ssh/authorized_keys, "
                 f"allowed to forward ports {', '.join(map(str, ports))} only")
             commands.append(args.nodes[node].command(

@@ -192,17 +192,24 @@ class GpuNode(pulumi.ComponentResource):
 
     def _owned_host_cleanup(self, name: str, spec: NodeSpec, opts: pulumi.ResourceOptions) -> pulumi.Resource:
         """On a host the estate does not rent, nothing is deleted with a machine: the node's workloads and
-        secret files are removed by a cleanup over SSH that, with the host unreachable, warns naming what is
-        left there and lets the destroy go on to what bills (``providers.host_cleanup``)."""
-        from providers.host_cleanup import HostCleanup, HostCleanupArgs
-
-        return HostCleanup(f"{name}-cleanup", HostCleanupArgs(
-            node=name, host=self.ssh_host, port=self.ssh_port.apply(lambda p: int(p or spec.ssh.port)),
-            user=spec.ssh.user, host_key=self.host_key(),
-            script=f"{workloads.teardown_script()}\nrm -rf {workloads.SECRETS_DIR}\n",
+        secret files are removed by its cleanup (``cleanup``)."""
+        return self.cleanup(
+            f"{name}-cleanup", script=f"{workloads.teardown_script()}\nrm -rf {workloads.SECRETS_DIR}\n",
             left=(f"the estate's compose project {workloads.COMPOSE_FILE} and its containers, and the secret files "
                   f"under {workloads.SECRETS_DIR}; the data directories under {workloads.DATA_DIR} are yours and "
-                  "stay either way")), opts)
+                  "stay either way"), opts=opts)
+
+    def cleanup(self, name: str, script: pulumi.Input[str], left: pulumi.Input[str],
+                opts: pulumi.ResourceOptions) -> pulumi.Resource:
+        """A cleanup of this (owned) host: ``script`` runs over SSH, with the node's pinned host key, when it is
+        deleted, and where the host does not answer it warns naming ``left`` there and lets the destroy go on
+        to what bills (``providers.host_cleanup``). Commands it removes are ``deleted_with`` it."""
+        from providers.host_cleanup import HostCleanup, HostCleanupArgs
+
+        spec = self.spec
+        return HostCleanup(name, HostCleanupArgs(
+            node=self._name, host=self.ssh_host, port=self.ssh_port.apply(lambda p: int(p or spec.ssh.port)),
+            user=spec.ssh.user, host_key=self.host_key(), script=script, left=left), opts)
 
     def _secrets(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions) -> Optional[pulumi.Output]:
         """The node's secrets as one secret output: the generated pgvector password, bucket credentials."""
