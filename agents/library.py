@@ -11,14 +11,14 @@ import ast
 from pathlib import Path
 from typing import FrozenSet, Iterable, Set, Tuple
 
-from providers.gpu_cloud import CLOUDS
+from core.vendors import MARKETPLACES
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("core", "providers", "agents")
 """The project's packages an agent may import: the pure layer, the vendor clients and its own."""
 DATA = ("assets/images/compose.yaml", "assets/prices/gpus.json")
 """Files the shipped modules read at import (``core.images``, ``core.catalog``)."""
-ROUTED = tuple(f"providers.{cloud}" for cloud in CLOUDS)
+ROUTED = tuple(f"providers.{cloud}" for cloud in MARKETPLACES)
 """The marketplace clients ``providers.gpu_cloud.client`` imports by name, which no ``import`` states."""
 
 

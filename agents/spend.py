@@ -30,6 +30,7 @@ import requests
 from core import spend
 from core.spec import MONTH_PATTERN
 from core.spend import WEBHOOK_ENV, Seen
+from core.vendors import machine_id
 from providers import gpu_cloud
 from providers.gpu_cloud import Status
 from providers.http import CloudError
@@ -92,7 +93,7 @@ class Watcher:
 
     def _look(self, node: Mapping[str, Any]) -> Seen:
         launch, instance = float(node.get("hourly_usd") or 0.0), str(node["instance"])
-        parsed = gpu_cloud.machine_id(instance)
+        parsed = machine_id(instance)
         if parsed is None:
             if instance.startswith(spend.UNRENTED):
                 return Seen(False, launch, instance=instance)  # not rented when the document was written
@@ -110,7 +111,7 @@ class Watcher:
         return Seen(inst.status in BILLED, float(inst.price_per_hour or launch), instance=instance)
 
     def _stop(self, node: Mapping[str, Any]) -> bool:
-        cloud, iid = gpu_cloud.machine_id(str(node["instance"]))  # _look saw it running at its vendor
+        cloud, iid = machine_id(str(node["instance"]))  # _look saw it running at its vendor
         try:
             with self._client(cloud) as c:
                 c.stop(iid)

@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Optional
 import requests
 
 from core.spend import RESUME_KEY, over_budget
+from core.vendors import machine_id
 from providers import gpu_cloud
 from providers.gpu_cloud import Status, env_seconds
 from providers.http import CloudError
@@ -94,7 +95,7 @@ class Waker:
         seen = self._seen.get(instance)
         if seen and not fresh and time.monotonic() - seen[1] < STATUS_TTL_SECONDS:
             return seen[0]
-        parsed = gpu_cloud.machine_id(instance)
+        parsed = machine_id(instance)
         if parsed is None:
             return None  # not rented yet when the gateway's files were written: nothing to start
         cloud, iid = parsed
@@ -110,7 +111,7 @@ class Waker:
             if instance in self._starting:
                 return  # another request asked already: wait for the same start
             self._starting[instance] = time.monotonic()
-        cloud, iid = gpu_cloud.machine_id(instance)  # stopped: status() found it at its vendor
+        cloud, iid = machine_id(instance)  # stopped: status() found it at its vendor
         log.warning("estate wake: starting node %s (%s) for a request", node["node"], instance)
         try:
             with self._client(cloud) as c:

@@ -15,10 +15,9 @@ from typing import Dict, List, Optional, Self, Tuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.pricing import NodeRequest, Offer
-from core.vendors import MARKETPLACES, VENDOR_KEYS, Vendor, machine_id
+from core.vendors import VENDOR_KEYS, Vendor, marketplace
 from providers.http import ApiSession
 
-CLOUDS = MARKETPLACES
 
 
 class Status(str, enum.Enum):
@@ -171,8 +170,7 @@ def env_seconds(env: str, default: float) -> float:
 
 def client(cloud: str, config: Optional[Dict[str, str]] = None) -> GpuCloud:
     """The backend client for ``cloud``. Imported lazily so a stack pays only for what it uses."""
-    if cloud not in CLOUDS:
-        raise ValueError(f"unknown GPU cloud {cloud!r}; known: {', '.join(CLOUDS)}")
+    marketplace(cloud)  # a ValueError naming the known ones for any other
     module = importlib.import_module(f"providers.{cloud}")
     impl = module.Client(config or {})
     if not isinstance(impl, GpuCloud):

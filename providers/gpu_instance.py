@@ -31,9 +31,9 @@ from pydantic import ValidationError
 
 from core.pricing import NodeRequest
 from core.text import bare_key
-from core.vendors import MARKETPLACE_CONFIG_KEYS, Vendor
+from core.vendors import MARKETPLACE_CONFIG_KEYS, MARKETPLACES, Vendor, machine_id
 from providers import gpu_cloud, status_watch
-from providers.gpu_cloud import CLOUDS, GpuCloud, Instance, LaunchSpec, Status, env_seconds, machine_id
+from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_seconds
 from providers.host_key import install_in_cloud_init
 from providers.http import CloudError, NoCapacity, Outbid
 from providers.placement import Placed, Placement
@@ -206,7 +206,7 @@ def replace_reasons(id_: str, olds: Dict[str, Any], news: Dict[str, Any]) -> Lis
     old_req, new_req = olds.get("request") or {}, news.get("request") or {}
     reasons += [f"request.{k}" for k in MACHINE_REQUEST_KEYS if old_req.get(k) != new_req.get(k)]
     cloud = (id_ or "").partition(":")[0]
-    if cloud in CLOUDS and cloud not in (news.get("clouds") or []):
+    if cloud in MARKETPLACES and cloud not in (news.get("clouds") or []):
         reasons.append("clouds")  # the machine's own cloud is no longer allowed
     return reasons
 
@@ -249,8 +249,8 @@ class GpuInstanceProvider(ResourceProvider):
     def check(self, _olds: Dict[str, Any], news: Dict[str, Any]) -> CheckResult:
         failures: List[CheckFailure] = []
         clouds = news.get("clouds") or []
-        if not clouds or any(c not in CLOUDS for c in clouds):
-            failures.append(CheckFailure("clouds", f"one or more of {', '.join(CLOUDS)} (got {clouds!r})"))
+        if not clouds or any(c not in MARKETPLACES for c in clouds):
+            failures.append(CheckFailure("clouds", f"one or more of {', '.join(MARKETPLACES)} (got {clouds!r})"))
         if news.get("power") not in POWER_VALUES:
             failures.append(CheckFailure("power", f"one of {', '.join(POWER_VALUES)} (got {news.get('power')!r})"))
         if not news.get("label"):

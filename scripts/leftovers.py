@@ -27,6 +27,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 import yaml
 
 from core.config import PROJECT_ROOT
+from core.vendors import MARKETPLACES
 from providers import gpu_cloud
 from providers.gpu_cloud import Status
 from providers.http import CloudError
@@ -96,7 +97,7 @@ def find(project: str, stack: str, stacks: Sequence[str], holds: Set[str], seen:
     """What bills under the accounts in the environment with ``stack``'s label and is held by no state."""
     now = time.time() if now is None else now
     found: List[Leftover] = []
-    for cloud in gpu_cloud.CLOUDS:
+    for cloud in MARKETPLACES:
         with gpu_cloud.client(cloud) as client:
             try:
                 listed = client.listed()

@@ -26,8 +26,7 @@ from core.workloads.vllm import Vllm
 
 KINDS_IN_ORDER = (Ollama, OpenWebui, ComfyUi, Mlflow, Pgvector, Litellm, Vllm, Tgi, LlamaCpp, Container)
 
-WorkloadSpec = Annotated[Union[Ollama, OpenWebui, ComfyUi, Mlflow, Pgvector, Litellm, Vllm, Tgi, LlamaCpp, Container],
-                         Field(discriminator="kind")]
+WorkloadSpec = Annotated[Union[KINDS_IN_ORDER], Field(discriminator="kind")]
 """One workload of a node, parsed into the class of its kind."""
 
 NAMED_AFTER_KIND = tuple(k for k in WorkloadKind if k.named_after_kind)

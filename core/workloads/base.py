@@ -91,9 +91,6 @@ class BaseWorkload(StackModel):
     """Fields every workload has that this kind would ignore -> where the value belongs. Given, they are
     refused at preview saying so; the key reference leaves them out of the kind's keys."""
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)

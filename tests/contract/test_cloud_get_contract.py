@@ -4,6 +4,7 @@ the three loopback clouds."""
 import pytest
 
 from core.pricing import NodeRequest, rank_offers
+from core.vendors import MARKETPLACES
 from providers import gpu_cloud
 from providers.gpu_cloud import LaunchSpec, Status
 from providers.gpu_instance import GpuInstanceProvider
@@ -23,7 +24,7 @@ def shown_terminated(fake, cloud: str, iid: str) -> None:
             fake.pods[iid]["desiredStatus"] = "TERMINATED"
 
 
-@pytest.mark.parametrize("cloud", gpu_cloud.CLOUDS)
+@pytest.mark.parametrize("cloud", MARKETPLACES)
 def test_a_terminated_machine_reads_as_gone_and_a_forgotten_one_as_none(clouds, cloud):
     label = f"contract-{cloud}"
     with gpu_cloud.client(cloud) as c:

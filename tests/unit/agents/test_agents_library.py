@@ -6,6 +6,7 @@ from pathlib import Path
 
 from agents import library
 from components import gateway
+from core.vendors import MARKETPLACES
 from providers.local_gateway import litellm_binary
 
 ROOT = library.ROOT
@@ -15,7 +16,7 @@ def test_the_gateway_library_is_the_agents_and_everything_they_import():
     shipped = set(gateway.LIBRARY)
     assert {"agents/spend.py", "agents/wake.py", "providers/gpu_cloud.py", "providers/http.py",
             "core/spend.py", "core/__init__.py", "providers/__init__.py", "agents/__init__.py"} <= shipped
-    assert {f"providers/{cloud}.py" for cloud in library.CLOUDS} <= shipped  # routed by name, no import says so
+    assert {f"providers/{cloud}.py" for cloud in MARKETPLACES} <= shipped  # routed by name, no import says so
     assert set(library.DATA) <= shipped
     assert not {"components/gateway.py", "providers/gpu_instance.py", "agents/library.py"} & shipped
     assert all((ROOT / path).is_file() for path in shipped)

@@ -3,7 +3,7 @@ import pytest
 
 from core.pricing import NodeRequest
 from core.spend import UNRENTED
-from providers.gpu_cloud import machine_id
+from core.vendors import machine_id
 from providers.gpu_instance import PROVIDER_VERSION, GpuInstanceArgs, GpuInstanceProvider, LaunchInputs, split_id
 from providers.http import CloudError, NoCapacity
 
