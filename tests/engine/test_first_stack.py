@@ -146,3 +146,20 @@ def test_an_offline_preview_shows_the_engines_error_and_no_traceback(tmp_path):
     out = run.stdout + run.stderr
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
     assert run.returncode == 0 or "pulumi-resource-random" in out, out
+
+
+@pytest.mark.engine
+@pytest.mark.skipif(bool(sandbox.engine_missing()), reason=sandbox.engine_missing())
+def test_the_real_language_host_hands_the_program_a_misspelt_key_to_refuse(tmp_path):
+    """The program lists its keys from what the official language host hands it (``PULUMI_CONFIG``), not from
+    anything the mocks set: through the real engine, ``gpu-estate:tunnel`` is refused naming ``tunnels``."""
+    work = sandbox.project_copy(tmp_path / "project")
+    path = work / "Pulumi.sandbox.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["config"]["gpu-estate:tunnel"] = []
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with sandbox.fake_clouds() as fakes:
+        st = sandbox.stack(sandbox.engine_env(fakes, tmp_path / "engine"), work_dir=work)
+        with pytest.raises(Exception, match=r"gpu-estate:tunnel: unknown key `tunnel`; did you mean `tunnels`\?"):
+            st.preview()
+        assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
