@@ -78,6 +78,28 @@ def label(node: str, stack_name: str = "sandbox") -> str:
     return f"gpu-estate-{stack_name}-{node}"
 
 
+VM_NODE_LOCK = Path(tempfile.gettempdir()) / "gpu-estate-vm-node.lock"
+"""The VM node is this machine (its /opt/estate, its Docker, registry port 5000): one user at a time."""
+
+
+@contextlib.contextmanager
+def _vm_node_lock() -> Iterator[None]:
+    """Held while a sandbox uses this machine as its VM node; a second sandbox (another test process, a
+    second checkout) waits for the first instead of wiping its machine under it."""
+    import fcntl
+
+    with open(VM_NODE_LOCK, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for the VM node: another sandbox holds {VM_NODE_LOCK}", flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[str, object]]:
     """The three marketplaces, each with a loopback Ollama behind the port its instances map for 11434.
@@ -90,8 +112,10 @@ def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[
     for name, cloud in (("tensordock", td), ("vastai", vast), ("runpod", rp)):
         cloud.port_map[11434] = ollamas[name].httpd.server_address[1]
     machine = registry = None
+    held = contextlib.ExitStack()
     try:
         if vm:
+            held.enter_context(_vm_node_lock())
             # The registry on the machine's loopback that the VM node's Ollama pulls the tiny model from.
             from sandbox.registry import LoopbackRegistry
             from sandbox.tiny_model import PARAMETERS, write_tiny_gguf
@@ -113,6 +137,7 @@ def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[
             machine.close()
         if registry is not None:
             registry.close()
+        held.close()
 
 
 @contextlib.contextmanager

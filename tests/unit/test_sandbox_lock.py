@@ -1,0 +1,33 @@
+"""Two sandboxes on one machine take turns with the VM node instead of wiping it under each other."""
+import subprocess
+import sys
+
+import sandbox
+from tests import ROOT
+
+
+def test_a_second_sandbox_waits_for_the_vm_node_until_the_first_lets_go():
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, sandbox\n"
+         "with sandbox._vm_node_lock():\n"
+         "    print('held', flush=True)\n"
+         "    sys.stdin.readline()\n"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        waiter = subprocess.Popen(
+            [sys.executable, "-c",
+             "import sandbox\n"
+             "with sandbox._vm_node_lock():\n"
+             "    print('got it', flush=True)\n"],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert waiter.stdout.readline().strip().startswith("waiting for the VM node")
+        assert waiter.poll() is None  # still waiting while the first one holds the machine
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert waiter.stdout.readline().strip() == "got it"
+        assert waiter.wait(timeout=30) == 0
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
