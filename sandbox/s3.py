@@ -23,6 +23,7 @@ import requests
 
 from providers.ssh_forward import free_port
 from providers.wait import WaitTimeout, wait_for, within
+from sandbox import real_ollama
 
 START_SECONDS = 30.0
 REGION = "us-east-1"
@@ -79,13 +80,7 @@ class LoopbackS3:
         self.client().create_bucket(Bucket=name)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        real_ollama.stop_group(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> "LoopbackS3":
