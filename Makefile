@@ -25,7 +25,8 @@ $(VENV)-gateway/bin/litellm: requirements-gateway.txt
 	$(VENV)-gateway/bin/python -m pip install -q -r requirements-gateway.txt
 	touch $@
 
-# The vendors' own clients, each in a venv of its own (their pins clash), for the contract tests.
+# The vendors' own clients and the MLflow tracking server, each in a venv of its own (their pins clash), for the
+# contract and engine tests.
 $(VENV)-%/bin/python: requirements-%.txt
 	$(PY) -m venv $(VENV)-$*
 	$(VENV)-$*/bin/python -m pip install -q --upgrade pip
@@ -36,7 +37,7 @@ $(VENV)-%/bin/python: requirements-%.txt
 scripts/mermaid/node_modules/.package-lock.json: scripts/mermaid/package-lock.json
 	if command -v npm >/dev/null; then cd scripts/mermaid && npm ci --no-audit --no-fund --loglevel=error; fi
 
-setup: $(VPY) $(VENV)-gateway/bin/litellm $(VENV)-runpod/bin/python $(VENV)-vastai/bin/python \
+setup: $(VPY) $(VENV)-gateway/bin/litellm $(VENV)-runpod/bin/python $(VENV)-vastai/bin/python $(VENV)-mlflow/bin/python \
 		scripts/mermaid/node_modules/.package-lock.json
 	bash scripts/build-pulumi.sh
 	bash scripts/build-actionlint.sh

@@ -23,6 +23,7 @@ from core.spec import NAMESPACE, EdgeMode, EstateSpec
 from core.stamps import endpoint_stamp
 from core.text import digest
 from core.topology import EstatePlan
+from providers import own_models
 from providers.ollama import OllamaModel, OllamaModelArgs, resource_name
 from providers.runpod_serverless import EndpointInputs, ServerlessEndpoint, ServerlessEndpointArgs, TemplateInputs
 from agents.spend import replace_text
@@ -262,12 +263,15 @@ class Estate(pulumi.ComponentResource):
         for node_name, node in spec.nodes.items():
             gpu_node = self.nodes[node_name]
             for wname, w in node.workloads.items():
-                target = gpu_node.service_target(wname) if w.pulled_models() else {}
-                for tag in w.pulled_models():
+                own = w.own_models()
+                target = gpu_node.service_target(wname) if w.pulled_models() or own else {}
+                for tag in w.pulled_models() + list(own):
                     name = resource_name(node_name, tag)
+                    key = f"{NAMESPACE}:nodes.{node_name}.workloads.{wname}.gguf_models.{tag}"
                     models[name] = OllamaModel(name, OllamaModelArgs(
                         node=node_name, model=tag, **target, active=node.power.serves,
                         insecure=w.insecure_pull(tag),
+                        source=own_models.source_props(own[tag], key) if tag in own else None,
                         # What the policy pack's VRAM check adds up per node; a model's own figures only, so
                         # editing one tag of a list leaves the others' inputs as they are.
                         stamps={"node": node_name, "model_vram_gb": w.model_vram_gb(tag),

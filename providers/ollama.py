@@ -10,6 +10,11 @@
   are kept as they were.
 - delete removes the model; a model already absent is success. An unreachable node fails the delete, so
   the resource stays in state.
+- A model of the operator's own (``source``: a GGUF in the estate's bucket, ``providers/own_models.py``) is
+  made instead of pulled: the GGUF is streamed to ``POST /api/blobs/sha256:<digest>`` (skipped when
+  ``HEAD`` finds the blob there already; Ollama refuses bytes of another digest), then ``POST /api/create``
+  with ``files`` and the Modelfile's template, system prompt and parameters, read to its ``success`` line.
+  Refresh, drift and delete are as for a pulled tag; a new ``source`` (another version) makes it again.
 - While the node is powered off (``active`` false) nothing is contacted: the models stay on its disk.
 
 Nodes with ``access: ssh`` publish nothing but SSH; the provider then reaches Ollama through an OpenSSH
@@ -29,6 +34,7 @@ from pulumi.dynamic import (
     CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult,
 )
 
+from core.own_models import GGUF_FILE
 from providers import ssh_forward
 from providers.http import ApiSession, CloudError, json_body
 from providers.resource import DynamicResource
@@ -71,11 +77,17 @@ class OllamaModelArgs:
     """Pull over plain HTTP (Ollama's ``insecure``): the model's registry is on the node's loopback. Absent
     from the inputs when False, so models pulled before the field existed keep their inputs."""
 
+    source: pulumi.Input[Optional[Dict[str, Any]]] = None
+    """A model of the operator's own: its GGUF's ``url`` and ``sha256``, the Modelfile's ``template``, ``system``
+    and ``parameters``, and the registry ``ref`` and ``version`` it was resolved from (``own_models.source_props``).
+    Absent from the inputs when None, as ``insecure``."""
+
     def to_props(self) -> Dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if not (f.name == "insecure" and not self.insecure)}
+                if not (f.name in OPTIONAL_KEYS and not getattr(self, f.name))}
 
 
+OPTIONAL_KEYS = ("insecure", "source")
 REPLACE_KEYS = ("node", "model")
 UPDATE_KEYS = tuple(f.name for f in dataclasses.fields(OllamaModelArgs) if f.name not in REPLACE_KEYS) + ("version",)
 INPUT_KEYS = REPLACE_KEYS + UPDATE_KEYS
@@ -135,26 +147,56 @@ class OllamaClient:
 
     def pull(self, tag: str, on_line: Callable[[Dict[str, Any]], None], insecure: bool = False) -> None:
         """Pull with streaming on; raise with the server's message on an error line."""
-        url = f"{self.api.base_url}/api/pull"
-        last: Optional[str] = None
         body: Dict[str, Any] = {"model": tag, "stream": True, **({"insecure": True} if insecure else {})}
+        status: List[Optional[str]] = [None]
+
+        def seen(line: Dict[str, Any]) -> None:
+            status[0] = line.get("status")
+            on_line(line)
         try:
-            with requests.post(url, json=body, stream=True,
-                               timeout=(5.0, float(os.environ.get("ESTATE_HTTP_TIMEOUT", "60")))) as resp:
-                if resp.status_code != 200:
-                    raise OllamaError(f"pull {tag}: {json_body(resp).get('error') or resp.status_code}", resp.status_code)
-                for raw in resp.iter_lines():
-                    if not raw:
-                        continue
-                    line = json.loads(raw)
-                    if line.get("error"):
-                        raise OllamaError(f"pull {tag}: {line['error']}", 200, line)
-                    last = line.get("status")
-                    on_line(line)
+            last = self._stream("/api/pull", body, f"pull {tag}", seen)
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout) as err:
-            raise StreamBroken(f"pull {tag}: stream broke after {last!r}: {err}") from err
+            raise StreamBroken(f"pull {tag}: stream broke after {status[0]!r}: {err}") from err
         if last != "success":
             raise StreamBroken(f"pull {tag}: stream ended after {last!r}, not 'success'")
+
+    def _stream(self, path: str, body: Dict[str, Any], what: str, on_line: Callable[[Dict[str, Any]], None]) -> Optional[str]:
+        """POST an NDJSON-streaming call and read every line; the last status, or raise with the server's
+        message on an error line (sent under HTTP 200)."""
+        last: Optional[str] = None
+        with requests.post(f"{self.api.base_url}{path}", json=body, stream=True,
+                           timeout=(5.0, float(os.environ.get("ESTATE_HTTP_TIMEOUT", "60")))) as resp:
+            if resp.status_code != 200:
+                raise OllamaError(f"{what}: {json_body(resp).get('error') or resp.status_code}", resp.status_code)
+            for raw in resp.iter_lines():
+                if not raw:
+                    continue
+                line = json.loads(raw)
+                if line.get("error"):
+                    raise OllamaError(f"{what}: {line['error']}", 200, line)
+                last = line.get("status")
+                on_line(line)
+        return last
+
+    def has_blob(self, sha256: str) -> bool:
+        resp = self.api.request("HEAD", f"/api/blobs/sha256:{sha256}")
+        if resp.status_code not in (200, 404):
+            raise OllamaError(f"ollama: HEAD /api/blobs answered {resp.status_code}", resp.status_code)
+        return resp.status_code == 200
+
+    def push_blob(self, sha256: str, chunks: Iterator[bytes]) -> None:
+        """Upload a blob; Ollama checks its digest and refuses other bytes."""
+        url = f"{self.api.base_url}/api/blobs/sha256:{sha256}"
+        resp = requests.post(url, data=chunks, timeout=(5.0, float(os.environ.get("ESTATE_HTTP_TIMEOUT", "60"))))
+        if resp.status_code not in (200, 201):
+            raise OllamaError(f"upload of sha256:{sha256[:12]}: {json_body(resp).get('error') or resp.status_code}",
+                              resp.status_code)
+
+    def create(self, tag: str, body: Dict[str, Any], on_line: Callable[[Dict[str, Any]], None]) -> None:
+        """``POST /api/create`` streamed; raise with the server's message on an error line."""
+        last = self._stream("/api/create", {"model": tag, "stream": True, **body}, f"create {tag}", on_line)
+        if last != "success":
+            raise OllamaError(f"create {tag}: ended after {last!r}, not 'success'")
 
     def delete(self, tag: str) -> bool:
         """Remove ``tag``; False when it was not there."""
@@ -219,15 +261,18 @@ class OllamaModelProvider(ResourceProvider):
 
     def _ensure(self, props: Dict[str, Any], force: bool) -> Dict[str, Any]:
         node, tag = props["node"], props["model"]
-        outs = {k: props.get(k) for k in INPUT_KEYS if k != "insecure" or props.get("insecure")}
+        outs = {k: props.get(k) for k in INPUT_KEYS if k not in OPTIONAL_KEYS or props.get(k)}
         if not props.get("active"):
             pulumi.log.info(f"{node}: powered off; {tag} stays as it is on the node's disk")
             return {**outs, "digest": props.get("digest"), "pulled_digest": props.get("pulled_digest")}
         with self._client(props) as c:
             digest = c.digest(tag)
-            if digest and not force:
+            if props.get("source"):
+                self._make(c, node, tag, props["source"])
+            elif digest and not force:
                 return {**outs, "digest": digest, "pulled_digest": digest, "pulled": False}
-            self._pull(c, node, tag, bool(props.get("insecure")))
+            else:
+                self._pull(c, node, tag, bool(props.get("insecure")))
             digest = c.digest(tag)
         if not digest:
             raise OllamaError(f"{node}: pull of {tag} reported success but /api/tags does not list it")
@@ -246,6 +291,29 @@ class OllamaModelProvider(ResourceProvider):
                 pulumi.log.warn(f"{node}: {err}; pulling again (attempt {attempt + 1} of {PULL_ATTEMPTS})")
             except OllamaError as err:
                 raise OllamaError(f"{node}: {err}") from err
+
+    @staticmethod
+    def _make(c: OllamaClient, node: str, tag: str, source: Dict[str, Any]) -> None:
+        """The GGUF from the bucket to the node's Ollama (unless it holds that blob), then the model."""
+        from providers import own_models
+
+        sha, url = source["sha256"], source["url"]
+        try:
+            if c.has_blob(sha):
+                pulumi.log.info(f"{node}: {tag}: the node holds sha256:{sha[:12]} already")
+            else:
+                size, chunks = own_models.open_gguf(url)
+                c.push_blob(sha, own_models.counted(
+                    chunks, size, lambda pct: pulumi.log.info(f"{node}: copying {url} for {tag}: {pct}%")))
+            body = {"files": {GGUF_FILE: f"sha256:{sha}"}, "parameters": source.get("parameters") or {},
+                    **{k: source[k] for k in ("template", "system") if source.get(k) is not None}}
+            c.create(tag, body, lambda line: None)
+        except own_models.SourceError as err:
+            raise OllamaError(f"{node}: {tag}: {err}") from err
+        except OllamaError as err:
+            raise OllamaError(f"{node}: {tag} from {url}: {err}") from err
+        pulumi.log.info(f"{node}: made {tag} from {url}" + (f" ({source['ref']} = version {source['version']})"
+                                                            if source.get("version") else ""))
 
     def create(self, props: Dict[str, Any]) -> CreateResult:
         outs = self._ensure(props, force=False)

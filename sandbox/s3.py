@@ -76,6 +76,11 @@ class LoopbackS3:
         return boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION,
                             aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
 
+    def env(self) -> dict:
+        """The environment that points boto3's default client (the program's, the providers') at this server."""
+        return {"AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
+                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_DEFAULT_REGION": REGION}
+
     def create_bucket(self, name: str) -> None:
         self.client().create_bucket(Bucket=name)
 

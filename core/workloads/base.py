@@ -141,6 +141,10 @@ class BaseWorkload(StackModel):
         """Models the estate pulls into it through its API once its node is up (an Ollama's tags)."""
         return []
 
+    def own_models(self) -> Dict[str, Any]:
+        """Tag -> ``core.own_models.GgufModel``: models made on the node from a GGUF of the operator's."""
+        return {}
+
     def insecure_pull(self, model: str) -> bool:
         """Whether ``model`` is pulled over plain HTTP (from a registry on the node's loopback)."""
         return False

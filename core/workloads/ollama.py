@@ -10,6 +10,7 @@ from core.catalog import is_loopback, registry_of
 from core.demand import resident_vram
 from core.fields import ModelName, RegistryHost, StackModel
 from core.kinds import WorkloadKind
+from core.own_models import GgufModel
 from core.workloads.base import BaseWorkload, listen_host, vm_only
 
 if TYPE_CHECKING:
@@ -29,6 +30,9 @@ class Ollama(BaseWorkload):
     kind: Literal[WorkloadKind.OLLAMA] = WorkloadKind.OLLAMA
     models: List[ModelName] = Field(default_factory=list)
     """Tags to pull and keep."""
+    gguf_models: Dict[ModelName, GgufModel] = Field(default_factory=dict)
+    """Tag -> a model of your own, made on the node from a GGUF in the estate's bucket (or the version an MLflow
+    alias names) with its Modelfile's template, system prompt and parameters; size it in ``model_sizes``."""
     model_sizes: Dict[ModelName, ModelSize] = Field(default_factory=dict)
     """Tag -> its sizes, for a model ``assets/models.json`` does not list (or lists otherwise): the stack's
     figures win, and the tracked table stays as it is."""
@@ -79,7 +83,10 @@ class Ollama(BaseWorkload):
         return {**{k: v for k, v in service.items() if k != "ports"}, "network_mode": "host"}, {}
 
     def served_models(self) -> List[str]:
-        return list(self.models)
+        return list(self.models) + list(self.gguf_models)
+
+    def own_models(self) -> Dict[str, GgufModel]:
+        return dict(self.gguf_models)
 
     def pulled_models(self) -> List[str]:
         return list(self.models)
@@ -107,20 +114,26 @@ class Ollama(BaseWorkload):
         return self.default_vram(node)
 
     def default_vram(self, node: "NodeSpec") -> float:
-        sizes = (self.model_vram_gb(m) for m in self.models)
-        return resident_vram(sizes, self.max_loaded) if self.models else 0.0
+        tags = self.served_models()
+        return resident_vram((self.model_vram_gb(m) for m in tags), self.max_loaded) if tags else 0.0
 
     def disk_gb(self) -> float:
-        return super().disk_gb() + sum((self.size(m) or {"disk_gb": 0})["disk_gb"] for m in self.models)
+        return super().disk_gb() + sum((self.size(m) or {"disk_gb": 0})["disk_gb"] for m in self.served_models())
 
     def problems(self, spec, node_name: str, name: str, path: str):
         out = [(f"{path}.models[{i}]", f"unknown model {tag!r}: give its sizes in the stack, as "
                                        f"{path.partition(':')[2]}.model_sizes.{tag}: {{disk_gb: ..., vram_gb: ...}} "
                                        "(ollama list and ollama ps show them)")
                for i, tag in enumerate(self.models) if self.size(tag) is None]
+        out += [(f"{path}.gguf_models.{tag}", f"give the sizes of your own model {tag!r} in the stack, as "
+                                              f"{path.partition(':')[2]}.model_sizes.{tag}: {{disk_gb: ..., vram_gb: ...}}")
+                for tag in self.gguf_models if self.size(tag) is None]
+        out += [(f"{path}.gguf_models.{tag}", f"{tag!r} is also in models: a tag is pulled or made from a GGUF, "
+                                              "not both")
+                for tag in self.gguf_models if tag in self.models]
         out += [(f"{path}.model_sizes.{tag}", f"{tag!r} is not one of models, so nothing reads its sizes: add it to "
                                               f"models or drop it (got model_sizes.{tag})")
-                for tag in self.model_sizes if tag not in self.models]
+                for tag in self.model_sizes if tag not in self.served_models()]
         node = spec.nodes[node_name]
         if self.host_network:
             out += vm_only(self, node, f"{path}.host_network")

@@ -1,0 +1,119 @@
+"""A model of the operator's own, made by the model library's provider on the real Ollama (0.17.4) from a
+GGUF in a real S3 API (moto's server), and an alias resolved against the real MLflow tracking server.
+
+Skipped where the real Ollama, moto's server or MLflow's venv is missing, except on the project's CI
+(GPU_ESTATE_REQUIRE_VM=1), where that fails.
+"""
+import hashlib
+
+import pytest
+import requests
+
+import sandbox
+from core.errors import ConfigError
+from core.own_models import GgufModel
+from providers import own_models
+from providers.ollama import OllamaError, OllamaModelProvider
+from sandbox import mlflow as real_mlflow, real_ollama, s3 as loopback_s3
+from sandbox.tiny_model import PARAMETERS, write_tiny_gguf
+
+BUCKET = "acme-models"
+KEY = "gpu-estate:nodes.vm.workloads.ollama.gguf_models.myai:1"
+
+
+def needs(*why: str) -> None:
+    why = [w for w in why if w]
+    if why:
+        if sandbox.vm_required():
+            pytest.fail("; ".join(why))
+        pytest.skip("; ".join(why))
+
+
+@pytest.fixture(scope="module")
+def bucket(tmp_path_factory, monkeypatch_module):
+    needs(loopback_s3.missing(), real_ollama.missing())
+    with loopback_s3.LoopbackS3() as s3:
+        for k, v in s3.env().items():
+            monkeypatch_module.setenv(k, v)
+        s3.create_bucket(BUCKET)
+        digests = {}
+        for version in (1, 2):
+            path = write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "model.gguf", seed=10 + version)
+            data = path.read_bytes()
+            s3.client().put_object(Bucket=BUCKET, Key=f"models/acme/myai/{version}/model.gguf", Body=data)
+            digests[version] = hashlib.sha256(data).hexdigest()
+        yield s3, digests
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def url(version: int) -> str:
+    return f"s3://{BUCKET}/models/acme/myai/{version}/model.gguf"
+
+
+def props(endpoint: str, version: int, sha256: str) -> dict:
+    model = GgufModel(source=url(version), sha256=sha256, system="Answer briefly.", parameters=PARAMETERS)
+    return {"node": "vm", "model": "myai:1", "endpoint": endpoint, "active": True,
+            "source": own_models.source_props(model, KEY)}
+
+
+def test_a_gguf_in_the_bucket_becomes_a_model_that_answers(bucket):
+    s3, digests = bucket
+    provider = OllamaModelProvider()
+    with real_ollama.OllamaServer() as ollama:
+        outs = provider.create(props(ollama.url, 1, digests[1])).outs
+        tags = {m["name"]: m["digest"] for m in requests.get(f"{ollama.url}/api/tags", timeout=10).json()["models"]}
+        assert outs["digest"] == outs["pulled_digest"] == tags["myai:1"]
+        shown = requests.post(f"{ollama.url}/api/show", json={"model": "myai:1"}, timeout=10).json()
+        assert f"sha256-{digests[1]}" in shown["modelfile"] and shown["system"] == "Answer briefly."
+        assert "num_predict" in shown["parameters"]
+        said = requests.post(f"{ollama.url}/api/generate", timeout=60, json={
+            "model": "myai:1", "prompt": "hello", "stream": False, "options": {"num_predict": 4}}).json()
+        assert said["response"].strip() and said["done"]
+
+        # The same version again: the node holds the blob, nothing is copied, the model is the same.
+        assert provider.create(props(ollama.url, 1, digests[1])).outs["digest"] == outs["digest"]
+        # Promotion: version 2 replaces the model under the same tag, with its own digest.
+        promoted = provider.update("vm/myai:1", {**outs}, props(ollama.url, 2, digests[2])).outs
+        assert promoted["digest"] != outs["digest"]
+        shown = requests.post(f"{ollama.url}/api/show", json={"model": "myai:1"}, timeout=10).json()
+        assert f"sha256-{digests[2]}" in shown["modelfile"]
+
+        # A digest that is not the object's: Ollama refuses the bytes and the error says so.
+        with pytest.raises(OllamaError, match="digest mismatch"):
+            provider.create({**props(ollama.url, 1, "0" * 64), "model": "wrong:1"})
+        # An object the bucket does not hold: the bucket's own answer, naming the URL.
+        with pytest.raises(OllamaError, match=r"s3://acme-models/models/acme/myai/9/model.gguf: NoSuchKey"):
+            provider.create({**props(ollama.url, 9, "1" * 64), "model": "absent:1"})
+        names = {m["name"] for m in requests.get(f"{ollama.url}/api/tags", timeout=10).json()["models"]}
+        assert names == {"myai:1"}
+
+        provider.delete("vm/myai:1", promoted)
+        assert requests.get(f"{ollama.url}/api/tags", timeout=10).json()["models"] == []
+
+
+def test_an_mlflow_alias_resolves_to_its_version_in_the_bucket(bucket):
+    s3, digests = bucket
+    needs(real_mlflow.missing())
+    with real_mlflow.MlflowServer() as server:
+        one = server.register("myai", url(1), digests[1])
+        # A version registered by its folder, as MLflow's own artifacts are laid out.
+        two = server.register("myai", url(2).removesuffix("/model.gguf"), digests[2])
+        untagged = server.register("myai", url(1), None)
+        server.set_alias("myai", "production", one)
+        model = GgufModel(source="models:/myai@production", tracking_uri=server.url)
+        assert own_models.resolve(model, KEY) == own_models.Resolved(url(1), digests[1], one)
+        server.set_alias("myai", "production", two)
+        assert own_models.resolve(model, KEY) == own_models.Resolved(url(2), digests[2], two)
+
+        server.set_alias("myai", "untagged", untagged)
+        with pytest.raises(ConfigError) as err:
+            own_models.resolve(GgufModel(source="models:/myai@untagged", tracking_uri=server.url), KEY)
+        assert err.value.problems[0][0] == f"{KEY}.source" and "no 'sha256' tag" in err.value.problems[0][1]
+        with pytest.raises(ConfigError) as err:
+            own_models.resolve(GgufModel(source="models:/myai@staging", tracking_uri=server.url), KEY)
+        assert err.value.problems[0][0] == f"{KEY}.source" and "myai@staging" in err.value.problems[0][1]

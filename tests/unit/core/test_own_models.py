@@ -1,0 +1,77 @@
+"""Models of the operator's own in the stack (``gguf_models``): a bad source, a missing digest, a registry
+alias without its server, or the key on a kind that makes no models, fail before any resource, naming the
+key and the value."""
+import pytest
+
+from core.config import parse_spec
+from core.errors import ConfigError
+from tests.mocks import stack_estate
+
+SHA = "ab" * 32
+GOOD = {"source": "s3://acme-models/models/acme/myai/3/model.gguf", "sha256": SHA,
+        "template": "{{ .Prompt }}", "system": "Answer briefly.", "parameters": {"num_ctx": 4096, "stop": ["</s>"]}}
+SIZES = {"myai:3": {"disk_gb": 4.7, "vram_gb": 6.0}}
+PATH = "gpu-estate:nodes.qwen.workloads.ollama"
+
+
+def with_models(gguf, sizes=SIZES, workload="ollama"):
+    cfg = stack_estate("prod")
+    w = cfg["nodes"]["qwen"]["workloads"][workload]
+    w["gguf_models"] = gguf
+    if sizes is not None:
+        w.setdefault("model_sizes", {}).update(sizes)
+    return cfg
+
+
+def problems(cfg):
+    with pytest.raises(ConfigError) as err:
+        parse_spec(cfg)
+    return err.value.problems
+
+
+def test_a_gguf_model_is_served_sized_and_kept_as_given():
+    spec = parse_spec(with_models({"myai:3": GOOD}))
+    ollama = spec.nodes["qwen"].workloads["ollama"]
+    assert "myai:3" in ollama.served_models() and "myai:3" not in ollama.pulled_models()
+    own = ollama.own_models()["myai:3"]
+    assert (own.sha256, own.parameters["num_ctx"], own.alias()) == (SHA, 4096, None)
+    alias = parse_spec(with_models({"myai:3": {"source": "models:/myai@production",
+                                               "tracking_uri": "http://mlflow.internal:5000"}}))
+    assert alias.nodes["qwen"].workloads["ollama"].own_models()["myai:3"].alias() == ("myai", "production")
+
+
+BAD = [
+    ({**GOOD, "source": "s3://acme-models/models/acme/myai/3/model.bin"}, ".source", "model.bin"),
+    ({**GOOD, "source": "gs://acme-models/models/acme/myai/3/model.gguf"}, ".source", "gs://"),
+    ({**GOOD, "source": "s3://acme-models/../etc/model.gguf"}, ".source", "../etc"),
+    ({k: v for k, v in GOOD.items() if k != "sha256"}, ".sha256", "needs the GGUF's sha256"),
+    ({**GOOD, "sha256": "xyz"}, ".sha256", "xyz"),
+    ({"source": "models:/myai@production"}, ".tracking_uri", "models:/myai@production"),
+    ({"source": "models:/myai@production", "tracking_uri": "http://m:5000", "sha256": SHA}, ".sha256",
+     "carries its own digest"),
+    ({"source": "models:/myai", "tracking_uri": "http://m:5000"}, ".source", "models:/myai"),
+    ({**GOOD, "parameters": {"num ctx": 1}}, ".parameters", "num ctx"),
+    ({**GOOD, "tracking_uri": "http://m:5000"}, ".tracking_uri", "models:/"),
+]
+
+
+@pytest.mark.parametrize("entry,key,shown", BAD, ids=[f"{b[1]}:{b[2]}"[:50] for b in BAD])
+def test_a_bad_entry_names_its_key_and_value(entry, key, shown):
+    found = problems(with_models({"myai:3": entry}))
+    assert any(p.startswith(f"{PATH}.gguf_models.myai:3") and (shown in m or shown in p) for p, m in found), found
+    assert any(p.endswith(key) or key.strip(".") in m for p, m in found), found
+
+
+def test_an_unsized_model_and_a_tag_both_pulled_and_made_are_refused():
+    found = problems(with_models({"myai:3": GOOD}, sizes=None))
+    assert (f"{PATH}.gguf_models.myai:3", ) == tuple({p for p, _ in found})
+    assert "model_sizes.myai:3" in found[0][1]
+    found = problems(with_models({"qwen3:8b": GOOD}, sizes={}))
+    assert any(p == f"{PATH}.gguf_models.qwen3:8b" and "also in models" in m for p, m in found), found
+
+
+def test_gguf_models_on_a_kind_that_makes_no_models_names_the_key():
+    found = problems(with_models({"myai:3": {"source": "models:/myai@production",
+                                             "tracking_uri": "http://m:5000"}}, sizes=None, workload="comfyui"))
+    assert any(p == "gpu-estate:nodes.qwen.workloads.comfyui" and m.startswith("gguf_models does not apply to comfyui")
+               for p, m in found), found
