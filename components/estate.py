@@ -272,6 +272,7 @@ class Estate(pulumi.ComponentResource):
                         node=node_name, model=tag, **target, active=node.power.serves,
                         insecure=w.insecure_pull(tag),
                         source=own_models.source_props(own[tag], key) if tag in own else None,
+                        cache=w.cache_of(tag),
                         # What the policy pack's VRAM check adds up per node; a model's own figures only, so
                         # editing one tag of a list leaves the others' inputs as they are.
                         stamps={"node": node_name, "model_vram_gb": w.model_vram_gb(tag),

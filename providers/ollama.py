@@ -81,13 +81,16 @@ class OllamaModelArgs:
     """A model of the operator's own: its GGUF's ``url`` and ``sha256``, the Modelfile's ``template``, ``system``
     and ``parameters``, and the registry ``ref`` and ``version`` it was resolved from (``own_models.source_props``).
     Absent from the inputs when None, as ``insecure``."""
+    cache: Optional[str] = None
+    """``s3://<bucket>/<prefix>`` the node's pulled models are kept in and a new machine fills from
+    (``providers.model_cache``). Absent from the inputs when None."""
 
     def to_props(self) -> Dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if not (f.name in OPTIONAL_KEYS and not getattr(self, f.name))}
 
 
-OPTIONAL_KEYS = ("insecure", "source")
+OPTIONAL_KEYS = ("insecure", "source", "cache")
 REPLACE_KEYS = ("node", "model")
 UPDATE_KEYS = tuple(f.name for f in dataclasses.fields(OllamaModelArgs) if f.name not in REPLACE_KEYS) + ("version",)
 INPUT_KEYS = REPLACE_KEYS + UPDATE_KEYS
@@ -270,9 +273,11 @@ class OllamaModelProvider(ResourceProvider):
             if props.get("source"):
                 self._make(c, node, tag, props["source"])
             elif digest and not force:
+                self._cache(props, present=True)
                 return {**outs, "digest": digest, "pulled_digest": digest, "pulled": False}
-            else:
+            elif digest or not self._restore(c, props):  # changed on the node: pulled again from its registry
                 self._pull(c, node, tag, bool(props.get("insecure")))
+                self._cache(props, present=False)
             digest = c.digest(tag)
         if not digest:
             raise OllamaError(f"{node}: pull of {tag} reported success but /api/tags does not list it")
@@ -291,6 +296,38 @@ class OllamaModelProvider(ResourceProvider):
                 pulumi.log.warn(f"{node}: {err}; pulling again (attempt {attempt + 1} of {PULL_ATTEMPTS})")
             except OllamaError as err:
                 raise OllamaError(f"{node}: {err}") from err
+
+    @staticmethod
+    def _restore(c: OllamaClient, props: Dict[str, Any]) -> bool:
+        """Fill a new machine's Ollama from the node's cache; False (and a pull) when it cannot."""
+        if not props.get("cache"):
+            return False
+        from providers import model_cache
+
+        node, tag = props["node"], props["model"]
+        try:
+            if model_cache.restore(c, props["cache"], tag, report=lambda m: pulumi.log.info(f"{node}: {m}")):
+                pulumi.log.info(f"{node}: {tag} filled from {props['cache']}")
+                return True
+            pulumi.log.info(f"{node}: {tag} is not in {props['cache']} yet; pulling it")
+        except (model_cache.CacheError, OllamaError) as err:
+            pulumi.log.warn(f"{node}: {err}; pulling {tag} instead")
+        return False
+
+    @staticmethod
+    def _cache(props: Dict[str, Any], present: bool) -> None:
+        """Keep a pulled tag in the node's cache; a cache that fails is a warning, never a failed model."""
+        if not props.get("cache"):
+            return
+        from providers import model_cache
+
+        node, tag = props["node"], props["model"]
+        try:
+            if model_cache.fill(props["cache"], tag, bool(props.get("insecure")),
+                                report=lambda m: pulumi.log.info(f"{node}: {tag}: {m}")):
+                pulumi.log.info(f"{node}: {tag} kept in {props['cache']}")
+        except model_cache.CacheError as err:
+            pulumi.log.warn(f"{node}: {err}" + ("" if present else "; a new machine will pull it again"))
 
     @staticmethod
     def _make(c: OllamaClient, node: str, tag: str, source: Dict[str, Any]) -> None:

@@ -145,6 +145,10 @@ class BaseWorkload(StackModel):
         """Tag -> ``core.own_models.GgufModel``: models made on the node from a GGUF of the operator's."""
         return {}
 
+    def cache_of(self, model: str) -> Optional[str]:
+        """Where a pulled ``model`` is kept for a new machine of its node (``providers.model_cache``), or None."""
+        return None
+
     def insecure_pull(self, model: str) -> bool:
         """Whether ``model`` is pulled over plain HTTP (from a registry on the node's loopback)."""
         return False

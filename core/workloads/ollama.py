@@ -36,6 +36,9 @@ class Ollama(BaseWorkload):
     model_sizes: Dict[ModelName, ModelSize] = Field(default_factory=dict)
     """Tag -> its sizes, for a model ``assets/models.json`` does not list (or lists otherwise): the stack's
     figures win, and the tracked table stays as it is."""
+    model_cache: Optional[str] = Field(None, max_length=512, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9_=+-][A-Za-z0-9._=+-]*)*/?$")
+    """Warm starts: ``s3://<bucket>/<prefix>`` (the estate's bucket) where its pulled models are kept once, so a
+    new machine for the node (a failover, a re-rent) fills Ollama from there before the public registry."""
     max_loaded: Optional[int] = Field(None, ge=1)
     """Models resident in VRAM at once (OLLAMA_MAX_LOADED_MODELS); default all of them."""
     insecure_registries: List[RegistryHost] = Field(default_factory=list)
@@ -87,6 +90,9 @@ class Ollama(BaseWorkload):
 
     def own_models(self) -> Dict[str, GgufModel]:
         return dict(self.gguf_models)
+
+    def cache_of(self, tag: str) -> Optional[str]:
+        return self.model_cache if tag in self.models else None
 
     def pulled_models(self) -> List[str]:
         return list(self.models)

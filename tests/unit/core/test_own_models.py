@@ -75,3 +75,12 @@ def test_gguf_models_on_a_kind_that_makes_no_models_names_the_key():
                                              "tracking_uri": "http://m:5000"}}, sizes=None, workload="comfyui"))
     assert any(p == "gpu-estate:nodes.qwen.workloads.comfyui" and m.startswith("gguf_models does not apply to comfyui")
                for p, m in found), found
+
+
+def test_a_model_cache_is_an_s3_prefix_and_applies_to_pulled_tags():
+    cfg = stack_estate("prod")
+    cfg["nodes"]["qwen"]["workloads"]["ollama"]["model_cache"] = "s3://acme-models/cache/prod/qwen"
+    ollama = parse_spec(cfg).nodes["qwen"].workloads["ollama"]
+    assert ollama.cache_of("qwen3:8b") == "s3://acme-models/cache/prod/qwen" and ollama.cache_of("myai:3") is None
+    cfg["nodes"]["qwen"]["workloads"]["ollama"]["model_cache"] = "gs://acme-models/cache"
+    assert any(p == f"{PATH}.model_cache" and "gs://acme-models/cache" in m for p, m in problems(cfg))
