@@ -176,6 +176,8 @@ class Estate(pulumi.ComponentResource):
         estimate = plan.estimate
         # Before anything is registered: a month over its budget starts no node unless the operator says so.
         check_spend(stack)
+        # And the versions the registry's aliases name now, so an alias that names nothing rents nothing.
+        self.model_sources = own_models.sources(spec)
         # Registered before any node, so the policy pack can refuse an estate over budget before anything
         # is rented, even on `up --skip-preview`, where stack policies only run after the resources.
         super().__init__(TYPE, name, {"stamps": {"monthly_usd": round(estimate.monthly_usd, 2),
@@ -267,11 +269,9 @@ class Estate(pulumi.ComponentResource):
                 target = gpu_node.service_target(wname) if w.pulled_models() or own else {}
                 for tag in w.pulled_models() + list(own):
                     name = resource_name(node_name, tag)
-                    key = f"{NAMESPACE}:nodes.{node_name}.workloads.{wname}.gguf_models.{tag}"
                     models[name] = OllamaModel(name, OllamaModelArgs(
                         node=node_name, model=tag, **target, active=node.power.serves,
-                        insecure=w.insecure_pull(tag),
-                        source=own_models.source_props(own[tag], key) if tag in own else None,
+                        insecure=w.insecure_pull(tag), source=self.model_sources.get((node_name, tag)),
                         cache=w.cache_of(tag),
                         # What the policy pack's VRAM check adds up per node; a model's own figures only, so
                         # editing one tag of a list leaves the others' inputs as they are.

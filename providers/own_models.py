@@ -84,6 +84,26 @@ def source_props(model: GgufModel, key: str) -> Dict[str, Any]:
     return props
 
 
+def sources(spec: Any) -> Dict[Tuple[str, str], Dict[str, Any]]:
+    """(node, tag) -> ``source_props`` of every model of the operator's own in the stack (an ``EstateSpec``);
+    every problem at once, as one ConfigError."""
+    from core.fields import NAMESPACE
+
+    out: Dict[Tuple[str, str], Dict[str, Any]] = {}
+    problems = []
+    for node_name, node in spec.nodes.items():
+        for wname, w in node.workloads.items():
+            for tag, model in w.own_models().items():
+                try:
+                    out[(node_name, tag)] = source_props(model, f"{NAMESPACE}:nodes.{node_name}.workloads.{wname}."
+                                                                f"gguf_models.{tag}")
+                except ConfigError as err:
+                    problems += err.problems
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
 def s3_client() -> Any:
     import boto3
 
