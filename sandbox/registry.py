@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -32,6 +33,7 @@ from providers.ssh_forward import free_port
 from sandbox import real_ollama
 
 REGISTRY_VERSION = "3.1.2"
+THROTTLE_CHUNK = 4096
 START_SECONDS = 30.0
 
 
@@ -75,6 +77,18 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
+    def copyfile(self, source, outputfile) -> None:
+        """A blob's bytes, at ``bytes_per_second`` when the registry is slowed (``LoopbackRegistry.slow``)."""
+        rate = getattr(self.server, "bytes_per_second", None)
+        if not rate:
+            return super().copyfile(source, outputfile)
+        while True:
+            chunk = source.read(THROTTLE_CHUNK)
+            if not chunk:
+                return
+            outputfile.write(chunk)
+            time.sleep(len(chunk) / rate)
+
 
 class LoopbackRegistry:
     """The CNCF registry on 127.0.0.1 and the blob file server its redirects point at."""
@@ -102,6 +116,11 @@ class LoopbackRegistry:
             self.proc = subprocess.Popen([str(registry_binary()), "serve", str(config)], env=env, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         real_ollama.wait_answering(self.proc, f"{self.url}/v2/", self.log, "the registry", self.close, START_SECONDS)
+
+    def slow(self, bytes_per_second: Optional[float]) -> None:
+        """Serve blobs at ``bytes_per_second`` (None: at the loopback's speed), so a pull of the tiny model takes
+        as long as a real model's pull from the internet would (the warm-start benchmark: 40 s)."""
+        self.blobs.bytes_per_second = bytes_per_second
 
     def name(self, model: str, tag: str) -> str:
         """The name Ollama pulls ``model:tag`` from this registry by."""
