@@ -310,7 +310,7 @@ class OllamaModelProvider(ResourceProvider):
                 pulumi.log.info(f"{node}: {tag} filled from {props['cache']}")
                 return True
             pulumi.log.info(f"{node}: {tag} is not in {props['cache']} yet; pulling it")
-        except (model_cache.CacheError, OllamaError) as err:
+        except (model_cache.CacheError, OllamaError, requests.RequestException) as err:
             pulumi.log.warn(f"{node}: {err}; pulling {tag} instead")
         return False
 
@@ -347,7 +347,7 @@ class OllamaModelProvider(ResourceProvider):
             c.create(tag, body, lambda line: None)
         except own_models.SourceError as err:
             raise OllamaError(f"{node}: {tag}: {err}") from err
-        except OllamaError as err:
+        except (OllamaError, requests.RequestException) as err:
             raise OllamaError(f"{node}: {tag} from {url}: {err}") from err
         pulumi.log.info(f"{node}: made {tag} from {url}" + (f" ({source['ref']} = version {source['version']})"
                                                             if source.get("version") else ""))
