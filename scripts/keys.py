@@ -101,7 +101,10 @@ def type_name(t: Any) -> str:
     if origin is dict:
         return f"map: name → {type_name(_args(t)[1])}"
     if origin is typing.Union:
-        return "mapping (below, by kind)"
+        members = [strip(a) for a in _args(t)]
+        if all(isinstance(m, type) and issubclass(m, BaseModel) for m in members):
+            return "mapping (below, by kind)"
+        return " or ".join(type_name(m) for m in members)
     return {str: "string", int: "integer", float: "number", bool: "true \\| false"}.get(t, getattr(t, "__name__", str(t)))
 
 
