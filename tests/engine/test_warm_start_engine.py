@@ -7,6 +7,7 @@ Skipped where the engine, the real Ollama, the registry or moto's server is miss
 project's CI (GPU_ESTATE_REQUIRE_VM=1), where that fails.
 """
 import hashlib
+import os
 
 import pytest
 import requests
@@ -73,3 +74,5 @@ def test_a_new_machine_is_filled_from_the_cache_without_the_registry(tmp_path):
                 st.destroy()
             finally:
                 ollama.close()
+                for key in s3.env():  # sandbox.stack exported them to this process; their server is gone
+                    os.environ.pop(key, None)
