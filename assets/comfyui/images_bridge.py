@@ -11,7 +11,8 @@ the gateway's image aliases reach through the node's tunnel. Each request:
 2. posts it to ComfyUI's ``/prompt`` and polls ``/history/<prompt_id>`` until it is done, at most the
    request's timeout (``X-Estate-Timeout``, the gateway alias's, else the workflow's); past it the prompt is
    taken off ComfyUI's queue (``POST /queue`` delete, ``/interrupt`` if it is the one running);
-3. fetches each image through ``/view`` and, unless the config keeps outputs for some seconds, deletes
+3. fetches each image through ``/view`` (answered as ``b64_json``, as a ``data:`` URL, or both when the
+   request names no ``response_format``) and, unless the config keeps outputs for some seconds, deletes
    the prompt from ComfyUI's history (``POST /history`` delete) and its files from the output directory.
 
 Errors are OpenAI's shape (``{"error": {"message", "type", "param", "code"}}``) with statuses that let the
@@ -160,7 +161,7 @@ class Bridge:
 
     def generate(self, body: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
         name, graph, template, wf_timeout = self.build(body)
-        limit = min(timeout, wf_timeout) if timeout else wf_timeout
+        limit = timeout or wf_timeout
         status, answer = self._json("POST", "/prompt", {"prompt": graph, "client_id": self.client_id})
         if status != 200 or not isinstance(answer, dict) or "prompt_id" not in answer:
             detail = answer.get("error", answer) if isinstance(answer, dict) else answer
@@ -173,11 +174,18 @@ class Bridge:
             blobs = [self._view(img) for img in images]
         finally:
             self._forget(prompt_id, entry)
-        fmt = body.get("response_format") or "url"
+        # Without a response_format each image comes both ways: LiteLLM's OpenAI route forwards none for a
+        # model that is not DALL-E's (``llms/openai/image_generation``), so the bridge cannot know which of
+        # the two the client asked for.
+        fmt = body.get("response_format")
         data = []
         for blob in blobs:
             b64 = base64.b64encode(blob).decode()
-            item = {"b64_json": b64} if fmt == "b64_json" else {"url": f"data:image/png;base64,{b64}"}
+            item = {}
+            if fmt in (None, "b64_json"):
+                item["b64_json"] = b64
+            if fmt in (None, "url"):
+                item["url"] = f"data:image/png;base64,{b64}"
             item["revised_prompt"] = body["prompt"]
             data.append(item)
         return {"created": int(time.time()), "data": data}

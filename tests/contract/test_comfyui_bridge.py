@@ -81,6 +81,7 @@ def test_each_workflow_renders_a_png_through_comfyuis_protocol(comfy, bridge, na
     resp = generate(bridge, model=name, size="1024x1024", response_format="b64_json", seed=7)
     assert resp.status_code == 200, resp.text
     (item,) = resp.json()["data"]
+    assert "url" not in item
     blob = base64.b64decode(item["b64_json"])
     assert blob.startswith(PNG)
     assert blob[16:24] == (64).to_bytes(4, "big") * 2  # the loopback renders 1/16th of 1024x1024
@@ -88,16 +89,23 @@ def test_each_workflow_renders_a_png_through_comfyuis_protocol(comfy, bridge, na
 
 
 def test_url_answers_are_data_urls_and_n_images_come_from_one_prompt(comfy, bridge):
-    resp = generate(bridge, n=2, size="512x768")
+    resp = generate(bridge, n=2, size="512x768", response_format="url")
     assert resp.status_code == 200, resp.text
     data = resp.json()["data"]
     assert len(data) == 2 and len(comfy.prompts) == 1
     for item in data:
+        assert "b64_json" not in item
         assert item["url"].startswith("data:image/png;base64,")
         assert base64.b64decode(item["url"].split(",", 1)[1]).startswith(PNG)
         assert item["revised_prompt"] == "a cat"
     latent = comfy.prompts[0]["5"]["inputs"]
     assert (latent["width"], latent["height"], latent["batch_size"]) == (512, 768, 2)
+
+
+def test_without_a_response_format_each_image_comes_both_ways(bridge):
+    # LiteLLM's OpenAI route forwards no response_format for a model that is not DALL-E's.
+    (item,) = generate(bridge).json()["data"]
+    assert item["url"] == "data:image/png;base64," + item["b64_json"]
 
 
 def test_the_prompt_reaches_comfyui_as_data_unchanged(comfy, bridge):

@@ -229,7 +229,7 @@ def file_server(tmp_path):
 
 def checkpoint_node(url, sha):
     raw = stack_estate("prod")
-    raw["nodes"]["qwen"]["workloads"]["comfyui"] = {"vram_gb": 5, "checkpoints": [
+    raw["nodes"]["qwen"]["workloads"]["comfyui"] = {**raw["nodes"]["qwen"]["workloads"]["comfyui"], "checkpoints": [
         {"name": "flux1-dev.safetensors", "url": url, "sha256": sha, "size_gb": 0.001}]}
     return parse_spec(raw).nodes["qwen"]
 
@@ -287,7 +287,8 @@ def test_a_gated_checkpoint_is_fetched_with_the_token_from_its_secret_file(tmp_p
     port = httpd.server_address[1]
     try:
         raw = stack_estate("prod")
-        raw["nodes"]["qwen"]["workloads"]["comfyui"] = {"vram_gb": 5, "secret_env": ["HF_TOKEN"], "checkpoints": [
+        raw["nodes"]["qwen"]["workloads"]["comfyui"] = {**raw["nodes"]["qwen"]["workloads"]["comfyui"],
+                                                        "secret_env": ["HF_TOKEN"], "checkpoints": [
             {"name": "flux1-dev.safetensors", "url": f"http://huggingface.co:{port}/black-forest-labs/FLUX.1-dev/"
              "resolve/main/flux1-dev.safetensors", "sha256": hashlib.sha256(data).hexdigest(), "size_gb": 0.001,
              "gated": True}]}
