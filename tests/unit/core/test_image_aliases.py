@@ -78,7 +78,7 @@ def test_the_estimate_and_the_cost_table_show_the_cost_per_image():
     table = cost_table(estimate, 1000)
     assert table["images"][0] == {"alias": "dall-e-3", "node": "art", "workflow": "flux.1-dev",
                                   "seconds_per_image": 40, "usd_per_image": 0.004}
-    assert "images" not in cost_table(estimate_estate(parse_spec(stack_estate("sandbox"))), 200)
+    assert "images" not in cost_table(estimate_estate(parse_spec(stack_estate("dev"))), 200)
 
 
 def test_the_gateway_routes_an_image_alias_to_the_bridge_through_the_tunnel_priced_per_image():
