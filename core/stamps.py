@@ -51,7 +51,9 @@ def node_stamp(name: str, node: NodeSpec, estimate: NodeEstimate) -> Dict[str, A
         "access": node.access.value,
         # Where this node's model servers listen, whatever ports the stack gave them ("-"-joined: a
         # GCP label value has no commas).
-        "model_ports": "-".join(str(node.port(n)) for n in node.workloads if node.info(n).model_server),
+        # (ComfyUI's images bridge included, on its own port).
+        "model_ports": "-".join(str(p) for n in node.workloads if node.info(n).model_server
+                                for p in dict.fromkeys((node.port(n), node.serving_port(n)))),
         "ssh_port": node.ssh.port,
     }
 

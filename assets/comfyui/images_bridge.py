@@ -226,6 +226,13 @@ class Bridge:
             running = queue.get("queue_running", []) if status == 200 and isinstance(queue, dict) else []
             if any(isinstance(item, list) and len(item) > 1 and item[1] == prompt_id for item in running):
                 self._json("POST", "/interrupt", {})
+                # The interrupted prompt ends with a history entry of its own: drop it too, once written.
+                for _ in range(20):
+                    status, history = self._json("GET", f"/history/{urllib.parse.quote(prompt_id)}")
+                    if status == 200 and isinstance(history, dict) and prompt_id in history:
+                        self._forget(prompt_id, history[prompt_id])
+                        break
+                    time.sleep(POLL_SECONDS)
         except ApiError:
             pass
 

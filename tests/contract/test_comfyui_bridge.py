@@ -146,6 +146,7 @@ def test_a_queue_that_never_finishes_is_a_504_and_the_prompt_leaves_the_queue(co
     error = resp.json()["error"]
     assert error["code"] == "timeout" and error["type"] == "server_error"
     assert comfy.interrupted == 1  # it was the prompt running: interrupted, not left to burn the GPU
+    assert comfy.history == {} and not comfy.running  # and its interrupted entry dropped
 
 
 @pytest.mark.parametrize("fault,status,code", [("fail", 500, "comfyui_prompt_failed"), ("oom", 503, "out_of_memory")])

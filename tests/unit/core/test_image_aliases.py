@@ -150,3 +150,15 @@ def test_the_cost_diff_shows_image_aliases_and_a_changed_cost_per_image():
     assert "| image alias | node | workflow | s/image | $/image | change |" in verdict.markdown
     assert "| dall-e-3 | art | flux.1-dev | 50 | $0.0050 | +$0.0010 |" in verdict.markdown
     assert not verdict.failures
+
+
+def test_the_bridges_port_is_a_model_server_port_to_the_policy_pack():
+    from core.pricing import estimate_node
+    from core.stamps import node_stamp
+    from policy.safety import _model_ports
+
+    node = parse_spec(stack(FLUX)).nodes["art"]
+    stamp = node_stamp("art", node, estimate_node("art", node))
+    assert stamp["model_ports"] == "8188-8189"
+    assert 8189 in _model_ports(stamp)
+    assert workloads.published_ports(parse_spec(stack(FLUX, provider="tensordock")).nodes["art"]) == []  # over SSH
