@@ -21,8 +21,9 @@ def check(spec: EstateSpec) -> List[Problem]:
     external_names = {m for ext in g.external.values() for m in ext.models}
     for alias, tag in g.aliases.items():
         if not serving_nodes(spec, tag) and not serving_endpoints(spec, tag):
-            problems.append((f"{gpath}.aliases.{alias}", f"no node serves {tag!r}: no ollama lists it and no model "
-                                                         f"server or serverless endpoint answers to it (got {tag!r})"))
+            problems.append((f"{gpath}.aliases.{alias}", f"no node serves {tag!r}: no ollama lists it, no ComfyUI has "
+                                                         f"it in its workflows and no model server or serverless "
+                                                         f"endpoint answers to it (got {tag!r})"))
         if alias in external_names:
             problems.append((f"{gpath}.aliases.{alias}", "name is also an external model"))
     known = set(g.aliases) | external_names

@@ -162,3 +162,9 @@ def test_the_bridges_port_is_a_model_server_port_to_the_policy_pack():
     assert stamp["model_ports"] == "8188-8189"
     assert 8189 in _model_ports(stamp)
     assert workloads.published_ports(parse_spec(stack(FLUX, provider="tensordock")).nodes["art"]) == []  # over SSH
+
+
+def test_an_alias_naming_a_workflow_no_comfyui_has_says_where_it_looked():
+    msg = refused(stack({"workflows": {"sdxl-lightning": {"seconds_per_image": 3}}}))
+    assert "gpu-estate:gateway.aliases.dall-e-3: no node serves 'flux.1-dev'" in msg
+    assert "no ComfyUI has it in its workflows" in msg
