@@ -28,6 +28,11 @@ def workflow_templates() -> List[str]:
     return sorted(p.stem for p in WORKFLOWS_DIR.glob("*.json"))
 
 
+def workflow_vram_gb(name: str) -> float:
+    """The GB of weights a workflow's model files hold on the GPU once loaded (its template's ``vram_gb``)."""
+    return float(json.loads((WORKFLOWS_DIR / f"{name}.json").read_text(encoding="utf-8"))["vram_gb"])
+
+
 class Workflow(StackModel):
     """One of ComfyUI's workflows served as an OpenAI image model, named after its template."""
 
@@ -137,6 +142,10 @@ class ComfyUi(BaseWorkload):
     def disk_gb(self) -> float:
         return super().disk_gb() + sum(c.size_gb for c in self.checkpoints)
 
+    def default_vram(self, node: "NodeSpec") -> Optional[float]:
+        """With workflows, what the largest of them holds (its template's ``vram_gb``)."""
+        return max((workflow_vram_gb(w) for w in self.workflows), default=None)
+
     def vram_hint(self) -> str:
         # ComfyUI loads what each workflow asks for: a checkpoint (or a diffusion model with its text
         # encoders and VAE) at a time, and nothing in the stack says which workflows run.
@@ -150,6 +159,12 @@ class ComfyUi(BaseWorkload):
                 f"give the seconds one {w} image takes on {node_name}'s GPU: an image costs the node's $/h x "
                 f"seconds / 3600, in the estimate and the gateway's spend (got none)")
                for w, flow in self.workflows.items() if flow.seconds_per_image is None]
+        node = spec.nodes[node_name]
+        if self.vram_gb and node.gpu is not None and self.uses_gpu():
+            out += [(f"{path}.vram_gb", f"the {w} workflow's model files hold about {workflow_vram_gb(w):g} GB on the "
+                                        f"GPU (assets/comfyui/workflows/{w}.json): give vram_gb at least that, or drop "
+                                        f"the workflow (got vram_gb: {self.vram_gb:g})")
+                    for w in self.workflows if workflow_vram_gb(w) > self.vram_gb]
         for i, c in enumerate(self.checkpoints):
             if c.gated and not c.on_hugging_face:
                 out.append((f"{path}.checkpoints[{i}].gated", f"the token is sent to Hugging Face only, and {c.name} "

@@ -36,7 +36,7 @@ def images_spec():
         "nodes": {
             "art": {"provider": "tensordock", "gpu": {"model": "rtx4090"}, "max_price_per_hour": 0.4, "access": "direct",
                     "ssh": {"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFXdBfpWUE7y0nZ8rsibV0rc/1JxweHTokQjkgvrZxWD"},
-                    "workloads": {"comfyui": {"vram_gb": 16, "workflows": {
+                    "workloads": {"comfyui": {"vram_gb": 18, "workflows": {
                         "flux.1-dev": {"seconds_per_image": SECONDS_PER_IMAGE},
                         "sdxl-lightning": {"seconds_per_image": 2}}}}},
             "gw": {"provider": "host", "address": "127.0.0.1", "workloads": {"litellm": {}},

@@ -88,11 +88,17 @@ def test_idle_watcher_is_installed_only_where_idle_shutdown_is_set(prod):
 
 
 def test_container_nodes_start_the_watcher_then_exec_the_workload():
-    spec = spec_of("sandbox")
-    image, env, ports, start = workloads.container_launch(spec.nodes["qwen"])
+    raw = stack_estate("sandbox")  # its Vast.ai node with Ollama alone
+    del raw["nodes"]["qwen"]["workloads"]["comfyui"], raw["gateway"]["aliases"]["dall-e-3"]
+    image, env, ports, start = workloads.container_launch(parse_spec(raw).nodes["qwen"])
     assert image.startswith("ollama/ollama") and ports == [11434]
     assert "ESTATE_IDLE_MINUTES=30" in start and "CONTAINER_API_KEY" in start
     assert start.rstrip().endswith("exec ollama serve")
+    # As the sandbox has it, it runs ComfyUI (Ollama inside it) and publishes its images bridge (access: direct).
+    spec = spec_of("sandbox")
+    image, env, ports, start = workloads.container_launch(spec.nodes["qwen"])
+    assert image.startswith("yanwk/comfyui-boot") and ports == [8188, 8189, 11434]
+    assert start.rstrip().endswith("exec /runner-scripts/entrypoint.sh")
     # RunPod can only replace the image's CMD, which the Ollama entrypoint would take as arguments.
     assert workloads.container_launch(spec.nodes["batch"])[3] == ""
     assert "runpodctl stop pod" in workloads.container_start(spec.nodes["batch"])

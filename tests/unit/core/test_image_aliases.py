@@ -23,7 +23,7 @@ PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFXdBfpWUE7y0nZ8rsibV0rc/1Jxwe
 
 def stack(comfyui, provider="vastai", aliases=None, fallbacks=None, ollama=None):
     node = {"provider": provider, "gpu": {"model": "rtx3090"}, "max_price_per_hour": 0.36,
-            "workloads": {"comfyui": {"vram_gb": 17, **comfyui}, **({"ollama": ollama} if ollama else {})}}
+            "workloads": {"comfyui": {"vram_gb": 18, **comfyui}, **({"ollama": ollama} if ollama else {})}}
     if provider == "tensordock":
         node["ssh"] = {"public_key": PUBLIC_KEY}
     return {"nodes": {"art": node,
@@ -168,3 +168,13 @@ def test_an_alias_naming_a_workflow_no_comfyui_has_says_where_it_looked():
     msg = refused(stack({"workflows": {"sdxl-lightning": {"seconds_per_image": 3}}}))
     assert "gpu-estate:gateway.aliases.dall-e-3: no node serves 'flux.1-dev'" in msg
     assert "no ComfyUI has it in its workflows" in msg
+
+
+def test_a_comfyui_smaller_than_a_workflows_model_files_is_refused_and_without_a_figure_takes_the_largest():
+    msg = refused(stack({"vram_gb": 12, **FLUX}))
+    assert "gpu-estate:nodes.art.workloads.comfyui.vram_gb: the flux.1-dev workflow's model files hold about 17.4 GB" in msg
+    assert "(got vram_gb: 12)" in msg
+    raw = stack({"workflows": {"flux.1-dev": {"seconds_per_image": 40}, "sdxl-lightning": {"seconds_per_image": 3}}})
+    del raw["nodes"]["art"]["workloads"]["comfyui"]["vram_gb"]
+    node = parse_spec(raw).nodes["art"]
+    assert node.workloads["comfyui"].vram(node) == 17.4
