@@ -156,7 +156,9 @@ def test_each_fault_is_an_openai_error_or_the_fallback(proxy, fault):
         assert len(external.images) == asked + 1
     finally:
         comfy.fault = None
-        if fault == "stuck":  # the bridge takes the stuck prompt off ComfyUI (its interrupt), within its bound
+        if fault == "stuck":
+            # The bridge takes the stuck prompt off ComfyUI (its interrupt) at the alias's 3 s, which it hears
+            # from LiteLLM's X-Estate-Timeout header alone (without it the bridge would wait 300 s).
             for _ in range(100):
                 if comfy.interrupted >= 2 and not comfy.running:
                     break
