@@ -20,7 +20,7 @@ from components.stack import SSH_PRIVATE_KEY, Stack
 from core.demand import node_disk_demand, node_ram_demand, node_vram_demand
 from core.errors import ConfigError
 from core.spec import NAMESPACE, EdgeMode, EstateSpec
-from core.stamps import endpoint_stamp
+from core.stamps import endpoint_stamp, image_stamps
 from core.text import digest
 from core.topology import EstatePlan
 from providers import own_models
@@ -183,7 +183,8 @@ class Estate(pulumi.ComponentResource):
         super().__init__(TYPE, name, {"stamps": {"monthly_usd": round(estimate.monthly_usd, 2),
                                                  "fixed_monthly_usd": round(estimate.fixed_monthly_usd, 2),
                                                  "nodes": len(spec.nodes),
-                                                 "endpoints": len(spec.serverless)}}, opts)
+                                                 "endpoints": len(spec.serverless),
+                                                 **image_stamps(estimate)}}, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.buckets = self._create_buckets(stack, child)
         proxy_node = None

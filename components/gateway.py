@@ -98,19 +98,20 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
             node = spec.nodes[server.node]
             if not node.power.serves:
                 continue
-            url = plan.service_url(server.node, node.port(server.workload), endpoints)
+            url = plan.service_url(server.node, node.serving_port(server.workload), endpoints)
             workload = server.workload_spec(spec)
             params: Dict[str, object] = workload.gateway_params(model, url)
-            params.update({
-                "timeout": timeout,
-                "stream_timeout": timeout,
-                "input_cost_per_second": hourly.get(server.node, 0.0) / 3600,
-                "output_cost_per_second": 0,
-            })
+            params.update({"timeout": timeout, "stream_timeout": timeout,
+                           **workload.gateway_prices(model, hourly.get(server.node, 0.0))})
+            headers = workload.gateway_headers(timeout)
+            if headers:
+                params["extra_headers"] = headers
             # One id per serving workload (``gateway_id``).
             where = workload.gateway_id(server.node, server.workload)
-            model_list.append({"model_name": alias, "litellm_params": params,
-                               "model_info": {"id": f"{alias}@{where}", "node": server.node}})
+            info = {"id": f"{alias}@{where}", "node": server.node}
+            if workload.serves_images(model):
+                info["mode"] = "image_generation"
+            model_list.append({"model_name": alias, "litellm_params": params, "model_info": info})
         for name in plan.endpoints.get(model, ()):
             # RunPod's OpenAI route of the endpoint, signed with the RunPod API key (a secret in the gateway's
             # env file, never in this document); billed per second while a worker runs.
@@ -160,7 +161,7 @@ def wake_document(plan: EstatePlan, machines: Mapping[str, str], endpoints: Mapp
         nodes = []
         for name in wake.nodes:
             server = next(s for s in plan.serving[model] if s.node == name)
-            url = plan.service_url(name, spec.nodes[name].port(server.workload), endpoints)
+            url = plan.service_url(name, spec.nodes[name].serving_port(server.workload), endpoints)
             nodes.append({"node": name, "instance": machines.get(name) or f"{UNRENTED}{name}", "url": url})
         aliases[alias] = {"timeout": wake.timeout, "fallbacks": wake.fallbacks,
                           "retry_after": int(min(max(wake.timeout, 10), 120)), "nodes": nodes}

@@ -39,7 +39,14 @@ def published_ports(node: NodeSpec) -> List[int]:
     """Service ports the provider maps to the outside: none for nodes reached over SSH."""
     if node.access is Access.SSH:
         return []
-    return sorted({node.port(n) for n in node.workloads})
+    return sorted({node.port(n) for n in node.workloads} | {node.serving_port(n) for n in node.workloads})
+
+
+def data_files(node: NodeSpec, on_vm: bool = True) -> Dict[str, str]:
+    """The estate's own files the node's workloads run beside their servers (ComfyUI's images bridge), at
+    their paths on a VM (under the workload's data directory) or inside a container node's one container."""
+    return {f"{f'{DATA_DIR}/{name}' if on_vm else node.info(name).data_path}/{rel}": content
+            for name, w in node.workloads.items() for rel, content in w.data_files(node, name).items()}
 
 
 def workload_env(node: NodeSpec, name: str) -> Dict[str, str]:
@@ -209,6 +216,8 @@ def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = (), workload
     fetch = checkpoint_script(node, downloads_dir(node)) if workloads else None
     if fetch:
         files.append({"path": CHECKPOINT_SCRIPT, "content": fetch, "permissions": "0755"})
+    if workloads:
+        files += [{"path": path, "content": text, "permissions": "0644"} for path, text in data_files(node).items()]
     data_dirs = [f"{DATA_DIR}/{n}" for n in node.workloads]
     return render("cloud-init.yaml.j2", compose=render_compose(node) if workloads else None,
                   ssh_port=node.ssh.port, open_ports=sorted(set(open_ports)), files=files, data_dirs=data_dirs,
@@ -218,7 +227,7 @@ def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = (), workload
 def deploy_script(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> str:
     """What runs on a node reached over SSH when its workloads change: wait for the bootstrap, write the
     compose project and checkpoint script, fetch checkpoints, bring the project to the new state."""
-    files = {COMPOSE_FILE: render_compose(node, secrets)}
+    files = {COMPOSE_FILE: render_compose(node, secrets), **data_files(node)}
     fetch = checkpoint_script(node, downloads_dir(node))
     if fetch:
         files[CHECKPOINT_SCRIPT] = fetch
@@ -288,7 +297,14 @@ def container_start(node: NodeSpec) -> str:
         lines += [f"cat > {CHECKPOINT_SCRIPT} <<'ESTATE_FETCH'", fetch.rstrip("\n"), "ESTATE_FETCH",
                   f"mkdir -p {ESTATE_DIR} && chmod 0755 {CHECKPOINT_SCRIPT}",
                   f"nohup {CHECKPOINT_SCRIPT} >/var/log/estate-checkpoints.log 2>&1 &"]
+    files = data_files(node, on_vm=False)
+    if files:
+        lines.append(heredoc_script(files).rstrip("\n").removeprefix("set -eu\n"))
     run: List[str] = []
+    for name in node.workloads:
+        side = node.workloads[name].side_command(node, name)
+        if side:
+            run.append(f"nohup {side} >/var/log/estate-{name}-side.log 2>&1 &")
     for name in node.workloads:
         if name == primary:
             continue

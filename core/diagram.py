@@ -80,7 +80,9 @@ def flowchart(plan: EstatePlan) -> str:
     if spec.gateway is not None:
         for forward in (f for forwards in plan.tunnels.values() for f in forwards):
             target = next((wid for (n, wname), wid in workload_ids.items()
-                           if n == forward.node and spec.nodes[n].port(wname) == forward.remote), node_ids[forward.node])
+                           if n == forward.node and forward.remote in (spec.nodes[n].port(wname),
+                                                                       spec.nodes[n].serving_port(wname))),
+                          node_ids[forward.node])
             lines.append(f'  gateway -. "{label(f"autossh :{forward.local} → :{forward.remote}")}" .-> {target}')
         alias_ids = {alias: f"alias_{i}" for i, alias in enumerate(spec.gateway.aliases)}
         externals = {alias: (provider, model) for provider, ext in spec.gateway.external.items()

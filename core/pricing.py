@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import catalog
 from core.spec import HOURS_IN_MONTH, EstateSpec, Market, NodeSpec, ServerlessSpec
 from core.vendors import SERVERLESS_PROVIDER, Vendor
+from core.workloads.base import image_usd
 
 
 class PlacementError(ValueError):
@@ -195,10 +196,23 @@ class EndpointEstimate:
 
 
 @dataclasses.dataclass(frozen=True)
+class ImageEstimate:
+    """What one image of an image alias costs on one node serving it."""
+
+    alias: str
+    node: str
+    workflow: str
+    seconds_per_image: float
+    usd_per_image: float
+
+
+@dataclasses.dataclass(frozen=True)
 class EstateEstimate:
     nodes: Tuple[NodeEstimate, ...]
     fixed_monthly_usd: float
     endpoints: Tuple[EndpointEstimate, ...] = ()
+    images: Tuple[ImageEstimate, ...] = ()
+    """Image aliases priced per image (within the nodes' hours, so not added to the month)."""
 
     @property
     def monthly_usd(self) -> float:
@@ -302,7 +316,13 @@ def estimate_estate(spec: EstateSpec) -> EstateEstimate:
     nodes = tuple(estimate_node(name, node) for name, node in spec.nodes.items())
     endpoints = tuple(estimate_endpoint(name, e) for name, e in spec.serverless.items())
     fixed = sum(b.monthly_usd for b in spec.storage.values())
-    return EstateEstimate(nodes, round(fixed, 2), endpoints)
+    hourly = {n.node: n.hourly_usd for n in nodes}
+    images = tuple(
+        ImageEstimate(alias, name, model, seconds, image_usd(hourly[name], seconds))
+        for alias, model in (spec.gateway.aliases.items() if spec.gateway else ())
+        for name, node in spec.nodes.items() for w in node.workloads.values()
+        if (seconds := w.image_seconds(model)) is not None)
+    return EstateEstimate(nodes, round(fixed, 2), endpoints, images)
 
 
 def cost_table(estimate: EstateEstimate, budget_monthly: float) -> Dict[str, object]:
@@ -331,8 +351,10 @@ def cost_table(estimate: EstateEstimate, budget_monthly: float) -> Dict[str, obj
         }
         for e in estimate.endpoints
     ]
+    images = {"images": [dataclasses.asdict(i) for i in estimate.images]} if estimate.images else {}
     return {
         "nodes": rows,
+        **images,
         "fixed_monthly_usd": estimate.fixed_monthly_usd,
         "total_monthly_usd": estimate.monthly_usd,
         "budget_monthly_usd": budget_monthly,

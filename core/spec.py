@@ -224,6 +224,10 @@ class NodeSpec(_Model):
     def port(self, name: str) -> int:
         return self.workloads[name].port or self.info(name).port
 
+    def serving_port(self, name: str) -> int:
+        """Where the gateway reaches the models the workload serves (ComfyUI's images bridge has its own)."""
+        return self.workloads[name].serving_port(self.port(name))
+
     def uses_gpu(self, name: str) -> bool:
         """Whether the workload's container is given the node's GPUs."""
         return self.workloads[name].uses_gpu()

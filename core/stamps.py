@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping
 
-from core.pricing import EndpointEstimate, NodeEstimate
+from core.pricing import EndpointEstimate, EstateEstimate, NodeEstimate
 from core.spec import NodeSpec, ServerlessSpec
 from core.vendors import SERVERLESS_PROVIDER
 
@@ -51,9 +51,20 @@ def node_stamp(name: str, node: NodeSpec, estimate: NodeEstimate) -> Dict[str, A
         "access": node.access.value,
         # Where this node's model servers listen, whatever ports the stack gave them ("-"-joined: a
         # GCP label value has no commas).
-        "model_ports": "-".join(str(node.port(n)) for n in node.workloads if node.info(n).model_server),
+        # (ComfyUI's images bridge included, on its own port).
+        "model_ports": "-".join(str(p) for n in node.workloads if node.info(n).model_server
+                                for p in dict.fromkeys((node.port(n), node.serving_port(n)))),
         "ssh_port": node.ssh.port,
     }
+
+
+def image_stamps(estimate: EstateEstimate) -> Dict[str, Any]:
+    """What the estate's own resource carries of its image aliases for the cost diff: ``alias@node`` ->
+    workflow, seconds and $ per image (nothing when it has none)."""
+    if not estimate.images:
+        return {}
+    return {"images": {f"{i.alias}@{i.node}": {"workflow": i.workflow, "seconds_per_image": i.seconds_per_image,
+                                                "usd_per_image": i.usd_per_image} for i in estimate.images}}
 
 
 def endpoint_stamp(name: str, endpoint: ServerlessSpec, estimate: EndpointEstimate) -> Dict[str, Any]:

@@ -90,7 +90,7 @@ def needed_ports(spec: EstateSpec) -> Dict[str, List[int]]:
     if g is not None:
         for model in g.aliases.values():
             for server in servers(spec, model):
-                add(server.node, spec.nodes[server.node].port(server.workload))
+                add(server.node, spec.nodes[server.node].serving_port(server.workload))
     for route in spec.routes.values():
         add(route.node, spec.nodes[route.node].port(route.workload))
     for t in spec.tunnels:

@@ -25,6 +25,17 @@ def node_stamps(resource_type: str, props: Mapping[str, Any]) -> Optional[Dict[s
     return None
 
 
+ESTATE = "gpu-estate:index:Estate"
+
+
+def image_stamps(resource_type: str, props: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """The image aliases the estate's own resource carries (``alias@node`` -> workflow, seconds and $ per
+    image), else nothing."""
+    if resource_type != ESTATE:
+        return {}
+    return dict((props.get("stamps") or {}).get("images") or {})
+
+
 GCS_BUCKET = "gcp:storage/bucket:Bucket"
 S3_BUCKET = "aws:s3/bucket:Bucket"
 

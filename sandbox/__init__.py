@@ -54,6 +54,10 @@ VM_MODELS = "data/ollama/models/manifests"
 """Where the VM node's real Ollama keeps its models' manifests, under the machine's root
 (``<registry>/<namespace>/<model>/<tag>``)."""
 VM_ALIAS = "tiny"
+IMAGES_NODE = "qwen"
+"""The sandbox's node whose ComfyUI answers the ``dall-e-3`` image alias (a loopback ComfyUI behind the
+estate's real images bridge)."""
+IMAGES_ALIAS = "dall-e-3"
 """The gateway alias the VM node's real Ollama answers (Pulumi.sandbox.yaml)."""
 REGISTRY_PORT = 5000
 """The loopback registry the sandbox stack's VM node pulls from (127.0.0.1:5000 in Pulumi.sandbox.yaml)."""
@@ -83,16 +87,16 @@ VM_NODE_LOCK = Path(tempfile.gettempdir()) / "gpu-estate-vm-node.lock"
 
 
 @contextlib.contextmanager
-def _vm_node_lock() -> Iterator[None]:
+def _vm_node_lock(path: Path = VM_NODE_LOCK) -> Iterator[None]:
     """Held while a sandbox uses this machine as its VM node; a second sandbox (another test process, a
     second checkout) waits for the first instead of wiping its machine under it."""
     import fcntl
 
-    with open(VM_NODE_LOCK, "w") as f:
+    with open(path, "w") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"waiting for the VM node: another sandbox holds {VM_NODE_LOCK}", flush=True)
+            print(f"waiting for the VM node: another sandbox holds {path}", flush=True)
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -113,6 +117,12 @@ def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[
         cloud.port_map[11434] = ollamas[name].httpd.server_address[1]
     machine = registry = None
     held = contextlib.ExitStack()
+    # The Vast.ai node's ComfyUI: the estate's images bridge, with the config the stack gives its node, in
+    # front of a loopback ComfyUI, behind the port Vast.ai maps for the bridge.
+    from sandbox.images_bridge import node_bridge
+
+    comfyui, bridge = held.enter_context(node_bridge("sandbox", IMAGES_NODE))
+    vast.port_map[bridge.port] = bridge.httpd.server_address[1]
     try:
         if vm:
             held.enter_context(_vm_node_lock())
@@ -129,7 +139,7 @@ def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[
             td.on_create.append(lambda inst: machine.boot(inst["cloud_init"])
                                 if inst["name"] == label(VM_NODE, stack_name) else None)
         yield {"tensordock": td, "vastai": vast, "runpod": rp, "ollama": ollamas, "machine": machine,
-               "registry": registry}
+               "registry": registry, "comfyui": comfyui}
     finally:
         for f in (td, vast, rp, *ollamas.values()):
             f.close()

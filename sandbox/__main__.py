@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from sandbox import (
-    ROOT, TINY, VM_ALIAS, VM_NODE, alive, engine_env, engine_missing, fake_clouds, project_copy, pulled, ssh_agent, stack,
+    IMAGES_ALIAS, IMAGES_NODE, ROOT, TINY, VM_ALIAS, VM_NODE, alive, engine_env, engine_missing, fake_clouds, project_copy, pulled, ssh_agent, stack,
     vm_missing, vm_required,
 )
 
@@ -46,6 +46,31 @@ def ask(st, url: str, key: str, tag: str) -> str:
         f"{int(tunnel['port'])}, port {remote.get(local, '?')} on the node's loopback",
         f"  -> the real Ollama {version} in Docker on node {VM_NODE!r}, model {tag}",
         f"  -> {done.usage.completion_tokens} tokens: {done.choices[0].message.content!r}",
+    ])
+
+
+def draw(url: str, key: str, comfyui) -> str:
+    """One image for the image alias through OpenAI's client; the route it took, as lines to print. Raises
+    when no PNG comes."""
+    import base64
+
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=120)
+    raw = client.images.with_raw_response.generate(model=IMAGES_ALIAS, prompt="a lighthouse at dusk", size="1024x1024",
+                                                   response_format="b64_json")
+    png = base64.b64decode(raw.parse().data[0].b64_json)
+    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise RuntimeError(f"the answer is no PNG: {png[:16]!r}")
+    (prompt,) = comfyui.prompts[-1:]
+    nodes = sorted({n["class_type"] for n in prompt.values()})
+    return "\n".join([
+        f"  OpenAI client -> LiteLLM {url} (model {IMAGES_ALIAS!r}, deployment {raw.headers.get('x-litellm-model-id')}, "
+        f"${float(raw.headers.get('x-litellm-response-cost') or 0):.5f} an image)",
+        f"  -> {raw.headers.get('x-litellm-model-api-base')}: the estate's images bridge on node {IMAGES_NODE!r}",
+        f"  -> ComfyUI's /prompt, /history, /view (the loopback ComfyUI): {len(prompt)} nodes, {', '.join(nodes)}",
+        f"  -> a {len(png)}-byte PNG, {int.from_bytes(png[16:20], 'big')}x{int.from_bytes(png[20:24], 'big')}; "
+        f"ComfyUI keeps {len(comfyui.files())} files of it",
     ])
 
 
@@ -85,7 +110,7 @@ def main() -> int:
         if fakes["machine"] is not None:
             running = {s: c["state"] for s, c in fakes["machine"].containers().items()}
             print(f"VM node {VM_NODE!r} (this machine over SSH, Docker): containers {running}")
-        answered, failed = "", ""
+        answered, drawn, failed = "", "", ""
         if "gateway" in up.outputs:
             url = up.outputs["gateway"].value["url"]
             print(f"gateway: {url} (key: `pulumi stack output gateway_master_key --show-secrets`), e.g.\n"
@@ -99,6 +124,13 @@ def main() -> int:
                 except Exception as err:  # reported, and the estate is still destroyed
                     failed = f"sandbox: no answer from the real Ollama: {type(err).__name__}: {err}"
                     print(failed, file=sys.stderr)
+            print(f"== an image: {IMAGES_ALIAS!r} through the gateway")
+            try:
+                drawn = draw(url, up.outputs["gateway_master_key"].value, fakes["comfyui"])
+                print(drawn)
+            except Exception as err:  # reported, and the estate is still destroyed
+                failed = f"sandbox: no image from ComfyUI: {type(err).__name__}: {err}"
+                print(failed, file=sys.stderr)
         print("== pulumi preview (expect no changes)")
         st.preview(on_output=out, expect_no_changes=True, **enforced)
         print("== pulumi refresh")
@@ -114,6 +146,8 @@ def main() -> int:
         print(f"\nafter destroy: {left}")
         if answered:
             print(f"== the answer the real Ollama gave through the gateway, before the destroy\n{answered}")
+        if drawn:
+            print(f"== the image ComfyUI made through the gateway, before the destroy\n{drawn}")
         elif failed:
             print(failed, file=sys.stderr)
         return 0 if not any(left.values()) and not failed else 1

@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from core.config import PROJECT_ROOT as ROOT
 from core.config import stack_file_config
-from policy.stamps import fixed_monthly, node_stamps
+from policy.stamps import fixed_monthly, image_stamps, node_stamps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +44,9 @@ class NodeCost:
 class Costs:
     nodes: Dict[str, NodeCost] = dataclasses.field(default_factory=dict)
     fixed_usd: float = 0.0
+    images: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """``alias@node`` -> workflow, seconds_per_image, usd_per_image: what an image costs, within the nodes'
+    hours (so not added to the total)."""
 
     @property
     def total(self) -> float:
@@ -70,6 +73,7 @@ def costs(preview: Dict[str, Any], side: str) -> Costs:
             out.nodes[str(s["node"])] = NodeCost(str(s["node"]), str(s.get("provider", "")), str(s.get("gpu", "")),
                                                  float(s["hourly_usd"]), float(s["hours_per_month"]))
         out.fixed_usd += fixed_monthly(typ, inputs)
+        out.images.update(image_stamps(typ, inputs))
     return out
 
 
@@ -88,6 +92,29 @@ def _delta(before: float, after: float) -> str:
         return "±$0.00"
     pct = f" ({d / before:+.0%})" if before else ""
     return f"{'+' if d > 0 else '-'}${abs(d):,.2f}{pct}"
+
+
+def _per_image(v: Optional[float]) -> str:
+    return "–" if v is None else f"${v:,.4f}"
+
+
+def _image_lines(before: Costs, after: Costs) -> List[str]:
+    """Image aliases and what one image costs on each node serving them (node $/h x seconds per image)."""
+    keys = sorted(set(before.images) | set(after.images))
+    if not keys:
+        return []
+    lines = ["| image alias | node | workflow | s/image | $/image | change |", "|---|---|---|---:|---:|---:|"]
+    for key in keys:
+        b, a = before.images.get(key), after.images.get(key)
+        alias, _, node = key.rpartition("@")
+        status = " (new)" if b is None else " (removed)" if a is None else ""
+        now = a or b
+        was, cost = (b or {}).get("usd_per_image"), (a or {}).get("usd_per_image")
+        change = "" if b is None or a is None or was == cost else \
+            f"{'+' if cost > was else '-'}{_per_image(abs(cost - was))}"
+        lines.append(f"| {alias}{status} | {node} | {now['workflow']} | {now['seconds_per_image']:g} | "
+                     f"{_per_image(cost if a else was)} | {change or '±$0.0000'} |")
+    return lines + [""]
 
 
 @dataclasses.dataclass
@@ -115,6 +142,7 @@ def report(before: Costs, after: Costs, stack: str, budget: Optional[float], max
         lines.append(f"| storage and fixed | | | | | {_money(after.fixed_usd)} | {_delta(before.fixed_usd, after.fixed_usd)} |")
     lines.append(f"| **total** | | | | | **{_money(after.total)}** | **{_delta(before.total, after.total)}** |")
     lines.append("")
+    lines += _image_lines(before, after)
     failures: List[str] = []
     increase = after.total - before.total
     if budget is not None:

@@ -7,7 +7,7 @@ from typing import List
 from core.errors import Problem
 from core.spec import NAMESPACE, Access, EstateSpec
 from core.vendors import Vendor
-from core.topology import serving_endpoints, serving_nodes
+from core.topology import servers, serving_endpoints, serving_nodes
 
 
 def check(spec: EstateSpec) -> List[Problem]:
@@ -21,8 +21,9 @@ def check(spec: EstateSpec) -> List[Problem]:
     external_names = {m for ext in g.external.values() for m in ext.models}
     for alias, tag in g.aliases.items():
         if not serving_nodes(spec, tag) and not serving_endpoints(spec, tag):
-            problems.append((f"{gpath}.aliases.{alias}", f"no node serves {tag!r}: no ollama lists it and no model "
-                                                         f"server or serverless endpoint answers to it (got {tag!r})"))
+            problems.append((f"{gpath}.aliases.{alias}", f"no node serves {tag!r}: no ollama lists it, no ComfyUI has "
+                                                         f"it in its workflows and no model server or serverless "
+                                                         f"endpoint answers to it (got {tag!r})"))
         if alias in external_names:
             problems.append((f"{gpath}.aliases.{alias}", "name is also an external model"))
     known = set(g.aliases) | external_names
@@ -34,6 +35,7 @@ def check(spec: EstateSpec) -> List[Problem]:
                 problems.append((f"{gpath}.fallbacks.{alias}[{i}]", f"unknown alias or external model {target!r}"))
             elif target == alias:
                 problems.append((f"{gpath}.fallbacks.{alias}[{i}]", "an alias cannot fall back to itself"))
+    problems += _image_or_chat(spec, gpath)
     for alias in g.timeouts:
         if alias != "default" and alias not in known:
             problems.append((f"{gpath}.timeouts.{alias}", f"unknown alias {alias!r}"))
@@ -47,6 +49,31 @@ def check(spec: EstateSpec) -> List[Problem]:
             problems.append((f"{gpath}.deploy", "local publishes no routes: routes need deploy 'ssh' (got 'local')"))
     elif g.port == 0:
         problems.append((f"{gpath}.port", "a free port is only picked for deploy 'local' (got 0)"))
+    return problems
+
+
+def _image_or_chat(spec: EstateSpec, gpath: str) -> List[Problem]:
+    """An alias answers OpenAI's images API or its chat API, never both: every workload serving its model
+    says the same, and it falls back only to aliases of its own sort (external models may be either)."""
+    g = spec.gateway
+    images = {}
+    problems: List[Problem] = []
+    for alias, model in g.aliases.items():
+        sorts = {(s.node, s.workload): s.workload_spec(spec).serves_images(model) for s in servers(spec, model)}
+        if len(set(sorts.values())) > 1:
+            said = ", ".join(f"{n}/{w} ({'images' if i else 'chat'})" for (n, w), i in sorts.items())
+            problems.append((f"{gpath}.aliases.{alias}", f"{model!r} is an image workflow on some nodes and a chat "
+                                                          f"model on others: {said}; an alias is one or the other "
+                                                          f"(got {model!r})"))
+        elif sorts:
+            images[alias] = next(iter(sorts.values()))
+    for alias, chain in g.fallbacks.items():
+        for i, target in enumerate(chain):
+            if alias in images and target in images and images[alias] != images[target]:
+                sort = lambda a: "an image alias" if images[a] else "a chat alias"  # noqa: E731
+                problems.append((f"{gpath}.fallbacks.{alias}[{i}]", f"{alias} is {sort(alias)} and {target} is "
+                                                                     f"{sort(target)}: it cannot answer for it "
+                                                                     f"(got {target!r})"))
     return problems
 
 

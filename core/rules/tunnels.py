@@ -16,7 +16,8 @@ def check(spec: EstateSpec) -> List[Problem]:
         if t.node not in spec.nodes:
             problems.append((f"{tpath}.node", f"no node {t.node!r} in {NAMESPACE}:nodes"))
         else:
-            node_ports = {spec.nodes[t.node].port(k) for k in spec.nodes[t.node].workloads}
+            node_ports = {p for k in spec.nodes[t.node].workloads
+                          for p in (spec.nodes[t.node].port(k), spec.nodes[t.node].serving_port(k))}
             for j, p in enumerate(t.ports):
                 if p not in node_ports:
                     problems.append((f"{tpath}.ports[{j}]", f"node {t.node!r} runs nothing on port {p}"))

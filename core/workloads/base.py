@@ -159,6 +159,27 @@ class BaseWorkload(StackModel):
         sends one."""
         return {"model": f"openai/{model}", "api_base": f"{url}/v1", "api_key": "none"}
 
+    def serves_images(self, model: str) -> bool:
+        """Whether ``model`` is an image model (OpenAI's images API) rather than a chat model."""
+        return self.image_seconds(model) is not None
+
+    def image_seconds(self, model: str) -> Optional[float]:
+        """Seconds one image of ``model`` takes on its node's GPU (None: not an image model)."""
+        return None
+
+    def serving_port(self, port: int) -> int:
+        """The port the gateway reaches its served models at, given the workload's own ``port``."""
+        return port
+
+    def gateway_prices(self, model: str, hourly_usd: float) -> Dict[str, object]:
+        """LiteLLM's cost keys for ``model`` on a node costing ``hourly_usd``: a chat model costs the node's
+        time while it answers."""
+        return {"input_cost_per_second": hourly_usd / 3600, "output_cost_per_second": 0}
+
+    def gateway_headers(self, timeout: float) -> Dict[str, str]:
+        """Headers LiteLLM sends it with each request, given the alias's timeout."""
+        return {}
+
     def gateway_id(self, node: str, name: str) -> str:
         """Where the gateway's entry for it says it runs."""
         return f"{node}/{name}"
@@ -205,6 +226,15 @@ class BaseWorkload(StackModel):
                         secrets: Optional[NodeSecrets]) -> Tuple[Dict[str, object], Dict[str, object]]:
         """Its compose service with what its kind adds, and the compose top-level ``secrets`` it mounts."""
         return service, {}
+
+    def data_files(self, node: "NodeSpec", name: str) -> Dict[str, str]:
+        """Files of the estate's own its kind runs beside its server, by path under its data directory
+        (plain data, never secret): written there before it starts."""
+        return {}
+
+    def side_command(self, node: "NodeSpec", name: str) -> Optional[str]:
+        """A process its kind runs beside its server in the same container (shell words, each quoted)."""
+        return None
 
     def secret_files(self, node: "NodeSpec", name: str, secrets: NodeSecrets) -> List[Tuple[str, str]]:
         """(path, content) of the secret files its kind needs on the node, besides its ``secret_env``."""
@@ -283,6 +313,11 @@ def vm_only(workload: BaseWorkload, node: "NodeSpec", path: str) -> List[Problem
     vendor = node.provider.value
     return [(path, f"{workload.kind.value} keeps secrets in files on a VM-like node; {vendor} nodes are one container "
                    f"(got provider {vendor!r})")]
+
+
+def image_usd(hourly_usd: float, seconds_per_image: float) -> float:
+    """What one image costs: the node's time making it, at its $/h."""
+    return round(hourly_usd * seconds_per_image / 3600, 6)
 
 
 def share_of(node: "NodeSpec", vram_gb: Optional[float]) -> Optional[float]:

@@ -36,9 +36,10 @@ def entries(config, alias):
 
 def test_tunnels_forward_only_what_the_gateway_needs(prod):
     plan = {n: [(f.remote, f.local) for f in fwds] for n, fwds in tunnel_plan(prod).items()}
-    # Ollama of every node serving an alias, the route targets; gcp-dev serves no alias: no tunnel.
+    # Ollama of every node serving an alias (qwen's images bridge for its image aliases), the route targets
+    # and the declared tunnels; gcp-dev serves no alias: no tunnel.
     assert plan == {"inference": [(11434, 11434), (3000, 3000)], "training": [(5001, 5001)],
-                    "qwen": [(11434, 11435), (8188, 8188)], "batch": [(11434, 11436)], "burst": [(11434, 11437)]}
+                    "qwen": [(11434, 11435), (8189, 8189), (8188, 8188)], "batch": [(11434, 11436)], "burst": [(11434, 11437)]}
 
 
 def test_one_entry_per_alias_and_serving_node_with_the_node_price(prod):
@@ -137,7 +138,8 @@ def test_gateway_units_pass_systemd_analyze_verify(tmp_path, prod):
     assert set(units) == {"estate-litellm.service", *(f"estate-tunnel-{n}.service" for n in plan),
                           gateway.SPEND_UNIT, gateway.SPEND_TIMER}
     qwen = units["estate-tunnel-qwen.service"]
-    assert "-L 127.0.0.1:11435:127.0.0.1:11434 -L 127.0.0.1:8188:127.0.0.1:8188 root@198.51.100.7" in qwen
+    assert ("-L 127.0.0.1:11435:127.0.0.1:11434 -L 127.0.0.1:8189:127.0.0.1:8189 -L 127.0.0.1:8188:127.0.0.1:8188 "
+            "root@198.51.100.7") in qwen
     assert "-p 40022" in qwen and "ServerAliveInterval=30" in qwen and "Restart=always" in qwen
     for name, text in units.items():
         (tmp_path / name).write_text(text)

@@ -77,7 +77,7 @@ def test_lifecycle(estate):
     assert master_key.secret and master_key.value.startswith("sk-")
     auth = {"Authorization": f"Bearer {master_key.value}"}
     models = requests.get(f"{gateway['url']}/v1/models", headers=auth, timeout=10).json()
-    assert sorted(m["id"] for m in models["data"]) == ["big", "burst", "chat", "fast"]
+    assert sorted(m["id"] for m in models["data"]) == ["big", "burst", "chat", "dall-e-3", "fast"]
     answer = requests.post(f"{gateway['url']}/v1/chat/completions", headers=auth, timeout=60,
                            json={"model": "big", "messages": [{"role": "user", "content": "hi"}]}).json()
     assert answer["choices"][0]["message"]["content"] == "vastai-ollama answers with qwen3:14b"

@@ -6,11 +6,13 @@ import sandbox
 from tests import ROOT
 
 
-def test_a_second_sandbox_waits_for_the_vm_node_until_the_first_lets_go():
+def test_a_second_sandbox_waits_for_the_vm_node_until_the_first_lets_go(tmp_path):
+    # A lock file of the test's own: the machine's real one may be held by a sandbox running beside it.
+    lock = str(tmp_path / "vm-node.lock")
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, sandbox\n"
-         "with sandbox._vm_node_lock():\n"
+         f"with sandbox._vm_node_lock(sandbox.Path({lock!r})):\n"
          "    print('held', flush=True)\n"
          "    sys.stdin.readline()\n"],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -19,7 +21,7 @@ def test_a_second_sandbox_waits_for_the_vm_node_until_the_first_lets_go():
         waiter = subprocess.Popen(
             [sys.executable, "-c",
              "import sandbox\n"
-             "with sandbox._vm_node_lock():\n"
+             f"with sandbox._vm_node_lock(sandbox.Path({lock!r})):\n"
              "    print('got it', flush=True)\n"],
             cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert waiter.stdout.readline().strip().startswith("waiting for the VM node")

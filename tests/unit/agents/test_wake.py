@@ -82,12 +82,20 @@ def test_a_request_for_a_stopped_node_starts_it_once_and_waits_until_it_answers(
     rp, pod_id, ollama, url = pod
     waker = Waker(document(pod_id, url))
     results = []
-    threads = [threading.Thread(target=lambda: results.append(waker.ensure("fast"))) for _ in range(3)]
+    together = threading.Barrier(3)
+
+    def ask():
+        together.wait(timeout=30)
+        results.append(waker.ensure("fast"))
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=30)
-    assert sorted(results) == ["woken"] * 3
+    # Each waits for the one start; a thread the machine schedules only after the pod answers finds it
+    # serving, which is as right (under load that happens).
+    assert len(results) == 3 and "woken" in results and set(results) <= {"woken", "serving"}
     assert rp.pods[pod_id]["desiredStatus"] == "RUNNING" and requests.get(url, timeout=5).ok
     assert resumes(rp) == 1  # three requests, one start
     assert waker.ensure("fast") == "serving" and resumes(rp) == 1

@@ -67,7 +67,7 @@ def test_the_tunnel_key_is_authorized_on_each_node_for_its_forwards_only(prod):
     cmds = commands(prod)
     auth = cmds["gateway-authorize-qwen"]
     assert "restrict,port-forwarding," in auth.inputs["create"]
-    assert 'permitopen="127.0.0.1:8188",permitopen="127.0.0.1:11434" ssh-ed25519 ' in auth.inputs["create"]
+    assert 'permitopen="127.0.0.1:8188",permitopen="127.0.0.1:8189",permitopen="127.0.0.1:11434" ssh-ed25519 ' in auth.inputs["create"]
     assert " gpu-estate-tunnel:gpu-estate-prod" in auth.inputs["delete"]
 
 

@@ -93,6 +93,9 @@ def tunnel_unit_command(sshd, service: int, known_hosts: Path, key_file: Path) -
     it, with the unit's file paths moved under the test's directory."""
     raw = stack_estate("prod")
     raw["tunnels"] = [{"node": "qwen", "ports": [11434]}]
+    images = [a for a, m in raw["gateway"]["aliases"].items() if m in raw["nodes"]["qwen"]["workloads"]["comfyui"]["workflows"]]
+    for key in ("aliases", "fallbacks", "timeouts"):  # the unit forwards Ollama's port alone, as the test reaches it
+        raw["gateway"][key] = {a: v for a, v in raw["gateway"][key].items() if a not in images}
     plan = plan_estate(parse_spec(raw))
     units = gw.gateway_units(plan, {"qwen": ("127.0.0.1", sshd.port, sshd.user, sshd.host_public_key)})
     line = next(l for l in units["estate-tunnel-qwen.service"].splitlines() if l.startswith("ExecStart="))

@@ -63,7 +63,9 @@ def test_vast_node_is_one_container_running_every_workload(prod):
     assert launch["image"].startswith("yanwk/comfyui-boot")
     assert "ollama serve" in launch["onstart"] and launch["onstart"].rstrip().endswith("exec /runner-scripts/entrypoint.sh")
     assert launch["ports"] == []  # reached over SSH: Ollama and ComfyUI are not published
-    assert launch["env"]["OLLAMA_MAX_LOADED_MODELS"] == "2"
+    assert launch["env"]["OLLAMA_MAX_LOADED_MODELS"] == "1"
+    # ComfyUI's images bridge is started beside it, on the container's loopback (reached over SSH).
+    assert "images_bridge.py --config /root/estate-images/config.json --host 127.0.0.1 --port 8189" in launch["onstart"]
     assert launch.get("cloud_init") is None
     assert qwen.inputs["bid_per_hour"] == 0.27
     assert qwen.inputs["request"]["spot"] is True

@@ -88,11 +88,17 @@ def test_idle_watcher_is_installed_only_where_idle_shutdown_is_set(prod):
 
 
 def test_container_nodes_start_the_watcher_then_exec_the_workload():
-    spec = spec_of("sandbox")
-    image, env, ports, start = workloads.container_launch(spec.nodes["qwen"])
+    raw = stack_estate("sandbox")  # its Vast.ai node with Ollama alone
+    del raw["nodes"]["qwen"]["workloads"]["comfyui"], raw["gateway"]["aliases"]["dall-e-3"]
+    image, env, ports, start = workloads.container_launch(parse_spec(raw).nodes["qwen"])
     assert image.startswith("ollama/ollama") and ports == [11434]
     assert "ESTATE_IDLE_MINUTES=30" in start and "CONTAINER_API_KEY" in start
     assert start.rstrip().endswith("exec ollama serve")
+    # As the sandbox has it, it runs ComfyUI (Ollama inside it) and publishes its images bridge (access: direct).
+    spec = spec_of("sandbox")
+    image, env, ports, start = workloads.container_launch(spec.nodes["qwen"])
+    assert image.startswith("yanwk/comfyui-boot") and ports == [8188, 8189, 11434]
+    assert start.rstrip().endswith("exec /runner-scripts/entrypoint.sh")
     # RunPod can only replace the image's CMD, which the Ollama entrypoint would take as arguments.
     assert workloads.container_launch(spec.nodes["batch"])[3] == ""
     assert "runpodctl stop pod" in workloads.container_start(spec.nodes["batch"])
@@ -229,7 +235,7 @@ def file_server(tmp_path):
 
 def checkpoint_node(url, sha):
     raw = stack_estate("prod")
-    raw["nodes"]["qwen"]["workloads"]["comfyui"] = {"vram_gb": 5, "checkpoints": [
+    raw["nodes"]["qwen"]["workloads"]["comfyui"] = {**raw["nodes"]["qwen"]["workloads"]["comfyui"], "checkpoints": [
         {"name": "flux1-dev.safetensors", "url": url, "sha256": sha, "size_gb": 0.001}]}
     return parse_spec(raw).nodes["qwen"]
 
@@ -287,7 +293,8 @@ def test_a_gated_checkpoint_is_fetched_with_the_token_from_its_secret_file(tmp_p
     port = httpd.server_address[1]
     try:
         raw = stack_estate("prod")
-        raw["nodes"]["qwen"]["workloads"]["comfyui"] = {"vram_gb": 5, "secret_env": ["HF_TOKEN"], "checkpoints": [
+        raw["nodes"]["qwen"]["workloads"]["comfyui"] = {**raw["nodes"]["qwen"]["workloads"]["comfyui"],
+                                                        "secret_env": ["HF_TOKEN"], "checkpoints": [
             {"name": "flux1-dev.safetensors", "url": f"http://huggingface.co:{port}/black-forest-labs/FLUX.1-dev/"
              "resolve/main/flux1-dev.safetensors", "sha256": hashlib.sha256(data).hexdigest(), "size_gb": 0.001,
              "gated": True}]}

@@ -74,7 +74,9 @@ BAD = [
     ("nodes.qwen.workloads.ollama.model_sizes", {"qwen3:4b": {"disk_gb": 2.6, "vram_gb": 3.5}},
      "gpu-estate:nodes.qwen.workloads.ollama.model_sizes.qwen3:4b", "not one of models"),
     # A workload given the GPU whose kind cannot know its VRAM says how much it takes.
-    ("nodes.qwen.workloads.comfyui.vram_gb", DELETE, "gpu-estate:nodes.qwen.workloads.comfyui.vram_gb", "give vram_gb"),
+    ("nodes.training.workloads.comfyui", {}, "gpu-estate:nodes.training.workloads.comfyui.vram_gb", "give vram_gb"),
+    # (ComfyUI with workflows takes its largest workflow's figure, and refuses less.)
+    ("nodes.qwen.workloads.comfyui.vram_gb", 8, "gpu-estate:nodes.qwen.workloads.comfyui.vram_gb", "about 17.4 GB"),
     ("nodes.inference.workloads.api", {"image": "ghcr.io/you/api:1", "port": 9000, "gpu": True},
      "gpu-estate:nodes.inference.workloads.api.vram_gb", "give vram_gb"),
     # A model the table does not list is sized in the stack, not in the tracked table.
