@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 
 import pulumi
 
+from components import services
 from components.edge import Edge, EdgeArgs
 from components.gateway import SPEND_DIR
 from components.gateway_host import Gateway, GatewayArgs
@@ -180,7 +181,8 @@ class Estate(pulumi.ComponentResource):
         super().__init__(TYPE, name, {"stamps": {"monthly_usd": round(estimate.monthly_usd, 2),
                                                  "fixed_monthly_usd": round(estimate.fixed_monthly_usd, 2),
                                                  "nodes": len(spec.nodes),
-                                                 "endpoints": len(spec.serverless)}}, opts)
+                                                 "endpoints": len(spec.serverless),
+                                                 "services": len(spec.services)}}, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.buckets = self._create_buckets(stack, child)
         proxy_node = None
@@ -204,6 +206,8 @@ class Estate(pulumi.ComponentResource):
             ), child)
         self.models = self._model_library(spec)
         self.serverless = self._create_serverless(stack, child)
+        self.service_keys = self._service_keys(stack, child)
+        self.services = self._create_services(stack, child)
         self.gateway: Optional[Gateway] = None
         self.edge: Optional[Edge] = None
         if spec.gateway is not None:
@@ -211,12 +215,16 @@ class Estate(pulumi.ComponentResource):
                 self.edge = Edge("edge", EdgeArgs(plan=plan, proxy_address=self.nodes[spec.gateway.node].address),
                                  child)
             self.gateway = Gateway("gateway", GatewayArgs(
-                plan=plan, nodes=self.nodes, secrets=stack.secrets,
+                plan=plan, nodes=self.nodes,
+                # The bearers the program generated for its services go in the gateway's env file with the rest.
+                secrets=dataclasses.replace(stack.secrets, external_keys={**stack.secrets.external_keys,
+                                                                          **self.service_keys}),
                 state_dir=str(gateway_state_dir(stack)),
                 edge_units=self.edge.units if self.edge else None,
                 edge_secrets=self.edge.secrets if self.edge else {},
                 serverless={n: e.openai_base for n, e in self.serverless.items()},
-                ready=[*self.models.values(), *self.serverless.values()],
+                services={n: s.url for n, s in self.services.items()},
+                ready=[*self.models.values(), *self.serverless.values(), *(s.resource for s in self.services.values())],
             ), child)
         self.cost = pricing.cost_table(estimate, spec.budget.monthly_usd)
         self.capacity = capacity_table(spec)
@@ -255,6 +263,29 @@ class Estate(pulumi.ComponentResource):
                 stamps=endpoint_stamp(name, e, estimates[name]),
             ), opts)
         return out
+
+    def _create_services(self, stack: Stack, opts: pulumi.ResourceOptions) -> Dict[str, services.Service]:
+        """Each hosted model service from its provider's builder (``components/services``), stamped with its cost."""
+        estimates = stack.plan.service_estimates
+        return {name: services.build(services.ServiceRequest(
+            name=name, label=f"{stack.project}-{stack.stack}-{name}", spec=s, estimate=estimates[name],
+            stamp=s.stamp(name, estimates[name]), opts=opts, buckets=self.buckets,
+            api_key=self.service_keys.get(s.gateway_key_env(name)),
+        )) for name, s in stack.spec.services.items()}
+
+    @staticmethod
+    def _service_keys(stack: Stack, opts: pulumi.ResourceOptions) -> Dict[str, pulumi.Output]:
+        """The gateway's env name -> a bearer of 48 random characters (a Pulumi secret), for every service
+        whose model server checks one the program gives it; kept in state, so it changes only when replaced."""
+        import pulumi_random as random
+
+        return {s.gateway_key_env(name): pulumi.Output.secret(random.RandomPassword(
+            f"service-{name}-key", length=48, special=False, opts=opts).result)
+            for name, s in stack.spec.services.items() if s.generated_key}
+
+    def service_outputs(self) -> Dict[str, pulumi.Output]:
+        """Each hosted model service's URL."""
+        return {name: s.url for name, s in self.services.items()}
 
     def _model_library(self, spec: EstateSpec) -> Dict[str, OllamaModel]:
         """One Ollama model resource per (node, tag): editing a model list pulls or removes exactly those."""

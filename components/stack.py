@@ -129,15 +129,6 @@ def load_stack(config: Any = None, project: Optional[str] = None, stack: Optiona
                             f"{', '.join(ext.models)} will fail until it is set")
         else:
             external[ext.api_key_env] = value
-    for name, service in spec.services.items():
-        key = getattr(service, "api_key_secret", None)  # a bearer of the stack's own (Fly.io's llama.cpp)
-        if key is not None:
-            value = config.get_secret(key)
-            if value is None:
-                raise ConfigError([(f"{NAMESPACE}:services.{name}.api_key_secret",
-                                    f"no config secret {NAMESPACE}:{key}: run `pulumi config set --secret "
-                                    f"{NAMESPACE}:{key} ...` (got {key!r})")])
-            external[key] = value
     plan = plan_estate(spec)
     needs: Dict[str, str] = {}
     if spec.spend is not None:

@@ -52,7 +52,6 @@ def unused_secrets(spec: EstateSpec, names: Iterable[str]) -> List[Problem]:
     the program warns about."""
     used = {n for node in spec.nodes.values() for w in node.workloads.values() for n in w.secret_env}
     used |= {ext.api_key_env for ext in (spec.gateway.external.values() if spec.gateway else ())}
-    used |= {k for s in spec.services.values() if (k := getattr(s, "api_key_secret", None))}
     where = [f"{NAMESPACE}:nodes.<node>.workloads.<workload>.secret_env"]
     if spec.gateway is not None:
         where.append(f"{NAMESPACE}:gateway.external.<provider>.api_key_env")

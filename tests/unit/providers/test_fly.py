@@ -146,7 +146,7 @@ SPEC = {
     "nodes": {"vps": {"provider": "host", "address": "127.0.0.1", "workloads": {"litellm": {}}}},
     "services": {"chat": {"provider": "fly", "app": APP, "region": "iad", "served_name": "tinyllama-1.1b",
                           "model": "TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF",
-                          "gguf": "tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf", "api_key_secret": "FLY_CHAT_KEY"}},
+                          "gguf": "tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf"}},
     "gateway": {"node": "vps", "deploy": "local", "aliases": {"chat": "tinyllama-1.1b"}},
     "budget": {"monthly_usd": 100},
 }
