@@ -8,8 +8,9 @@
 - the bearer llama.cpp checks is set through Fly's app secrets API (``LLAMA_API_KEY``), never in the
   Machine's config (which Fly shows to anyone with read access to the app); the Machine's env carries only
   llama.cpp's options.
-- the Machine restarts always and is never auto-stopped (``autostop: off``, ``min_machines_running: 1``):
-  it is the gateway's last self-hosted fallback and must answer when the GPU clouds do not.
+- the Machine restarts always and is never auto-stopped (``autostop: false``, ``min_machines_running: 1``):
+  it is the gateway's last self-hosted fallback and must answer when the GPU clouds do not (fly.toml's
+  ``auto_stop_machines = false``).
 - a new app, org or region replaces (a Fly app and its volume live in one region); size, memory, image and
   env update the Machine in place; a bigger volume is extended.
 - read (refresh): an app Fly no longer knows (404) is gone and leaves the state; a destroyed Machine in a
@@ -175,7 +176,8 @@ def machine_config(props: Dict[str, Any], volume_id: str) -> Dict[str, Any]:
         "mounts": [{"volume": volume_id, "path": MOUNT_PATH}],
         "restart": {"policy": "always"},
         "services": [{
-            "protocol": "tcp", "internal_port": port, "autostop": "off", "autostart": True,
+            # Autostop off, written as fly-go writes it (``false``; Fly reads "off" too).
+            "protocol": "tcp", "internal_port": port, "autostop": False, "autostart": True,
             "min_machines_running": 1,
             "ports": [{"port": 443, "handlers": ["tls", "http"]}, {"port": 80, "handlers": ["http"], "force_https": True}],
             "checks": [{"type": "http", "method": "GET", "path": "/health", "interval": "15s", "timeout": "5s",

@@ -44,7 +44,7 @@ def test_create_makes_the_app_its_secret_volume_and_an_always_on_machine(fly):
     assert config["guest"] == {"cpu_kind": "shared", "cpus": 2, "memory_mb": 2048}
     assert config["restart"] == {"policy": "always"}
     (service,) = config["services"]
-    assert (service["autostop"], service["min_machines_running"]) == ("off", 1)
+    assert (service["autostop"], service["min_machines_running"]) == (False, 1)
     assert config["mounts"] == [{"volume": volume["id"], "path": "/models"}]
     assert volume["name"] == volume_name(APP) and volume["attached_machine_id"] == machine["id"]
     # The bearer is an app secret, never in the machine's config.
