@@ -206,8 +206,10 @@ class Estate(pulumi.ComponentResource):
             ), child)
         self.models = self._model_library(spec)
         self.serverless = self._create_serverless(stack, child)
-        self.service_keys = self._service_keys(stack, child)
         self.services = self._create_services(stack, child)
+        # The bearers the services' providers made, for the gateway's env file.
+        self.service_keys = {s.gateway_key_env(n): self.services[n].api_key for n, s in spec.services.items()
+                             if self.services[n].api_key is not None}
         self.gateway: Optional[Gateway] = None
         self.edge: Optional[Edge] = None
         if spec.gateway is not None:
@@ -215,10 +217,7 @@ class Estate(pulumi.ComponentResource):
                 self.edge = Edge("edge", EdgeArgs(plan=plan, proxy_address=self.nodes[spec.gateway.node].address),
                                  child)
             self.gateway = Gateway("gateway", GatewayArgs(
-                plan=plan, nodes=self.nodes,
-                # The bearers the program generated for its services go in the gateway's env file with the rest.
-                secrets=dataclasses.replace(stack.secrets, external_keys={**stack.secrets.external_keys,
-                                                                          **self.service_keys}),
+                plan=plan, nodes=self.nodes, secrets=stack.secrets, service_keys=self.service_keys,
                 state_dir=str(gateway_state_dir(stack)),
                 edge_units=self.edge.units if self.edge else None,
                 edge_secrets=self.edge.secrets if self.edge else {},
@@ -270,18 +269,7 @@ class Estate(pulumi.ComponentResource):
         return {name: services.build(services.ServiceRequest(
             name=name, label=f"{stack.project}-{stack.stack}-{name}", spec=s, estimate=estimates[name],
             stamp=s.stamp(name, estimates[name]), opts=opts, buckets=self.buckets,
-            api_key=self.service_keys.get(s.gateway_key_env(name)),
         )) for name, s in stack.spec.services.items()}
-
-    @staticmethod
-    def _service_keys(stack: Stack, opts: pulumi.ResourceOptions) -> Dict[str, pulumi.Output]:
-        """The gateway's env name -> a bearer of 48 random characters (a Pulumi secret), for every service
-        whose model server checks one the program gives it; kept in state, so it changes only when replaced."""
-        import pulumi_random as random
-
-        return {s.gateway_key_env(name): pulumi.Output.secret(random.RandomPassword(
-            f"service-{name}-key", length=48, special=False, opts=opts).result)
-            for name, s in stack.spec.services.items() if s.generated_key}
 
     def service_outputs(self) -> Dict[str, pulumi.Output]:
         """Each hosted model service's URL."""

@@ -94,6 +94,8 @@ class GatewayArgs:
     """Serverless endpoint name -> its OpenAI route (known once RunPod has given it an id)."""
     services: Mapping[str, pulumi.Input[str]] = dataclasses.field(default_factory=dict)
     """Hosted service name -> its URL (known once its vendor has given it one)."""
+    service_keys: Mapping[str, pulumi.Input[str]] = dataclasses.field(default_factory=dict)
+    """The gateway's env name -> the bearer a hosted service's provider made (a secret), which its route sends."""
     ready: List[pulumi.Resource] = dataclasses.field(default_factory=list)
     """What must exist before the gateway routes to it (the model library, the serverless endpoints)."""
 
@@ -154,6 +156,7 @@ class Gateway(pulumi.ComponentResource):
         self.process = LocalGateway(name, LocalGatewayArgs(
             config=self.config, port=args.plan.spec.gateway.port, state_dir=args.state_dir,
             files=extra if args.plan.wake else None,
+            env=pulumi.Output.secret(pulumi.Output.all(**args.service_keys)) if args.service_keys else None,
         ), pulumi.ResourceOptions(parent=self, depends_on=list(args.ready),
                                   aliases=[pulumi.Alias(parent=parent)] if parent is not None else None))
         self.url = self.process.url
@@ -187,7 +190,8 @@ class Gateway(pulumi.ComponentResource):
         self.units = units
 
         # Secrets: the env file (master key, external keys) and the tunnel key, written 0600.
-        env_parts: Dict[str, pulumi.Input] = {gw.MASTER_KEY_ENV: self.master_key, **args.secrets.external_keys}
+        env_parts: Dict[str, pulumi.Input] = {gw.MASTER_KEY_ENV: self.master_key, **args.secrets.external_keys,
+                                              **args.service_keys}
         env_file = pulumi.Output.secret(pulumi.Output.all(**env_parts)).apply(
             lambda kv: "".join(f"{k}={v}\n" for k, v in sorted(kv.items())))
         secrets: Dict[str, pulumi.Input] = {f"{gw.CONFIG_DIR}/gateway.env": env_file}

@@ -140,6 +140,9 @@ FLY_API_TOKEN_KEY = "flyApiToken"
 FLY_API_URL_ENV = "FLY_API_URL"
 FLY_API_URL_KEY = "flyApiUrl"
 FLY_DEFAULT_URL = "https://api.machines.dev/v1"
+FLY_APPS_URL_ENV = "FLY_APPS_URL"
+"""Where an app's public address is, ``<this>/<app>``, instead of ``https://<app>.fly.dev`` (the sandbox's
+loopback Fly proxy)."""
 FLY_SETTING_KEYS = (FLY_API_TOKEN_KEY, FLY_API_URL_KEY)
 """Fly.io's Machines API (``providers/fly.py``): its token (``gpu-estate:flyApiToken``, else ``FLY_API_TOKEN``)
 and its address (``gpu-estate:flyApiUrl``, else ``FLY_API_URL``, else Fly's own)."""

@@ -5,7 +5,8 @@
   the Machine carries the app's name and ``-llm``; an app, volume or Machine an earlier `up` left (or a
   create whose answer was lost: a 5xx, a cut connection) is found and used, never made twice. 429s are
   retried after Fly's Retry-After (``providers/http.py``).
-- the bearer llama.cpp checks is set through Fly's app secrets API (``LLAMA_API_KEY``), never in the
+- the bearer llama.cpp checks is generated here at create (kept in state as a secret output, which the
+  gateway's env file reads) and set through Fly's app secrets API (``LLAMA_API_KEY``), never in the
   Machine's config (which Fly shows to anyone with read access to the app); the Machine's env carries only
   llama.cpp's options.
 - the Machine restarts always and is never auto-stopped (``autostop: false``, ``min_machines_running: 1``):
@@ -22,14 +23,16 @@
 """
 from __future__ import annotations
 
+import os
 import re
+import secrets
 from typing import Any, Callable, Dict, List, Optional
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult, \
     ResourceProvider, UpdateResult
 
-from core.vendors import FLY_API_TOKEN_ENV, FLY_API_TOKEN_KEY, FLY_API_URL_ENV, FLY_API_URL_KEY, FLY_DEFAULT_URL
+from core.vendors import FLY_APPS_URL_ENV, FLY_API_TOKEN_ENV, FLY_API_TOKEN_KEY, FLY_API_URL_ENV, FLY_API_URL_KEY, FLY_DEFAULT_URL
 from providers.gpu_cloud import env_or_config, env_seconds
 from providers.http import ApiSession, CloudError, LostResponse, NotFound, json_body
 from providers.resource import DynamicResource
@@ -39,8 +42,8 @@ from providers.wait import WaitTimeout, wait_for, within
 
 PROVIDER_VERSION = "1"
 CONFIG_KEYS = (f"gpu-estate:{FLY_API_TOKEN_KEY}", f"gpu-estate:{FLY_API_URL_KEY}")
-INPUT_KEYS = ("app", "org", "region", "guest", "image", "env", "volume_gb", "port", "api_key", "secret_name",
-              "stamps", "version")
+INPUT_KEYS = ("app", "org", "region", "guest", "image", "env", "volume_gb", "port", "secret_name", "stamps",
+              "version")
 REPLACE_KEYS = ("app", "org", "region")
 MOUNT_PATH = "/models"
 
@@ -48,6 +51,13 @@ MOUNT_PATH = "/models"
 def volume_name(app: str) -> str:
     """Fly volume names are lower-case letters, digits and underscores, at most 30."""
     return (re.sub(r"[^a-z0-9_]", "_", app)[:24] + "_model").strip("_")
+
+
+def app_url(app: str) -> str:
+    """The app's public address: Fly's proxy at ``https://<app>.fly.dev`` (``FLY_APPS_URL`` points it
+    elsewhere: the sandbox's loopback Fly)."""
+    base = os.environ.get(FLY_APPS_URL_ENV)
+    return f"{base.rstrip('/')}/{app}" if base else f"https://{app}.fly.dev"
 
 
 def machine_name(app: str) -> str:
@@ -200,7 +210,7 @@ class FlyMachineProvider(ResourceProvider):
 
     def check(self, _olds: Dict[str, Any], news: Dict[str, Any]) -> CheckResult:
         failures: List[CheckFailure] = []
-        for key in ("app", "org", "region", "image", "api_key", "secret_name"):
+        for key in ("app", "org", "region", "image", "secret_name"):
             if not news.get(key):
                 failures.append(CheckFailure(key, f"{key} is required"))
         guest = news.get("guest") or {}
@@ -218,14 +228,14 @@ class FlyMachineProvider(ResourceProvider):
             changed.append("machine_state")
         return DiffResult(changes=bool(changed), replaces=replaces, stables=[], delete_before_replace=True)
 
-    def _apply(self, api: FlyApi, props: Dict[str, Any]) -> Dict[str, Any]:
+    def _apply(self, api: FlyApi, props: Dict[str, Any], api_key: str) -> Dict[str, Any]:
         app = props["app"]
         if api.app(app) is None:
             api.create_app(app, props["org"])
             pulumi.log.info(f"{app}: Fly app created in {props['org']}")
         else:
             pulumi.log.info(f"{app}: the Fly app exists; adopting it")
-        api.set_secret(app, props["secret_name"], props["api_key"])
+        api.set_secret(app, props["secret_name"], api_key)
         volume = api.create_volume(app, props["region"], int(props["volume_gb"]))
         if int(volume.get("size_gb") or 0) < int(props["volume_gb"]):
             api.extend_volume(app, volume["id"], int(props["volume_gb"]))
@@ -234,16 +244,17 @@ class FlyMachineProvider(ResourceProvider):
                         f"volume {volume['id']})")
         started = _until_started(api, app, machine["id"])
         return {**props, "machine_id": machine["id"], "volume_id": volume["id"], "machine_state": started,
-                "url": f"https://{app}.fly.dev"}
+                "url": app_url(app), "api_key": api_key}
 
     def create(self, props: Dict[str, Any]) -> CreateResult:
+        # The bearer is made here, kept in state as a secret output, and sent only to Fly's secrets API.
         with self._api() as api:
-            outs = self._apply(api, props)
+            outs = self._apply(api, props, secrets.token_urlsafe(36))
         return CreateResult(props["app"], outs)
 
-    def update(self, _id: str, _olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
+    def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
         with self._api() as api:
-            return UpdateResult(self._apply(api, news))
+            return UpdateResult(self._apply(api, news, olds.get("api_key") or secrets.token_urlsafe(36)))
 
     def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
         with self._api() as api:
@@ -304,13 +315,15 @@ class FlyMachine(DynamicResource, module="fly", name="Machine"):
     """A Fly.io app, its model volume, its bearer secret and one always-on Machine."""
 
     SECRET_OUTPUTS = ("api_key",)
+    api_key: pulumi.Output[str]
+    """The bearer llama.cpp checks (generated at create, a secret): the gateway sends it."""
     machine_id: pulumi.Output[str]
     volume_id: pulumi.Output[str]
     url: pulumi.Output[str]
     machine_state: pulumi.Output[str]
 
     def __init__(self, name: str, props: Dict[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
-        outs = {"machine_id": None, "volume_id": None, "url": None, "machine_state": None}
+        outs = {"machine_id": None, "volume_id": None, "url": None, "machine_state": None, "api_key": None}
         super().__init__(FlyMachineProvider(), name, {**outs, "version": PROVIDER_VERSION, **props}, opts)
 
 

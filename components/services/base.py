@@ -20,8 +20,6 @@ class ServiceRequest:
     stamp: Dict[str, Any]
     """What the policy pack and the cost diff read, stamped on the billing resource."""
     opts: pulumi.ResourceOptions
-    api_key: Optional[Any] = None
-    """The bearer its model server checks (a secret output), where the stack gives one."""
     buckets: Dict[str, Any] = dataclasses.field(default_factory=dict)
     """Bucket name in the stack -> its ``ModelBucket`` component."""
 
@@ -32,3 +30,5 @@ class Service:
     """The billing resource."""
     url: pulumi.Output
     """Where the gateway reaches it (``/v1`` follows)."""
+    api_key: Optional[pulumi.Output] = None
+    """The bearer its model server checks (a secret output), where the program makes one."""

@@ -12,6 +12,6 @@ def build(req: ServiceRequest) -> Service:
         "app": s.app, "org": s.org, "region": s.region, "image": s.image,
         "guest": {"cpu_kind": s.cpu_kind, "cpus": s.cpus, "memory_mb": s.memory_mb},
         "volume_gb": s.volume_gb, "port": PORT, "env": s.server_env(),
-        "api_key": req.api_key, "secret_name": API_KEY_SECRET, "stamps": req.stamp,
+        "secret_name": API_KEY_SECRET, "stamps": req.stamp,
     }, req.opts)
-    return Service(resource=machine, url=machine.url)
+    return Service(resource=machine, url=machine.url, api_key=machine.api_key)

@@ -101,8 +101,3 @@ class BaseService(StackModel):
     def gateway_key_env(self, name: str) -> str:
         """The gateway host's environment variable holding the bearer its route to the service sends."""
         raise NotImplementedError  # pragma: no cover - every kind has its own
-
-    @property
-    def generated_key(self) -> bool:
-        """Whether the program generates the bearer (a Pulumi secret the service and the gateway share)."""
-        return False

@@ -107,7 +107,7 @@ def test_the_providers_requests_are_shaped_as_fly_gos(fly, monkeypatch):
     props = FlyMachineProvider().check({}, {
         "app": "goblin-two", "org": "personal", "region": "iad", "image": "ghcr.io/ggml-org/llama.cpp:server-b6870",
         "guest": {"cpu_kind": "shared", "cpus": 2, "memory_mb": 2048}, "volume_gb": 1, "port": 8080,
-        "env": {"LLAMA_ARG_ALIAS": "tinyllama-1.1b-chat"}, "api_key": "b", "secret_name": "LLAMA_API_KEY",
+        "env": {"LLAMA_ARG_ALIAS": "tinyllama-1.1b-chat"}, "secret_name": "LLAMA_API_KEY",
         "stamps": {}}).inputs
     FlyMachineProvider().create(props)
     ours = {(m, p.replace("goblin-two", "APP")): b for m, p, b in fly.requests if isinstance(b, dict)}

@@ -23,9 +23,8 @@ def test_the_fly_fallback_is_one_always_on_machine_with_its_bearer_as_a_secret(p
     assert i["image"] == "ghcr.io/ggml-org/llama.cpp:server-b6870"
     assert i["env"]["LLAMA_ARG_HF_FILE"] == "tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf"
     assert i["env"]["LLAMA_ARG_ALIAS"] == "tinyllama-1.1b-chat" and i["env"]["LLAMA_CACHE"] == "/models"
-    # The bearer is generated, secret in state, and never part of the Machine's env.
-    assert "api_key" in fly.secret_paths and i["api_key"] == MOCK_SECRET and i["secret_name"] == "LLAMA_API_KEY"
-    assert MOCK_SECRET not in repr(i["env"])
+    # The bearer is the provider's to make (a secret output), never an input, never in the Machine's env.
+    assert "api_key" not in i and i["secret_name"] == "LLAMA_API_KEY"
     assert i["stamps"]["provider"] == "fly" and i["stamps"]["hours_per_month"] == pytest.approx(739.48, abs=0.5)
     assert i["stamps"]["monthly_usd"] == pytest.approx(11.70)
 
@@ -69,6 +68,8 @@ def test_the_gateway_chains_them_before_the_paid_apis(prod):
     entries = {m["model_name"]: m["litellm_params"] for m in config["model_list"]}
     assert entries["chat-fallback"]["api_key"] == "os.environ/FLY_CHAT_FALLBACK_KEY"
     assert entries["chat-fallback"]["model"] == "openai/tinyllama-1.1b-chat"
+    assert entries["chat-fallback"]["api_base"] == "https://goblin-chat.fly.dev/v1"
+    assert entries["gcp-llama"]["api_base"] == "https://gpu-estate-prod-llama-l4-abc123-uk.a.run.app/v1"
     assert entries["gcp-llama"]["api_key"] == "os.environ/CLOUDRUN_LLAMA_L4_ID_TOKEN"
     fallbacks = {k: v for f in config["router_settings"]["fallbacks"] for k, v in f.items()}
     assert fallbacks["gpt-3.5-turbo-fast"] == ["gcp-llama", "chat-fallback", "openai-gpt-4o-mini"]

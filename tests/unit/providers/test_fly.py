@@ -16,8 +16,7 @@ APP = "goblin-chat"
 def props(**over):
     p = {"app": APP, "org": "personal", "region": "iad", "image": "ghcr.io/ggml-org/llama.cpp:server-b6870",
          "guest": {"cpu_kind": "shared", "cpus": 2, "memory_mb": 2048}, "volume_gb": 1, "port": 8080,
-         "env": {"LLAMA_ARG_ALIAS": "tinyllama-1.1b", "LLAMA_CACHE": "/models"}, "api_key": "s3cret-bearer",
-         "secret_name": "LLAMA_API_KEY", "stamps": {"node": "chat"}, **over}
+         "env": {"LLAMA_ARG_ALIAS": "tinyllama-1.1b", "LLAMA_CACHE": "/models"}, "secret_name": "LLAMA_API_KEY", "stamps": {"node": "chat"}, **over}
     result = FlyMachineProvider().check({}, p)
     assert result.failures == []
     return result.inputs
@@ -48,8 +47,9 @@ def test_create_makes_the_app_its_secret_volume_and_an_always_on_machine(fly):
     assert config["mounts"] == [{"volume": volume["id"], "path": "/models"}]
     assert volume["name"] == volume_name(APP) and volume["attached_machine_id"] == machine["id"]
     # The bearer is an app secret, never in the machine's config.
-    assert app["secrets"] == {"LLAMA_API_KEY": "s3cret-bearer"}
-    assert "s3cret-bearer" not in str(config)
+    bearer = created.outs["api_key"]
+    assert len(bearer) >= 40 and app["secrets"] == {"LLAMA_API_KEY": bearer}
+    assert bearer not in str(config)
     assert all(h.get("authorization") == "Bearer fly-test-token" for h in fly.headers)
 
 
@@ -134,11 +134,11 @@ def test_delete_that_fly_refuses_keeps_the_resource(fly, monkeypatch):
 def test_the_app_answers_the_gateway_only_with_its_bearer(fly):
     import requests
 
-    FlyMachineProvider().create(props())
+    bearer = FlyMachineProvider().create(props()).outs["api_key"]
     url = f"{fly.app_url(APP)}/v1/chat/completions"
     body = {"model": "tinyllama-1.1b", "messages": [{"role": "user", "content": "hi"}]}
     assert requests.post(url, json=body, timeout=5).status_code == 401
-    ok = requests.post(url, json=body, headers={"Authorization": "Bearer s3cret-bearer"}, timeout=5)
+    ok = requests.post(url, json=body, headers={"Authorization": f"Bearer {bearer}"}, timeout=5)
     assert ok.status_code == 200 and ok.json()["model"] == "tinyllama-1.1b"
 
 
