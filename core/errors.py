@@ -125,7 +125,15 @@ def from_validation(err: ValidationError, raw: Mapping[str, Any]) -> ConfigError
             leaf = _bad_value(raw, loc)
             bad = leaf if not isinstance(leaf, (dict, list)) else None
         msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "union_tag_invalid":
+        if e["type"] in ("union_tag_invalid", "union_tag_not_found") and head == "services":
+            from core.services import PROVIDERS
+
+            tag = str(e.get("ctx", {}).get("tag", bad))
+            near = nearest(tag, list(PROVIDERS))
+            path, bad = f"{path}.provider", None
+            msg = (f"unknown service provider {tag!r}; " + (f"did you mean `{near}`? " if near else "")
+                   + f"providers: {', '.join(PROVIDERS)}")
+        elif e["type"] == "union_tag_invalid":
             from core.kinds import WorkloadKind
 
             kinds = [k.value for k in WorkloadKind]

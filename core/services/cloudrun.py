@@ -8,9 +8,10 @@ bills GPU, vCPUs and memory from start until it is scaled in; ``min_instances`` 
 """
 from __future__ import annotations
 
+import re
 from typing import ClassVar, Dict, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.catalog import cloudrun_prices as prices
 from core.fields import BucketName, GgufFile, ImageRef
@@ -54,8 +55,16 @@ class CloudRunService(BaseService):
     """The estate's GCS bucket (``storage.<bucket>``, provider gcs) the model is read from."""
     gguf: GgufFile
     """The GGUF file's object name in the bucket."""
-    image: ImageRef = Field(pattern=IMAGE_HOSTS + r".+")
+    image: ImageRef
     """llama.cpp's CUDA server image (``server-cuda-b6870``), pinned, in a registry Cloud Run pulls from."""
+
+    @field_validator("image")
+    @classmethod
+    def _pullable(cls, v: str) -> str:
+        if not re.match(IMAGE_HOSTS, v):
+            raise ValueError("Cloud Run pulls from Artifact Registry (<region>-docker.pkg.dev), gcr.io or docker.io "
+                             "only: mirror the image there")
+        return v
 
     @model_validator(mode="after")
     def _shape(self) -> "CloudRunService":
