@@ -10,6 +10,13 @@ from core.errors import ConfigError
 from tests.mocks import stack_estate
 
 
+def refused(raw) -> str:
+    """What parsing ``raw`` refuses, as the operator reads it."""
+    with pytest.raises(ConfigError) as err:
+        parse_spec(raw)
+    return str(err.value)
+
+
 def prod_with(**services):
     raw = stack_estate("prod")
     for name, edit in services.items():
@@ -30,18 +37,14 @@ def prod_with(**services):
     ("chat-fallback", {"memory_mb": 2000}, "services.chat-fallback", "2000"),
 ])
 def test_a_bad_value_is_refused_naming_its_key(service, edit, key, shown):
-    with pytest.raises(ConfigError) as err:
-        parse_spec(prod_with(**{service: edit}))
-    text = str(err.value)
+    text = refused(prod_with(**{service: edit}))
     assert f"gpu-estate:{key}" in text and shown in text, text
 
 
 def test_an_unknown_key_names_the_nearest():
     raw = stack_estate("prod")
     raw["services"]["chat-fallback"]["regoin"] = "iad"
-    with pytest.raises(ConfigError) as err:
-        parse_spec(raw)
-    assert "gpu-estate:services.chat-fallback.regoin" in str(err.value)
+    assert "gpu-estate:services.chat-fallback.regoin" in refused(raw)
 
 
 def test_names_apps_and_buckets_are_cross_checked():
@@ -49,16 +52,12 @@ def test_names_apps_and_buckets_are_cross_checked():
     raw["services"]["second"] = copy.deepcopy(raw["services"]["chat-fallback"])
     raw["services"]["goblin-inference"] = copy.deepcopy(raw["services"]["chat-fallback"])
     raw["services"]["goblin-inference"]["app"] = "goblin-three"
-    with pytest.raises(ConfigError) as err:
-        parse_spec(raw)
-    text = str(err.value)
+    text = refused(raw)
     assert "gpu-estate:services.second.app: service 'chat-fallback' already runs Fly app 'goblin-chat'" in text
     assert "gpu-estate:services.goblin-inference: 'goblin-inference' is also a serverless endpoint's name" in text
     raw = stack_estate("prod")
     raw["storage"]["models"]["provider"] = "s3"
-    with pytest.raises(ConfigError) as err:
-        parse_spec(raw)
-    assert "gpu-estate:services.llama-l4.bucket: not a GCS bucket of gpu-estate:storage" in str(err.value)
+    assert "gpu-estate:services.llama-l4.bucket: not a GCS bucket of gpu-estate:storage" in refused(raw)
 
 
 def test_an_alias_may_be_served_by_a_service_alone():
@@ -66,9 +65,7 @@ def test_an_alias_may_be_served_by_a_service_alone():
     assert spec.gateway.aliases["chat-fallback"] == "tinyllama-1.1b-chat"
     raw = stack_estate("prod")
     raw["services"]["chat-fallback"]["served_name"] = "something-else"
-    with pytest.raises(ConfigError) as err:
-        parse_spec(raw)
-    assert "gpu-estate:gateway.aliases.chat-fallback: no node serves 'tinyllama-1.1b-chat'" in str(err.value)
+    assert "gpu-estate:gateway.aliases.chat-fallback: no node serves 'tinyllama-1.1b-chat'" in refused(raw)
 
 
 def test_cloud_run_bills_instance_seconds_and_its_kept_instances_all_month():
@@ -88,15 +85,11 @@ def test_cloud_run_bills_instance_seconds_and_its_kept_instances_all_month():
 
 def test_the_budget_counts_the_services():
     raw = prod_with(**{"llama-l4": {"busy_hours_per_month": 100}})
-    with pytest.raises(ConfigError) as err:
-        parse_spec(raw)
-    assert "gpu-estate:budget.monthly_usd: the estate's own estimate is $" in str(err.value)
+    assert "gpu-estate:budget.monthly_usd: the estate's own estimate is $" in refused(raw)
 
 
 def test_an_instance_dearer_than_the_hourly_cap_is_refused_at_preview():
     raw = stack_estate("prod")
     raw["budget"]["max_hourly_per_node"] = 1.0
-    with pytest.raises(ConfigError) as err:
-        parse_spec(raw)
     assert ("gpu-estate:services.llama-l4: an instance is $1.046/h, above gpu-estate:budget.max_hourly_per_node "
-            "$1.00/h") in str(err.value)
+            "$1.00/h") in refused(raw)
