@@ -78,6 +78,18 @@ def test_a_second_create_adopts_by_name(fly):
     assert machine["config"]["image"].endswith("b6871")
 
 
+def test_a_429_is_retried_after_flys_retry_after(fly):
+    import time
+
+    fly.inject("status", count=1, method="POST", path="/v1/apps", status=429, body={"error": "rate limited"},
+               headers={"Retry-After": "1"})
+    start = time.monotonic()
+    FlyMachineProvider().create(props())
+    creates = [i for i, (m, p) in enumerate(fly.log) if (m, p) == ("POST", "/v1/apps")]
+    assert len(creates) == 2 and len(fly.apps) == 1  # sent again once Fly said it may be
+    assert time.monotonic() - start >= 1.0  # not before the second Fly asked for
+
+
 def test_429s_are_retried(fly):
     fly.inject("status", count=2, method="POST", path="/v1/apps", status=429, body={"error": "rate limited"})
     fly.inject("status", count=2, method="GET", path=f"/v1/apps/{APP}/machines", status=429)
