@@ -45,6 +45,11 @@ CONFIG_KEYS = (f"gpu-estate:{FLY_API_TOKEN_KEY}", f"gpu-estate:{FLY_API_URL_KEY}
 INPUT_KEYS = ("app", "org", "region", "guest", "image", "env", "volume_gb", "port", "secret_name", "stamps",
               "version")
 REPLACE_KEYS = ("app", "org", "region")
+MACHINE_KEYS = ("guest", "image", "env", "volume_gb", "port", "secret_name")
+"""What the Machine is: a change of these updates it (Fly restarts it on the new config); any other (its
+stamps) changes the state alone and leaves the always-on Machine running."""
+DOWN_STATES = ("stopped", "suspended", "destroyed")
+"""A Machine in one of these does not answer: the next `up` starts (or launches) it again."""
 MOUNT_PATH = "/models"
 
 
@@ -171,6 +176,9 @@ class FlyApi:
     def update(self, app: str, machine_id: str, config: Dict[str, Any]) -> Dict[str, Any]:
         return self._call("POST", f"/apps/{app}/machines/{machine_id}", json={"config": config})
 
+    def start(self, app: str, machine_id: str) -> None:
+        self._call("POST", f"/apps/{app}/machines/{machine_id}/start")
+
     def destroy(self, app: str, machine_id: str) -> None:
         self._call("DELETE", f"/apps/{app}/machines/{machine_id}", params={"force": "true"}, ok_missing=True)
 
@@ -223,8 +231,8 @@ class FlyMachineProvider(ResourceProvider):
     def diff(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> DiffResult:
         changed = [k for k in INPUT_KEYS if olds.get(k) != news.get(k)]
         replaces = [k for k in REPLACE_KEYS if k in changed]
-        # A machine lost behind the state's back (refresh read it destroyed) is launched again by update.
-        if olds.get("machine_state") == "destroyed":
+        # A machine stopped or lost behind the state's back (refresh read it so) is started again by update.
+        if olds.get("machine_state") in DOWN_STATES:
             changed.append("machine_state")
         return DiffResult(changes=bool(changed), replaces=replaces, stables=[], delete_before_replace=True)
 
@@ -253,6 +261,17 @@ class FlyMachineProvider(ResourceProvider):
         return CreateResult(props["app"], outs)
 
     def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
+        state = olds.get("machine_state")
+        if all(olds.get(k) == news.get(k) for k in MACHINE_KEYS) and olds.get("machine_id"):
+            if state not in DOWN_STATES:
+                # Stamps alone: nothing at Fly changes, and the Machine is not restarted for them.
+                return UpdateResult({**olds, **news})
+            if state in ("stopped", "suspended"):
+                with self._api() as api:
+                    api.start(news["app"], olds["machine_id"])
+                    pulumi.log.info(f"{news['app']}: machine {olds['machine_id']} was {state}; started again")
+                    started = _until_started(api, news["app"], olds["machine_id"])
+                return UpdateResult({**olds, **news, "machine_state": started})
         with self._api() as api:
             return UpdateResult(self._apply(api, news, olds.get("api_key") or secrets.token_urlsafe(36)))
 

@@ -194,3 +194,24 @@ def test_the_gateway_routes_to_the_app_with_its_bearer_from_env():
     assert entry["litellm_params"]["api_base"] == f"https://{APP}.fly.dev/v1"
     assert entry["litellm_params"]["api_key"] == "os.environ/FLY_CHAT_KEY"
     assert entry["litellm_params"]["model"] == "openai/tinyllama-1.1b"
+
+
+def test_a_stamps_edit_leaves_the_machine_running_and_a_stopped_one_is_started(fly):
+    prov = FlyMachineProvider()
+    olds = prov.create(props()).outs
+    (machine,) = fly.apps[APP]["machines"].values()
+    instance = machine["instance_id"]
+    fly.log.clear()
+    news = props(stamps={"node": "chat", "monthly_usd": 12})
+    assert prov.diff(APP, olds, news).changes
+    outs = prov.update(APP, olds, news).outs
+    assert outs["stamps"]["monthly_usd"] == 12 and fly.log == []  # no call to Fly, no restart
+    assert machine["instance_id"] == instance
+
+    with FlyApi({}) as api:  # stopped behind the state's back
+        api._call("POST", f"/apps/{APP}/machines/{machine['id']}/stop")
+    read = prov.read(APP, outs)
+    assert read.outs["machine_state"] == "stopped" and prov.diff(APP, read.outs, news).changes
+    started = prov.update(APP, read.outs, news).outs
+    assert started["machine_state"] == "started" and machine["state"] == "started"
+    assert started["machine_id"] == machine["id"] and len(fly.apps[APP]["machines"]) == 1
