@@ -8,7 +8,7 @@ a 2 GB Machine whose volume holds the model.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Literal
+from typing import ClassVar, Dict, Literal
 
 from pydantic import Field, field_validator, model_validator
 

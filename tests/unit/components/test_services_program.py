@@ -3,7 +3,7 @@ service, with the inputs that make them what the stack says, and the gateway's r
 import pytest
 import yaml
 
-from tests.mocks import MOCK_SECRET, run_program, stack_config
+from tests.mocks import run_program, stack_config
 
 FLY = "pulumi-python:dynamic/fly:Machine"
 RUN = "gcp:cloudrunv2/service:Service"

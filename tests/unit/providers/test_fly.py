@@ -8,7 +8,6 @@ from core.errors import ConfigError
 from loopback.fly import FakeFly
 from providers.fly import FlyApi, FlyMachineProvider, machine_name, volume_name
 from providers.http import CloudError
-from tests.mocks import stack_estate
 
 APP = "goblin-chat"
 
