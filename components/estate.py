@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 
 import pulumi
 
+from components import services
 from components.edge import Edge, EdgeArgs
 from components.gateway import SPEND_DIR
 from components.gateway_host import Gateway, GatewayArgs
@@ -184,6 +185,7 @@ class Estate(pulumi.ComponentResource):
                                                  "fixed_monthly_usd": round(estimate.fixed_monthly_usd, 2),
                                                  "nodes": len(spec.nodes),
                                                  "endpoints": len(spec.serverless),
+                                                 "services": len(spec.services),
                                                  **image_stamps(estimate)}}, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.buckets = self._create_buckets(stack, child)
@@ -208,6 +210,10 @@ class Estate(pulumi.ComponentResource):
             ), child)
         self.models = self._model_library(spec)
         self.serverless = self._create_serverless(stack, child)
+        self.services = self._create_services(stack, child)
+        # The bearers the services' providers made, for the gateway's env file.
+        self.service_keys = {s.gateway_key_env(n): self.services[n].api_key for n, s in spec.services.items()
+                             if self.services[n].api_key is not None}
         self.gateway: Optional[Gateway] = None
         self.edge: Optional[Edge] = None
         if spec.gateway is not None:
@@ -215,12 +221,13 @@ class Estate(pulumi.ComponentResource):
                 self.edge = Edge("edge", EdgeArgs(plan=plan, proxy_address=self.nodes[spec.gateway.node].address),
                                  child)
             self.gateway = Gateway("gateway", GatewayArgs(
-                plan=plan, nodes=self.nodes, secrets=stack.secrets,
+                plan=plan, nodes=self.nodes, secrets=stack.secrets, service_keys=self.service_keys,
                 state_dir=str(gateway_state_dir(stack)),
                 edge_units=self.edge.units if self.edge else None,
                 edge_secrets=self.edge.secrets if self.edge else {},
                 serverless={n: e.openai_base for n, e in self.serverless.items()},
-                ready=[*self.models.values(), *self.serverless.values()],
+                services={n: s.url for n, s in self.services.items()},
+                ready=[*self.models.values(), *self.serverless.values(), *(s.resource for s in self.services.values())],
             ), child)
         self.cost = pricing.cost_table(estimate, spec.budget.monthly_usd)
         self.capacity = capacity_table(spec)
@@ -259,6 +266,18 @@ class Estate(pulumi.ComponentResource):
                 stamps=endpoint_stamp(name, e, estimates[name]),
             ), opts)
         return out
+
+    def _create_services(self, stack: Stack, opts: pulumi.ResourceOptions) -> Dict[str, services.Service]:
+        """Each hosted model service from its provider's builder (``components/services``), stamped with its cost."""
+        estimates = stack.plan.service_estimates
+        return {name: services.build(services.ServiceRequest(
+            name=name, label=f"{stack.project}-{stack.stack}-{name}", spec=s, estimate=estimates[name],
+            stamp=s.stamp(name, estimates[name]), opts=opts, buckets=self.buckets,
+        )) for name, s in stack.spec.services.items()}
+
+    def service_outputs(self) -> Dict[str, pulumi.Output]:
+        """Each hosted model service's URL."""
+        return {name: s.url for name, s in self.services.items()}
 
     def _model_library(self, spec: EstateSpec) -> Dict[str, OllamaModel]:
         """One Ollama model resource per (node, tag): editing a model list pulls or removes exactly those."""

@@ -30,7 +30,7 @@ from core.vendors import RUNPOD_API_KEY_ENV
 from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE, UNRENTED
 from core.templates import asset, render
 from core.text import digest, known_hosts_line
-from core.topology import Endpoint, EstatePlan, unknown_address, unknown_serverless_base
+from core.topology import Endpoint, EstatePlan, unknown_address, unknown_serverless_base, unknown_service_url
 
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 WAKE_HOOK = "estate_wake.py"
@@ -81,9 +81,11 @@ def revoke_tunnel(marker: str) -> str:
 
 
 def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
-                   hourly: Mapping[str, float] = None, serverless: Mapping[str, str] = None) -> Dict[str, object]:
+                   hourly: Mapping[str, float] = None, serverless: Mapping[str, str] = None,
+                   services: Mapping[str, str] = None) -> Dict[str, object]:
     """The proxy's config document. ``hourly`` is each node's $/h (the plan's estimate where not given);
-    ``serverless`` each serverless endpoint's OpenAI base URL once RunPod has given it an id."""
+    ``serverless`` each serverless endpoint's OpenAI base URL once RunPod has given it an id; ``services``
+    each hosted service's URL once its vendor has given it one."""
     spec = plan.spec
     g = spec.gateway
     if g is None:
@@ -121,6 +123,16 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
                 "api_key": f"os.environ/{RUNPOD_API_KEY_ENV}", "timeout": timeout, "stream_timeout": timeout,
                 "input_cost_per_second": price / 3600, "output_cost_per_second": 0,
             }, "model_info": {"id": f"{alias}@serverless/{name}", "endpoint": name}})
+        for name in plan.services.get(model, ()):
+            # A hosted service's OpenAI route (Fly.io's proxy, Cloud Run's URL), with the bearer it checks
+            # from the gateway's env file; billed per second of instance time.
+            service = spec.services[name]
+            model_list.append({"model_name": alias, "litellm_params": {
+                "model": f"openai/{model}", "api_base": f"{(services or {}).get(name) or unknown_service_url(name)}/v1",
+                "api_key": f"os.environ/{service.gateway_key_env(name)}", "timeout": timeout, "stream_timeout": timeout,
+                "input_cost_per_second": plan.service_estimates[name].instance_hourly_usd / 3600,
+                "output_cost_per_second": 0,
+            }, "model_info": {"id": f"{alias}@{service.provider}/{name}", "service": name}})
     for provider, ext in g.external.items():
         for name, model in ext.models.items():
             params = {"model": model, "api_key": f"os.environ/{ext.api_key_env}",
@@ -225,8 +237,9 @@ def library_script(dest: str = f"{CONFIG_DIR}/lib") -> str:
 
 
 def render_litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
-                          hourly: Mapping[str, float] = None, serverless: Mapping[str, str] = None) -> str:
-    return yaml.safe_dump(litellm_config(plan, endpoints, hourly, serverless), sort_keys=False)
+                          hourly: Mapping[str, float] = None, serverless: Mapping[str, str] = None,
+                          services: Mapping[str, str] = None) -> str:
+    return yaml.safe_dump(litellm_config(plan, endpoints, hourly, serverless, services), sort_keys=False)
 
 
 def gateway_units(plan: EstatePlan, ssh: Mapping[str, Tuple[str, int, str]],

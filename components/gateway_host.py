@@ -36,7 +36,8 @@ TYPE = "gpu-estate:index:Gateway"
 
 def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = False,
                    serverless: Optional[Mapping[str, pulumi.Input[str]]] = None, library: bool = False,
-                   forwarded: Optional[Mapping[str, pulumi.Output]] = None) -> pulumi.Output:
+                   forwarded: Optional[Mapping[str, pulumi.Output]] = None,
+                   services: Optional[Mapping[str, pulumi.Input[str]]] = None) -> pulumi.Output:
     """(LiteLLM config, gateway units, tunnels' known_hosts, the files of its config directory) once the
     nodes the gateway reaches directly
     have addresses, every node its price and every serverless endpoint its OpenAI route; the tunnelled
@@ -59,7 +60,7 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
         endpoints.update({n: ("127.0.0.1", {k: int(v) for k, v in (ports or {}).items()})
                           for n, ports in args["forwarded"].items()})
         hourly = {n: float(p) for n, p in args["prices"].items() if p is not None}
-        config = gw.render_litellm_config(plan, endpoints, hourly, args["serverless"])
+        config = gw.render_litellm_config(plan, endpoints, hourly, args["serverless"], args["services"])
         hosts = {n: (v[0], int(v[1] or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user, *v[2:])
                  for n, v in args["ssh"].items()}
         watch = (spend.watch_document(spec, f"{pulumi.get_project()}-{pulumi.get_stack()}", args["machines"], hourly)
@@ -71,6 +72,7 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
                              direct=pulumi.Output.all(**direct) if direct else {},
                              prices=pulumi.Output.all(**prices), ssh=pulumi.Output.all(**ssh) if ssh else {},
                              serverless=pulumi.Output.all(**serverless) if serverless else {},
+                             services=pulumi.Output.all(**services) if services else {},
                              forwarded=pulumi.Output.all(**forwarded) if forwarded else {}).apply(render)
 
 
@@ -90,6 +92,10 @@ class GatewayArgs:
     """Path on the host -> secret file content, for the edge."""
     serverless: Mapping[str, pulumi.Input[str]] = dataclasses.field(default_factory=dict)
     """Serverless endpoint name -> its OpenAI route (known once RunPod has given it an id)."""
+    services: Mapping[str, pulumi.Input[str]] = dataclasses.field(default_factory=dict)
+    """Hosted service name -> its URL (known once its vendor has given it one)."""
+    service_keys: Mapping[str, pulumi.Input[str]] = dataclasses.field(default_factory=dict)
+    """The gateway's env name -> the bearer a hosted service's provider made (a secret), which its route sends."""
     ready: List[pulumi.Resource] = dataclasses.field(default_factory=list)
     """What must exist before the gateway routes to it (the model library, the serverless endpoints)."""
 
@@ -111,7 +117,7 @@ class Gateway(pulumi.ComponentResource):
         self.tunnels = {n: [(f.remote, f.local) for f in fwds] for n, fwds in plan.tunnels.items()}
         forwarded = self._create_local_tunnels(name, args) if g.deploy == "local" else None
         rendered = render_outputs(plan, args.nodes, pinned=g.deploy != "local", serverless=args.serverless,
-                                  library=g.deploy != "local", forwarded=forwarded)
+                                  services=args.services, library=g.deploy != "local", forwarded=forwarded)
         self.config = rendered.apply(lambda r: r[0])
         self.files = rendered.apply(lambda r: r[3])
         if g.deploy == "local":
@@ -150,6 +156,7 @@ class Gateway(pulumi.ComponentResource):
         self.process = LocalGateway(name, LocalGatewayArgs(
             config=self.config, port=args.plan.spec.gateway.port, state_dir=args.state_dir,
             files=extra if args.plan.wake else None,
+            env=pulumi.Output.secret(pulumi.Output.all(**args.service_keys)) if args.service_keys else None,
         ), pulumi.ResourceOptions(parent=self, depends_on=list(args.ready),
                                   aliases=[pulumi.Alias(parent=parent)] if parent is not None else None))
         self.url = self.process.url
@@ -183,7 +190,8 @@ class Gateway(pulumi.ComponentResource):
         self.units = units
 
         # Secrets: the env file (master key, external keys) and the tunnel key, written 0600.
-        env_parts: Dict[str, pulumi.Input] = {gw.MASTER_KEY_ENV: self.master_key, **args.secrets.external_keys}
+        env_parts: Dict[str, pulumi.Input] = {gw.MASTER_KEY_ENV: self.master_key, **args.secrets.external_keys,
+                                              **args.service_keys}
         env_file = pulumi.Output.secret(pulumi.Output.all(**env_parts)).apply(
             lambda kv: "".join(f"{k}={v}\n" for k, v in sorted(kv.items())))
         secrets: Dict[str, pulumi.Input] = {f"{gw.CONFIG_DIR}/gateway.env": env_file}

@@ -199,3 +199,13 @@ def serverless_pools() -> Dict[str, Dict[str, Any]]:
 
 def serverless_prices_as_of() -> str:
     return str(_load("prices/runpod-serverless.json")["as_of"])
+
+
+def fly_prices() -> Dict[str, Any]:
+    """Fly.io's Machine presets and volume rate, dated (``assets/prices/fly.json``)."""
+    return _load("prices/fly.json")
+
+
+def cloudrun_prices() -> Dict[str, Any]:
+    """Cloud Run's per-second GPU, vCPU and memory rates, dated (``assets/prices/cloudrun.json``)."""
+    return _load("prices/cloudrun.json")

@@ -18,12 +18,13 @@ from core.spelling import unknown_key
 from core.rules import check_estate
 from core.spec import NAMESPACE, TOP_LEVEL_KEYS, EstateSpec
 from core.spend import WEBHOOK_KEY
-from core.vendors import Vendor
+from core.vendors import FLY_SETTING_KEYS, Vendor
 
 PROJECT_ROOT = ASSETS.parent
 SSH_PRIVATE_KEY = "sshPrivateKey"
 """Config secret holding the operator's SSH private key (``gpu-estate:sshPrivateKey``)."""
-SETTING_KEYS = tuple([SSH_PRIVATE_KEY, WEBHOOK_KEY] + [k for v in Vendor for k in (v.info.credential_key, v.info.url_key) if k])
+SETTING_KEYS = tuple([SSH_PRIVATE_KEY, WEBHOOK_KEY] + [k for v in Vendor for k in (v.info.credential_key, v.info.url_key) if k]
+                     + list(FLY_SETTING_KEYS))
 """The namespace's keys that are not part of the spec: the operator's SSH key, the spend webhook, each
 marketplace's credential and API address."""
 SECRET_NAME = re.compile(r"[A-Z][A-Z0-9_]*")

@@ -77,6 +77,15 @@ def flowchart(plan: EstatePlan) -> str:
             price = f"${est.worker_hourly_usd:.2f}/h a worker · ${est.monthly_usd:,.0f}/mo"
             lines.append(f'    {endpoint_ids[name]}["{label(name)}<br/>{label(scale)}<br/>{label(price)}"]')
         lines.append("  end")
+    service_ids = {name: f"svc_{i}" for i, name in enumerate(spec.services)}
+    for t_index, title in enumerate(dict.fromkeys(svc.TITLE for svc in spec.services.values())):
+        lines.append(f'  subgraph hosted_{t_index}["{label(title)}"]')
+        for name, svc in spec.services.items():
+            if svc.TITLE == title:
+                est = plan.service_estimates[name]
+                price = f"${est.instance_hourly_usd:.3f}/h an instance · ${est.monthly_usd:,.2f}/mo"
+                lines.append(f'    {service_ids[name]}["{label(name)}<br/>{label(svc.describe())}<br/>{label(price)}"]')
+        lines.append("  end")
     if spec.gateway is not None:
         for forward in (f for forwards in plan.tunnels.values() for f in forwards):
             target = next((wid for (n, wname), wid in workload_ids.items()
@@ -98,6 +107,8 @@ def flowchart(plan: EstatePlan) -> str:
                 lines.append(f'  {alias_ids[alias]} -- "{label(tag)}" --> {target}')
             for name in plan.endpoints.get(tag, ()):
                 lines.append(f'  {alias_ids[alias]} -- "{label(tag)}" --> {endpoint_ids[name]}')
+            for name in plan.services.get(tag, ()):
+                lines.append(f'  {alias_ids[alias]} -- "{label(tag)}" --> {service_ids[name]}')
         for e_index, provider in enumerate(spec.gateway.external):
             lines.append(f'  ext_{e_index}[/"{label(provider)}"/]')
             for alias, (owner, model) in externals.items():
@@ -123,7 +134,8 @@ def flowchart(plan: EstatePlan) -> str:
 def monthly_by_name(plan: EstatePlan) -> Dict[str, float]:
     """What each node and each serverless endpoint is planned to cost a month, in spec order."""
     return {**{e.node: e.monthly_usd for e in plan.estimate.nodes},
-            **{e.endpoint: e.monthly_usd for e in plan.estimate.endpoints}}
+            **{e.endpoint: e.monthly_usd for e in plan.estimate.endpoints},
+            **{s.service: s.monthly_usd for s in plan.estimate.services}}
 
 
 def cost_chart(plan: EstatePlan, stack: str) -> str:

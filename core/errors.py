@@ -53,8 +53,12 @@ def _step(t: Any, part: Any) -> Tuple[Any, bool]:
         return typing.get_args(t)[0], False
     if origin is typing.Union:
         for member in typing.get_args(t):
-            literal = getattr(member, "model_fields", {}).get("kind")
+            fields = getattr(member, "model_fields", {})
+            literal = fields.get("kind")
             if literal is not None and getattr(literal.default, "value", None) == part:
+                return member, True
+            provider = fields.get("provider")
+            if provider is not None and typing.get_args(provider.annotation) == (part,):
                 return member, True
     return None, False
 
@@ -96,9 +100,12 @@ def _without_tags(loc: Tuple[Any, ...]) -> Tuple[Any, ...]:
     workload's key path is its name's."""
     from core.kinds import WorkloadKind
 
+    from core.services import PROVIDERS
+
     kinds = {k.value for k in WorkloadKind}
+    tags = {"workloads": kinds, "services": set(PROVIDERS)}  # a service's provider is its tag likewise
     return tuple(p for i, p in enumerate(loc)
-                 if not (i >= 2 and loc[i - 2] == "workloads" and isinstance(p, str) and p in kinds))
+                 if not (i >= 2 and isinstance(p, str) and p in tags.get(loc[i - 2], ())))
 
 
 def from_validation(err: ValidationError, raw: Mapping[str, Any]) -> ConfigError:
@@ -118,7 +125,15 @@ def from_validation(err: ValidationError, raw: Mapping[str, Any]) -> ConfigError
             leaf = _bad_value(raw, loc)
             bad = leaf if not isinstance(leaf, (dict, list)) else None
         msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "union_tag_invalid":
+        if e["type"] in ("union_tag_invalid", "union_tag_not_found") and head == "services":
+            from core.services import PROVIDERS
+
+            tag = str(e.get("ctx", {}).get("tag", bad))
+            near = nearest(tag, list(PROVIDERS))
+            path, bad = f"{path}.provider", None
+            msg = (f"unknown service provider {tag!r}; " + (f"did you mean `{near}`? " if near else "")
+                   + f"providers: {', '.join(PROVIDERS)}")
+        elif e["type"] == "union_tag_invalid":
             from core.kinds import WorkloadKind
 
             kinds = [k.value for k in WorkloadKind]

@@ -13,6 +13,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import catalog
+from core.services import ServiceEstimate
 from core.spec import HOURS_IN_MONTH, EstateSpec, Market, NodeSpec, ServerlessSpec
 from core.vendors import SERVERLESS_PROVIDER, Vendor
 from core.workloads.base import image_usd
@@ -213,11 +214,12 @@ class EstateEstimate:
     endpoints: Tuple[EndpointEstimate, ...] = ()
     images: Tuple[ImageEstimate, ...] = ()
     """Image aliases priced per image (within the nodes' hours, so not added to the month)."""
+    services: Tuple[ServiceEstimate, ...] = ()
 
     @property
     def monthly_usd(self) -> float:
         return round(sum(n.monthly_usd for n in self.nodes) + sum(e.monthly_usd for e in self.endpoints)
-                     + self.fixed_monthly_usd, 2)
+                     + sum(s.monthly_usd for s in self.services) + self.fixed_monthly_usd, 2)
 
 
 def node_request(node: NodeSpec) -> NodeRequest:
@@ -315,6 +317,7 @@ def estimate_endpoint(name: str, endpoint: ServerlessSpec) -> EndpointEstimate:
 def estimate_estate(spec: EstateSpec) -> EstateEstimate:
     nodes = tuple(estimate_node(name, node) for name, node in spec.nodes.items())
     endpoints = tuple(estimate_endpoint(name, e) for name, e in spec.serverless.items())
+    services = tuple(s.estimate(name) for name, s in spec.services.items())
     fixed = sum(b.monthly_usd for b in spec.storage.values())
     hourly = {n.node: n.hourly_usd for n in nodes}
     images = tuple(
@@ -322,7 +325,7 @@ def estimate_estate(spec: EstateSpec) -> EstateEstimate:
         for alias, model in (spec.gateway.aliases.items() if spec.gateway else ())
         for name, node in spec.nodes.items() for w in node.workloads.values()
         if (seconds := w.image_seconds(model)) is not None)
-    return EstateEstimate(nodes, round(fixed, 2), endpoints, images)
+    return EstateEstimate(nodes, round(fixed, 2), endpoints, images=images, services=services)
 
 
 def cost_table(estimate: EstateEstimate, budget_monthly: float) -> Dict[str, object]:
@@ -350,6 +353,17 @@ def cost_table(estimate: EstateEstimate, budget_monthly: float) -> Dict[str, obj
                      f"reference {catalog.serverless_prices_as_of()}",
         }
         for e in estimate.endpoints
+    ] + [
+        {
+            "node": s.service,
+            "provider": s.provider,
+            "gpu": s.size,
+            "hourly_usd": s.instance_hourly_usd,
+            "hours_per_month": s.equivalent_hours,
+            "monthly_usd": s.monthly_usd,
+            "basis": s.basis,
+        }
+        for s in estimate.services
     ]
     images = {"images": [dataclasses.asdict(i) for i in estimate.images]} if estimate.images else {}
     return {

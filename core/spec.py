@@ -22,9 +22,10 @@ from core.fields import (
     NAMESPACE, Access, Checkpoint, StackModel as _Model,
 )
 from core.kinds import KindInfo, WorkloadKind
+from core.services import ServiceSpec
 from core.workloads import WorkloadSpec, with_kinds
 
-TOP_LEVEL_KEYS = ("nodes", "serverless", "gateway", "tunnels", "routes", "edge", "storage", "budget", "spend")
+TOP_LEVEL_KEYS = ("nodes", "serverless", "services", "gateway", "tunnels", "routes", "edge", "storage", "budget", "spend")
 HOURS_IN_MONTH = 730.0
 
 
@@ -502,6 +503,8 @@ class EstateSpec(_Model):
     nodes: Dict[str, NodeSpec]
     serverless: Dict[str, ServerlessSpec] = Field(default_factory=dict)
     """RunPod serverless endpoints by name (lower-case, not a node's name)."""
+    services: Dict[str, ServiceSpec] = Field(default_factory=dict)
+    """Hosted model services by name (Fly.io, Cloud Run): the gateway routes to them like serverless endpoints."""
     gateway: Optional[GatewaySpec] = None
     tunnels: List[TunnelSpec] = Field(default_factory=list)
     routes: Dict[Hostname, RouteSpec] = Field(default_factory=dict)
@@ -525,6 +528,11 @@ class EstateSpec(_Model):
     @classmethod
     def _endpoint_names(cls, v: Dict[str, ServerlessSpec]) -> Dict[str, ServerlessSpec]:
         return _named("endpoint", v)
+
+    @field_validator("services")
+    @classmethod
+    def _service_names(cls, v: Dict[str, ServiceSpec]) -> Dict[str, ServiceSpec]:
+        return _named("service", v)
 
 
 def _named(what: str, v: Dict[str, object]) -> Dict[str, object]:

@@ -14,7 +14,7 @@ from core.vendors import SERVERLESS_PROVIDER
 
 PREFIX = "estate-"
 NUMBERS = ("hourly_usd", "hours_per_month", "idle_shutdown_minutes", "vram_gb", "model_vram_gb", "max_loaded",
-           "monthly_usd", "ssh_port")
+           "monthly_usd", "ssh_port", "always_on_daily_usd", "burst_hourly_usd", "max_workers")
 
 
 def to_tags(stamp: Mapping[str, Any]) -> Dict[str, str]:

@@ -72,6 +72,11 @@ def serving_endpoints(spec: EstateSpec, model: str) -> List[str]:
     return [name for name, e in spec.serverless.items() if e.model_name == model]
 
 
+def serving_services(spec: EstateSpec, model: str) -> List[str]:
+    """The hosted model services (Fly.io, Cloud Run) answering to ``model``, in spec order."""
+    return [name for name, s in spec.services.items() if s.model_name == model]
+
+
 def serving_nodes(spec: EstateSpec, model: str) -> List[str]:
     """The nodes serving ``model``, in spec order."""
     return list(dict.fromkeys(s.node for s in servers(spec, model)))
@@ -147,7 +152,7 @@ def wake_plan(spec: EstateSpec) -> Dict[str, Wake]:
     for alias, model in g.aliases.items():
         nodes = [n for n in serving_nodes(spec, model) if spec.nodes[n].power.serves]
         wakeable = all(spec.nodes[n].power is PowerState.IDLE and spec.nodes[n].provider.is_marketplace for n in nodes)
-        if nodes and wakeable and not serving_endpoints(spec, model):
+        if nodes and wakeable and not serving_endpoints(spec, model) and not serving_services(spec, model):
             out[alias] = Wake(tuple(nodes), float(g.timeout(alias)), bool(g.fallbacks.get(alias)))
     return out
 
@@ -155,6 +160,11 @@ def wake_plan(spec: EstateSpec) -> Dict[str, Wake]:
 def unknown_serverless_base(endpoint: str) -> str:
     """What the gateway's config says for a serverless endpoint RunPod has not given an id yet."""
     return f"https://api.runpod.ai/v2/id-of-{endpoint}-known-after-up/openai/v1"
+
+
+def unknown_service_url(service: str) -> str:
+    """What the gateway's config says for a hosted service whose URL is not known until `pulumi up`."""
+    return f"https://url-of-{service}-known-after-up"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +184,12 @@ class EstatePlan:
     """Model -> the serverless endpoints answering to it, for every model an alias names."""
     wake: Dict[str, Wake] = dataclasses.field(default_factory=dict)
     """Alias -> how the gateway wakes it (aliases served only by idle-stoppable nodes)."""
+    services: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """Model -> the hosted model services answering to it, for every model an alias names."""
+
+    @property
+    def service_estimates(self) -> Dict[str, "pricing.ServiceEstimate"]:
+        return {s.service: s for s in self.estimate.services}
 
     @property
     def endpoint_estimates(self) -> Dict[str, pricing.EndpointEstimate]:
@@ -208,7 +224,8 @@ def plan_estate(spec: EstateSpec) -> EstatePlan:
     serving = {model: tuple(servers(spec, model)) for model in models}
     endpoints = {model: tuple(serving_endpoints(spec, model)) for model in models}
     plan = EstatePlan(spec=spec, estimate=pricing.estimate_estate(spec), requests=requests, tunnels=tunnels,
-                      serving=serving, upstreams={}, endpoints=endpoints, wake=wake_plan(spec))
+                      serving=serving, upstreams={}, endpoints=endpoints, wake=wake_plan(spec),
+                      services={model: tuple(serving_services(spec, model)) for model in models})
     if spec.gateway is not None:
         upstreams = {}
         for host, route in spec.routes.items():

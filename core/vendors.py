@@ -135,6 +135,18 @@ SERVERLESS_PROVIDER = "runpod-serverless"
 """The provider a serverless endpoint's stamps and cost rows name: the policy pack allows it apart from
 RunPod's pods."""
 
+FLY_API_TOKEN_ENV = "FLY_API_TOKEN"
+FLY_API_TOKEN_KEY = "flyApiToken"
+FLY_API_URL_ENV = "FLY_API_URL"
+FLY_API_URL_KEY = "flyApiUrl"
+FLY_DEFAULT_URL = "https://api.machines.dev/v1"
+FLY_APPS_URL_ENV = "FLY_APPS_URL"
+"""Where an app's public address is, ``<this>/<app>``, instead of ``https://<app>.fly.dev`` (the sandbox's
+loopback Fly proxy)."""
+FLY_SETTING_KEYS = (FLY_API_TOKEN_KEY, FLY_API_URL_KEY)
+"""Fly.io's Machines API (``providers/fly.py``): its token (``gpu-estate:flyApiToken``, else ``FLY_API_TOKEN``)
+and its address (``gpu-estate:flyApiUrl``, else ``FLY_API_URL``, else Fly's own)."""
+
 VENDOR_KEYS: Dict[str, Tuple[str, str]] = {
     v.value: (v.info.credential_env, v.info.credential_key) for v in Vendor if v.info.credential_env}
 """Each marketplace's credential: the environment variable its client reads, and the config secret

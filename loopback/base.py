@@ -28,9 +28,11 @@ class Fault:
     """One injected failure: applies to the next ``count`` requests whose method and path match."""
 
     def __init__(self, kind: str, count: int = 1, method: Optional[str] = None, path: str = "", status: int = 0,
-                 seconds: float = 0.0, body: Any = None, body_has: str = ""):
+                 seconds: float = 0.0, body: Any = None, body_has: str = "", headers: Optional[Dict[str, str]] = None):
         self.kind, self.count, self.method, self.path = kind, count, method, path
         self.status, self.seconds, self.body = status, seconds, body
+        self.headers = dict(headers or {})
+        """Headers of a ``status`` answer (a 429's ``Retry-After``)."""
         self.body_has = body_has
         """Only requests whose body (as JSON) holds this text: one GraphQL operation among many on one path."""
 
@@ -144,7 +146,7 @@ class FakeServer:
         if fault and fault.kind == "hang":
             time.sleep(fault.seconds)
         if fault and fault.kind == "status":
-            self._reply(h, fault.status, fault.body if fault.body is not None else {"error": "injected"})
+            self._reply(h, fault.status, fault.body if fault.body is not None else {"error": "injected"}, fault.headers)
             return
         status, reply = self.route(method, path, query, body if body is not None else {})
         if fault and fault.kind == "drop":
@@ -179,7 +181,7 @@ class FakeServer:
         h.wfile.write(b"0\r\n\r\n")
 
     @classmethod
-    def _reply(cls, h: BaseHTTPRequestHandler, status: int, reply: Any) -> None:
+    def _reply(cls, h: BaseHTTPRequestHandler, status: int, reply: Any, headers: Optional[Dict[str, str]] = None) -> None:
         if isinstance(reply, Stream):
             cls._stream(h, status, reply)
             return
@@ -187,6 +189,8 @@ class FakeServer:
         h.send_response(status)
         h.send_header("Content-Type", "text/plain" if isinstance(reply, str) else "application/json")
         h.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            h.send_header(name, value)
         h.end_headers()
         h.wfile.write(data)
 

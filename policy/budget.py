@@ -41,9 +41,10 @@ def estate_plan_budget(args: ResourceValidationArgs, report_violation) -> None:
     s = args.props.get("stamps") or {}
     total, limit = float(s.get("monthly_usd") or 0), _cfg(args, "monthly_usd")
     if total > limit + 1e-9:
-        endpoints = int(s.get("endpoints") or 0)
-        what = f"{int(s.get('nodes') or 0)} nodes" + (f" and {endpoints} serverless endpoint" + "s" * (endpoints > 1)
-                                                      if endpoints else "")
+        parts = [f"{int(s.get('nodes') or 0)} nodes"] + [
+            f"{n} {what}" + "s" * (n > 1) for key, what in (("endpoints", "serverless endpoint"), ("services", "service"))
+            if (n := int(s.get(key) or 0))]
+        what = " and ".join([", ".join(parts[:-1]), parts[-1]]) if len(parts) > 1 else parts[0]
         report_violation(f"the estate plans ${total:.2f}/month for {what}, above the monthly budget ${limit:.2f}; "
                          "nothing was rented")
 
@@ -65,7 +66,11 @@ def daily_cap(args: ResourceValidationArgs, report_violation) -> None:
     if "always_on_daily_usd" in s:
         # A serverless endpoint: its active workers bill every day; its flex workers only when busy.
         daily = float(s["always_on_daily_usd"])
-        if daily > limit + 1e-9:
+        if daily > limit + 1e-9 and s.get("market") == "service":
+            # A hosted service: its kept instances (Fly.io's always-on Machine, Cloud Run's minimum) and volumes.
+            report_violation(f"service {s['node']!r} ({s.get('provider')}) bills ${daily:.2f}/day whatever its "
+                             f"traffic, above ${limit:.2f}/day")
+        elif daily > limit + 1e-9:
             report_violation(f"serverless endpoint {s['node']!r} keeps {int(s.get('min_workers') or 0)} active "
                              f"workers at ${daily:.2f}/day, above ${limit:.2f}/day")
         return

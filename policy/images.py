@@ -17,7 +17,7 @@ from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceVali
 from core.images import REFERENCE, litellm_verdict, parse_image
 from core.vendors import Vendor
 from policy.settings import schema, setting
-from policy.stamps import GPU_INSTANCE, SERVERLESS_ENDPOINT
+from policy.stamps import CLOUD_RUN_SERVICE, FLY_MACHINE, GPU_INSTANCE, SERVERLESS_ENDPOINT
 
 REMOTE_COMMAND = "command:remote:Command"
 DEFAULTS: Dict[str, Any] = {"require_digest": False}
@@ -46,6 +46,11 @@ def deployed_images(resource_type: str, props: Dict[str, Any]) -> List[str]:
     if resource_type == SERVERLESS_ENDPOINT:
         template = props.get("template") if isinstance(props.get("template"), dict) else {}
         return [template["image"]] if template.get("image") else []
+    if resource_type == FLY_MACHINE:
+        return [props["image"]] if props.get("image") else []
+    if resource_type == CLOUD_RUN_SERVICE:
+        template = props.get("template") if isinstance(props.get("template"), dict) else {}
+        return [c["image"] for c in template.get("containers") or [] if isinstance(c, dict) and c.get("image")]
     if resource_type == REMOTE_COMMAND:
         text = props.get("create")
         if not isinstance(text, str):

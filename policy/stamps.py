@@ -12,15 +12,17 @@ GPU_INSTANCE = "pulumi-python:dynamic/gpu:Instance"
 AWS_LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 GCP_INSTANCE = "gcp:compute/instance:Instance"
 SERVERLESS_ENDPOINT = "pulumi-python:dynamic/runpod:Endpoint"
+FLY_MACHINE = "pulumi-python:dynamic/fly:Machine"
+CLOUD_RUN_SERVICE = "gcp:cloudrunv2/service:Service"
 
 
 def node_stamps(resource_type: str, props: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     """The node's stamps, typed, or None when the resource is not a node's billing resource."""
-    if resource_type in (GPU_INSTANCE, SERVERLESS_ENDPOINT):
+    if resource_type in (GPU_INSTANCE, SERVERLESS_ENDPOINT, FLY_MACHINE):
         return dict(props.get("stamps") or {}) or None
     if resource_type == AWS_LAUNCH_TEMPLATE:
         return from_tags(props.get("tags") or {}) or None
-    if resource_type == GCP_INSTANCE:
+    if resource_type in (GCP_INSTANCE, CLOUD_RUN_SERVICE):
         return from_tags(props.get("labels") or {}) or None
     return None
 

@@ -10,7 +10,8 @@ same master key; delete stops it, and one that will not stop is named in a warni
 nothing), so it never holds back the nodes' deletes.
 
 The master key is generated here (``secrets.token_urlsafe``) and only ever leaves as a secret output
-(``additional_secret_outputs``) and in the process's environment, never on its command line or in a file.
+(``additional_secret_outputs``) and in the process's environment, never on its command line or in a file;
+the services' bearers (``env``, secret inputs) likewise reach the process through its environment only.
 """
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ class LocalGatewayProvider(ResourceProvider):
         for name, text in sorted((props.get("files") or {}).items()):
             (state / Path(name).name).write_text(text)  # the wake hook and its document, beside the config
         port = int(props.get("port") or 0) or free_port()
-        env = {**os.environ, "LITELLM_MASTER_KEY": master_key, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        env = {**os.environ, **(props.get("env") or {}), "LITELLM_MASTER_KEY": master_key,
+               "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                "NO_PROXY": "127.0.0.1,localhost",
                # The wake hook uses the estate's marketplace clients (agents/wake.py).
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -122,10 +124,13 @@ class LocalGatewayArgs:
     """Where the config, log and pid live."""
     files: Optional[pulumi.Input[Dict[str, str]]] = None
     """Files written beside the config (the wake hook and its document); absent from the inputs when none."""
+    env: Optional[pulumi.Input[Dict[str, str]]] = None
+    """Secret variables the process gets (the bearers of the hosted services its routes send); absent from
+    the inputs when none. A change restarts it."""
 
     def to_props(self) -> Dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if not (f.name == "files" and self.files is None)}
+                if not (f.name in ("files", "env") and getattr(self, f.name) is None)}
 
 
 class LocalGateway(DynamicResource, module="gateway", name="Local"):

@@ -21,8 +21,10 @@ from components import workloads
 from core.config import PROJECT_ROOT as ROOT
 from core.vendors import (
     MARKETPLACES, RUNPOD_SERVERLESS_DEFAULT_URL, RUNPOD_SERVERLESS_URL_ENV, Vendor,
+    FLY_API_TOKEN_ENV, FLY_API_URL_ENV, FLY_APPS_URL_ENV, FLY_DEFAULT_URL,
 )
 from loopback import machine as loopback_machine
+from loopback.fly import FakeFly
 from loopback.ollama import FakeOllama
 from loopback.runpod import FakeRunPod
 from loopback.tensordock import FakeTensorDock
@@ -111,6 +113,7 @@ def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[
     TensorDock VM of the ``vm`` node (under the ``machine`` key): its SSH port is the loopback sshd, and
     deleting that instance wipes the machine's containers and files."""
     td, vast, rp = FakeTensorDock(), FakeVast(), FakeRunPod()
+    fly = FakeFly(token="sandbox-fly-token")  # Fly.io's Machines API, and its proxy in front of each app
     rp.api_key = "sandbox-runpod-key"  # its serverless OpenAI route answers only to the RunPod key
     ollamas = {name: FakeOllama(name=f"{name}-ollama") for name in ("tensordock", "vastai", "runpod")}
     for name, cloud in (("tensordock", td), ("vastai", vast), ("runpod", rp)):
@@ -138,10 +141,10 @@ def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[
             # Booting with its cloud-init: the host key the program generated becomes the sshd's.
             td.on_create.append(lambda inst: machine.boot(inst["cloud_init"])
                                 if inst["name"] == label(VM_NODE, stack_name) else None)
-        yield {"tensordock": td, "vastai": vast, "runpod": rp, "ollama": ollamas, "machine": machine,
+        yield {"tensordock": td, "vastai": vast, "runpod": rp, "fly": fly, "ollama": ollamas, "machine": machine,
                "registry": registry, "comfyui": comfyui}
     finally:
-        for f in (td, vast, rp, *ollamas.values()):
+        for f in (td, vast, rp, fly, *ollamas.values()):
             f.close()
         if machine is not None:
             machine.close()
@@ -186,6 +189,10 @@ def vendor_env(fakes: Dict[str, object]) -> Dict[str, str]:
         env[info.url_env] = fake.url + urlsplit(info.default_url).path
         env[info.credential_env] = getattr(fake, "token", None) or getattr(fake, "api_key", None) or f"sandbox-{name}-key"
     env[RUNPOD_SERVERLESS_URL_ENV] = fakes[Vendor.RUNPOD.value].url + urlsplit(RUNPOD_SERVERLESS_DEFAULT_URL).path
+    if "fly" in fakes:  # Fly.io's Machines API, and the proxy at each app's public address
+        env[FLY_API_URL_ENV] = fakes["fly"].url + urlsplit(FLY_DEFAULT_URL).path
+        env[FLY_API_TOKEN_ENV] = fakes["fly"].token
+        env[FLY_APPS_URL_ENV] = fakes["fly"].app_url("").rstrip("/")
     return env
 
 
@@ -267,7 +274,8 @@ def auto_config(value: object):
 
 def sent_to_vendors(fakes: Dict[str, object]) -> str:
     """Every request body the loopback vendors received, as one text to search for secrets."""
-    return json.dumps([fakes[name].requests for name in ("tensordock", "vastai", "runpod")], default=str)
+    return json.dumps([fakes[name].requests for name in ("tensordock", "vastai", "runpod", "fly") if name in fakes],
+                      default=str)
 
 
 def alive(fakes: Dict[str, object]) -> Dict[str, int]:

@@ -22,12 +22,13 @@ from pydantic_core import PydanticUndefined
 from core.config import SETTING_KEYS, SSH_PRIVATE_KEY
 from core.spec import NAMESPACE, TOP_LEVEL_KEYS, EstateSpec
 from core.spend import WEBHOOK_KEY
-from core.vendors import Vendor
+from core.vendors import FLY_API_TOKEN_ENV, FLY_API_TOKEN_KEY, FLY_API_URL_ENV, FLY_API_URL_KEY, FLY_SETTING_KEYS, Vendor
 from core.workloads import KINDS_IN_ORDER
 
 TOP_LEVEL = {
     "nodes": "GPU nodes (and hosts of your own) by name: what is rented, where, at what price, and what runs on it.",
     "serverless": "RunPod serverless endpoints by name: workers that start on requests and stop when idle.",
+    "services": "Hosted model services by name (Fly.io, Cloud Run): the gateway routes to them like serverless endpoints.",
     "gateway": "The LiteLLM gateway: the node it runs on, its aliases, external providers and fallbacks.",
     "tunnels": "autossh tunnels from the gateway host to nodes, for ports the gateway does not route itself.",
     "routes": "Public hostnames, each to one `<node>/<workload>` behind its auth.",
@@ -159,7 +160,7 @@ def rows(model: Type[BaseModel]) -> Iterator[str]:
 HEAD = ["| key | type | default | unit | meaning |", "|---|---|---|---|---|"]
 
 
-PLACEHOLDERS = {"nodes": "<node>", "workloads": "<workload>", "serverless": "<endpoint>", "external": "<provider>",
+PLACEHOLDERS = {"nodes": "<node>", "workloads": "<workload>", "serverless": "<endpoint>", "services": "<service>", "external": "<provider>",
                 "routes": "<hostname>", "storage": "<bucket>", "model_sizes": "<tag>"}
 """What a map's names are, as a path writes them (``nodes.<node>.workloads.<workload>``)."""
 
@@ -226,9 +227,12 @@ def settings() -> Iterator[str]:
             yield f"| `{NAMESPACE}:{info.credential_key}` | {v.value}'s API key (else `{info.credential_env}`). |"
         if info.url_key:
             yield f"| `{NAMESPACE}:{info.url_key}` | Where {v.value}'s API answers (else `{info.url_env}`, else its own). |"
+    yield f"| `{NAMESPACE}:{FLY_API_TOKEN_KEY}` | Fly.io's API token for its Machines API (else `{FLY_API_TOKEN_ENV}`). |"
+    yield (f"| `{NAMESPACE}:{FLY_API_URL_KEY}` | Where Fly.io's Machines API answers (else `{FLY_API_URL_ENV}`, else "
+           "its own). |")
     yield (f"| `{NAMESPACE}:<NAME>` | A secret a workload's `secret_env` or a gateway provider's `api_key_env` names "
            "(`HF_TOKEN`, `OPENAI_API_KEY`): upper case, digits and `_`; one nothing names is warned about. |")
-    assert len(SETTING_KEYS) == 2 + sum(bool(v.info.credential_key) + bool(v.info.url_key) for v in Vendor)
+    assert len(SETTING_KEYS) == 2 + len(FLY_SETTING_KEYS) + sum(bool(v.info.credential_key) + bool(v.info.url_key) for v in Vendor)
     yield ""
 
 
@@ -243,11 +247,17 @@ def reference() -> str:
     for key in TOP_LEVEL_KEYS:
         info = EstateSpec.model_fields[key]
         t = strip(info.annotation)
-        model = models_within(info.annotation)[0]
+        inner = models_within(info.annotation)
+        model = inner[0]
         shape = {dict: f"a map of {PLACEHOLDERS.get(key, '<name>')} → the keys below",
                  list: "a list of the keys below"}.get(typing.get_origin(t), "the keys below")
         lines += [f"## `{NAMESPACE}:{key}`", "", f"{TOP_LEVEL[key]} {'Required' if info.is_required() else 'Optional'}; "
                   f"{shape}.", ""]
+        if len(inner) > 1:  # a union told apart by ``provider`` (services): each one's keys
+            for cls in inner:
+                provider = cls.model_fields["provider"].annotation.__args__[0]
+                lines += list(section(f"{sub_key(key, info.annotation)} (provider `{provider}`)", cls, 3))
+            continue
         body = list(section(sub_key(key, info.annotation), model, 3))
         lines += body[2:]  # the top-level heading stands for the first
     lines += list(settings())

@@ -1,5 +1,6 @@
 """Machines and serverless endpoints that bill under a stack's accounts, carry the stack's label, and that
-no stack's state holds: what a killed `up`, a lost answer or a hand-edited state can leave rented.
+no stack's state holds: what a killed `up`, a lost answer or a hand-edited state can leave rented. On
+Fly.io, the apps the stack's services name that Fly holds and no state does.
 
     .venv/bin/python scripts/leftovers.py prod              # list them, with $/h and age; exit 2 if any
     .venv/bin/python scripts/leftovers.py prod --terminate  # ... and remove them, after a confirmation
@@ -26,11 +27,12 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
 import yaml
 
-from core.config import PROJECT_ROOT
+from core.config import PROJECT_ROOT, stack_file_config
 from core.vendors import MARKETPLACES
 from providers import gpu_cloud
 from providers.gpu_cloud import Status
 from providers.http import CloudError
+from providers.fly import FlyApi, FlyMachineProvider
 from providers.runpod_serverless import ServerlessApi
 
 SEEN_FILE = "leftovers-seen.json"
@@ -40,7 +42,7 @@ SEEN_FILE = "leftovers-seen.json"
 @dataclasses.dataclass(frozen=True)
 class Leftover:
     cloud: str
-    """A marketplace, or ``runpod-serverless``."""
+    """A marketplace, ``runpod-serverless``, or ``fly`` (an app of the stack's services)."""
     id: str
     label: str
     status: str
@@ -92,9 +94,42 @@ def _age(seen: Dict[str, float], key: str, now: float) -> float:
     return now - seen.setdefault(key, now)
 
 
+def fly_apps(config: Dict[str, Any]) -> List[str]:
+    """The Fly apps a stack file's services name (a Fly app's name is the stack's, not a label)."""
+    services = config.get("gpu-estate:services") or {}
+    return [str(s["app"]) for s in services.values() if isinstance(s, dict) and s.get("provider") == "fly"
+            and s.get("app")]
+
+
+def fly_leftovers(apps: Sequence[str], holds: Set[str], seen: Dict[str, float], now: float) -> List[Leftover]:
+    """The stack's Fly apps that Fly holds and no state does (their Machine and volume bill)."""
+    if not apps:
+        return []
+    found: List[Leftover] = []
+    try:
+        api = FlyApi({})
+    except CloudError as err:
+        print(f"leftovers: fly: {err}; its apps are not looked at", file=sys.stderr)
+        return []
+    with api:
+        for app in apps:
+            if app in holds:
+                continue
+            try:
+                if api.app(app) is None:
+                    continue
+                machines = api.machines(app)
+            except CloudError as err:
+                print(f"leftovers: fly: cannot read app {app} ({err}); it is not named", file=sys.stderr)
+                continue
+            found.append(Leftover("fly", app, app, f"{len(machines)} machines", None, _age(seen, f"fly:{app}", now)))
+    return found
+
+
 def find(project: str, stack: str, stacks: Sequence[str], holds: Set[str], seen: Dict[str, float],
-         now: Optional[float] = None) -> List[Leftover]:
-    """What bills under the accounts in the environment with ``stack``'s label and is held by no state."""
+         now: Optional[float] = None, apps: Sequence[str] = ()) -> List[Leftover]:
+    """What bills under the accounts in the environment with ``stack``'s label (or, on Fly.io, under an app
+    name of ``apps``) and is held by no state."""
     now = time.time() if now is None else now
     found: List[Leftover] = []
     for cloud in MARKETPLACES:
@@ -125,10 +160,13 @@ def find(project: str, stack: str, stacks: Sequence[str], holds: Set[str], seen:
             continue
         found.append(Leftover("runpod-serverless", str(e["id"]), name, f"workers {e.get('workersMin', 0)}"
                               f"-{e.get('workersMax', 0)}", None, _age(seen, f"runpod-serverless:{e['id']}", now)))
-    return found
+    return found + fly_leftovers(apps, holds, seen, now)
 
 
 def terminate(leftover: Leftover) -> None:
+    if leftover.cloud == "fly":  # the Machine, the volume, the app: each verified gone
+        FlyMachineProvider().delete(leftover.id, {})
+        return
     if leftover.cloud == "runpod-serverless":
         api = ServerlessApi({})
         endpoint = api.find_endpoint(id_=leftover.id)
@@ -180,7 +218,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         holds |= held(json.loads(pulumi(["stack", "export", "--stack", s], args.cwd)).get("deployment") or {})
     seen_path = Path(os.environ.get("ESTATE_LEFTOVERS_SEEN", args.cwd / ".estate" / args.stack / SEEN_FILE))
     seen = json.loads(seen_path.read_text()) if seen_path.exists() else {}
-    found = find(project, args.stack, stacks, holds, seen)
+    found = find(project, args.stack, stacks, holds, seen, apps=fly_apps(stack_file_config(args.stack, args.cwd)))
     seen_path.parent.mkdir(parents=True, exist_ok=True)
     seen_path.write_text(json.dumps({x.key: seen[x.key] for x in found}, indent=2) + "\n")
     if not found:

@@ -62,6 +62,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "pulumi-python:dynamic/runpod:Endpoint":
             outs.update(endpoint_id="ep-1", template_id="tpl-1", openai_base="https://api.runpod.ai/v2/ep-1/openai/v1")
             return "ep-1", outs
+        if args.typ == "pulumi-python:dynamic/fly:Machine":
+            # As the provider does: the app's address, and the bearer it generated (a secret output).
+            outs.update(machine_id="3d8d9e1c", volume_id="vol_1", machine_state="started",
+                        url=f"https://{args.inputs['app']}.fly.dev", api_key=MOCK_SECRET)
+            return args.inputs["app"], outs
+        if args.typ == "gcp:cloudrunv2/service:Service":
+            outs.update(uri=f"https://{args.inputs['name']}-abc123-uk.a.run.app")
         if args.typ == "gcp:serviceaccount/key:Key":
             import base64
             key = {"type": "service_account", "private_key": MOCK_SECRET, "client_email": f"{args.name}@example.iam"}

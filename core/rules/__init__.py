@@ -11,7 +11,7 @@ from typing import Dict, List, Union
 
 from core import pricing
 from core.errors import Problem
-from core.rules import budget, gateway, nodes, numbers, ports, routes, serverless, storage, tunnels
+from core.rules import budget, gateway, nodes, numbers, ports, routes, serverless, services, storage, tunnels
 from core.spec import EstateSpec
 
 Estimates = Dict[str, Union[pricing.NodeEstimate, pricing.PlacementError]]
@@ -38,6 +38,7 @@ def check_estate(spec: EstateSpec) -> List[Problem]:
     problems += nodes.check(spec, estimates)
     problems += ports.check(spec)
     problems += serverless.check(spec, endpoints)
+    problems += services.check(spec)
     problems += gateway.check(spec)
     problems += tunnels.check(spec)
     problems += routes.check(spec)

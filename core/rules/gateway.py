@@ -7,7 +7,7 @@ from typing import List
 from core.errors import Problem
 from core.spec import NAMESPACE, Access, EstateSpec
 from core.vendors import Vendor
-from core.topology import servers, serving_endpoints, serving_nodes
+from core.topology import servers, serving_endpoints, serving_nodes, serving_services
 
 
 def check(spec: EstateSpec) -> List[Problem]:
@@ -20,10 +20,10 @@ def check(spec: EstateSpec) -> List[Problem]:
         problems.append((f"{gpath}.node", f"no node {g.node!r} in {NAMESPACE}:nodes"))
     external_names = {m for ext in g.external.values() for m in ext.models}
     for alias, tag in g.aliases.items():
-        if not serving_nodes(spec, tag) and not serving_endpoints(spec, tag):
+        if not serving_nodes(spec, tag) and not serving_endpoints(spec, tag) and not serving_services(spec, tag):
             problems.append((f"{gpath}.aliases.{alias}", f"no node serves {tag!r}: no ollama lists it, no ComfyUI has "
-                                                         f"it in its workflows and no model server or serverless "
-                                                         f"endpoint answers to it (got {tag!r})"))
+                                                         f"it in its workflows and no model server, serverless "
+                                                         f"endpoint or service answers to it (got {tag!r})"))
         if alias in external_names:
             problems.append((f"{gpath}.aliases.{alias}", "name is also an external model"))
     known = set(g.aliases) | external_names
@@ -86,7 +86,8 @@ def check_reachable(spec: EstateSpec) -> List[Problem]:
     for alias, tag in g.aliases.items():
         nodes = serving_nodes(spec, tag)
         running = [n for n in nodes if spec.nodes[n].power.serves]
-        if nodes and not running and not g.fallbacks.get(alias) and not serving_endpoints(spec, tag):
+        if (nodes and not running and not g.fallbacks.get(alias) and not serving_endpoints(spec, tag)
+                and not serving_services(spec, tag)):
             problems.append((f"{NAMESPACE}:gateway.aliases.{alias}",
                              f"every node serving {tag!r} is stopped ({', '.join(nodes)}) and the alias has no "
                              "fallback"))

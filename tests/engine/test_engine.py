@@ -21,9 +21,10 @@ pytestmark = [
     pytest.mark.skipif(bool(sandbox.engine_missing()), reason=sandbox.engine_missing()),
 ]
 
-INSTANCES, MODELS, ENDPOINTS = 3, 5, 1
-# stack, estate, four node components, instances, models, the serverless endpoint, gateway + process + spend watcher
-RESOURCES = 6 + INSTANCES + MODELS + ENDPOINTS + 3
+INSTANCES, MODELS, ENDPOINTS, SERVICES = 3, 5, 1, 1
+# stack, estate, four node components, instances, models, the serverless endpoint, the Fly.io service,
+# gateway + process + spend watcher
+RESOURCES = 6 + INSTANCES + MODELS + ENDPOINTS + SERVICES + 3
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,11 @@ def test_the_policy_pack_blocks_an_up_over_budget(estate):
     st, fakes, work = estate
     with pytest.raises(errors.CommandError) as refused:
         st.up(**pack(work, **{"estate-plan-budget": {"monthly_usd": 50}, "estate-monthly-budget": {"monthly_usd": 50}}))
-    assert ("the estate plans $133.76/month for 4 nodes and 1 serverless endpoint, above the monthly budget $50.00"
+    assert ("the estate plans $145.46/month for 4 nodes, 1 serverless endpoint and 1 service, above the monthly "
+            "budget $50.00"
             in str(refused.value))
     assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}  # nothing was rented
+    assert fakes["fly"].apps == {}
 
 
 def test_lifecycle(estate):
@@ -70,14 +73,20 @@ def test_lifecycle(estate):
                                      "runpod": ["tinyllama:1.1b"]}
     nodes = up.outputs["nodes"].value
     assert nodes["inference"]["ports"]["11434"] > 0
-    assert up.outputs["cost"].value["total_monthly_usd"] == 133.76  # the nodes' $128 and the endpoint's 10 busy hours
+    # the nodes' $128, the endpoint's 10 busy hours and the Fly.io machine's month
+    assert up.outputs["cost"].value["total_monthly_usd"] == 145.46
+    (app,) = fakes["fly"].apps.values()
+    (machine,) = app["machines"].values()
+    assert app["name"] == "goblin-chat-sandbox" and machine["state"] == "started"
+    assert machine["config"]["guest"] == {"cpu_kind": "shared", "cpus": 2, "memory_mb": 2048}
+    assert set(app["secrets"]) == {"LLAMA_API_KEY"} and app["secrets"]["LLAMA_API_KEY"] not in json.dumps(machine)
 
     # The gateway answers for the aliases, routed to the loopback Ollamas of the nodes serving them.
     gateway, master_key = up.outputs["gateway"].value, up.outputs["gateway_master_key"]
     assert master_key.secret and master_key.value.startswith("sk-")
     auth = {"Authorization": f"Bearer {master_key.value}"}
     models = requests.get(f"{gateway['url']}/v1/models", headers=auth, timeout=10).json()
-    assert sorted(m["id"] for m in models["data"]) == ["big", "burst", "chat", "dall-e-3", "fast"]
+    assert sorted(m["id"] for m in models["data"]) == ["big", "burst", "chat", "dall-e-3", "fallback", "fast"]
     answer = requests.post(f"{gateway['url']}/v1/chat/completions", headers=auth, timeout=60,
                            json={"model": "big", "messages": [{"role": "user", "content": "hi"}]}).json()
     assert answer["choices"][0]["message"]["content"] == "vastai-ollama answers with qwen3:14b"
@@ -85,6 +94,10 @@ def test_lifecycle(estate):
     answer = requests.post(f"{gateway['url']}/v1/chat/completions", headers=auth, timeout=60,
                            json={"model": "burst", "messages": [{"role": "user", "content": "hi"}]}).json()
     assert answer["choices"][0]["message"]["content"] == f"serverless {endpoint['id']} answers with qwen2.5-1.5b"
+    # 'fallback' is the Fly.io app, reached at its public address with the bearer the program generated.
+    answer = requests.post(f"{gateway['url']}/v1/chat/completions", headers=auth, timeout=60,
+                           json={"model": "fallback", "messages": [{"role": "user", "content": "hi"}]}).json()
+    assert answer["choices"][0]["message"]["content"] == "fly app goblin-chat-sandbox answers with tinyllama-1.1b-chat"
 
     # The state holds the gateway's master key only encrypted, and no vendor was sent it.
     assert master_key.value not in sandbox.sent_to_vendors(fakes)
@@ -198,6 +211,7 @@ def test_lifecycle(estate):
         hook.close()
     st.destroy()
     assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
+    assert fakes["fly"].apps == {}  # the Machine, its volume and the app, each verified gone
     assert sandbox.pulled(fakes) == {"tensordock": [], "vastai": [], "runpod": []}
     with pytest.raises(requests.ConnectionError):  # the gateway process is gone too
         requests.get(f"{gateway['url']}/health/liveliness", timeout=5)

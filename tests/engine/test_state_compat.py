@@ -60,10 +60,10 @@ def test_state_written_before_the_redesign_stays_managed(tmp_path):
         # component, which holds no cloud resource. One machine is re-rented, and only it: the sandbox's
         # Vast.ai node of then held a config secret in its vendor env, which no machine may hold now;
         # the preview names the key that forces it. The other machines are updated in place (their
-        # stamps) and keep running. The serverless endpoint and the spend watcher the sandbox stack now
-        # declares are made too.
+        # stamps) and keep running. The serverless endpoint, the spend watcher and the Fly.io service the
+        # sandbox stack now declares are made too.
         steps = preview.change_summary
-        assert steps.get("create") == 3 and steps.get("replace") == 1 and "delete" not in steps, steps
+        assert steps.get("create") == 4 and steps.get("replace") == 1 and "delete" not in steps, steps
         assert "gpu-estate-sandbox-qwen: secrets changed: this rents a new machine" in preview.stdout
         again = st.up()
         assert again.summary.resource_changes.get("replace") == 1 and "delete" not in again.summary.resource_changes
@@ -79,6 +79,7 @@ def test_state_written_before_the_redesign_stays_managed(tmp_path):
 
         st.destroy()
         assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
+        assert fakes["fly"].apps == {}
         assert sandbox.pulled(fakes) == {"tensordock": [], "vastai": [], "runpod": []}
 
 

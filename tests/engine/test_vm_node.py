@@ -206,7 +206,7 @@ def test_a_gateway_config_change_restarts_it_and_it_keeps_serving(vm):
     assert gateway_pid(st) != pid  # restarted on the new config, with the same master key
     url = st.outputs()["gateway"].value["url"]
     models = requests.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
-    assert sorted(m["id"] for m in models["data"]) == ["big", "burst", "chat", "dall-e-3", "fast", "tiny"]
+    assert sorted(m["id"] for m in models["data"]) == ["big", "burst", "chat", "dall-e-3", "fallback", "fast", "tiny"]
 
 
 def test_a_machine_answering_with_another_host_key_gets_no_secret(vm):

@@ -31,6 +31,7 @@ FREEZER = Path("/sys/fs/cgroup/freezer")
 def nothing_bills(fakes) -> None:
     assert sandbox.alive(fakes) == NOTHING  # machines, pods and (RunPod's) serverless endpoints
     assert fakes["runpod"].endpoints == {}
+    assert fakes["fly"].apps == {}  # the Fly.io service's Machine, volume and app
 
 
 def resources(st, typ: Optional[str] = None) -> List[dict]:
@@ -391,8 +392,11 @@ def test_destroy_after_a_killed_up_leaves_nothing_running_and_nothing_billing(tm
             except errors.ConcurrentUpdateError:
                 st.cancel()  # the killed run's lock (a diy backend keeps it until cancelled)
                 st.up()
-            # One machine per node and the serverless endpoint: the killed run's creates were adopted.
+            # One machine per node, the serverless endpoint and one Fly Machine: the killed run's creates
+            # were adopted.
             assert sandbox.alive(fakes) == {"tensordock": 1, "vastai": 1, "runpod": 2}
+            assert [len([m for m in a["machines"].values() if m["state"] != "destroyed"])
+                    for a in fakes["fly"].apps.values()] == [1]
         finally:
             st.destroy()
         nothing_bills(fakes)

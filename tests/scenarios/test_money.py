@@ -53,8 +53,8 @@ def test_placement_only_edits_update_in_place(estate):
     assert set(up.summary.resource_changes) <= {"same", "update"}, up.summary.resource_changes
     assert ids(fakes) == rented  # nothing terminated, nothing rented again
     # the plan follows the new ceiling (+0.05 x 120 h) and the new hours (+20 h x $0.50); the serverless
-    # endpoint's $5.76 stays as it was
-    assert up.outputs["cost"].value["total_monthly_usd"] == pytest.approx(133.76 + 0.05 * 120 + 20 * 0.5)
+    # endpoint's $5.76 and the Fly.io machine's $11.70 stay as they were
+    assert up.outputs["cost"].value["total_monthly_usd"] == pytest.approx(145.46 + 0.05 * 120 + 20 * 0.5)
 
 
 def test_a_machine_edit_replaces_it_and_says_which_key(estate):

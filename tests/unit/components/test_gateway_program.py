@@ -53,7 +53,9 @@ def test_secrets_reach_the_host_only_on_stdin_of_silent_commands(prod):
     files = bundle_files(secrets)
     assert set(files) == {"/etc/estate/gateway/gateway.env", "/etc/estate/gateway/cloudflared.env",
                           "/etc/estate/gateway/tunnel_key"}
-    assert files["/etc/estate/gateway/gateway.env"] == f"LITELLM_MASTER_KEY=sk-{MOCK_SECRET}\n"
+    # The bearer the program generated for the Fly.io fallback goes beside the master key, nowhere else.
+    assert files["/etc/estate/gateway/gateway.env"] == (f"FLY_CHAT_FALLBACK_KEY={MOCK_SECRET}\n"
+                                                         f"LITELLM_MASTER_KEY=sk-{MOCK_SECRET}\n")
     assert "chown estate-tunnel /etc/estate/gateway/tunnel_key" in secrets.inputs["create"]
     assert "TUNNEL_TOKEN" not in cmds["gateway-deploy"].inputs["create"]
     # The tunnels sign in with the estate's own key, never the operator's.

@@ -174,13 +174,15 @@ def test_generated_passwords_and_bucket_keys_reach_nodes_only_as_secrets(prod):
 
 def test_bucket_credentials_are_scoped_to_the_bucket_and_its_nodes(prod):
     members = {m.name: m for m in prod.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")}
-    assert set(members) == {"models-training-access", "models-inference-access"}  # the readers listed
+    # The readers listed, and the Cloud Run service's own account, which may only read.
+    assert set(members) == {"models-training-access", "models-inference-access", "service-llama-l4-model-read"}
+    assert members["service-llama-l4-model-read"].inputs["role"] == "roles/storage.objectViewer"
     member = members["models-training-access"]
     assert member.inputs["role"] == "roles/storage.objectAdmin"
     assert member.inputs["bucket"] == "gpu-estate-prod-models"
     assert member.inputs["member"].startswith("serviceAccount:estate-training-")
     accounts = {a.inputs["accountId"] for a in prod.of_type("gcp:serviceaccount/account:Account")}
-    assert len(accounts) == 2 and all(6 <= len(a) <= 30 for a in accounts)
+    assert len(accounts) == 4 and all(6 <= len(a) <= 30 for a in accounts)  # two readers, Cloud Run's two
 
 
 def test_vms_are_always_declared_running_or_stopped(prod):

@@ -65,7 +65,12 @@ def test_the_drawing_holds_every_node_workload_tunnel_alias_and_route_and_nothin
     spec = plan.spec
     boxes, edges = drawn(diagram.flowchart(plan))
     kinds = {box_id.rstrip("0123456789_x").split("_")[0] for box_id in boxes}
-    assert kinds <= {"provider", "node", "wl", "empty", "gateway", "alias", "ext", "route", "serverless", "sls"}
+    assert kinds <= {"provider", "node", "wl", "empty", "gateway", "alias", "ext", "route", "serverless", "sls", "hosted", "svc"}
+    services = {labels[0]: labels[1:] for box_id, labels in boxes.items() if box_id.startswith("svc_")}
+    assert set(services) == set(spec.services)
+    for name, s in spec.services.items():
+        est = plan.service_estimates[name]
+        assert services[name] == [s.describe(), f"${est.instance_hourly_usd:.3f}/h an instance · ${est.monthly_usd:,.2f}/mo"]
     endpoints = {labels[0]: (box_id, labels[1:]) for box_id, labels in boxes.items() if box_id.startswith("sls_")}
     assert set(endpoints) == set(spec.serverless)
     for name, e in spec.serverless.items():
@@ -103,6 +108,8 @@ def test_the_drawing_holds_every_node_workload_tunnel_alias_and_route_and_nothin
         served = {nodes[s.node] for s in plan.serving[tag]}
         assert {t.split("_")[1] for t in targets if t.startswith("wl_")} >= {s.split("_")[1] for s in served}
         assert {t for t in targets if t.startswith("sls_")} == {endpoints[n][0] for n in plan.endpoints[tag]}
+        drawn_services = {boxes[t][0] for t in targets if t.startswith("svc_")}
+        assert drawn_services == set(plan.services[tag])
     fallbacks = [(f, t) for f, t in edges if f.startswith("alias_") and t.startswith("alias_")]
     assert len(fallbacks) == sum(len(c) for c in spec.gateway.fallbacks.values())
 
@@ -135,7 +142,8 @@ def test_the_cost_chart_has_a_bar_per_node_and_endpoint_at_its_monthly_price():
     names = json.loads("[" + re.search(r"x-axis \[(.*)\]", chart).group(1) + "]")
     bars = [float(v) for v in re.search(r"bar \[(.*)\]", chart).group(1).split(",")]
     assert dict(zip(names, bars)) == {**{e.node: e.monthly_usd for e in plan.estimate.nodes},
-                                      **{e.endpoint: e.monthly_usd for e in plan.estimate.endpoints}}
+                                      **{e.endpoint: e.monthly_usd for e in plan.estimate.endpoints},
+                                      **{s.service: s.monthly_usd for s in plan.estimate.services}}
     assert f"{plan.estimate.monthly_usd:,.2f} in all" in chart
 
 

@@ -74,4 +74,10 @@ def test_monthly_estimate_is_hours_times_price():
     (endpoint,) = est.endpoints
     assert endpoint.worker_hourly_usd == pytest.approx(0.00019 * 3600) and endpoint.min_workers == 0
     assert endpoint.monthly_usd == pytest.approx(60 * 0.00019 * 3600, abs=0.01)
-    assert est.monthly_usd == pytest.approx(sum(n.monthly_usd for n in est.nodes) + endpoint.monthly_usd + 5)
+    # seed 003's Fly.io fallback around the clock, and its Cloud Run L4 for 30 busy hours
+    by_service = {s.service: s for s in est.services}
+    assert by_service["chat-fallback"].monthly_usd == pytest.approx((3.89 + 1.5 * 5) / 720 * 730 + 0.15, abs=0.01)
+    l4 = 3600 * (0.0001867 + 4 * 0.000018 + 16 * 0.000002)
+    assert by_service["llama-l4"].monthly_usd == pytest.approx(30 * l4, abs=0.01)
+    assert est.monthly_usd == pytest.approx(sum(n.monthly_usd for n in est.nodes) + endpoint.monthly_usd + 5
+                                            + sum(s.monthly_usd for s in est.services))

@@ -94,3 +94,25 @@ def test_a_serverless_endpoint_is_costed_from_its_stamps_like_a_node():
     (cost,) = after.nodes.values()
     assert (cost.node, cost.provider, cost.gpu) == ("goblin-inference", "runpod-serverless", "AMPERE_24")
     assert cost.monthly_usd == pytest.approx(plan.endpoint_estimates["goblin-inference"].monthly_usd, abs=0.01)
+
+
+def test_the_hosted_services_are_costed_from_their_stamps_like_nodes():
+    """Fly.io's machine carries its stamps as a map, Cloud Run's service as ``estate-*`` labels."""
+    from core.config import parse_spec
+    from core.stamps import to_tags
+    from core.topology import plan_estate
+    from tests.mocks import stack_estate
+
+    plan = plan_estate(parse_spec(stack_estate("prod")))
+    est = plan.service_estimates
+    fly, run = plan.spec.services["chat-fallback"], plan.spec.services["llama-l4"]
+    run_stamp = {k: v for k, v in run.stamp("llama-l4", est["llama-l4"]).items() if k != "regions"}
+    steps = [{"op": "create", "newState": {"type": "pulumi-python:dynamic/fly:Machine",
+                                           "inputs": {"stamps": fly.stamp("chat-fallback", est["chat-fallback"])}}},
+             {"op": "create", "newState": {"type": "gcp:cloudrunv2/service:Service",
+                                           "inputs": {"labels": to_tags(run_stamp)}}}]
+    after = cost_diff.costs({"steps": steps}, "new")
+    assert {n: (c.provider, round(c.monthly_usd, 2)) for n, c in after.nodes.items()} == {
+        "chat-fallback": ("fly", 11.70), "llama-l4": ("cloudrun", 31.39)}
+    before = cost_diff.costs({"steps": steps}, "old")
+    assert after.total - before.total == pytest.approx(11.70 + 31.39, abs=0.02)

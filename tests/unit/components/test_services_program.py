@@ -1,0 +1,75 @@
+"""The prod stack's hosted services under Pulumi's mocks: seed 003's Fly.io fallback and its Cloud Run GPU
+service, with the inputs that make them what the stack says, and the gateway's routes to them."""
+import pytest
+import yaml
+
+from tests.mocks import run_program, stack_config
+
+FLY = "pulumi-python:dynamic/fly:Machine"
+RUN = "gcp:cloudrunv2/service:Service"
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return run_program(stack_config("prod"), stack="prod")
+
+
+def test_the_fly_fallback_is_one_always_on_machine_with_its_bearer_as_a_secret(prod):
+    (fly,) = prod.of_type(FLY)
+    i = fly.inputs
+    assert fly.name == "service-chat-fallback"
+    assert (i["app"], i["region"], i["org"]) == ("goblin-chat", "iad", "personal")
+    assert i["guest"] == {"cpu_kind": "shared", "cpus": 2, "memory_mb": 2048} and i["volume_gb"] == 1
+    assert i["image"] == "ghcr.io/ggml-org/llama.cpp:server-b6870"
+    assert i["env"]["LLAMA_ARG_HF_FILE"] == "tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf"
+    assert i["env"]["LLAMA_ARG_ALIAS"] == "tinyllama-1.1b-chat" and i["env"]["LLAMA_CACHE"] == "/models"
+    # The bearer is the provider's to make (a secret output), never an input, never in the Machine's env.
+    assert "api_key" not in i and i["secret_name"] == "LLAMA_API_KEY"
+    assert i["stamps"]["provider"] == "fly" and i["stamps"]["hours_per_month"] == pytest.approx(739.48, abs=0.5)
+    assert i["stamps"]["monthly_usd"] == pytest.approx(11.70)
+
+
+def test_the_cloud_run_service_has_an_l4_scales_to_zero_and_mounts_the_bucket(prod):
+    (svc,) = prod.of_type(RUN)
+    i = svc.inputs
+    assert svc.name == "service-llama-l4" and i["name"] == "gpu-estate-prod-llama-l4" and i["location"] == "us-east4"
+    assert i["invokerIamDisabled"] is False and i["deletionProtection"] is False
+    t = i["template"]
+    assert t["nodeSelector"] == {"accelerator": "nvidia-l4"} and t["gpuZonalRedundancyDisabled"] is True
+    assert t["scaling"] == {"minInstanceCount": 0, "maxInstanceCount": 1}
+    assert t["maxInstanceRequestConcurrency"] == 4
+    (c,) = t["containers"]
+    assert c["resources"]["limits"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
+    assert c["resources"]["cpuIdle"] is False
+    env = {e["name"]: e["value"] for e in c["envs"]}
+    assert env["LLAMA_ARG_MODEL"] == "/models/gguf/Qwen3-8B-Q4_K_M.gguf" and env["LLAMA_ARG_N_GPU_LAYERS"] == "999"
+    assert c["volumeMounts"] == [{"name": "models", "mountPath": "/models"}]
+    assert t["volumes"] == [{"name": "models", "gcs": {"bucket": "gpu-estate-prod-models", "readOnly": True}}]
+    runtime = prod.named("service-llama-l4-runtime")
+    assert t["serviceAccount"].startswith(runtime.inputs["accountId"])
+    assert i["labels"]["estate-provider"] == "cloudrun" and i["labels"]["estate-gpu"] == "l4"
+
+
+def test_only_the_gateways_identity_may_invoke_it(prod):
+    (binding,) = prod.of_type("gcp:cloudrunv2/serviceIamMember:ServiceIamMember")
+    gateway = prod.named("service-llama-l4-gateway").inputs["accountId"]
+    assert binding.inputs["role"] == "roles/run.invoker"
+    assert binding.inputs["member"].startswith(f"serviceAccount:{gateway}")
+    assert binding.inputs["name"] == "gpu-estate-prod-llama-l4" and binding.inputs["location"] == "us-east4"
+    members = [r.inputs.get("member", "") for r in prod.resources if "IamMember" in r.typ or "IAMMember" in r.typ]
+    assert not any(m in ("allUsers", "allAuthenticatedUsers") for m in members)
+
+
+def test_the_gateway_chains_them_before_the_paid_apis(prod):
+    (deploy,) = [r for r in prod.resources if r.name == "gateway-deploy"]
+    text = deploy.inputs["create"]
+    start = text.index("model_list:")
+    config = yaml.safe_load(text[start:text.index("\n", text.index("master_key:"))])
+    entries = {m["model_name"]: m["litellm_params"] for m in config["model_list"]}
+    assert entries["chat-fallback"]["api_key"] == "os.environ/FLY_CHAT_FALLBACK_KEY"
+    assert entries["chat-fallback"]["model"] == "openai/tinyllama-1.1b-chat"
+    assert entries["chat-fallback"]["api_base"] == "https://goblin-chat.fly.dev/v1"
+    assert entries["gcp-llama"]["api_base"] == "https://gpu-estate-prod-llama-l4-abc123-uk.a.run.app/v1"
+    assert entries["gcp-llama"]["api_key"] == "os.environ/CLOUDRUN_LLAMA_L4_ID_TOKEN"
+    fallbacks = {k: v for f in config["router_settings"]["fallbacks"] for k, v in f.items()}
+    assert fallbacks["gpt-3.5-turbo-fast"] == ["gcp-llama", "chat-fallback", "openai-gpt-4o-mini"]
