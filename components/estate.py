@@ -228,6 +228,8 @@ class Estate(pulumi.ComponentResource):
         """Each bucket, with credentials for its readers and for the MLflow nodes whose artifacts it holds."""
         spec = stack.spec
         readers: Dict[str, List[str]] = {b: list(bucket.readers) for b, bucket in spec.storage.items()}
+        for name, job in spec.jobs.items():
+            readers[job.bucket].append(f"job-{name}")  # each job its own credentials (its outputs, status, log)
         for node_name, node in spec.nodes.items():
             for w in node.workloads.values():
                 for bucket in w.buckets_used():
@@ -235,7 +237,8 @@ class Estate(pulumi.ComponentResource):
                         readers[bucket].append(node_name)
         return {
             b: ModelBucket(b, ModelBucketArgs(spec=bucket, project=stack.project, stack=stack.stack,
-                                              readers=tuple(readers[b])), opts)
+                                              readers=tuple(readers[b]), credentials=tuple(
+                                                  stack.secrets.env[n] for n in bucket.secret_names) or None), opts)
             for b, bucket in spec.storage.items()
         }
 

@@ -199,10 +199,12 @@ class EstateEstimate:
     nodes: Tuple[NodeEstimate, ...]
     fixed_monthly_usd: float
     endpoints: Tuple[EndpointEstimate, ...] = ()
+    jobs: Tuple[NodeEstimate, ...] = ()
+    """Each GPU job at its cap (``core.jobs.estimate``): the most it may cost, counted in the month."""
 
     @property
     def monthly_usd(self) -> float:
-        return round(sum(n.monthly_usd for n in self.nodes) + sum(e.monthly_usd for e in self.endpoints)
+        return round(sum(n.monthly_usd for n in (*self.nodes, *self.jobs)) + sum(e.monthly_usd for e in self.endpoints)
                      + self.fixed_monthly_usd, 2)
 
 
@@ -302,7 +304,14 @@ def estimate_estate(spec: EstateSpec) -> EstateEstimate:
     nodes = tuple(estimate_node(name, node) for name, node in spec.nodes.items())
     endpoints = tuple(estimate_endpoint(name, e) for name, e in spec.serverless.items())
     fixed = sum(b.monthly_usd for b in spec.storage.values())
-    return EstateEstimate(nodes, round(fixed, 2), endpoints)
+    return EstateEstimate(nodes, round(fixed, 2), endpoints, job_estimates(spec))
+
+
+def job_estimates(spec: EstateSpec) -> Tuple[NodeEstimate, ...]:
+    """Each job's line at its cap (``core.jobs.estimate``)."""
+    from core.jobs import estimate
+
+    return tuple(estimate(name, job) for name, job in spec.jobs.items())
 
 
 def cost_table(estimate: EstateEstimate, budget_monthly: float) -> Dict[str, object]:
@@ -317,7 +326,7 @@ def cost_table(estimate: EstateEstimate, budget_monthly: float) -> Dict[str, obj
             "monthly_usd": n.monthly_usd,
             "basis": n.basis,
         }
-        for n in estimate.nodes
+        for n in (*estimate.nodes, *estimate.jobs)
     ] + [
         {
             "node": e.endpoint,

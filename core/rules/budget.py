@@ -23,7 +23,8 @@ def check(spec: EstateSpec, estimates: Dict[str, object], endpoints: Dict[str, p
             ))
     if placed and len(priced) == len(estimates):
         fixed = sum(bucket.monthly_usd for bucket in spec.storage.values())
-        total = pricing.EstateEstimate(tuple(priced), round(fixed, 2), tuple(endpoints.values())).monthly_usd
+        total = pricing.EstateEstimate(tuple(priced), round(fixed, 2), tuple(endpoints.values()),
+                                       pricing.job_estimates(spec)).monthly_usd
         if total > b.monthly_usd:
             problems.append((
                 f"{NAMESPACE}:budget.monthly_usd",
