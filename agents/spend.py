@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import requests
 
+from agents.jobs import JobAgent
 from core import spend
 from core.spec import MONTH_PATTERN
 from core.spend import WEBHOOK_ENV, Seen
@@ -90,6 +91,7 @@ class Watcher:
         self.document, self.ledger_path = document, Path(ledger_path)
         self._client, self._post, self._clock, self._say = client, post, clock, say
         self.webhook = webhook if webhook is not None else os.environ.get(WEBHOOK_ENV) or ""
+        self.jobs = JobAgent(client, clock=clock, say=say)
 
     def _look(self, node: Mapping[str, Any]) -> Seen:
         launch, instance = float(node.get("hourly_usd") or 0.0), str(node["instance"])
@@ -125,6 +127,7 @@ class Watcher:
         now = self._clock()
         nodes = list(self.document.get("nodes") or [])
         looks = {n["node"]: self._look(n) for n in nodes}
+        looks.update(self.jobs.look(list(self.document.get("jobs") or [])))  # jobs ended or capped are released
         ledger = spend.accrue(read_ledger(self.ledger_path), looks, now)
         for name, look in looks.items():
             entry = ledger["nodes"][name]

@@ -12,12 +12,13 @@ month's estimate (``estimate``), the budget rules and the policy pack's stamps (
 from __future__ import annotations
 
 import enum
-import math
 from typing import Annotated, Any, Dict, List, Optional
 
 from pydantic import Field, StringConstraints, ValidationError, create_model, field_validator, model_validator
 
 from core.fields import Arg, BucketName, EnvName, EnvValue, ImageRef, StackModel
+from core import spec as _spec
+from core.pricing import NodeEstimate, estimate_job
 from core.spec import NodeSpec
 from core.vendors import Vendor
 
@@ -27,6 +28,10 @@ MACHINE_KEYS = ("provider", "failover", "gpu", "regions", "vcpu", "ram_gb", "dis
 
 JOB_DIR = "/opt/estate/jobs"
 """Where a job machine keeps the runner, its job document and secret env, logs and the outputs directory."""
+KEYS_ENV = "ESTATE_JOB_KEYS"
+"""Where the job agent reads each job's bucket key (JSON: job -> ``{access_key, secret_key}``): the spend
+watcher's environment (the gateway host's 0600 env file, or the local watcher's process), never a file the
+program renders in plain."""
 STATUS_ROOT = "estate-jobs"
 """Where in the bucket each run's status object and log land: ``estate-jobs/<label>/<run>/``."""
 
@@ -140,17 +145,9 @@ def status_prefix(job_label: str) -> str:
     return f"{STATUS_ROOT}/{job_label}"
 
 
-def estimate(name: str, job: JobSpec) -> "Any":
-    """The job's line in the month's estimate: its $/h (its price cap, else the reference price) for the
-    hours its cap buys, so ``monthly_usd`` is its cap."""
-    from core import pricing
-
-    machine = job.machine
-    node = pricing.estimate_node(f"job:{name}", machine)
-    cap = job.cap_usd(node.hourly_usd) if node.hourly_usd else job.max_usd
-    hours = math.floor(cap / node.hourly_usd * 10000) / 10000 if node.hourly_usd else job.max_hours
-    return pricing.NodeEstimate(f"job:{name}", node.provider, node.gpu, node.hourly_usd, hours,
-                                f"job cap ({node.basis})")
+def estimate(name: str, job: JobSpec) -> NodeEstimate:
+    """The job's line in the month's estimate (``core.pricing.estimate_job``): ``monthly_usd`` is its cap."""
+    return estimate_job(name, job)
 
 
 def stamp(name: str, job: JobSpec, est: Any) -> Dict[str, Any]:
@@ -177,3 +174,6 @@ def job_document(job: JobSpec, job_label: str, bucket_url: str, endpoint: Option
         "status_prefix": status_prefix(job_label), "resume": job.on_preemption is Preemption.RESUME,
         "sync_seconds": job.sync_minutes * 60, "gpus": job.gpus,
     }
+
+
+_spec.EstateSpec.model_rebuild(_types_namespace={"JobSpec": JobSpec})

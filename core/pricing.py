@@ -8,7 +8,8 @@ pack read. The dynamic providers feed live offers to the same ``choose_offer``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+import math
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -307,11 +308,18 @@ def estimate_estate(spec: EstateSpec) -> EstateEstimate:
     return EstateEstimate(nodes, round(fixed, 2), endpoints, job_estimates(spec))
 
 
-def job_estimates(spec: EstateSpec) -> Tuple[NodeEstimate, ...]:
-    """Each job's line at its cap (``core.jobs.estimate``)."""
-    from core.jobs import estimate
+def estimate_job(name: str, job: Any) -> NodeEstimate:
+    """A GPU job's line in the month (``core.jobs.JobSpec``): its machine's $/h (its price cap, else the
+    reference price) for the hours its cap buys, so its ``monthly_usd`` is the most it may cost."""
+    node = estimate_node(f"job:{name}", job.machine)
+    cap = job.cap_usd(node.hourly_usd) if node.hourly_usd else job.max_usd
+    hours = math.floor(cap / node.hourly_usd * 10000) / 10000 if node.hourly_usd else job.max_hours
+    return NodeEstimate(f"job:{name}", node.provider, node.gpu, node.hourly_usd, hours, f"job cap ({node.basis})")
 
-    return tuple(estimate(name, job) for name, job in spec.jobs.items())
+
+def job_estimates(spec: EstateSpec) -> Tuple[NodeEstimate, ...]:
+    """Each job's line at its cap."""
+    return tuple(estimate_job(name, job) for name, job in spec.jobs.items())
 
 
 def cost_table(estimate: EstateEstimate, budget_monthly: float) -> Dict[str, object]:

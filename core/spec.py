@@ -529,7 +529,9 @@ class EstateSpec(_Model):
     budget: BudgetSpec
     spend: Optional[SpendSpec] = None
     jobs: Dict[str, "JobSpec"] = Field(default_factory=dict)
-    """GPU jobs by name (``core/jobs.py``): run once, released at the end or at a cap."""
+    """GPU jobs by name (``core/jobs.py``): run once, released at the end or at a cap. ``JobSpec`` is declared
+    with this module's ``NodeSpec`` fields, so ``core.jobs`` completes this model when imported (``core.config``
+    imports it through ``core.rules``)."""
 
     def gateway_over_ssh(self, node: str) -> bool:
         """Whether ``node`` hosts the gateway and the gateway is deployed on it over SSH."""
@@ -559,8 +561,3 @@ def _named(what: str, v: Dict[str, object]) -> Dict[str, object]:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", name):
             raise ValueError(f"{what} name {name!r}: lower-case letters, digits and '-', at most 31")
     return v
-
-
-from core.jobs import JobSpec  # noqa: E402  (a job's machine is declared with NodeSpec's fields)
-
-EstateSpec.model_rebuild()

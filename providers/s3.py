@@ -98,14 +98,17 @@ class S3:
         finally:
             conn.close()
 
+    @staticmethod
+    def _code(data: bytes) -> str:
+        """The error code of an S3 error document (``NoSuchKey``, ``NoSuchBucket``), '' when there is none."""
+        try:
+            return ET.fromstring(data).findtext("Code") or "" if data else ""
+        except ET.ParseError:
+            return ""
+
     def _ok(self, status: int, data: bytes, what: str) -> None:
         if status >= 300:
-            code = ""
-            try:
-                code = ET.fromstring(data).findtext("Code") or ""
-            except ET.ParseError:
-                pass
-            raise S3Error(status, f"s3 {what} in {self.bucket}: HTTP {status} {code}".rstrip())
+            raise S3Error(status, f"s3 {what} in {self.bucket}: HTTP {status} {self._code(data)}".rstrip())
 
     # -- operations ---------------------------------------------------------------------------------
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
@@ -123,8 +126,8 @@ class S3:
     def get(self, key: str) -> Optional[bytes]:
         """The object's bytes, or None when there is none."""
         status, body = self._request("GET", key)
-        if status == 404:
-            return None
+        if status == 404 and self._code(body) in ("NoSuchKey", ""):
+            return None  # no such object (a missing bucket is an error, not an empty one)
         self._ok(status, body, f"get {key}")
         return body
 

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from typing import List
 
+from core import jobs, pricing
 from core.errors import Problem
 from core.spec import NAMESPACE, EstateSpec
 
 
 def check(spec: EstateSpec) -> List[Problem]:
-    from core import jobs, pricing
-
     problems: List[Problem] = []
     cap = spec.budget.max_hourly_per_node
     for name, job in spec.jobs.items():
@@ -21,6 +20,10 @@ def check(spec: EstateSpec) -> List[Problem]:
         elif spec.storage[job.bucket].provider != "s3":
             problems.append((f"{where}.bucket", f"a job's runner speaks the S3 API; bucket {job.bucket!r} is "
                                                 f"{spec.storage[job.bucket].provider}"))
+        if not job.ssh.public_key:
+            problems.append((f"{where}.ssh.public_key", "a job's machine is rented with the operator's SSH public key "
+                                                        "and its runner started over SSH: set it (`ssh-ed25519 AAAA... "
+                                                        "you@host`) (got none)"))
         if name in spec.nodes:
             problems.append((where, f"a job and a node share the name {name!r}; give the job another"))
         try:

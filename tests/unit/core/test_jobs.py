@@ -19,6 +19,7 @@ BASE = {
     "budget": {"monthly_usd": 100},
     "jobs": {"train": {
         "provider": "tensordock", "gpu": {"model": "RTX 4090"}, "max_price_per_hour": 0.4, "regions": ["Germany"],
+        "ssh": {"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXNhbmRib3hrZXk= me@host"},
         "image": "ghcr.io/acme/trainer:1.2", "command": ["python3", "train.py", "--epochs", "3; rm -rf /"],
         "env": {"LR": "3e-4"}, "secret_env": ["WANDB_API_KEY"], "bucket": "models",
         "inputs": ["datasets/chat/"], "outputs": "models/acme/tiny/3/", "max_hours": 8, "max_usd": 0.8}},
@@ -79,6 +80,7 @@ def test_a_job_without_a_cap_is_refused_naming_the_key(key):
     ("jobs__train__on_preemption", "retry", "gpu-estate:jobs.train.on_preemption", "retry"),
     ("jobs__train__workloads", {}, "gpu-estate:jobs.train.workloads", "workloads"),
     ("spend", None, "gpu-estate:jobs", "spend watcher"),
+    ("jobs__train__ssh", {}, "gpu-estate:jobs.train.ssh.public_key", "SSH public key"),
 ])
 def test_bad_job_keys_are_refused_before_any_resource(path, value, key, says):
     found = problems(config(**{path: value}))
@@ -128,3 +130,14 @@ def test_a_jobs_machine_keys_are_the_nodes_own():
     for key in ("gpu", "regions", "max_price_per_hour", "market", "bid_per_hour", "ssh"):
         assert JobSpec.model_fields[key].annotation == NodeSpec.model_fields[key].annotation
         assert JobSpec.model_fields[key].description == NodeSpec.model_fields[key].description
+
+
+def test_a_month_over_budget_rents_no_new_job():
+    from core import spend
+
+    spec = parse_spec(config())
+    over = {**spend.new_ledger("2026-12"), "spent_usd": 120.0, "nodes": {}}
+    now = 1796200000.0  # in 2026-12
+    assert "would start job train" in spend.refusal(spec, over, now)
+    # A job the watcher has seen (rented before the month went over) is not rented again by `up`.
+    assert spend.refusal(spec, {**over, "nodes": {"job:train": {}}}, now) is None
