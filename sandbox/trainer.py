@@ -1,10 +1,11 @@
 """The sandbox's tiny CPU "training", run as a GPU job's command in ``gpu-estate/sandbox-trainer``.
 
-    python3 /trainer.py --epochs 200 [--sleep SECONDS]
+    python3 /trainer.py --epochs 200 [--pace SECONDS] [--sleep SECONDS]
 
 Reads ``x y`` pairs from every file under ``/job/inputs``, fits ``y = a*x + b`` by gradient descent, writes a
 checkpoint every 50 epochs (``/job/outputs/checkpoints/epoch-<n>.json``) and the model
-(``/job/outputs/model.json``: its weights and the loss), printing its progress. With ``--sleep`` it then waits
+(``/job/outputs/model.json``: its weights and the loss), printing its progress. ``--pace`` makes each epoch take
+that long (a job long enough to be preempted between checkpoints). With ``--sleep`` it then waits
 that long (a job that outlives its caps). With ``ESTATE_JOB_RESUMED`` set it starts from the last checkpoint.
 Only the standard library: the image is the sandbox's Debian Python.
 """
@@ -31,6 +32,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--lr", type=float, default=float(os.environ.get("LR", "0.01")))
+    p.add_argument("--pace", type=float, default=0.0)
     p.add_argument("--sleep", type=float, default=0.0)
     args = p.parse_args()
     pairs = data()
@@ -51,6 +53,8 @@ def main():
             err = a * x + b - y
             ga, gb, loss = ga + 2 * err * x / n, gb + 2 * err / n, loss + err * err / n
         a, b = a - args.lr * ga, b - args.lr * gb
+        if args.pace:
+            time.sleep(args.pace)
         if epoch % 50 == 0:
             ckpts.mkdir(parents=True, exist_ok=True)
             (ckpts / f"epoch-{epoch}.json").write_text(json.dumps({"epoch": epoch, "a": a, "b": b, "loss": loss}))

@@ -8,6 +8,9 @@ server on loopback, used by the estate as an existing bucket (``storage.<name>.e
   machine; `refresh` shows ``succeeded`` with its duration and cost; `up` again runs nothing.
 - A second job outliving ``max_hours`` (0.0005 h, 1.8 s: the cap is a stack key, no test knob) is deleted at
   its cap by the watcher and shows ``capped``; its container is gone.
+- A job whose machine is lost mid-run (a preemption: the vendor deletes it) with ``on_preemption: resume``
+  is reported gone by `refresh`; the next `up` rents again and the trainer resumes from the checkpoint the
+  runner had uploaded.
 - A new ``run`` id replaces the job, and the preview says the key; `destroy` of a running job deletes its
   machine; afterwards the loopback clouds hold no instance.
 
@@ -23,6 +26,7 @@ import yaml
 from pulumi import automation as auto
 
 import sandbox
+from providers import gpu_cloud
 from sandbox.s3 import LoopbackS3
 
 pytestmark = [
@@ -43,7 +47,7 @@ def trainer_missing() -> str:
 
 
 def job(command, **more):
-    return {"provider": "tensordock", "gpu": {"model": "rtx4090"}, "max_price_per_hour": 0.4, "regions": ["Germany"],
+    return {"provider": "tensordock", "gpu": {"model": "rtx4090"}, "max_price_per_hour": 0.4,
             "ssh": {"public_key": KEY}, "image": TRAINER, "command": command, "env": {"LR": "0.02"},
             "secret_env": ["TRAINER_TOKEN"], "bucket": BUCKET, "inputs": ["datasets/line/"], "gpus": False,
             "max_usd": 0.5, **more}
@@ -77,6 +81,9 @@ def estate(tmp_path_factory):
     with LoopbackS3() as s3, sandbox.fake_clouds(vm=True) as fakes, \
             sandbox.ssh_agent(fakes["machine"].sshd.private_key) as agent:
         s3.create_bucket(BUCKET)
+        # The loopback TensorDock gives a host's GPUs back on no delete: one more host for this module's machines.
+        td = fakes["tensordock"]
+        td.hostnodes.append(td.hostnode("hn-muc-1", "Munich", "Germany", "geforcertx4090-pcie-24gb", 0.38, 8))
         s3.client().put_object(Bucket=BUCKET, Key="datasets/line/points.txt",
                                Body="".join(f"{x} {2 * x + 1}\n" for x in range(-5, 6)).encode())
         jobs_stack(work, s3.endpoint)
@@ -174,6 +181,30 @@ def test_a_job_past_max_hours_is_capped_and_nothing_bills(estate):
     st.refresh()
     assert jobs_in_state(st)["long"]["state"] == "capped"
     assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
+
+
+def test_a_preempted_job_resumes_from_its_last_checkpoint(estate):
+    st, fakes, s3 = estate
+    jobs = json.loads(st.get_config("gpu-estate:jobs").value)
+    jobs["spot"] = job(["python3", "/trainer.py", "--epochs", "150", "--pace", "0.1"], outputs="models/spot/1",
+                       max_hours=1, on_preemption="resume", sync_minutes=0.01)
+    st.set_config("gpu-estate:jobs", sandbox.auto_config(jobs))
+    st.up()
+    checkpoint = "models/spot/1/checkpoints/epoch-50.json"
+    until("the spot job's first checkpoint uploaded", lambda: "Contents" in s3.client().list_objects_v2(
+        Bucket=BUCKET, Prefix=checkpoint))
+    (machine,) = job_machines(fakes)
+    with gpu_cloud.client("tensordock") as c:  # lost behind the state's back, as a preempted machine is
+        c.terminate(machine["id"])
+    st.refresh()
+    assert "spot" not in jobs_in_state(st)  # gone, so the next `up` runs it again
+    st.up()
+    final = until("the resumed spot job finished", lambda: status(s3, "spot").get("state") in ("succeeded", "failed")
+                  and status(s3, "spot"))
+    assert final["state"] == "succeeded", final
+    log = s3.client().get_object(Bucket=BUCKET, Key="estate-jobs/gpu-estate-sandbox-job-spot-1/log.txt")["Body"].read()
+    assert b"resumed at epoch" in log
+    until("the spot job's machine released", lambda: not job_machines(fakes))
 
 
 def test_a_new_run_id_replaces_the_job_and_destroy_stops_a_running_one(estate):
