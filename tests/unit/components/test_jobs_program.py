@@ -51,3 +51,17 @@ def test_the_watcher_gets_the_job_and_its_bucket_key_as_a_secret(prod):
     deploy = prod.named("gateway-deploy")
     assert '"job": "finetune"' in deploy.inputs["create"] and '"max_usd": 0.8' in deploy.inputs["create"]
     assert MOCK_SECRET not in deploy.inputs["create"]
+
+
+def test_the_cost_diff_and_the_policy_pack_count_the_job_at_its_cap(prod):
+    from policy.stamps import node_stamps
+    from scripts import cost_diff
+
+    (job,) = prod.of_type(JOB)
+    step = {"op": "create", "newState": {"type": JOB, "inputs": job.inputs}}
+    after = cost_diff.costs({"steps": [step]}, "new")
+    assert after.nodes["job:finetune"].monthly_usd == pytest.approx(0.8) and after.total == pytest.approx(0.8)
+    verdict = cost_diff.report(cost_diff.Costs(), after, "prod", budget=500.0, max_increase=0.5,
+                               max_increase_pct=None, max_total=None)
+    assert "job:finetune (new)" in verdict.markdown and verdict.failures  # past a $0.50 limit: it fails
+    assert node_stamps(JOB, job.inputs)["hourly_usd"] == 0.4
