@@ -11,6 +11,7 @@ where its status object is), this agent:
 - otherwise charges the machine's age at its $/h: at ``max_hours`` or ``max_usd`` it writes the status
   ``capped`` (with the reason), deletes the machine and writes ``capped`` again once it is gone (the runner's
   last heartbeat may land in between);
+- at the month's stop threshold (``spend.stop_percent``, unless the month is resumed) caps every running job;
 - verifies each delete: the vendor must stop listing the machine within ``ESTATE_JOB_DELETE_SECONDS``
   (default 120), else the next look deletes again and says so.
 
@@ -89,8 +90,9 @@ class JobAgent:
                       "deleting again next look")
             return False
 
-    def look(self, jobs: List[Mapping[str, Any]]) -> Dict[str, Seen]:
-        """One look at every job; each job machine's ``Seen`` for the month's ledger, by ``job:<name>``."""
+    def look(self, jobs: List[Mapping[str, Any]], over_budget: bool = False) -> Dict[str, Seen]:
+        """One look at every job; each job machine's ``Seen`` for the month's ledger, by ``job:<name>``. With
+        ``over_budget`` (the month reached the spend watcher's stop threshold) every running job is capped."""
         seen: Dict[str, Seen] = {}
         now = self._clock()
         for job in jobs:
@@ -117,6 +119,8 @@ class JobAgent:
                         reason = f"max_hours {job['max_hours']} reached ({hours:.4f} h)"
                     elif hours * rate >= float(job["max_usd"]):
                         reason = f"max_usd {job['max_usd']} reached (${hours * rate:.4f} at ${rate}/h)"
+                    elif over_budget:
+                        reason = "the month's spend reached the spend watcher's stop threshold"
                     if not reason:
                         self._say(f"jobs: {name}: {state or 'starting'}, {hours:.3f} h, ${hours * rate:.3f} of "
                                   f"${float(job['max_usd']):.2f}")

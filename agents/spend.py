@@ -127,13 +127,17 @@ class Watcher:
         now = self._clock()
         nodes = list(self.document.get("nodes") or [])
         looks = {n["node"]: self._look(n) for n in nodes}
-        looks.update(self.jobs.look(list(self.document.get("jobs") or [])))  # jobs ended or capped are released
+        jobs = list(self.document.get("jobs") or [])
+        looks.update(self.jobs.look(jobs))  # jobs ended or capped are released
         ledger = spend.accrue(read_ledger(self.ledger_path), looks, now)
         for name, look in looks.items():
             entry = ledger["nodes"][name]
             self._say(f"spend: {name}: {'running' if look.running else 'stopped'} at ${look.rate:.3f}/h"
                       f"{'' if look.seen else ' (not seen)'}, ${entry['usd']:.2f} this month")
         stop = spend.over_budget(ledger, self.document, now, read_resume(self.ledger_path))
+        if stop and jobs:
+            # A job's machine is deleted too: a job is never resumed by a start (its outputs are in the bucket).
+            looks.update(self.jobs.look(jobs, over_budget=True))
         if stop:
             # Only machines the watcher saw running at their marketplace (never AWS/GCP, which it cannot ask).
             stopped = [n for n in nodes if looks[n["node"]].running and looks[n["node"]].seen and self._stop(n)]

@@ -115,3 +115,19 @@ def test_the_spend_watcher_runs_the_agent_and_charges_the_job(clouds, s3, tmp_pa
     now[0] = T0 + 3 * 3600
     watcher.run_once()
     assert not listed(job)
+
+
+def test_a_month_over_budget_caps_a_running_job(clouds, s3, tmp_path, monkeypatch):
+    job, price = rent("l-over")
+    put_status(s3, "over", "running")
+    monkeypatch.setenv("ESTATE_JOB_KEYS", json.dumps({"over": {"access_key": s3.access_key,
+                                                               "secret_key": s3.secret_key}}))
+    doc = {"version": 1, "stack": "t", "budget_usd": 10.0, "alerts_percent": [], "stop_percent": 100,
+           "nodes": [], "jobs": [entry("over", job, price, s3, max_hours=100.0, max_usd=1000.0)]}
+    spent = {"gone": {"usd": 11.0, "at": T0, "running": False, "rate": 1.0, "instance": "tensordock:td-0"}}
+    ledger = {"version": 1, "month": "2027-01", "spent_usd": 11.0, "nodes": spent, "days": {}, "alerted": [],
+              "daily_alerted": [], "stopped": [], "updated": None}
+    (tmp_path / "ledger.json").write_text(json.dumps(ledger))
+    Watcher(doc, tmp_path / "ledger.json", clock=lambda: T0 + 600, say=lambda _l: None).run_once()
+    assert not listed(job)
+    assert "stop threshold" in read_status(s3, "over")["reason"]
