@@ -96,13 +96,17 @@ def test_the_caps_hold_without_the_bucket(clouds, s3):
     assert any("only its caps are watched" in line for line in said)
 
 
+def watching(s3, monkeypatch, name, budget, **caps):
+    """A running job's machine, and the watch document of a watcher holding its bucket key in its env."""
+    job, price = rent(f"l-{name}")
+    put_status(s3, name, "running")
+    monkeypatch.setenv("ESTATE_JOB_KEYS", json.dumps({name: {"access_key": s3.access_key, "secret_key": s3.secret_key}}))
+    return job, {"version": 1, "stack": "t", "budget_usd": budget, "alerts_percent": [], "stop_percent": 100,
+                 "nodes": [], "jobs": [entry(name, job, price, s3, **caps)]}
+
+
 def test_the_spend_watcher_runs_the_agent_and_charges_the_job(clouds, s3, tmp_path, monkeypatch):
-    job, price = rent("l-ledger")
-    put_status(s3, "ledger", "running")
-    monkeypatch.setenv("ESTATE_JOB_KEYS", json.dumps({"ledger": {"access_key": s3.access_key,
-                                                                 "secret_key": s3.secret_key}}))
-    doc = {"version": 1, "stack": "t", "budget_usd": 1000.0, "alerts_percent": [], "stop_percent": 100,
-           "nodes": [], "jobs": [entry("ledger", job, price, s3)]}
+    job, doc = watching(s3, monkeypatch, "ledger", 1000.0)
     now = [T0 + 600]
     watcher = Watcher(doc, tmp_path / "ledger.json", clock=lambda: now[0], say=lambda _l: None)
     watcher.run_once()
@@ -118,12 +122,7 @@ def test_the_spend_watcher_runs_the_agent_and_charges_the_job(clouds, s3, tmp_pa
 
 
 def test_a_month_over_budget_caps_a_running_job(clouds, s3, tmp_path, monkeypatch):
-    job, price = rent("l-over")
-    put_status(s3, "over", "running")
-    monkeypatch.setenv("ESTATE_JOB_KEYS", json.dumps({"over": {"access_key": s3.access_key,
-                                                               "secret_key": s3.secret_key}}))
-    doc = {"version": 1, "stack": "t", "budget_usd": 10.0, "alerts_percent": [], "stop_percent": 100,
-           "nodes": [], "jobs": [entry("over", job, price, s3, max_hours=100.0, max_usd=1000.0)]}
+    job, doc = watching(s3, monkeypatch, "over", 10.0, max_hours=100.0, max_usd=1000.0)
     spent = {"gone": {"usd": 11.0, "at": T0, "running": False, "rate": 1.0, "instance": "tensordock:td-0"}}
     ledger = {"version": 1, "month": "2027-01", "spent_usd": 11.0, "nodes": spent, "days": {}, "alerted": [],
               "daily_alerted": [], "stopped": [], "updated": None}
