@@ -46,6 +46,7 @@ setup: $(VPY) $(VENV)-gateway/bin/litellm $(VENV)-runpod/bin/python $(VENV)-vast
 	bash scripts/build-registry.sh
 	bash scripts/build-fly-client.sh
 	bash scripts/build-sandbox-image.sh
+	bash scripts/build-trainer-image.sh
 
 # What a stack of your own needs to be checked and previewed (README, Your first stack): the program's venv
 # and the Pulumi CLI with its plugins, without the sandbox's images, servers and the tests' tools.

@@ -35,6 +35,8 @@ def define_estate() -> Estate:
         pulumi.export(OUTPUT_SERVERLESS, estate.serverless_outputs())
     if estate.services:
         pulumi.export("services", estate.service_outputs())
+    if estate.jobs:
+        pulumi.export("jobs", {name: job.outputs() for name, job in estate.jobs.items()})
     if estate.gateway is not None:
         pulumi.export(OUTPUT_GATEWAY, estate.gateway_outputs())
         pulumi.export(OUTPUT_MASTER_KEY, estate.gateway.master_key)  # a secret: `pulumi stack output --show-secrets`

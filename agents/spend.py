@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import requests
 
+from agents.jobs import JobAgent
 from core import spend
 from core.spec import MONTH_PATTERN
 from core.spend import WEBHOOK_ENV, Seen
@@ -90,6 +91,7 @@ class Watcher:
         self.document, self.ledger_path = document, Path(ledger_path)
         self._client, self._post, self._clock, self._say = client, post, clock, say
         self.webhook = webhook if webhook is not None else os.environ.get(WEBHOOK_ENV) or ""
+        self.jobs = JobAgent(client, clock=clock, say=say)
 
     def _look(self, node: Mapping[str, Any]) -> Seen:
         launch, instance = float(node.get("hourly_usd") or 0.0), str(node["instance"])
@@ -125,12 +127,17 @@ class Watcher:
         now = self._clock()
         nodes = list(self.document.get("nodes") or [])
         looks = {n["node"]: self._look(n) for n in nodes}
+        jobs = list(self.document.get("jobs") or [])
+        looks.update(self.jobs.look(jobs))  # jobs ended or capped are released
         ledger = spend.accrue(read_ledger(self.ledger_path), looks, now)
         for name, look in looks.items():
             entry = ledger["nodes"][name]
             self._say(f"spend: {name}: {'running' if look.running else 'stopped'} at ${look.rate:.3f}/h"
                       f"{'' if look.seen else ' (not seen)'}, ${entry['usd']:.2f} this month")
         stop = spend.over_budget(ledger, self.document, now, read_resume(self.ledger_path))
+        if stop and jobs:
+            # A job's machine is deleted too: a job is never resumed by a start (its outputs are in the bucket).
+            looks.update(self.jobs.look(jobs, over_budget=True))
         if stop:
             # Only machines the watcher saw running at their marketplace (never AWS/GCP, which it cannot ask).
             stopped = [n for n in nodes if looks[n["node"]].running and looks[n["node"]].seen and self._stop(n)]

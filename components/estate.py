@@ -208,6 +208,7 @@ class Estate(pulumi.ComponentResource):
                 # The gateway host deployed over SSH is reached whatever its own access says.
                 reached_over_ssh=spec.gateway_over_ssh(node_name),
             ), child)
+        self.jobs = self._create_jobs(stack, child)
         self.models = self._model_library(spec)
         self.serverless = self._create_serverless(stack, child)
         self.services = self._create_services(stack, child)
@@ -228,6 +229,9 @@ class Estate(pulumi.ComponentResource):
                 serverless={n: e.openai_base for n, e in self.serverless.items()},
                 services={n: s.url for n, s in self.services.items()},
                 ready=[*self.models.values(), *self.serverless.values(), *(s.resource for s in self.services.values())],
+                jobs={n: j.watch for n, j in self.jobs.items()},
+                job_keys=pulumi.Output.secret(pulumi.Output.all(**{n: j.bucket_key for n, j in self.jobs.items()}))
+                if self.jobs else None,
             ), child)
         self.cost = pricing.cost_table(estimate, spec.budget.monthly_usd)
         self.capacity = capacity_table(spec)
@@ -239,6 +243,8 @@ class Estate(pulumi.ComponentResource):
         """Each bucket, with credentials for its readers and for the MLflow nodes whose artifacts it holds."""
         spec = stack.spec
         readers: Dict[str, List[str]] = {b: list(bucket.readers) for b, bucket in spec.storage.items()}
+        for name, job in spec.jobs.items():
+            readers[job.bucket].append(f"job-{name}")  # each job its own credentials (its outputs, status, log)
         for node_name, node in spec.nodes.items():
             for w in node.workloads.values():
                 for bucket in w.buckets_used():
@@ -246,9 +252,20 @@ class Estate(pulumi.ComponentResource):
                         readers[bucket].append(node_name)
         return {
             b: ModelBucket(b, ModelBucketArgs(spec=bucket, project=stack.project, stack=stack.stack,
-                                              readers=tuple(readers[b])), opts)
+                                              readers=tuple(readers[b]), credentials=tuple(
+                                                  stack.secrets.env[n] for n in bucket.secret_names) or None), opts)
             for b, bucket in spec.storage.items()
         }
+
+    def _create_jobs(self, stack: Stack, opts: pulumi.ResourceOptions) -> Dict[str, "GpuJob"]:
+        """One GPU job per ``jobs`` entry: its machine rented and its runner started, not waited for."""
+        from components.jobs import GpuJob, GpuJobArgs
+
+        return {name: GpuJob(name, GpuJobArgs(
+            spec=job, project=stack.project, stack=stack.stack, bucket=stack.spec.storage[job.bucket],
+            bucket_name=self.buckets[job.bucket].bucket_name, bucket_access=self.buckets[job.bucket].access[f"job-{name}"],
+            secret_env={n: stack.secrets.env[n] for n in job.secret_env}, ssh_private_key=stack.secrets.ssh_private_key,
+        ), opts) for name, job in stack.spec.jobs.items()}
 
     def _create_serverless(self, stack: Stack, opts: pulumi.ResourceOptions) -> Dict[str, ServerlessEndpoint]:
         """One RunPod template and endpoint per ``serverless`` entry, stamped with its cost."""

@@ -118,6 +118,15 @@ def load_stack(config: Any = None, project: Optional[str] = None, stack: Optiona
                                     f"no config secret {NAMESPACE}:{name}: run `pulumi config set --secret "
                                     f"{NAMESPACE}:{name} ...` (got {name!r})"))
                 env[name] = value
+    # A job's secret env and an existing bucket's access key are config secrets named the same way.
+    named = [(f"jobs.{j}.secret_env[{i}]", name) for j, job in spec.jobs.items() for i, name in enumerate(job.secret_env)]
+    named += [(f"storage.{b}.{k}", getattr(bucket, k)) for b, bucket in spec.storage.items()
+              for k in ("access_key_secret", "secret_key_secret") if getattr(bucket, k)]
+    for path, name in named:
+        env[name] = config.get_secret(name)
+        if env[name] is None:
+            missing.append((f"{NAMESPACE}:{path}", f"no config secret {NAMESPACE}:{name}: run `pulumi config set "
+                                                   f"--secret {NAMESPACE}:{name} ...` (got {name!r})"))
     if missing:
         raise ConfigError(missing)
     _check_cloud_settings(spec)
@@ -146,6 +155,9 @@ def load_stack(config: Any = None, project: Optional[str] = None, stack: Optiona
             for cloud in (node.provider, *node.failover):
                 if cloud.is_marketplace:
                     needs.setdefault(cloud.value, f"the spend watcher cannot see or stop {name}")
+        for name, job in spec.jobs.items():
+            for cloud in (job.provider, *job.failover):
+                needs.setdefault(cloud.value, f"the spend watcher cannot release job {name}'s machine")
     if any(plan.endpoints.values()):
         # RunPod's OpenAI route of an endpoint takes the RunPod API key as its bearer token.
         needs["runpod"] = "aliases served by serverless endpoints will fail"

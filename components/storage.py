@@ -23,6 +23,8 @@ class ModelBucketArgs:
     stack: str
     readers: Tuple[str, ...] = ()
     """Nodes that get read/write credentials scoped to this bucket and nothing else."""
+    credentials: Optional[Tuple[pulumi.Input[str], pulumi.Input[str]]] = None
+    """An existing bucket's (``spec.endpoint``) access key id and secret (secret outputs): every reader's."""
 
 
 class ModelBucket(pulumi.ComponentResource):
@@ -36,6 +38,9 @@ class ModelBucket(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         bucket_name = f"{args.project}-{args.stack}-{name}"
+        if args.spec.endpoint is not None:
+            self._existing(name, args)
+            return
         if args.spec.provider == "gcs":
             self._create_gcs(name, bucket_name, args.spec, child)
         else:
@@ -46,6 +51,18 @@ class ModelBucket(pulumi.ComponentResource):
                 self.access[reader] = self._gcs_reader(name, bucket_name, reader, args.stack, child)
             else:
                 self.access[reader] = self._s3_reader(name, bucket_name, reader, child)
+        self.register_outputs({"bucket_name": self.bucket_name, "url": self.url})
+
+    def _existing(self, name: str, args: ModelBucketArgs) -> None:
+        """A bucket that exists at an S3-compatible endpoint: nothing is created; its readers share the access
+        key the stack holds as config secrets (a store such as MinIO or R2 scopes keys in its own console)."""
+        self.bucket_name = pulumi.Output.from_input(name)
+        self.url = pulumi.Output.from_input(f"s3://{name}")
+        key_id, secret = args.credentials or (None, None)
+        endpoint = args.spec.endpoint
+        self.access = {reader: pulumi.Output.secret(pulumi.Output.all(key_id, secret)).apply(
+            lambda a: BucketAccess(url=f"s3://{name}", aws_access_key_id=a[0], aws_secret_access_key=a[1],
+                                   endpoint=endpoint)) for reader in args.readers}
         self.register_outputs({"bucket_name": self.bucket_name, "url": self.url})
 
     def _create_gcs(self, name: str, bucket_name: str, spec: BucketSpec, opts: pulumi.ResourceOptions) -> None:

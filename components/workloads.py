@@ -81,7 +81,8 @@ def secret_files(node: NodeSpec, secrets: NodeSecrets) -> List[Tuple[str, str]]:
             files.append((f"{SECRETS_DIR}/{name}-gcs.json", access.gcs_key_json))
         else:
             files.append((f"{SECRETS_DIR}/{name}-s3.env", f"AWS_ACCESS_KEY_ID={access.aws_access_key_id}\n"
-                                                            f"AWS_SECRET_ACCESS_KEY={access.aws_secret_access_key}\n"))
+                                                            f"AWS_SECRET_ACCESS_KEY={access.aws_secret_access_key}\n"
+                          + (f"AWS_ENDPOINT_URL_S3={access.endpoint}\n" if access.endpoint else "")))
     for wname, w in node.workloads.items():
         files += w.bucket_files(node, wname, secrets)
     return files

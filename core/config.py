@@ -52,6 +52,8 @@ def unused_secrets(spec: EstateSpec, names: Iterable[str]) -> List[Problem]:
     the program warns about."""
     used = {n for node in spec.nodes.values() for w in node.workloads.values() for n in w.secret_env}
     used |= {ext.api_key_env for ext in (spec.gateway.external.values() if spec.gateway else ())}
+    used |= {n for job in spec.jobs.values() for n in job.secret_env}
+    used |= {n for bucket in spec.storage.values() for n in bucket.secret_names}
     where = [f"{NAMESPACE}:nodes.<node>.workloads.<workload>.secret_env"]
     if spec.gateway is not None:
         where.append(f"{NAMESPACE}:gateway.external.<provider>.api_key_env")

@@ -8,7 +8,8 @@ pack read. The dynamic providers feed live offers to the same ``choose_offer``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+import math
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -215,10 +216,12 @@ class EstateEstimate:
     images: Tuple[ImageEstimate, ...] = ()
     """Image aliases priced per image (within the nodes' hours, so not added to the month)."""
     services: Tuple[ServiceEstimate, ...] = ()
+    jobs: Tuple[NodeEstimate, ...] = ()
+    """Each GPU job at its cap (``core.jobs.estimate``): the most it may cost, counted in the month."""
 
     @property
     def monthly_usd(self) -> float:
-        return round(sum(n.monthly_usd for n in self.nodes) + sum(e.monthly_usd for e in self.endpoints)
+        return round(sum(n.monthly_usd for n in (*self.nodes, *self.jobs)) + sum(e.monthly_usd for e in self.endpoints)
                      + sum(s.monthly_usd for s in self.services) + self.fixed_monthly_usd, 2)
 
 
@@ -325,7 +328,22 @@ def estimate_estate(spec: EstateSpec) -> EstateEstimate:
         for alias, model in (spec.gateway.aliases.items() if spec.gateway else ())
         for name, node in spec.nodes.items() for w in node.workloads.values()
         if (seconds := w.image_seconds(model)) is not None)
-    return EstateEstimate(nodes, round(fixed, 2), endpoints, images=images, services=services)
+    return EstateEstimate(nodes, round(fixed, 2), endpoints, images=images, services=services,
+                          jobs=job_estimates(spec))
+
+
+def estimate_job(name: str, job: Any) -> NodeEstimate:
+    """A GPU job's line in the month (``core.jobs.JobSpec``): its machine's $/h (its price cap, else the
+    reference price) for the hours its cap buys, so its ``monthly_usd`` is the most it may cost."""
+    node = estimate_node(f"job:{name}", job.machine)
+    cap = job.cap_usd(node.hourly_usd) if node.hourly_usd else job.max_usd
+    hours = math.floor(cap / node.hourly_usd * 10000) / 10000 if node.hourly_usd else job.max_hours
+    return NodeEstimate(f"job:{name}", node.provider, node.gpu, node.hourly_usd, hours, f"job cap ({node.basis})")
+
+
+def job_estimates(spec: EstateSpec) -> Tuple[NodeEstimate, ...]:
+    """Each job's line at its cap."""
+    return tuple(estimate_job(name, job) for name, job in spec.jobs.items())
 
 
 def cost_table(estimate: EstateEstimate, budget_monthly: float) -> Dict[str, object]:
@@ -340,7 +358,7 @@ def cost_table(estimate: EstateEstimate, budget_monthly: float) -> Dict[str, obj
             "monthly_usd": n.monthly_usd,
             "basis": n.basis,
         }
-        for n in estimate.nodes
+        for n in (*estimate.nodes, *estimate.jobs)
     ] + [
         {
             "node": e.endpoint,

@@ -25,7 +25,8 @@ from core.kinds import KindInfo, WorkloadKind
 from core.services import ServiceSpec
 from core.workloads import WorkloadSpec, with_kinds
 
-TOP_LEVEL_KEYS = ("nodes", "serverless", "services", "gateway", "tunnels", "routes", "edge", "storage", "budget", "spend")
+TOP_LEVEL_KEYS = ("nodes", "serverless", "services", "gateway", "tunnels", "routes", "edge", "storage", "budget", "spend",
+                  "jobs")
 HOURS_IN_MONTH = 730.0
 
 
@@ -455,6 +456,29 @@ class BucketSpec(_Model):
     """Nodes given read/write credentials scoped to this bucket."""
     monthly_usd: float = Field(0.0, ge=0)
     """Expected storage bill, counted in the monthly estimate."""
+    endpoint: Optional[DownloadUrl] = None
+    """s3 only: the API of an S3-compatible store holding a bucket that exists already (MinIO, Cloudflare R2,
+    Backblaze B2), named as this key: the estate creates nothing there and gives its readers and jobs the
+    access key in the config secrets ``access_key_secret`` and ``secret_key_secret``."""
+    access_key_secret: Optional[EnvName] = None
+    """With ``endpoint``: the config secret (``gpu-estate:<NAME>``) holding the store's access key id."""
+    secret_key_secret: Optional[EnvName] = None
+    """With ``endpoint``: the config secret holding the store's secret access key."""
+
+    @model_validator(mode="after")
+    def _existing(self) -> "BucketSpec":
+        given = [k for k in ("access_key_secret", "secret_key_secret") if getattr(self, k)]
+        if self.endpoint is None and given:
+            raise ValueError(f"{given[0]} is the access key of an existing bucket at endpoint; set endpoint too")
+        if self.endpoint is not None and (self.provider != "s3" or len(given) != 2):
+            raise ValueError("an existing bucket at endpoint speaks the S3 API (provider s3) and needs both "
+                             f"access_key_secret and secret_key_secret (got provider {self.provider!r}, {given})")
+        return self
+
+    @property
+    def secret_names(self) -> List[str]:
+        """The config secrets the bucket's access key is read from (an existing bucket's)."""
+        return [n for n in (self.access_key_secret, self.secret_key_secret) if n]
 
 
 class BudgetSpec(_Model):
@@ -512,6 +536,10 @@ class EstateSpec(_Model):
     storage: Dict[BucketName, BucketSpec] = Field(default_factory=dict)
     budget: BudgetSpec
     spend: Optional[SpendSpec] = None
+    jobs: Dict[str, "JobSpec"] = Field(default_factory=dict)
+    """GPU jobs by name (``core/jobs.py``): run once, released at the end or at a cap. ``JobSpec`` is declared
+    with this module's ``NodeSpec`` fields, so ``core.jobs`` completes this model when imported (``core.config``
+    imports it through ``core.rules``)."""
 
     def gateway_over_ssh(self, node: str) -> bool:
         """Whether ``node`` hosts the gateway and the gateway is deployed on it over SSH."""
@@ -523,6 +551,11 @@ class EstateSpec(_Model):
         if not v:
             raise ValueError("at least one node is needed")
         return _named("node", v)
+
+    @field_validator("jobs")
+    @classmethod
+    def _job_names(cls, v: Dict[str, object]) -> Dict[str, object]:
+        return _named("job", v)
 
     @field_validator("serverless")
     @classmethod

@@ -48,10 +48,11 @@ def day_of(now: float) -> str:
 
 
 def watch_document(spec: EstateSpec, stack: str, machines: Mapping[str, Optional[str]],
-                   hourly: Mapping[str, float]) -> Dict[str, Any]:
+                   hourly: Mapping[str, float], jobs: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Dict[str, Any]:
     """What the watcher reads: ``machines`` is node -> ``<cloud>:<id>`` of its machine where it has one
     (a marketplace node), ``hourly`` node -> the launch price in $/h. Nodes on a machine the operator owns
-    cost nothing by the hour and are left out."""
+    cost nothing by the hour and are left out. ``jobs`` is job -> what its agent reads (``agents/jobs.py``):
+    machine, $/h, creation time, caps and where its status object is."""
     s = spec.spend
     nodes = []
     for name, node in spec.nodes.items():
@@ -68,6 +69,7 @@ def watch_document(spec: EstateSpec, stack: str, machines: Mapping[str, Optional
         "budget_usd": spec.budget.monthly_usd, "daily_usd": spec.budget.daily_usd,
         "alerts_percent": list(s.alerts_percent), "stop_percent": s.stop_percent,
         "resume_month": s.resume_month, "nodes": nodes,
+        **({"jobs": [dict(jobs[n], job=n) for n in sorted(jobs)]} if jobs else {}),
     }
 
 
@@ -177,6 +179,8 @@ def refusal(spec: EstateSpec, ledger: Optional[Mapping[str, Any]], now: float) -
     starts = [name for name, node in spec.nodes.items() if node.is_pay_per_use and (
         (node.provider.is_marketplace and node.power is PowerState.RUNNING)
         or (name not in watched and node.power is not PowerState.STOPPED))]
+    # A job the watcher has never seen is one `up` would rent.
+    starts += [f"job {name}" for name in spec.jobs if f"job:{name}" not in watched]
     if not starts:
         return None
     month, spent = ledger["month"], float(ledger.get("spent_usd") or 0.0)

@@ -79,6 +79,29 @@ class LoopbackMachine:
         staged.with_suffix(".pub").write_text(public)
         self.sshd.rekey(staged)
 
+    def release_job(self, label: str) -> None:
+        """A job's machine is gone: its runner, its container and its job directory with it (a job machine of
+        the sandbox is this machine too, its files under ``jobs/<label>``)."""
+        import os
+        import signal
+
+        import time
+
+        job_dir = self.root / "jobs" / label
+        pid_file = job_dir / "runner.pid"
+        if pid_file.exists():
+            try:
+                os.killpg(int(pid_file.read_text().strip()), signal.SIGKILL)  # setsid: the runner leads its group
+            except (ValueError, ProcessLookupError, PermissionError):
+                pass
+        # A `docker run` the runner had under way may still create its container after the kill: look a few times.
+        for _ in range(4):
+            ids = _run("docker", "ps", "-aq", "--filter", f"label=estate-job={label}").stdout.split()
+            if ids:
+                _run("docker", "rm", "-f", *ids)
+            time.sleep(0.5)
+        shutil.rmtree(job_dir, ignore_errors=True)
+
     def containers(self) -> Dict[str, Dict[str, object]]:
         """Compose service -> {id, state, started} of the project's containers."""
         out = _run("docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}").stdout.split()

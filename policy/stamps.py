@@ -14,11 +14,13 @@ GCP_INSTANCE = "gcp:compute/instance:Instance"
 SERVERLESS_ENDPOINT = "pulumi-python:dynamic/runpod:Endpoint"
 FLY_MACHINE = "pulumi-python:dynamic/fly:Machine"
 CLOUD_RUN_SERVICE = "gcp:cloudrunv2/service:Service"
+JOB = "pulumi-python:dynamic/job:Job"
+"""A GPU job's machine: stamped at its cap (``core.jobs.stamp``), so the budget policies count it."""
 
 
 def node_stamps(resource_type: str, props: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     """The node's stamps, typed, or None when the resource is not a node's billing resource."""
-    if resource_type in (GPU_INSTANCE, SERVERLESS_ENDPOINT, FLY_MACHINE):
+    if resource_type in (GPU_INSTANCE, SERVERLESS_ENDPOINT, FLY_MACHINE, JOB):
         return dict(props.get("stamps") or {}) or None
     if resource_type == AWS_LAUNCH_TEMPLATE:
         return from_tags(props.get("tags") or {}) or None

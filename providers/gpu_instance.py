@@ -435,14 +435,19 @@ class GpuInstanceProvider(ResourceProvider):
                             "resource only leaves the state. Give renames `aliases` to avoid the hand-over.")
             return
         with self._client(cloud) as c:
-            c.terminate(iid)
-            try:
-                wait_for(lambda: c.get(iid), lambda i: i is None or i.status is Status.GONE,
-                         within(env_seconds("ESTATE_DELETE_TIMEOUT_SECONDS", 300)), _poll(),
-                         f"{cloud} instance {iid} gone")
-            except WaitTimeout as late:
-                raise CloudError(f"{cloud} still lists instance {iid} as {late.last.detail} after delete; "
-                                 "it stays in state so the next destroy tries again") from late
+            terminate_verified(c, iid)
+
+
+def terminate_verified(c: GpuCloud, iid: str) -> None:
+    """Terminate the instance and return once its vendor no longer lists it as billing; CloudError otherwise,
+    so whatever holds it in state keeps it for the next try."""
+    c.terminate(iid)
+    try:
+        wait_for(lambda: c.get(iid), lambda i: i is None or i.status is Status.GONE,
+                 within(env_seconds("ESTATE_DELETE_TIMEOUT_SECONDS", 300)), _poll(), f"{c.name} instance {iid} gone")
+    except WaitTimeout as late:
+        raise CloudError(f"{c.name} still lists instance {iid} as {late.last.detail} after delete; "
+                         "it stays in state so the next destroy tries again") from late
 
 
 def _inputs(props: Dict[str, Any]) -> Dict[str, Any]:

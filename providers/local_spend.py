@@ -14,6 +14,7 @@ webhook from ``ESTATE_SPEND_WEBHOOK``, given it here as a secret input (never a 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -22,13 +23,14 @@ from typing import Any, Dict, Optional
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
+from core.jobs import KEYS_ENV
 from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE, WEBHOOK_ENV
 from agents.process import alive, delete_process, spawn, stop_process
 from providers.resource import DynamicResource
 from agents.spend import replace_text
 
 ROOT = Path(__file__).resolve().parent.parent
-RESTARTS = ("every_seconds", "webhook", "state_dir")
+RESTARTS = ("every_seconds", "webhook", "state_dir", "job_keys")
 """Inputs the running process holds: changing one restarts it."""
 
 
@@ -45,6 +47,9 @@ class LocalSpendWatcherProvider(ResourceProvider):
         env.pop(WEBHOOK_ENV, None)
         if props.get("webhook"):
             env[WEBHOOK_ENV] = props["webhook"]
+        env.pop(KEYS_ENV, None)
+        if props.get("job_keys"):
+            env[KEYS_ENV] = json.dumps(props["job_keys"], sort_keys=True)
         proc = spawn([sys.executable, "-m", "agents.spend", "--document", str(doc), "--ledger",
                       str(state / LEDGER_FILE), "--every", str(float(props["every_seconds"]))],
                      env, state / "spend.log", ROOT)
@@ -89,12 +94,14 @@ class LocalSpendWatcherArgs:
     """Where the document, the ledger and the log live (the local gateway's)."""
     webhook: Optional[pulumi.Input[str]] = None
     """The alert webhook (a secret), if the stack has one."""
+    job_keys: Optional[pulumi.Input[Dict[str, Any]]] = None
+    """Job name -> its bucket key (a secret), for the job agent (``agents.jobs.KEYS_ENV``); None without jobs."""
 
 
 class LocalSpendWatcher(DynamicResource, module="spend", name="LocalWatcher"):
     pid: pulumi.Output[int]
     ledger: pulumi.Output[str]
-    SECRET_OUTPUTS = ("webhook",)
+    SECRET_OUTPUTS = ("webhook", "job_keys")
 
     def __init__(self, name: str, args: LocalSpendWatcherArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(LocalSpendWatcherProvider(), name,

@@ -162,3 +162,14 @@ def write_file(host: str, port: int, user: str, private_key: str, path: str, tex
     run = _run_remote(host, port, user, private_key, known_hosts, host_key,
                       f'mkdir -p "$(dirname {path})" && cat > {path}.tmp && mv {path}.tmp {path}', stdin=text)
     _succeeded(run, user, host, port)
+
+
+def run_remote(host: str, port: int, user: str, private_key: str, script: str, stdin: str = "",
+               host_key: Optional[str] = None, timeout: float = CONNECT_TIMEOUT_SECONDS) -> str:
+    """``script`` (fixed text of the estate's; stack values reach it only on stdin) run over SSH with the
+    host's pinned key (or trusted on first use without one); its stdout. ForwardError when it fails."""
+    with tempfile.TemporaryDirectory(prefix="estate-known-") as tmp:
+        run = _run_remote(host, port, user, private_key, os.path.join(tmp, "known_hosts"), host_key, script,
+                          stdin=stdin, timeout=timeout)
+    _succeeded(run, user, host, port)
+    return run.stdout

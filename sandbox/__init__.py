@@ -138,9 +138,12 @@ def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[
             machine = loopback_machine.LoopbackMachine(workloads.ESTATE_DIR, workloads.COMPOSE_PROJECT)
             td.port_map[22] = machine.sshd.port
             td.on_delete.append(lambda inst: machine.wipe() if inst["name"] == label(VM_NODE, stack_name) else None)
+            # A job's machine is this machine too: deleting it ends the job's runner and container.
+            jobs = label("job-", stack_name)
+            td.on_delete.append(lambda inst: machine.release_job(inst["name"]) if inst["name"].startswith(jobs) else None)
             # Booting with its cloud-init: the host key the program generated becomes the sshd's.
             td.on_create.append(lambda inst: machine.boot(inst["cloud_init"])
-                                if inst["name"] == label(VM_NODE, stack_name) else None)
+                                if inst["name"] == label(VM_NODE, stack_name) or inst["name"].startswith(jobs) else None)
         yield {"tensordock": td, "vastai": vast, "runpod": rp, "fly": fly, "ollama": ollamas, "machine": machine,
                "registry": registry, "comfyui": comfyui}
     finally:

@@ -27,6 +27,7 @@ from core.workloads import KINDS_IN_ORDER
 
 TOP_LEVEL = {
     "nodes": "GPU nodes (and hosts of your own) by name: what is rented, where, at what price, and what runs on it.",
+    "jobs": "GPU jobs by name: a command run once in an image on a rented machine, with hour and dollar caps.",
     "serverless": "RunPod serverless endpoints by name: workers that start on requests and stop when idle.",
     "services": "Hosted model services by name (Fly.io, Cloud Run): the gateway routes to them like serverless endpoints.",
     "gateway": "The LiteLLM gateway: the node it runs on, its aliases, external providers and fallbacks.",

@@ -108,3 +108,13 @@ def real_ollama():
     real_servers_or_skip()
     with OllamaServer() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """moto's real S3 server on 127.0.0.1 (``sandbox/s3.py``) holding the bucket ``models``, for one module."""
+    from sandbox.s3 import LoopbackS3
+
+    with LoopbackS3() as server:
+        server.create_bucket("models")
+        yield server

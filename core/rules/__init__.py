@@ -11,7 +11,7 @@ from typing import Dict, List, Union
 
 from core import pricing
 from core.errors import Problem
-from core.rules import budget, gateway, nodes, numbers, ports, routes, serverless, services, storage, tunnels
+from core.rules import budget, gateway, jobs, nodes, numbers, ports, routes, serverless, services, storage, tunnels
 from core.spec import EstateSpec
 
 Estimates = Dict[str, Union[pricing.NodeEstimate, pricing.PlacementError]]
@@ -45,6 +45,7 @@ def check_estate(spec: EstateSpec) -> List[Problem]:
     if not problems:
         problems += gateway.check_reachable(spec)
     problems += storage.check(spec)
+    problems += jobs.check(spec) + jobs.check_released(spec)
     problems += budget.check(spec, estimates, endpoints,
                              placed=not any(p for p in problems if p[0].endswith(".gpu")))
     return problems

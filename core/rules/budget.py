@@ -31,7 +31,7 @@ def check(spec: EstateSpec, estimates: Dict[str, object], endpoints: Dict[str, p
         fixed = sum(bucket.monthly_usd for bucket in spec.storage.values())
         services = tuple(s.estimate(name) for name, s in spec.services.items())
         total = pricing.EstateEstimate(tuple(priced), round(fixed, 2), tuple(endpoints.values()),
-                                         services=services).monthly_usd
+                                       services=services, jobs=pricing.job_estimates(spec)).monthly_usd
         if total > b.monthly_usd:
             problems.append((
                 f"{NAMESPACE}:budget.monthly_usd",

@@ -51,6 +51,8 @@ class Mlflow(BaseWorkload):
         else:
             lines += [f"AWS_ACCESS_KEY_ID={access.aws_access_key_id}",
                       f"AWS_SECRET_ACCESS_KEY={access.aws_secret_access_key}"]
+            if access.endpoint:
+                lines.append(f"MLFLOW_S3_ENDPOINT_URL={access.endpoint}")  # an S3-compatible store of the stack's
         return [(ARTIFACTS_ENV, "\n".join(lines) + "\n")]
 
     def problems(self, spec, node_name: str, name: str, path: str):

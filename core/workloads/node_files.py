@@ -32,6 +32,8 @@ class BucketAccess:
     gcs_key_json: Optional[str] = None
     aws_access_key_id: Optional[str] = None
     aws_secret_access_key: Optional[str] = None
+    endpoint: Optional[str] = None
+    """An S3-compatible API other than AWS's (``storage.<bucket>.endpoint``); None: AWS S3 or GCS."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,11 @@ if TYPE_CHECKING:
     from core.spec import NodeSpec
 
 PASSWORD_FILE = f"{SECRETS_DIR}/pg_password"
+CREATE_EXTENSION = ("sh", "-c", "timeout 120 sh -c 'until pg_isready -q -U estate -d vectors; do sleep 1; done' && "
+                    "psql -v ON_ERROR_STOP=1 -q -U estate -d vectors -c 'CREATE EXTENSION IF NOT EXISTS vector'")
+"""Run in the container once it starts: ``vector`` created in the ``vectors`` database (over the local socket,
+which the image trusts), waiting at most two minutes for Postgres to answer. No ``$`` in it: compose would
+read one as a variable."""
 
 
 class Pgvector(BaseWorkload):
@@ -23,7 +28,10 @@ class Pgvector(BaseWorkload):
                 "POSTGRES_PASSWORD_FILE": "/run/secrets/pg_password"}
 
     def compose_service(self, node, name, service, secrets):
-        return {**service, "secrets": ["pg_password"]}, {"pg_password": {"file": PASSWORD_FILE}}
+        # The extension is created in the estate's database each time the container starts (compose's
+        # post_start hook, compose 2.30+): an image's init scripts would run only on an empty data directory.
+        return {**service, "secrets": ["pg_password"], "post_start": [{"command": list(CREATE_EXTENSION)}]}, \
+            {"pg_password": {"file": PASSWORD_FILE}}
 
     def secret_files(self, node, name, secrets: NodeSecrets) -> List[Tuple[str, str]]:
         if not secrets.pg_password:

@@ -1,0 +1,142 @@
+"""The job agent: each look of the spend watcher releases the machines of GPU jobs that ended or passed a cap.
+
+The spend watcher (``agents/spend.py``) already runs on a timer beside the gateway with the marketplaces'
+keys, whether or not anyone runs `pulumi up`: it is what releases a job's machine. Each look, for every job
+in the watch document (``core.spend.watch_document``: its machine ``<cloud>:<id>``, $/h, start time, caps and
+where its status object is), this agent:
+
+- asks the job's vendor for the machine; a machine the vendor no longer lists needs nothing;
+- reads the run's status object in the bucket (with the job's own bucket key, from ``ESTATE_JOB_KEYS``);
+  a final status (``succeeded``/``failed``) deletes the machine;
+- otherwise charges the machine's age at its $/h: at ``max_hours`` or ``max_usd`` it writes the status
+  ``capped`` (with the reason), deletes the machine and writes ``capped`` again once it is gone (the runner's
+  last heartbeat may land in between);
+- at the month's stop threshold (``spend.stop_percent``, unless the month is resumed) caps every running job;
+- verifies each delete: the vendor must stop listing the machine within ``ESTATE_JOB_DELETE_SECONDS``
+  (default 120), else the next look deletes again and says so.
+
+A vendor or bucket that cannot be asked is said and asked again next look; the time caps never depend on
+the bucket answering. It also returns each job machine's look, so the month's ledger counts what jobs cost.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from core.jobs import KEYS_ENV, JobState
+from core.spend import Seen
+from core.vendors import machine_id
+from providers import gpu_cloud
+from providers.gpu_cloud import Status
+from providers.http import CloudError
+from providers.s3 import S3, S3Error
+from providers.wait import WaitTimeout, wait_for, within
+
+FINAL = (JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CAPPED.value)
+
+
+def delete_seconds() -> float:
+    return float(os.environ.get("ESTATE_JOB_DELETE_SECONDS", "120"))
+
+
+class JobAgent:
+    def __init__(self, client: Callable[[str], gpu_cloud.GpuCloud] = gpu_cloud.client,
+                 keys: Optional[Mapping[str, Mapping[str, str]]] = None, clock: Callable[[], float] = time.time,
+                 say: Callable[[str], None] = print, poll: float = 1.0):
+        self._client, self._clock, self._say, self._poll = client, clock, say, poll
+        self.keys = keys if keys is not None else json.loads(os.environ.get(KEYS_ENV) or "{}")
+
+    def _bucket(self, job: Mapping[str, Any]) -> Optional[S3]:
+        key = self.keys.get(job["job"])
+        if not key:
+            return None
+        return S3(job["bucket"], key["access_key"], key["secret_key"], endpoint=job.get("endpoint"),
+                  region=job.get("region") or "us-east-1")
+
+    def _status(self, job: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+        bucket = self._bucket(job)
+        if bucket is None:
+            self._say(f"jobs: {job['job']}: no bucket key in {KEYS_ENV}; only its caps are watched")
+            return None
+        try:
+            data = bucket.get(f"{job['status_prefix']}/status.json")
+        except (S3Error, OSError) as err:
+            self._say(f"jobs: {job['job']}: cannot read its status ({err}); only its caps are watched this look")
+            return None
+        return json.loads(data) if data else None
+
+    def _write_capped(self, job: Mapping[str, Any], status: Optional[Mapping[str, Any]], reason: str) -> None:
+        bucket = self._bucket(job)
+        if bucket is None:
+            return
+        doc = {**(status or {}), "state": JobState.CAPPED.value, "reason": reason, "capped_at": self._clock(),
+               "finished_at": self._clock(), "label": job.get("label"), "run": job.get("run"),
+               "started_at": (status or {}).get("started_at") or job.get("created_at")}
+        try:
+            bucket.put(f"{job['status_prefix']}/status.json", json.dumps(doc, sort_keys=True).encode(), "application/json")
+        except (S3Error, OSError) as err:
+            self._say(f"jobs: {job['job']}: could not write its capped status ({err})")
+
+    def _delete(self, c: gpu_cloud.GpuCloud, job: Mapping[str, Any], iid: str) -> bool:
+        try:
+            c.terminate(iid)
+            wait_for(lambda: c.get(iid), lambda i: i is None or i.status is Status.GONE, within(delete_seconds()),
+                     self._poll, f"{c.name} instance {iid} gone")
+            return True
+        except (CloudError, WaitTimeout) as err:
+            self._say(f"jobs: {job['job']}: delete of {c.name} instance {iid} not confirmed ({err}); "
+                      "deleting again next look")
+            return False
+
+    def look(self, jobs: List[Mapping[str, Any]], over_budget: bool = False) -> Dict[str, Seen]:
+        """One look at every job; each job machine's ``Seen`` for the month's ledger, by ``job:<name>``. With
+        ``over_budget`` (the month reached the spend watcher's stop threshold) every running job is capped."""
+        seen: Dict[str, Seen] = {}
+        now = self._clock()
+        for job in jobs:
+            name, instance = job["job"], str(job.get("instance") or "")
+            parsed = machine_id(instance)
+            rate = float(job.get("hourly_usd") or 0.0)
+            if parsed is None:
+                continue  # not rented when the document was written
+            cloud, iid = parsed
+            try:
+                with self._client(cloud) as c:
+                    inst = c.get(iid)
+                    if inst is None or inst.status is Status.GONE:
+                        seen[f"job:{name}"] = Seen(False, rate, instance=instance)
+                        continue
+                    rate = float(inst.price_per_hour or rate)
+                    status = self._status(job)
+                    state = (status or {}).get("state")
+                    hours = max(0.0, now - float(job.get("created_at") or now)) / 3600.0
+                    reason = ""
+                    if state in FINAL:
+                        reason = f"the command ended ({state}, exit {status.get('exit_code')})"
+                    elif hours >= float(job["max_hours"]):
+                        reason = f"max_hours {job['max_hours']} reached ({hours:.4f} h)"
+                    elif hours * rate >= float(job["max_usd"]):
+                        reason = f"max_usd {job['max_usd']} reached (${hours * rate:.4f} at ${rate}/h)"
+                    elif over_budget:
+                        reason = "the month's spend reached the spend watcher's stop threshold"
+                    if not reason:
+                        self._say(f"jobs: {name}: {state or 'starting'}, {hours:.3f} h, ${hours * rate:.3f} of "
+                                  f"${float(job['max_usd']):.2f}")
+                        seen[f"job:{name}"] = Seen(True, rate, instance=instance)
+                        continue
+                    capped = state not in FINAL
+                    if capped:
+                        self._write_capped(job, status, reason)
+                    self._say(f"jobs: {name}: {reason}: deleting {cloud} instance {iid}")
+                    gone = self._delete(c, job, iid)
+                    if gone:
+                        if capped:
+                            self._write_capped(job, status, reason)
+                        self._say(f"jobs: {name}: {cloud} instance {iid} deleted; it bills no more")
+                    seen[f"job:{name}"] = Seen(not gone, rate, instance=instance)
+            except CloudError as err:
+                self._say(f"jobs: {name}: cannot ask {cloud}: {err}; counted as running at ${rate:.3f}/h")
+                seen[f"job:{name}"] = Seen(True, rate, seen=False, instance=instance)
+        return seen

@@ -1,0 +1,195 @@
+"""The runner of one GPU job on its machine: ``python3 estate_job.py <job directory>``.
+
+Started over SSH by the job's resource (``providers/job.py``), detached, once per machine. It reads its job
+as data (``job.json``: image, command words, env, bucket, prefixes; never code) and its secrets from the
+0600 ``secrets.json`` delivered over SSH beside it, then:
+
+1. writes the status object ``<status_prefix>/status.json`` (``starting``), downloads the input prefixes into
+   ``inputs/`` (and, when the stack says ``resume``, the outputs prefix into ``outputs/``: the last
+   checkpoints), and writes ``running``;
+2. runs the command in the image with Docker, its words as arguments (``docker run ... <image> <words>``, no
+   shell), the inputs at ``/job/inputs`` (read-only) and the outputs at ``/job/outputs``, its env from a 0600
+   env file; streams its output to ``job.log`` and this process's own log line by line;
+3. every ``sync_seconds`` uploads the outputs that changed, the log and a ``running`` status (its heartbeat);
+4. when the command ends, whatever its exit code, uploads the outputs, the log (``log.txt``) and the final
+   status (``succeeded`` on exit 0, else ``failed``, with the exit code, times and output keys).
+
+The machine is released by the spend watcher's job agent once it reads the final status (``agents/jobs.py``);
+this process never holds a vendor key. Only the standard library: the S3 client is ``estate_s3.py``, shipped
+beside it (``providers/s3.py``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+try:
+    import estate_s3 as s3mod  # beside this file on the machine
+except ImportError:  # run from the project (tests)
+    from providers import s3 as s3mod
+
+CONTAINER = "estate-job-{label}"
+SYNC_FLOOR_SECONDS = 1.0
+
+
+def now() -> float:
+    return time.time()
+
+
+class Runner:
+    def __init__(self, root: Path):
+        self.root = root
+        self.job: Dict[str, Any] = json.loads((root / "job.json").read_text(encoding="utf-8"))
+        secrets = json.loads((root / "secrets.json").read_text(encoding="utf-8"))
+        self.secret_env: Dict[str, str] = dict(secrets.get("env") or {})
+        self.s3 = s3mod.S3(self.job["bucket"], secrets["s3"]["access_key"], secrets["s3"]["secret_key"],
+                           endpoint=self.job.get("endpoint"), region=self.job.get("region") or "us-east-1")
+        self.inputs, self.outputs = root / "inputs", root / "outputs"
+        self.log_path = root / "job.log"
+        self.started = now()
+        self.uploaded: Dict[str, tuple] = {}
+        self.lock = threading.Lock()
+
+    # -- the status object --------------------------------------------------------------------------
+    def key(self, name: str) -> str:
+        return f"{self.job['status_prefix']}/{name}"
+
+    def status(self, state: str, **more: Any) -> None:
+        doc = {"state": state, "label": self.job["label"], "run": self.job["run"], "host": socket.gethostname(),
+               "started_at": self.started, "updated_at": now(), **more}
+        self.s3.put(self.key("status.json"), json.dumps(doc, sort_keys=True).encode(), "application/json")
+        print(f"estate-job: {self.job['label']}: {state}", flush=True)
+
+    # -- bucket <-> directories ---------------------------------------------------------------------
+    def fetch(self, prefix: str, into: Path) -> int:
+        """Every object under ``prefix`` into ``into``, keyed by its path below the prefix."""
+        base = prefix.rstrip("/")
+        count = 0
+        for key in self.s3.list(base + "/" if base else ""):
+            rel = key[len(base):].lstrip("/")
+            if not rel or rel.endswith("/") or ".." in rel.split("/"):
+                continue
+            self.s3.download(key, str(into / rel))
+            count += 1
+        return count
+
+    def push_outputs(self) -> List[str]:
+        """Upload the output files that are new or changed since the last upload; every output key."""
+        keys = []
+        with self.lock:
+            for path in sorted(p for p in self.outputs.rglob("*") if p.is_file()):
+                rel = path.relative_to(self.outputs).as_posix()
+                key = f"{self.job['outputs']}/{rel}"
+                st = path.stat()
+                mark = (st.st_size, st.st_mtime_ns)
+                if self.uploaded.get(key) != mark:
+                    self.s3.put_file(key, str(path))
+                    self.uploaded[key] = mark
+                keys.append(key)
+        return keys
+
+    def push_log(self) -> None:
+        if self.log_path.exists():
+            self.s3.put_file(self.key("log.txt"), str(self.log_path))
+
+    # -- the command --------------------------------------------------------------------------------
+    def docker_command(self, env_file: Path) -> List[str]:
+        job = self.job
+        cmd = ["docker", "run", "--rm", "--name", CONTAINER.format(label=job["label"]),
+               "--label", f"estate-job={job['label']}", "--env-file", str(env_file),
+               "-v", f"{self.inputs}:/job/inputs:ro", "-v", f"{self.outputs}:/job/outputs",
+               "-e", "ESTATE_JOB_INPUTS=/job/inputs", "-e", "ESTATE_JOB_OUTPUTS=/job/outputs"]
+        if job.get("gpus"):
+            cmd += ["--gpus", "all"]
+        if job.get("resumed"):
+            cmd += ["-e", "ESTATE_JOB_RESUMED=1"]
+        return cmd + ["--", job["image"], *job["command"]]
+
+    def env_file(self) -> Path:
+        """The command's env, the stack's and the secret, as Docker reads an env file: one ``NAME=value`` a line,
+        taken literally (no quoting, no expansion); 0600, beside the secrets."""
+        path = self.root / "command.env"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for name, value in {**self.job.get("env", {}), **self.secret_env}.items():
+                if "\n" in value or "\r" in value or "\0" in value:
+                    raise ValueError(f"env {name}: a value is one line")
+                f.write(f"{name}={value}\n")
+        return path
+
+    def syncing(self, stop: threading.Event) -> None:
+        every = max(SYNC_FLOOR_SECONDS, float(self.job.get("sync_seconds") or 600))
+        while not stop.wait(every):
+            try:
+                self.push_outputs()
+                self.push_log()
+                self.status("running")
+            except Exception as err:  # noqa: BLE001 - a failed sync is retried at the next one
+                print(f"estate-job: sync failed ({err}); trying again in {every:g} s", flush=True)
+
+    def run(self) -> int:
+        self.inputs.mkdir(parents=True, exist_ok=True)
+        self.outputs.mkdir(parents=True, exist_ok=True)
+        self.status("starting")
+        code: Optional[int] = None
+        error = ""
+        try:
+            for prefix in self.job.get("inputs") or []:
+                n = self.fetch(prefix, self.inputs / prefix.rstrip("/"))
+                print(f"estate-job: input {prefix}: {n} objects", flush=True)
+            if self.job.get("resume"):
+                n = self.fetch(self.job["outputs"], self.outputs)
+                self.job["resumed"] = n > 0
+                print(f"estate-job: resuming from {n} objects under {self.job['outputs']}", flush=True)
+            cmd = self.docker_command(self.env_file())
+            self.status("running")
+            stop = threading.Event()
+            syncer = threading.Thread(target=self.syncing, args=(stop,), daemon=True)
+            syncer.start()
+            with open(self.log_path, "ab") as log:
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                for line in proc.stdout:  # ends when the command's output closes
+                    log.write(line)
+                    log.flush()
+                    sys.stdout.buffer.write(line)
+                    sys.stdout.flush()
+                code = proc.wait()
+            stop.set()
+            syncer.join(timeout=60)
+        except Exception as err:  # noqa: BLE001 - any failure still reports a final status
+            error = f"{type(err).__name__}: {err}"
+            print(f"estate-job: {error}", flush=True)
+        finished = now()
+        state = "succeeded" if code == 0 and not error else "failed"
+        outputs: List[str] = []
+        try:
+            outputs = self.push_outputs()
+        except Exception as err:  # noqa: BLE001
+            error = error or f"uploading outputs: {err}"
+            state = "failed"
+        try:
+            self.push_log()
+        except Exception as err:  # noqa: BLE001
+            print(f"estate-job: uploading the log failed: {err}", flush=True)
+        self.status(state, exit_code=code, finished_at=finished, duration_s=round(finished - self.started, 3),
+                    outputs=outputs, error=error or None)
+        (self.root / "finished").write_text(state + "\n")
+        return 0 if state == "succeeded" else 1
+
+
+def main(argv: List[str]) -> int:
+    if len(argv) != 2:
+        print("usage: estate_job.py <job directory>", file=sys.stderr)
+        return 2
+    return Runner(Path(argv[1])).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,86 @@
+"""A GPU job as the estate builds it: its machine's host key and its ``job:Job`` resource.
+
+The job's machine is placed like a node's (its ``NodeSpec`` from ``core.jobs``: the same request, price
+cap and bootstrap cloud-init, never a secret in it); what runs there arrives over SSH (``providers/job.py``).
+The component also gives the spend watcher what its job agent reads (``watch``: machine, $/h, start, caps,
+where the status object is) and the job's bucket key (``bucket_key``, a secret).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Optional
+
+import pulumi
+
+from components import workloads
+from core import jobs as core_jobs
+from core import pricing
+from core.jobs import JobSpec
+from core.spec import BucketSpec
+from providers.gpu_instance import LaunchInputs
+from providers.job import Job, JobArgs
+from providers.ssh_key import SshKey
+
+TYPE = "gpu-estate:index:GpuJob"
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuJobArgs:
+    spec: JobSpec
+    project: str
+    stack: str
+    bucket: BucketSpec
+    """The job's bucket as the stack gives it (its endpoint and region)."""
+    bucket_name: pulumi.Input[str]
+    """The bucket's name at its store (``ModelBucket.bucket_name``)."""
+    bucket_access: pulumi.Output
+    """The job's own key for the bucket (``workloads.BucketAccess``, a secret)."""
+    secret_env: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Values (secret outputs) of the job's ``secret_env`` names."""
+    ssh_private_key: Optional[Any] = None
+
+
+class GpuJob(pulumi.ComponentResource):
+    def __init__(self, name: str, args: GpuJobArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        job, machine = args.spec, args.spec.machine
+        label = core_jobs.label(args.project, args.stack, name, job.run)
+        self.estimate = core_jobs.estimate(name, job)
+        host_key = SshKey(f"job-{name}-ssh-host-key", comment=f"job {name} host key", opts=child)
+        endpoint, region = args.bucket.endpoint, args.bucket.location
+        document = pulumi.Output.from_input(args.bucket_name).apply(
+            lambda bucket: core_jobs.job_document(job, label, f"s3://{bucket}", endpoint, region))
+        secrets = pulumi.Output.secret(pulumi.Output.all(
+            access=args.bucket_access, key=args.ssh_private_key, **{f"env:{k}": v for k, v in args.secret_env.items()},
+        )).apply(lambda a: {"s3": {"access_key": a["access"].aws_access_key_id,
+                                   "secret_key": a["access"].aws_secret_access_key},
+                            "env": {k.removeprefix("env:"): v for k, v in a.items() if k.startswith("env:")},
+                            "ssh_private_key": a.get("key")})
+        self.resource = Job(f"job-{name}", JobArgs(
+            name=name, label=label, run=job.run, clouds=[job.provider.value, *(f.value for f in job.failover)],
+            request=pricing.node_request(machine),
+            launch=LaunchInputs(image=machine.image, disk_gb=machine.disk_gb, ports=[], env={}, onstart="",
+                                ssh_public_key=job.ssh.public_key, vcpu=machine.vcpu, ram_gb=machine.ram_gb,
+                                cloud_init=workloads.render_cloud_init(machine, (), workloads=False)),
+            document=document, caps={"max_hours": job.max_hours, "max_usd": job.max_usd},
+            ssh={"user": job.ssh.user, "port": job.ssh.port, "key_env": job.ssh.private_key_env},
+            secrets=secrets, host_key=pulumi.Output.secret(pulumi.Output.all(
+                private=host_key.private_key, public=host_key.public_key)),
+            bid_per_hour=job.bid_per_hour, stamps=core_jobs.stamp(name, job, self.estimate),
+        ), pulumi.ResourceOptions(parent=self))
+        r = self.resource
+        self.watch = pulumi.Output.all(r.id, r.price_per_hour, r.created_at, document).apply(lambda a: {
+            "instance": a[0], "hourly_usd": float(a[1] or self.estimate.hourly_usd), "created_at": a[2],
+            "max_hours": job.max_hours, "max_usd": job.max_usd, "label": label, "run": job.run,
+            "bucket": a[3]["bucket"], "endpoint": endpoint, "region": region, "status_prefix": a[3]["status_prefix"]})
+        """What the spend watcher's job agent reads (``agents/jobs.py``)."""
+        self.bucket_key = pulumi.Output.secret(args.bucket_access.apply(lambda a: {
+            "access_key": a.aws_access_key_id, "secret_key": a.aws_secret_access_key}))
+        """The job's bucket key, for the agent's env (``agents.jobs.KEYS_ENV``)."""
+
+    def outputs(self) -> pulumi.Output:
+        """What the stack exports for the job (``jobs``): state, duration, cost, machine."""
+        r = self.resource
+        return pulumi.Output.all(state=r.state, duration_s=r.duration_s, cost_usd=r.cost_usd, instance=r.id,
+                                 price_per_hour=r.price_per_hour)

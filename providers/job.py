@@ -1,0 +1,298 @@
+"""The Pulumi dynamic provider for GPU jobs: ``pulumi-python:dynamic/job:Job``.
+
+- create rents the machine through the nodes' own placement (``providers.placement``: adopt by label,
+  cheapest offer, next offer, next cloud), waits for it to run and answer SSH with the host key its
+  cloud-init installed, delivers the runner, its job document and its secrets (one 0600 bundle on an SSH
+  command's stdin, as a node's secrets arrive) and starts the runner detached; it returns without waiting
+  for the job. A create that fails after renting deletes what it rented (verified) before it raises:
+  nothing bills behind the state's back.
+- read (``refresh``) reports the job's state (starting, running, succeeded, failed, capped, preempted), its
+  duration and cost, from the status object the runner (or the job agent, at a cap) wrote in the bucket and
+  from the vendor. A finished job stays in state with its result, whether or not its machine still exists,
+  so `up` never runs it again; only a new ``run`` id does (a replacement, which the preview names). A
+  machine lost before the job finished is a preemption: with ``resume`` the job is reported gone, so the
+  next `up` rents again and the runner starts from the outputs prefix; with ``report`` it stays
+  ``preempted``.
+- update changes nothing on the machine: caps and the rest take effect through the job agent's document or
+  at the next run.
+- delete deletes the machine if it still exists and returns only once the vendor no longer lists it.
+
+The machine is released when the command ends or a cap is reached by the spend watcher's job agent
+(``agents/jobs.py``), not by this provider: nothing here waits for a job.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
+
+from core.jobs import JOB_DIR, JobState
+from core.pricing import NodeRequest
+from core.text import install_secrets, secret_bundle
+from core.vendors import MARKETPLACES
+from providers.gpu_cloud import GpuCloud, Instance, Status, env_seconds
+from providers.gpu_instance import GpuInstanceProvider, LaunchInputs, split_id, terminate_verified
+from providers.host_key import install_in_cloud_init
+from providers.http import CloudError
+from providers.placement import Placed
+from providers.resource import DynamicResource
+from providers.s3 import S3, S3Error
+from providers.ssh_forward import ForwardError, run_remote
+from providers.wait import WaitTimeout, wait_for, within
+
+PROVIDER_VERSION = "1"
+ROOT = Path(__file__).resolve().parent.parent
+RUNNER = ROOT / "assets" / "job" / "estate_job.py"
+S3_CLIENT = ROOT / "providers" / "s3.py"
+REPLACE_KEYS = ("run",)
+"""A new run id is a new run: a new machine, the job run again. Nothing else re-runs a job."""
+INPUT_KEYS = ("label", "name", "run", "clouds", "request", "launch", "bid_per_hour", "document", "ssh", "stamps",
+              "caps", "version")
+SECRET_INPUTS = ("secrets", "host_key")
+
+
+def job_dir(label: str) -> str:
+    return f"{JOB_DIR}/{label}"
+
+
+def _poll() -> float:
+    return env_seconds("ESTATE_POLL_SECONDS", 5)
+
+
+def start_script(label: str) -> str:
+    """What runs on the machine once the bundle is written: wait for the bootstrap (Docker), then start the
+    runner detached unless one runs or has finished there (a create retried after a lost answer)."""
+    d = shlex.quote(job_dir(label))
+    return (f"set -eu; cd {d}; "
+            "if [ -d /run/cloud-init ] && command -v cloud-init >/dev/null; then cloud-init status --wait >/dev/null || true; fi; "
+            "if [ -e finished ] || { [ -e runner.pid ] && kill -0 \"$(cat runner.pid)\" 2>/dev/null; }; then "
+            "echo 'estate-job: already started'; exit 0; fi; "
+            f"setsid nohup python3 {d}/estate_job.py {d} > {d}/runner.log 2>&1 < /dev/null & "
+            "echo $! > runner.pid; echo \"estate-job: runner $(cat runner.pid)\"")
+
+
+def bundle(label: str, document: Dict[str, Any], secrets: Dict[str, Any]) -> str:
+    """The runner, its S3 client, the job document and its secrets, as one bundle of 0600 files."""
+    d = job_dir(label)
+    return secret_bundle([
+        (f"{d}/estate_job.py", RUNNER.read_text(encoding="utf-8")),
+        (f"{d}/estate_s3.py", S3_CLIENT.read_text(encoding="utf-8")),
+        (f"{d}/job.json", json.dumps(document, sort_keys=True)),
+        (f"{d}/secrets.json", json.dumps({"env": secrets.get("env") or {}, "s3": secrets["s3"]}, sort_keys=True)),
+    ])
+
+
+def status_client(document: Dict[str, Any], secrets: Dict[str, Any]) -> S3:
+    s3 = secrets["s3"]
+    return S3(document["bucket"], s3["access_key"], s3["secret_key"], endpoint=document.get("endpoint"),
+              region=document.get("region") or "us-east-1")
+
+
+def read_status(document: Dict[str, Any], secrets: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The run's status object, or None when it has none yet."""
+    data = status_client(document, secrets).get(f"{document['status_prefix']}/status.json")
+    return json.loads(data) if data else None
+
+
+def judge(status: Optional[Dict[str, Any]], inst: Optional[Instance], created_at: float, now: float,
+          price: float) -> Dict[str, Any]:
+    """The job as refresh shows it: its state, duration and cost, from its status object and its machine."""
+    gone = inst is None or inst.status is Status.GONE
+    state = (status or {}).get("state") or "starting"
+    started = float((status or {}).get("started_at") or created_at)
+    finished = (status or {}).get("finished_at") or (status or {}).get("capped_at")
+    if state not in (s.value for s in JobState if s.finished) and gone:
+        state, finished = JobState.PREEMPTED.value, finished or now
+    end = float(finished) if finished else now
+    duration = max(0.0, end - float(created_at))
+    return {"state": state, "exit_code": (status or {}).get("exit_code"),
+            "duration_s": round(duration, 1), "cost_usd": round(duration / 3600 * price, 4),
+            "started_at": started, "finished_at": finished, "reason": (status or {}).get("reason") or (status or {}).get("error")}
+
+
+class JobProvider(GpuInstanceProvider):
+    """A job's machine is a GPU instance: the placement, the vendor clients, the wait for a machine to run and
+    the verified delete are ``GpuInstanceProvider``'s; what a job adds is its runner and its state."""
+
+    # -- check / diff -------------------------------------------------------------------------------
+    def check(self, _olds: Dict[str, Any], news: Dict[str, Any]) -> CheckResult:
+        failures: List[CheckFailure] = []
+        clouds = news.get("clouds") or []
+        if not clouds or any(c not in MARKETPLACES for c in clouds):
+            failures.append(CheckFailure("clouds", f"one or more of {', '.join(MARKETPLACES)} (got {clouds!r})"))
+        for key in ("label", "run", "document"):
+            if not news.get(key):
+                failures.append(CheckFailure(key, "required"))
+        caps = news.get("caps") or {}
+        for cap in ("max_hours", "max_usd"):
+            if not isinstance(caps.get(cap), (int, float)) or caps.get(cap) <= 0:
+                failures.append(CheckFailure(f"caps.{cap}", f"a job without a positive {cap} is refused (got {caps.get(cap)!r})"))
+        return CheckResult({**news, "version": PROVIDER_VERSION}, failures)
+
+    def diff(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> DiffResult:
+        if olds.get("run") != news.get("run"):
+            pulumi.log.warn(f"{news.get('name')}: run changed ({olds.get('run')!r} -> {news.get('run')!r}): the job "
+                            "runs again on a new machine; the last run's machine, if it still exists, is deleted first")
+            return DiffResult(changes=True, replaces=["run"], stables=[], delete_before_replace=True)
+        changed = [k for k in INPUT_KEYS if olds.get(k) != news.get(k)]
+        changed += [k for k in SECRET_INPUTS if olds.get(k) != news.get(k)]
+        if changed and any(k not in ("caps", "stamps", "version") for k in changed):
+            pulumi.log.warn(f"{news.get('name')}: {', '.join(changed)} changed; a job is not run again for that: the "
+                            "change applies at its next run (change its run id)")
+        return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=True)
+
+    # -- create -------------------------------------------------------------------------------------
+    def create(self, props: Dict[str, Any]) -> CreateResult:
+        label = props["label"]
+        request = NodeRequest.model_validate(props["request"])
+        launch = LaunchInputs.from_props(props["launch"])
+        key = props.get("host_key") or {}
+        base = launch.spec(label, props.get("bid_per_hour"))
+        if key.get("private") and base.cloud_init:
+            base = base.model_copy(update={"cloud_init": install_in_cloud_init(base.cloud_init, key["private"], key["public"])})
+        created_at = time.time()
+
+        def settle(c: GpuCloud, placed: Placed) -> CreateResult:
+            try:
+                inst = placed.adopted or self._wait_running(c, placed.instance_id, label)
+                self._deliver(inst, props, key.get("public"))
+            except BaseException as err:
+                # Rented (or adopted from a create that died) and not running the job: delete it before failing,
+                # or it bills outside the state. A job machine holds nothing the bucket does not.
+                pulumi.log.warn(f"{label}: {err}; deleting the machine rented for it")
+                terminate_verified(c, placed.instance_id)
+                raise
+            price = inst.price_per_hour or (placed.offer.price_per_hour if placed.offer else None) or 0.0
+            outs = {**_inputs(props), "cloud": c.name, "instance_id": inst.id, "machine_status": inst.status.value,
+                    "ssh_host": inst.ssh_host, "ssh_port": inst.ssh_port, "price_per_hour": price,
+                    "region": placed.offer.region if placed.offer else "", "created_at": created_at,
+                    **judge(None, inst, created_at, time.time(), price)}
+            pulumi.log.info(f"{props['name']}: started on {c.name} instance {inst.id} at ${price}/h; `pulumi refresh` "
+                            "shows its state")
+            return CreateResult(f"{c.name}:{inst.id}", outs)
+
+        return self.placement.place(label, props["clouds"], self._client, request, lambda _cloud: base, settle)
+
+    def _deliver(self, inst: Instance, props: Dict[str, Any], host_key: Optional[str]) -> None:
+        """The bundle over SSH, pinned to the host key the machine was launched with, then the runner started;
+        SSH is tried until it answers or the ready timeout passes (a VM's sshd comes up after its state says
+        running)."""
+        ssh = props.get("ssh") or {}
+        secrets = props.get("secrets") or {}
+        private = secrets.get("ssh_private_key") or os.environ.get(ssh.get("key_env") or "ESTATE_SSH_PRIVATE_KEY")
+        if not private:
+            raise CloudError(f"{props['label']}: no SSH private key (config secret gpu-estate:sshPrivateKey or "
+                             f"{ssh.get('key_env')}) to start the job with")
+        host, port, user = inst.ssh_host or inst.address, int(inst.ssh_port or ssh.get("port") or 22), ssh.get("user") or "root"
+        script = f"{install_secrets(job_dir(props['label']) + '/.manifest')}; {start_script(props['label'])}"
+        stdin = bundle(props["label"], props["document"], secrets)
+        last: List[str] = []
+
+        def attempt() -> bool:
+            try:
+                out = run_remote(host, port, user, private, script, stdin=stdin, host_key=host_key)
+            except ForwardError as err:
+                last[:] = [str(err)]
+                if "host key" in str(err).lower() or "REMOTE HOST IDENTIFICATION" in str(err):
+                    raise
+                return False
+            pulumi.log.info(f"{props['name']}: {out.strip().splitlines()[-1] if out.strip() else 'started'}")
+            return True
+
+        try:
+            wait_for(attempt, bool, within(env_seconds("ESTATE_READY_TIMEOUT_SECONDS", 900)), _poll(),
+                     f"{props['label']}: SSH on {host}:{port}")
+        except WaitTimeout:
+            raise CloudError(f"{props['label']}: the job could not be started over SSH on {user}@{host}:{port}: "
+                             f"{last[0] if last else 'no answer'}") from None
+
+    # -- read / update / delete ---------------------------------------------------------------------
+    def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
+        cloud, iid = split_id(id_)
+        with self._client(cloud) as c:
+            inst = c.get(iid)
+        try:
+            status = read_status(props["document"], props.get("secrets") or {})
+        except (S3Error, OSError, ValueError) as err:
+            # A bucket that cannot be read: what the state knew stays (nothing it cannot see is dropped).
+            pulumi.log.warn(f"{props.get('name')}: cannot read its status object ({err}); state kept as it was")
+            return ReadResult(id_, props, {k: props.get(k) for k in (*INPUT_KEYS, *SECRET_INPUTS) if k in props})
+        price = float(props.get("price_per_hour") or 0.0)
+        seen = judge(status, inst, float(props.get("created_at") or time.time()), time.time(), price)
+        if seen["state"] == JobState.PREEMPTED.value and (props.get("document") or {}).get("resume"):
+            pulumi.log.warn(f"{props.get('name')}: its machine is gone before the job finished; the next `up` "
+                            "rents again and resumes from the outputs prefix")
+            return ReadResult("", {})
+        outs = {**props, **seen, "machine_status": (inst.status.value if inst else Status.GONE.value)}
+        return ReadResult(id_, outs, {k: props.get(k) for k in (*INPUT_KEYS, *SECRET_INPUTS) if k in props})
+
+    def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
+        return UpdateResult({**olds, **_inputs(news), **{k: news.get(k) for k in SECRET_INPUTS}})
+
+    def delete(self, id_: str, props: Dict[str, Any]) -> None:
+        cloud, iid = split_id(id_)
+        with self._client(cloud) as c:
+            inst = c.get(iid)
+        if inst is None or inst.status is Status.GONE:
+            return  # released already (the job ended or was capped)
+        GpuInstanceProvider.delete(self, id_, props)  # verified; a machine adopted by another resource stays
+        pulumi.log.info(f"{props.get('name')}: {cloud} instance {iid} deleted; it bills no more")
+
+
+def _inputs(props: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: props.get(k) for k in (*INPUT_KEYS, *SECRET_INPUTS)}
+
+
+@dataclasses.dataclass(frozen=True)
+class JobArgs:
+    """The inputs of ``pulumi-python:dynamic/job:Job``."""
+
+    name: str
+    label: str
+    run: str
+    clouds: List[str]
+    request: NodeRequest
+    launch: LaunchInputs
+    document: pulumi.Input[Dict[str, Any]]
+    """What the runner reads (``core.jobs.job_document``); no secret in it."""
+    caps: Dict[str, float]
+    ssh: Dict[str, Any]
+    secrets: pulumi.Input[Dict[str, Any]]
+    """``env`` (the job's secret env), ``s3`` (its bucket access key) and ``ssh_private_key``: a secret."""
+    host_key: Optional[pulumi.Input[Dict[str, str]]] = None
+    bid_per_hour: Optional[float] = None
+    stamps: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_props(self) -> Dict[str, Any]:
+        return {"name": self.name, "label": self.label, "run": self.run, "clouds": list(self.clouds),
+                "request": json.loads(self.request.model_dump_json()), "launch": self.launch.to_props(),
+                "document": self.document, "caps": self.caps, "ssh": self.ssh, "secrets": self.secrets,
+                "host_key": self.host_key, "bid_per_hour": self.bid_per_hour, "stamps": self.stamps}
+
+
+OUTPUT_KEYS = ("cloud", "instance_id", "machine_status", "ssh_host", "ssh_port", "price_per_hour", "region",
+               "created_at", "state", "exit_code", "duration_s", "cost_usd", "started_at", "finished_at", "reason")
+
+
+class Job(DynamicResource, module="job", name="Job"):
+    """A GPU job: ``pulumi-python:dynamic/job:Job``."""
+
+    cloud: pulumi.Output[str]
+    instance_id: pulumi.Output[str]
+    state: pulumi.Output[str]
+    duration_s: pulumi.Output[float]
+    cost_usd: pulumi.Output[float]
+    price_per_hour: pulumi.Output[float]
+    created_at: pulumi.Output[float]
+    SECRET_OUTPUTS = SECRET_INPUTS
+
+    def __init__(self, name: str, args: JobArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(JobProvider(), name, {**{k: None for k in OUTPUT_KEYS}, "version": PROVIDER_VERSION,
+                                               **args.to_props()}, opts)

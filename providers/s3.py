@@ -1,0 +1,162 @@
+"""A small S3 client on the standard library alone: AWS Signature V4, path-style, for the bucket a job uses.
+
+A rented VM has Python 3 but not boto3, and installing it (or pulling the AWS CLI image) on every job
+machine would make each job depend on PyPI or a registry answering before its command may start. The
+operations a job needs are four (put a file, get an object, list a prefix, put a small document), so the
+runner on the machine (``assets/job/estate_job.py``, shipped beside it as ``estate_s3.py``), the job
+provider's refresh and the job agent on the gateway host all use this one module. Files are streamed
+(``UNSIGNED-PAYLOAD`` over TLS, or loopback in the sandbox), so a checkpoint of any size never sits in
+memory. It speaks to AWS (``https://s3.<region>.amazonaws.com``) or an S3-compatible ``endpoint``.
+
+It imports nothing but the standard library: the machine runs it as a file of its own.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import hmac
+import http.client
+import os
+import urllib.parse
+import xml.etree.ElementTree as ET
+from typing import BinaryIO, Dict, Iterator, List, Optional, Tuple, Union
+
+UNSIGNED = "UNSIGNED-PAYLOAD"
+TIMEOUT = 60.0
+MAX_LIST_PAGES = 10000
+"""A listing follows at most this many continuation pages (10 million keys): never an endless loop."""
+
+
+class S3Error(RuntimeError):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _sign(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def _quote(key: str) -> str:
+    return urllib.parse.quote(key, safe="/~")
+
+
+class S3:
+    """``S3(bucket, access_key, secret_key, endpoint=None, region="us-east-1")``."""
+
+    def __init__(self, bucket: str, access_key: str, secret_key: str, endpoint: Optional[str] = None,
+                 region: str = "us-east-1", session_token: Optional[str] = None):
+        self.bucket, self.access_key, self.secret_key = bucket, access_key, secret_key
+        self.region, self.session_token = region or "us-east-1", session_token
+        url = urllib.parse.urlsplit(endpoint or f"https://s3.{self.region}.amazonaws.com")
+        self.scheme, self.host = url.scheme, url.netloc
+        self.base = url.path.rstrip("/")
+
+    # -- signing ------------------------------------------------------------------------------------
+    def _headers(self, method: str, path: str, query: Dict[str, str], payload_hash: str,
+                 extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+        now = _dt.datetime.now(_dt.timezone.utc)
+        amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+        headers = {"host": self.host, "x-amz-date": amz_date, "x-amz-content-sha256": payload_hash,
+                   **{k.lower(): v for k, v in (extra or {}).items()}}
+        if self.session_token:
+            headers["x-amz-security-token"] = self.session_token
+        names = sorted(headers)
+        canonical_query = "&".join(f"{urllib.parse.quote(k, safe='~')}={urllib.parse.quote(v, safe='~')}"
+                                   for k, v in sorted(query.items()))
+        canonical = "\n".join([method, path, canonical_query, "".join(f"{n}:{headers[n].strip()}\n" for n in names),
+                               ";".join(names), payload_hash])
+        scope = f"{day}/{self.region}/s3/aws4_request"
+        to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+        k = _sign(_sign(_sign(_sign(("AWS4" + self.secret_key).encode(), day), self.region), "s3"), "aws4_request")
+        signature = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
+        headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, "
+                                    f"SignedHeaders={';'.join(names)}, Signature={signature}")
+        return headers
+
+    def _request(self, method: str, key: str = "", query: Optional[Dict[str, str]] = None,
+                 body: Union[bytes, BinaryIO, None] = None, length: Optional[int] = None,
+                 extra: Optional[Dict[str, str]] = None) -> Tuple[int, bytes]:
+        query = query or {}
+        path = f"{self.base}/{_quote(self.bucket)}" + (f"/{_quote(key)}" if key else "")
+        if isinstance(body, bytes):
+            payload_hash, length = hashlib.sha256(body).hexdigest(), len(body)
+        else:
+            payload_hash = UNSIGNED if body is not None else hashlib.sha256(b"").hexdigest()
+        headers = self._headers(method, path, query, payload_hash, extra)
+        if length is not None:
+            headers["content-length"] = str(length)
+        conn_cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+        conn = conn_cls(self.host, timeout=TIMEOUT)
+        try:
+            target = path + ("?" + urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote)
+                             if query else "")
+            conn.request(method, target, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, data
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _code(data: bytes) -> str:
+        """The error code of an S3 error document (``NoSuchKey``, ``NoSuchBucket``), '' when there is none."""
+        try:
+            return ET.fromstring(data).findtext("Code") or "" if data else ""
+        except ET.ParseError:
+            return ""
+
+    def _ok(self, status: int, data: bytes, what: str) -> None:
+        if status >= 300:
+            raise S3Error(status, f"s3 {what} in {self.bucket}: HTTP {status} {self._code(data)}".rstrip())
+
+    # -- operations ---------------------------------------------------------------------------------
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        status, body = self._request("PUT", key, body=data, extra={"content-type": content_type})
+        self._ok(status, body, f"put {key}")
+
+    def put_file(self, key: str, path: str) -> int:
+        """Upload the file at ``path`` streamed; its size."""
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            status, body = self._request("PUT", key, body=f, length=size)
+        self._ok(status, body, f"put {key}")
+        return size
+
+    def get(self, key: str) -> Optional[bytes]:
+        """The object's bytes, or None when there is none."""
+        status, body = self._request("GET", key)
+        if status == 404 and self._code(body) in ("NoSuchKey", ""):
+            return None  # no such object (a missing bucket is an error, not an empty one)
+        self._ok(status, body, f"get {key}")
+        return body
+
+    def list(self, prefix: str) -> List[str]:
+        return list(self._keys(prefix))
+
+    def _keys(self, prefix: str) -> Iterator[str]:
+        ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+        token = None
+        for _page in range(MAX_LIST_PAGES):
+            query = {"list-type": "2", "prefix": prefix}
+            if token:
+                query["continuation-token"] = token
+            status, body = self._request("GET", query=query)
+            self._ok(status, body, f"list {prefix}")
+            root = ET.fromstring(body)
+            for item in root.iter(f"{ns}Contents"):
+                yield item.findtext(f"{ns}Key") or ""
+            token = root.findtext(f"{ns}NextContinuationToken")
+            if (root.findtext(f"{ns}IsTruncated") or "false") != "true" or not token:
+                return
+        raise S3Error(0, f"s3 list {prefix} in {self.bucket}: more than {MAX_LIST_PAGES} pages")
+
+    def download(self, key: str, path: str) -> None:
+        """Write the object to ``path`` (its directory made)."""
+        data = self.get(key)
+        if data is None:
+            raise S3Error(404, f"s3 get {key} in {self.bucket}: no such object")
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path + ".part", "wb") as f:
+            f.write(data)
+        os.replace(path + ".part", path)

@@ -1,0 +1,94 @@
+"""The job runner (``assets/job/estate_job.py``) against moto's real S3 server and the real Docker engine:
+inputs come down, the command runs in its image with its words as arguments, and the outputs, the log
+and the final status (exit code included) go up, through the project's own stdlib S3 client
+(``providers/s3.py``), which boto3 reads back. Skipped without Docker or the sandbox image, except on
+the project's CI (GPU_ESTATE_REQUIRE_VM=1)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import sandbox
+from loopback import machine as loopback_machine
+from providers.s3 import S3, S3Error
+from sandbox.s3 import LoopbackS3
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "assets" / "job"))
+import estate_job  # noqa: E402
+
+IMAGE = loopback_machine.IMAGE  # the sandbox's Debian Python image, present where the VM node runs
+
+
+@pytest.fixture(scope="module")
+def s3():
+    why = loopback_machine.missing()
+    if why:
+        if sandbox.vm_required():
+            pytest.fail(why)
+        pytest.skip(why)
+    with LoopbackS3() as server:
+        server.create_bucket("models")
+        yield server
+
+
+def job_dir(tmp_path, s3, command, **more):
+    doc = {"label": "t-job-1", "run": "1", "image": IMAGE, "command": command, "env": {"LR": "3e-4 $HOME"},
+           "bucket": "models", "endpoint": s3.endpoint, "region": "us-east-1", "inputs": ["data/"],
+           "outputs": f"out/{tmp_path.name}", "status_prefix": f"estate-jobs/{tmp_path.name}", "resume": False,
+           "sync_seconds": 600, "gpus": False, **more}
+    (tmp_path / "job.json").write_text(json.dumps(doc))
+    (tmp_path / "secrets.json").write_text(json.dumps({"env": {"TOKEN": "s3cr3t"}, "s3": {
+        "access_key": s3.access_key, "secret_key": s3.secret_key}}))
+    return tmp_path, doc
+
+
+def obj(s3, key) -> bytes:
+    return s3.client().get_object(Bucket="models", Key=key)["Body"].read()
+
+
+TRAIN = ("import os, sys; data = open('/job/inputs/data/xs.txt').read(); "
+         "open('/job/outputs/weights.txt', 'w').write(str(sum(map(int, data.split())))); "
+         "print('lr', os.environ['LR'], 'args', sys.argv[1:]); sys.exit(int(os.environ.get('EXIT', '0')))")
+
+
+def test_a_job_runs_in_its_image_and_its_outputs_log_and_status_land_in_the_bucket(s3, tmp_path):
+    s3.client().put_object(Bucket="models", Key="data/xs.txt", Body=b"1 2 3\n")
+    root, doc = job_dir(tmp_path, s3, ["python3", "-c", TRAIN, "--name", "x; touch /job/outputs/pwned"])
+    assert estate_job.Runner(root).run() == 0
+    assert obj(s3, f"{doc['outputs']}/weights.txt") == b"6"
+    status = json.loads(obj(s3, f"{doc['status_prefix']}/status.json"))
+    assert (status["state"], status["exit_code"], status["outputs"]) == ("succeeded", 0, [f"{doc['outputs']}/weights.txt"])
+    log = obj(s3, f"{doc['status_prefix']}/log.txt").decode()
+    # The words reached the command as arguments, exactly (no shell read the ';'), and env values stay literal.
+    assert "lr 3e-4 $HOME args ['--name', 'x; touch /job/outputs/pwned']" in log
+    assert not (root / "outputs" / "pwned").exists()
+    assert (root / "command.env").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_failing_command_still_reports_its_exit_code_and_uploads_what_it_wrote(s3, tmp_path):
+    s3.client().put_object(Bucket="models", Key="data/xs.txt", Body=b"4 5\n")
+    root, doc = job_dir(tmp_path, s3, ["python3", "-c", TRAIN], env={"LR": "1", "EXIT": "3"})
+    assert estate_job.Runner(root).run() == 1
+    status = json.loads(obj(s3, f"{doc['status_prefix']}/status.json"))
+    assert (status["state"], status["exit_code"]) == ("failed", 3)
+    assert obj(s3, f"{doc['outputs']}/weights.txt") == b"9"
+
+
+def test_resume_starts_from_the_checkpoints_under_the_outputs_prefix(s3, tmp_path):
+    out = f"out/{tmp_path.name}"
+    s3.client().put_object(Bucket="models", Key=f"{out}/ckpt/step-7.txt", Body=b"7")
+    step = ("import os; print('resumed', os.environ.get('ESTATE_JOB_RESUMED'), "
+            "open('/job/outputs/ckpt/step-7.txt').read())")
+    root, doc = job_dir(tmp_path, s3, ["python3", "-c", step], inputs=[], resume=True)
+    assert estate_job.Runner(root).run() == 0
+    assert "resumed 1 7" in obj(s3, f"{doc['status_prefix']}/log.txt").decode()
+
+
+def test_the_client_refuses_a_wrong_key_and_reads_a_missing_object_as_none(s3):
+    good = S3("models", s3.access_key, s3.secret_key, endpoint=s3.endpoint)
+    assert good.get("no/such/key") is None
+    good.put("a/b c+d.txt", b"x")  # keys with spaces and plus signs are signed as S3 reads them
+    assert good.list("a/") == ["a/b c+d.txt"] and good.get("a/b c+d.txt") == b"x"
+    with pytest.raises(S3Error):
+        S3("no-such-bucket", s3.access_key, s3.secret_key, endpoint=s3.endpoint).put("k", b"v")

@@ -1,0 +1,132 @@
+"""The job agent the spend watcher runs: against the loopback TensorDock (its instances, their deletes) and
+moto's real S3 server (the status objects), with the clock driven by the test. A job whose command ended is
+released; one past max_hours or max_usd is marked capped and released; each delete is verified; one within
+its caps, or whose vendor cannot be asked, is left running."""
+import json
+
+import pytest
+
+from agents.jobs import JobAgent
+from agents.spend import Watcher
+from core.pricing import NodeRequest
+from providers import gpu_cloud
+from providers.gpu_cloud import LaunchSpec, Status
+
+T0 = 1_800_000_000.0
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFXdBfpWUE7y0nZ8rsibV0rc/1JxweHTokQjkgvrZxWD"
+
+
+def rent(label):
+    with gpu_cloud.client("tensordock") as c:
+        offer = c.offers(NodeRequest(gpu_model="rtx4090"))[0]
+        return "tensordock:" + c.launch(offer, LaunchSpec(label=label, image="ubuntu2404", disk_gb=50,
+                                                           ssh_public_key=KEY)), offer.price_per_hour
+
+
+def entry(name, instance, price, s3, **more):
+    return {"job": name, "instance": instance, "hourly_usd": price, "created_at": T0, "max_hours": 2.0,
+            "max_usd": 100.0, "label": f"l-{name}", "run": "1", "bucket": "models", "endpoint": s3.endpoint,
+            "region": "us-east-1", "status_prefix": f"estate-jobs/{name}", **more}
+
+
+def put_status(s3, name, state, **more):
+    s3.client().put_object(Bucket="models", Key=f"estate-jobs/{name}/status.json",
+                           Body=json.dumps({"state": state, "started_at": T0, **more}).encode())
+
+
+def read_status(s3, name):
+    return json.loads(s3.client().get_object(Bucket="models", Key=f"estate-jobs/{name}/status.json")["Body"].read())
+
+
+def agent(s3, names, now, said):
+    keys = {n: {"access_key": s3.access_key, "secret_key": s3.secret_key} for n in names}
+    return JobAgent(keys=keys, clock=lambda: now, say=said.append, poll=0.05)
+
+
+def listed(instance):
+    with gpu_cloud.client("tensordock") as c:
+        inst = c.get(instance.split(":", 1)[1])
+    return inst is not None and inst.status is not Status.GONE
+
+
+def test_finished_and_capped_jobs_are_released_and_the_rest_left(clouds, s3):
+    done, done_price = rent("l-done")
+    slow, slow_price = rent("l-slow")
+    dear, dear_price = rent("l-dear")
+    fine, fine_price = rent("l-fine")
+    put_status(s3, "done", "succeeded", exit_code=0)
+    put_status(s3, "slow", "running")
+    put_status(s3, "fine", "running")
+    said = []
+    jobs = [entry("done", done, done_price, s3), entry("slow", slow, slow_price, s3),
+            entry("dear", dear, dear_price, s3, max_hours=100.0, max_usd=dear_price * 0.5),
+            entry("fine", fine, fine_price, s3, max_hours=10.0)]
+    seen = agent(s3, ["done", "slow", "dear", "fine"], T0 + 2.5 * 3600, said).look(jobs)
+    # 2.5 h in: 'done' ended, 'slow' passed max_hours 2, 'dear' passed max_usd (half an hour's price).
+    assert [listed(i) for i in (done, slow, dear, fine)] == [False, False, False, True]
+    assert {k: v.running for k, v in seen.items()} == {"job:done": False, "job:slow": False, "job:dear": False,
+                                                       "job:fine": True}
+    assert read_status(s3, "done")["state"] == "succeeded"  # a finished job's own status is kept
+    slow_status, dear_status = read_status(s3, "slow"), read_status(s3, "dear")
+    assert slow_status["state"] == "capped" and "max_hours 2.0 reached" in slow_status["reason"]
+    assert dear_status["state"] == "capped" and "max_usd" in dear_status["reason"]
+    assert any("deleted; it bills no more" in line for line in said)
+
+
+def test_a_delete_the_vendor_does_not_confirm_is_said_and_tried_again(clouds, s3, monkeypatch):
+    monkeypatch.setenv("ESTATE_JOB_DELETE_SECONDS", "0.3")
+    job, price = rent("l-stuck")
+    put_status(s3, "stuck", "failed", exit_code=2)
+    td = clouds["tensordock"]
+    td.inject("status", count=50, method="DELETE", status=500)
+    said = []
+    seen = agent(s3, ["stuck"], T0 + 60, said).look([entry("stuck", job, price, s3)])
+    assert listed(job) and seen["job:stuck"].running
+    assert any("cannot ask tensordock" in line or "not confirmed" in line for line in said)
+    td.faults.clear()
+    agent(s3, ["stuck"], T0 + 120, said).look([entry("stuck", job, price, s3)])
+    assert not listed(job)
+
+
+def test_the_caps_hold_without_the_bucket(clouds, s3):
+    job, price = rent("l-blind")
+    said = []
+    JobAgent(keys={}, clock=lambda: T0 + 3 * 3600, say=said.append, poll=0.05).look([entry("blind", job, price, s3)])
+    assert not listed(job)
+    assert any("only its caps are watched" in line for line in said)
+
+
+def watching(s3, monkeypatch, name, budget, **caps):
+    """A running job's machine, and the watch document of a watcher holding its bucket key in its env."""
+    job, price = rent(f"l-{name}")
+    put_status(s3, name, "running")
+    monkeypatch.setenv("ESTATE_JOB_KEYS", json.dumps({name: {"access_key": s3.access_key, "secret_key": s3.secret_key}}))
+    return job, {"version": 1, "stack": "t", "budget_usd": budget, "alerts_percent": [], "stop_percent": 100,
+                 "nodes": [], "jobs": [entry(name, job, price, s3, **caps)]}
+
+
+def test_the_spend_watcher_runs_the_agent_and_charges_the_job(clouds, s3, tmp_path, monkeypatch):
+    job, doc = watching(s3, monkeypatch, "ledger", 1000.0)
+    now = [T0 + 600]
+    watcher = Watcher(doc, tmp_path / "ledger.json", clock=lambda: now[0], say=lambda _l: None)
+    watcher.run_once()
+    now[0] = T0 + 1800
+    ledger = watcher.run_once()
+    assert listed(job)
+    with gpu_cloud.client("tensordock") as c:
+        billed = c.get(job.split(":", 1)[1]).price_per_hour  # the vendor's billed rate, as for nodes
+    assert ledger["nodes"]["job:ledger"]["usd"] == pytest.approx(billed * (1800 - 600) / 3600, rel=1e-3)
+    now[0] = T0 + 3 * 3600
+    watcher.run_once()
+    assert not listed(job)
+
+
+def test_a_month_over_budget_caps_a_running_job(clouds, s3, tmp_path, monkeypatch):
+    job, doc = watching(s3, monkeypatch, "over", 10.0, max_hours=100.0, max_usd=1000.0)
+    spent = {"gone": {"usd": 11.0, "at": T0, "running": False, "rate": 1.0, "instance": "tensordock:td-0"}}
+    ledger = {"version": 1, "month": "2027-01", "spent_usd": 11.0, "nodes": spent, "days": {}, "alerted": [],
+              "daily_alerted": [], "stopped": [], "updated": None}
+    (tmp_path / "ledger.json").write_text(json.dumps(ledger))
+    Watcher(doc, tmp_path / "ledger.json", clock=lambda: T0 + 600, say=lambda _l: None).run_once()
+    assert not listed(job)
+    assert "stop threshold" in read_status(s3, "over")["reason"]

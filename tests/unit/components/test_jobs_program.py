@@ -1,0 +1,67 @@
+"""A GPU job in the prod stack, run under Pulumi mocks: its billing resource carries its cap for the policy pack,
+its secrets (secret env, bucket key, SSH key, host key) are secret inputs only, it has its own bucket key, and
+the gateway host's spend watcher gets the job in its document and its bucket key in its 0600 env file."""
+import base64
+import json
+
+import pytest
+
+from tests.mocks import MOCK_SECRET, run_program, stack_config
+
+JOB = "pulumi-python:dynamic/job:Job"
+TOKEN = "wandb-" + "T" * 30
+
+
+@pytest.fixture(scope="module")
+def prod():
+    config = stack_config("prod")
+    config["gpu-estate:storage"] = {**config["gpu-estate:storage"],
+                                   "runs": {"provider": "s3", "location": "us-east-1"}}
+    config["gpu-estate:jobs"] = {"finetune": {
+        "provider": "tensordock", "gpu": {"model": "RTX_4090"}, "max_price_per_hour": 0.4,
+        "ssh": {"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXNhbmRib3hrZXk= ops@estate"},
+        "image": "ghcr.io/acme/trainer:1.2", "command": ["python3", "train.py", "--epochs", "10"],
+        "secret_env": ["WANDB_API_KEY"], "bucket": "runs", "inputs": ["datasets/chat/"],
+        "outputs": "models/acme/tiny/3", "max_hours": 8, "max_usd": 0.8}}
+    config["gpu-estate:WANDB_API_KEY"] = TOKEN
+    return run_program(config, stack="prod")
+
+
+def test_the_job_is_one_billing_resource_stamped_at_its_cap(prod):
+    (job,) = prod.of_type(JOB)
+    assert job.inputs["label"] == "gpu-estate-prod-job-finetune-1" and job.inputs["clouds"] == ["tensordock"]
+    assert job.inputs["caps"] == {"max_hours": 8, "max_usd": 0.8}
+    s = job.inputs["stamps"]
+    assert (s["node"], s["hourly_usd"], s["hours_per_month"]) == ("job:finetune", 0.4, 2.0)
+    assert job.inputs["document"]["command"] == ["python3", "train.py", "--epochs", "10"]
+    assert job.inputs["document"]["bucket"] == "gpu-estate-prod-runs"
+    assert job.inputs["launch"]["cloud_init"].startswith("#cloud-config")
+    assert {"secrets", "host_key"} <= set(job.secret_paths)
+    assert TOKEN not in json.dumps(job.inputs["document"]) and TOKEN not in job.inputs["launch"]["cloud_init"]
+    # Its own IAM user and key, scoped to its bucket.
+    assert [u.inputs["name"] for u in prod.of_type("aws:iam/user:User")] == ["gpu-estate-prod-runs-job-finetune"]
+
+
+def test_the_watcher_gets_the_job_and_its_bucket_key_as_a_secret(prod):
+    secrets = prod.named("gateway-secrets")
+    files = dict(line.split(" ", 1) for line in secrets.inputs["stdin"].splitlines())
+    env = base64.b64decode(files["/etc/estate/gateway/gateway.env"]).decode()
+    keys = json.loads(next(line for line in env.splitlines() if line.startswith("ESTATE_JOB_KEYS=")).split("=", 1)[1])
+    assert keys["finetune"]["secret_key"] == MOCK_SECRET and "stdin" in secrets.secret_paths
+    deploy = prod.named("gateway-deploy")
+    assert '"job": "finetune"' in deploy.inputs["create"] and '"max_usd": 0.8' in deploy.inputs["create"]
+    assert MOCK_SECRET not in deploy.inputs["create"]
+
+
+def test_the_cost_diff_and_the_policy_pack_count_the_job_at_its_cap(prod):
+    from policy.stamps import node_stamps
+    from scripts import cost_diff
+
+    (job,) = prod.of_type(JOB)
+    step = {"op": "create", "newState": {"type": JOB, "inputs": job.inputs}}
+    after = cost_diff.costs({"steps": [step]}, "new")
+    assert after.nodes["job:finetune"].monthly_usd == pytest.approx(0.8) and after.total == pytest.approx(0.8)
+    verdict = cost_diff.report(cost_diff.Costs(), after, "prod", budget=500.0, max_increase=0.5,
+                               max_increase_pct=None, max_total=None)
+    assert "job:finetune (new)" in verdict.markdown and verdict.failures  # past a $0.50 limit: it fails
+    assert node_stamps(JOB, job.inputs)["hourly_usd"] == 0.4
