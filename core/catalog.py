@@ -199,3 +199,9 @@ def serverless_pools() -> Dict[str, Dict[str, Any]]:
 
 def serverless_prices_as_of() -> str:
     return str(_load("prices/runpod-serverless.json")["as_of"])
+
+
+def api_prices() -> Dict[str, Any]:
+    """The external APIs' dated prices (``assets/prices/apis.json``): ``as_of`` and LiteLLM model string ->
+    ``{input_per_mtok, output_per_mtok}`` or ``{per_image}``, what the savings report prices traffic at."""
+    return _load("prices/apis.json")

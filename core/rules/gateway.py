@@ -14,7 +14,13 @@ def check(spec: EstateSpec) -> List[Problem]:
     problems: List[Problem] = []
     g = spec.gateway
     if g is None:
+        if spec.health is not None:
+            problems.append((f"{NAMESPACE}:health", "the health agent runs beside the gateway and checks what it "
+                                                    f"routes to: set {NAMESPACE}:gateway.node (got no gateway)"))
         return problems
+    if spec.health is not None and spec.health.port == g.port:
+        problems.append((f"{NAMESPACE}:health.port", f"LiteLLM listens on {g.port} (gateway.port): give the "
+                                                     f"health agent another port (got {spec.health.port})"))
     gpath = f"{NAMESPACE}:gateway"
     if g.node not in spec.nodes:
         problems.append((f"{gpath}.node", f"no node {g.node!r} in {NAMESPACE}:nodes"))
