@@ -96,7 +96,8 @@ class FakeOllama(FakeServer):
                 return 200, {"models": [
                     {"name": t, "model": t, "size": (self.installed.get(t) or {}).get("size", 0),
                      "digest": (self.installed.get(t) or {}).get("digest", ""), "details": details(t),
-                     "expires_at": "2099-01-01T00:00:00Z", "size_vram": (self.installed.get(t) or {}).get("size", 0)}
+                     "expires_at": "2099-01-01T00:00:00Z", "size_vram": (self.installed.get(t) or {}).get("size", 0),
+                     "context_length": 4096}
                     for t in self.loaded]}
         if (method, path) == ("POST", "/api/show"):
             tag = body.get("model") or body.get("name")

@@ -209,4 +209,4 @@ def test_a_generated_model_is_listed_loaded_in_the_same_shape(both):
     loaded = {side: resp.json() for side, resp in each(urls, lambda u: requests.get(f"{u}/api/ps", timeout=10)).items()}
     assert [m["name"] for m in loaded["real"]["models"]] == [registry.tiny]
     assert [m["name"] for m in loaded["loopback"]["models"]] == [registry.tiny]
-    assert shape(loaded["loopback"]) == shape(loaded["real"])
+    assert shape(loaded["loopback"]) == shape(loaded["real"]), json.dumps(loaded, indent=1)

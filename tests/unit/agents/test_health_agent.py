@@ -309,3 +309,34 @@ def test_the_agent_as_shipped_runs_on_the_gateway_python_alone(tmp_path, webhook
     assert [(p["check"], p["state"]) for p in webhook.posts] == [("tunnel/qwen/11434", "down")]
     status = json.loads((tmp_path / "state" / health.STATUS_FILE).read_text())
     assert status["aliases"]["coder"]["routes_now"] == ["inference"]
+
+
+def test_the_health_unit_passes_systemd_analyze_verify_and_litellm_loads_the_usage_callback(tmp_path):
+    import shutil
+    import subprocess
+
+    from components import gateway
+    from core.config import parse_spec
+    from core.topology import plan_estate
+    from tests.mocks import stack_estate
+
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("no systemd-analyze: scripts/install-tools.sh installs systemd")
+    r = stack_estate("prod")
+    r["health"] = {"port": 4200}
+    plan = plan_estate(parse_spec(r))
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\n")
+    docker.chmod(0o755)
+    units = gateway.gateway_units(plan, {}, docker=str(docker))
+    unit = units[gateway.HEALTH_UNIT]
+    assert "-m agents.health --document /app/health/checks.json --state-dir /var/lib/estate/health --serve 4200" in unit
+    assert "-e ESTATE_SPEND_LEDGER=/var/lib/estate/spend/spend-ledger.json" in unit  # prod runs the spend watcher
+    assert ("-v /etc/estate/gateway/health/estate_usage.py:/app/estate_usage.py:ro -v /var/lib/estate/health:/var/lib/estate/health "
+            "-e ESTATE_USAGE_DIR=/var/lib/estate/health") in units["estate-litellm.service"]
+    assert gateway.litellm_config(plan)["litellm_settings"]["callbacks"] == ["estate_usage.handler"]
+    for name in (gateway.HEALTH_UNIT, "estate-litellm.service"):
+        (tmp_path / name).write_text(units[name])
+    run = subprocess.run(["systemd-analyze", "verify", str(tmp_path / gateway.HEALTH_UNIT), str(tmp_path / "estate-litellm.service")],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
