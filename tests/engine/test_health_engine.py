@@ -28,14 +28,14 @@ WINDOW = 30.0
 machine shared with other tests."""
 
 
-def until(what, read, seconds=WINDOW):
+def until(what, read, seconds=WINDOW, seen=lambda: ""):
     deadline = time.monotonic() + seconds
     while True:
         got = read()
         if got:
             return got
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not come within {seconds:g} s")
+            raise AssertionError(f"{what} did not come within {seconds:g} s; {seen()}")
         time.sleep(0.3)
 
 
@@ -85,6 +85,70 @@ def test_a_stopped_service_alerts_down_then_up_and_the_status_view_shows_it(tmp_
             finally:
                 back.close()
             assert hook.url not in json.dumps(hook.posts) and key not in json.dumps(hook.posts)
+        finally:
+            st.destroy()
+            hook.close()
+
+
+def tunnel_pid(st, node: str) -> int:
+    resources = st.export_stack().deployment["resources"]
+    (pid,) = [r["outputs"]["pid"] for r in resources
+              if r["type"] == "pulumi-python:dynamic/gateway:LocalTunnel" and r["outputs"].get("node") == node]
+    return int(pid)
+
+
+def states(hook, check):
+    """The states posted for ``check`` in Slack's shape (the event under ``estate``)."""
+    return [p["estate"]["state"] for p in hook.posts if p["estate"]["check"] == check]
+
+
+def test_with_the_vm_node_a_stopped_container_and_a_killed_tunnel_alert_down_and_up(tmp_path_factory):
+    """The `vm` node: the real Ollama in Docker behind the local gateway's SSH forward. Its container stopped
+    -> its service is down (the forward still listens), started -> up; the forward killed -> the tunnel and
+    the service behind it are down, and the next `up`, which starts the forward again in place, brings both
+    up."""
+    import os
+    import signal
+    import subprocess
+
+    why = sandbox.engine_missing() or sandbox.vm_missing()
+    if why:
+        if sandbox.vm_required():
+            pytest.fail(f"the VM node must run here: {why}")
+        pytest.skip(why)
+    work = sandbox.project_copy(tmp_path_factory.mktemp("project"), vm=True)
+    hook = FakeWebhook()
+    service, tunnel = "service/vm/ollama", "tunnel/vm/21434"
+    with sandbox.fake_clouds(vm=True) as fakes, sandbox.ssh_agent(fakes["machine"].sshd.private_key) as agent:
+        env = {**sandbox.engine_env(fakes, tmp_path_factory.mktemp("engine"), agent), health.EVERY_ENV: "1"}
+        st = sandbox.stack(env, work_dir=work)
+        try:
+            st.set_config("gpu-estate:health", sandbox.auto_config({"down_after": 2, "alert_format": "slack"}))
+            st.set_config("gpu-estate:spendWebhook", auto.ConfigValue(hook.url, secret=True))
+            st.up()
+            state = work / ".estate" / "sandbox" / "gateway" / "health" / health.STATUS_FILE
+            until("the vm node's checks up", lambda: state.exists() and (lambda s: s[service] == s[tunnel] == "up")(
+                {s["id"]: s["state"] for s in json.loads(state.read_text())["services"]}), seconds=120)
+
+            def seen():
+                services = json.loads(state.read_text())["services"] if state.exists() else []
+                return f"posts {hook.posts}; checks {[(x['id'], x['state'], x['detail']) for x in services]}"
+
+            container = fakes["machine"].containers()["ollama"]["id"]
+            subprocess.run(["docker", "stop", container], check=True, capture_output=True, timeout=120)
+            until("the stopped container's down", lambda: states(hook, service) == ["down"], seen=seen)
+            assert states(hook, tunnel) == []  # the forward still listens
+            subprocess.run(["docker", "start", container], check=True, capture_output=True, timeout=120)
+            until("its recovery", lambda: states(hook, service) == ["down", "up"], seconds=90, seen=seen)
+
+            os.killpg(tunnel_pid(st, "vm"), signal.SIGKILL)
+            until("the killed tunnel's down", lambda: states(hook, tunnel) == ["down"], seen=seen)
+            until("the service behind it down", lambda: states(hook, service) == ["down", "up", "down"], seen=seen)
+            st.up()  # the forward is started again in place
+            until("the tunnel up again", lambda: states(hook, tunnel) == ["down", "up"], seconds=60, seen=seen)
+            until("the service up again", lambda: states(hook, service) == ["down", "up", "down", "up"], seconds=60, seen=seen)
+            assert all(p["text"].startswith("gpu-estate-sandbox: ") for p in hook.posts)  # slack's shape
+            assert hook.url not in json.dumps(hook.posts)
         finally:
             st.destroy()
             hook.close()
