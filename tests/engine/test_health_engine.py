@@ -17,6 +17,7 @@ import sandbox
 from core import health
 from loopback.ollama import FakeOllama
 from loopback.webhook import FakeWebhook
+from tests.conftest import vm_node_or_skip
 
 pytestmark = [
     pytest.mark.engine,
@@ -111,11 +112,7 @@ def test_with_the_vm_node_a_stopped_container_and_a_killed_tunnel_alert_down_and
     import signal
     import subprocess
 
-    why = sandbox.engine_missing() or sandbox.vm_missing()
-    if why:
-        if sandbox.vm_required():
-            pytest.fail(f"the VM node must run here: {why}")
-        pytest.skip(why)
+    vm_node_or_skip()
     work = sandbox.project_copy(tmp_path_factory.mktemp("project"), vm=True)
     hook = FakeWebhook()
     service, tunnel = "service/vm/ollama", "tunnel/vm/21434"
