@@ -78,7 +78,8 @@ def test_tcp_refused_is_a_failure():
 class PostgresFirstExchange:
     """The first exchange of PostgreSQL's protocol 3.0 as the server speaks it (the manual's "Message Flow":
     an SSLRequest, code 80877103, is answered with one byte, ``N`` without TLS; the StartupMessage, version
-    196608, with an AuthenticationSASL ``R`` message, or an ErrorResponse ``E`` for an unknown role)."""
+    196608, with an AuthenticationSASL ``R`` message, or an ErrorResponse ``E`` where pg_hba.conf rejects the
+    connection). tests/contract/test_postgres_probe.py holds the probe to Debian's real PostgreSQL."""
 
     def __init__(self, role="estate"):
         self.sock = socket.socket()
@@ -104,7 +105,8 @@ class PostgresFirstExchange:
                     body = struct.pack("!I", 10) + b"SCRAM-SHA-256\x00\x00"
                     conn.sendall(b"R" + struct.pack("!I", 4 + len(body)) + body)
                 else:
-                    msg = b"SFATAL\x00C28000\x00Mrole \"" + params[1] + b"\" does not exist\x00\x00"
+                    msg = (b"SFATAL\x00C28000\x00Mpg_hba.conf rejects connection for host \"127.0.0.1\", user \""
+                           + params[1] + b"\", database \"vectors\", no encryption\x00\x00")
                     conn.sendall(b"E" + struct.pack("!I", 4 + len(msg)) + msg)
 
     def close(self):
@@ -117,7 +119,7 @@ def test_postgres_is_asked_for_the_estates_database_without_a_driver():
         spec = {"type": "postgres", "user": "estate", "database": "vectors"}
         assert agent.probe(f"http://127.0.0.1:{pg.port}", spec, 5) == "asks for authentication"
         assert pg.seen == [(196608, [b"user", b"estate", b"database", b"vectors"])]
-        with pytest.raises(agent.ProbeFailed, match='role "nobody" does not exist'):
+        with pytest.raises(agent.ProbeFailed, match='pg_hba.conf rejects connection for host "127.0.0.1", user "nobody"'):
             agent.probe(f"http://127.0.0.1:{pg.port}", {**spec, "user": "nobody"}, 5)
     finally:
         pg.close()
