@@ -90,6 +90,11 @@ def test_health_needs_a_gateway_and_a_port_of_its_own():
     r["health"] = {"port": 8000}
     with pytest.raises(ConfigError, match=r"gpu-estate:health.port: LiteLLM listens on 8000"):
         parse_spec(r)
+    r["health"] = {"port": 4100}
+    r["nodes"]["vps"]["workloads"]["status-page"] = {"image": "example/page:1", "port": 4100}
+    with pytest.raises(ConfigError, match=r"gpu-estate:health.port: status-page already listens on 4100 on the gateway host 'vps'"):
+        parse_spec(r)
+    r = stack_estate("prod")
     r["health"] = {"alert_format": "teams"}
     with pytest.raises(ConfigError, match=r"gpu-estate:health.alert_format"):
         parse_spec(r)
