@@ -51,6 +51,8 @@ SPEND_LEDGER_ENV = "ESTATE_SPEND_LEDGER"
 USAGE_ENV = health.USAGE_DIR_ENV
 """Where the gateway's usage callback writes its monthly files (default the state directory)."""
 MAX_WORKERS = 16
+EDGE_PREFIX = "/estate"
+"""Where a gateway's hostname forwards the status view (``components.edge.STATUS_PATHS``)."""
 
 
 class ProbeFailed(Exception):
@@ -293,6 +295,7 @@ def serve(agent: Agent, port: int, key: str, host: str = "127.0.0.1") -> Threadi
                                    {"WWW-Authenticate": "Bearer"})
             doc = agent.current()
             route = urlsplit(self.path).path
+            route = route[len(EDGE_PREFIX):] if route.startswith(EDGE_PREFIX + "/") else route  # through the edge
             if route == "/status.json":
                 return self._reply(200, "application/json", json.dumps(doc, indent=2, sort_keys=True).encode())
             if route in ("/status", "/"):

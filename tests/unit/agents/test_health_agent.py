@@ -342,3 +342,45 @@ def test_the_health_unit_passes_systemd_analyze_verify_and_litellm_loads_the_usa
     run = subprocess.run(["systemd-analyze", "verify", str(tmp_path / gateway.HEALTH_UNIT), str(tmp_path / "estate-litellm.service")],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
+
+
+def test_the_edge_forwards_the_status_view_under_the_gateways_hostname(tmp_path):
+    """Caddy (validated by the real caddy) and the Cloudflare connector forward /estate/status, .json and
+    /metrics of the gateway's hostname to the agent, behind their own auth; the agent asks for the key."""
+    import os
+    import shutil
+    import subprocess
+
+    from components import edge
+    from core.config import parse_spec
+    from core.topology import plan_estate
+    from tests.mocks import stack_estate
+
+    r = stack_estate("prod")
+    r["health"] = {"port": 4200}
+    rules = edge.ingress_rules(plan_estate(parse_spec(r)), audiences={"myai.example.com": "aud-1"})
+    status, gw = [x for x in rules if x.get("hostname") == "myai.example.com"]
+    assert status["service"] == "http://127.0.0.1:4200" and status["path"] == edge.STATUS_PATHS
+    assert status["origin_request"]["access"]["aud_tags"] == ["aud-1"] and gw["path"] == edge.INFERENCE_PATHS
+    assert [x for x in edge.ingress_rules(plan_estate(parse_spec(stack_estate("prod")))) if x.get("path") == edge.STATUS_PATHS] == []
+    r["edge"]["mode"] = "caddy"
+    text = edge.render_caddyfile(plan_estate(parse_spec(r)), "$2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG")
+    assert text.count("reverse_proxy 127.0.0.1:4200") == 1
+    if shutil.which("caddy"):
+        (tmp_path / "Caddyfile").write_text(text)
+        run = subprocess.run(["caddy", "validate", "--config", str(tmp_path / "Caddyfile"), "--adapter", "caddyfile"],
+                             capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path)})
+        assert run.returncode == 0, run.stderr[-2000:]
+    # The agent answers the paths the edge forwards as its own.
+    a = agent.Agent(document("http://127.0.0.1:1", free_port()), tmp_path / "s", webhook="", say=lambda _: None,
+                    ledger=tmp_path / "none.json")
+    a.run_once()
+    httpd = agent.serve(a, 0, "sk-k")
+    try:
+        got = requests.get(f"http://127.0.0.1:{httpd.server_address[1]}/estate/status.json",
+                           headers={"x-litellm-api-key": "Bearer sk-k"}, timeout=5)
+        assert got.status_code == 200 and got.json()["stack"] == "gpu-estate-test"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
