@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import requests
 
+from agents import rounds
 from agents.jobs import JobAgent
 from core import spend
 from core.spec import MONTH_PATTERN
@@ -184,17 +185,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.every <= 0:
         watcher.run_once()
         return 0
-    while True:
-        try:
-            watcher.run_once()
-        except Exception as err:  # noqa: BLE001 - a long-running watcher reports a failed look and looks again
-            print(f"spend: this look failed ({type(err).__name__}: {err}); looking again in {args.every:g} s", flush=True)
-        time.sleep(args.every)
-        # The program rewrites the document on each `up` (a new budget, a resumed month, new machines).
-        try:
-            watcher.document = json.loads(args.document.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            print(f"spend: keeping the last watch document: {err}", flush=True)
+    # The program rewrites the document on each `up` (a new budget, a resumed month, new machines).
+    rounds.forever(watcher.run_once, args.every, args.document, lambda doc: setattr(watcher, "document", doc),
+                   "spend", "look")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,10 @@ def ingress_rules(plan: EstatePlan, audiences: Optional[Dict[str, Any]] = None) 
         if audiences and host in audiences:
             rule["origin_request"]["access"] = {"required": True, "team_name": plan.spec.edge.team_name,
                                                 "aud_tags": [audiences[host]]}
+        status = status_upstream(plan.spec) if is_gateway_route(plan.spec, host) else None
+        if status:  # the health agent's view under /estate/, behind the same Access application
+            rules.append({"hostname": host, "path": STATUS_PATHS, "service": f"http://{status}",
+                          "origin_request": {**rule["origin_request"], "http_host_header": status}})
         rules.append(rule)
     return rules + [{"service": "http_status:404"}]
 
@@ -63,6 +67,16 @@ INFERENCE_PATHS = (r"^/(v1/)?(chat/completions|completions|embeddings|models(/[A
                    r"responses|moderations)$|^/health/(liveliness|readiness)$")
 
 
+STATUS_PATHS = r"^/estate/(status|status\.json|metrics)$"
+"""The health agent's status page, document and metrics under a gateway's hostname (it asks for the master
+key itself, behind the edge's own auth)."""
+
+
+def status_upstream(spec: EstateSpec) -> Optional[str]:
+    """Where the health agent answers on the gateway host, when the stack runs it."""
+    return f"127.0.0.1:{spec.health.port}" if spec.health is not None else None
+
+
 def is_gateway_route(spec: EstateSpec, host: str) -> bool:
     route = spec.routes[host]
     return spec.nodes[route.node].workloads[route.workload].on_gateway_host
@@ -73,10 +87,12 @@ def render_caddyfile(plan: EstatePlan, password_hash: str) -> str:
     sites = [{"host": host, "user": BASIC_AUTH_USER, "hash": password_hash,
               "matcher": f"{route.path}* " if route.path != "/" else "",
               "upstream": plan.upstreams[host].url.removeprefix("http://"),
-              "inference_only": is_gateway_route(spec, host)}
+              "inference_only": is_gateway_route(spec, host),
+              "status": status_upstream(spec) if is_gateway_route(spec, host) else None}
              for host, route in spec.routes.items()]
     email = (spec.edge.allowed_emails or [f"admin@{spec.edge.domain}"])[0]
-    return render("gateway/Caddyfile.j2", sites=sites, email=email, inference_paths=INFERENCE_PATHS)
+    return render("gateway/Caddyfile.j2", sites=sites, email=email, inference_paths=INFERENCE_PATHS,
+                  status_paths=STATUS_PATHS)
 
 
 def route_comment(spec: EstateSpec, host: str) -> str:

@@ -324,7 +324,10 @@ class Estate(pulumi.ComponentResource):
         if self.gateway is None:
             return {}
         g = self.gateway
-        return {"url": g.url, "tunnels": g.tunnels, "config_sha256": g.config.apply(digest)}
+        out = {"url": g.url, "tunnels": g.tunnels, "config_sha256": g.config.apply(digest)}
+        if getattr(g, "status_url", None) is not None:
+            out["status_url"] = g.status_url  # the health agent's status view (on the gateway host's loopback)
+        return out
 
     def serverless_outputs(self) -> Dict[str, pulumi.Output]:
         """Each serverless endpoint's RunPod ids and OpenAI route."""

@@ -27,6 +27,7 @@ import yaml
 from agents import library
 from core.config import PROJECT_ROOT
 from core.vendors import RUNPOD_API_KEY_ENV
+from core import health
 from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE, UNRENTED
 from core.templates import asset, render
 from core.text import digest, known_hosts_line
@@ -49,6 +50,11 @@ SPEND_TIMER = "estate-spend.timer"
 """Started by its timer alone: enabling or restarting the one-shot service would run a look inside `up`."""
 SPEND_DIR = "/var/lib/estate/spend"
 """Where the watcher keeps its ledger on the gateway host (``core.spend.LEDGER_FILE``)."""
+HEALTH_DOCUMENT = "health/checks.json"
+"""What the health agent checks (``core.health.check_document``), under the config directory."""
+HEALTH_UNIT = "estate-health.service"
+HEALTH_DIR = "/var/lib/estate/health"
+"""Where the health agent keeps its alert state and status document, and the usage callback its lines."""
 CONFIG_DIR = "/etc/estate/gateway"
 SECRETS_MANIFEST = f"{CONFIG_DIR}/.secrets-manifest"
 KNOWN_HOSTS = f"{CONFIG_DIR}/known_hosts"
@@ -142,8 +148,9 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
             model_list.append({"model_name": name, "litellm_params": params,
                                "model_info": {"id": f"{name}@{provider}"}})
     litellm_settings: Dict[str, object] = {"drop_params": True, "request_timeout": default_timeout}
-    if plan.wake:
-        litellm_settings["callbacks"] = [f"{WAKE_HOOK.removesuffix('.py')}.handler"]
+    hooks = [hook for hook, used in ((WAKE_HOOK, plan.wake), (health.USAGE_HOOK, spec.health is not None)) if used]
+    if hooks:
+        litellm_settings["callbacks"] = [f"{hook.removesuffix('.py')}.handler" for hook in hooks]
     return {
         "model_list": model_list,
         "router_settings": {
@@ -186,7 +193,8 @@ def _json(doc: Mapping[str, object]) -> str:
 
 def gateway_files(plan: EstatePlan, config: str, machines: Mapping[str, str],
                   endpoints: Mapping[str, Endpoint] = None, library: bool = False,
-                  watch: Optional[Mapping[str, object]] = None) -> Dict[str, str]:
+                  watch: Optional[Mapping[str, object]] = None,
+                  checks: Optional[Mapping[str, object]] = None) -> Dict[str, str]:
     """The files of the gateway's config directory: its config, the wake hook with its document when some
     alias is served only by idle-stoppable nodes, and the spend watcher's document (``watch``) when the
     stack watches its spend. With ``library`` (a gateway host over SSH, whose LiteLLM runs in its own image)
@@ -200,10 +208,22 @@ def gateway_files(plan: EstatePlan, config: str, machines: Mapping[str, str],
         files[document] = _json(watch)
         spend = ({"document": f"/app/{SPEND_DOCUMENT}", "ledger": f"{SPEND_DIR}/{LEDGER_FILE}"} if library
                  else {"document": LOCAL_DOCUMENT_FILE, "ledger": LEDGER_FILE})
+    if checks is not None:
+        # The health agent's check document, and the usage callback LiteLLM loads (under health/ on a host).
+        files[HEALTH_DOCUMENT if library else health.DOCUMENT_FILE] = _json(checks)
+        files[("health/" if library else "") + health.USAGE_HOOK] = asset(f"gateway/{health.USAGE_HOOK}")
     if plan.wake:
         files[where + WAKE_HOOK] = asset(f"gateway/{WAKE_HOOK}")
         files[where + WAKE_DOCUMENT] = _json(wake_document(plan, machines, endpoints, spend))
     return files
+
+
+def with_gateway_url(document: str, url: str) -> str:
+    """The check document (JSON) with the gateway's own check at ``url``: a local gateway's port is known
+    once it listens."""
+    doc = json.loads(document)
+    doc["checks"] = [{**c, "url": url} if c.get("what") == "gateway" else c for c in doc.get("checks") or []]
+    return _json(doc)
 
 
 def library_archive() -> bytes:
@@ -256,7 +276,13 @@ def gateway_units(plan: EstatePlan, ssh: Mapping[str, Tuple[str, int, str]],
     units = {"estate-litellm.service": render(
         "gateway/estate-litellm.service.j2", image=image, port=g.port, config_dir=CONFIG_DIR, docker=docker,
         wake=bool(plan.wake), hook=WAKE_HOOK, document=WAKE_DOCUMENT, spend=spec.spend is not None,
-        spend_dir=SPEND_DIR, after=[f"estate-tunnel-{n}.service" for n in plan.tunnels])}
+        spend_dir=SPEND_DIR, after=[f"estate-tunnel-{n}.service" for n in plan.tunnels],
+        usage=spec.health is not None, usage_hook=health.USAGE_HOOK, health_dir=HEALTH_DIR)}
+    if spec.health is not None:
+        units[HEALTH_UNIT] = render("gateway/estate-health.service.j2", docker=docker, config_dir=CONFIG_DIR, image=image,
+                                    document=HEALTH_DOCUMENT, health_dir=HEALTH_DIR, port=spec.health.port,
+                                    every=spec.health.every_seconds, spend=spec.spend is not None, spend_dir=SPEND_DIR,
+                                    ledger=LEDGER_FILE)
     if spec.spend is not None:
         units[SPEND_UNIT] = render("gateway/estate-spend.service.j2", docker=docker, config_dir=CONFIG_DIR,
                                    image=image, document=SPEND_DOCUMENT, spend_dir=SPEND_DIR, ledger=LEDGER_FILE)

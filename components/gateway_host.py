@@ -27,7 +27,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import pulumi
 
 from components import gateway as gw
-from core import spend
+import yaml
+
+from core import health, spend
 from components.stack import StackSecrets
 from core.text import heredoc_script, install_secrets, secret_bundle
 from core.topology import EstatePlan
@@ -54,7 +56,9 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
            for n in plan.tunnels}
     # The wake hook starts its aliases' nodes; the spend watcher looks at every pay-per-use node.
     watched = [n for n, node in spec.nodes.items() if node.is_pay_per_use] if spec.spend is not None else []
-    machines = {n: nodes[n].machine_id for n in [*(n for w in plan.wake.values() for n in w.nodes), *watched]}
+    # The health agent asks the marketplace whether an idle node is stopped before calling it down.
+    asleep = [n for n, node in spec.nodes.items() if node.power.value == "idle"] if spec.health is not None else []
+    machines = {n: nodes[n].machine_id for n in [*(n for w in plan.wake.values() for n in w.nodes), *watched, *asleep]}
 
     def render(args: Dict[str, Any]) -> Tuple[str, Dict[str, str]]:
         endpoints = {n: tuple(v) for n, v in args["direct"].items()}
@@ -68,7 +72,9 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
         watch = (spend.watch_document(spec, f"{pulumi.get_project()}-{pulumi.get_stack()}", args["machines"], hourly,
                                       args["jobs"])
                  if spec.spend is not None else None)
-        files = gw.gateway_files(plan, config, args["machines"], endpoints, library, watch)
+        checks = (health.check_document(plan, f"{pulumi.get_project()}-{pulumi.get_stack()}", endpoints, args["machines"],
+                                        hourly, yaml.safe_load(config)) if spec.health is not None else None)
+        files = gw.gateway_files(plan, config, args["machines"], endpoints, library, watch, checks)
         return config, gw.gateway_units(plan, hosts), gw.known_hosts(hosts), files
 
     return pulumi.Output.all(machines=pulumi.Output.all(**machines) if machines else {},
@@ -117,6 +123,8 @@ class Gateway(pulumi.ComponentResource):
     """The rendered LiteLLM config, exactly as the gateway runs it."""
     tunnels: Dict[str, List[Tuple[int, int]]]
     """Node -> (remote port, local port) forwards the gateway host keeps."""
+    status_url: Optional[pulumi.Output[str]] = None
+    """Where the health agent's status view, document and metrics answer on the gateway host (with ``health``)."""
 
     def __init__(self, name: str, args: GatewayArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TYPE, name, None, opts)
@@ -161,15 +169,29 @@ class Gateway(pulumi.ComponentResource):
         # The wake hook and its document sit beside the config (only for a stack with an alias to wake, so
         # a gateway without one keeps its inputs as they were).
         extra = self.files.apply(lambda f: {k: v for k, v in f.items()
-                                            if k not in ("config.yaml", spend.LOCAL_DOCUMENT_FILE)})
+                                            if k not in ("config.yaml", spend.LOCAL_DOCUMENT_FILE, health.DOCUMENT_FILE)})
         self.process = LocalGateway(name, LocalGatewayArgs(
             config=self.config, port=args.plan.spec.gateway.port, state_dir=args.state_dir,
-            files=extra if args.plan.wake else None,
+            files=extra if args.plan.wake or args.plan.spec.health is not None else None,
             env=pulumi.Output.secret(pulumi.Output.all(**args.service_keys)) if args.service_keys else None,
         ), pulumi.ResourceOptions(parent=self, depends_on=list(args.ready),
                                   aliases=[pulumi.Alias(parent=parent)] if parent is not None else None))
         self.url = self.process.url
         self.master_key = self.process.master_key
+        checks = args.plan.spec.health
+        if checks is not None:
+            from providers.gpu_cloud import env_seconds
+            from providers.local_health import LocalHealthAgent, LocalHealthAgentArgs
+
+            # The gateway's own check goes to where the process listens (a free port when gateway.port is 0).
+            document = pulumi.Output.all(self.files, self.process.url).apply(lambda fu: gw.with_gateway_url(
+                fu[0][health.DOCUMENT_FILE], fu[1]))
+            self.health_agent = LocalHealthAgent(f"{name}-health", LocalHealthAgentArgs(
+                document=document, every_seconds=env_seconds(health.EVERY_ENV, float(checks.every_seconds)),
+                state_dir=args.state_dir, master_key=self.master_key, port=0,
+                webhook=args.secrets.external_keys.get(spend.WEBHOOK_ENV),
+            ), pulumi.ResourceOptions(parent=self))
+            self.status_url = self.health_agent.status_url
         watch = args.plan.spec.spend
         if watch is not None:
             from providers.gpu_cloud import env_seconds
@@ -192,6 +214,8 @@ class Gateway(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         host_node = args.nodes[g.node]
         self.url = pulumi.Output.from_input(f"http://127.0.0.1:{g.port}")
+        if plan.spec.health is not None:
+            self.status_url = pulumi.Output.from_input(f"http://127.0.0.1:{plan.spec.health.port}")
 
         self.master_key_password = random.RandomPassword(f"{name}-master-key", length=40, special=False, opts=child)
         self.master_key = pulumi.Output.secret(self.master_key_password.result.apply(lambda r: f"sk-{r}"))
@@ -227,7 +251,8 @@ class Gateway(pulumi.ComponentResource):
         names = units.apply(lambda u: " ".join(sorted(u)))
         # The spend watcher's one-shot service runs from its timer only, never inside `up`.
         started = units.apply(lambda u: " ".join(sorted(n for n in u if n != gw.SPEND_UNIT)))
-        shipped = bool(plan.wake) or plan.spec.spend is not None  # the wake hook or the spend watcher
+        # the wake hook, the spend watcher or the health agent
+        shipped = bool(plan.wake) or plan.spec.spend is not None or plan.spec.health is not None
         library = gw.library_script() if shipped else ""
         script = pulumi.Output.all(files, started).apply(lambda fn: heredoc_script(fn[0]) + library + "\n".join([
             "command -v autossh >/dev/null || (apt-get update -qq && apt-get install -y -qq autossh)",
@@ -235,7 +260,8 @@ class Gateway(pulumi.ComponentResource):
             f"systemctl enable {fn[1]}",
             f"systemctl restart {fn[1]}",
         ]) + "\n")
-        dirs = [d for d, used in (("wake", plan.wake), ("spend", plan.spec.spend is not None), ("lib", shipped)) if used]
+        dirs = [d for d, used in (("wake", plan.wake), ("spend", plan.spec.spend is not None),
+                                  ("health", plan.spec.health is not None), ("lib", shipped)) if used]
         stop = names.apply(lambda n: f"systemctl disable --now {n} || true; rm -f "
                                      + " ".join(f"/etc/systemd/system/{u}" for u in n.split())
                                      + f" {gw.CONFIG_DIR}/config.yaml"

@@ -140,16 +140,23 @@ def load_stack(config: Any = None, project: Optional[str] = None, stack: Optiona
             external[ext.api_key_env] = value
     plan = plan_estate(spec)
     needs: Dict[str, str] = {}
-    if spec.spend is not None:
+    if spec.spend is not None or spec.health is not None:  # the spend watcher and the health agent post there
         webhook = config.get(spend.WEBHOOK_KEY)  # checked here, used only as a secret
         if webhook is None:
-            pulumi.log.warn(f"spend: no config secret {NAMESPACE}:{spend.WEBHOOK_KEY}; the watcher's alerts go to "
-                            "its journal only")
+            pulumi.log.warn(f"no config secret {NAMESPACE}:{spend.WEBHOOK_KEY}; the spend and health alerts go to "
+                            "their journals only")
         elif not re.fullmatch(spend.WEBHOOK_PATTERN, webhook):
             raise ConfigError([(f"{NAMESPACE}:{spend.WEBHOOK_KEY}", "not an http(s) URL without spaces or quotes "
                                                                    "(value hidden: a secret)")])
         else:
             external[spend.WEBHOOK_ENV] = config.get_secret(spend.WEBHOOK_KEY)
+    if spec.health is not None:
+        # The health agent asks an idle node's marketplace whether its idle watcher stopped it.
+        for name, node in spec.nodes.items():
+            for cloud in ((node.provider, *node.failover) if node.power.value == "idle" else ()):
+                if cloud.is_marketplace:
+                    needs.setdefault(cloud.value, f"the health agent cannot tell {name} stopped from down")
+    if spec.spend is not None:
         # The watcher asks each marketplace node's vendor what it bills, and stops it at the budget.
         for name, node in spec.nodes.items():
             for cloud in (node.provider, *node.failover):

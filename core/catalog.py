@@ -209,3 +209,9 @@ def fly_prices() -> Dict[str, Any]:
 def cloudrun_prices() -> Dict[str, Any]:
     """Cloud Run's per-second GPU, vCPU and memory rates, dated (``assets/prices/cloudrun.json``)."""
     return _load("prices/cloudrun.json")
+
+
+def api_prices() -> Dict[str, Any]:
+    """The external APIs' dated prices (``assets/prices/apis.json``): ``as_of`` and LiteLLM model string ->
+    ``{input_per_mtok, output_per_mtok}`` or ``{per_image}``, what the savings report prices traffic at."""
+    return _load("prices/apis.json")

@@ -26,7 +26,7 @@ from core.services import ServiceSpec
 from core.workloads import WorkloadSpec, with_kinds
 
 TOP_LEVEL_KEYS = ("nodes", "serverless", "services", "gateway", "tunnels", "routes", "edge", "storage", "budget", "spend",
-                  "jobs")
+                  "jobs", "health")
 HOURS_IN_MONTH = 730.0
 
 
@@ -523,6 +523,25 @@ class SpendSpec(_Model):
         return sorted(set(v))
 
 
+class HealthSpec(_Model):
+    """The health agent the estate deploys beside its gateway (seed 002 section 5): every ``every_seconds``
+    it probes each service the gateway routes to through the address the gateway reaches it at, each tunnel,
+    each node's state and the gateway itself, posts "down" after ``down_after`` failed checks in a row and
+    "up" on recovery to the spend watcher's webhook (``gpu-estate:spendWebhook``), and serves the status
+    document, page and Prometheus metrics on the gateway host's loopback behind the gateway's master key."""
+
+    every_seconds: int = Field(60, ge=5, le=3600)
+    """How often every check runs."""
+    down_after: int = Field(3, ge=1, le=100)
+    """Failed checks in a row before a service is reported down (one success reports it up again)."""
+    timeout_seconds: float = Field(10, gt=0, le=300)
+    """How long one probe may take (a one-token generation included)."""
+    alert_format: str = Field("slack", pattern=r"^(slack|discord|ntfy|json)$")
+    """The webhook's shape: ``slack`` (also Mattermost), ``discord``, ``ntfy`` (a topic URL) or ``json``."""
+    port: int = Field(4100, ge=1, le=65535)
+    """Where the status page, document and metrics answer on the gateway host's loopback."""
+
+
 class EstateSpec(_Model):
     nodes: Dict[str, NodeSpec]
     serverless: Dict[str, ServerlessSpec] = Field(default_factory=dict)
@@ -540,6 +559,7 @@ class EstateSpec(_Model):
     """GPU jobs by name (``core/jobs.py``): run once, released at the end or at a cap. ``JobSpec`` is declared
     with this module's ``NodeSpec`` fields, so ``core.jobs`` completes this model when imported (``core.config``
     imports it through ``core.rules``)."""
+    health: Optional[HealthSpec] = None
 
     def gateway_over_ssh(self, node: str) -> bool:
         """Whether ``node`` hosts the gateway and the gateway is deployed on it over SSH."""

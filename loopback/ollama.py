@@ -48,6 +48,8 @@ class FakeOllama(FakeServer):
         self.pull_error_after = 2
         self.pull_cut_after: Optional[int] = None
         self.chats: List[str] = []
+        self.loaded: List[str] = []
+        """Models held in memory (``/api/ps``): as with the real server, a chat or generation loads its model."""
 
     # -- helpers for tests ---------------------------------------------------------------------------
     def pull_lasts(self, seconds: float, steps: int = 10) -> None:
@@ -89,7 +91,14 @@ class FakeOllama(FakeServer):
                     {"name": t, "model": t, "modified_at": m["modified_at"], "size": m["size"], "digest": m["digest"],
                      "details": details(t)} for t, m in sorted(self.installed.items())]}
         if (method, path) == ("GET", "/api/ps"):
-            return 200, {"models": []}
+            # Ollama's shape (api/types.go ProcessModelResponse): the model, its size in memory and until when.
+            with self.lock:
+                return 200, {"models": [
+                    {"name": t, "model": t, "size": (self.installed.get(t) or {}).get("size", 0),
+                     "digest": (self.installed.get(t) or {}).get("digest", ""), "details": details(t),
+                     "expires_at": "2099-01-01T00:00:00Z", "size_vram": (self.installed.get(t) or {}).get("size", 0),
+                     "context_length": 4096}
+                    for t in self.loaded]}
         if (method, path) == ("POST", "/api/show"):
             tag = body.get("model") or body.get("name")
             with self.lock:
@@ -149,6 +158,8 @@ class FakeOllama(FakeServer):
             if tag not in self.installed:
                 return 404, {"error": f"model '{tag}' not found"}
             self.chats.append(tag)
+            if tag not in self.loaded:
+                self.loaded.append(tag)
         text = f"{self.name} answers with {tag}"
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ")
         stats = {"done_reason": "stop", "total_duration": 1000, "load_duration": 100, "prompt_eval_count": 5,

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
@@ -35,40 +35,56 @@ RESTARTS = ("every_seconds", "webhook", "state_dir", "job_keys")
 
 
 class LocalSpendWatcherProvider(ResourceProvider):
+    """The spend watcher's process; the health agent's (``providers.local_health``) is run the same way."""
+
+    DOCUMENT = LOCAL_DOCUMENT_FILE
+    """The document's name in the state directory."""
+    RESTARTS = RESTARTS
+    NAME = "spend"
+    WHAT, KEEPS = "spend: the watcher", "ledger"
+    INPUTS: Tuple[str, ...] = ("document", "every_seconds", "state_dir", "webhook", "job_keys")
+    """The resource's inputs (its args' fields): a changed one is an update."""
+    OUTPUTS: Tuple[str, ...] = ("ledger",)
+    """Outputs besides the pid, kept by an update in place."""
+
     def _write(self, props: Dict[str, Any]) -> Path:
-        doc = Path(props["state_dir"]) / LOCAL_DOCUMENT_FILE
+        doc = Path(props["state_dir"]) / self.DOCUMENT
         replace_text(doc, props["document"])
         return doc
 
+    def _command(self, props: Dict[str, Any], doc: Path) -> Tuple[List[str], Dict[str, str], Dict[str, Any]]:
+        """The agent's arguments, the environment it adds, and the outputs it adds."""
+        ledger = str(doc.parent / LEDGER_FILE)
+        # The job agent's bucket keys (a secret input) reach the watcher through its environment only.
+        keys = {KEYS_ENV: json.dumps(props["job_keys"], sort_keys=True)} if props.get("job_keys") else {}
+        return ["agents.spend", "--document", str(doc), "--ledger", ledger], keys, {"ledger": ledger}
+
     def _start(self, props: Dict[str, Any]) -> Dict[str, Any]:
         doc = self._write(props)
-        state = doc.parent
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         env.pop(WEBHOOK_ENV, None)
         if props.get("webhook"):
             env[WEBHOOK_ENV] = props["webhook"]
         env.pop(KEYS_ENV, None)
-        if props.get("job_keys"):
-            env[KEYS_ENV] = json.dumps(props["job_keys"], sort_keys=True)
-        proc = spawn([sys.executable, "-m", "agents.spend", "--document", str(doc), "--ledger",
-                      str(state / LEDGER_FILE), "--every", str(float(props["every_seconds"]))],
-                     env, state / "spend.log", ROOT)
-        pulumi.log.info(f"spend: watching every {float(props['every_seconds']):g} s (pid {proc.pid})")
-        return {**props, "pid": proc.pid, "ledger": str(state / LEDGER_FILE)}
+        argv, more_env, outs = self._command(props, doc)
+        proc = spawn([sys.executable, "-m", *argv, "--every", str(float(props["every_seconds"]))],
+                     {**env, **more_env}, doc.parent / f"{self.NAME}.log", ROOT)
+        pulumi.log.info(f"{self.NAME}: looking every {float(props['every_seconds']):g} s (pid {proc.pid})")
+        return {**props, "pid": proc.pid, **outs}
 
     def create(self, props: Dict[str, Any]) -> CreateResult:
         outs = self._start(props)
-        return CreateResult(f"local-spend-{outs['pid']}", outs)
+        return CreateResult(f"local-{self.NAME}-{outs['pid']}", outs)
 
     def diff(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> DiffResult:
-        changed = [f.name for f in dataclasses.fields(LocalSpendWatcherArgs) if olds.get(f.name) != news.get(f.name)]
+        changed = [k for k in self.INPUTS if olds.get(k) != news.get(k)]
         # A watcher that died (a killed `up`'s provider host stopped it) is started again by the next `up`.
         return DiffResult(changes=bool(changed) or not alive(olds.get("pid")), replaces=[])
 
     def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
-        if alive(olds.get("pid")) and all(olds.get(k) == news.get(k) for k in RESTARTS):
+        if alive(olds.get("pid")) and all(olds.get(k) == news.get(k) for k in self.RESTARTS):
             self._write(news)
-            return UpdateResult({**news, "pid": olds["pid"], "ledger": olds.get("ledger")})
+            return UpdateResult({**news, "pid": olds["pid"], **{k: olds.get(k) for k in self.OUTPUTS}})
         stop_process(olds.get("pid"))
         return UpdateResult(self._start(news))
 
@@ -79,7 +95,7 @@ class LocalSpendWatcherProvider(ResourceProvider):
 
     def delete(self, _id: str, props: Dict[str, Any]) -> None:
         # It bills nothing: one that will not stop is named and left, never a reason to keep the nodes.
-        delete_process(props.get("pid"), "spend: the watcher", f"ledger in {props.get('state_dir')}", pulumi.log.warn)
+        delete_process(props.get("pid"), self.WHAT, f"{self.KEEPS} in {props.get('state_dir')}", pulumi.log.warn)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,8 @@
 # shell steps with it), docker.io (the Docker engine the sandbox's VM-like node runs its containers on;
 # its daemon is started here when none answers), nodejs and npm (mermaid's parser checks the estate's
 # drawings), g++ with nlohmann-json3-dev and libstb-dev (llama.cpp's headers the Go module of Ollama leaves
-# out: scripts/build-ollama.sh builds the real Ollama with them). Tests that need one skip with the reason where it
+# out: scripts/build-ollama.sh builds the real Ollama with them), prometheus (it scrapes the health agent's metrics), postgresql (the
+# health agent's pgvector probe is held to it). Tests that need one skip with the reason where it
 # is missing, so this is for CI and for anyone who wants every test to run. Needs root and apt-get.
 set -euo pipefail
 want=()
@@ -20,6 +21,8 @@ command -v npm >/dev/null || want+=(nodejs npm)
 command -v g++ >/dev/null || want+=(g++)
 [ -f /usr/include/nlohmann/json.hpp ] || want+=(nlohmann-json3-dev)
 [ -f /usr/include/stb/stb_image.h ] || want+=(libstb-dev)
+command -v prometheus >/dev/null || want+=(prometheus)
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || want+=(postgresql)
 if [ ${#want[@]} -eq 0 ]; then
     echo "system tools: all present"
 elif [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

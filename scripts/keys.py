@@ -37,6 +37,7 @@ TOP_LEVEL = {
     "storage": "Model storage buckets (GCS or S3) by name, and the nodes that may read them.",
     "budget": "What the estate may cost: checked at preview against its own estimate.",
     "spend": "The spend watcher beside the gateway: alerts, and nodes stopped at the budget.",
+    "health": "The health agent beside the gateway: checks every minute, alerts on down and recovery, the status view.",
 }
 """One line for each top-level key (its model holds the lines of its own keys)."""
 
@@ -221,7 +222,7 @@ def settings() -> Iterator[str]:
                 "| key | meaning |", "|---|---|",
                 f"| `{NAMESPACE}:{SSH_PRIVATE_KEY}` | The operator's SSH private key for remote commands (else "
                 "`ESTATE_SSH_PRIVATE_KEY`, else the SSH agent). |",
-                f"| `{NAMESPACE}:{WEBHOOK_KEY}` | The webhook the spend watcher posts its alerts to. |"]
+                f"| `{NAMESPACE}:{WEBHOOK_KEY}` | The webhook the spend watcher and the health agent post their alerts to. |"]
     for v in Vendor:
         info = v.info
         if info.credential_key:

@@ -72,6 +72,18 @@ def aws(monkeypatch):
     server.close()
 
 
+def vm_node_or_skip() -> None:
+    """Skip where the engine or the sandbox's VM node (Docker, sshd, its image) cannot run, naming what is
+    missing; on the project's CI (GPU_ESTATE_REQUIRE_VM=1) fail instead."""
+    import sandbox
+
+    why = sandbox.engine_missing() or sandbox.vm_missing()
+    if why:
+        if sandbox.vm_required():
+            pytest.fail(f"the VM node must run here: {why}")
+        pytest.skip(why)
+
+
 def real_servers_or_skip() -> None:
     """Skip where the real Ollama or the loopback registry was not built, naming what is missing; on the
     project's CI (GPU_ESTATE_REQUIRE_VM=1), where `make setup` builds them, fail instead."""

@@ -14,7 +14,20 @@ def check(spec: EstateSpec) -> List[Problem]:
     problems: List[Problem] = []
     g = spec.gateway
     if g is None:
+        if spec.health is not None:
+            problems.append((f"{NAMESPACE}:health", "the health agent runs beside the gateway and checks what it "
+                                                    f"routes to: set {NAMESPACE}:gateway.node (got no gateway)"))
         return problems
+    if spec.health is not None and spec.health.port == g.port:
+        problems.append((f"{NAMESPACE}:health.port", f"LiteLLM listens on {g.port} (gateway.port): give the "
+                                                     f"health agent another port (got {spec.health.port})"))
+    elif spec.health is not None and g.node in spec.nodes and g.deploy != "local":
+        host = spec.nodes[g.node]
+        taken = [w for w in host.workloads if not host.workloads[w].on_gateway_host and host.port(w) == spec.health.port]
+        if taken:
+            problems.append((f"{NAMESPACE}:health.port", f"{', '.join(taken)} already listens on {spec.health.port} on the "
+                                                         f"gateway host {g.node!r}: give the health agent another port "
+                                                         f"(got {spec.health.port})"))
     gpath = f"{NAMESPACE}:gateway"
     if g.node not in spec.nodes:
         problems.append((f"{gpath}.node", f"no node {g.node!r} in {NAMESPACE}:nodes"))

@@ -205,6 +205,13 @@ class BaseWorkload(StackModel):
         """Whether its downloads from Hugging Face carry its ``HF_TOKEN`` (its secret env file)."""
         return False
 
+    def probe(self, routed: List[str]) -> Dict[str, object]:
+        """How the health agent (``agents/health.py``) checks it, as data: a probe ``type`` and what it asks,
+        run against the address the gateway reaches it at. ``routed`` are its models the gateway's aliases
+        name. The default: its kind's health route answering 2xx, else a TCP connection."""
+        path = self.facts().health_path
+        return {"type": "http", "path": path} if path else {"type": "tcp"}
+
     # -- how it starts -----------------------------------------------------------------------------------------
 
     def own_env(self, node: "NodeSpec", name: str) -> Dict[str, str]:

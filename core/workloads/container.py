@@ -3,7 +3,7 @@ stack. What it serves is unknown, so it is never published without auth."""
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Literal, Optional
+from typing import Dict, List, Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -48,6 +48,11 @@ class Container(BaseWorkload):
     @property
     def model_name(self) -> Optional[str]:
         return self.served_name if self.openai else None
+
+    def probe(self, routed: List[str]) -> Dict[str, object]:
+        if self.openai:
+            return {"type": "openai", "path": self.health_path, "models": [self.served_name]}
+        return {"type": "http", "path": self.health_path} if self.health_path else {"type": "tcp"}
 
     def command(self, node, name: str) -> List[str]:
         return list(self.args)

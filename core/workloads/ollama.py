@@ -101,6 +101,14 @@ class Ollama(BaseWorkload):
     def max_resident(self) -> Optional[int]:
         return self.max_loaded
 
+    def probe(self, routed: List[str]) -> Dict[str, object]:
+        # It lists the node's models (each pulled one must be there) and answers a one-token generation for
+        # each model an alias sends it that it holds loaded (``/api/ps``): a loaded model answering, not only
+        # a process listening. A model not loaded is not loaded for the probe: every minute that would evict
+        # the models serving traffic from VRAM and keep an idle node's watcher from ever stopping it.
+        return {"type": "ollama", "path": "/api/tags", "models": list(self.models), "generate": list(routed),
+                "loaded_only": True}
+
     def gateway_params(self, model: str, url: str) -> Dict[str, object]:
         return {"model": f"ollama_chat/{model}", "api_base": url}
 

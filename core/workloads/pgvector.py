@@ -27,6 +27,13 @@ class Pgvector(BaseWorkload):
         return {"POSTGRES_USER": "estate", "POSTGRES_DB": "vectors",
                 "POSTGRES_PASSWORD_FILE": "/run/secrets/pg_password"}
 
+    def probe(self, routed: List[str]) -> Dict[str, object]:
+        # No Postgres driver on the gateway host: the agent speaks the protocol's first exchange itself (an
+        # SSL request, then a startup message for the estate's database, answered by an authentication
+        # request), which only a Postgres accepting connections for that database gives.
+        env = self.own_env(None, "")
+        return {"type": "postgres", "user": env["POSTGRES_USER"], "database": env["POSTGRES_DB"]}
+
     def compose_service(self, node, name, service, secrets):
         # The extension is created in the estate's database each time the container starts (compose's
         # post_start hook, compose 2.30+): an image's init scripts would run only on an empty data directory.

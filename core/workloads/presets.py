@@ -2,7 +2,7 @@
 the OpenAI API under /v1 and answer to ``served_name`` (default ``model``)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from pydantic import Field, model_validator
 
@@ -37,6 +37,10 @@ class ModelServer(BaseWorkload):
     @property
     def model_name(self) -> Optional[str]:
         return self.served_name or self.model
+
+    def probe(self, routed: List[str]) -> Dict[str, object]:
+        # Its health route, then its OpenAI model list naming the model it serves.
+        return {"type": "openai", "path": self.facts().health_path, "models": [self.model_name]}
 
     def preset_args(self, node: "NodeSpec", name: str) -> List[str]:
         """The arguments the preset itself gives its server (before the stack's ``args``)."""

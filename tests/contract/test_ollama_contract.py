@@ -196,3 +196,17 @@ def test_the_root_and_the_version_answer_alike(both):
         assert (root.status_code, media(root), root.text) == (200, "text/plain", "Ollama is running"), side
         version = requests.get(f"{url}/api/version", timeout=10)
         assert version.status_code == 200 and set(version.json()) == {"version"}, side  # VERSION: its own
+
+
+def test_a_generated_model_is_listed_loaded_in_the_same_shape(both):
+    """What the health agent reads before a one-token generation: ``/api/ps`` lists a model once a
+    generation has loaded it, with the same keys on both."""
+    urls, _, registry = both
+    pulled(urls, registry.tiny)
+    for url in urls.values():
+        assert requests.post(f"{url}/api/generate", timeout=120, json={
+            "model": registry.tiny, "prompt": "hi", "stream": False, "options": {"num_predict": 1}}).status_code == 200
+    loaded = {side: resp.json() for side, resp in each(urls, lambda u: requests.get(f"{u}/api/ps", timeout=10)).items()}
+    assert [m["name"] for m in loaded["real"]["models"]] == [registry.tiny]
+    assert [m["name"] for m in loaded["loopback"]["models"]] == [registry.tiny]
+    assert shape(loaded["loopback"]) == shape(loaded["real"]), json.dumps(loaded, indent=1)

@@ -18,6 +18,7 @@ from pulumi import automation as auto
 
 from components import workloads
 import sandbox
+from tests.conftest import vm_node_or_skip
 
 pytestmark = [
     pytest.mark.engine,
@@ -33,11 +34,7 @@ MYAI = "http://127.0.0.1:28000"
 
 @pytest.fixture(scope="module")
 def vm(tmp_path_factory):
-    why = sandbox.engine_missing() or sandbox.vm_missing()
-    if why:
-        if sandbox.vm_required():
-            pytest.fail(f"the VM node must run here: {why}")
-        pytest.skip(why)
+    vm_node_or_skip()
     work = sandbox.project_copy(tmp_path_factory.mktemp("project"), vm=True)
     with sandbox.fake_clouds(vm=True) as fakes, sandbox.ssh_agent(fakes["machine"].sshd.private_key) as agent:
         state_dir = tmp_path_factory.mktemp("engine")
