@@ -31,7 +31,7 @@ import yaml
 
 from core import health, spend
 from components.stack import StackSecrets
-from core.text import heredoc_script, install_secrets, secret_bundle
+from core.text import RUN_STDIN, heredoc_script, install_secrets, secret_bundle
 from core.topology import EstatePlan
 
 TYPE = "gpu-estate:index:Gateway"
@@ -281,7 +281,7 @@ class Gateway(pulumi.ComponentResource):
             delete=remove_secrets, stdin=bundle, silent=True, opts=on_host)]
         # A changed config or unit re-runs the script in place: the units restart on the new files.
         self.deploy = host_node.command(
-            f"{name}-deploy", create=script, delete=stop, opts=on_host,
+            f"{name}-deploy", create=RUN_STDIN, stdin=script, delete=stop, opts=on_host,
             depends=list(self.secret_commands) + authorized)
 
     def _on_owned_host(self, cleanup: str, node: Any, deletes: List[pulumi.Input[str]],

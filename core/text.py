@@ -40,6 +40,13 @@ def secret_bundle(files: List[Tuple[str, str]]) -> str:
     return "".join(f"{path} {base64.b64encode(content.encode()).decode()}\n" for path, content in files)
 
 
+RUN_STDIN = 'f="$(mktemp)" && cat > "$f" && { bash "$f" </dev/null; s=$?; rm -f "$f"; exit $s; }'
+"""The command that runs the script it is given on stdin. A script sent as the SSH command itself is one
+argument of ``sh -c`` on the host, which Linux caps at 128 KiB (MAX_ARG_STRLEN: "Argument list too long");
+the gateway host's deploy carries the estate's modules and outgrew it. Kept in a file first, so nothing the
+script runs (apt-get, systemctl) can read the rest of it from stdin."""
+
+
 def install_secrets(manifest: str) -> str:
     """The shell that writes a ``secret_bundle`` from stdin: each file 0600 in a 0700 directory, replaced
     atomically, and every file the previous bundle wrote that this one no longer names removed. The

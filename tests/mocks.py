@@ -188,5 +188,6 @@ def unpack_library(dest: Path) -> None:
 
     from components.gateway import library_script
 
-    run = subprocess.run(["bash", "-euc", library_script(str(dest))], capture_output=True, text=True, timeout=60)
+    # On stdin, as the gateway host's deploy gets it (core.text.RUN_STDIN): the block is past one argument's limit.
+    run = subprocess.run(["bash", "-eu"], input=library_script(str(dest)), capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr

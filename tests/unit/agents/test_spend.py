@@ -357,7 +357,7 @@ def test_prod_deploys_the_watcher_with_its_webhook_and_keys_in_the_secret_env_fi
     import base64
 
     mocks = run_program(prod_config(), stack="prod")
-    deploy = mocks.named("gateway-deploy").inputs["create"]
+    deploy = mocks.named("gateway-deploy").inputs["stdin"]
     assert "/etc/systemd/system/estate-spend.timer" in deploy and " agents/spend.py " in deploy
     enable = next(line for line in deploy.splitlines() if line.startswith("systemctl enable"))
     assert "estate-spend.timer" in enable and "estate-spend.service" not in enable

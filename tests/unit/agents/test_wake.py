@@ -246,7 +246,7 @@ def test_an_ssh_gateway_gets_the_hook_its_library_and_the_vendor_key_it_starts_n
     config = {**stack_config("prod"), **{f"gpu-estate:{k}": v for k, v in prod_with_an_idle_node().items()},
               "gpu-estate:runpodApiKey": "rpa_" + "W" * 40}
     mocks = run_program(config, stack="prod")
-    deploy = mocks.named("gateway-deploy").inputs["create"]
+    deploy = mocks.named("gateway-deploy").inputs["stdin"]
     library = next(line for line in deploy.splitlines() if line.startswith("# the estate's modules"))
     assert "agents/wake.py" in library and "callbacks:\n  - estate_wake.handler" in deploy
     assert "| tar -xz --no-same-owner -C /etc/estate/gateway/lib.new" in deploy

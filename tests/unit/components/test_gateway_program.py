@@ -26,7 +26,7 @@ def commands(mocks):
 
 def test_the_gateway_host_gets_the_rendered_config_and_its_units(prod):
     deploy = commands(prod)["gateway-deploy"]
-    script = deploy.inputs["create"]
+    script = deploy.inputs["stdin"]
     assert deploy.inputs["connection"]["host"] == "203.0.113.10"
     body = script.split("cat > /etc/estate/gateway/config.yaml.tmp <<'", 1)[1].split("\n", 1)[1]
     config = yaml.safe_load(body.split("\nESTATE_", 1)[0])
@@ -57,7 +57,7 @@ def test_secrets_reach_the_host_only_on_stdin_of_silent_commands(prod):
     assert files["/etc/estate/gateway/gateway.env"] == (f"FLY_CHAT_FALLBACK_KEY={MOCK_SECRET}\n"
                                                          f"LITELLM_MASTER_KEY=sk-{MOCK_SECRET}\n")
     assert "chown estate-tunnel /etc/estate/gateway/tunnel_key" in secrets.inputs["create"]
-    assert "TUNNEL_TOKEN" not in cmds["gateway-deploy"].inputs["create"]
+    assert "TUNNEL_TOKEN" not in cmds["gateway-deploy"].inputs["stdin"]
     # The tunnels sign in with the estate's own key, never the operator's.
     assert files["/etc/estate/gateway/tunnel_key"] == MOCK_SECRET
     assert "mock" not in files["/etc/estate/gateway/tunnel_key"].replace(MOCK_SECRET, "")
@@ -73,14 +73,32 @@ def test_the_tunnel_key_is_authorized_on_each_node_for_its_forwards_only(prod):
     assert " gpu-estate-tunnel:gpu-estate-prod" in auth.inputs["delete"]
 
 
+def test_the_gateway_hosts_deploy_travels_on_stdin_past_one_arguments_limit(prod, tmp_path):
+    """The deploy script (files, units, the estate's modules) is sent on stdin and run from a file: as the
+    SSH command itself it is one argument of ``sh -c``, which Linux refuses past 128 KiB."""
+    import subprocess
+
+    from core.text import RUN_STDIN
+
+    deploy = commands(prod)["gateway-deploy"]
+    assert deploy.inputs["create"].split("\n", 1)[1] == RUN_STDIN
+    assert "base64 -d <<'ESTATE_LIB_" in deploy.inputs["stdin"]
+    big = f"echo start > {tmp_path}/ran\n" + "# padding\n" * 20_000 + f"echo end >> {tmp_path}/ran\n"
+    with pytest.raises(OSError, match="Argument list too long"):
+        subprocess.run(["sh", "-c", big], timeout=30)
+    run = subprocess.run(["sh", "-c", RUN_STDIN], input=big, text=True, capture_output=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "ran").read_text() == "start\nend\n"
+
+
 def test_a_changed_gateway_config_updates_the_deploy_in_place(prod):
     config = copy.deepcopy(stack_config("prod"))
     config["gpu-estate:gateway"]["timeouts"]["gpt-4"] = 200
     changed = commands(run_program(config, stack="prod"))["gateway-deploy"]
     before = commands(prod)["gateway-deploy"]
     # The script that writes the config and restarts the units changes (an update runs it again) ...
-    assert changed.inputs["create"] != before.inputs["create"]
-    assert "systemctl restart" in changed.inputs["create"]
+    assert changed.inputs["stdin"] != before.inputs["stdin"]
+    assert "systemctl restart" in changed.inputs["stdin"]
     # ... and nothing can make pulumi-command replace it create-before-delete.
     for cmd in (changed, before, *commands(prod).values()):
         assert "triggers" not in cmd.inputs
@@ -148,7 +166,7 @@ def test_caddy_mode_puts_basic_auth_in_front_and_points_records_at_the_gateway()
     secrets = commands(caddy)["gateway-secrets"]
     assert "stdin" in secrets.secret_paths
     assert bundle_files(secrets)["/etc/estate/gateway/Caddyfile"].count("basicauth") == 3
-    assert "estate-caddy.service" in commands(caddy)["gateway-deploy"].inputs["create"]
+    assert "estate-caddy.service" in commands(caddy)["gateway-deploy"].inputs["stdin"]
 
 
 def test_the_url_map_says_how_each_hostname_is_reached(prod):

@@ -49,8 +49,8 @@ def test_the_watcher_gets_the_job_and_its_bucket_key_as_a_secret(prod):
     keys = json.loads(next(line for line in env.splitlines() if line.startswith("ESTATE_JOB_KEYS=")).split("=", 1)[1])
     assert keys["finetune"]["secret_key"] == MOCK_SECRET and "stdin" in secrets.secret_paths
     deploy = prod.named("gateway-deploy")
-    assert '"job": "finetune"' in deploy.inputs["create"] and '"max_usd": 0.8' in deploy.inputs["create"]
-    assert MOCK_SECRET not in deploy.inputs["create"]
+    assert '"job": "finetune"' in deploy.inputs["stdin"] and '"max_usd": 0.8' in deploy.inputs["stdin"]
+    assert MOCK_SECRET not in deploy.inputs["stdin"]
 
 
 def test_the_cost_diff_and_the_policy_pack_count_the_job_at_its_cap(prod):

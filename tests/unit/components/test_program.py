@@ -330,8 +330,8 @@ def test_prods_serverless_endpoint_carries_its_scaling_and_secret_references_and
     assert e.inputs["stamps"]["provider"] == "runpod-serverless" and e.inputs["stamps"]["monthly_usd"] == 41.04
     # The gateway's config routes 'burst' to the endpoint's OpenAI route with the RunPod key by reference.
     deploy = prod.named("gateway-deploy")
-    assert "api_base: https://api.runpod.ai/v2/ep-1/openai/v1" in deploy.inputs["create"]
-    assert "api_key: os.environ/RUNPOD_API_KEY" in deploy.inputs["create"]
+    assert "api_base: https://api.runpod.ai/v2/ep-1/openai/v1" in deploy.inputs["stdin"]
+    assert "api_key: os.environ/RUNPOD_API_KEY" in deploy.inputs["stdin"]
 
 
 def test_the_runpod_key_reaches_the_gateway_host_only_as_a_secret():

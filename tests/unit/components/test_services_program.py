@@ -62,7 +62,7 @@ def test_only_the_gateways_identity_may_invoke_it(prod):
 
 def test_the_gateway_chains_them_before_the_paid_apis(prod):
     (deploy,) = [r for r in prod.resources if r.name == "gateway-deploy"]
-    text = deploy.inputs["create"]
+    text = deploy.inputs["stdin"]
     start = text.index("model_list:")
     config = yaml.safe_load(text[start:text.index("\n", text.index("master_key:"))])
     entries = {m["model_name"]: m["litellm_params"] for m in config["model_list"]}
