@@ -52,17 +52,23 @@ def deployed_images(resource_type: str, props: Dict[str, Any]) -> List[str]:
         template = props.get("template") if isinstance(props.get("template"), dict) else {}
         return [c["image"] for c in template.get("containers") or [] if isinstance(c, dict) and c.get("image")]
     if resource_type == REMOTE_COMMAND:
-        text = props.get("create")
-        if not isinstance(text, str):
+        text = "\n".join(_command_text(props))
+        if not text:
             return []
         found = COMPOSE_IMAGE.findall(text) + [i for m in DOCKER_RUN.finditer(text) for i in _run_image(m["rest"])]
         return list(dict.fromkeys(found))
     return []
 
 
+def _command_text(props: Dict[str, Any]) -> List[str]:
+    """What an SSH command runs: its ``create``, and the script it is sent on stdin (the gateway host's deploy
+    travels there, ``core.text.RUN_STDIN``)."""
+    return [props[k] for k in ("create", "stdin") if isinstance(props.get(k), str)]
+
+
 def _scripts(resource_type: str, props: Dict[str, Any]) -> List[str]:
     if resource_type == REMOTE_COMMAND:
-        return [props["create"]] if isinstance(props.get("create"), str) else []
+        return _command_text(props)
     if resource_type == GPU_INSTANCE and isinstance(props.get("launch"), dict):
         return [str(props["launch"].get("onstart") or "")]
     return []

@@ -64,7 +64,10 @@ def test_state_written_before_the_redesign_stays_managed(tmp_path):
         # sandbox stack now declares are made too.
         steps = preview.change_summary
         assert steps.get("create") == 4 and steps.get("replace") == 1 and "delete" not in steps, steps
-        assert "gpu-estate-sandbox-qwen: secrets changed: this rents a new machine" in preview.stdout
+        # (the sandbox's Vast.ai node now also runs ComfyUI with its images bridge: a new image, start script
+        # and ports, which the preview names beside the secret)
+        assert ("gpu-estate-sandbox-qwen: launch.image, launch.onstart, launch.ports, secrets changed: this rents a "
+                "new machine") in preview.stdout
         again = st.up()
         assert again.summary.resource_changes.get("replace") == 1 and "delete" not in again.summary.resource_changes
         made = set(fakes["runpod"].endpoints)  # the new endpoint, apart from the machines rented before

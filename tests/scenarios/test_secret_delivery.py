@@ -60,7 +60,10 @@ def program():
 def without_stdin(resource) -> str:
     inputs = dict(resource.inputs)
     if resource.typ == COMMAND:
-        inputs.pop("stdin", None)  # what an SSH command sends on stdin is the one place secrets travel
+        # What a silent SSH command (its output never logged) sends on stdin is the one place secrets travel;
+        # a script sent on stdin (the gateway host's deploy) is read like any other input.
+        if inputs.get("logging") == "none":
+            inputs.pop("stdin", None)
         # The key the command provider signs in with stays on the operator's machine, a secret in state.
         if "privateKey" in inputs["connection"]:
             assert "connection.privateKey" in resource.secret_paths or "connection" in resource.secret_paths
@@ -90,6 +93,8 @@ def test_no_resource_input_outside_ssh_stdin_holds_a_secret(program):
 def test_every_planted_node_secret_arrives_on_an_ssh_commands_stdin(program):
     delivered = {}
     for r in program.of_type(COMMAND):
+        if r.inputs.get("logging") != "none":
+            continue  # a script on stdin, not a secret bundle
         for line in (r.inputs.get("stdin") or "").splitlines():
             path, data = line.split(" ", 1)
             delivered.setdefault(r.name.rsplit("-", 1)[0], {})[path] = base64.b64decode(data).decode()

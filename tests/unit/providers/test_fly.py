@@ -26,6 +26,8 @@ def fly(monkeypatch):
     server = FakeFly(token="fly-test-token")
     monkeypatch.setenv("FLY_API_URL", f"{server.url}/v1")
     monkeypatch.setenv("FLY_API_TOKEN", "fly-test-token")
+    # Fly's own proxy address, which an engine test run before in this process may have pointed elsewhere.
+    monkeypatch.delenv("FLY_APPS_URL", raising=False)
     yield server
     server.close()
 
