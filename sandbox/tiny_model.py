@@ -4,10 +4,13 @@ with (random weights, so the tokens mean nothing), about 0.5 MB.
 Written with PyPI's ``gguf`` (GGUFWriter) and numpy: the llama tokenizer's vocabulary (``<unk>``, ``<s>``,
 ``</s>``, the 256 byte tokens, a few word pieces), embedding 64, two blocks, four heads, feed-forward 128,
 float32. ``seed`` picks the weights, so two seeds are two builds of the same model with different digests.
+``trained`` adds figures of the run that made it (the sandbox's trainer: its fitted weights and loss) as
+``gpu_estate.trained.<name>`` keys, so the file says which run it came from.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping, Optional
 
 WORDS = ("▁hello", "▁world", "▁the", "▁estate", "▁model", "▁answers", "▁tokens", "▁from", "▁a", "▁tiny",
          "▁gpu", "▁sandbox", "▁ollama", "▁is", "▁real", "▁yes", "▁no", "▁and", "▁it", "▁runs")
@@ -26,7 +29,7 @@ def vocabulary() -> tuple:
     return tokens, scores, types
 
 
-def write_tiny_gguf(path: Path, seed: int = 1) -> Path:
+def write_tiny_gguf(path: Path, seed: int = 1, trained: Optional[Mapping[str, float]] = None) -> Path:
     import gguf
     import numpy as np
 
@@ -40,6 +43,8 @@ def write_tiny_gguf(path: Path, seed: int = 1) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_name(f"gpu-estate tiny (seed {seed})")
+    for key, value in sorted((trained or {}).items()):
+        w.add_float32(f"gpu_estate.trained.{key}", float(value))
     w.add_context_length(CONTEXT)
     w.add_embedding_length(EMBED)
     w.add_block_count(BLOCKS)

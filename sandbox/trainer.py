@@ -3,17 +3,23 @@
     python3 /trainer.py --epochs 200 [--pace SECONDS] [--sleep SECONDS]
 
 Reads ``x y`` pairs from every file under ``/job/inputs``, fits ``y = a*x + b`` by gradient descent, writes a
-checkpoint every 50 epochs (``/job/outputs/checkpoints/epoch-<n>.json``) and the model
-(``/job/outputs/model.json``: its weights and the loss), printing its progress. ``--pace`` makes each epoch take
-that long (a job long enough to be preempted between checkpoints). With ``--sleep`` it then waits
+checkpoint every 50 epochs (``/job/outputs/checkpoints/epoch-<n>.json``) and the model, printing its progress:
+``/job/outputs/model.json`` (its weights and the loss) and ``/job/outputs/model.gguf``, the project's tiny
+llama-architecture GGUF (sandbox/tiny_model.py's writer) carrying the fitted weights and loss as
+``gpu_estate.trained.*`` keys, which the real Ollama loads; its sha256 beside it in ``model.gguf.sha256``
+(``sha256sum``'s line), so a stack can name the file and its digest in ``gguf_models``. ``--pace`` makes each
+epoch take that long (a job long enough to be preempted between checkpoints). With ``--sleep`` it then waits
 that long (a job that outlives its caps). With ``ESTATE_JOB_RESUMED`` set it starts from the last checkpoint.
-Only the standard library: the image is the sandbox's Debian Python.
+The image is the sandbox's Debian Python with the program's ``gguf`` and numpy (scripts/build-trainer-image.sh).
 """
 import argparse
+import hashlib
 import json
 import os
 import time
 from pathlib import Path
+
+from sandbox.tiny_model import write_tiny_gguf
 
 INPUTS, OUTPUTS = Path("/job/inputs"), Path("/job/outputs")
 
@@ -61,7 +67,11 @@ def main():
             print(f"epoch {epoch}: loss {loss:.6f}", flush=True)
     OUTPUTS.mkdir(parents=True, exist_ok=True)
     (OUTPUTS / "model.json").write_text(json.dumps({"a": a, "b": b, "loss": loss, "samples": len(pairs)}))
+    gguf = write_tiny_gguf(OUTPUTS / "model.gguf", trained={"a": a, "b": b, "loss": loss})
+    digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
+    (OUTPUTS / "model.gguf.sha256").write_text(f"{digest}  model.gguf\n")
     print(f"trained on {len(pairs)} samples: a={a:.4f} b={b:.4f} loss={loss:.6f}", flush=True)
+    print(f"wrote model.gguf ({gguf.stat().st_size} bytes, sha256 {digest})", flush=True)
     if args.sleep:
         time.sleep(args.sleep)
 

@@ -88,12 +88,18 @@ def real_servers_or_skip() -> None:
     """Skip where the real Ollama or the loopback registry was not built, naming what is missing; on the
     project's CI (GPU_ESTATE_REQUIRE_VM=1), where `make setup` builds them, fail instead."""
     from sandbox import registry
+
+    required_or_skip(registry.missing(), "the real Ollama and the loopback registry")
+
+
+def required_or_skip(why: str, what: str) -> None:
+    """Skip naming ``why`` (what is missing) where it is not empty; on the project's CI
+    (GPU_ESTATE_REQUIRE_VM=1), where `make setup` builds everything, fail saying ``what`` must run here."""
     import sandbox
 
-    why = registry.missing()
     if why:
         if sandbox.vm_required():
-            pytest.fail(f"the real Ollama and the loopback registry must run here: {why}")
+            pytest.fail(f"{what} must run here: {why}")
         pytest.skip(why)
 
 

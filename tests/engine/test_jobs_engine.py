@@ -53,8 +53,9 @@ def job(command, **more):
             "max_usd": 0.5, **more}
 
 
-def jobs_stack(work, endpoint: str) -> None:
-    """The project copy's sandbox stack reduced to the local gateway, its spend watcher and the bucket."""
+def jobs_stack(work, endpoint: str, jobs: dict) -> dict:
+    """The project copy's sandbox stack reduced to the local gateway, its spend watcher, the bucket and ``jobs``;
+    returns the config it replaced."""
     path = work / "Pulumi.sandbox.yaml"
     doc = yaml.safe_load(path.read_text())
     cfg = doc["config"]
@@ -64,10 +65,20 @@ def jobs_stack(work, endpoint: str) -> None:
         "gpu-estate:budget": cfg["gpu-estate:budget"], "gpu-estate:spend": cfg["gpu-estate:spend"],
         "gpu-estate:storage": {BUCKET: {"provider": "s3", "location": "us-east-1", "endpoint": endpoint,
                                         "access_key_secret": "JOBS_S3_KEY", "secret_key_secret": "JOBS_S3_SECRET"}},
-        "gpu-estate:jobs": {"train": job(["python3", "/trainer.py", "--epochs", "200"], outputs="models/line/1",
-                                         max_hours=1)},
+        "gpu-estate:jobs": jobs,
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return cfg
+
+
+def bucket_with_points(s3, fakes) -> None:
+    """The bucket with the trainer's data (eleven points of y = 2x + 1), and a TensorDock host for job machines
+    (the loopback TensorDock gives a host's GPUs back on no delete)."""
+    s3.create_bucket(BUCKET)
+    td = fakes["tensordock"]
+    td.hostnodes.append(td.hostnode("hn-muc-1", "Munich", "Germany", "geforcertx4090-pcie-24gb", 0.38, 8))
+    s3.client().put_object(Bucket=BUCKET, Key="datasets/line/points.txt",
+                           Body="".join(f"{x} {2 * x + 1}\n" for x in range(-5, 6)).encode())
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +91,9 @@ def estate(tmp_path_factory):
     work = sandbox.project_copy(tmp_path_factory.mktemp("project"), vm=True)
     with LoopbackS3() as s3, sandbox.fake_clouds(vm=True) as fakes, \
             sandbox.ssh_agent(fakes["machine"].sshd.private_key) as agent:
-        s3.create_bucket(BUCKET)
-        # The loopback TensorDock gives a host's GPUs back on no delete: one more host for this module's machines.
-        td = fakes["tensordock"]
-        td.hostnodes.append(td.hostnode("hn-muc-1", "Munich", "Germany", "geforcertx4090-pcie-24gb", 0.38, 8))
-        s3.client().put_object(Bucket=BUCKET, Key="datasets/line/points.txt",
-                               Body="".join(f"{x} {2 * x + 1}\n" for x in range(-5, 6)).encode())
-        jobs_stack(work, s3.endpoint)
+        bucket_with_points(s3, fakes)
+        jobs_stack(work, s3.endpoint, {"train": job(["python3", "/trainer.py", "--epochs", "200"],
+                                                    outputs="models/line/1", max_hours=1)})
         state_dir = tmp_path_factory.mktemp("engine")
         st = sandbox.stack(sandbox.engine_env(fakes, state_dir, agent), work_dir=work)
         st.state_dir = state_dir

@@ -7,6 +7,7 @@ dropping a model deletes it from the node.
 Skipped where the engine, the VM node, moto's server or MLflow's venv is missing, except on the project's
 CI (GPU_ESTATE_REQUIRE_VM=1), where that fails.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -78,14 +79,22 @@ def estate(tmp_path_factory):
         with sandbox.fake_clouds(vm=True) as fakes, sandbox.ssh_agent(fakes["machine"].sshd.private_key) as agent:
             env = {**sandbox.engine_env(fakes, tmp_path_factory.mktemp("engine"), agent), **s3.env()}
             st = sandbox.stack(env, work_dir=work)
-            try:
+            with destroyed_after(st, s3):
                 yield st, mlflow, digests
-            finally:
-                try:
-                    st.destroy()
-                finally:
-                    for key in s3.env():  # sandbox.stack exported them to this process; their server is gone
-                        os.environ.pop(key, None)
+
+
+@contextlib.contextmanager
+def destroyed_after(st, s3):
+    """The stack destroyed when the block ends, whatever happened in it, and the bucket's environment taken back
+    out of this process (sandbox.stack exported it; its server is about to go)."""
+    try:
+        yield
+    finally:
+        try:
+            st.destroy()
+        finally:
+            for key in s3.env():
+                os.environ.pop(key, None)
 
 
 def models_in_state(st) -> dict:
@@ -103,6 +112,17 @@ def gguf_on_node(tag: str) -> str:
     return shown["modelfile"].split("sha256-", 1)[1][:64]
 
 
+def assert_answers(up, alias: str) -> None:
+    """The gateway `up` made answers ``alias`` with words, from the VM node's Ollama."""
+    key = up.outputs["gateway_master_key"].value
+    said = requests.post(f"{up.outputs['gateway'].value['url']}/v1/chat/completions", timeout=60,
+                         headers={"Authorization": f"Bearer {key}"},
+                         json={"model": alias, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8})
+    assert said.status_code == 200, said.text
+    assert said.json()["choices"][0]["message"]["content"].strip()
+    assert said.headers["x-litellm-model-id"] == f"{alias}@{sandbox.VM_NODE}"
+
+
 def test_own_models_from_the_bucket_and_the_registry(estate):
     st, mlflow, digests = estate
 
@@ -114,13 +134,7 @@ def test_own_models_from_the_bucket_and_the_registry(estate):
     assert (state["myai:prod"]["source"]["ref"], state["myai:prod"]["source"]["version"]) == (
         "models:/myai@production", "1")
     # The model made from the bucket answers through the gateway's alias.
-    key = up.outputs["gateway_master_key"].value
-    said = requests.post(f"{up.outputs['gateway'].value['url']}/v1/chat/completions", timeout=60,
-                         headers={"Authorization": f"Bearer {key}"},
-                         json={"model": "mine", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8})
-    assert said.status_code == 200, said.text
-    assert said.json()["choices"][0]["message"]["content"].strip()
-    assert said.headers["x-litellm-model-id"] == f"mine@{sandbox.VM_NODE}"
+    assert_answers(up, "mine")
     assert set(st.up().summary.resource_changes) == {"same"}
 
     # Deleted on the node behind the state's back: refresh drops it, the next up makes it again.
