@@ -37,6 +37,9 @@ except ImportError:  # run from the project (tests)
 
 CONTAINER = "estate-job-{label}"
 SYNC_FLOOR_SECONDS = 1.0
+# The final status is what releases the machine: it is written again after a failed write, waiting these
+# seconds between tries (bounded: about half a minute in all), before the runner gives up.
+FINAL_RETRY_SECONDS = (1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 def now() -> float:
@@ -56,16 +59,38 @@ class Runner:
         self.started = now()
         self.uploaded: Dict[str, tuple] = {}
         self.lock = threading.Lock()
+        self.status_lock = threading.Lock()  # one status write at a time; none but a final after a final
+        self.final = False
 
     # -- the status object --------------------------------------------------------------------------
     def key(self, name: str) -> str:
         return f"{self.job['status_prefix']}/{name}"
 
-    def status(self, state: str, **more: Any) -> None:
+    def status(self, state: str, final: bool = False, **more: Any) -> None:
+        """Write the status object. Writes are serialized, and once a final state has been written (or is
+        being written) no other state is: the syncer's heartbeat, however late, never turns ``succeeded``
+        back into ``running`` (which would leave the machine billing until its cap)."""
         doc = {"state": state, "label": self.job["label"], "run": self.job["run"], "host": socket.gethostname(),
                "started_at": self.started, "updated_at": now(), **more}
-        self.s3.put(self.key("status.json"), json.dumps(doc, sort_keys=True).encode(), "application/json")
+        with self.status_lock:
+            if self.final and not final:
+                return
+            self.final = self.final or final
+            self.s3.put(self.key("status.json"), json.dumps(doc, sort_keys=True).encode(), "application/json")
         print(f"estate-job: {self.job['label']}: {state}", flush=True)
+
+    def final_status(self, state: str, **more: Any) -> None:
+        """The final status, written again after a failed write with a bounded backoff; raises the last error."""
+        for delay in (*FINAL_RETRY_SECONDS, None):
+            try:
+                self.status(state, final=True, **more)
+                return
+            except Exception as err:  # noqa: BLE001 - any failed write is tried again
+                if delay is None:
+                    raise
+                print(f"estate-job: writing the final status failed ({type(err).__name__}); "
+                      f"trying again in {delay:g} s", flush=True)
+                time.sleep(delay)
 
     # -- bucket <-> directories ---------------------------------------------------------------------
     def fetch(self, prefix: str, into: Path) -> int:
@@ -137,10 +162,12 @@ class Runner:
     def run(self) -> int:
         self.inputs.mkdir(parents=True, exist_ok=True)
         self.outputs.mkdir(parents=True, exist_ok=True)
-        self.status("starting")
         code: Optional[int] = None
         error = ""
+        stop = threading.Event()
+        syncer: Optional[threading.Thread] = None
         try:
+            self.status("starting")
             for prefix in self.job.get("inputs") or []:
                 n = self.fetch(prefix, self.inputs / prefix.rstrip("/"))
                 print(f"estate-job: input {prefix}: {n} objects", flush=True)
@@ -150,7 +177,6 @@ class Runner:
                 print(f"estate-job: resuming from {n} objects under {self.job['outputs']}", flush=True)
             cmd = self.docker_command(self.env_file())
             self.status("running")
-            stop = threading.Event()
             syncer = threading.Thread(target=self.syncing, args=(stop,), daemon=True)
             syncer.start()
             with open(self.log_path, "ab") as log:
@@ -161,11 +187,13 @@ class Runner:
                     sys.stdout.buffer.write(line)
                     sys.stdout.flush()
                 code = proc.wait()
-            stop.set()
-            syncer.join(timeout=60)
         except Exception as err:  # noqa: BLE001 - any failure still reports a final status
             error = f"{type(err).__name__}: {err}"
             print(f"estate-job: {error}", flush=True)
+        finally:
+            stop.set()  # on every path: no heartbeat outlives the command
+            if syncer is not None:
+                syncer.join(timeout=60)
         finished = now()
         state = "succeeded" if code == 0 and not error else "failed"
         outputs: List[str] = []
@@ -178,7 +206,7 @@ class Runner:
             self.push_log()
         except Exception as err:  # noqa: BLE001
             print(f"estate-job: uploading the log failed: {err}", flush=True)
-        self.status(state, exit_code=code, finished_at=finished, duration_s=round(finished - self.started, 3),
+        self.final_status(state, exit_code=code, finished_at=finished, duration_s=round(finished - self.started, 3),
                     outputs=outputs, error=error or None)
         (self.root / "finished").write_text(state + "\n")
         return 0 if state == "succeeded" else 1

@@ -5,6 +5,7 @@ and the final status (exit code included) go up, through the project's own stdli
 the project's CI (GPU_ESTATE_REQUIRE_VM=1)."""
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,52 @@ def test_the_client_refuses_a_wrong_key_and_reads_a_missing_object_as_none(s3):
     assert good.list("a/") == ["a/b c+d.txt"] and good.get("a/b c+d.txt") == b"x"
     with pytest.raises(S3Error):
         S3("no-such-bucket", s3.access_key, s3.secret_key, endpoint=s3.endpoint).put("k", b"v")
+
+
+@pytest.fixture(scope="module")
+def bucket():
+    """moto's S3 server alone, for the runner's status writes (no Docker needed)."""
+    from sandbox import s3 as sandbox_s3
+    why = sandbox_s3.missing()
+    if why:
+        pytest.skip(why)
+    with LoopbackS3() as server:
+        server.create_bucket("models")
+        yield server
+
+
+def test_a_late_heartbeat_never_overwrites_the_final_status(bucket, tmp_path):
+    root, doc = job_dir(tmp_path, bucket, ["true"])
+    runner = estate_job.Runner(root)
+    runner.final_status("succeeded", exit_code=0)
+    runner.status("running")  # the syncer's heartbeat, landing after the end
+    assert json.loads(obj(bucket, f"{doc['status_prefix']}/status.json"))["state"] == "succeeded"
+
+
+def test_a_failure_after_the_syncer_started_stops_its_heartbeat(bucket, tmp_path, monkeypatch):
+    monkeypatch.setattr(estate_job, "SYNC_FLOOR_SECONDS", 0.2)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # `docker` is not found: Popen raises
+    root, doc = job_dir(tmp_path, bucket, ["true"], inputs=[], sync_seconds=0.2)
+    assert estate_job.Runner(root).run() == 1
+    time.sleep(1.0)  # several sync periods: a syncer left running would have written `running` by now
+    status = json.loads(obj(bucket, f"{doc['status_prefix']}/status.json"))
+    assert status["state"] == "failed" and "FileNotFoundError" in status["error"]
+
+
+def test_an_unwritable_starting_status_still_ends_in_a_retried_final_status(bucket, tmp_path, monkeypatch):
+    monkeypatch.setattr(estate_job, "FINAL_RETRY_SECONDS", (0.0, 0.0))
+    root, doc = job_dir(tmp_path, bucket, ["true"], inputs=[])
+    runner = estate_job.Runner(root)
+    real_put, calls = runner.s3.put, []
+
+    def flaky(key, body, *args):  # the bucket refuses the first three writes (starting, then the final twice)
+        calls.append(json.loads(body)["state"])
+        if len(calls) <= 3:
+            raise OSError("connection reset")
+        return real_put(key, body, *args)
+
+    monkeypatch.setattr(runner.s3, "put", flaky)
+    assert runner.run() == 1
+    assert calls == ["starting", "failed", "failed", "failed"]
+    status = json.loads(obj(bucket, f"{doc['status_prefix']}/status.json"))
+    assert status["state"] == "failed" and "OSError" in status["error"]
