@@ -105,11 +105,28 @@ class Runner:
             count += 1
         return count
 
+    def output_files(self) -> List[Path]:
+        """The regular files under the outputs directory. Symlinks are skipped, and so is anything whose real
+        path is not inside the directory: the job's image writes there, and a link to ``secrets.json`` (or any
+        file of the machine) would otherwise upload the job's bucket keys with its outputs."""
+        base = self.outputs.resolve()
+        files = []
+        for dirpath, dirnames, filenames in os.walk(self.outputs):  # os.walk does not follow linked directories
+            for name in filenames:
+                path = Path(dirpath) / name
+                if path.is_symlink() or not path.is_file():
+                    continue
+                real = path.resolve()
+                if real != base and base not in real.parents:
+                    continue
+                files.append(path)
+        return sorted(files)
+
     def push_outputs(self) -> List[str]:
         """Upload the output files that are new or changed since the last upload; every output key."""
         keys = []
         with self.lock:
-            for path in sorted(p for p in self.outputs.rglob("*") if p.is_file()):
+            for path in self.output_files():
                 rel = path.relative_to(self.outputs).as_posix()
                 key = f"{self.job['outputs']}/{rel}"
                 st = path.stat()

@@ -142,3 +142,17 @@ def test_an_unwritable_starting_status_still_ends_in_a_retried_final_status(buck
     assert calls == ["starting", "failed", "failed", "failed"]
     status = json.loads(obj(bucket, f"{doc['status_prefix']}/status.json"))
     assert status["state"] == "failed" and "OSError" in status["error"]
+
+
+def test_links_in_the_outputs_are_not_followed(bucket, tmp_path):
+    """The job's image writes the outputs: a link there to the runner's secrets (or a directory outside) is
+    not uploaded, only the regular files inside."""
+    root, doc = job_dir(tmp_path, bucket, ["true"], inputs=[])
+    runner = estate_job.Runner(root)
+    (root / "outputs" / "sub").mkdir(parents=True)
+    (root / "outputs" / "sub" / "weights.txt").write_text("w")
+    (root / "outputs" / "keys.json").symlink_to(root / "secrets.json")
+    (root / "outputs" / "job").symlink_to(root, target_is_directory=True)
+    assert runner.push_outputs() == [f"{doc['outputs']}/sub/weights.txt"]
+    listed = bucket.client().list_objects_v2(Bucket="models", Prefix=doc["outputs"] + "/").get("Contents", [])
+    assert [o["Key"] for o in listed] == [f"{doc['outputs']}/sub/weights.txt"]
