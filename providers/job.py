@@ -194,7 +194,9 @@ class JobProvider(GpuInstanceProvider):
                              f"{ssh.get('key_env')}) to start the job with")
         host, port, user = inst.ssh_host or inst.address, int(inst.ssh_port or ssh.get("port") or 22), ssh.get("user") or "root"
         script = f"{install_secrets(job_dir(props['label']) + '/.manifest')}; {start_script(props['label'])}"
-        stdin = bundle(props["label"], props["document"], secrets)
+        # The runner enforces max_hours itself too: a backstop for a job the spend watcher never learned of.
+        runner_doc = {**props["document"], "max_hours": (props.get("caps") or {}).get("max_hours")}
+        stdin = bundle(props["label"], runner_doc, secrets)
         last: List[str] = []
 
         def attempt() -> bool:

@@ -4,6 +4,7 @@ and the final status (exit code included) go up, through the project's own stdli
 (``providers/s3.py``), which boto3 reads back. Skipped without Docker or the sandbox image, except on
 the project's CI (GPU_ESTATE_REQUIRE_VM=1)."""
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -156,3 +157,20 @@ def test_links_in_the_outputs_are_not_followed(bucket, tmp_path):
     assert runner.push_outputs() == [f"{doc['outputs']}/sub/weights.txt"]
     listed = bucket.client().list_objects_v2(Bucket="models", Prefix=doc["outputs"] + "/").get("Contents", [])
     assert [o["Key"] for o in listed] == [f"{doc['outputs']}/sub/weights.txt"]
+
+
+def test_the_runner_stops_the_command_at_its_own_max_hours(s3, tmp_path, monkeypatch):
+    """A backstop for a job the spend watcher never learned of: at max_hours the container is killed (the
+    host is left alone) and the final status is capped."""
+    monkeypatch.setattr(estate_job, "CAP_POLL_SECONDS", 0.2)
+    root, doc = job_dir(tmp_path, s3, ["python3", "-c", "import time; print('working', flush=True); time.sleep(600)"],
+                        inputs=[], label=f"t-cap-{tmp_path.name[-12:].lower().replace('_', '-')}",
+                        max_hours=3.0 / 3600)  # three seconds
+    started = time.monotonic()
+    assert estate_job.Runner(root).run() == 1
+    assert time.monotonic() - started < 120  # not the command's ten minutes
+    status = json.loads(obj(s3, f"{doc['status_prefix']}/status.json"))
+    assert status["state"] == "capped" and "max_hours" in status["reason"]
+    left = subprocess.run(["docker", "ps", "-q", "--filter", f"label=estate-job={doc['label']}"],
+                          capture_output=True, text=True, timeout=60).stdout.strip()
+    assert left == ""  # the container is gone
