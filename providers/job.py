@@ -89,6 +89,13 @@ def bundle(label: str, document: Dict[str, Any], secrets: Dict[str, Any]) -> str
     ])
 
 
+def runner_document(props: Dict[str, Any]) -> Dict[str, Any]:
+    """The job document as the runner gets it: with ``max_hours``, which the runner enforces itself too (a
+    backstop for a job the spend watcher never learned of). The state's document stays as the stack wrote it,
+    so a cap change is not read as a document change."""
+    return {**props["document"], "max_hours": (props.get("caps") or {}).get("max_hours")}
+
+
 def status_client(document: Dict[str, Any], secrets: Dict[str, Any]) -> S3:
     s3 = secrets["s3"]
     return S3(document["bucket"], s3["access_key"], s3["secret_key"], endpoint=document.get("endpoint"),
@@ -194,9 +201,7 @@ class JobProvider(GpuInstanceProvider):
                              f"{ssh.get('key_env')}) to start the job with")
         host, port, user = inst.ssh_host or inst.address, int(inst.ssh_port or ssh.get("port") or 22), ssh.get("user") or "root"
         script = f"{install_secrets(job_dir(props['label']) + '/.manifest')}; {start_script(props['label'])}"
-        # The runner enforces max_hours itself too: a backstop for a job the spend watcher never learned of.
-        runner_doc = {**props["document"], "max_hours": (props.get("caps") or {}).get("max_hours")}
-        stdin = bundle(props["label"], runner_doc, secrets)
+        stdin = bundle(props["label"], runner_document(props), secrets)
         last: List[str] = []
 
         def attempt() -> bool:

@@ -12,7 +12,7 @@ from providers import gpu_cloud
 from providers.gpu_cloud import LaunchSpec, Status
 from providers.gpu_instance import LaunchInputs
 from providers.http import CloudError
-from providers.job import PROVIDER_VERSION, JobArgs, JobProvider, judge
+from providers.job import PROVIDER_VERSION, JobArgs, JobProvider, judge, runner_document
 from providers.placement import Placement
 from providers.ssh_forward import free_port
 
@@ -105,3 +105,10 @@ def test_judge_names_the_states():
     assert judge({"state": "capped", "capped_at": 5.0}, None, 0.0, 10.0, 3.6)["cost_usd"] == 0.005
     lost = judge({"state": "running"}, None, 0.0, 100.0, 3.6, known_finished=40.0)
     assert (lost["state"], lost["finished_at"], lost["cost_usd"]) == ("preempted", 40.0, 0.04)
+
+
+def test_the_runner_gets_the_jobs_max_hours_to_hold_on_the_machine(s3):
+    p = props(s3)
+    doc = runner_document(p)
+    assert doc["max_hours"] == p["caps"]["max_hours"] > 0
+    assert "max_hours" not in p["document"]  # the state's document is unchanged
