@@ -194,6 +194,8 @@ class Runner:
         while not stop.wait(max(0.0, min(CAP_POLL_SECONDS, deadline - now()))):
             if now() < deadline:
                 continue
+            if proc.poll() is not None:
+                return  # the command ended on its own just before its cap: its own exit code stands
             self.capped = f"max_hours {hours:g} reached on the machine; the command was stopped"
             print(f"estate-job: {self.capped}", flush=True)
             name = CONTAINER.format(label=self.job["label"])

@@ -6,6 +6,7 @@ the project's CI (GPU_ESTATE_REQUIRE_VM=1)."""
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -174,3 +175,13 @@ def test_the_runner_stops_the_command_at_its_own_max_hours(s3, tmp_path, monkeyp
     left = subprocess.run(["docker", "ps", "-q", "--filter", f"label=estate-job={doc['label']}"],
                           capture_output=True, text=True, timeout=60).stdout.strip()
     assert left == ""  # the container is gone
+
+
+def test_a_command_that_ended_just_before_its_cap_keeps_its_own_result(bucket, tmp_path):
+    root, _ = job_dir(tmp_path, bucket, ["true"], inputs=[], max_hours=1.0)
+    runner = estate_job.Runner(root)
+    runner.started -= 2 * 3600  # the cap has passed
+    proc = subprocess.Popen(["true"])
+    proc.wait()  # but the command had already ended
+    runner.capping(proc, threading.Event())
+    assert runner.capped == ""
