@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 import requests
 
 from agents import rounds
-from agents.spend import read_ledger, replace_text
+from agents.spend import post_failure, read_ledger, replace_text
 from core import health, status
 from core.health import Alert, Result
 from core.spend import WEBHOOK_ENV
@@ -265,7 +265,7 @@ class Agent:
                 self._post(self.webhook, health.alert_post(str(self.document.get("format") or "slack"),
                                                            str(self.document.get("stack", "")), alert))
             except (ProbeFailed, requests.RequestException) as err:
-                self._say(f"health: webhook post failed ({err}); posting again next round")
+                self._say(f"health: webhook post failed ({post_failure(self.webhook, err)}); posting again next round")
                 left.append(alert)
         return left
 

@@ -62,10 +62,20 @@ class JobAgent:
             return None
         try:
             data = bucket.get(f"{job['status_prefix']}/status.json")
-        except (S3Error, OSError) as err:
+            status = json.loads(data) if data else None
+        except S3Error as err:
             self._say(f"jobs: {job['job']}: cannot read its status ({err}); only its caps are watched this look")
             return None
-        return json.loads(data) if data else None
+        except Exception as err:  # noqa: BLE001 - a torn read, bad JSON, a reset: this job is unread, the round goes on
+            # Only the error's type: a transport error's text can carry the signed request.
+            self._say(f"jobs: {job['job']}: cannot read its status ({type(err).__name__}); "
+                      "only its caps are watched this look")
+            return None
+        if status is not None and not isinstance(status, dict):
+            self._say(f"jobs: {job['job']}: its status object is not a JSON object ({type(status).__name__}); "
+                      "only its caps are watched this look")
+            return None
+        return status
 
     def _write_capped(self, job: Mapping[str, Any], status: Optional[Mapping[str, Any]], reason: str) -> None:
         bucket = self._bucket(job)
@@ -138,5 +148,8 @@ class JobAgent:
                     seen[f"job:{name}"] = Seen(not gone, rate, instance=instance)
             except CloudError as err:
                 self._say(f"jobs: {name}: cannot ask {cloud}: {err}; counted as running at ${rate:.3f}/h")
+                seen[f"job:{name}"] = Seen(True, rate, seen=False, instance=instance)
+            except Exception as err:  # noqa: BLE001 - one job's surprise must not cost the others their look
+                self._say(f"jobs: {name}: look failed ({type(err).__name__}); counted as running at ${rate:.3f}/h")
                 seen[f"job:{name}"] = Seen(True, rate, seen=False, instance=instance)
         return seen

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import requests
@@ -71,6 +72,12 @@ def replace_text(path: Path, text: str) -> None:
 
 def write_ledger(path: Path, ledger: Mapping[str, Any]) -> None:
     replace_text(path, json.dumps(ledger, indent=2, sort_keys=True) + "\n")
+
+
+def post_failure(url: str, err: BaseException) -> str:
+    """What to say of a failed webhook post: the error's type and the webhook's host, nothing more. A Slack,
+    Discord or ntfy webhook's path is its secret, and a connection error's text carries the whole URL."""
+    return f"{type(err).__name__} posting to {urlsplit(url).hostname or 'the webhook'}"
 
 
 def post_webhook(url: str, alert: spend.Alert, ledger: Mapping[str, Any], document: Mapping[str, Any]) -> None:
@@ -170,7 +177,7 @@ class Watcher:
             self._post(self.webhook, alert, ledger, self.document)
             return True
         except (CloudError, requests.RequestException) as err:
-            self._say(f"spend: webhook post failed ({err}); posting again next look")
+            self._say(f"spend: webhook post failed ({post_failure(self.webhook, err)}); posting again next look")
             return False
 
 

@@ -54,13 +54,19 @@ def _gateway_url(plan: EstatePlan, port: Optional[int]) -> str:
 
 def deployments(config: Mapping[str, Any]) -> Dict[str, Dict[str, str]]:
     """The gateway config's deployment ids -> where each sends a request: an estate ``node``, a
-    ``serverless`` endpoint or an ``external`` API (with its LiteLLM model string), as the savings report
-    counts them."""
+    ``serverless`` endpoint, a hosted ``service`` of the stack (Fly.io, Cloud Run) or an ``external`` API
+    (with its LiteLLM model string), as the savings report counts them."""
     out: Dict[str, Dict[str, str]] = {}
     for entry in config.get("model_list") or []:
         info, params = entry.get("model_info") or {}, entry.get("litellm_params") or {}
-        where = ("node", info["node"]) if info.get("node") else (
-            ("serverless", info["endpoint"]) if info.get("endpoint") else ("external", str(info.get("id", "")).partition("@")[2]))
+        if info.get("node"):
+            where = ("node", info["node"])
+        elif info.get("endpoint"):
+            where = ("serverless", info["endpoint"])
+        elif info.get("service"):
+            where = ("service", info["service"])
+        else:
+            where = ("external", str(info.get("id", "")).partition("@")[2])
         out[str(info.get("id"))] = {"alias": str(entry.get("model_name")), "where": where[0], "name": where[1],
                                     "model": str(params.get("model", ""))}
     return out
@@ -121,7 +127,8 @@ def check_document(plan: EstatePlan, stack: str, endpoints: Optional[Mapping[str
                       "models": sorted({m for w in node.workloads.values() for m in w.served_models()})})
     aliases = {alias: {"model": model, "fallbacks": list(g.fallbacks.get(alias, [])),
                        "nodes": [s.node for s in plan.serving.get(model, ()) if spec.nodes[s.node].power.serves],
-                       "serverless": list(plan.endpoints.get(model, ()))}
+                       "serverless": list(plan.endpoints.get(model, ())),
+                       "services": list(plan.services.get(model, ()))}
                for alias, model in g.aliases.items()}
     external = {name: model for ext in g.external.values() for name, model in ext.models.items()}
     return {"version": VERSION, "stack": stack, "every_seconds": h.every_seconds, "down_after": h.down_after,

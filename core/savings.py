@@ -5,13 +5,16 @@ cost (seed 002's comparison: $1,300-2,100 a month of APIs against $400-500 of GP
 Pure arithmetic over the gateway's usage lines (one per answered request, written by its usage callback,
 ``assets/gateway/estate_usage.py``) and the check document's deployments and fallbacks:
 
-- a request answered by a node's deployment (``alias@node``) or a serverless endpoint is served by the
-  estate; one answered by an external model is served externally, and its tokens cost what the table says;
+- a request answered by a node's deployment (``alias@node``), a serverless endpoint or one of the stack's
+  hosted services (Fly.io, Cloud Run) is served by the estate; one answered by an external model is served
+  externally, and its tokens cost what the table says;
 - the estate's tokens of an alias are priced at the first external model its fallback chain reaches (an
   alias naming another alias follows it): what the same traffic would have cost without the estate. An
   alias with no external fallback, or one the table does not price, is counted but not priced, and says so;
 - the saving is that figure less what the nodes cost this month so far and what the serverless endpoints
-  were billed for the requests they answered (LiteLLM's own per-second figure).
+  were billed for the requests they answered (LiteLLM's own per-second figure). A hosted service's bill is
+  not subtracted: like a node it bills by the hour whether or not it answers, the spend ledger the nodes'
+  figure comes from does not carry it, and a per-request figure would understate an always-on Machine.
 """
 from __future__ import annotations
 

@@ -41,14 +41,15 @@ def _node_state(states: List[str]) -> str:
 
 def _routes(alias: str, document: Mapping[str, Any], services: List[Dict[str, Any]], depth: int = 0) -> List[str]:
     """Where ``alias`` would be sent now: its nodes whose serving check is up (or not yet run), its serverless
-    endpoints; else what its first answering fallback would send it to."""
+    endpoints and hosted services; else what its first answering fallback would send it to."""
     aliases, external = document.get("aliases") or {}, document.get("external") or {}
     a = aliases.get(alias) or {}
     if depth > len(aliases):
         return []
     live = [s["node"] for s in services if s["what"] == "service" and a.get("model") in (s.get("models") or [])
             and s["node"] in (a.get("nodes") or []) and s["state"] in LIVE]
-    now = [*dict.fromkeys(live), *(f"serverless/{e}" for e in a.get("serverless") or [])]
+    now = [*dict.fromkeys(live), *(f"serverless/{e}" for e in a.get("serverless") or []),
+           *(f"service/{s}" for s in a.get("services") or [])]
     if now:
         return now
     for name in a.get("fallbacks") or []:

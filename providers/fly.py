@@ -4,7 +4,10 @@
 - create adopts by name: the app is the stack's (``services.<name>.app``), the volume is named after it,
   the Machine carries the app's name and ``-llm``; an app, volume or Machine an earlier `up` left (or a
   create whose answer was lost: a 5xx, a cut connection) is found and used, never made twice. 429s are
-  retried after Fly's Retry-After (``providers/http.py``).
+  retried after Fly's Retry-After (``providers/http.py``). A create that fails after making something (a
+  Machine that never starts) keeps no state, so it tears down what it made itself, as delete does and
+  verified, before it fails: the app if it made the app, else only its own Machine and volume; if that
+  fails too, its error names what is left and ``scripts/leftovers.py``.
 - the bearer llama.cpp checks is generated here at create (kept in state as a secret output, which the
   gateway's env file reads) and set through Fly's app secrets API (``LLAMA_API_KEY``), never in the
   Machine's config (which Fly shows to anyone with read access to the app); the Machine's env carries only
@@ -236,18 +239,30 @@ class FlyMachineProvider(ResourceProvider):
             changed.append("machine_state")
         return DiffResult(changes=bool(changed), replaces=replaces, stables=[], delete_before_replace=True)
 
-    def _apply(self, api: FlyApi, props: Dict[str, Any], api_key: str) -> Dict[str, Any]:
+    def _apply(self, api: FlyApi, props: Dict[str, Any], api_key: str,
+               made: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """Make (or adopt by name) the app, its secret, volume and Machine; ``made`` records what this call
+        made itself, not what it adopted, for a failed create to tear down."""
         app = props["app"]
+        track, made = made is not None, made if made is not None else {}
         if api.app(app) is None:
             api.create_app(app, props["org"])
+            made["app"] = True
             pulumi.log.info(f"{app}: Fly app created in {props['org']}")
         else:
             pulumi.log.info(f"{app}: the Fly app exists; adopting it")
         api.set_secret(app, props["secret_name"], api_key)
+        adopted = track and not made.get("app")  # an app that was there: what of it was there before is not ours
+        before = {v["id"] for v in api.volumes(app)} if adopted else set()
         volume = api.create_volume(app, props["region"], int(props["volume_gb"]))
+        if volume["id"] not in before:
+            made["volume"] = volume["id"]
         if int(volume.get("size_gb") or 0) < int(props["volume_gb"]):
             api.extend_volume(app, volume["id"], int(props["volume_gb"]))
+        before = {m["id"] for m in api.machines(app)} if adopted else set()
         machine = api.launch(app, machine_name(app), props["region"], machine_config(props, volume["id"]))
+        if machine["id"] not in before:
+            made["machine"] = machine["id"]
         pulumi.log.info(f"{app}: machine {machine['id']} {machine.get('state')} ({props['guest']}, "
                         f"volume {volume['id']})")
         started = _until_started(api, app, machine["id"])
@@ -256,11 +271,25 @@ class FlyMachineProvider(ResourceProvider):
 
     def create(self, props: Dict[str, Any]) -> CreateResult:
         # The bearer is made here, kept in state as a secret output, and sent only to Fly's secrets API.
+        made: Dict[str, Any] = {}
         with self._api() as api:
-            outs = self._apply(api, props, secrets.token_urlsafe(36))
+            try:
+                outs = self._apply(api, props, secrets.token_urlsafe(36), made)
+            except Exception as err:
+                # A failed create leaves nothing in state: what this call made would bill behind its back.
+                if not made:
+                    raise
+                raise _undo_create(api, props["app"], made, err) from err
         return CreateResult(props["app"], outs)
 
-    def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
+    def update(self, id_: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
+        try:
+            return self._update(olds, news)
+        except CloudError as err:
+            # A failed update keeps the state as it was: the app and its Machine stay known to it.
+            raise CloudError(f"{err}; {id_} stays in state, and the next `up` looks again") from err
+
+    def _update(self, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
         state = olds.get("machine_state")
         if all(olds.get(k) == news.get(k) for k in MACHINE_KEYS) and olds.get("machine_id"):
             if state not in DOWN_STATES:
@@ -290,26 +319,62 @@ class FlyMachineProvider(ResourceProvider):
         return ReadResult(id_, outs, {k: outs.get(k) for k in INPUT_KEYS if k in props})
 
     def delete(self, id_: str, props: Dict[str, Any]) -> None:
-        deadline = within(env_seconds("ESTATE_DELETE_TIMEOUT_SECONDS", 300))
         with self._api() as api:
             if api.app(id_) is None:
                 return
-            _until(lambda: _machines_left(api, id_), deadline, f"{id_}: Fly keeps machines")
-            _until(lambda: _volumes_left(api, id_), deadline, f"{id_}: Fly keeps the volume")
-            _until(lambda: _app_left(api, id_), deadline, f"{id_}: Fly keeps the app")
+            _teardown(api, id_, {"app": True})
 
 
-def _machines_left(api: FlyApi, app: str) -> Optional[str]:
-    """None once Fly lists no machine of the app but destroyed ones; destroys what it still lists."""
-    why = [w for m in api.machines(app) if (w := _refusal(lambda m=m: api.destroy(app, m["id"])))]
-    left = [m["id"] for m in api.machines(app)]
+def _teardown(api: FlyApi, app: str, made: Dict[str, Any]) -> None:
+    """Destroy and verify gone: with ``made["app"]`` the whole app (its machines, volumes, then the app), as
+    delete does; else only ``made``'s Machine and volume in an app this stack adopted."""
+    deadline = within(env_seconds("ESTATE_DELETE_TIMEOUT_SECONDS", 300))
+    if made.get("app"):
+        _until(lambda: _machines_left(api, app), deadline, f"{app}: Fly keeps machines")
+        _until(lambda: _volumes_left(api, app), deadline, f"{app}: Fly keeps the volume")
+        _until(lambda: _app_left(api, app), deadline, f"{app}: Fly keeps the app")
+        return
+    if made.get("machine"):
+        _until(lambda: _machines_left(api, app, {made["machine"]}), deadline, f"{app}: Fly keeps machine {made['machine']}")
+    if made.get("volume"):
+        _until(lambda: _volumes_left(api, app, {made["volume"]}), deadline, f"{app}: Fly keeps volume {made['volume']}")
+
+
+def _made_text(app: str, made: Dict[str, Any]) -> str:
+    if made.get("app"):
+        return f"the Fly app {app} with its volume and Machine"
+    return " and ".join(f"{kind} {made[kind]}" for kind in ("machine", "volume") if made.get(kind)) + f" in app {app}"
+
+
+def _undo_create(api: FlyApi, app: str, made: Dict[str, Any], err: Exception) -> CloudError:
+    """Tear down what a failed create made (verified gone), and the error that says what became of it."""
+    what = _made_text(app, made)
+    try:
+        _teardown(api, app, made)
+    except Exception as late:  # noqa: BLE001 - said, with what is left
+        return CloudError(f"{app}: create failed ({err}), and tearing down what it made failed too ({late}): "
+                          f"{what} may still bill at Fly outside the state; `python scripts/leftovers.py` lists it")
+    return CloudError(f"{app}: create failed ({err}); {what} it made was destroyed and verified gone, so nothing "
+                      "of it bills; the next `up` creates it again")
+
+
+def _only(listed: List[Dict[str, Any]], only: Optional[set]) -> List[Dict[str, Any]]:
+    return [x for x in listed if only is None or x["id"] in only]
+
+
+def _machines_left(api: FlyApi, app: str, only: Optional[set] = None) -> Optional[str]:
+    """None once Fly lists no machine of the app (of ``only``, if given) but destroyed ones; destroys what it
+    still lists."""
+    why = [w for m in _only(api.machines(app), only) if (w := _refusal(lambda m=m: api.destroy(app, m["id"])))]
+    left = [m["id"] for m in _only(api.machines(app), only)]
     return "; ".join(why) or (f"machines {', '.join(left)} not destroyed yet" if left else None)
 
 
-def _volumes_left(api: FlyApi, app: str) -> Optional[str]:
-    """None once the app has no volume left; deletes what it still lists (Fly refuses an attached one)."""
-    why = [w for v in api.volumes(app) if (w := _refusal(lambda v=v: api.delete_volume(app, v["id"])))]
-    left = [v["id"] for v in api.volumes(app)]
+def _volumes_left(api: FlyApi, app: str, only: Optional[set] = None) -> Optional[str]:
+    """None once the app has no volume left (of ``only``, if given); deletes what it still lists (Fly refuses
+    an attached one)."""
+    why = [w for v in _only(api.volumes(app), only) if (w := _refusal(lambda v=v: api.delete_volume(app, v["id"])))]
+    left = [v["id"] for v in _only(api.volumes(app), only)]
     return "; ".join(why) or (f"volumes {', '.join(left)} not deleted yet" if left else None)
 
 
@@ -325,8 +390,8 @@ def _until_started(api: FlyApi, app: str, machine_id: str) -> str:
         m = wait_for(lambda: api.machine(app, machine_id) or {}, lambda m: m.get("state") == "started", deadline,
                      env_seconds("ESTATE_POLL_SECONDS", 5), f"{app}: machine {machine_id} starting")
     except WaitTimeout as late:
-        raise CloudError(f"{app}: machine {machine_id} did not start ({late.last.get('state') if late.last else '?'}); "
-                         "it stays in state, and the next `up` looks again") from late
+        raise CloudError(f"{app}: machine {machine_id} did not start "
+                         f"({late.last.get('state') if late.last else '?'})") from late
     return m["state"]
 
 

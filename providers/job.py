@@ -89,6 +89,13 @@ def bundle(label: str, document: Dict[str, Any], secrets: Dict[str, Any]) -> str
     ])
 
 
+def runner_document(props: Dict[str, Any]) -> Dict[str, Any]:
+    """The job document as the runner gets it: with ``max_hours``, which the runner enforces itself too (a
+    backstop for a job the spend watcher never learned of). The state's document stays as the stack wrote it,
+    so a cap change is not read as a document change."""
+    return {**props["document"], "max_hours": (props.get("caps") or {}).get("max_hours")}
+
+
 def status_client(document: Dict[str, Any], secrets: Dict[str, Any]) -> S3:
     s3 = secrets["s3"]
     return S3(document["bucket"], s3["access_key"], s3["secret_key"], endpoint=document.get("endpoint"),
@@ -102,14 +109,16 @@ def read_status(document: Dict[str, Any], secrets: Dict[str, Any]) -> Optional[D
 
 
 def judge(status: Optional[Dict[str, Any]], inst: Optional[Instance], created_at: float, now: float,
-          price: float) -> Dict[str, Any]:
-    """The job as refresh shows it: its state, duration and cost, from its status object and its machine."""
+          price: float, known_finished: Optional[float] = None) -> Dict[str, Any]:
+    """The job as refresh shows it: its state, duration and cost, from its status object and its machine.
+    ``known_finished`` is the end the state already holds: a preempted job keeps the time its loss was first
+    seen, so its duration and cost stop growing at every refresh after it."""
     gone = inst is None or inst.status is Status.GONE
     state = (status or {}).get("state") or "starting"
     started = float((status or {}).get("started_at") or created_at)
     finished = (status or {}).get("finished_at") or (status or {}).get("capped_at")
     if state not in (s.value for s in JobState if s.finished) and gone:
-        state, finished = JobState.PREEMPTED.value, finished or now
+        state, finished = JobState.PREEMPTED.value, finished or known_finished or now
     end = float(finished) if finished else now
     duration = max(0.0, end - float(created_at))
     return {"state": state, "exit_code": (status or {}).get("exit_code"),
@@ -192,7 +201,7 @@ class JobProvider(GpuInstanceProvider):
                              f"{ssh.get('key_env')}) to start the job with")
         host, port, user = inst.ssh_host or inst.address, int(inst.ssh_port or ssh.get("port") or 22), ssh.get("user") or "root"
         script = f"{install_secrets(job_dir(props['label']) + '/.manifest')}; {start_script(props['label'])}"
-        stdin = bundle(props["label"], props["document"], secrets)
+        stdin = bundle(props["label"], runner_document(props), secrets)
         last: List[str] = []
 
         def attempt() -> bool:
@@ -225,7 +234,8 @@ class JobProvider(GpuInstanceProvider):
             pulumi.log.warn(f"{props.get('name')}: cannot read its status object ({err}); state kept as it was")
             return ReadResult(id_, props, {k: props.get(k) for k in (*INPUT_KEYS, *SECRET_INPUTS) if k in props})
         price = float(props.get("price_per_hour") or 0.0)
-        seen = judge(status, inst, float(props.get("created_at") or time.time()), time.time(), price)
+        seen = judge(status, inst, float(props.get("created_at") or time.time()), time.time(), price,
+                     known_finished=props.get("finished_at"))
         if seen["state"] == JobState.PREEMPTED.value and (props.get("document") or {}).get("resume"):
             pulumi.log.warn(f"{props.get('name')}: its machine is gone before the job finished; the next `up` "
                             "rents again and resumes from the outputs prefix")

@@ -9,8 +9,9 @@ the gateway's image aliases reach through the node's tunnel. Each request:
    where the template holds ``{"$param": <name>}``: prompt, width, height, batch_size (``n``), seed, steps.
    The template is parsed JSON and the values are set into it as data, never spliced into its text;
 2. posts it to ComfyUI's ``/prompt`` and polls ``/history/<prompt_id>`` until it is done, at most the
-   request's timeout (``X-Estate-Timeout``, the gateway alias's, else the workflow's); past it the prompt is
-   taken off ComfyUI's queue (``POST /queue`` delete, ``/interrupt`` if it is the one running);
+   request's timeout (``X-Estate-Timeout``, the gateway alias's, held to the workflow's), else the
+   workflow's; past it the prompt is taken off ComfyUI's queue (``POST /queue`` delete, ``/interrupt`` if
+   it is the one running);
 3. fetches each image through ``/view`` (answered as ``b64_json``, as a ``data:`` URL, or both when the
    request names no ``response_format``) and, unless the config keeps outputs for some seconds, deletes
    the prompt from ComfyUI's history (``POST /history`` delete) and its files from the output directory.
@@ -25,6 +26,7 @@ import argparse
 import base64
 import copy
 import json
+import math
 import os
 import random
 import re
@@ -161,7 +163,8 @@ class Bridge:
 
     def generate(self, body: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
         name, graph, template, wf_timeout = self.build(body)
-        limit = timeout or wf_timeout
+        # The request's timeout bounds the wait only below the workflow's: the wait loop ends at one or the other.
+        limit = min(timeout, wf_timeout) if timeout else wf_timeout
         status, answer = self._json("POST", "/prompt", {"prompt": graph, "client_id": self.client_id})
         if status != 200 or not isinstance(answer, dict) or "prompt_id" not in answer:
             detail = answer.get("error", answer) if isinstance(answer, dict) else answer
@@ -326,9 +329,12 @@ def serve(bridge: Bridge, host: str, port: int) -> ThreadingHTTPServer:
                 header = self.headers.get("X-Estate-Timeout")
                 if header:
                     try:
-                        timeout = max(1.0, float(header))
+                        timeout = float(header)
                     except ValueError:
+                        timeout = math.nan
+                    if not math.isfinite(timeout):  # nan or inf would make the wait for ComfyUI unbounded
                         raise bad_request(f"X-Estate-Timeout is seconds (got {header!r})", "X-Estate-Timeout")
+                    timeout = max(1.0, timeout)
                 self._send(200, bridge.generate(body, timeout))
             except ApiError as e:
                 self._send(e.status, e.body())

@@ -12,7 +12,10 @@ as data (``job.json``: image, command words, env, bucket, prefixes; never code) 
    env file; streams its output to ``job.log`` and this process's own log line by line;
 3. every ``sync_seconds`` uploads the outputs that changed, the log and a ``running`` status (its heartbeat);
 4. when the command ends, whatever its exit code, uploads the outputs, the log (``log.txt``) and the final
-   status (``succeeded`` on exit 0, else ``failed``, with the exit code, times and output keys).
+   status (``succeeded`` on exit 0, else ``failed``, with the exit code, times and output keys);
+5. at the job's ``max_hours`` (from this runner's start) it kills the command's container and writes
+   ``capped``: a backstop for a job whose machine the spend watcher never learned of. The host itself is
+   never powered off.
 
 The machine is released by the spend watcher's job agent once it reads the final status (``agents/jobs.py``);
 this process never holds a vendor key. Only the standard library: the S3 client is ``estate_s3.py``, shipped
@@ -37,6 +40,11 @@ except ImportError:  # run from the project (tests)
 
 CONTAINER = "estate-job-{label}"
 SYNC_FLOOR_SECONDS = 1.0
+# The final status is what releases the machine: it is written again after a failed write, waiting these
+# seconds between tries (bounded: about half a minute in all), before the runner gives up.
+FINAL_RETRY_SECONDS = (1.0, 2.0, 4.0, 8.0, 15.0)
+CAP_POLL_SECONDS = 30.0  # how often the runner looks at its own max_hours backstop
+KILL_SECONDS = 60.0  # how long `docker kill` and then the client's end are awaited at the cap
 
 
 def now() -> float:
@@ -56,16 +64,39 @@ class Runner:
         self.started = now()
         self.uploaded: Dict[str, tuple] = {}
         self.lock = threading.Lock()
+        self.capped = ""  # why the runner stopped the command at its own cap, or ''
+        self.status_lock = threading.Lock()  # one status write at a time; none but a final after a final
+        self.final = False
 
     # -- the status object --------------------------------------------------------------------------
     def key(self, name: str) -> str:
         return f"{self.job['status_prefix']}/{name}"
 
-    def status(self, state: str, **more: Any) -> None:
+    def status(self, state: str, final: bool = False, **more: Any) -> None:
+        """Write the status object. Writes are serialized, and once a final state has been written (or is
+        being written) no other state is: the syncer's heartbeat, however late, never turns ``succeeded``
+        back into ``running`` (which would leave the machine billing until its cap)."""
         doc = {"state": state, "label": self.job["label"], "run": self.job["run"], "host": socket.gethostname(),
                "started_at": self.started, "updated_at": now(), **more}
-        self.s3.put(self.key("status.json"), json.dumps(doc, sort_keys=True).encode(), "application/json")
+        with self.status_lock:
+            if self.final and not final:
+                return
+            self.final = self.final or final
+            self.s3.put(self.key("status.json"), json.dumps(doc, sort_keys=True).encode(), "application/json")
         print(f"estate-job: {self.job['label']}: {state}", flush=True)
+
+    def final_status(self, state: str, **more: Any) -> None:
+        """The final status, written again after a failed write with a bounded backoff; raises the last error."""
+        for delay in (*FINAL_RETRY_SECONDS, None):
+            try:
+                self.status(state, final=True, **more)
+                return
+            except Exception as err:  # noqa: BLE001 - any failed write is tried again
+                if delay is None:
+                    raise
+                print(f"estate-job: writing the final status failed ({type(err).__name__}); "
+                      f"trying again in {delay:g} s", flush=True)
+                time.sleep(delay)
 
     # -- bucket <-> directories ---------------------------------------------------------------------
     def fetch(self, prefix: str, into: Path) -> int:
@@ -80,11 +111,28 @@ class Runner:
             count += 1
         return count
 
+    def output_files(self) -> List[Path]:
+        """The regular files under the outputs directory. Symlinks are skipped, and so is anything whose real
+        path is not inside the directory: the job's image writes there, and a link to ``secrets.json`` (or any
+        file of the machine) would otherwise upload the job's bucket keys with its outputs."""
+        base = self.outputs.resolve()
+        files = []
+        for dirpath, dirnames, filenames in os.walk(self.outputs):  # os.walk does not follow linked directories
+            for name in filenames:
+                path = Path(dirpath) / name
+                if path.is_symlink() or not path.is_file():
+                    continue
+                real = path.resolve()
+                if real != base and base not in real.parents:
+                    continue
+                files.append(path)
+        return sorted(files)
+
     def push_outputs(self) -> List[str]:
         """Upload the output files that are new or changed since the last upload; every output key."""
         keys = []
         with self.lock:
-            for path in sorted(p for p in self.outputs.rglob("*") if p.is_file()):
+            for path in self.output_files():
                 rel = path.relative_to(self.outputs).as_posix()
                 key = f"{self.job['outputs']}/{rel}"
                 st = path.stat()
@@ -134,13 +182,40 @@ class Runner:
             except Exception as err:  # noqa: BLE001 - a failed sync is retried at the next one
                 print(f"estate-job: sync failed ({err}); trying again in {every:g} s", flush=True)
 
+    def capping(self, proc: subprocess.Popen, stop: threading.Event) -> None:
+        """The job's ``max_hours`` as a backstop on the machine itself: at the cap, counted from this runner's
+        start, the command's container is killed and the final status is ``capped``. The spend watcher
+        deletes the machine at the same cap; this holds when it never learned of the job (an `up` that failed
+        after the job started). Only the container is stopped, never the host."""
+        hours = float(self.job.get("max_hours") or 0)
+        if hours <= 0:
+            return
+        deadline = self.started + hours * 3600
+        while not stop.wait(max(0.0, min(CAP_POLL_SECONDS, deadline - now()))):
+            if now() < deadline:
+                continue
+            if proc.poll() is not None:
+                return  # the command ended on its own just before its cap: its own exit code stands
+            self.capped = f"max_hours {hours:g} reached on the machine; the command was stopped"
+            print(f"estate-job: {self.capped}", flush=True)
+            name = CONTAINER.format(label=self.job["label"])
+            try:
+                subprocess.run(["docker", "kill", name], capture_output=True, timeout=KILL_SECONDS)
+                proc.wait(timeout=KILL_SECONDS)
+            except (OSError, subprocess.SubprocessError):
+                proc.kill()  # the client at least: its output closes and the final status is written
+            return
+
     def run(self) -> int:
         self.inputs.mkdir(parents=True, exist_ok=True)
         self.outputs.mkdir(parents=True, exist_ok=True)
-        self.status("starting")
         code: Optional[int] = None
         error = ""
+        stop = threading.Event()
+        syncer: Optional[threading.Thread] = None
+        capper: Optional[threading.Thread] = None
         try:
+            self.status("starting")
             for prefix in self.job.get("inputs") or []:
                 n = self.fetch(prefix, self.inputs / prefix.rstrip("/"))
                 print(f"estate-job: input {prefix}: {n} objects", flush=True)
@@ -150,36 +225,42 @@ class Runner:
                 print(f"estate-job: resuming from {n} objects under {self.job['outputs']}", flush=True)
             cmd = self.docker_command(self.env_file())
             self.status("running")
-            stop = threading.Event()
             syncer = threading.Thread(target=self.syncing, args=(stop,), daemon=True)
             syncer.start()
             with open(self.log_path, "ab") as log:
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                capper = threading.Thread(target=self.capping, args=(proc, stop), daemon=True)
+                capper.start()
                 for line in proc.stdout:  # ends when the command's output closes
                     log.write(line)
                     log.flush()
                     sys.stdout.buffer.write(line)
                     sys.stdout.flush()
                 code = proc.wait()
-            stop.set()
-            syncer.join(timeout=60)
         except Exception as err:  # noqa: BLE001 - any failure still reports a final status
             error = f"{type(err).__name__}: {err}"
             print(f"estate-job: {error}", flush=True)
+        finally:
+            stop.set()  # on every path: no heartbeat outlives the command
+            for thread in (syncer, capper):
+                if thread is not None:
+                    thread.join(timeout=60)
         finished = now()
         state = "succeeded" if code == 0 and not error else "failed"
+        if self.capped:
+            state, error = "capped", error or self.capped
         outputs: List[str] = []
         try:
             outputs = self.push_outputs()
         except Exception as err:  # noqa: BLE001
             error = error or f"uploading outputs: {err}"
-            state = "failed"
+            state = "capped" if self.capped else "failed"
         try:
             self.push_log()
         except Exception as err:  # noqa: BLE001
             print(f"estate-job: uploading the log failed: {err}", flush=True)
-        self.status(state, exit_code=code, finished_at=finished, duration_s=round(finished - self.started, 3),
-                    outputs=outputs, error=error or None)
+        self.final_status(state, exit_code=code, finished_at=finished, duration_s=round(finished - self.started, 3),
+                          outputs=outputs, error=error or None, **({"reason": self.capped} if self.capped else {}))
         (self.root / "finished").write_text(state + "\n")
         return 0 if state == "succeeded" else 1
 

@@ -192,3 +192,22 @@ def test_bad_requests_are_400s_naming_the_parameter(comfy, bridge, body, param):
 def test_an_unknown_workflow_is_a_404(bridge):
     resp = generate(bridge, model="dall-e-3")
     assert resp.status_code == 404 and resp.json()["error"]["param"] == "model"
+
+
+@pytest.mark.parametrize("header", ["nan", "inf", "-inf", "Infinity"])
+def test_a_timeout_that_is_not_a_finite_number_is_a_400(comfy, bridge, header):
+    resp = generate(bridge, timeout=header)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == "X-Estate-Timeout"
+    assert comfy.prompts == []
+
+
+def test_a_request_timeout_past_the_workflows_is_held_to_the_workflows(comfy):
+    comfy.fault = "stuck"
+    config = {"comfyui": comfy.url, "output_dir": comfy.output_dir,
+              "workflows": {"sdxl-lightning": {"template": "sdxl-lightning", "timeout": 1}}}
+    with running_bridge(config) as httpd:
+        started = time.monotonic()
+        resp = generate(f"http://127.0.0.1:{httpd.server_address[1]}", timeout=3600)
+    assert resp.status_code == 504, resp.text
+    assert time.monotonic() - started < 30  # held to the workflow's 1 s, not the header's hour

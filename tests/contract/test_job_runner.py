@@ -4,7 +4,10 @@ and the final status (exit code included) go up, through the project's own stdli
 (``providers/s3.py``), which boto3 reads back. Skipped without Docker or the sandbox image, except on
 the project's CI (GPU_ESTATE_REQUIRE_VM=1)."""
 import json
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,93 @@ def test_the_client_refuses_a_wrong_key_and_reads_a_missing_object_as_none(s3):
     assert good.list("a/") == ["a/b c+d.txt"] and good.get("a/b c+d.txt") == b"x"
     with pytest.raises(S3Error):
         S3("no-such-bucket", s3.access_key, s3.secret_key, endpoint=s3.endpoint).put("k", b"v")
+
+
+@pytest.fixture(scope="module")
+def bucket():
+    """moto's S3 server alone, for the runner's status writes (no Docker needed)."""
+    from sandbox import s3 as sandbox_s3
+    why = sandbox_s3.missing()
+    if why:
+        pytest.skip(why)
+    with LoopbackS3() as server:
+        server.create_bucket("models")
+        yield server
+
+
+def test_a_late_heartbeat_never_overwrites_the_final_status(bucket, tmp_path):
+    root, doc = job_dir(tmp_path, bucket, ["true"])
+    runner = estate_job.Runner(root)
+    runner.final_status("succeeded", exit_code=0)
+    runner.status("running")  # the syncer's heartbeat, landing after the end
+    assert json.loads(obj(bucket, f"{doc['status_prefix']}/status.json"))["state"] == "succeeded"
+
+
+def test_a_failure_after_the_syncer_started_stops_its_heartbeat(bucket, tmp_path, monkeypatch):
+    monkeypatch.setattr(estate_job, "SYNC_FLOOR_SECONDS", 0.2)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # `docker` is not found: Popen raises
+    root, doc = job_dir(tmp_path, bucket, ["true"], inputs=[], sync_seconds=0.2)
+    assert estate_job.Runner(root).run() == 1
+    time.sleep(1.0)  # several sync periods: a syncer left running would have written `running` by now
+    status = json.loads(obj(bucket, f"{doc['status_prefix']}/status.json"))
+    assert status["state"] == "failed" and "FileNotFoundError" in status["error"]
+
+
+def test_an_unwritable_starting_status_still_ends_in_a_retried_final_status(bucket, tmp_path, monkeypatch):
+    monkeypatch.setattr(estate_job, "FINAL_RETRY_SECONDS", (0.0, 0.0))
+    root, doc = job_dir(tmp_path, bucket, ["true"], inputs=[])
+    runner = estate_job.Runner(root)
+    real_put, calls = runner.s3.put, []
+
+    def flaky(key, body, *args):  # the bucket refuses the first three writes (starting, then the final twice)
+        calls.append(json.loads(body)["state"])
+        if len(calls) <= 3:
+            raise OSError("connection reset")
+        return real_put(key, body, *args)
+
+    monkeypatch.setattr(runner.s3, "put", flaky)
+    assert runner.run() == 1
+    assert calls == ["starting", "failed", "failed", "failed"]
+    status = json.loads(obj(bucket, f"{doc['status_prefix']}/status.json"))
+    assert status["state"] == "failed" and "OSError" in status["error"]
+
+
+def test_links_in_the_outputs_are_not_followed(bucket, tmp_path):
+    """The job's image writes the outputs: a link there to the runner's secrets (or a directory outside) is
+    not uploaded, only the regular files inside."""
+    root, doc = job_dir(tmp_path, bucket, ["true"], inputs=[])
+    runner = estate_job.Runner(root)
+    (root / "outputs" / "sub").mkdir(parents=True)
+    (root / "outputs" / "sub" / "weights.txt").write_text("w")
+    (root / "outputs" / "keys.json").symlink_to(root / "secrets.json")
+    (root / "outputs" / "job").symlink_to(root, target_is_directory=True)
+    assert runner.push_outputs() == [f"{doc['outputs']}/sub/weights.txt"]
+    listed = bucket.client().list_objects_v2(Bucket="models", Prefix=doc["outputs"] + "/").get("Contents", [])
+    assert [o["Key"] for o in listed] == [f"{doc['outputs']}/sub/weights.txt"]
+
+
+def test_the_runner_stops_the_command_at_its_own_max_hours(s3, tmp_path, monkeypatch):
+    """A backstop for a job the spend watcher never learned of: at max_hours the container is killed (the
+    host is left alone) and the final status is capped."""
+    monkeypatch.setattr(estate_job, "CAP_POLL_SECONDS", 0.2)
+    root, doc = job_dir(tmp_path, s3, ["python3", "-c", "import time; print('working', flush=True); time.sleep(600)"],
+                        inputs=[], label=f"t-cap-{tmp_path.name[-12:].lower().replace('_', '-')}",
+                        max_hours=3.0 / 3600)  # three seconds
+    started = time.monotonic()
+    assert estate_job.Runner(root).run() == 1
+    assert time.monotonic() - started < 120  # not the command's ten minutes
+    status = json.loads(obj(s3, f"{doc['status_prefix']}/status.json"))
+    assert status["state"] == "capped" and "max_hours" in status["reason"]
+    left = subprocess.run(["docker", "ps", "-q", "--filter", f"label=estate-job={doc['label']}"],
+                          capture_output=True, text=True, timeout=60).stdout.strip()
+    assert left == ""  # the container is gone
+
+
+def test_a_command_that_ended_just_before_its_cap_keeps_its_own_result(bucket, tmp_path):
+    root, _ = job_dir(tmp_path, bucket, ["true"], inputs=[], max_hours=1.0)
+    runner = estate_job.Runner(root)
+    runner.started -= 2 * 3600  # the cap has passed
+    proc = subprocess.Popen(["true"])
+    proc.wait()  # but the command had already ended
+    runner.capping(proc, threading.Event())
+    assert runner.capped == ""

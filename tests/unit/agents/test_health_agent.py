@@ -384,3 +384,15 @@ def test_the_edge_forwards_the_status_view_under_the_gateways_hostname(tmp_path)
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_a_failed_webhook_post_is_logged_without_the_webhook_path(tmp_path):
+    """A Slack/Discord/ntfy webhook's path is its secret; a connection error's text names the whole URL."""
+    secret = "/api/webhooks/1234/planted-webhook-path-secret"
+    said = []
+    a = agent.Agent(document("http://127.0.0.1:1", free_port(), down_after=1), tmp_path,
+                    webhook=f"http://127.0.0.1:{free_port()}{secret}", say=said.append, ledger=tmp_path / "none.json")
+    a.run_once()
+    failed = [line for line in said if "webhook post failed" in line]
+    assert failed and all("ConnectionError posting to 127.0.0.1" in line for line in failed)
+    assert not any("planted" in line for line in said)

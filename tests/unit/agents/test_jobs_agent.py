@@ -130,3 +130,23 @@ def test_a_month_over_budget_caps_a_running_job(clouds, s3, tmp_path, monkeypatc
     Watcher(doc, tmp_path / "ledger.json", clock=lambda: T0 + 600, say=lambda _l: None).run_once()
     assert not listed(job)
     assert "stop threshold" in read_status(s3, "over")["reason"]
+
+
+def test_an_unreadable_status_object_keeps_its_job_and_the_round_goes_on(clouds, s3):
+    torn, torn_price = rent("l-torn")
+    listy, listy_price = rent("l-listy")
+    slow, slow_price = rent("l-slow2")
+    s3.client().put_object(Bucket="models", Key="estate-jobs/torn/status.json", Body=b'{"state": "runn')
+    s3.client().put_object(Bucket="models", Key="estate-jobs/listy/status.json", Body=b'["succeeded"]')
+    put_status(s3, "slow2", "running")
+    said = []
+    jobs = [entry("torn", torn, torn_price, s3, max_hours=10.0), entry("listy", listy, listy_price, s3, max_hours=10.0),
+            entry("slow2", slow, slow_price, s3)]
+    seen = agent(s3, ["torn", "listy", "slow2"], T0 + 2.5 * 3600, said).look(jobs)
+    # The two unreadable statuses are said and their jobs kept (only their caps watched); the job after
+    # them still reaches its max_hours cap in the same round.
+    assert [listed(i) for i in (torn, listy, slow)] == [True, True, False]
+    assert seen["job:torn"].running and seen["job:listy"].running and not seen["job:slow2"].running
+    assert any("torn: cannot read its status (JSONDecodeError)" in line for line in said)
+    assert any("listy: its status object is not a JSON object (list)" in line for line in said)
+    assert not any(s3.secret_key in line for line in said)

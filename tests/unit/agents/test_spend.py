@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -450,3 +451,21 @@ def test_the_local_watcher_survives_a_failed_look_and_never_resets_a_ledger_it_c
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_failed_webhook_post_is_logged_without_the_webhook_path(estate, tmp_path):
+    """A Slack/Discord/ntfy webhook's path is its secret; a connection error's text names the whole URL."""
+    clouds, ids, nodes = estate
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    secret = "/services/T0PLANTED/B0PLANTED/planted-webhook-path-secret"
+    now, lines = [T0], []
+    w = Watcher(document(nodes, budget=10.0), tmp_path / "ledger.json", webhook=f"http://127.0.0.1:{port}{secret}",
+                clock=lambda: now[0], say=lines.append)
+    w.run_once()
+    now[0] += 24 * HOUR
+    assert w.run_once()["alerted"] == []  # not posted: kept for the next look
+    failed = [line for line in lines if "webhook post failed" in line]
+    assert failed and all("ConnectionError posting to 127.0.0.1" in line for line in failed)
+    assert not any("planted" in line for line in lines)

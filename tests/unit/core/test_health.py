@@ -230,3 +230,20 @@ def test_the_grafana_dashboard_reads_only_the_agents_metrics():
     named = {m for e in exprs for m in re.findall(r"\bestate_[a-z_]+", e)}
     assert named and named <= set(status.METRICS), named - set(status.METRICS)
     assert {p["datasource"]["uid"] for p in dash["panels"]} == {"${datasource}"}
+
+
+def test_a_hosted_service_is_the_estates_own_traffic_not_an_external_api(document):
+    deps = document["deployments"]
+    assert deps["chat-fallback@fly/chat-fallback"]["where"] == "service"
+    assert deps["gcp-llama@cloudrun/llama-l4"]["where"] == "service"
+    assert deps["gcp-llama@cloudrun/llama-l4"]["name"] == "llama-l4"
+    lines = [usage("chat-fallback", "chat-fallback@fly/chat-fallback", 1000, 1000),
+             usage("gcp-llama", "gcp-llama@cloudrun/llama-l4", 1000, 1000)]
+    report = savings.month_report(lines, document, "2026-01", nodes_usd=0.0, nodes_basis="test")
+    for alias in ("chat-fallback", "gcp-llama"):
+        assert report["aliases"][alias]["estate"]["requests"] == 1
+        assert report["aliases"][alias]["external"]["requests"] == 0
+    assert report["totals"]["external_usd"] == 0.0
+    assert "0 requests went to external fallbacks" in savings.savings_line(report)
+    doc = status.status_document(document, {"checks": {}}, NOW)
+    assert doc["aliases"]["chat-fallback"]["routes_now"] == ["service/chat-fallback"]

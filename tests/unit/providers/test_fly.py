@@ -216,3 +216,40 @@ def test_a_stamps_edit_leaves_the_machine_running_and_a_stopped_one_is_started(f
     started = prov.update(APP, read.outs, news).outs
     assert started["machine_state"] == "started" and machine["state"] == "started"
     assert started["machine_id"] == machine["id"] and len(fly.apps[APP]["machines"]) == 1
+
+
+def test_a_create_whose_machine_never_starts_tears_down_what_it_made(fly, monkeypatch):
+    """A failed create keeps no state: the app, volume and Machine it made are destroyed and verified gone."""
+    monkeypatch.setenv("ESTATE_BOOT_TIMEOUT_SECONDS", "0.3")
+    monkeypatch.setenv("ESTATE_POLL_SECONDS", "0.05")
+    fly.boot_polls = 10 ** 6  # never started
+    with pytest.raises(CloudError, match="did not start.*destroyed and verified gone") as raised:
+        FlyMachineProvider().create(props())
+    assert "stays in state" not in str(raised.value)
+    assert APP not in fly.apps
+
+
+def test_a_failed_create_in_an_adopted_app_removes_only_its_own_machine_and_volume(fly, monkeypatch):
+    monkeypatch.setenv("ESTATE_BOOT_TIMEOUT_SECONDS", "0.3")
+    monkeypatch.setenv("ESTATE_POLL_SECONDS", "0.05")
+    api = FlyApi({})
+    with api:
+        api.create_app(APP, "personal")
+        other = api.create_volume(APP, "iad", 1)  # not this create's: an earlier volume of the app
+    fly.boot_polls = 10 ** 6
+    with pytest.raises(CloudError, match="destroyed and verified gone"):
+        FlyMachineProvider().create(props())
+    app = fly.apps[APP]
+    assert [m for m in app["machines"].values() if m["state"] != "destroyed"] == []
+    assert [v["id"] for v in app["volumes"].values() if v.get("state") != "destroyed"] == [other["id"]]
+
+
+def test_a_failed_create_whose_teardown_fails_names_what_is_left(fly, monkeypatch):
+    monkeypatch.setenv("ESTATE_BOOT_TIMEOUT_SECONDS", "0.3")
+    monkeypatch.setenv("ESTATE_DELETE_TIMEOUT_SECONDS", "0.3")
+    monkeypatch.setenv("ESTATE_POLL_SECONDS", "0.05")
+    fly.boot_polls = 10 ** 6
+    fly.inject("status", count=1000, method="DELETE", path=f"/v1/apps/{APP}", status=412, body={"error": "busy"})
+    with pytest.raises(CloudError, match=f"the Fly app {APP} with its volume and Machine may still bill.*scripts/leftovers.py"):
+        FlyMachineProvider().create(props())
+    assert APP in fly.apps

@@ -3,6 +3,7 @@ cannot start the job deletes the machine it rented before failing; delete of a r
 machine and verifies it; refresh reads the state from the status object and the vendor, keeps a finished
 job, reports a lost one as preempted or, with resume, gone; only a new run id replaces a job."""
 import json
+import time
 
 import pytest
 
@@ -11,7 +12,7 @@ from providers import gpu_cloud
 from providers.gpu_cloud import LaunchSpec, Status
 from providers.gpu_instance import LaunchInputs
 from providers.http import CloudError
-from providers.job import PROVIDER_VERSION, JobArgs, JobProvider, judge
+from providers.job import PROVIDER_VERSION, JobArgs, JobProvider, judge, runner_document
 from providers.placement import Placement
 from providers.ssh_forward import free_port
 
@@ -74,6 +75,11 @@ def test_refresh_reads_the_state_and_delete_stops_a_running_job(clouds, s3):
     # Its machine gone before the job finished: a preemption, reported (kept in state) or, with resume, gone.
     lost = p.read(machine, read.outs)
     assert lost.id == machine and lost.outs["state"] == "preempted"
+    # Its end is the refresh that first saw it gone: later refreshes do not make it last (and cost) longer.
+    time.sleep(0.2)
+    again = p.read(machine, lost.outs)
+    assert again.outs["finished_at"] == lost.outs["finished_at"]
+    assert (again.outs["duration_s"], again.outs["cost_usd"]) == (lost.outs["duration_s"], lost.outs["cost_usd"])
     assert p.read(machine, {**read.outs, "document": {**read.outs["document"], "resume": True}}).id == ""
     # A finished job stays in state with its result after its machine was released: `up` does not run it again.
     s3.client().put_object(Bucket="models", Key="estate-jobs/gpu-estate-test-job-train-1/status.json",
@@ -97,3 +103,12 @@ def test_judge_names_the_states():
     running = type("I", (), {"status": Status.RUNNING})()
     assert judge(None, running, 0.0, 10.0, 3.6)["state"] == "starting"
     assert judge({"state": "capped", "capped_at": 5.0}, None, 0.0, 10.0, 3.6)["cost_usd"] == 0.005
+    lost = judge({"state": "running"}, None, 0.0, 100.0, 3.6, known_finished=40.0)
+    assert (lost["state"], lost["finished_at"], lost["cost_usd"]) == ("preempted", 40.0, 0.04)
+
+
+def test_the_runner_gets_the_jobs_max_hours_to_hold_on_the_machine(s3):
+    p = props(s3)
+    doc = runner_document(p)
+    assert doc["max_hours"] == p["caps"]["max_hours"] > 0
+    assert "max_hours" not in p["document"]  # the state's document is unchanged
