@@ -149,8 +149,13 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
                                "model_info": {"id": f"{name}@{provider}"}})
     litellm_settings: Dict[str, object] = {"drop_params": True, "request_timeout": default_timeout}
     hooks = [hook for hook, used in ((WAKE_HOOK, plan.wake), (health.USAGE_HOOK, spec.health is not None)) if used]
-    if hooks:
-        litellm_settings["callbacks"] = [f"{hook.removesuffix('.py')}.handler" for hook in hooks]
+    callbacks = [f"{hook.removesuffix('.py')}.handler" for hook in hooks]
+    if spec.health is not None:
+        # LiteLLM's own request, token, spend and latency series on its /metrics, behind the master key
+        # (its default), beside the health agent's: docs/operations.md.
+        callbacks.append("prometheus")
+    if callbacks:
+        litellm_settings["callbacks"] = callbacks
     return {
         "model_list": model_list,
         "router_settings": {

@@ -100,3 +100,23 @@ def test_node_and_fallback_traffic_counted_per_alias_with_their_tokens(proxy):
     assert run.returncode == 0, run.stderr
     printed = json.loads(run.stdout)
     assert printed["aliases"]["gpt-4"]["estate"]["requests"] == 3 and printed["aliases"]["gpt-4"]["external"]["requests"] == 2
+
+
+def test_litellms_own_metrics_count_the_requests_behind_the_master_key(proxy):
+    """A stack with health turns on LiteLLM's Prometheus callback: its /metrics carries its own request and
+    token series per model, and answers only to the gateway's key (as the health agent's metrics do)."""
+    assert "prometheus" in yaml.safe_load((proxy["dir"] / "config.yaml").read_text())["litellm_settings"]["callbacks"]
+    for _ in range(2):
+        chat(proxy)
+    assert requests.get(f"{proxy['url']}/metrics/", timeout=10).status_code in (401, 403)
+
+    def scrape():
+        resp = requests.get(f"{proxy['url']}/metrics/", headers={"Authorization": f"Bearer {proxy['key']}"}, timeout=10)
+        assert resp.status_code == 200, resp.text[-500:]
+        return [line for line in resp.text.splitlines()
+                if line.startswith("litellm_") and 'requested_model="gpt-4"' in line]
+
+    series = wait_for(scrape, lambda got: any(l.startswith("litellm_proxy_total_requests_metric_total") for l in got),
+                      within(30), 0.5, "LiteLLM's request series for gpt-4")
+    total = [l for l in series if l.startswith("litellm_proxy_total_requests_metric_total")]
+    assert sum(float(l.rsplit(" ", 1)[1]) for l in total) == 2
