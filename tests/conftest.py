@@ -77,11 +77,7 @@ def vm_node_or_skip() -> None:
     missing; on the project's CI (GPU_ESTATE_REQUIRE_VM=1) fail instead."""
     import sandbox
 
-    why = sandbox.engine_missing() or sandbox.vm_missing()
-    if why:
-        if sandbox.vm_required():
-            pytest.fail(f"the VM node must run here: {why}")
-        pytest.skip(why)
+    required_or_skip(sandbox.engine_missing() or sandbox.vm_missing(), "the VM node")
 
 
 def real_servers_or_skip() -> None:
