@@ -161,15 +161,17 @@ class FakeComfyUI(FakeServer):
         super().close()
 
     @classmethod
-    def _reply(cls, h: Any, status: int, reply: Any) -> None:
+    def _reply(cls, h: Any, status: int, reply: Any, headers: Optional[Dict[str, str]] = None) -> None:
         if isinstance(reply, bytes):
             h.send_response(status)
             h.send_header("Content-Type", "image/png")
             h.send_header("Content-Length", str(len(reply)))
+            for name, value in (headers or {}).items():
+                h.send_header(name, value)
             h.end_headers()
             h.wfile.write(reply)
             return
-        super()._reply(h, status, reply)
+        super()._reply(h, status, reply, headers)
 
     # -- routes ---------------------------------------------------------------------------------------------
 

@@ -211,3 +211,12 @@ def test_a_request_timeout_past_the_workflows_is_held_to_the_workflows(comfy):
         resp = generate(f"http://127.0.0.1:{httpd.server_address[1]}", timeout=3600)
     assert resp.status_code == 504, resp.text
     assert time.monotonic() - started < 30  # held to the workflow's 1 s, not the header's hour
+
+
+def test_an_injected_status_fault_is_answered_with_its_headers(comfy):
+    """The loopback ComfyUI answers an injected status the way every loopback server does, headers and all
+    (its own PNG replies go through the same answer)."""
+    comfy.inject("status", path="/system_stats", status=503, headers={"Retry-After": "7"})
+    resp = requests.get(f"{comfy.url}/system_stats", timeout=10)
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "7"
+    assert requests.get(f"{comfy.url}/system_stats", timeout=10).status_code == 200
