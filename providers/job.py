@@ -38,7 +38,7 @@ from core.pricing import NodeRequest
 from core.text import install_secrets, secret_bundle
 from core.vendors import MARKETPLACES
 from providers.gpu_cloud import GpuCloud, Instance, Status, env_seconds
-from providers.gpu_instance import GpuInstanceProvider, LaunchInputs, split_id, terminate_verified
+from providers.gpu_instance import GpuInstanceProvider, LaunchInputs, _poll, split_id, terminate_verified
 from providers.host_key import install_in_cloud_init
 from providers.http import CloudError
 from providers.placement import Placed
@@ -60,10 +60,6 @@ SECRET_INPUTS = ("secrets", "host_key")
 
 def job_dir(label: str) -> str:
     return f"{JOB_DIR}/{label}"
-
-
-def _poll() -> float:
-    return env_seconds("ESTATE_POLL_SECONDS", 5)
 
 
 def start_script(label: str) -> str:

@@ -18,6 +18,7 @@ import pulumi
 from core import health
 from core.spend import LEDGER_FILE
 from providers.local_spend import LocalSpendWatcherProvider
+from providers.ssh_forward import free_port
 from providers.resource import DynamicResource
 
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
@@ -39,14 +40,6 @@ class LocalHealthAgentProvider(LocalSpendWatcherProvider):
                "ESTATE_SPEND_LEDGER": str(state / LEDGER_FILE)}
         return (["agents.health", "--document", str(doc), "--state-dir", str(state / "health"), "--serve", str(port)],
                 env, {"status_url": f"http://127.0.0.1:{port}"})
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclasses.dataclass(frozen=True)
