@@ -24,6 +24,11 @@ from providers.ssh_key import SshKey
 TYPE = "gpu-estate:index:GpuJob"
 
 
+def _key(access: Any) -> Dict[str, str]:
+    """The job's bucket key as the runner and the job agent read it."""
+    return {"access_key": access.aws_access_key_id, "secret_key": access.aws_secret_access_key}
+
+
 @dataclasses.dataclass(frozen=True)
 class GpuJobArgs:
     spec: JobSpec
@@ -46,15 +51,14 @@ class GpuJob(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         job, machine = args.spec, args.spec.machine
         label = core_jobs.label(args.project, args.stack, name, job.run)
-        self.estimate = core_jobs.estimate(name, job)
+        self.estimate = pricing.estimate_job(name, job)
         host_key = SshKey(f"job-{name}-ssh-host-key", comment=f"job {name} host key", opts=child)
         endpoint, region = args.bucket.endpoint, args.bucket.location
         document = pulumi.Output.from_input(args.bucket_name).apply(
             lambda bucket: core_jobs.job_document(job, label, f"s3://{bucket}", endpoint, region))
         secrets = pulumi.Output.secret(pulumi.Output.all(
             access=args.bucket_access, key=args.ssh_private_key, **{f"env:{k}": v for k, v in args.secret_env.items()},
-        )).apply(lambda a: {"s3": {"access_key": a["access"].aws_access_key_id,
-                                   "secret_key": a["access"].aws_secret_access_key},
+        )).apply(lambda a: {"s3": _key(a["access"]),
                             "env": {k.removeprefix("env:"): v for k, v in a.items() if k.startswith("env:")},
                             "ssh_private_key": a.get("key")})
         self.resource = Job(f"job-{name}", JobArgs(
@@ -75,8 +79,7 @@ class GpuJob(pulumi.ComponentResource):
             "max_hours": job.max_hours, "max_usd": job.max_usd, "label": label, "run": job.run,
             "bucket": a[3]["bucket"], "endpoint": endpoint, "region": region, "status_prefix": a[3]["status_prefix"]})
         """What the spend watcher's job agent reads (``agents/jobs.py``)."""
-        self.bucket_key = pulumi.Output.secret(args.bucket_access.apply(lambda a: {
-            "access_key": a.aws_access_key_id, "secret_key": a.aws_secret_access_key}))
+        self.bucket_key = pulumi.Output.secret(args.bucket_access.apply(_key))
         """The job's bucket key, for the agent's env (``agents.jobs.KEYS_ENV``)."""
 
     def outputs(self) -> pulumi.Output:

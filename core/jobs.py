@@ -18,7 +18,6 @@ from pydantic import Field, StringConstraints, ValidationError, create_model, fi
 
 from core.fields import Arg, BucketName, EnvName, EnvValue, ImageRef, StackModel
 from core import spec as _spec
-from core.pricing import NodeEstimate, estimate_job
 from core.spec import NodeSpec
 from core.vendors import Vendor
 
@@ -145,18 +144,13 @@ def status_prefix(job_label: str) -> str:
     return f"{STATUS_ROOT}/{job_label}"
 
 
-def estimate(name: str, job: JobSpec) -> NodeEstimate:
-    """The job's line in the month's estimate (``core.pricing.estimate_job``): ``monthly_usd`` is its cap."""
-    return estimate_job(name, job)
-
-
 def stamp(name: str, job: JobSpec, est: Any) -> Dict[str, Any]:
     """What the job's billing resource carries for the policy pack and the cost diff: node-shaped figures
     (its $/h and the hours its cap buys), so the budget policies count its cap like a node's month."""
     return {
         "node": f"job:{name}", "provider": job.provider.value, "gpu": job.gpu.model if job.gpu else "",
         "hourly_usd": est.hourly_usd, "hours_per_month": est.hours_per_month,
-        "monthly_usd": round(est.hourly_usd * est.hours_per_month, 2),
+        "monthly_usd": est.monthly_usd,
         # The machine is deleted at its cap, busy or not: it stops itself as an idle watcher would.
         "idle_shutdown_minutes": round(job.max_hours * 60, 2), "pay_per_use": True, "market": job.market.value,
         "vram_gb": job.gpu.vram_gb if job.gpu else 0, "region": job.regions[0] if job.regions else "",

@@ -217,7 +217,7 @@ class EstateEstimate:
     """Image aliases priced per image (within the nodes' hours, so not added to the month)."""
     services: Tuple[ServiceEstimate, ...] = ()
     jobs: Tuple[NodeEstimate, ...] = ()
-    """Each GPU job at its cap (``core.jobs.estimate``): the most it may cost, counted in the month."""
+    """Each GPU job at its cap (``estimate_job``): the most it may cost, counted in the month."""
 
     @property
     def monthly_usd(self) -> float:

@@ -21,15 +21,15 @@ def check(spec: EstateSpec, estimates: Dict[str, object], endpoints: Dict[str, p
                 f"{NAMESPACE}:nodes.{est.node}",
                 f"${est.hourly_usd:.3f}/h exceeds {NAMESPACE}:budget.max_hourly_per_node ${b.max_hourly_per_node:.2f}/h",
             ))
-    for name, service in spec.services.items():
-        hourly = service.estimate(name).instance_hourly_usd
+    services = tuple(s.estimate(name) for name, s in spec.services.items())
+    for service in services:
+        hourly = service.instance_hourly_usd
         if b.max_hourly_per_node is not None and hourly > b.max_hourly_per_node:
-            problems.append((f"{NAMESPACE}:services.{name}", f"an instance is ${hourly:.3f}/h, above "
+            problems.append((f"{NAMESPACE}:services.{service.service}", f"an instance is ${hourly:.3f}/h, above "
                                                             f"{NAMESPACE}:budget.max_hourly_per_node "
                                                             f"${b.max_hourly_per_node:.2f}/h"))
     if placed and len(priced) == len(estimates):
         fixed = sum(bucket.monthly_usd for bucket in spec.storage.values())
-        services = tuple(s.estimate(name) for name, s in spec.services.items())
         total = pricing.EstateEstimate(tuple(priced), round(fixed, 2), tuple(endpoints.values()),
                                        services=services, jobs=pricing.job_estimates(spec)).monthly_usd
         if total > b.monthly_usd:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import List
 
-from core import jobs, pricing
+import core.jobs  # noqa: F401  (completes EstateSpec.jobs, core/spec.py: core.config imports it through here)
+from core import pricing
 from core.errors import Problem
 from core.spec import NAMESPACE, EstateSpec
 
@@ -27,7 +28,7 @@ def check(spec: EstateSpec) -> List[Problem]:
         if name in spec.nodes:
             problems.append((where, f"a job and a node share the name {name!r}; give the job another"))
         try:
-            est = jobs.estimate(name, job)
+            est = pricing.estimate_job(name, job)
         except pricing.PlacementError as err:
             problems.append((f"{where}.gpu", str(err)))
             continue

@@ -7,7 +7,7 @@ import pytest
 from core import pricing
 from core.config import parse_spec
 from core.errors import ConfigError
-from core.jobs import JobSpec, Preemption, estimate, job_document, label, stamp
+from core.jobs import JobSpec, Preemption, job_document, label, stamp
 
 BASE = {
     "nodes": {"gw": {"provider": "host", "address": "127.0.0.1", "ssh": {
@@ -99,18 +99,18 @@ def test_a_job_named_like_a_node_or_over_the_hourly_cap_is_refused():
 
 def test_the_cap_is_the_jobs_cost_in_the_estimate_and_the_budget():
     spec = parse_spec(config())
-    est = estimate("train", spec.jobs["train"])
+    est = pricing.estimate_job("train", spec.jobs["train"])
     # 8 h at $0.40/h would be $3.20: the $0.80 cap is what it may cost, two hours of the machine.
     assert (est.hourly_usd, est.hours_per_month, est.monthly_usd) == (0.4, 2.0, 0.8)
     total = pricing.estimate_estate(spec)
     assert total.monthly_usd == 0.8 and [r["node"] for r in pricing.cost_table(total, 100)["nodes"]] == ["gw", "job:train"]
     # The hour cap binds when it is the lower one.
     spec = parse_spec(config(jobs__train__max_hours=1))
-    assert estimate("train", spec.jobs["train"]).monthly_usd == 0.4
+    assert pricing.estimate_job("train", spec.jobs["train"]).monthly_usd == 0.4
     # Over the month's budget: refused naming the budget.
     found = problems(config(budget__monthly_usd=0.5))
     assert "$0.80/month" in found["gpu-estate:budget.monthly_usd"]
-    s = stamp("train", spec.jobs["train"], estimate("train", spec.jobs["train"]))
+    s = stamp("train", spec.jobs["train"], pricing.estimate_job("train", spec.jobs["train"]))
     assert s["hourly_usd"] * s["hours_per_month"] == pytest.approx(0.4) and s["pay_per_use"]
 
 
