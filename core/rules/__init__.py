@@ -46,6 +46,6 @@ def check_estate(spec: EstateSpec) -> List[Problem]:
         problems += gateway.check_reachable(spec)
     problems += storage.check(spec)
     problems += jobs.check(spec) + jobs.check_released(spec)
-    problems += budget.check(spec, estimates, endpoints,
+    problems += budget.check(spec, estimates,
                              placed=not any(p for p in problems if p[0].endswith(".gpu")))
     return problems

@@ -9,8 +9,7 @@ from core.errors import Problem
 from core.spec import NAMESPACE, EstateSpec
 
 
-def check(spec: EstateSpec, estimates: Dict[str, object], endpoints: Dict[str, pricing.EndpointEstimate],
-          placed: bool) -> List[Problem]:
+def check(spec: EstateSpec, estimates: Dict[str, object], placed: bool) -> List[Problem]:
     """``placed`` is false when some node could not be priced: the monthly total is then meaningless."""
     problems: List[Problem] = []
     b = spec.budget
@@ -21,17 +20,14 @@ def check(spec: EstateSpec, estimates: Dict[str, object], endpoints: Dict[str, p
                 f"{NAMESPACE}:nodes.{est.node}",
                 f"${est.hourly_usd:.3f}/h exceeds {NAMESPACE}:budget.max_hourly_per_node ${b.max_hourly_per_node:.2f}/h",
             ))
-    services = tuple(s.estimate(name) for name, s in spec.services.items())
-    for service in services:
+    for service in (s.estimate(name) for name, s in spec.services.items()):
         hourly = service.instance_hourly_usd
         if b.max_hourly_per_node is not None and hourly > b.max_hourly_per_node:
             problems.append((f"{NAMESPACE}:services.{service.service}", f"an instance is ${hourly:.3f}/h, above "
                                                             f"{NAMESPACE}:budget.max_hourly_per_node "
                                                             f"${b.max_hourly_per_node:.2f}/h"))
     if placed and len(priced) == len(estimates):
-        fixed = sum(bucket.monthly_usd for bucket in spec.storage.values())
-        total = pricing.EstateEstimate(tuple(priced), round(fixed, 2), tuple(endpoints.values()),
-                                       services=services, jobs=pricing.job_estimates(spec)).monthly_usd
+        total = pricing.estimate_estate(spec).monthly_usd  # the same figure the stack's cost table shows
         if total > b.monthly_usd:
             problems.append((
                 f"{NAMESPACE}:budget.monthly_usd",
