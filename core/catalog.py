@@ -12,6 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+HOURS_IN_MONTH = 730.0
+"""The hours a monthly figure counts (365 x 24 / 12): nodes, endpoints and hosted services alike."""
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 

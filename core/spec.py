@@ -27,7 +27,7 @@ from core.workloads import WorkloadSpec, with_kinds
 
 TOP_LEVEL_KEYS = ("nodes", "serverless", "services", "gateway", "tunnels", "routes", "edge", "storage", "budget", "spend",
                   "jobs", "health")
-HOURS_IN_MONTH = 730.0
+HOURS_IN_MONTH = catalog.HOURS_IN_MONTH
 
 
 class Market(str, enum.Enum):

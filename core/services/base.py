@@ -11,9 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, Dict, Optional
 
+from core.catalog import HOURS_IN_MONTH
 from core.fields import ModelName, StackModel
-
-HOURS_IN_MONTH = 730.0
 
 
 @dataclasses.dataclass(frozen=True)

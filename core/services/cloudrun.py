@@ -13,9 +13,9 @@ from typing import ClassVar, Dict, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from core.catalog import cloudrun_prices as prices
+from core.catalog import HOURS_IN_MONTH, cloudrun_prices as prices
 from core.fields import BucketName, GgufFile, ImageRef
-from core.services.base import HOURS_IN_MONTH, BaseService, ServiceEstimate
+from core.services.base import BaseService, ServiceEstimate
 
 MODEL_PATH = "/models"
 """Where the bucket is mounted in the container (read-only)."""

@@ -12,9 +12,9 @@ from typing import ClassVar, Dict, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from core.catalog import HOURS_IN_MONTH, fly_prices as prices
 from core.fields import GgufFile, HfRepo, ImageRef
-from core.services.base import HOURS_IN_MONTH, BaseService, ServiceEstimate
-from core.catalog import fly_prices as prices
+from core.services.base import BaseService, ServiceEstimate
 
 LLAMA_CPP_CPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-b6870"
 """llama.cpp's CPU server, the same build as the CUDA image the node workload pins (assets/images)."""
