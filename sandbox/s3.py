@@ -19,10 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from providers.ssh_forward import free_port
-from providers.wait import WaitTimeout, wait_for, within
 from sandbox import real_ollama
 
 START_SECONDS = 30.0
@@ -56,19 +53,7 @@ class LoopbackS3:
             self.proc = subprocess.Popen([str(server_binary()), "-H", "127.0.0.1", "-p", str(self.port)],
                                          env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
-        try:
-            wait_for(self._answers, bool, within(START_SECONDS), 0.2, f"moto's S3 server on {self.endpoint}")
-        except WaitTimeout:
-            self.close()
-            raise RuntimeError(f"loopback S3 did not answer on {self.endpoint}: {self.log.read_text()[-2000:]}")
-
-    def _answers(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"moto's S3 server exited ({self.proc.returncode}): {self.log.read_text()[-2000:]}")
-        try:
-            return requests.get(self.endpoint, timeout=2).status_code < 500
-        except requests.ConnectionError:
-            return False
+        real_ollama.wait_answering(self.proc, self.endpoint, self.log, "moto's S3 server", self.close, START_SECONDS)
 
     def client(self) -> Any:
         import boto3
