@@ -143,9 +143,11 @@ class Watcher:
             self._say(f"spend: {name}: {'running' if look.running else 'stopped'} at ${look.rate:.3f}/h"
                       f"{'' if look.seen else ' (not seen)'}, ${entry['usd']:.2f} this month")
         stop = spend.over_budget(ledger, self.document, now, read_resume(self.ledger_path))
-        if stop and jobs:
-            # A job's machine is deleted too: a job is never resumed by a start (its outputs are in the bucket).
-            looks.update(self.jobs.look(jobs, over_budget=True))
+        running = [j for j in jobs if f"job:{j['job']}" in looks and looks[f"job:{j['job']}"].running]
+        if stop and running:
+            # A job still running is deleted too (a job is never resumed by a start: its outputs are in the
+            # bucket); one the look above released or did not find is not asked about again.
+            looks.update(self.jobs.look(running, over_budget=True))
         if stop:
             # Only machines the watcher saw running at their marketplace (never AWS/GCP, which it cannot ask).
             stopped = [n for n in nodes if looks[n["node"]].running and looks[n["node"]].seen and self._stop(n)]

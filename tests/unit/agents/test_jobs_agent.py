@@ -150,3 +150,27 @@ def test_an_unreadable_status_object_keeps_its_job_and_the_round_goes_on(clouds,
     assert any("torn: cannot read its status (JSONDecodeError)" in line for line in said)
     assert any("listy: its status object is not a JSON object (list)" in line for line in said)
     assert not any(s3.secret_key in line for line in said)
+
+
+def test_an_over_budget_round_asks_again_only_about_jobs_still_running(clouds, s3, tmp_path, monkeypatch):
+    job, doc = watching(s3, monkeypatch, "over2", 10.0, max_hours=100.0, max_usd=1000.0)
+    done, done_price = rent("l-done2")
+    put_status(s3, "done2", "succeeded", exit_code=0)
+    doc["jobs"].append(entry("done2", done, done_price, s3))
+    monkeypatch.setenv("ESTATE_JOB_KEYS", json.dumps({n: {"access_key": s3.access_key, "secret_key": s3.secret_key}
+                                                      for n in ("over2", "done2")}))
+    ledger = {"version": 1, "month": "2027-01", "spent_usd": 11.0, "days": {}, "alerted": [], "daily_alerted": [],
+              "nodes": {"gone": {"usd": 11.0, "at": T0, "running": False, "rate": 1.0, "instance": "tensordock:td-0"}},
+              "stopped": [], "updated": None}
+    (tmp_path / "ledger.json").write_text(json.dumps(ledger))
+    looked = []
+    look = JobAgent.look
+    monkeypatch.setattr(JobAgent, "look", lambda self, jobs, over_budget=False: (
+        looked.append(([j["job"] for j in jobs], over_budget)), look(self, jobs, over_budget))[1])
+    Watcher(doc, tmp_path / "ledger.json", clock=lambda: T0 + 600, say=lambda _l: None).run_once()
+    assert not listed(job) and not listed(done)
+    # The job that ended is released by the round's first look; the over-budget look asks only about the
+    # one still running, and caps it.
+    assert looked == [(["over2", "done2"], False), (["over2"], True)]
+    assert "stop threshold" in read_status(s3, "over2")["reason"]
+    assert read_status(s3, "done2")["state"] == "succeeded"
