@@ -77,6 +77,12 @@ def serving_services(spec: EstateSpec, model: str) -> List[str]:
     return [name for name, s in spec.services.items() if s.model_name == model]
 
 
+def served_off_nodes(spec: EstateSpec, model: str) -> bool:
+    """Whether something other than a node answers to ``model`` (a serverless endpoint or a hosted service),
+    so it is served while its nodes are stopped."""
+    return bool(serving_endpoints(spec, model) or serving_services(spec, model))
+
+
 def serving_nodes(spec: EstateSpec, model: str) -> List[str]:
     """The nodes serving ``model``, in spec order."""
     return list(dict.fromkeys(s.node for s in servers(spec, model)))
@@ -152,7 +158,7 @@ def wake_plan(spec: EstateSpec) -> Dict[str, Wake]:
     for alias, model in g.aliases.items():
         nodes = [n for n in serving_nodes(spec, model) if spec.nodes[n].power.serves]
         wakeable = all(spec.nodes[n].power is PowerState.IDLE and spec.nodes[n].provider.is_marketplace for n in nodes)
-        if nodes and wakeable and not serving_endpoints(spec, model) and not serving_services(spec, model):
+        if nodes and wakeable and not served_off_nodes(spec, model):
             out[alias] = Wake(tuple(nodes), float(g.timeout(alias)), bool(g.fallbacks.get(alias)))
     return out
 

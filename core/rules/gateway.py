@@ -7,7 +7,7 @@ from typing import List
 from core.errors import Problem
 from core.spec import NAMESPACE, Access, EstateSpec
 from core.vendors import Vendor
-from core.topology import servers, serving_endpoints, serving_nodes, serving_services
+from core.topology import served_off_nodes, servers, serving_nodes
 
 
 def check(spec: EstateSpec) -> List[Problem]:
@@ -33,7 +33,7 @@ def check(spec: EstateSpec) -> List[Problem]:
         problems.append((f"{gpath}.node", f"no node {g.node!r} in {NAMESPACE}:nodes"))
     external_names = {m for ext in g.external.values() for m in ext.models}
     for alias, tag in g.aliases.items():
-        if not serving_nodes(spec, tag) and not serving_endpoints(spec, tag) and not serving_services(spec, tag):
+        if not serving_nodes(spec, tag) and not served_off_nodes(spec, tag):
             problems.append((f"{gpath}.aliases.{alias}", f"no node serves {tag!r}: no ollama lists it, no ComfyUI has "
                                                          f"it in its workflows and no model server, serverless "
                                                          f"endpoint or service answers to it (got {tag!r})"))
@@ -99,8 +99,7 @@ def check_reachable(spec: EstateSpec) -> List[Problem]:
     for alias, tag in g.aliases.items():
         nodes = serving_nodes(spec, tag)
         running = [n for n in nodes if spec.nodes[n].power.serves]
-        if (nodes and not running and not g.fallbacks.get(alias) and not serving_endpoints(spec, tag)
-                and not serving_services(spec, tag)):
+        if nodes and not running and not g.fallbacks.get(alias) and not served_off_nodes(spec, tag):
             problems.append((f"{NAMESPACE}:gateway.aliases.{alias}",
                              f"every node serving {tag!r} is stopped ({', '.join(nodes)}) and the alias has no "
                              "fallback"))
