@@ -4,9 +4,10 @@ The SDK's host answers the engine with a gRPC server on a pool of 4 threads (``m
 ``pulumi/dynamic/__main__.py``), so at most four creates, pulls or reads of the whole stack run at once
 whatever the engine's parallelism: sixteen nodes come up in four waves, each as long as a machine's boot
 and its model's pull. Checked on pulumi 3.259.0 (``requirements.txt``'s pin; ``tests/unit/providers/test_dynamic_host.py``
-shows the four on it). Upstream the host's pool is still 4; no issue about the Python host's pool was found
-in pulumi/pulumi's tracker, and the nearest, tracked here until one is filed, is
-https://github.com/pulumi/pulumi/issues/6716 (the Node.js dynamic-provider host serializing its requests).
+shows the four on it). Upstream the host's pool is still 4. The issue it links is
+https://github.com/pulumi/pulumi/issues/11116 ("[SDK/Python] Parallelism Flag Not Respected"): the
+same defect in the Python language host, whose fix sized that host's executor by ``--parallel`` and did
+not reach the dynamic-provider host; the Node.js host's counterpart was pulumi/pulumi#6716.
 
 Each of this project's operations mostly waits (a machine booting, a model pulling), so the pool here has
 ``ESTATE_PROVIDER_WORKERS`` threads; unset, as many as the engine runs operations at once when
@@ -28,7 +29,7 @@ DEFAULT_WORKERS = 64
 SDK_POOL_SIZE = 4
 """The SDK host's ``max_workers`` on the checked versions."""
 POOL_CHECKED = ("3.259.0", "3.259.0")
-POOL_ISSUE = "https://github.com/pulumi/pulumi/issues/6716"
+POOL_ISSUE = "https://github.com/pulumi/pulumi/issues/11116"
 
 
 def workers(environ=os.environ) -> int:
