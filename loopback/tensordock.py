@@ -48,7 +48,7 @@ class FakeTensorDock(FakeServer):
             inst["polls"] += 1
             if inst["polls"] >= self.boot_polls:
                 inst["status"] = "running"
-        return {k: v for k, v in inst.items() if k != "polls"}
+        return {k: v for k, v in inst.items() if k not in ("polls", "asked_ports")}
 
     def bill(self, instance_id, per_hour: float) -> None:
         """Drive what the instance bills by the hour from now on, as the vendor reports it ('rateHourly')."""
@@ -79,6 +79,7 @@ class FakeTensorDock(FakeServer):
                     return 200, {"data": self._view(inst)}
                 if method == "DELETE" and len(parts) == 2:
                     inst["status"] = "deleted"
+                    self._release(inst)
                     for hook in self.on_delete:
                         hook(inst)
                     return 200, {"data": {"id": inst["id"], "status": "deleting"}}
@@ -89,6 +90,17 @@ class FakeTensorDock(FakeServer):
                     inst["status"] = "running"
                     return 200, {"data": {"id": inst["id"], "status": "starting"}}
         return 404, {"errors": [{"status": 404, "title": "Not Found", "detail": path}]}
+
+    def _release(self, inst: Dict[str, Any]) -> None:
+        """A deleted machine's GPUs and forwarded ports go back to its host node, to be rented again."""
+        node = next((n for n in self.hostnodes if n["id"] == inst["hostnode_id"]), None)
+        if node is None:
+            return
+        for name, spec in (inst["resources"].get("gpus") or {}).items():
+            for gpu in node["available_resources"]["gpus"]:
+                if gpu["v0Name"] == name:
+                    gpu["availableCount"] += spec.get("count", 1)
+        node["available_resources"]["available_ports"] += inst["asked_ports"]
 
     def _create(self, body: Dict[str, Any]) -> Reply:
         attrs = (body.get("data") or {}).get("attributes") or {}
@@ -125,6 +137,7 @@ class FakeTensorDock(FakeServer):
                              for pf in forwards],
             "resources": res, "rateHourly": gpu["price_per_hr"] * spec.get("count", 1),
             "hostnode_id": node["id"], "cloud_init": attrs.get("cloud_init"),
+            "asked_ports": [pf["external_port"] for pf in forwards],
         }
         for hook in self.on_create:
             hook(self.instances[iid])

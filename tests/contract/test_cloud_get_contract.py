@@ -45,3 +45,20 @@ def test_a_terminated_machine_reads_as_gone_and_a_forgotten_one_as_none(clouds, 
         assert c.get(iid) is None  # the vendor no longer knows the id
         c.terminate(iid)  # and terminating it again is no error
         assert c.get("does-not-exist" if cloud != "vastai" else "999999") is None
+
+
+def test_a_deleted_tensordock_machine_gives_its_gpu_and_ports_back(clouds):
+    """TensorDock's host node lists what is free to rent; a deleted machine's GPU and ports are free again,
+    so a re-rent of the same shape on the same host succeeds as it would there."""
+    td = clouds["tensordock"]
+    host = td.hostnodes[0]
+    gpu = host["available_resources"]["gpus"][0]
+    before = (gpu["availableCount"], sorted(host["available_resources"]["available_ports"]))
+    with gpu_cloud.client("tensordock") as c:
+        offer = next(o for o in c.offers(NodeRequest(gpu_model="rtx4090")) if o.offer_id.startswith(f"{host['id']}/"))
+        iid = c.launch(offer, LaunchSpec(label="l-back", image="ubuntu2404", disk_gb=100, ports=(22, 11434),
+                                         ssh_public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFXdBfpWUE7y0nZ8rsibV0rc/1JxweHTokQjkgvrZxWD"))
+        assert gpu["availableCount"] == before[0] - 1
+        assert len(host["available_resources"]["available_ports"]) < len(before[1])
+        c.terminate(iid)
+    assert (gpu["availableCount"], sorted(host["available_resources"]["available_ports"])) == before
