@@ -264,7 +264,12 @@ def library_script(dest: str = f"{CONFIG_DIR}/lib") -> str:
 def render_litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
                           hourly: Mapping[str, float] = None, serverless: Mapping[str, str] = None,
                           services: Mapping[str, str] = None) -> str:
-    return yaml.safe_dump(litellm_config(plan, endpoints, hourly, serverless, services), sort_keys=False)
+    return config_text(litellm_config(plan, endpoints, hourly, serverless, services))
+
+
+def config_text(doc: Mapping[str, object]) -> str:
+    """LiteLLM's ``config.yaml`` of a config document, keys in the order they were built."""
+    return yaml.safe_dump(dict(doc), sort_keys=False)
 
 
 def gateway_units(plan: EstatePlan, ssh: Mapping[str, Tuple[str, int, str]],

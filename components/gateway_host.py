@@ -27,10 +27,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import pulumi
 
 from components import gateway as gw
-import yaml
-
-from core import health, spend
 from components.stack import StackSecrets
+from core import health, spend
 from core.text import RUN_STDIN, heredoc_script, install_secrets, secret_bundle
 from core.topology import EstatePlan
 
@@ -66,14 +64,15 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
         endpoints.update({n: ("127.0.0.1", {k: int(v) for k, v in (ports or {}).items()})
                           for n, ports in args["forwarded"].items()})
         hourly = {n: float(p) for n, p in args["prices"].items() if p is not None}
-        config = gw.render_litellm_config(plan, endpoints, hourly, args["serverless"], args["services"])
+        doc = gw.litellm_config(plan, endpoints, hourly, args["serverless"], args["services"])
+        config = gw.config_text(doc)
         hosts = {n: (v[0], int(v[1] or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user, *v[2:])
                  for n, v in args["ssh"].items()}
         watch = (spend.watch_document(spec, f"{pulumi.get_project()}-{pulumi.get_stack()}", args["machines"], hourly,
                                       args["jobs"])
                  if spec.spend is not None else None)
         checks = (health.check_document(plan, f"{pulumi.get_project()}-{pulumi.get_stack()}", endpoints, args["machines"],
-                                        hourly, yaml.safe_load(config)) if spec.health is not None else None)
+                                        hourly, doc) if spec.health is not None else None)
         files = gw.gateway_files(plan, config, args["machines"], endpoints, library, watch, checks)
         return config, gw.gateway_units(plan, hosts), gw.known_hosts(hosts), files
 
