@@ -156,3 +156,23 @@ def test_a_gguf_in_a_gcs_bucket_becomes_a_model_that_answers(gcs_bucket):
             provider.create(absent)
         names = {m["name"] for m in requests.get(f"{ollama.url}/api/tags", timeout=10).json()["models"]}
         assert names == {"myai:3"}
+
+
+def test_a_gcs_source_is_read_with_the_stacks_gcp_credentials(monkeypatch, tmp_path):
+    needs(real_ollama.missing())
+    from pulumi.dynamic import ConfigureRequest
+    from pulumi.dynamic.config import Config
+
+    for k in ("GOOGLE_CREDENTIALS", "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
+        monkeypatch.delenv(k, raising=False)
+    provider = OllamaModelProvider()
+    # What the engine hands the provider: the stack's config, here a gcp:credentials that is no key.
+    provider.configure(ConfigureRequest(Config({"gcp:credentials": '{"type": "service_account", "x": "SECRET"}'},
+                                               "gpu-estate")))
+    source = {"url": f"gs://{GCS_BUCKET}/models/acme/myai/3/model.gguf", "sha256": "a" * 64, "parameters": {}}
+    with real_ollama.OllamaServer() as ollama:
+        with pytest.raises(OllamaError) as err:
+            provider.create({"node": "vm", "model": "myai:3", "endpoint": ollama.url, "active": True,
+                             "source": source})
+    assert f"{source['url']}: gcp:credentials: not a readable Google credentials" in str(err.value)
+    assert "SECRET" not in str(err.value)

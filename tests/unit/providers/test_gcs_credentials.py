@@ -67,3 +67,4 @@ def test_no_credentials_at_all_names_the_key_to_set(tmp_path):
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "StoreError: no Google credentials for the estate's gs:// bucket: set gcp:credentials" in out.stderr
+
