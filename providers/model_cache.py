@@ -141,9 +141,9 @@ def restore(ollama: Any, cache: str, tag: str, store: Optional[stores.Store] = N
                     size, chunks = store.stream(bucket, blob_key(prefix, digest))
                     try:
                         ollama.push_blob(digest.removeprefix("sha256:"), _progress(chunks, size, report, tag))
+                    except stores.StoreError:
+                        raise
                     except RuntimeError as err:  # Ollama refused the bytes: the next pull caches them again
-                        if isinstance(err, stores.StoreError):
-                            raise
                         for key in (blob_key(prefix, digest), manifest_key(prefix, tag)):
                             store.delete(bucket, key)
                         raise CacheError(f"restoring {tag} from {cache}: {err}") from err

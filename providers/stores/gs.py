@@ -23,6 +23,15 @@ CREDENTIALS_ENV = "GOOGLE_CREDENTIALS"
 SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
 TRANSFER_CHUNK = 16 << 20
 """The size of each ranged read and resumable upload request (a multiple of 256 KiB, as uploads need)."""
+RETRY_SECONDS = 20.0
+"""How long one call retries what the library deems transient (its default is 120 s): a cache that cannot
+be reached costs a warm start that long before the model is pulled instead."""
+
+
+def _retry() -> Any:
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(RETRY_SECONDS)
 
 
 @contextlib.contextmanager
@@ -79,25 +88,25 @@ class GcsStore:
 
     def exists(self, bucket: str, key: str) -> bool:
         with _answers():
-            return bool(self._blob(bucket, key).exists())
+            return bool(self._blob(bucket, key).exists(retry=_retry()))
 
     def read(self, bucket: str, key: str) -> Optional[bytes]:
         try:
             with _answers():
-                return self._blob(bucket, key).download_as_bytes()
+                return self._blob(bucket, key).download_as_bytes(retry=_retry())
         except Missing:
             return None
 
     def stream(self, bucket: str, key: str) -> Tuple[int, Iterator[bytes]]:
         blob = self._blob(bucket, key)
         with _answers():
-            blob.reload()
+            blob.reload(retry=_retry())
         return int(blob.size or 0), self._chunks(blob)
 
     @staticmethod
     def _chunks(blob: Any) -> Iterator[bytes]:
         with _answers():
-            with blob.open("rb", chunk_size=TRANSFER_CHUNK) as reader:
+            with blob.open("rb", chunk_size=TRANSFER_CHUNK, retry=_retry()) as reader:
                 while True:
                     data = reader.read(CHUNK)
                     if not data:
@@ -106,17 +115,18 @@ class GcsStore:
 
     def write(self, bucket: str, key: str, data: bytes) -> None:
         with _answers():
-            self._blob(bucket, key).upload_from_string(data)
+            self._blob(bucket, key).upload_from_string(data, retry=_retry())
 
     def upload(self, bucket: str, key: str, reader: Any) -> None:
         with _answers():
-            with self._blob(bucket, key).open("wb", chunk_size=TRANSFER_CHUNK, ignore_flush=True) as writer:
+            with self._blob(bucket, key).open("wb", chunk_size=TRANSFER_CHUNK, ignore_flush=True,
+                                              retry=_retry()) as writer:
                 shutil.copyfileobj(reader, writer, CHUNK)
 
     def delete(self, bucket: str, key: str) -> None:
         try:
             with _answers():
-                self._blob(bucket, key).delete()
+                self._blob(bucket, key).delete(retry=_retry())
         except Missing:
             pass
 

@@ -73,3 +73,16 @@ def test_a_bucket_that_does_not_exist_is_the_stores_own_error(store):
 def test_a_scheme_the_estate_has_no_store_for_is_refused():
     with pytest.raises(stores.StoreError, match="ftp:// is not a store"):
         stores.for_url("ftp://acme/x")
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_a_store_whose_server_is_gone_fails_with_its_error_instead_of_waiting(scheme, monkeypatch):
+    module = loopback_s3 if scheme == "s3" else loopback_gcs
+    required_or_skip(module.missing(), "moto's S3 server" if scheme == "s3" else "fake-gcs-server")
+    with (loopback_s3.LoopbackS3() if scheme == "s3" else loopback_gcs.LoopbackGcs()) as server:
+        for k, v in server.env().items():
+            monkeypatch.setenv(k, v)
+        store = stores.for_url(f"{scheme}://{BUCKET}/cache")
+    # Closed: a warm start gives up on the cache (RETRY_SECONDS for gs://) and pulls instead.
+    with pytest.raises(stores.StoreError):
+        store.read(BUCKET, "cache/manifests/a")
