@@ -13,7 +13,8 @@ cache, from the bucket with it. A thread asks Ollama for a completion from the `
 
 Prints, for each case, the seconds from `up` to the first answer and its model part (from the new machine
 running to the answer), and the cut of the model part. Needs the CLI, the real Ollama and the registry that
-`make setup` builds, and moto's server or fake-gcs-server. Runs on a copy of the project; the stack file is left as it is.
+`make setup` builds, and moto's server or fake-gcs-server. Runs on a copy of the project; the stack file is
+left as it is.
 """
 from __future__ import annotations
 

@@ -53,3 +53,14 @@ def test_a_cache_is_a_bucket_and_a_prefix_ending_in_a_slash(url, prefix):
 def test_a_prefix_with_an_empty_segment_is_refused():
     with pytest.raises(ValueError, match="path segments"):
         buckets.parse("gs://acme-models/cache//", "prefix")
+
+
+def test_a_jobs_outputs_on_a_gcs_bucket_are_refused_naming_the_jobs_bucket_key():
+    # The job's runner writes through the S3 API (providers/s3.py on the rented machine); Cloud Storage job
+    # outputs are not written yet, and the preview says so before anything is rented.
+    from tests.unit.core.test_jobs import config, problems
+
+    raw = config()
+    raw["storage"]["models"]["provider"] = "gcs"
+    said = problems(raw)
+    assert "speaks the S3 API" in said["gpu-estate:jobs.train.bucket"] and "gcs" in said["gpu-estate:jobs.train.bucket"]

@@ -51,7 +51,8 @@ def test_the_client_acts_for_the_stacks_project(key_json, no_ambient):
     assert store.client.project == "estate-prod"
 
 
-@pytest.mark.parametrize("given", ['{"type": "service_account", "private_key": "SECRET-PART"}', "/nonexistent/key.json"])
+@pytest.mark.parametrize("given", ['{"type": "service_account", "private_key": "SECRET-PART"}',
+                                   "/nonexistent/key.json"])
 def test_a_key_that_cannot_be_read_names_the_key_and_not_its_content(given, no_ambient):
     with pytest.raises(stores.StoreError) as err:
         gs.credentials({"gcp:credentials": given})
