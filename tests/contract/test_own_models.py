@@ -111,6 +111,11 @@ def test_an_mlflow_alias_resolves_to_its_version_in_the_bucket(bucket):
         assert own_models.resolve(model, KEY) == own_models.Resolved(url(1), digests[1], one)
         server.set_alias("myai", "production", two)
         assert own_models.resolve(model, KEY) == own_models.Resolved(url(2), digests[2], two)
+        # A version whose GGUF is in a Cloud Storage bucket (seed 003's registry: MLflow with GCS artifacts).
+        gcs_url = f"gs://{GCS_BUCKET}/models/acme/myai/3/model.gguf"
+        three = server.register("myai", gcs_url.removesuffix("/model.gguf"), digests[1])
+        server.set_alias("myai", "production", three)
+        assert own_models.resolve(model, KEY) == own_models.Resolved(gcs_url, digests[1], three)
 
         server.set_alias("myai", "untagged", untagged)
         with pytest.raises(ConfigError) as err:
