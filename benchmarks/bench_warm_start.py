@@ -4,16 +4,17 @@ cache (``model_cache`` on its Ollama, ``providers/model_cache.py``), through the
 One Vast.ai node (the loopback Vast.ai, whose instances report "loading" for --boot-seconds) runs the real
 Ollama (``ollama serve`` on this machine behind the instance's port 11434), which pulls the project's tiny
 model from the loopback CNCF registry, slowed so a pull takes --pull-seconds as a real model's pull from the
-internet would. With the cache, the first `up` also keeps the model in moto's S3 on loopback (as fast as the
-loopback is). Then the vendor takes the machine back (preempted), the new machine's Ollama starts empty,
+internet would. With the cache, the first `up` also keeps the model in the bucket on loopback (as fast as the
+loopback is): moto's S3 server, or fake-gcs-server with ``--store gs``. Then the vendor takes the machine back (preempted), the new machine's Ollama starts empty,
 refresh sees it, and the next `up` rents a new machine and fills its Ollama: from the registry without the
 cache, from the bucket with it. A thread asks Ollama for a completion from the `up`'s start until it answers.
 
-    .venv/bin/python benchmarks/bench_warm_start.py [--boot-seconds 20] [--pull-seconds 40]
+    .venv/bin/python benchmarks/bench_warm_start.py [--boot-seconds 20] [--pull-seconds 40] [--store s3|gs]
 
 Prints, for each case, the seconds from `up` to the first answer and its model part (from the new machine
 running to the answer), and the cut of the model part. Needs the CLI, the real Ollama and the registry that
-`make setup` builds, and moto's server. Runs on a copy of the project; the stack file is left as it is.
+`make setup` builds, and moto's server or fake-gcs-server. Runs on a copy of the project; the stack file is
+left as it is.
 """
 from __future__ import annotations
 
@@ -30,11 +31,13 @@ import requests
 import sandbox
 from loopback.vastai import FakeVast
 from sandbox.real_ollama import OllamaServer
+from sandbox.gcs import LoopbackGcs
 from sandbox.registry import LoopbackRegistry
 from sandbox.s3 import LoopbackS3
 from sandbox.tiny_model import PARAMETERS, write_tiny_gguf
 
 BUCKET = "gpu-estate-sandbox-models"
+STORES = {"s3": LoopbackS3, "gs": LoopbackGcs}
 DEADLINE_SECONDS = 600.0
 
 
@@ -82,22 +85,22 @@ class FirstAnswer:
         self._stop.set()
 
 
-def failover(cache: bool, boot: float, pull: float, tmp: Path) -> dict:
-    with sandbox.fake_clouds() as fakes, LoopbackRegistry() as registry, LoopbackS3() as s3:
+def failover(cache: bool, boot: float, pull: float, tmp: Path, store: str = "s3") -> dict:
+    with sandbox.fake_clouds() as fakes, LoopbackRegistry() as registry, STORES[store]() as bucket:
         gguf = write_tiny_gguf(tmp / "tiny.gguf")
         registry.publish("tiny", "1", gguf, PARAMETERS)
         registry.slow(gguf.stat().st_size / pull)  # a pull takes `pull` seconds, as from the internet
-        s3.create_bucket(BUCKET)
+        bucket.create_bucket(BUCKET)
         tag = registry.name("tiny", "1")
         vast: FakeVast = fakes["vastai"]
         vast.boot_seconds = boot
         holder = {"ollama": OllamaServer()}
         vast.port_map[11434] = holder["ollama"].port
         work = sandbox.project_copy(tmp / f"project-{cache}")
-        st = sandbox.stack({**sandbox.engine_env(fakes, tmp / f"state-{cache}"), **s3.env()}, work_dir=work)
+        st = sandbox.stack({**sandbox.engine_env(fakes, tmp / f"state-{cache}"), **bucket.env()}, work_dir=work)
         try:
             st.set_config("gpu-estate:nodes", sandbox.auto_config(node(
-                tag, registry.host, f"s3://{BUCKET}/cache/sandbox/qwen" if cache else None)))
+                tag, registry.host, f"{store}://{BUCKET}/cache/sandbox/qwen" if cache else None)))
             for key in ("gpu-estate:gateway", "gpu-estate:serverless", "gpu-estate:spend"):
                 st.remove_config(key)
             st.set_config("gpu-estate:budget", sandbox.auto_config({"monthly_usd": 100000}))
@@ -117,7 +120,7 @@ def failover(cache: bool, boot: float, pull: float, tmp: Path) -> dict:
             watch.join()
             if watch.answered is None:
                 raise RuntimeError("the node did not answer after the failover")
-            return {"cache": cache, "first_up_s": round(first_up, 1),
+            return {"cache": cache, "store": store, "first_up_s": round(first_up, 1),
                     "to_answer_s": round(watch.answered - watch.started, 1),
                     "model_s": round(watch.answered - watch.running, 1)}
         finally:
@@ -132,14 +135,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--boot-seconds", type=float, default=20.0)
     ap.add_argument("--pull-seconds", type=float, default=40.0)
+    ap.add_argument("--store", choices=sorted(STORES), default="s3", help="the cache's bucket store")
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-warm-") as tmp:
         for cache in (False, True):
-            results.append(failover(cache, args.boot_seconds, args.pull_seconds, Path(tmp)))
+            results.append(failover(cache, args.boot_seconds, args.pull_seconds, Path(tmp), args.store))
             print(json.dumps(results[-1]), flush=True)
     cold, warm = results
-    print(f"boot {args.boot_seconds:.0f} s, pull from the internet {args.pull_seconds:.0f} s, cache at loopback speed")
+    print(f"boot {args.boot_seconds:.0f} s, pull from the internet {args.pull_seconds:.0f} s, "
+          f"cache in {args.store}:// at loopback speed")
     print(f"{'':14}{'up -> first answer':>20}{'model part':>12}")
     for r in results:
         print(f"{'with cache' if r['cache'] else 'without cache':14}{r['to_answer_s']:>19.1f}s{r['model_s']:>11.1f}s")

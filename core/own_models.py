@@ -3,7 +3,7 @@ MLflow registry alias names, with its Modelfile's template, system prompt and pa
 
     gguf_models:
       myai:prod:
-        source: s3://acme-models/models/acme/myai/3/model.gguf    # or models:/myai@production
+        source: gs://acme-models/models/acme/myai/3/model.gguf    # s3://..., or models:/myai@production
         sha256: 9f2c...                                           # the GGUF's; an alias's version carries it
         parameters: {temperature: 0.2, num_ctx: 8192}
 
@@ -18,10 +18,9 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from pydantic import Field, model_validator
 
+from core import buckets
 from core.fields import StackModel
 
-S3_PATTERN = r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/((?:[A-Za-z0-9_=+-][A-Za-z0-9._=+-]*/)*[A-Za-z0-9_=+-][A-Za-z0-9._=+-]*\.gguf)$"
-"""A GGUF in an S3 bucket: path segments start with no dot (no ``..``)."""
 MLFLOW_PATTERN = r"^models:/([A-Za-z0-9][A-Za-z0-9._-]{0,255})@([A-Za-z][A-Za-z0-9_-]{0,254})$"
 SHA256_TAG = "sha256"
 """The model version tag that carries its GGUF's sha256 in the MLflow registry."""
@@ -33,10 +32,10 @@ ParameterValue = Union[bool, int, float, str, List[str]]
 
 class GgufModel(StackModel):
     source: str = Field(max_length=1024)
-    """``s3://<bucket>/<path>.gguf`` (a GGUF in the estate's bucket), or ``models:/<name>@<alias>`` (the version
-    an MLflow registry alias names; give ``tracking_uri``)."""
+    """``gs://<bucket>/<path>.gguf`` or ``s3://<bucket>/<path>.gguf`` (a GGUF in the estate's bucket), or
+    ``models:/<name>@<alias>`` (the version an MLflow registry alias names; give ``tracking_uri``)."""
     sha256: Optional[str] = Field(None, pattern=r"^[0-9a-f]{64}$")
-    """The GGUF's sha256 (hex); required for an ``s3://`` source. Ollama refuses bytes of another digest."""
+    """The GGUF's sha256 (hex); required for a bucket source. Ollama refuses bytes of another digest."""
     tracking_uri: Optional[str] = Field(None, max_length=512, pattern=r"^https?://[A-Za-z0-9.\[\]:-]+(/[^\s]*)?$")
     """The MLflow tracking server a ``models:/`` source is resolved against (``http://mlflow.internal:5000``)."""
     template: Optional[str] = Field(None, max_length=20000)
@@ -51,9 +50,14 @@ class GgufModel(StackModel):
         for name in self.parameters:
             if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
                 raise ValueError(f"parameters: {name!r} is not an Ollama parameter name (num_ctx, temperature, ...)")
-        if re.fullmatch(S3_PATTERN, self.source):
+        if re.fullmatch(MLFLOW_PATTERN, self.source) is None and "://" in self.source:
+            try:
+                where = buckets.parse(self.source, "gguf")
+            except ValueError as err:
+                raise ValueError(f"source: {err}") from None
             if not self.sha256:
-                raise ValueError(f"sha256: an s3:// source needs the GGUF's sha256 (sha256sum of {self.source})")
+                raise ValueError(f"sha256: a {where.scheme}:// source needs the GGUF's sha256 "
+                                 f"(sha256sum of {self.source})")
             if self.tracking_uri:
                 raise ValueError("tracking_uri: only a models:/<name>@<alias> source is read from MLflow")
         elif re.fullmatch(MLFLOW_PATTERN, self.source):
@@ -64,8 +68,8 @@ class GgufModel(StackModel):
                 raise ValueError(f"sha256: the version {self.source!r} names carries its own digest "
                                  f"(its {SHA256_TAG!r} tag); drop it here")
         else:
-            raise ValueError(f"source: s3://<bucket>/<path>.gguf or models:/<name>@<alias> "
-                             f"(got {self.source!r})")
+            raise ValueError(f"source: gs://<bucket>/<path>.gguf, s3://<bucket>/<path>.gguf or "
+                             f"models:/<name>@<alias> (got {self.source!r})")
         return self
 
     def alias(self) -> Optional[Tuple[str, str]]:
@@ -74,10 +78,9 @@ class GgufModel(StackModel):
         return (m.group(1), m.group(2)) if m else None
 
 
-def s3_location(url: str) -> Optional[Tuple[str, str]]:
-    """(bucket, key) of an ``s3://`` GGUF URL, else None."""
-    m = re.fullmatch(S3_PATTERN, url)
-    return (m.group(1), m.group(2)) if m else None
+def gguf_location(url: str) -> Optional[buckets.BucketUrl]:
+    """The store, bucket and key of a GGUF's URL in one of the estate's buckets, else None."""
+    return buckets.location(url, "gguf")
 
 
 def version_file(source: str) -> str:

@@ -1,6 +1,6 @@
-"""Warm starts: a node's pulled models kept in a cache the stack names (``model_cache: s3://<bucket>/<prefix>``
-on its Ollama), so a new machine for the node (a failover, a re-rent) fills its Ollama from the estate's
-bucket instead of pulling every model from the internet again.
+"""Warm starts: a node's pulled models kept in a cache the stack names (``model_cache: gs://<bucket>/<prefix>``
+or ``s3://<bucket>/<prefix>`` on its Ollama), so a new machine for the node (a failover, a re-rent) fills its
+Ollama from the estate's bucket instead of pulling every model from the internet again.
 
 - ``fill``: once a tag is on the node, its manifest and blobs are copied from the registry the node pulled
   them from (Ollama's own, or the one the tag names) into ``<prefix>/blobs/sha256-<hex>`` and
@@ -14,26 +14,26 @@ bucket instead of pulling every model from the internet again.
 
 The made model's manifest is Ollama's own (its config blob differs from the registry's), so its digest is
 not the registry's: what the state records as pulled is what the node holds, and refresh compares with that.
+The bucket is read and written through its store's own client (``providers/stores``), picked by the scheme.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import requests
 
+from core import buckets
 from core.catalog import registry_of
+from providers import stores
 
 OLLAMA_REGISTRY = "registry.ollama.ai"
-CACHE_PATTERN = r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/((?:[A-Za-z0-9_=+-][A-Za-z0-9._=+-]*/)*[A-Za-z0-9_=+-][A-Za-z0-9._=+-]*))?/?$"
-"""An S3 bucket and an optional prefix: where a node's models are cached."""
 MEDIA = "application/vnd.ollama.image."
 FILES = {"model": "model.gguf", "projector": "projector.gguf", "adapter": "adapter.gguf"}
 """Layers made from blobs, by media type, and the file names ``/api/create`` is given them under."""
 TEXTS = ("template", "system", "license")
-CHUNK = 1 << 20
+CHUNK = stores.CHUNK
 
 
 class CacheError(RuntimeError):
@@ -42,10 +42,11 @@ class CacheError(RuntimeError):
 
 def location(cache: str) -> Tuple[str, str]:
     """(bucket, prefix with a trailing '/' or '') of a cache URL."""
-    m = re.fullmatch(CACHE_PATTERN, cache)
-    if not m:
-        raise CacheError(f"model_cache {cache!r}: not s3://<bucket>[/<prefix>]")
-    return m.group(1), f"{m.group(2)}/" if m.group(2) else ""
+    try:
+        where = buckets.parse(cache, "prefix")
+    except ValueError as err:
+        raise CacheError(f"model_cache: {err}") from None
+    return where.bucket, where.key
 
 
 def reference(tag: str) -> Tuple[str, str, str]:
@@ -66,22 +67,11 @@ def blob_key(prefix: str, digest: str) -> str:
     return f"{prefix}blobs/{digest.replace(':', '-')}"
 
 
-def s3() -> Any:
-    import boto3
-
-    return boto3.client("s3")
-
-
-def _exists(client: Any, bucket: str, key: str) -> bool:
-    from botocore.exceptions import ClientError
-
+def _store(cache: str, store: Optional[stores.Store], config: Optional[Mapping[str, str]]) -> stores.Store:
     try:
-        client.head_object(Bucket=bucket, Key=key)
-        return True
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
+        return store or stores.for_url(cache, config)
+    except stores.StoreError as err:
+        raise CacheError(f"{cache}: {err}") from err
 
 
 class _Hashing:
@@ -96,13 +86,12 @@ class _Hashing:
         return data
 
 
-def fill(cache: str, tag: str, insecure: bool = False, client: Any = None,
-         report: Callable[[str], None] = lambda _m: None) -> bool:
-    """Copy ``tag``'s manifest and blobs from its registry into the cache; False when it held them already."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
+def fill(cache: str, tag: str, insecure: bool = False, store: Optional[stores.Store] = None,
+         report: Callable[[str], None] = lambda _m: None, config: Optional[Mapping[str, str]] = None) -> bool:
+    """Copy ``tag``'s manifest and blobs from its registry into the cache; False when it held them already.
+    ``config`` is the stack's, for the store's credentials (``providers/stores``)."""
     bucket, prefix = location(cache)
-    client = client or s3()
+    store = _store(cache, store, config)
     registry, repo, ref = reference(tag)
     base = f"{'http' if insecure else 'https'}://{registry}/v2/{repo}"
     try:
@@ -112,63 +101,57 @@ def fill(cache: str, tag: str, insecure: bool = False, client: Any = None,
         if resp.status_code != 200:
             raise CacheError(f"{registry} answered {resp.status_code} for {repo}:{ref}'s manifest")
         manifest = resp.content
-        try:
-            held = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except ClientError:
-            held = None
-        if held == manifest:
+        if store.read(bucket, key) == manifest:
             return False
         doc = json.loads(manifest)
         for layer in [doc.get("config") or {}] + list(doc.get("layers") or []):
             digest = layer.get("digest") or ""
-            if not digest.startswith("sha256:") or _exists(client, bucket, blob_key(prefix, digest)):
+            if not digest.startswith("sha256:") or store.exists(bucket, blob_key(prefix, digest)):
                 continue
             report(f"caching {digest[7:19]} ({int(layer.get('size') or 0) >> 20} MiB)")
             with requests.get(f"{base}/blobs/{digest}", stream=True, timeout=(5, 300)) as blob:
                 if blob.status_code != 200:
                     raise CacheError(f"{registry} answered {blob.status_code} for blob {digest[:19]}")
                 reader = _Hashing(blob.raw)
-                client.upload_fileobj(reader, bucket, blob_key(prefix, digest))
+                store.upload(bucket, blob_key(prefix, digest), reader)
             if f"sha256:{reader.sha.hexdigest()}" != digest:
-                client.delete_object(Bucket=bucket, Key=blob_key(prefix, digest))
+                store.delete(bucket, blob_key(prefix, digest))
                 raise CacheError(f"blob {digest[:19]} from {registry} had another digest; not cached")
-        client.put_object(Bucket=bucket, Key=key, Body=manifest)
+        store.write(bucket, key, manifest)
         return True
-    except (ClientError, BotoCoreError, requests.RequestException, ValueError) as err:
+    except (stores.StoreError, requests.RequestException, ValueError) as err:
         raise CacheError(f"caching {tag} in {cache}: {err}") from err
 
 
-def restore(ollama: Any, cache: str, tag: str, client: Any = None,
-            report: Callable[[str], None] = lambda _m: None) -> bool:
+def restore(ollama: Any, cache: str, tag: str, store: Optional[stores.Store] = None,
+            report: Callable[[str], None] = lambda _m: None, config: Optional[Mapping[str, str]] = None) -> bool:
     """Make ``tag`` on ``ollama`` (an ``OllamaClient``) from the cache; False when the cache does not hold it."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     bucket, prefix = location(cache)
-    client = client or s3()
+    store = _store(cache, store, config)
     try:
-        try:
-            doc = json.loads(client.get_object(Bucket=bucket, Key=manifest_key(prefix, tag))["Body"].read())
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return False
-            raise
+        held = store.read(bucket, manifest_key(prefix, tag))
+        if held is None:
+            return False
+        doc = json.loads(held)
         body: Dict[str, Any] = {"files": {}}
         for layer in doc.get("layers") or []:
             kind, digest = str(layer.get("mediaType", "")).removeprefix(MEDIA), layer["digest"]
             if kind in FILES:
                 if not ollama.has_blob(digest.removeprefix("sha256:")):
-                    size, chunks = _stream(client, bucket, blob_key(prefix, digest))
+                    size, chunks = store.stream(bucket, blob_key(prefix, digest))
                     try:
                         ollama.push_blob(digest.removeprefix("sha256:"), _progress(chunks, size, report, tag))
+                    except stores.StoreError:
+                        raise
                     except RuntimeError as err:  # Ollama refused the bytes: the next pull caches them again
                         for key in (blob_key(prefix, digest), manifest_key(prefix, tag)):
-                            client.delete_object(Bucket=bucket, Key=key)
+                            store.delete(bucket, key)
                         raise CacheError(f"restoring {tag} from {cache}: {err}") from err
                 body["files"][FILES[kind]] = digest
             elif kind in TEXTS or kind == "params":
-                data = client.get_object(Bucket=bucket, Key=blob_key(prefix, digest))["Body"].read()
-                if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
-                    raise CacheError(f"{kind} blob {digest[:19]} in the cache has another digest")
+                data = store.read(bucket, blob_key(prefix, digest))
+                if data is None or f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
+                    raise CacheError(f"{kind} blob {digest[:19]} in the cache is missing or has another digest")
                 text = data.decode()
                 if kind == "params":
                     body["parameters"] = json.loads(text)
@@ -182,13 +165,8 @@ def restore(ollama: Any, cache: str, tag: str, client: Any = None,
             raise CacheError(f"{tag}'s cached manifest has no model layer")
         ollama.create(tag, body, lambda _line: None)
         return True
-    except (ClientError, BotoCoreError, ValueError, KeyError) as err:
+    except (stores.StoreError, ValueError, KeyError) as err:
         raise CacheError(f"restoring {tag} from {cache}: {err}") from err
-
-
-def _stream(client: Any, bucket: str, key: str) -> Tuple[int, Iterator[bytes]]:
-    obj = client.get_object(Bucket=bucket, Key=key)
-    return int(obj["ContentLength"]), obj["Body"].iter_chunks(CHUNK)
 
 
 def _progress(chunks: Iterator[bytes], total: int, report: Callable[[str], None], tag: str) -> Iterator[bytes]:

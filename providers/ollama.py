@@ -219,9 +219,14 @@ class OllamaModelProvider(ResourceProvider):
     def __init__(self) -> None:
         super().__init__()
         self._private_key: Optional[str] = None
+        self._store_config: Dict[str, str] = {}
 
     def configure(self, req: ConfigureRequest) -> None:
+        from providers import stores
+
         self._private_key = req.config.get("gpu-estate:sshPrivateKey") or None
+        # The buckets' credentials as the stack has them (gcp:credentials, ...), for caches and own models.
+        self._store_config = {k: v for k in stores.config_keys() if (v := req.config.get(k))}
 
     @contextlib.contextmanager
     def _client(self, props: Dict[str, Any]) -> Iterator[OllamaClient]:
@@ -297,8 +302,7 @@ class OllamaModelProvider(ResourceProvider):
             except OllamaError as err:
                 raise OllamaError(f"{node}: {err}") from err
 
-    @staticmethod
-    def _restore(c: OllamaClient, props: Dict[str, Any]) -> bool:
+    def _restore(self, c: OllamaClient, props: Dict[str, Any]) -> bool:
         """Fill a new machine's Ollama from the node's cache; False (and a pull) when it cannot."""
         if not props.get("cache"):
             return False
@@ -306,7 +310,8 @@ class OllamaModelProvider(ResourceProvider):
 
         node, tag = props["node"], props["model"]
         try:
-            if model_cache.restore(c, props["cache"], tag, report=lambda m: pulumi.log.info(f"{node}: {m}")):
+            if model_cache.restore(c, props["cache"], tag, report=lambda m: pulumi.log.info(f"{node}: {m}"),
+                                   config=self._store_config):
                 pulumi.log.info(f"{node}: {tag} filled from {props['cache']}")
                 return True
             pulumi.log.info(f"{node}: {tag} is not in {props['cache']} yet; pulling it")
@@ -314,8 +319,7 @@ class OllamaModelProvider(ResourceProvider):
             pulumi.log.warn(f"{node}: {err}; pulling {tag} instead")
         return False
 
-    @staticmethod
-    def _cache(props: Dict[str, Any], present: bool) -> None:
+    def _cache(self, props: Dict[str, Any], present: bool) -> None:
         """Keep a pulled tag in the node's cache; a cache that fails is a warning, never a failed model."""
         if not props.get("cache"):
             return
@@ -324,13 +328,12 @@ class OllamaModelProvider(ResourceProvider):
         node, tag = props["node"], props["model"]
         try:
             if model_cache.fill(props["cache"], tag, bool(props.get("insecure")),
-                                report=lambda m: pulumi.log.info(f"{node}: {tag}: {m}")):
+                                report=lambda m: pulumi.log.info(f"{node}: {tag}: {m}"), config=self._store_config):
                 pulumi.log.info(f"{node}: {tag} kept in {props['cache']}")
         except model_cache.CacheError as err:
             pulumi.log.warn(f"{node}: {err}" + ("" if present else "; a new machine will pull it again"))
 
-    @staticmethod
-    def _make(c: OllamaClient, node: str, tag: str, source: Dict[str, Any]) -> None:
+    def _make(self, c: OllamaClient, node: str, tag: str, source: Dict[str, Any]) -> None:
         """The GGUF from the bucket to the node's Ollama (unless it holds that blob), then the model."""
         from providers import own_models
 
@@ -339,7 +342,7 @@ class OllamaModelProvider(ResourceProvider):
             if c.has_blob(sha):
                 pulumi.log.info(f"{node}: {tag}: the node holds sha256:{sha[:12]} already")
             else:
-                size, chunks = own_models.open_gguf(url)
+                size, chunks = own_models.open_gguf(url, config=self._store_config)
                 c.push_blob(sha, own_models.counted(
                     chunks, size, lambda pct: pulumi.log.info(f"{node}: copying {url} for {tag}: {pct}%")))
             body = {"files": {GGUF_FILE: f"sha256:{sha}"}, "parameters": source.get("parameters") or {},

@@ -6,21 +6,22 @@ version, and the GGUF's bytes read from the estate's bucket.
   ``GetModelVersionByAlias``), whose ``model_version`` gives the ``version``, its ``source`` (the GGUF, or
   the folder holding ``model.gguf``) and its ``sha256`` tag. The model resource's inputs then name the
   version, so moving the alias is a change of that one model in the preview.
-- ``open_gguf`` streams an ``s3://`` object with boto3 and the operator's AWS credentials (the default
-  chain; ``AWS_ENDPOINT_URL_S3`` points it at another S3 API). The bytes go from the bucket through the
-  operator's machine to the node's Ollama (``POST /api/blobs/sha256:<digest>``), which checks the digest.
+- ``open_gguf`` streams a ``gs://`` or ``s3://`` object through its store's own client
+  (``providers/stores``: google-cloud-storage with the stack's GCP credentials, boto3 with the operator's
+  AWS ones). The bytes go from the bucket through the operator's machine to the node's Ollama
+  (``POST /api/blobs/sha256:<digest>``), which checks the digest.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import requests
 
 from core.errors import ConfigError
-from core.own_models import SHA256_TAG, GgufModel, s3_location, version_file
+from core.own_models import SHA256_TAG, GgufModel, gguf_location, version_file
+from providers import stores
 
-CHUNK = 1 << 20
 MLFLOW_TIMEOUT = (5.0, 30.0)
 
 
@@ -64,9 +65,9 @@ def resolve(model: GgufModel, key: str) -> Resolved:
         version, url, sha256 = resolve_alias(model.tracking_uri or "", *named)
     except ValueError as err:
         raise ConfigError([(f"{key}.source", f"{model.source}: {err}")]) from None
-    if s3_location(url) is None:
+    if gguf_location(url) is None:
         raise ConfigError([(f"{key}.source", f"{model.source} is version {version}, whose source {url!r} is not a "
-                                              "GGUF in an s3:// bucket")])
+                                              "GGUF in a gs:// or s3:// bucket")])
     if not sha256:
         raise ConfigError([(f"{key}.source", f"{model.source} is version {version}, which has no {SHA256_TAG!r} tag: "
                                               f"tag it with its GGUF's sha256 (mlflow's set_model_version_tag)")])
@@ -104,35 +105,16 @@ def sources(spec: Any) -> Dict[Tuple[str, str], Dict[str, Any]]:
     return out
 
 
-def s3_client() -> Any:
-    import boto3
-
-    return boto3.client("s3")
-
-
-def open_gguf(url: str, client: Optional[Any] = None) -> Tuple[int, Iterator[bytes]]:
-    """(size, chunks) of the GGUF at ``url``."""
-    where = s3_location(url)
+def open_gguf(url: str, store: Optional[stores.Store] = None,
+              config: Optional[Mapping[str, str]] = None) -> Tuple[int, Iterator[bytes]]:
+    """(size, chunks) of the GGUF at ``url``, read through its store (``config``: the stack's, for credentials)."""
+    where = gguf_location(url)
     if where is None:
-        raise SourceError(f"{url}: not an s3://<bucket>/<path>.gguf")
-    bucket, key = where
-    from botocore.exceptions import BotoCoreError, ClientError
-
+        raise SourceError(f"{url}: not a gs://<bucket>/<path>.gguf or s3://<bucket>/<path>.gguf")
     try:
-        obj = (client or s3_client()).get_object(Bucket=bucket, Key=key)
-    except ClientError as err:
-        raise SourceError(f"{url}: {err.response.get('Error', {}).get('Code')} "
-                          f"{err.response.get('Error', {}).get('Message', '')}".rstrip()) from err
-    except BotoCoreError as err:
+        return (store or stores.for_url(url, config)).stream(where.bucket, where.key)
+    except stores.StoreError as err:
         raise SourceError(f"{url}: {err}") from err
-    body = obj["Body"]
-
-    def chunks() -> Iterator[bytes]:
-        try:
-            yield from body.iter_chunks(CHUNK)
-        finally:
-            body.close()
-    return int(obj["ContentLength"]), chunks()
 
 
 def counted(chunks: Iterator[bytes], total: int, report: Callable[[int], None], step: int = 10) -> Iterator[bytes]:

@@ -1,11 +1,11 @@
 """Ollama: pulls and serves the tags the stack lists, the gateway's default model server."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Dict, List, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, ClassVar, Dict, List, Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
-from core import catalog
+from core import buckets, catalog
 from core.catalog import is_loopback, registry_of
 from core.demand import resident_vram
 from core.fields import ModelName, RegistryHost, StackModel
@@ -36,9 +36,10 @@ class Ollama(BaseWorkload):
     model_sizes: Dict[ModelName, ModelSize] = Field(default_factory=dict)
     """Tag -> its sizes, for a model ``assets/models.json`` does not list (or lists otherwise): the stack's
     figures win, and the tracked table stays as it is."""
-    model_cache: Optional[str] = Field(None, max_length=512, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9_=+-][A-Za-z0-9._=+-]*)*/?$")
-    """Warm starts: ``s3://<bucket>/<prefix>`` (the estate's bucket) where its pulled models are kept once, so a
-    new machine for the node (a failover, a re-rent) fills Ollama from there before the public registry."""
+    model_cache: Annotated[Optional[str], Field(max_length=512), AfterValidator(buckets.cache_url)] = None
+    """Warm starts: ``s3://<bucket>/<prefix>`` or ``gs://<bucket>/<prefix>`` (the estate's bucket) where its
+    pulled models are kept once, so a new machine for the node (a failover, a re-rent) fills Ollama from there
+    before the public registry."""
     max_loaded: Optional[int] = Field(None, ge=1)
     """Models resident in VRAM at once (OLLAMA_MAX_LOADED_MODELS); default all of them."""
     insecure_registries: List[RegistryHost] = Field(default_factory=list)

@@ -1,7 +1,8 @@
 """A model of the operator's own, made by the model library's provider on the real Ollama (0.17.4) from a
-GGUF in a real S3 API (moto's server), and an alias resolved against the real MLflow tracking server.
+GGUF in a real S3 API (moto's server) or a real Cloud Storage API (fake-gcs-server, through
+google-cloud-storage), and an alias resolved against the real MLflow tracking server.
 
-Skipped where the real Ollama, moto's server or MLflow's venv is missing, except on the project's CI
+Skipped where the real Ollama, a bucket server or MLflow's venv is missing, except on the project's CI
 (GPU_ESTATE_REQUIRE_VM=1), where that fails.
 """
 import hashlib
@@ -14,10 +15,11 @@ from core.errors import ConfigError
 from core.own_models import GgufModel
 from providers import own_models
 from providers.ollama import OllamaError, OllamaModelProvider
-from sandbox import mlflow as real_mlflow, real_ollama, s3 as loopback_s3
+from sandbox import gcs as loopback_gcs, mlflow as real_mlflow, real_ollama, s3 as loopback_s3
 from sandbox.tiny_model import PARAMETERS, write_tiny_gguf
 
 BUCKET = "acme-models"
+GCS_BUCKET = "acme_models"  # an underscore: a Cloud Storage name S3 would refuse
 KEY = "gpu-estate:nodes.vm.workloads.ollama.gguf_models.myai:1"
 
 
@@ -109,6 +111,11 @@ def test_an_mlflow_alias_resolves_to_its_version_in_the_bucket(bucket):
         assert own_models.resolve(model, KEY) == own_models.Resolved(url(1), digests[1], one)
         server.set_alias("myai", "production", two)
         assert own_models.resolve(model, KEY) == own_models.Resolved(url(2), digests[2], two)
+        # A version whose GGUF is in a Cloud Storage bucket (seed 003's registry: MLflow with GCS artifacts).
+        gcs_url = f"gs://{GCS_BUCKET}/models/acme/myai/3/model.gguf"
+        three = server.register("myai", gcs_url.removesuffix("/model.gguf"), digests[1])
+        server.set_alias("myai", "production", three)
+        assert own_models.resolve(model, KEY) == own_models.Resolved(gcs_url, digests[1], three)
 
         server.set_alias("myai", "untagged", untagged)
         with pytest.raises(ConfigError) as err:
@@ -117,3 +124,60 @@ def test_an_mlflow_alias_resolves_to_its_version_in_the_bucket(bucket):
         with pytest.raises(ConfigError) as err:
             own_models.resolve(GgufModel(source="models:/myai@staging", tracking_uri=server.url), KEY)
         assert err.value.problems[0][0] == f"{KEY}.source" and "myai@staging" in err.value.problems[0][1]
+
+
+@pytest.fixture()
+def gcs_bucket(tmp_path, monkeypatch):
+    needs(loopback_gcs.missing(), real_ollama.missing())
+    with loopback_gcs.LoopbackGcs() as gcs:
+        for k, v in gcs.env().items():
+            monkeypatch.setenv(k, v)
+        gcs.create_bucket(GCS_BUCKET)
+        data = write_tiny_gguf(tmp_path / "model.gguf", seed=21).read_bytes()
+        gcs.client().bucket(GCS_BUCKET).blob("models/acme/myai/3/model.gguf").upload_from_string(data)
+        yield gcs, hashlib.sha256(data).hexdigest()
+
+
+def test_a_gguf_in_a_gcs_bucket_becomes_a_model_that_answers(gcs_bucket):
+    _gcs, sha256 = gcs_bucket
+    source = f"gs://{GCS_BUCKET}/models/acme/myai/3/model.gguf"
+    model = GgufModel(source=source, sha256=sha256, system="Answer briefly.", parameters=PARAMETERS)
+    provider = OllamaModelProvider()
+    with real_ollama.OllamaServer() as ollama:
+        props = {"node": "vm", "model": "myai:3", "endpoint": ollama.url, "active": True,
+                 "source": own_models.source_props(model, KEY)}
+        outs = provider.create(props).outs
+        shown = requests.post(f"{ollama.url}/api/show", json={"model": "myai:3"}, timeout=10).json()
+        assert f"sha256-{sha256}" in shown["modelfile"] and shown["system"] == "Answer briefly."
+        assert outs["digest"] == outs["pulled_digest"]
+        said = requests.post(f"{ollama.url}/api/generate", timeout=60, json={
+            "model": "myai:3", "prompt": "hello", "stream": False, "options": {"num_predict": 4}}).json()
+        assert said["response"].strip() and said["done"]
+
+        # An object the bucket does not hold: Cloud Storage's own answer, naming the URL.
+        absent = {**props, "model": "absent:1", "source": {**props["source"], "sha256": "1" * 64,
+                                                           "url": source.replace("/3/", "/9/")}}
+        with pytest.raises(OllamaError, match=rf"gs://{GCS_BUCKET}/models/acme/myai/9/model.gguf: NotFound"):
+            provider.create(absent)
+        names = {m["name"] for m in requests.get(f"{ollama.url}/api/tags", timeout=10).json()["models"]}
+        assert names == {"myai:3"}
+
+
+def test_a_gcs_source_is_read_with_the_stacks_gcp_credentials(monkeypatch, tmp_path):
+    needs(real_ollama.missing())
+    from pulumi.dynamic import ConfigureRequest
+    from pulumi.dynamic.config import Config
+
+    for k in ("GOOGLE_CREDENTIALS", "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
+        monkeypatch.delenv(k, raising=False)
+    provider = OllamaModelProvider()
+    # What the engine hands the provider: the stack's config, here a gcp:credentials that is no key.
+    provider.configure(ConfigureRequest(Config({"gcp:credentials": '{"type": "service_account", "x": "SECRET"}'},
+                                               "gpu-estate")))
+    source = {"url": f"gs://{GCS_BUCKET}/models/acme/myai/3/model.gguf", "sha256": "a" * 64, "parameters": {}}
+    with real_ollama.OllamaServer() as ollama:
+        with pytest.raises(OllamaError) as err:
+            provider.create({"node": "vm", "model": "myai:3", "endpoint": ollama.url, "active": True,
+                             "source": source})
+    assert f"{source['url']}: gcp:credentials: not a readable Google credentials" in str(err.value)
+    assert "SECRET" not in str(err.value)

@@ -1,9 +1,9 @@
 """Warm starts through the real engine: a Vast.ai node (loopback Vast.ai) whose Ollama is the real one pulls
-the project's tiny model from the loopback registry and keeps it in moto's S3 (``model_cache``); the vendor
-takes the machine back, and with the registry gone the new machine's empty Ollama is filled from the
-bucket and answers.
+the project's tiny model from the loopback registry and keeps it in the bucket (``model_cache``): ``s3://`` on
+moto's S3 server, ``gs://`` on fake-gcs-server; the vendor takes the machine back, and with the registry
+gone the new machine's empty Ollama is filled from the bucket and answers.
 
-Skipped where the engine, the real Ollama, the registry or moto's server is missing, except on the
+Skipped where the engine, the real Ollama, the registry or the bucket's server is missing, except on the
 project's CI (GPU_ESTATE_REQUIRE_VM=1), where that fails.
 """
 import hashlib
@@ -13,7 +13,7 @@ import pytest
 import requests
 
 import sandbox
-from sandbox import real_ollama, registry as loopback_registry, s3 as loopback_s3
+from sandbox import gcs as loopback_gcs, real_ollama, registry as loopback_registry, s3 as loopback_s3
 from sandbox.tiny_model import PARAMETERS, write_tiny_gguf
 
 pytestmark = [
@@ -22,37 +22,46 @@ pytestmark = [
 ]
 
 BUCKET = "gpu-estate-sandbox-models"
-CACHE = f"s3://{BUCKET}/cache/sandbox/qwen"
+SERVERS = {"s3": loopback_s3, "gs": loopback_gcs}
 
 
-def test_a_new_machine_is_filled_from_the_cache_without_the_registry(tmp_path):
-    why = [w for w in (sandbox.engine_missing(), loopback_registry.missing(), loopback_s3.missing()) if w]
+def cached_keys(scheme, server):
+    if scheme == "s3":
+        return {o["Key"] for o in server.client().list_objects_v2(Bucket=BUCKET)["Contents"]}
+    return {b.name for b in server.client().list_blobs(BUCKET)}
+
+
+@pytest.mark.parametrize("scheme", sorted(SERVERS))
+def test_a_new_machine_is_filled_from_the_cache_without_the_registry(tmp_path, scheme):
+    cache = f"{scheme}://{BUCKET}/cache/sandbox/qwen"
+    server_module = SERVERS[scheme]
+    why = [w for w in (sandbox.engine_missing(), loopback_registry.missing(), server_module.missing()) if w]
     if why:
         if sandbox.vm_required():
             pytest.fail("; ".join(why))
         pytest.skip("; ".join(why))
     gguf = write_tiny_gguf(tmp_path / "tiny.gguf", seed=7)
-    with sandbox.fake_clouds() as fakes, loopback_registry.LoopbackRegistry() as registry, \
-            loopback_s3.LoopbackS3() as s3:
+    start = loopback_s3.LoopbackS3 if scheme == "s3" else loopback_gcs.LoopbackGcs
+    with sandbox.fake_clouds() as fakes, loopback_registry.LoopbackRegistry() as registry, start() as server:
         registry.publish("tiny", "1", gguf, PARAMETERS)
-        s3.create_bucket(BUCKET)
+        server.create_bucket(BUCKET)
         tag = registry.name("tiny", "1")
         ollama = real_ollama.OllamaServer()
         port = ollama.port
         fakes["vastai"].port_map[11434] = port
-        st = sandbox.stack({**sandbox.engine_env(fakes, tmp_path / "engine"), **s3.env()},
+        st = sandbox.stack({**sandbox.engine_env(fakes, tmp_path / "engine"), **server.env()},
                            work_dir=sandbox.project_copy(tmp_path / "project"))
         try:
             st.set_config("gpu-estate:nodes", sandbox.auto_config({"qwen": {
                 "provider": "vastai", "gpu": {"model": "rtx4090"}, "max_price_per_hour": 0.5, "hours_per_month": 100,
                 "idle_shutdown_minutes": 30, "access": "direct", "workloads": {"ollama": {
-                    "models": [tag], "insecure_registries": [registry.host], "model_cache": CACHE,
+                    "models": [tag], "insecure_registries": [registry.host], "model_cache": cache,
                     "model_sizes": {tag: {"disk_gb": 0.1, "vram_gb": 0.1}}}}}}))
             for key in ("gpu-estate:gateway", "gpu-estate:serverless", "gpu-estate:spend"):
                 st.remove_config(key)
             up = st.up()
-            assert f"qwen: {tag} kept in {CACHE}" in up.stdout
-            keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket=BUCKET)["Contents"]}
+            assert f"qwen: {tag} kept in {cache}" in up.stdout
+            keys = cached_keys(scheme, server)
             assert f"cache/sandbox/qwen/blobs/sha256-{hashlib.sha256(gguf.read_bytes()).hexdigest()}" in keys
 
             # Preempted; the new machine's disk is empty and the registry no longer answers.
@@ -63,7 +72,7 @@ def test_a_new_machine_is_filled_from_the_cache_without_the_registry(tmp_path):
             registry.close()
             st.refresh()
             again = st.up()
-            assert f"qwen: {tag} filled from {CACHE}" in again.stdout
+            assert f"qwen: {tag} filled from {cache}" in again.stdout
             assert fakes["vastai"].alive()[0]["id"] != inst["id"]
             said = requests.post(f"{ollama.url}/api/generate", timeout=60, json={
                 "model": tag, "prompt": "hello", "stream": False, "options": {"num_predict": 4}}).json()
@@ -74,5 +83,5 @@ def test_a_new_machine_is_filled_from_the_cache_without_the_registry(tmp_path):
                 st.destroy()
             finally:
                 ollama.close()
-                for key in s3.env():  # sandbox.stack exported them to this process; their server is gone
+                for key in server.env():  # sandbox.stack exported them to this process; their server is gone
                     os.environ.pop(key, None)

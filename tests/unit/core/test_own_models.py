@@ -42,7 +42,10 @@ def test_a_gguf_model_is_served_sized_and_kept_as_given():
 
 BAD = [
     ({**GOOD, "source": "s3://acme-models/models/acme/myai/3/model.bin"}, ".source", "model.bin"),
-    ({**GOOD, "source": "gs://acme-models/models/acme/myai/3/model.gguf"}, ".source", "gs://"),
+    ({**GOOD, "source": "ftp://acme-models/models/acme/myai/3/model.gguf"}, ".source", "ftp://"),
+    ({**GOOD, "source": "gs://goog-models/models/acme/myai/3/model.gguf"}, ".source", "goog-models"),
+    ({**GOOD, "source": "s3://acme_models/models/acme/myai/3/model.gguf"}, ".source", "acme_models"),
+    ({**GOOD, "source": "gs://acme-models/models/myai/model.bin"}, ".source", "model.bin"),
     ({**GOOD, "source": "s3://acme-models/../etc/model.gguf"}, ".source", "../etc"),
     ({k: v for k, v in GOOD.items() if k != "sha256"}, ".sha256", "needs the GGUF's sha256"),
     ({**GOOD, "sha256": "xyz"}, ".sha256", "xyz"),
@@ -77,10 +80,30 @@ def test_gguf_models_on_a_kind_that_makes_no_models_names_the_key():
                for p, m in found), found
 
 
-def test_a_model_cache_is_an_s3_prefix_and_applies_to_pulled_tags():
+def test_a_gcs_source_with_its_digest_is_a_model_of_the_bucket():
+    spec = parse_spec(with_models({"myai:3": {**GOOD, "source": "gs://acme_models/models/acme/myai/3/model.gguf"}}))
+    own = spec.nodes["qwen"].workloads["ollama"].own_models()["myai:3"]
+    assert (own.source, own.alias()) == ("gs://acme_models/models/acme/myai/3/model.gguf", None)
+    found = problems(with_models({"myai:3": {"source": "gs://acme-models/m/model.gguf"}}))
+    assert any(p.endswith("myai:3") and "a gs:// source needs the GGUF's sha256" in m for p, m in found), found
+
+
+@pytest.mark.parametrize("cache", ["s3://acme-models/cache/prod/qwen", "gs://acme-models/cache/prod/qwen",
+                                   "gs://acme_models.example.com/cache/", "gs://acme-models"])
+def test_a_model_cache_is_a_bucket_prefix_and_applies_to_pulled_tags(cache):
     cfg = stack_estate("prod")
-    cfg["nodes"]["qwen"]["workloads"]["ollama"]["model_cache"] = "s3://acme-models/cache/prod/qwen"
+    cfg["nodes"]["qwen"]["workloads"]["ollama"]["model_cache"] = cache
     ollama = parse_spec(cfg).nodes["qwen"].workloads["ollama"]
-    assert ollama.cache_of("qwen3:8b") == "s3://acme-models/cache/prod/qwen" and ollama.cache_of("myai:3") is None
-    cfg["nodes"]["qwen"]["workloads"]["ollama"]["model_cache"] = "gs://acme-models/cache"
-    assert any(p == f"{PATH}.model_cache" and "gs://acme-models/cache" in m for p, m in problems(cfg))
+    assert ollama.cache_of("qwen3:8b") == cache and ollama.cache_of("myai:3") is None
+
+
+@pytest.mark.parametrize("cache,said", [
+    ("gcs://acme-models/cache", "gs://"), ("gs://my-google-models/cache", "google"),
+    ("gs://10.0.0.1/cache", "IP address"), ("s3://acme_models/cache", "S3 bucket name"),
+    ("gs://acme-models/../cache", "path segments"), ("gs://Acme/cache", "Cloud Storage bucket name"),
+])
+def test_a_bad_model_cache_names_its_key_value_and_rule(cache, said):
+    cfg = stack_estate("prod")
+    cfg["nodes"]["qwen"]["workloads"]["ollama"]["model_cache"] = cache
+    found = problems(cfg)
+    assert any(p == f"{PATH}.model_cache" and cache.split("/")[2] in m and said in m for p, m in found), found

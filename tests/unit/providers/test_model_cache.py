@@ -23,7 +23,14 @@ def test_keys_sit_under_the_cache_prefix():
     assert model_cache.location("s3://acme-models") == ("acme-models", "")
 
 
-@pytest.mark.parametrize("bad", ["gs://acme/cache", "s3://acme-models/../x", "s3://Acme/x", "https://acme/x"])
-def test_a_cache_that_is_not_an_s3_prefix_is_refused(bad):
-    with pytest.raises(model_cache.CacheError, match="not s3://"):
+def test_a_gcs_cache_is_read_as_an_s3_one():
+    assert model_cache.location("gs://acme_models/cache/prod/") == ("acme_models", "cache/prod/")
+    assert model_cache.location("gs://acme-models") == ("acme-models", "")
+
+
+@pytest.mark.parametrize("bad,said", [("s3://acme-models/../x", "path segments"), ("s3://Acme/x", "S3 bucket name"),
+                                      ("gs://goog-acme/x", "Cloud Storage bucket name"),
+                                      ("https://acme/x", "s3:// or gs://")])
+def test_a_cache_that_is_not_a_bucket_prefix_is_refused(bad, said):
+    with pytest.raises(model_cache.CacheError, match=f"model_cache: .*{said}"):
         model_cache.location(bad)
