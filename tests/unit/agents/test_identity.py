@@ -158,3 +158,52 @@ def test_a_token_endpoint_failing_is_an_openai_error_and_a_new_url_is_read_again
         assert moved.callers[0]["aud"] == moved.url
     finally:
         moved.close()
+
+
+def test_the_shipped_proxy_runs_in_litellms_environment_as_the_gateway_hosts_unit_runs_it(tmp_path, run):
+    """What a gateway host runs: the estate's modules as the deploy script unpacks them, under LiteLLM's own
+    Python (its PyJWT, cryptography and requests), the document as `up` writes it and the keys as the
+    identity env file holds them."""
+    import socket
+    import subprocess
+
+    from components import gateway
+    from components.gateway_host import identity_env
+    from core.config import parse_spec
+    from core.identity import HOST_DOCUMENT, document
+    from core.topology import plan_estate
+    from providers.local_gateway import litellm_binary
+    from providers.ssh_forward import free_port
+    from providers.wait import wait_for, within
+    from tests.mocks import stack_estate, unpack_library
+
+    if not litellm_binary().exists():
+        pytest.skip(f"no LiteLLM at {litellm_binary()}: `make setup` installs it")
+    plan = plan_estate(parse_spec(stack_estate("prod")))
+    files = gateway.gateway_files(plan, "model_list: []\n", {}, library=True,
+                                  signed=document(plan.spec.services, {"llama-l4": run.url}))
+    doc = tmp_path / HOST_DOCUMENT
+    doc.parent.mkdir(parents=True)
+    doc.write_text(files[HOST_DOCUMENT])
+    unpack_library(tmp_path / "lib")
+    env = dict(line.split("=", 1) for line in identity_env({"llama-l4": json.dumps(run.key)}, BEARER).splitlines())
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(litellm_binary().parent / "python"), "-I", "-c",
+         "import sys; sys.path.insert(0, sys.argv[1]); from agents.identity import main; sys.exit(main(sys.argv[2:]))",
+         str(tmp_path / "lib"), "--document", str(doc), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={"PATH": "/usr/bin:/bin", **env})
+    try:
+        def listening():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0 or proc.poll() is not None
+        wait_for(listening, bool, within(60), 0.2, "the proxy listening")
+        assert proc.poll() is None, proc.stdout.read()
+        resp = post(f"http://127.0.0.1:{port}", {"model": MODEL, "messages": []})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["choices"][0]["message"]["content"] == f"cloudrun answers with {MODEL}"
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert "identity: POST llama-l4/v1/chat/completions -> 200" in out
+    assert run.key["private_key"].splitlines()[3] not in out
