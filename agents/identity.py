@@ -50,7 +50,9 @@ READ_TIMEOUT = 900.0
 FORWARDED = ("content-type", "accept", "user-agent")
 """The request headers passed on (LiteLLM's bearer never is)."""
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "proxy-authenticate",
-       "proxy-authorization", "te", "trailer", "upgrade"}
+       "proxy-authorization", "te", "trailer", "upgrade", "date", "server"}
+"""Response headers not passed on: hop-by-hop ones, the body's framing (it is sent chunked, decoded) and the
+ones the proxy's own answer carries."""
 
 
 class TokenError(Exception):
@@ -81,6 +83,12 @@ class IdTokenSource:
                 self._token, self._expiry = self._mint()
                 self.minted += 1
             return self._token
+
+    def forget(self, token: str) -> None:
+        """The service refused ``token`` (401): the next request mints another."""
+        with self._lock:
+            if self._token == token:
+                self._token = None
 
     def assertion(self) -> str:
         now = int(self.clock())
@@ -137,7 +145,14 @@ class IdentityProxy:
         self._seen: Optional[Tuple[float, int]] = None
         self._urls: Dict[str, str] = {}
         self._sources: Dict[Tuple[str, str], IdTokenSource] = {}
-        self.session = requests.Session()
+        self._local = threading.local()
+
+    @property
+    def session(self) -> requests.Session:
+        """This thread's connections to the services (one session per request thread)."""
+        if getattr(self._local, "session", None) is None:
+            self._local.session = requests.Session()
+        return self._local.session
 
     def urls(self) -> Dict[str, str]:
         with self._lock:
@@ -195,7 +210,8 @@ def handler(proxy: IdentityProxy) -> type:
                 self._answer(404, _error(404, f"the identity proxy signs no service {name!r}", "not_found_error"))
                 return
             try:
-                token = proxy.source(name, url).token()
+                source = proxy.source(name, url)
+                token = source.token()
             except TokenError as e:
                 print(f"identity: {name}: {e}", file=sys.stderr, flush=True)
                 self._answer(502, _error(502, f"no ID token for service {name}: {e}", "identity_error"))
@@ -210,6 +226,8 @@ def handler(proxy: IdentityProxy) -> type:
                 self._answer(502, _error(502, f"service {name} could not be reached ({type(e).__name__})",
                                          "service_unavailable"))
                 return
+            if upstream.status_code == 401:
+                source.forget(token)  # refused as invalid (Google rotated its keys?): the next request mints anew
             with upstream:
                 print(f"identity: {self.command} {name}/{rest.partition('?')[0]} -> {upstream.status_code}",
                       file=sys.stderr, flush=True)

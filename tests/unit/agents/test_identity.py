@@ -11,7 +11,7 @@ import requests
 
 from agents import identity
 from loopback.cloudrun import FakeCloudRun
-from loopback.google_oauth import FakeGoogleOAuth
+from loopback.google_oauth import FakeGoogleOAuth, rsa_key
 
 BEARER = "identity-bearer-test-3b1d"
 MODEL = "qwen3-8b-l4"
@@ -207,3 +207,15 @@ def test_the_shipped_proxy_runs_in_litellms_environment_as_the_gateway_hosts_uni
         out, _ = proc.communicate(timeout=30)
     assert "identity: POST llama-l4/v1/chat/completions -> 200" in out
     assert run.key["private_key"].splitlines()[3] not in out
+
+
+def test_a_token_the_service_refuses_is_minted_again_for_the_next_request(proxy, run, google):
+    url, _ = proxy
+    assert post(url, {"model": MODEL, "messages": []}).status_code == 200
+    # Google rotated the key it signs ID tokens with: the service no longer takes the kept one.
+    google.signing_key = rsa_key()
+    resp = post(url, {"model": MODEL, "messages": []})
+    assert resp.status_code == 401 and "Unauthorized" in resp.text
+    resp = post(url, {"model": MODEL, "messages": []})
+    assert resp.status_code == 200, resp.text
+    assert len(google.issued) == 2 and run.refused == [401]
