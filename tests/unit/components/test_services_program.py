@@ -103,3 +103,28 @@ def test_the_gateways_key_reaches_the_identity_proxy_only_in_its_0600_env_file(p
     assert '"url": "https://gpu-estate-prod-llama-l4-abc123-uk.a.run.app"' in script
     assert "agents/identity.py" in script  # shipped in lib/
     assert MOCK_SECRET not in script
+
+
+def test_a_local_gateway_runs_the_identity_proxy_as_a_process_with_its_secrets_as_inputs():
+    """The sandbox's local gateway with a Cloud Run service: the proxy's process gets the key and the bearer
+    as secret inputs, LiteLLM the bearer in its environment, and its route the proxy's own port."""
+    config = stack_config("sandbox")
+    config["gcp:project"] = "example-estate-sandbox"
+    config["gpu-estate:budget"] = {**config["gpu-estate:budget"], "max_hourly_per_node": 1.1}
+    config["gpu-estate:storage"] = {"models": {"provider": "gcs", "location": "US-EAST1"}}
+    config["gpu-estate:services"] = {**config["gpu-estate:services"], "llama-l4": {
+        "provider": "cloudrun", "region": "us-east4", "bucket": "models", "gguf": "gguf/Qwen3-8B-Q4_K_M.gguf",
+        "served_name": "qwen3-8b-l4", "image": "us-east4-docker.pkg.dev/p/estate/llama.cpp:server-cuda-b6870"}}
+    config["gpu-estate:gateway"] = {**config["gpu-estate:gateway"],
+                                    "aliases": {**config["gpu-estate:gateway"]["aliases"], "gcp-llama": "qwen3-8b-l4"}}
+    sandbox = run_program(config, stack="sandbox")
+    (proxy,) = sandbox.of_type("pulumi-python:dynamic/identity:LocalProxy")
+    assert {"keys", "bearer"} <= set(proxy.secret_paths)
+    assert json.loads(proxy.inputs["keys"]["llama-l4"])["private_key"] == MOCK_SECRET
+    assert json.loads(proxy.inputs["document"]) == {
+        "services": {"llama-l4": {"url": "https://gpu-estate-sandbox-llama-l4-abc123-uk.a.run.app"}}}
+    (litellm,) = sandbox.of_type("pulumi-python:dynamic/gateway:Local")
+    assert litellm.inputs["env"][identity.BEARER_ENV] == proxy.inputs["bearer"] and "env" in litellm.secret_paths
+    entries = {m["model_name"]: m["litellm_params"] for m in yaml.safe_load(litellm.inputs["config"])["model_list"]}
+    assert entries["gcp-llama"]["api_base"] == "http://127.0.0.1:43101/llama-l4/v1"
+    assert MOCK_SECRET not in litellm.inputs["config"] and MOCK_SECRET not in json.dumps(litellm.inputs.get("files"))
