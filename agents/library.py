@@ -72,5 +72,6 @@ def files(entries: Iterable[str], root: Path = ROOT) -> Tuple[str, ...]:
     return tuple(sorted(paths | set(DATA)))
 
 
-GATEWAY_AGENTS = ("agents.spend", "agents.wake", "agents.health", *ROUTED)
-"""What a gateway host runs: the spend watcher, the wake hook and the health agent, with every marketplace client."""
+GATEWAY_AGENTS = ("agents.spend", "agents.wake", "agents.health", "agents.identity", *ROUTED)
+"""What a gateway host runs: the spend watcher, the wake hook, the health agent and the identity proxy, with every
+marketplace client."""

@@ -215,6 +215,9 @@ class Estate(pulumi.ComponentResource):
         # The bearers the services' providers made, for the gateway's env file.
         self.service_keys = {s.gateway_key_env(n): self.services[n].api_key for n, s in spec.services.items()
                              if self.services[n].api_key is not None}
+        # The key files of the accounts the gateway invokes services checking an ID token as (secrets).
+        self.service_identities = {n: self.services[n].identity for n in spec.services
+                                   if self.services[n].identity is not None}
         self.gateway: Optional[Gateway] = None
         self.edge: Optional[Edge] = None
         if spec.gateway is not None:
@@ -223,6 +226,7 @@ class Estate(pulumi.ComponentResource):
                                  child)
             self.gateway = Gateway("gateway", GatewayArgs(
                 plan=plan, nodes=self.nodes, secrets=stack.secrets, service_keys=self.service_keys,
+                service_identities=self.service_identities,
                 state_dir=str(gateway_state_dir(stack)),
                 edge_units=self.edge.units if self.edge else None,
                 edge_secrets=self.edge.secrets if self.edge else {},

@@ -9,7 +9,8 @@ endpoints).
   several nodes is load-balanced; external models with ``os.environ/`` key references; fallbacks in the
   spec's order; per-alias timeouts; ``input_cost_per_second`` from the node's hourly price; the master
   key as ``os.environ/LITELLM_MASTER_KEY``. No secret value is ever part of the document.
-- ``gateway_units``: LiteLLM as a container on the host network and one autossh unit per tunnelled node.
+- ``gateway_units``: LiteLLM as a container on the host network, one autossh unit per tunnelled node, and
+  the identity proxy (``agents.identity``) when a service checks a Google ID token.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import yaml
 from agents import library
 from core.config import PROJECT_ROOT
 from core.vendors import RUNPOD_API_KEY_ENV
-from core import health
+from core import health, identity
 from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE, UNRENTED
 from core.templates import asset, render
 from core.text import digest, known_hosts_line
@@ -56,6 +57,8 @@ HEALTH_UNIT = "estate-health.service"
 HEALTH_DIR = "/var/lib/estate/health"
 """Where the health agent keeps its alert state and status document, and the usage callback its lines."""
 CONFIG_DIR = "/etc/estate/gateway"
+IDENTITY_ENV = f"{CONFIG_DIR}/identity.env"
+"""The identity proxy's secrets (``core.identity.KEYS_ENV``, ``BEARER_ENV``), a 0600 file on the gateway host."""
 SECRETS_MANIFEST = f"{CONFIG_DIR}/.secrets-manifest"
 KNOWN_HOSTS = f"{CONFIG_DIR}/known_hosts"
 """The tunnelled nodes' pinned host keys: autossh accepts no other (``StrictHostKeyChecking=yes``)."""
@@ -88,10 +91,11 @@ def revoke_tunnel(marker: str) -> str:
 
 def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
                    hourly: Mapping[str, float] = None, serverless: Mapping[str, str] = None,
-                   services: Mapping[str, str] = None) -> Dict[str, object]:
+                   services: Mapping[str, str] = None, identity: Optional[str] = None) -> Dict[str, object]:
     """The proxy's config document. ``hourly`` is each node's $/h (the plan's estimate where not given);
     ``serverless`` each serverless endpoint's OpenAI base URL once RunPod has given it an id; ``services``
-    each hosted service's URL once its vendor has given it one."""
+    each hosted service's URL once its vendor has given it one; ``identity`` where the identity proxy listens
+    (``gateway.identity_port`` on the gateway host where not given)."""
     spec = plan.spec
     g = spec.gateway
     if g is None:
@@ -99,6 +103,7 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
     endpoints = endpoints or {}
     hourly = {**{n: e.hourly_usd for n, e in plan.estimates.items()}, **(hourly or {})}
     default_timeout = g.timeout("default")
+    identity = identity or f"http://127.0.0.1:{g.identity_port}"
     model_list: List[Dict[str, object]] = []
     for alias, model in g.aliases.items():
         timeout = g.timeout(alias)
@@ -130,11 +135,13 @@ def litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
                 "input_cost_per_second": price / 3600, "output_cost_per_second": 0,
             }, "model_info": {"id": f"{alias}@serverless/{name}", "endpoint": name}})
         for name in plan.services.get(model, ()):
-            # A hosted service's OpenAI route (Fly.io's proxy, Cloud Run's URL), with the bearer it checks
-            # from the gateway's env file; billed per second of instance time.
+            # A hosted service's OpenAI route (Fly.io's proxy; Cloud Run's through the identity proxy, which
+            # signs it with an ID token), with the bearer from the gateway's env file; billed per second of
+            # instance time.
             service = spec.services[name]
+            url = (services or {}).get(name) or unknown_service_url(name)
             model_list.append({"model_name": alias, "litellm_params": {
-                "model": f"openai/{model}", "api_base": f"{(services or {}).get(name) or unknown_service_url(name)}/v1",
+                "model": f"openai/{model}", "api_base": service.gateway_base(name, url, identity),
                 "api_key": f"os.environ/{service.gateway_key_env(name)}", "timeout": timeout, "stream_timeout": timeout,
                 "input_cost_per_second": plan.service_estimates[name].instance_hourly_usd / 3600,
                 "output_cost_per_second": 0,
@@ -199,10 +206,12 @@ def _json(doc: Mapping[str, object]) -> str:
 def gateway_files(plan: EstatePlan, config: str, machines: Mapping[str, str],
                   endpoints: Mapping[str, Endpoint] = None, library: bool = False,
                   watch: Optional[Mapping[str, object]] = None,
-                  checks: Optional[Mapping[str, object]] = None) -> Dict[str, str]:
+                  checks: Optional[Mapping[str, object]] = None,
+                  signed: Optional[Mapping[str, object]] = None) -> Dict[str, str]:
     """The files of the gateway's config directory: its config, the wake hook with its document when some
     alias is served only by idle-stoppable nodes, and the spend watcher's document (``watch``) when the
-    stack watches its spend. With ``library`` (a gateway host over SSH, whose LiteLLM runs in its own image)
+    stack watches its spend, and the identity proxy's (``signed``) when a service checks an ID token. With
+    ``library`` (a gateway host over SSH, whose LiteLLM runs in its own image)
     the hook goes under ``wake/``; the estate's modules both need follow in ``library_script``."""
     files = {"config.yaml": config}
     where = "wake/" if library else ""
@@ -217,6 +226,9 @@ def gateway_files(plan: EstatePlan, config: str, machines: Mapping[str, str],
         # The health agent's check document, and the usage callback LiteLLM loads (under health/ on a host).
         files[HEALTH_DOCUMENT if library else health.DOCUMENT_FILE] = _json(checks)
         files[("health/" if library else "") + health.USAGE_HOOK] = asset(f"gateway/{health.USAGE_HOOK}")
+    if signed is not None:
+        # The identity proxy's document (``core.identity.document``): the URLs it signs requests to.
+        files[identity.HOST_DOCUMENT if library else identity.DOCUMENT_FILE] = _json(signed)
     if plan.wake:
         files[where + WAKE_HOOK] = asset(f"gateway/{WAKE_HOOK}")
         files[where + WAKE_DOCUMENT] = _json(wake_document(plan, machines, endpoints, spend))
@@ -263,8 +275,8 @@ def library_script(dest: str = f"{CONFIG_DIR}/lib") -> str:
 
 def render_litellm_config(plan: EstatePlan, endpoints: Mapping[str, Endpoint] = None,
                           hourly: Mapping[str, float] = None, serverless: Mapping[str, str] = None,
-                          services: Mapping[str, str] = None) -> str:
-    return config_text(litellm_config(plan, endpoints, hourly, serverless, services))
+                          services: Mapping[str, str] = None, identity: Optional[str] = None) -> str:
+    return config_text(litellm_config(plan, endpoints, hourly, serverless, services, identity))
 
 
 def config_text(doc: Mapping[str, object]) -> str:
@@ -283,16 +295,24 @@ def gateway_units(plan: EstatePlan, ssh: Mapping[str, Tuple[str, int, str]],
     g = spec.gateway
     node = spec.nodes[g.node]
     image = image or node.image_for(next(n for n, w in node.workloads.items() if w.on_gateway_host))
+    signing = bool(identity.needs_proxy(spec.services))
     units = {"estate-litellm.service": render(
         "gateway/estate-litellm.service.j2", image=image, port=g.port, config_dir=CONFIG_DIR, docker=docker,
         wake=bool(plan.wake), hook=WAKE_HOOK, document=WAKE_DOCUMENT, spend=spec.spend is not None,
-        spend_dir=SPEND_DIR, after=[f"estate-tunnel-{n}.service" for n in plan.tunnels],
+        spend_dir=SPEND_DIR, after=[f"estate-tunnel-{n}.service" for n in plan.tunnels] + ([identity.UNIT] if signing else []),
         usage=spec.health is not None, usage_hook=health.USAGE_HOOK, health_dir=HEALTH_DIR)}
     if spec.health is not None:
         units[HEALTH_UNIT] = render("gateway/estate-health.service.j2", docker=docker, config_dir=CONFIG_DIR, image=image,
                                     document=HEALTH_DOCUMENT, health_dir=HEALTH_DIR, port=spec.health.port,
                                     every=spec.health.every_seconds, spend=spec.spend is not None, spend_dir=SPEND_DIR,
                                     ledger=LEDGER_FILE)
+    if signing:
+        # The identity proxy, in LiteLLM's image (PyJWT, cryptography and requests are LiteLLM's own), with
+        # the keys and its bearer from a 0600 env file of its own (LiteLLM's env file holds only the bearer).
+        units[identity.UNIT] = render("gateway/estate-identity.service.j2", docker=docker, config_dir=CONFIG_DIR,
+                                      image=image, env_file=IDENTITY_ENV, document=identity.HOST_DOCUMENT,
+                                      document_dir=identity.HOST_DOCUMENT.partition("/")[0],
+                                      port=g.identity_port)
     if spec.spend is not None:
         units[SPEND_UNIT] = render("gateway/estate-spend.service.j2", docker=docker, config_dir=CONFIG_DIR,
                                    image=image, document=SPEND_DOCUMENT, spend_dir=SPEND_DIR, ledger=LEDGER_FILE)

@@ -28,24 +28,33 @@ import pulumi
 
 from components import gateway as gw
 from components.stack import StackSecrets
-from core import health, spend
+from core import health, identity, spend
 from core.text import RUN_STDIN, heredoc_script, install_secrets, secret_bundle
 from core.topology import EstatePlan
 
 TYPE = "gpu-estate:index:Gateway"
 
 
+def identity_env(keys: Mapping[str, str], bearer: str) -> str:
+    """The identity proxy's env file: each service's key file as one line of JSON (``docker --env-file`` takes
+    a value as it stands), and the bearer it accepts."""
+    doc = {n: json.loads(k) for n, k in sorted(keys.items())}
+    return (f"{identity.KEYS_ENV}={json.dumps(doc, sort_keys=True, separators=(',', ':'))}\n"
+            f"{identity.BEARER_ENV}={bearer}\n")
+
+
 def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = False,
                    serverless: Optional[Mapping[str, pulumi.Input[str]]] = None, library: bool = False,
                    forwarded: Optional[Mapping[str, pulumi.Output]] = None,
                    services: Optional[Mapping[str, pulumi.Input[str]]] = None,
-                   jobs: Optional[Mapping[str, pulumi.Output]] = None) -> pulumi.Output:
+                   jobs: Optional[Mapping[str, pulumi.Output]] = None,
+                   identity_url: Optional[pulumi.Input[str]] = None) -> pulumi.Output:
     """(LiteLLM config, gateway units, tunnels' known_hosts, the files of its config directory) once the
     nodes the gateway reaches directly
     have addresses, every node its price and every serverless endpoint its OpenAI route; the tunnelled
     nodes' SSH hosts go into the autossh units and, with ``pinned``, their host keys into the known_hosts
     the units verify. ``forwarded`` (a local gateway) gives the ports of 127.0.0.1 its own forwards reach
-    each tunnelled node's services on."""
+    each tunnelled node's services on; ``identity_url`` (a local gateway) where its identity proxy listens."""
     spec = plan.spec
     direct = {n: pulumi.Output.all(nodes[n].address, nodes[n].ports) for n in spec.nodes
               if spec.nodes[n].access.value == "direct" and n != spec.gateway.node}
@@ -64,7 +73,7 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
         endpoints.update({n: ("127.0.0.1", {k: int(v) for k, v in (ports or {}).items()})
                           for n, ports in args["forwarded"].items()})
         hourly = {n: float(p) for n, p in args["prices"].items() if p is not None}
-        doc = gw.litellm_config(plan, endpoints, hourly, args["serverless"], args["services"])
+        doc = gw.litellm_config(plan, endpoints, hourly, args["serverless"], args["services"], args["identity"] or None)
         config = gw.config_text(doc)
         hosts = {n: (v[0], int(v[1] or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user, *v[2:])
                  for n, v in args["ssh"].items()}
@@ -73,7 +82,8 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
                  if spec.spend is not None else None)
         checks = (health.check_document(plan, f"{pulumi.get_project()}-{pulumi.get_stack()}", endpoints, args["machines"],
                                         hourly, doc) if spec.health is not None else None)
-        files = gw.gateway_files(plan, config, args["machines"], endpoints, library, watch, checks)
+        signed = identity.document(spec.services, args["services"]) if identity.needs_proxy(spec.services) else None
+        files = gw.gateway_files(plan, config, args["machines"], endpoints, library, watch, checks, signed)
         return config, gw.gateway_units(plan, hosts), gw.known_hosts(hosts), files
 
     return pulumi.Output.all(machines=pulumi.Output.all(**machines) if machines else {},
@@ -82,7 +92,8 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
                              serverless=pulumi.Output.all(**serverless) if serverless else {},
                              services=pulumi.Output.all(**services) if services else {},
                              forwarded=pulumi.Output.all(**forwarded) if forwarded else {},
-                             jobs=pulumi.Output.all(**jobs) if jobs else {}).apply(render)
+                             jobs=pulumi.Output.all(**jobs) if jobs else {},
+                             identity=identity_url or "").apply(render)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +116,9 @@ class GatewayArgs:
     """Hosted service name -> its URL (known once its vendor has given it one)."""
     service_keys: Mapping[str, pulumi.Input[str]] = dataclasses.field(default_factory=dict)
     """The gateway's env name -> the bearer a hosted service's provider made (a secret), which its route sends."""
+    service_identities: Mapping[str, pulumi.Input[str]] = dataclasses.field(default_factory=dict)
+    """Hosted service name -> the key file (JSON, a secret) of the account the gateway invokes it as, for a
+    service checking a Google ID token: the identity proxy's (``agents.identity``)."""
     ready: List[pulumi.Resource] = dataclasses.field(default_factory=list)
     """What must exist before the gateway routes to it (the model library, the serverless endpoints)."""
     jobs: Mapping[str, pulumi.Output] = dataclasses.field(default_factory=dict)
@@ -131,9 +145,10 @@ class Gateway(pulumi.ComponentResource):
         g = plan.spec.gateway
         self.tunnels = {n: [(f.remote, f.local) for f in fwds] for n, fwds in plan.tunnels.items()}
         forwarded = self._create_local_tunnels(name, args) if g.deploy == "local" else None
+        self.identity_bearer = self._identity(name, args)
         rendered = render_outputs(plan, args.nodes, pinned=g.deploy != "local", serverless=args.serverless,
                                   services=args.services, library=g.deploy != "local", forwarded=forwarded,
-                                  jobs=args.jobs)
+                                  jobs=args.jobs, identity_url=self.identity_url)
         self.config = rendered.apply(lambda r: r[0])
         self.files = rendered.apply(lambda r: r[3])
         if g.deploy == "local":
@@ -142,6 +157,31 @@ class Gateway(pulumi.ComponentResource):
             self._create_ssh(name, args, rendered.apply(lambda r: r[1]), rendered.apply(lambda r: r[2]))
         self.register_outputs({"url": self.url, "master_key": self.master_key, "config": self.config,
                                "tunnels": self.tunnels})
+
+    def _identity(self, name: str, args: GatewayArgs) -> Optional[pulumi.Output]:
+        """With a service checking a Google ID token: the bearer LiteLLM's route presents to the identity proxy
+        (a secret), and on a local gateway the proxy's process (``providers.local_identity``), whose free port
+        the config reads. None without one."""
+        self.identity_url: Optional[pulumi.Output] = None
+        signed = identity.needs_proxy(args.plan.spec.services)
+        if not signed:
+            return None
+        import pulumi_random as random
+
+        child = pulumi.ResourceOptions(parent=self)
+        password = random.RandomPassword(f"{name}-identity-bearer", length=40, special=False, opts=child)
+        bearer = pulumi.Output.secret(password.result)
+        if args.plan.spec.gateway.deploy == "local":
+            from providers.local_identity import LocalIdentityProxy, LocalIdentityProxyArgs
+
+            urls = pulumi.Output.all(**{n: args.services[n] for n in signed}).apply(
+                lambda u: json.dumps(identity.document(args.plan.spec.services, u), indent=2, sort_keys=True) + "\n")
+            self.identity_proxy = LocalIdentityProxy(f"{name}-identity", LocalIdentityProxyArgs(
+                document=urls, state_dir=args.state_dir, bearer=bearer,
+                keys=pulumi.Output.secret(pulumi.Output.all(**{n: args.service_identities[n] for n in signed})),
+            ), child)
+            self.identity_url = self.identity_proxy.url
+        return bearer
 
     def _create_local_tunnels(self, name: str, args: GatewayArgs) -> Dict[str, pulumi.Output]:
         """``deploy: local``: an SSH forward process of its own to each serving node it reaches over SSH
@@ -168,11 +208,13 @@ class Gateway(pulumi.ComponentResource):
         # The wake hook and its document sit beside the config (only for a stack with an alias to wake, so
         # a gateway without one keeps its inputs as they were).
         extra = self.files.apply(lambda f: {k: v for k, v in f.items()
-                                            if k not in ("config.yaml", spend.LOCAL_DOCUMENT_FILE, health.DOCUMENT_FILE)})
+                                            if k not in ("config.yaml", spend.LOCAL_DOCUMENT_FILE, health.DOCUMENT_FILE,
+                                                         identity.DOCUMENT_FILE)})
+        env = {**args.service_keys, **({identity.BEARER_ENV: self.identity_bearer} if self.identity_bearer else {})}
         self.process = LocalGateway(name, LocalGatewayArgs(
             config=self.config, port=args.plan.spec.gateway.port, state_dir=args.state_dir,
             files=extra if args.plan.wake or args.plan.spec.health is not None else None,
-            env=pulumi.Output.secret(pulumi.Output.all(**args.service_keys)) if args.service_keys else None,
+            env=pulumi.Output.secret(pulumi.Output.all(**env)) if env else None,
         ), pulumi.ResourceOptions(parent=self, depends_on=list(args.ready),
                                   aliases=[pulumi.Alias(parent=parent)] if parent is not None else None))
         self.url = self.process.url
@@ -225,6 +267,9 @@ class Gateway(pulumi.ComponentResource):
         # Secrets: the env file (master key, external keys) and the tunnel key, written 0600.
         env_parts: Dict[str, pulumi.Input] = {gw.MASTER_KEY_ENV: self.master_key, **args.secrets.external_keys,
                                               **args.service_keys}
+        signed = identity.needs_proxy(plan.spec.services)
+        if signed:
+            env_parts[identity.BEARER_ENV] = self.identity_bearer
         if args.job_keys is not None:
             from core.jobs import KEYS_ENV
 
@@ -236,6 +281,11 @@ class Gateway(pulumi.ComponentResource):
         if authorized:
             secrets[f"{gw.CONFIG_DIR}/tunnel_key"] = self.tunnel_key.private_key
         secrets.update(args.edge_secrets)
+        if signed:
+            # The identity proxy's own env file: the service accounts' keys (one line of JSON) and its bearer.
+            secrets[gw.IDENTITY_ENV] = pulumi.Output.all(
+                pulumi.Output.all(**{n: args.service_identities[n] for n in signed}), self.identity_bearer).apply(
+                lambda kb: identity_env(kb[0], kb[1]))
         # All secret files in one silent command, the same way nodes get theirs (core.text.INSTALL_SECRETS);
         # the tunnel key then belongs to the user the autossh units run as.
         key_path = f"{gw.CONFIG_DIR}/tunnel_key"
@@ -251,7 +301,7 @@ class Gateway(pulumi.ComponentResource):
         # The spend watcher's one-shot service runs from its timer only, never inside `up`.
         started = units.apply(lambda u: " ".join(sorted(n for n in u if n != gw.SPEND_UNIT)))
         # the wake hook, the spend watcher or the health agent
-        shipped = bool(plan.wake) or plan.spec.spend is not None or plan.spec.health is not None
+        shipped = bool(plan.wake) or plan.spec.spend is not None or plan.spec.health is not None or bool(signed)
         library = gw.library_script() if shipped else ""
         script = pulumi.Output.all(files, started).apply(lambda fn: heredoc_script(fn[0]) + library + "\n".join([
             "command -v autossh >/dev/null || (apt-get update -qq && apt-get install -y -qq autossh)",
@@ -260,7 +310,8 @@ class Gateway(pulumi.ComponentResource):
             f"systemctl restart {fn[1]}",
         ]) + "\n")
         dirs = [d for d, used in (("wake", plan.wake), ("spend", plan.spec.spend is not None),
-                                  ("health", plan.spec.health is not None), ("lib", shipped)) if used]
+                                  ("health", plan.spec.health is not None), ("identity", bool(signed)),
+                                  ("lib", shipped)) if used]
         stop = names.apply(lambda n: f"systemctl disable --now {n} || true; rm -f "
                                      + " ".join(f"/etc/systemd/system/{u}" for u in n.split())
                                      + f" {gw.CONFIG_DIR}/config.yaml"

@@ -377,6 +377,10 @@ class GatewaySpec(_Model):
     """Retries of a failed request before its fallbacks are tried."""
     port: int = Field(4000, ge=0, le=65535)
     """Where LiteLLM listens on the gateway host's loopback; 0 (local deploy only) takes a free port."""
+    identity_port: int = Field(4101, ge=1, le=65535)
+    """Where the identity proxy listens on the gateway host's loopback: it signs the gateway's requests to
+    services that check a Google ID token (``provider: cloudrun``) and runs only for them; a local gateway's
+    takes a free port."""
     deploy: str = Field("ssh", pattern=r"^(ssh|local)$")
     """``ssh`` (systemd units on the gateway node, over SSH) or ``local`` (a LiteLLM process on the machine
     running `pulumi up`, for a workstation or the sandbox). A local gateway reaches nodes directly, and its

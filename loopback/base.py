@@ -23,6 +23,23 @@ class Stream:
         self.lines, self.delay, self.cut_after, self.on_done = lines, delay, cut_after, on_done
         """``on_done`` runs once every line is sent, before the stream ends (a pull's model appears then)."""
 
+    content_type = "application/x-ndjson"
+
+    @staticmethod
+    def encode(line: Any) -> bytes:
+        return (json.dumps(line) + "\n").encode()
+
+
+class EventStream(Stream):
+    """A streamed answer as server-sent events (OpenAI's ``stream: true``): each line a ``data: <json>``
+    event, then ``data: [DONE]``."""
+
+    content_type = "text/event-stream"
+
+    @staticmethod
+    def encode(line: Any) -> bytes:
+        return b"data: " + (line.encode() if isinstance(line, str) else json.dumps(line).encode()) + b"\n\n"
+
 
 class Fault:
     """One injected failure: applies to the next ``count`` requests whose method and path match."""
@@ -162,7 +179,7 @@ class FakeServer:
     @staticmethod
     def _stream(h: BaseHTTPRequestHandler, status: int, reply: Stream) -> None:
         h.send_response(status)
-        h.send_header("Content-Type", "application/x-ndjson")
+        h.send_header("Content-Type", reply.content_type)
         h.send_header("Transfer-Encoding", "chunked")
         h.end_headers()
         for i, line in enumerate(reply.lines):
@@ -171,7 +188,7 @@ class FakeServer:
                 h.connection.shutdown(socket.SHUT_RDWR)
                 h.close_connection = True
                 return
-            data = (json.dumps(line) + "\n").encode()
+            data = reply.encode(line)
             h.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             h.wfile.flush()
             if reply.delay:

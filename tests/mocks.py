@@ -67,6 +67,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outs.update(machine_id="3d8d9e1c", volume_id="vol_1", machine_state="started",
                         url=f"https://{args.inputs['app']}.fly.dev", api_key=MOCK_SECRET)
             return args.inputs["app"], outs
+        if args.typ == "pulumi-python:dynamic/identity:LocalProxy":
+            outs.update(url="http://127.0.0.1:43101", pid=4242)  # as the provider does: the port it listens on
         if args.typ == "gcp:cloudrunv2/service:Service":
             outs.update(uri=f"https://{args.inputs['name']}-abc123-uk.a.run.app")
         if args.typ == "gcp:serviceaccount/key:Key":

@@ -32,3 +32,6 @@ class Service:
     """Where the gateway reaches it (``/v1`` follows)."""
     api_key: Optional[pulumi.Output] = None
     """The bearer its model server checks (a secret output), where the program makes one."""
+    identity: Optional[pulumi.Output] = None
+    """The key file (JSON, a secret output) of the service account the gateway invokes it as, for a service
+    that checks a Google ID token (the gateway host's identity proxy mints one with it)."""

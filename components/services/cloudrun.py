@@ -1,9 +1,11 @@
 """A Cloud Run service with an L4 (pulumi-gcp's ``cloudrunv2.Service``): llama.cpp's CUDA server reading
 its GGUF file from the estate's bucket mounted read-only, scaled between the stack's min and max
 instances, run as a service account that may only read that bucket, and invocable only by the gateway's
-own service account (``roles/run.invoker``; no ``allUsers``)."""
+own service account (``roles/run.invoker``; no ``allUsers``). That account's key (a Pulumi secret) reaches the
+gateway host's identity proxy (``agents.identity``), which mints the ID tokens Cloud Run checks."""
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import pulumi
@@ -66,4 +68,7 @@ def build(req: ServiceRequest) -> Service:
     gcp.cloudrunv2.ServiceIamMember(f"service-{req.name}-invoker", name=service.name, location=s.region,
                                     project=service.project, role="roles/run.invoker",
                                     member=invoker.email.apply(lambda e: f"serviceAccount:{e}"), opts=child)
-    return Service(resource=service, url=service.uri)
+    # The gateway's credentials off GCP: a key of its account, decoded to the key file's JSON inside the secret.
+    key = gcp.serviceaccount.Key(f"service-{req.name}-gateway-key", service_account_id=invoker.name, opts=child)
+    identity = pulumi.Output.secret(key.private_key).apply(lambda k: base64.b64decode(k).decode())
+    return Service(resource=service, url=service.uri, identity=identity)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import List
 
 from core.errors import Problem
+from core.identity import needs_proxy
+from core.rules.ports import reserved_ports
 from core.spec import NAMESPACE, Access, EstateSpec
 from core.vendors import Vendor
 from core.topology import served_off_nodes, servers, serving_nodes
@@ -28,6 +30,7 @@ def check(spec: EstateSpec) -> List[Problem]:
             problems.append((f"{NAMESPACE}:health.port", f"{', '.join(taken)} already listens on {spec.health.port} on the "
                                                          f"gateway host {g.node!r}: give the health agent another port "
                                                          f"(got {spec.health.port})"))
+    problems += _identity_port(spec)
     gpath = f"{NAMESPACE}:gateway"
     if g.node not in spec.nodes:
         problems.append((f"{gpath}.node", f"no node {g.node!r} in {NAMESPACE}:nodes"))
@@ -111,3 +114,22 @@ def check_reachable(spec: EstateSpec) -> List[Problem]:
                              f"node {route.node!r} has access 'direct': the edge only reaches nodes through the "
                              "gateway's SSH tunnels"))
     return problems
+
+
+def _identity_port(spec: EstateSpec) -> List[Problem]:
+    """The identity proxy (``core.identity``) runs on the gateway host when a service checks an ID token:
+    its port may be neither LiteLLM's, the health agent's, SSH's nor a workload's there."""
+    g = spec.gateway
+    if not needs_proxy(spec.services) or g.deploy == "local" or g.node not in spec.nodes:
+        return []
+    host = spec.nodes[g.node]
+    taken = {**{host.port(w): f"workload {w}" for w in host.workloads if not host.workloads[w].on_gateway_host},
+             **reserved_ports(spec, g.node)}
+    if spec.health is not None:
+        taken[spec.health.port] = f"the health agent (health.port {spec.health.port})"
+    if g.identity_port in taken:
+        return [(f"{NAMESPACE}:gateway.identity_port",
+                 f"{taken[g.identity_port]} already listens on {g.identity_port} on the gateway host {g.node!r}: give "
+                 f"the identity proxy of {', '.join(sorted(needs_proxy(spec.services)))} another port "
+                 f"(got {g.identity_port})")]
+    return []

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Dict, Optional
 
 from core.catalog import HOURS_IN_MONTH
 from core.fields import ModelName, StackModel
+from core.identity import route_base
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +98,15 @@ class BaseService(StackModel):
     idle_minutes: ClassVar[float] = 0.0
     """How long an idle instance bills before its vendor stops it (0: it is kept running)."""
 
+    id_token: ClassVar[bool] = False
+    """Whether it checks a Google ID token for its URL instead of a bearer of its own: the gateway's route
+    then goes through the gateway host's identity proxy (``core.identity``), which mints and refreshes it."""
+
     def gateway_key_env(self, name: str) -> str:
         """The gateway host's environment variable holding the bearer its route to the service sends."""
         raise NotImplementedError  # pragma: no cover - every kind has its own
+
+    def gateway_base(self, name: str, url: str, proxy: str) -> str:
+        """The OpenAI base URL the gateway's route calls: the service's own (``url``), or its route through
+        the identity proxy at ``proxy`` for a service checking an ID token."""
+        return route_base(proxy, name) if self.id_token else f"{url}/v1"

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from core.catalog import HOURS_IN_MONTH, cloudrun_prices as prices
 from core.fields import BucketName, GgufFile, ImageRef
+from core.identity import BEARER_ENV
 from core.services.base import BaseService, ServiceEstimate
 
 MODEL_PATH = "/models"
@@ -78,9 +79,13 @@ class CloudRunService(BaseService):
             raise ValueError(f"min_instances {self.min_instances} is above max_instances {self.max_instances}")
         return self
 
+    id_token: ClassVar[bool] = True
+    """Cloud Run checks a Google ID token of the gateway's service account (its run.invoker binding), whose
+    audience is the service's URL: the gateway host's identity proxy signs its requests."""
+
     def gateway_key_env(self, name: str) -> str:
-        """The gateway's identity token for the service (the run.invoker binding checks it)."""
-        return f"CLOUDRUN_{name.upper().replace('-', '_')}_ID_TOKEN"
+        """What the route sends the identity proxy (which replaces it with the service account's ID token)."""
+        return BEARER_ENV
 
     def server_args(self) -> Dict[str, str]:
         """llama.cpp's options, as its env: the model from the mounted bucket, every layer on the GPU."""

@@ -5,6 +5,7 @@ loopback marketplaces receive holds one."""
 import base64
 import copy
 import json
+import re
 import subprocess
 import time
 
@@ -205,3 +206,26 @@ def test_a_container_node_starts_its_workload_with_secrets_from_ssh_and_again_wh
             subprocess.run(["kill", "-TERM", "--", f"-{pid_file.read_text().strip()}"], capture_output=True)
         proc.kill()
         proc.wait(timeout=5)
+
+
+def test_the_gateways_cloud_run_key_reaches_only_the_identity_proxys_secret_file(program):
+    """The gateway's service-account key (``gcp.serviceaccount.Key``, its private key a secret output) for the
+    Cloud Run service: on the silent secrets command's stdin as the identity proxy's 0600 env file, nowhere
+    else (not the deploy script, not the LiteLLM config or env file, no other resource's inputs)."""
+    from components import gateway
+    from core import identity
+    from tests.mocks import MOCK_SECRET
+
+    key = program.named("service-llama-l4-gateway-key")
+    encoded = base64.b64encode(json.dumps({"type": "service_account", "private_key": MOCK_SECRET,
+                                           "client_email": f"{key.name}@example.iam"}).encode()).decode()
+    (secrets,) = [r for r in program.of_type(COMMAND) if r.name == "gateway-secrets"]
+    assert secrets.inputs["logging"] == "none" and "stdin" in secrets.secret_paths
+    files = {p: base64.b64decode(d).decode() for p, d in (line.split(" ", 1) for line in secrets.inputs["stdin"].splitlines())}
+    holding = sorted(p for p, text in files.items() if f'"private_key":"{MOCK_SECRET}"' in text)
+    assert holding == [gateway.IDENTITY_ENV]
+    assert files[gateway.IDENTITY_ENV].startswith(f"{identity.KEYS_ENV}=")
+    for r in program.resources:
+        text = without_stdin(r)
+        # However it is quoted or escaped (a JSON string in a JSON document, a heredoc, an env file).
+        assert not re.search(r"private_key\W{1,12}" + MOCK_SECRET, text) and encoded not in text, f"{r.typ} {r.name}"

@@ -52,9 +52,11 @@ def test_secrets_reach_the_host_only_on_stdin_of_silent_commands(prod):
     assert "umask 077" in secrets.inputs["create"] and MOCK_SECRET not in secrets.inputs["create"]
     files = bundle_files(secrets)
     assert set(files) == {"/etc/estate/gateway/gateway.env", "/etc/estate/gateway/cloudflared.env",
-                          "/etc/estate/gateway/tunnel_key"}
-    # The bearer the program generated for the Fly.io fallback goes beside the master key, nowhere else.
-    assert files["/etc/estate/gateway/gateway.env"] == (f"FLY_CHAT_FALLBACK_KEY={MOCK_SECRET}\n"
+                          "/etc/estate/gateway/tunnel_key", "/etc/estate/gateway/identity.env"}
+    # The bearer the program generated for the Fly.io fallback goes beside the master key, nowhere else; so
+    # does the one LiteLLM presents to the identity proxy for Cloud Run (the key is in identity.env alone).
+    assert files["/etc/estate/gateway/gateway.env"] == (f"ESTATE_IDENTITY_BEARER={MOCK_SECRET}\n"
+                                                         f"FLY_CHAT_FALLBACK_KEY={MOCK_SECRET}\n"
                                                          f"LITELLM_MASTER_KEY=sk-{MOCK_SECRET}\n")
     assert "chown estate-tunnel /etc/estate/gateway/tunnel_key" in secrets.inputs["create"]
     assert "TUNNEL_TOKEN" not in cmds["gateway-deploy"].inputs["stdin"]

@@ -93,3 +93,32 @@ def test_an_instance_dearer_than_the_hourly_cap_is_refused_at_preview():
     raw["budget"]["max_hourly_per_node"] = 1.0
     assert ("gpu-estate:services.llama-l4: an instance is $1.046/h, above gpu-estate:budget.max_hourly_per_node "
             "$1.00/h") in refused(raw)
+
+
+@pytest.mark.parametrize("edit,shown", [
+    ({"identity_port": 8000}, "the gateway (gateway.port 8000) already listens on 8000"),
+    ({"identity_port": 22}, "the node's SSH"),
+    ({"identity_port": 4100, "health": True}, "the health agent (health.port 4100)"),
+    ({"identity_port": 70000}, "gateway.identity_port"),
+])
+def test_the_identity_proxys_port_may_not_clash_on_the_gateway_host(edit, shown):
+    raw = stack_estate("prod")
+    if edit.pop("health", False):
+        raw["health"] = {}
+    raw["gateway"].update(edit)
+    message = refused(raw)
+    assert "gpu-estate:gateway.identity_port" in message and shown in message
+    assert f"(got {edit['identity_port']})" in message or edit["identity_port"] > 65535
+
+
+def test_the_identity_proxys_port_is_free_for_anything_without_a_service_checking_id_tokens():
+    raw = stack_estate("prod")
+    raw["nodes"]["vps"]["workloads"]["open-webui"] = {"port": 4101}
+    assert "already listens on 4101" in refused(raw)
+    del raw["services"]["llama-l4"]
+    raw["gateway"]["aliases"].pop("gcp-llama")
+    for chain in raw["gateway"]["fallbacks"].values():
+        if "gcp-llama" in chain:
+            chain.remove("gcp-llama")
+    raw["gateway"]["fallbacks"].pop("gcp-llama")
+    assert parse_spec(raw).nodes["vps"].port("open-webui") == 4101
