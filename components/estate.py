@@ -178,7 +178,7 @@ class Estate(pulumi.ComponentResource):
         # Before anything is registered: a month over its budget starts no node unless the operator says so.
         check_spend(stack)
         # And the versions the registry's aliases name now, so an alias that names nothing rents nothing.
-        self.model_sources = own_models.sources(spec)
+        self.model_sources = own_models.sources(spec, stack.project, stack.stack)
         # Registered before any node, so the policy pack can refuse an estate over budget before anything
         # is rented, even on `up --skip-preview`, where stack policies only run after the resources.
         super().__init__(TYPE, name, {"stamps": {"monthly_usd": round(estimate.monthly_usd, 2),
@@ -306,6 +306,10 @@ class Estate(pulumi.ComponentResource):
                 target = gpu_node.service_target(wname) if w.pulled_models() or own else {}
                 for tag in w.pulled_models() + list(own):
                     name = resource_name(node_name, tag)
+                    waiting = (self.model_sources.get((node_name, tag)) or {}).get("waiting")
+                    if waiting:
+                        pulumi.log.warn(f"{node_name}: {tag} waits: {waiting}; the first `up` after it succeeded "
+                                        f"makes it (a {tag} made before stays as it is)")
                     models[name] = OllamaModel(name, OllamaModelArgs(
                         node=node_name, model=tag, **target, active=node.power.serves,
                         insecure=w.insecure_pull(tag), source=self.model_sources.get((node_name, tag)),
