@@ -21,7 +21,6 @@ One component, two ways to deploy, the same outputs (``url``, ``master_key``, ``
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import pulumi
@@ -40,8 +39,7 @@ TYPE = "gpu-estate:index:Gateway"
 def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = False,
                    serverless: Optional[Mapping[str, pulumi.Input[str]]] = None, library: bool = False,
                    forwarded: Optional[Mapping[str, pulumi.Output]] = None,
-                   services: Optional[Mapping[str, pulumi.Input[str]]] = None,
-                   jobs: Optional[Mapping[str, pulumi.Output]] = None) -> pulumi.Output:
+                   services: Optional[Mapping[str, pulumi.Input[str]]] = None) -> pulumi.Output:
     """(LiteLLM config, gateway units, tunnels' known_hosts, the files of its config directory) once the
     nodes the gateway reaches directly
     have addresses, every node its price and every serverless endpoint its OpenAI route; the tunnelled
@@ -69,8 +67,7 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
         config = gw.render_litellm_config(plan, endpoints, hourly, args["serverless"], args["services"])
         hosts = {n: (v[0], int(v[1] or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user, *v[2:])
                  for n, v in args["ssh"].items()}
-        watch = (spend.watch_document(spec, f"{pulumi.get_project()}-{pulumi.get_stack()}", args["machines"], hourly,
-                                      args["jobs"])
+        watch = (spend.watch_document(spec, f"{pulumi.get_project()}-{pulumi.get_stack()}", args["machines"], hourly)
                  if spec.spend is not None else None)
         checks = (health.check_document(plan, f"{pulumi.get_project()}-{pulumi.get_stack()}", endpoints, args["machines"],
                                         hourly, yaml.safe_load(config)) if spec.health is not None else None)
@@ -82,8 +79,7 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
                              prices=pulumi.Output.all(**prices), ssh=pulumi.Output.all(**ssh) if ssh else {},
                              serverless=pulumi.Output.all(**serverless) if serverless else {},
                              services=pulumi.Output.all(**services) if services else {},
-                             forwarded=pulumi.Output.all(**forwarded) if forwarded else {},
-                             jobs=pulumi.Output.all(**jobs) if jobs else {}).apply(render)
+                             forwarded=pulumi.Output.all(**forwarded) if forwarded else {}).apply(render)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,10 +104,6 @@ class GatewayArgs:
     """The gateway's env name -> the bearer a hosted service's provider made (a secret), which its route sends."""
     ready: List[pulumi.Resource] = dataclasses.field(default_factory=list)
     """What must exist before the gateway routes to it (the model library, the serverless endpoints)."""
-    jobs: Mapping[str, pulumi.Output] = dataclasses.field(default_factory=dict)
-    """Job name -> what the spend watcher's job agent reads of it (``components.jobs.GpuJob.watch``)."""
-    job_keys: Optional[pulumi.Output] = None
-    """Job name -> its bucket key (a secret), the job agent's ``ESTATE_JOB_KEYS``."""
 
 
 class Gateway(pulumi.ComponentResource):
@@ -133,8 +125,7 @@ class Gateway(pulumi.ComponentResource):
         self.tunnels = {n: [(f.remote, f.local) for f in fwds] for n, fwds in plan.tunnels.items()}
         forwarded = self._create_local_tunnels(name, args) if g.deploy == "local" else None
         rendered = render_outputs(plan, args.nodes, pinned=g.deploy != "local", serverless=args.serverless,
-                                  services=args.services, library=g.deploy != "local", forwarded=forwarded,
-                                  jobs=args.jobs)
+                                  services=args.services, library=g.deploy != "local", forwarded=forwarded)
         self.config = rendered.apply(lambda r: r[0])
         self.files = rendered.apply(lambda r: r[3])
         if g.deploy == "local":
@@ -203,7 +194,6 @@ class Gateway(pulumi.ComponentResource):
                 document=self.files.apply(lambda f: f[spend.LOCAL_DOCUMENT_FILE]),
                 every_seconds=env_seconds("ESTATE_SPEND_EVERY_SECONDS", watch.every_minutes * 60.0),
                 state_dir=args.state_dir, webhook=args.secrets.external_keys.get(spend.WEBHOOK_ENV),
-                job_keys=args.job_keys,
             ), pulumi.ResourceOptions(parent=self))
 
     def _create_ssh(self, name: str, args: GatewayArgs, units: pulumi.Output, known_hosts: pulumi.Output) -> None:
@@ -226,10 +216,6 @@ class Gateway(pulumi.ComponentResource):
         # Secrets: the env file (master key, external keys) and the tunnel key, written 0600.
         env_parts: Dict[str, pulumi.Input] = {gw.MASTER_KEY_ENV: self.master_key, **args.secrets.external_keys,
                                               **args.service_keys}
-        if args.job_keys is not None:
-            from core.jobs import KEYS_ENV
-
-            env_parts[KEYS_ENV] = args.job_keys.apply(lambda k: json.dumps(k, sort_keys=True, separators=(",", ":")))
         env_file = pulumi.Output.secret(pulumi.Output.all(**env_parts)).apply(
             lambda kv: "".join(f"{k}={v}\n" for k, v in sorted(kv.items())))
         secrets: Dict[str, pulumi.Input] = {f"{gw.CONFIG_DIR}/gateway.env": env_file}
