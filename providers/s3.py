@@ -40,6 +40,8 @@ MAX_PARTS = 10000
 PART_SIZE = 64 * MiB
 """The default part size, and the size above which a file is uploaded in parts."""
 BLOCK = MiB
+MAX_OBJECT = 5 * 1024 * 1024 * MiB
+"""S3's largest object (5 TiB): a download reads no more."""
 
 
 class S3Error(RuntimeError):
@@ -143,12 +145,12 @@ class S3:
             resp = conn.getresponse()
             headers = {k.lower(): v for k, v in resp.getheaders()}
             if sink is not None and resp.status < 300:
-                while True:
+                for _block in range(MAX_OBJECT // BLOCK + 1):  # S3's largest object, block by block
                     block = resp.read(BLOCK)
                     if not block:
-                        break
+                        return resp.status, headers, b""
                     sink.write(block)
-                return resp.status, headers, b""
+                raise S3Error(resp.status, f"s3 get {key} in {self.bucket}: more than {MAX_OBJECT} bytes")
             return resp.status, headers, resp.read()
         finally:
             conn.close()
