@@ -1,16 +1,19 @@
 """The job agent: each look of the spend watcher releases the machines of GPU jobs that ended or passed a cap.
 
 The spend watcher (``agents/spend.py``) already runs on a timer beside the gateway with the marketplaces'
-keys, whether or not anyone runs `pulumi up`: it is what releases a job's machine. Each look, for every job
-in the watch document (``core.spend.watch_document``: its machine ``<cloud>:<id>``, $/h, start time, caps and
-where its status object is), this agent:
+keys, whether or not anyone runs `pulumi up`: it is what releases a job's machine. Each job has a watch
+entry of its own beside the watcher's document (``<document dir>/jobs/<file>.json``, 0600, written by the
+job's ``job:Watch`` resource before its machine is rented, ``providers/job_watch.py``): its label, the clouds
+it may be rented on, its $/h, when it was written, its caps, where its status object is and the job's own
+bucket key. Each look, for every entry, this agent:
 
-- asks the job's vendor for the machine; a machine the vendor no longer lists needs nothing;
-- reads the run's status object in the bucket (with the job's own bucket key, from ``ESTATE_JOB_KEYS``);
-  a final status (``succeeded``/``failed``) deletes the machine;
-- otherwise charges the machine's age at its $/h: at ``max_hours`` or ``max_usd`` it writes the status
-  ``capped`` (with the reason), deletes the machine and writes ``capped`` again once it is gone (the runner's
-  last heartbeat may land in between);
+- asks each of the job's clouds for the machines carrying its label (``find``); none needs nothing (not
+  rented yet, or released);
+- reads the run's status object in the bucket (with the entry's bucket key); a final status
+  (``succeeded``/``failed``) deletes the machine;
+- otherwise charges the time since the entry was written at the machine's $/h: at ``max_hours`` or
+  ``max_usd`` it writes the status ``capped`` (with the reason), deletes the machine and writes ``capped``
+  again once it is gone (the runner's last heartbeat may land in between);
 - at the month's stop threshold (``spend.stop_percent``, unless the month is resumed) caps every running job;
 - verifies each delete: the vendor must stop listing the machine within ``ESTATE_JOB_DELETE_SECONDS``
   (default 120), else the next look deletes again and says so.
@@ -25,9 +28,8 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from core.jobs import KEYS_ENV, JobState
+from core.jobs import JobState
 from core.spend import Seen
-from core.vendors import machine_id
 from providers import gpu_cloud
 from providers.gpu_cloud import Status
 from providers.http import CloudError
@@ -46,10 +48,11 @@ class JobAgent:
                  keys: Optional[Mapping[str, Mapping[str, str]]] = None, clock: Callable[[], float] = time.time,
                  say: Callable[[str], None] = print, poll: float = 1.0):
         self._client, self._clock, self._say, self._poll = client, clock, say, poll
-        self.keys = keys if keys is not None else json.loads(os.environ.get(KEYS_ENV) or "{}")
+        self.keys = dict(keys or {})
+        """Job -> bucket key, for entries that carry none (an entry's own ``key`` comes first)."""
 
     def _bucket(self, job: Mapping[str, Any]) -> Optional[S3]:
-        key = self.keys.get(job["job"])
+        key = job.get("key") or self.keys.get(job["job"])
         if not key:
             return None
         return S3(job["bucket"], key["access_key"], key["secret_key"], endpoint=job.get("endpoint"),
@@ -58,7 +61,7 @@ class JobAgent:
     def _status(self, job: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
         bucket = self._bucket(job)
         if bucket is None:
-            self._say(f"jobs: {job['job']}: no bucket key in {KEYS_ENV}; only its caps are watched")
+            self._say(f"jobs: {job['job']}: no bucket key in its watch entry; only its caps are watched")
             return None
         try:
             data = bucket.get(f"{job['status_prefix']}/status.json")
@@ -104,52 +107,52 @@ class JobAgent:
         """One look at every job; each job machine's ``Seen`` for the month's ledger, by ``job:<name>``. With
         ``over_budget`` (the month reached the spend watcher's stop threshold) every running job is capped."""
         seen: Dict[str, Seen] = {}
-        now = self._clock()
         for job in jobs:
-            name, instance = job["job"], str(job.get("instance") or "")
-            parsed = machine_id(instance)
-            rate = float(job.get("hourly_usd") or 0.0)
-            if parsed is None:
-                continue  # not rented when the document was written
-            cloud, iid = parsed
-            try:
-                with self._client(cloud) as c:
-                    inst = c.get(iid)
-                    if inst is None or inst.status is Status.GONE:
-                        seen[f"job:{name}"] = Seen(False, rate, instance=instance)
-                        continue
-                    rate = float(inst.price_per_hour or rate)
-                    status = self._status(job)
-                    state = (status or {}).get("state")
-                    hours = max(0.0, now - float(job.get("created_at") or now)) / 3600.0
-                    reason = ""
-                    if state in FINAL:
-                        reason = f"the command ended ({state}, exit {status.get('exit_code')})"
-                    elif hours >= float(job["max_hours"]):
-                        reason = f"max_hours {job['max_hours']} reached ({hours:.4f} h)"
-                    elif hours * rate >= float(job["max_usd"]):
-                        reason = f"max_usd {job['max_usd']} reached (${hours * rate:.4f} at ${rate}/h)"
-                    elif over_budget:
-                        reason = "the month's spend reached the spend watcher's stop threshold"
-                    if not reason:
-                        self._say(f"jobs: {name}: {state or 'starting'}, {hours:.3f} h, ${hours * rate:.3f} of "
-                                  f"${float(job['max_usd']):.2f}")
-                        seen[f"job:{name}"] = Seen(True, rate, instance=instance)
-                        continue
-                    capped = state not in FINAL
-                    if capped:
-                        self._write_capped(job, status, reason)
-                    self._say(f"jobs: {name}: {reason}: deleting {cloud} instance {iid}")
-                    gone = self._delete(c, job, iid)
-                    if gone:
-                        if capped:
-                            self._write_capped(job, status, reason)
-                        self._say(f"jobs: {name}: {cloud} instance {iid} deleted; it bills no more")
-                    seen[f"job:{name}"] = Seen(not gone, rate, instance=instance)
-            except CloudError as err:
-                self._say(f"jobs: {name}: cannot ask {cloud}: {err}; counted as running at ${rate:.3f}/h")
-                seen[f"job:{name}"] = Seen(True, rate, seen=False, instance=instance)
-            except Exception as err:  # noqa: BLE001 - one job's surprise must not cost the others their look
-                self._say(f"jobs: {name}: look failed ({type(err).__name__}); counted as running at ${rate:.3f}/h")
-                seen[f"job:{name}"] = Seen(True, rate, seen=False, instance=instance)
+            name, rate = job["job"], float(job.get("hourly_usd") or 0.0)
+            for cloud in job.get("clouds") or []:
+                try:
+                    with self._client(cloud) as c:
+                        machines = c.find(job["label"])
+                        for inst in machines:
+                            seen[f"job:{name}"] = self._look_at(c, job, inst, over_budget)
+                except CloudError as err:
+                    self._say(f"jobs: {name}: cannot ask {cloud}: {err}; counted as running at ${rate:.3f}/h")
+                    seen.setdefault(f"job:{name}", Seen(True, rate, seen=False))
+                except Exception as err:  # noqa: BLE001 - one job's surprise must not cost the others their look
+                    self._say(f"jobs: {name}: look failed ({type(err).__name__}); counted as running at ${rate:.3f}/h")
+                    seen.setdefault(f"job:{name}", Seen(True, rate, seen=False))
+            seen.setdefault(f"job:{name}", Seen(False, rate))  # not rented (yet), or released
         return seen
+
+    def _look_at(self, c: gpu_cloud.GpuCloud, job: Mapping[str, Any], inst: gpu_cloud.Instance,
+                 over_budget: bool) -> Seen:
+        """One machine carrying the job's label: released when the command ended or a cap is reached."""
+        name, iid, instance = job["job"], inst.id, f"{c.name}:{inst.id}"
+        rate = float(inst.price_per_hour or job.get("hourly_usd") or 0.0)
+        now = self._clock()
+        status = self._status(job)
+        state = (status or {}).get("state")
+        hours = max(0.0, now - float(job.get("created_at") or now)) / 3600.0
+        reason = ""
+        if state in FINAL:
+            reason = f"the command ended ({state}, exit {status.get('exit_code')})"
+        elif hours >= float(job["max_hours"]):
+            reason = f"max_hours {job['max_hours']} reached ({hours:.4f} h)"
+        elif hours * rate >= float(job["max_usd"]):
+            reason = f"max_usd {job['max_usd']} reached (${hours * rate:.4f} at ${rate}/h)"
+        elif over_budget:
+            reason = "the month's spend reached the spend watcher's stop threshold"
+        if not reason:
+            self._say(f"jobs: {name}: {state or 'starting'}, {hours:.3f} h, ${hours * rate:.3f} of "
+                      f"${float(job['max_usd']):.2f}")
+            return Seen(True, rate, instance=instance)
+        capped = state not in FINAL
+        if capped:
+            self._write_capped(job, status, reason)
+        self._say(f"jobs: {name}: {reason}: deleting {c.name} instance {iid}")
+        gone = self._delete(c, job, iid)
+        if gone:
+            if capped:
+                self._write_capped(job, status, reason)
+            self._say(f"jobs: {name}: {c.name} instance {iid} deleted; it bills no more")
+        return Seen(not gone, rate, instance=instance)

@@ -12,6 +12,9 @@ threshold stops every pay-per-use node it finds running, until the operator resu
 - An alert whose post fails is not recorded, so the next look posts it again.
 - The ledger is replaced atomically (written beside it, then renamed), so a reader never sees half of it.
 - Each look prints one line per node and per action to stdout (the journal, on a gateway host).
+- Each GPU job is read from its own watch entry in ``jobs/`` beside the document (``core.jobs.WATCH_DIR``),
+  read again at every look: a job is watched from the moment its entry is written, before its machine is
+  rented, whatever else its `up` does. An entry that cannot be read is said and skipped for that look.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from agents import rounds
 from agents.jobs import JobAgent
 from core import spend
 from core.spec import MONTH_PATTERN
+from core.jobs import WATCH_DIR
 from core.spend import WEBHOOK_ENV, Seen
 from core.vendors import machine_id
 from providers import gpu_cloud
@@ -91,12 +95,31 @@ def post_webhook(url: str, alert: spend.Alert, ledger: Mapping[str, Any], docume
         raise CloudError(f"webhook answered HTTP {resp.status_code}")
 
 
+def read_job_entries(directory: Optional[Path], say: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+    """The jobs' watch entries in ``directory`` (``*.json``), by file name; an unreadable one is said and left
+    out of this look."""
+    if directory is None or not Path(directory).is_dir():
+        return []
+    entries = []
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(entry, dict) or not entry.get("job") or not entry.get("label"):
+                raise ValueError("not a job's watch entry")
+        except (OSError, ValueError) as err:
+            say(f"jobs: {path.name}: cannot read this watch entry ({type(err).__name__}); skipped this look")
+            continue
+        entries.append(entry)
+    return entries
+
+
 class Watcher:
     def __init__(self, document: Mapping[str, Any], ledger_path: Path,
                  client: Callable[[str], gpu_cloud.GpuCloud] = gpu_cloud.client,
                  post: Callable[..., None] = post_webhook, webhook: Optional[str] = None,
-                 clock: Callable[[], float] = time.time, say: Callable[[str], None] = print):
-        self.document, self.ledger_path = document, Path(ledger_path)
+                 clock: Callable[[], float] = time.time, say: Callable[[str], None] = print,
+                 jobs_dir: Optional[Path] = None):
+        self.document, self.ledger_path, self.jobs_dir = document, Path(ledger_path), jobs_dir
         self._client, self._post, self._clock, self._say = client, post, clock, say
         self.webhook = webhook if webhook is not None else os.environ.get(WEBHOOK_ENV) or ""
         self.jobs = JobAgent(client, clock=clock, say=say)
@@ -135,7 +158,7 @@ class Watcher:
         now = self._clock()
         nodes = list(self.document.get("nodes") or [])
         looks = {n["node"]: self._look(n) for n in nodes}
-        jobs = list(self.document.get("jobs") or [])
+        jobs = read_job_entries(self.jobs_dir, self._say)
         looks.update(self.jobs.look(jobs))  # jobs ended or capped are released
         ledger = spend.accrue(read_ledger(self.ledger_path), looks, now)
         for name, look in looks.items():
@@ -190,7 +213,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--every", type=float, default=0.0, help="look again every SECONDS (0: once)")
     args = p.parse_args(argv)
     watcher = Watcher(json.loads(args.document.read_text(encoding="utf-8")), args.ledger,
-                      say=lambda line: print(line, flush=True))
+                      say=lambda line: print(line, flush=True), jobs_dir=args.document.parent / WATCH_DIR)
     if args.every <= 0:
         watcher.run_once()
         return 0

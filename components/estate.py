@@ -12,11 +12,12 @@ import pulumi
 
 from components import services
 from components.edge import Edge, EdgeArgs
-from components.gateway import SPEND_DIR
+from components.gateway import CONFIG_DIR, SPEND_DIR, SPEND_JOBS
 from components.gateway_host import Gateway, GatewayArgs
 from components.node import GpuNode, GpuNodeArgs
 from components.storage import ModelBucket, ModelBucketArgs
 from core import pricing, spend
+from core.jobs import WATCH_DIR
 from components.stack import SSH_PRIVATE_KEY, Stack
 from core.demand import node_disk_demand, node_ram_demand, node_vram_demand
 from core.errors import ConfigError
@@ -178,7 +179,7 @@ class Estate(pulumi.ComponentResource):
         # Before anything is registered: a month over its budget starts no node unless the operator says so.
         check_spend(stack)
         # And the versions the registry's aliases name now, so an alias that names nothing rents nothing.
-        self.model_sources = own_models.sources(spec)
+        self.model_sources = own_models.sources(spec, stack.project, stack.stack)
         # Registered before any node, so the policy pack can refuse an estate over budget before anything
         # is rented, even on `up --skip-preview`, where stack policies only run after the resources.
         super().__init__(TYPE, name, {"stamps": {"monthly_usd": round(estimate.monthly_usd, 2),
@@ -233,9 +234,6 @@ class Estate(pulumi.ComponentResource):
                 serverless={n: e.openai_base for n, e in self.serverless.items()},
                 services={n: s.url for n, s in self.services.items()},
                 ready=[*self.models.values(), *self.serverless.values(), *(s.resource for s in self.services.values())],
-                jobs={n: j.watch for n, j in self.jobs.items()},
-                job_keys=pulumi.Output.secret(pulumi.Output.all(**{n: j.bucket_key for n, j in self.jobs.items()}))
-                if self.jobs else None,
             ), child)
         self.cost = pricing.cost_table(estimate, spec.budget.monthly_usd)
         self.capacity = capacity_table(spec)
@@ -265,10 +263,17 @@ class Estate(pulumi.ComponentResource):
         """One GPU job per ``jobs`` entry: its machine rented and its runner started, not waited for."""
         from components.jobs import GpuJob, GpuJobArgs
 
+        # Each job's watch entry goes where the spend watcher beside the gateway reads it (core.jobs.WATCH_DIR).
+        g = stack.spec.gateway
+        local = g is not None and g.deploy == "local"
+        watch_dir = (str(gateway_state_dir(stack) / WATCH_DIR) if local
+                     else f"{CONFIG_DIR}/{SPEND_JOBS}" if g is not None else None)
+        watch_host = self.nodes[g.node] if g is not None and not local else None
         return {name: GpuJob(name, GpuJobArgs(
             spec=job, project=stack.project, stack=stack.stack, bucket=stack.spec.storage[job.bucket],
             bucket_name=self.buckets[job.bucket].bucket_name, bucket_access=self.buckets[job.bucket].access[f"job-{name}"],
             secret_env={n: stack.secrets.env[n] for n in job.secret_env}, ssh_private_key=stack.secrets.ssh_private_key,
+            watch_dir=watch_dir, watch_host=watch_host,
         ), opts) for name, job in stack.spec.jobs.items()}
 
     def _create_serverless(self, stack: Stack, opts: pulumi.ResourceOptions) -> Dict[str, ServerlessEndpoint]:
@@ -310,6 +315,10 @@ class Estate(pulumi.ComponentResource):
                 target = gpu_node.service_target(wname) if w.pulled_models() or own else {}
                 for tag in w.pulled_models() + list(own):
                     name = resource_name(node_name, tag)
+                    waiting = (self.model_sources.get((node_name, tag)) or {}).get("waiting")
+                    if waiting:
+                        pulumi.log.warn(f"{node_name}: {tag} waits: {waiting}; the first `up` after it succeeded "
+                                        f"makes it (a {tag} made before stays as it is)")
                     models[name] = OllamaModel(name, OllamaModelArgs(
                         node=node_name, model=tag, **target, active=node.power.serves,
                         insecure=w.insecure_pull(tag), source=self.model_sources.get((node_name, tag)),

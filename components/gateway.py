@@ -27,6 +27,7 @@ import yaml
 
 from agents import library
 from core.config import PROJECT_ROOT
+from core.jobs import WATCH_DIR
 from core.vendors import RUNPOD_API_KEY_ENV
 from core import health, identity
 from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE, UNRENTED
@@ -46,6 +47,8 @@ clients and what they import, followed through their imports by ``agents.library
 (``library_script``)."""
 SPEND_DOCUMENT = "spend/watch.json"
 """What the spend watcher watches (``core.spend.watch_document``), under the config directory."""
+SPEND_JOBS = f"{SPEND_DOCUMENT.rsplit('/', 1)[0]}/{WATCH_DIR}"
+"""Beside it, each GPU job's watch entry (``providers/job_watch.py``), mounted into the watcher's container."""
 SPEND_UNIT = "estate-spend.service"
 SPEND_TIMER = "estate-spend.timer"
 """Started by its timer alone: enabling or restarting the one-shot service would run a look inside `up`."""
@@ -315,7 +318,8 @@ def gateway_units(plan: EstatePlan, ssh: Mapping[str, Tuple[str, int, str]],
                                       port=g.identity_port)
     if spec.spend is not None:
         units[SPEND_UNIT] = render("gateway/estate-spend.service.j2", docker=docker, config_dir=CONFIG_DIR,
-                                   image=image, document=SPEND_DOCUMENT, spend_dir=SPEND_DIR, ledger=LEDGER_FILE)
+                                   image=image, document=SPEND_DOCUMENT, jobs=SPEND_JOBS, spend_dir=SPEND_DIR,
+                                   ledger=LEDGER_FILE)
         units[SPEND_TIMER] = render("gateway/estate-spend.timer.j2", minutes=spec.spend.every_minutes)
     for node, forwards in plan.tunnels.items():
         host, port, user = (ssh.get(node) or (unknown_address(node), 22, spec.nodes[node].ssh.user))[:3]

@@ -47,7 +47,6 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
                    serverless: Optional[Mapping[str, pulumi.Input[str]]] = None, library: bool = False,
                    forwarded: Optional[Mapping[str, pulumi.Output]] = None,
                    services: Optional[Mapping[str, pulumi.Input[str]]] = None,
-                   jobs: Optional[Mapping[str, pulumi.Output]] = None,
                    identity_url: Optional[pulumi.Input[str]] = None) -> pulumi.Output:
     """(LiteLLM config, gateway units, tunnels' known_hosts, the files of its config directory) once the
     nodes the gateway reaches directly
@@ -77,8 +76,7 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
         config = gw.config_text(doc)
         hosts = {n: (v[0], int(v[1] or spec.nodes[n].ssh.port), spec.nodes[n].ssh.user, *v[2:])
                  for n, v in args["ssh"].items()}
-        watch = (spend.watch_document(spec, f"{pulumi.get_project()}-{pulumi.get_stack()}", args["machines"], hourly,
-                                      args["jobs"])
+        watch = (spend.watch_document(spec, f"{pulumi.get_project()}-{pulumi.get_stack()}", args["machines"], hourly)
                  if spec.spend is not None else None)
         checks = (health.check_document(plan, f"{pulumi.get_project()}-{pulumi.get_stack()}", endpoints, args["machines"],
                                         hourly, doc) if spec.health is not None else None)
@@ -92,7 +90,6 @@ def render_outputs(plan: EstatePlan, nodes: Mapping[str, Any], pinned: bool = Fa
                              serverless=pulumi.Output.all(**serverless) if serverless else {},
                              services=pulumi.Output.all(**services) if services else {},
                              forwarded=pulumi.Output.all(**forwarded) if forwarded else {},
-                             jobs=pulumi.Output.all(**jobs) if jobs else {},
                              identity=identity_url or "").apply(render)
 
 
@@ -121,10 +118,6 @@ class GatewayArgs:
     service checking a Google ID token: the identity proxy's (``agents.identity``)."""
     ready: List[pulumi.Resource] = dataclasses.field(default_factory=list)
     """What must exist before the gateway routes to it (the model library, the serverless endpoints)."""
-    jobs: Mapping[str, pulumi.Output] = dataclasses.field(default_factory=dict)
-    """Job name -> what the spend watcher's job agent reads of it (``components.jobs.GpuJob.watch``)."""
-    job_keys: Optional[pulumi.Output] = None
-    """Job name -> its bucket key (a secret), the job agent's ``ESTATE_JOB_KEYS``."""
 
 
 class Gateway(pulumi.ComponentResource):
@@ -148,7 +141,7 @@ class Gateway(pulumi.ComponentResource):
         self.identity_bearer = self._identity(name, args)
         rendered = render_outputs(plan, args.nodes, pinned=g.deploy != "local", serverless=args.serverless,
                                   services=args.services, library=g.deploy != "local", forwarded=forwarded,
-                                  jobs=args.jobs, identity_url=self.identity_url)
+                                  identity_url=self.identity_url)
         self.config = rendered.apply(lambda r: r[0])
         self.files = rendered.apply(lambda r: r[3])
         if g.deploy == "local":
@@ -244,7 +237,6 @@ class Gateway(pulumi.ComponentResource):
                 document=self.files.apply(lambda f: f[spend.LOCAL_DOCUMENT_FILE]),
                 every_seconds=env_seconds("ESTATE_SPEND_EVERY_SECONDS", watch.every_minutes * 60.0),
                 state_dir=args.state_dir, webhook=args.secrets.external_keys.get(spend.WEBHOOK_ENV),
-                job_keys=args.job_keys,
             ), pulumi.ResourceOptions(parent=self))
 
     def _create_ssh(self, name: str, args: GatewayArgs, units: pulumi.Output, known_hosts: pulumi.Output) -> None:
@@ -270,10 +262,6 @@ class Gateway(pulumi.ComponentResource):
         signed = identity.needs_proxy(plan.spec.services)
         if signed:
             env_parts[identity.BEARER_ENV] = self.identity_bearer
-        if args.job_keys is not None:
-            from core.jobs import KEYS_ENV
-
-            env_parts[KEYS_ENV] = args.job_keys.apply(lambda k: json.dumps(k, sort_keys=True, separators=(",", ":")))
         env_file = pulumi.Output.secret(pulumi.Output.all(**env_parts)).apply(
             lambda kv: "".join(f"{k}={v}\n" for k, v in sorted(kv.items())))
         secrets: Dict[str, pulumi.Input] = {f"{gw.CONFIG_DIR}/gateway.env": env_file}

@@ -19,6 +19,7 @@ from core.jobs import JobSpec
 from core.spec import BucketSpec
 from providers.gpu_instance import LaunchInputs
 from providers.job import Job, JobArgs
+from providers.job_watch import JobWatch, JobWatchArgs
 from providers.ssh_key import SshKey
 
 TYPE = "gpu-estate:index:GpuJob"
@@ -43,6 +44,10 @@ class GpuJobArgs:
     secret_env: Dict[str, Any] = dataclasses.field(default_factory=dict)
     """Values (secret outputs) of the job's ``secret_env`` names."""
     ssh_private_key: Optional[Any] = None
+    watch_dir: Optional[str] = None
+    """The directory the spend watcher reads the job's watch entry from (on the gateway host)."""
+    watch_host: Optional[Any] = None
+    """``gateway.deploy: ssh``: the gateway host's ``GpuNode``, reached over SSH; None: this machine."""
 
 
 class GpuJob(pulumi.ComponentResource):
@@ -61,6 +66,7 @@ class GpuJob(pulumi.ComponentResource):
         )).apply(lambda a: {"s3": _key(a["access"]),
                             "env": {k.removeprefix("env:"): v for k, v in a.items() if k.startswith("env:")},
                             "ssh_private_key": a.get("key")})
+        self.watch = self._watch(name, args, label, child)
         self.resource = Job(f"job-{name}", JobArgs(
             name=name, label=label, run=job.run, clouds=[job.provider.value, *(f.value for f in job.failover)],
             request=pricing.node_request(machine),
@@ -72,15 +78,26 @@ class GpuJob(pulumi.ComponentResource):
             secrets=secrets, host_key=pulumi.Output.secret(pulumi.Output.all(
                 private=host_key.private_key, public=host_key.public_key)),
             bid_per_hour=job.bid_per_hour, stamps=core_jobs.stamp(name, job, self.estimate),
-        ), pulumi.ResourceOptions(parent=self))
-        r = self.resource
-        self.watch = pulumi.Output.all(r.id, r.price_per_hour, r.created_at, document).apply(lambda a: {
-            "instance": a[0], "hourly_usd": float(a[1] or self.estimate.hourly_usd), "created_at": a[2],
-            "max_hours": job.max_hours, "max_usd": job.max_usd, "label": label, "run": job.run,
-            "bucket": a[3]["bucket"], "endpoint": endpoint, "region": region, "status_prefix": a[3]["status_prefix"]})
-        """What the spend watcher's job agent reads (``agents/jobs.py``)."""
-        self.bucket_key = pulumi.Output.secret(args.bucket_access.apply(_key))
-        """The job's bucket key, for the agent's env (``agents.jobs.KEYS_ENV``)."""
+        ), pulumi.ResourceOptions(parent=self, depends_on=[self.watch] if self.watch is not None else None))
+
+    def _watch(self, name: str, args: GpuJobArgs, label: str, child: pulumi.ResourceOptions) -> Optional[JobWatch]:
+        """The job's watch entry on the gateway host, written before its machine is rented; None without a
+        spend watcher to read it (the stack rules refuse jobs then)."""
+        if args.watch_dir is None:
+            return None
+        job = args.spec
+        entry = pulumi.Output.secret(pulumi.Output.all(pulumi.Output.from_input(args.bucket_name),
+                                                       args.bucket_access).apply(
+            lambda a: {**core_jobs.watch_entry(name, job, label, a[0], args.bucket.endpoint, args.bucket.location,
+                                               self.estimate.hourly_usd), "key": _key(a[1])}))
+        ssh = None
+        if args.watch_host is not None:
+            host = args.watch_host
+            ssh = pulumi.Output.all(host.ssh_host, host.ssh_port, host.host_key()).apply(lambda a: {
+                "host": a[0], "port": int(a[1] or host.spec.ssh.port), "user": host.spec.ssh.user, "host_key": a[2],
+                "key_env": host.spec.ssh.private_key_env})
+        return JobWatch(f"job-{name}-watch", JobWatchArgs(
+            name=name, file=core_jobs.watch_file(name), entry=entry, directory=args.watch_dir, ssh=ssh), child)
 
     def outputs(self) -> pulumi.Output:
         """What the stack exports for the job (``jobs``): state, duration, cost, machine."""

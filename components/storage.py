@@ -37,7 +37,7 @@ class ModelBucket(pulumi.ComponentResource):
     def __init__(self, name: str, args: ModelBucketArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        bucket_name = f"{args.project}-{args.stack}-{name}"
+        bucket_name = args.spec.store_name(args.project, args.stack, name)
         if args.spec.endpoint is not None:
             self._existing(name, args)
             return

@@ -12,6 +12,8 @@ month's estimate (``estimate``), the budget rules and the policy pack's stamps (
 from __future__ import annotations
 
 import enum
+import hashlib
+import re
 from typing import Annotated, Any, Dict, List, Optional
 
 from pydantic import Field, StringConstraints, ValidationError, create_model, field_validator, model_validator
@@ -27,10 +29,9 @@ MACHINE_KEYS = ("provider", "failover", "gpu", "regions", "vcpu", "ram_gb", "dis
 
 JOB_DIR = "/opt/estate/jobs"
 """Where a job machine keeps the runner, its job document and secret env, logs and the outputs directory."""
-KEYS_ENV = "ESTATE_JOB_KEYS"
-"""Where the job agent reads each job's bucket key (JSON: job -> ``{access_key, secret_key}``): the spend
-watcher's environment (the gateway host's 0600 env file, or the local watcher's process), never a file the
-program renders in plain."""
+WATCH_DIR = "jobs"
+"""Beside the spend watcher's document: each job's watch entry (``watch_file``), 0600, holding the job's bucket
+key; written by the job's ``job:Watch`` resource before its machine is rented (``providers/job_watch.py``)."""
 STATUS_ROOT = "estate-jobs"
 """Where in the bucket each run's status object and log land: ``estate-jobs/<label>/<run>/``."""
 
@@ -142,6 +143,23 @@ def label(project: str, stack: str, name: str, run: str) -> str:
 def status_prefix(job_label: str) -> str:
     """Where the run's status object and log land in the bucket."""
     return f"{STATUS_ROOT}/{job_label}"
+
+
+def watch_file(name: str) -> str:
+    """The file name of a job's watch entry: the job's name made safe for a path (no ``/``, no ``..``, no
+    shell meaning), with a digest of the name so two names never share a file."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64]
+    return f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}.json"
+
+
+def watch_entry(name: str, job: JobSpec, job_label: str, bucket: str, endpoint: Optional[str], region: str,
+                hourly_usd: float) -> Dict[str, Any]:
+    """What the job agent reads of a job (``agents/jobs.py``), but its bucket key and the time it is written:
+    the label its machine carries and the clouds it may be on (the agent finds it there), its caps and $/h, and
+    where its status object is."""
+    return {"job": name, "label": job_label, "run": job.run, "clouds": [job.provider.value, *(f.value for f in job.failover)],
+            "hourly_usd": hourly_usd, "max_hours": job.max_hours, "max_usd": job.max_usd, "bucket": bucket,
+            "endpoint": endpoint, "region": region, "status_prefix": status_prefix(job_label)}
 
 
 def stamp(name: str, job: JobSpec, est: Any) -> Dict[str, Any]:

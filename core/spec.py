@@ -479,6 +479,11 @@ class BucketSpec(_Model):
                              f"access_key_secret and secret_key_secret (got provider {self.provider!r}, {given})")
         return self
 
+    def store_name(self, project: str, stack: str, key: str) -> str:
+        """The bucket's name at its store: an existing bucket's (``endpoint``) is its key in ``storage``; one the
+        estate creates is ``<project>-<stack>-<key>``."""
+        return key if self.endpoint is not None else f"{project}-{stack}-{key}"
+
     @property
     def secret_names(self) -> List[str]:
         """The config secrets the bucket's access key is read from (an existing bucket's)."""

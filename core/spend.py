@@ -48,11 +48,11 @@ def day_of(now: float) -> str:
 
 
 def watch_document(spec: EstateSpec, stack: str, machines: Mapping[str, Optional[str]],
-                   hourly: Mapping[str, float], jobs: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Dict[str, Any]:
+                   hourly: Mapping[str, float]) -> Dict[str, Any]:
     """What the watcher reads: ``machines`` is node -> ``<cloud>:<id>`` of its machine where it has one
     (a marketplace node), ``hourly`` node -> the launch price in $/h. Nodes on a machine the operator owns
-    cost nothing by the hour and are left out. ``jobs`` is job -> what its agent reads (``agents/jobs.py``):
-    machine, $/h, creation time, caps and where its status object is."""
+    cost nothing by the hour and are left out. Jobs are not in it: each has a watch entry of its own beside it
+    (``core.jobs.WATCH_DIR``), written before its machine is rented."""
     s = spec.spend
     nodes = []
     for name, node in spec.nodes.items():
@@ -69,7 +69,6 @@ def watch_document(spec: EstateSpec, stack: str, machines: Mapping[str, Optional
         "budget_usd": spec.budget.monthly_usd, "daily_usd": spec.budget.daily_usd,
         "alerts_percent": list(s.alerts_percent), "stop_percent": s.stop_percent,
         "resume_month": s.resume_month, "nodes": nodes,
-        **({"jobs": [dict(jobs[n], job=n) for n in sorted(jobs)]} if jobs else {}),
     }
 
 

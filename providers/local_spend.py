@@ -14,7 +14,6 @@ webhook from ``ESTATE_SPEND_WEBHOOK``, given it here as a secret input (never a 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -23,14 +22,13 @@ from typing import Any, Dict, List, Optional, Tuple
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from core.jobs import KEYS_ENV
 from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE, WEBHOOK_ENV
 from agents.process import alive, delete_process, spawn, stop_process
 from providers.resource import DynamicResource
 from agents.spend import replace_text
 
 ROOT = Path(__file__).resolve().parent.parent
-RESTARTS = ("every_seconds", "webhook", "state_dir", "job_keys")
+RESTARTS = ("every_seconds", "webhook", "state_dir")
 """Inputs the running process holds: changing one restarts it."""
 
 
@@ -42,7 +40,7 @@ class LocalSpendWatcherProvider(ResourceProvider):
     RESTARTS = RESTARTS
     NAME = "spend"
     WHAT, KEEPS = "spend: the watcher", "ledger"
-    INPUTS: Tuple[str, ...] = ("document", "every_seconds", "state_dir", "webhook", "job_keys")
+    INPUTS: Tuple[str, ...] = ("document", "every_seconds", "state_dir", "webhook")
     """The resource's inputs (its args' fields): a changed one is an update."""
     OUTPUTS: Tuple[str, ...] = ("ledger",)
     """Outputs besides the pid, kept by an update in place."""
@@ -55,9 +53,7 @@ class LocalSpendWatcherProvider(ResourceProvider):
     def _command(self, props: Dict[str, Any], doc: Path) -> Tuple[List[str], Dict[str, str], Dict[str, Any]]:
         """The agent's arguments, the environment it adds, and the outputs it adds."""
         ledger = str(doc.parent / LEDGER_FILE)
-        # The job agent's bucket keys (a secret input) reach the watcher through its environment only.
-        keys = {KEYS_ENV: json.dumps(props["job_keys"], sort_keys=True)} if props.get("job_keys") else {}
-        return ["agents.spend", "--document", str(doc), "--ledger", ledger], keys, {"ledger": ledger}
+        return ["agents.spend", "--document", str(doc), "--ledger", ledger], {}, {"ledger": ledger}
 
     def _start(self, props: Dict[str, Any]) -> Dict[str, Any]:
         doc = self._write(props)
@@ -65,7 +61,6 @@ class LocalSpendWatcherProvider(ResourceProvider):
         env.pop(WEBHOOK_ENV, None)
         if props.get("webhook"):
             env[WEBHOOK_ENV] = props["webhook"]
-        env.pop(KEYS_ENV, None)
         argv, more_env, outs = self._command(props, doc)
         proc = spawn([sys.executable, "-m", *argv, "--every", str(float(props["every_seconds"]))],
                      {**env, **more_env}, doc.parent / f"{self.NAME}.log", ROOT)
@@ -110,14 +105,12 @@ class LocalSpendWatcherArgs:
     """Where the document, the ledger and the log live (the local gateway's)."""
     webhook: Optional[pulumi.Input[str]] = None
     """The alert webhook (a secret), if the stack has one."""
-    job_keys: Optional[pulumi.Input[Dict[str, Any]]] = None
-    """Job name -> its bucket key (a secret), for the job agent (``agents.jobs.KEYS_ENV``); None without jobs."""
 
 
 class LocalSpendWatcher(DynamicResource, module="spend", name="LocalWatcher"):
     pid: pulumi.Output[int]
     ledger: pulumi.Output[str]
-    SECRET_OUTPUTS = ("webhook", "job_keys")
+    SECRET_OUTPUTS = ("webhook",)
 
     def __init__(self, name: str, args: LocalSpendWatcherArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(LocalSpendWatcherProvider(), name,

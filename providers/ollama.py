@@ -15,6 +15,9 @@
   ``HEAD`` finds the blob there already; Ollama refuses bytes of another digest), then ``POST /api/create``
   with ``files`` and the Modelfile's template, system prompt and parameters, read to its ``success`` line.
   Refresh, drift and delete are as for a pulled tag; a new ``source`` (another version) makes it again.
+  A ``source`` that is ``waiting`` (a job's run that has not succeeded yet) makes nothing: a model made before
+  stays as it is (no change), one never made is recorded as waiting, and the first `up` whose ``source`` has
+  a GGUF makes it.
 - While the node is powered off (``active`` false) nothing is contacted: the models stay on its disk.
 
 Nodes with ``access: ssh`` publish nothing but SSH; the provider then reaches Ollama through an OpenSSH
@@ -261,7 +264,9 @@ class OllamaModelProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> DiffResult:
         replaces = [k for k in REPLACE_KEYS if olds.get(k) != news.get(k)]
-        changed = [k for k in UPDATE_KEYS if olds.get(k) != news.get(k)]
+        # A source that waits (for a job's run to succeed) is no change: what the node holds stays as it is.
+        waits = bool((news.get("source") or {}).get("waiting"))
+        changed = [k for k in UPDATE_KEYS if olds.get(k) != news.get(k) and not (waits and k == "source")]
         if news.get("active") and olds.get("digest") != olds.get("pulled_digest"):
             changed.append("digest")
         return DiffResult(changes=bool(replaces or changed), replaces=replaces, stables=["node"],
@@ -273,8 +278,15 @@ class OllamaModelProvider(ResourceProvider):
         if not props.get("active"):
             pulumi.log.info(f"{node}: powered off; {tag} stays as it is on the node's disk")
             return {**outs, "digest": props.get("digest"), "pulled_digest": props.get("pulled_digest")}
+        waiting = (props.get("source") or {}).get("waiting")
+        if waiting and not props.get("digest"):
+            pulumi.log.warn(f"{node}: {tag} waits: {waiting}; nothing is made on the node yet")
+            return {**outs, "digest": None, "pulled_digest": None, "pulled": False}
         with self._client(props) as c:
             digest = c.digest(tag)
+            if waiting:  # made before: kept as the node holds it
+                return {**outs, "digest": digest, "pulled_digest": props.get("pulled_digest") or digest,
+                        "pulled": False}
             if props.get("source"):
                 self._make(c, node, tag, props["source"])
             elif digest and not force:
@@ -368,8 +380,8 @@ class OllamaModelProvider(ResourceProvider):
         return UpdateResult(self._ensure(props, force=drift))
 
     def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
-        if not props.get("active"):
-            return ReadResult(id_, props)
+        if not props.get("active") or ((props.get("source") or {}).get("waiting") and not props.get("digest")):
+            return ReadResult(id_, props)  # powered off, or waiting with nothing made yet
         try:
             with self._client(props) as c:
                 digest = c.digest(props["model"])

@@ -6,6 +6,11 @@ version, and the GGUF's bytes read from the estate's bucket.
   ``GetModelVersionByAlias``), whose ``model_version`` gives the ``version``, its ``source`` (the GGUF, or
   the folder holding ``model.gguf``) and its ``sha256`` tag. The model resource's inputs then name the
   version, so moving the alias is a change of that one model in the preview.
+- a ``job:<job>[/<file>]`` source is resolved at the same time against the job's current run: its status
+  object in the job's bucket (``estate-jobs/<label>/status.json``, written by the runner) must say
+  ``succeeded``; the GGUF is then ``<outputs>/<file>`` and its digest the ``<file>.sha256`` the job wrote
+  beside it. Before that the model's ``source`` says what it waits for (``waiting``), and the model library's
+  provider makes nothing (a model made from an earlier run stays as it is).
 - ``open_gguf`` streams a ``gs://`` or ``s3://`` object through its store's own client
   (``providers/stores``: google-cloud-storage with the stack's GCP credentials, boto3 with the operator's
   AWS ones). The bytes go from the bucket through the operator's machine to the node's Ollama
@@ -14,12 +19,15 @@ version, and the GGUF's bytes read from the estate's bucket.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import requests
 
+from core import jobs as core_jobs
 from core.errors import ConfigError
-from core.own_models import SHA256_TAG, GgufModel, gguf_location, version_file
+from core.jobs import JobState
+from core.own_models import DIGEST_SUFFIX, SHA256_TAG, GgufModel, gguf_location, job_file, read_digest, version_file
 from providers import stores
 
 MLFLOW_TIMEOUT = (5.0, 30.0)
@@ -34,7 +42,60 @@ class Resolved:
     url: str
     sha256: str
     version: Optional[str] = None
-    """The registered version an alias names now."""
+    """The registered version an alias names now, or the run of the job that made it."""
+    waiting: Optional[str] = None
+    """Why the model cannot be made yet (a job source whose run has not succeeded); ``url`` and ``sha256`` are
+    then empty."""
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOutputs:
+    """Where a job of the stack leaves what it made: its bucket (the name at the store), outputs prefix, run and
+    the run's status object."""
+
+    job: str
+    bucket: str
+    outputs: str
+    run: str
+    status_key: str
+
+    @classmethod
+    def of(cls, spec: Any, project: str, stack: str, name: str) -> "JobOutputs":
+        job = spec.jobs[name]
+        bucket = spec.storage[job.bucket].store_name(project, stack, job.bucket)
+        label = core_jobs.label(project, stack, name, job.run)
+        return cls(name, bucket, job.outputs, job.run, f"{core_jobs.status_prefix(label)}/status.json")
+
+
+def resolve_job(model: GgufModel, key: str, where: JobOutputs, store: Optional[stores.Store] = None) -> Resolved:
+    """What a ``job:`` source names now: the file and its digest once the job's run has succeeded, else why it
+    waits. A run that succeeded without the digest beside its file is a ConfigError naming ``key``. A job's
+    bucket is an S3 one (its runner writes through the S3 API)."""
+    _job, file = model.job() or ("", "")
+    url = f"s3://{where.bucket}/{job_file(where.outputs, file)}"
+    what = f"job {where.job} run {where.run}"
+    store = store or stores.for_url(url)
+    try:
+        raw = store.read(where.bucket, where.status_key)
+        status = json.loads(raw) if raw else None
+    except (stores.StoreError, ValueError) as err:
+        return Resolved("", "", where.run, f"{what}: its status cannot be read ({err})")
+    state = (status or {}).get("state") if isinstance(status, dict) and status.get("run") == where.run else None
+    if state != JobState.SUCCEEDED.value:
+        said = {None: "has not started", JobState.STARTING.value: "is starting", JobState.RUNNING.value: "is running"}
+        why = said.get(state) or f"ended {state}" + (f" (exit {status.get('exit_code')})" if status.get("exit_code")
+                                                     is not None else "") + "; change its run id to run it again"
+        return Resolved("", "", where.run, f"{what} {why}")
+    try:
+        text = store.read(where.bucket, job_file(where.outputs, file) + DIGEST_SUFFIX)
+    except stores.StoreError as err:
+        return Resolved("", "", where.run, f"{what} succeeded; its digest cannot be read ({err})")
+    digest = read_digest(text.decode("utf-8", "replace")) if text else None
+    if not digest:
+        raise ConfigError([(f"{key}.source", f"{model.source}: {what} succeeded but left no sha256 in "
+                                              f"{url}{DIGEST_SUFFIX}: have the job write sha256sum's line for "
+                                              f"{file} beside it (got {text[:80]!r})")])
+    return Resolved(url, digest, where.run)
 
 
 def resolve_alias(tracking_uri: str, name: str, alias: str) -> Tuple[str, str, Optional[str]]:
@@ -56,8 +117,16 @@ def resolve_alias(tracking_uri: str, name: str, alias: str) -> Tuple[str, str, O
     return str(version.get("version")), version_file(source), tags.get(SHA256_TAG)
 
 
-def resolve(model: GgufModel, key: str) -> Resolved:
-    """Where ``model``'s GGUF is and its digest; a ConfigError naming ``key`` when that cannot be known."""
+def resolve(model: GgufModel, key: str, jobs: Optional[Dict[str, JobOutputs]] = None) -> Resolved:
+    """Where ``model``'s GGUF is and its digest; a ConfigError naming ``key`` when that cannot be known. ``jobs``
+    gives the stack's jobs' outputs, for a ``job:`` source."""
+    job = model.job()
+    if job is not None:
+        if job[0] not in (jobs or {}):
+            known = ", ".join(sorted(jobs or {})) or "none"
+            raise ConfigError([(f"{key}.source", f"no job {job[0]!r} in the stack's jobs (known: {known}) "
+                                                  f"(got {model.source!r})")])
+        return resolve_job(model, key, (jobs or {})[job[0]])
     named = model.alias()
     if named is None:
         return Resolved(url=model.source, sha256=model.sha256 or "")
@@ -74,10 +143,12 @@ def resolve(model: GgufModel, key: str) -> Resolved:
     return Resolved(url=url, sha256=sha256, version=version)
 
 
-def source_props(model: GgufModel, key: str) -> Dict[str, Any]:
-    """The model resource's ``source`` input: where the GGUF is, its digest and the Modelfile's parts."""
-    r = resolve(model, key)
-    props: Dict[str, Any] = {"url": r.url, "sha256": r.sha256, "parameters": dict(model.parameters)}
+def source_props(model: GgufModel, key: str, jobs: Optional[Dict[str, JobOutputs]] = None) -> Dict[str, Any]:
+    """The model resource's ``source`` input: where the GGUF is, its digest and the Modelfile's parts, or (a job
+    source whose run has not succeeded) ``waiting``: why it cannot be made yet."""
+    r = resolve(model, key, jobs)
+    props: Dict[str, Any] = ({"waiting": r.waiting} if r.waiting else {"url": r.url, "sha256": r.sha256})
+    props["parameters"] = dict(model.parameters)
     for k, v in (("ref", model.source if r.version else None), ("version", r.version),
                  ("template", model.template), ("system", model.system)):
         if v is not None:
@@ -85,11 +156,13 @@ def source_props(model: GgufModel, key: str) -> Dict[str, Any]:
     return props
 
 
-def sources(spec: Any) -> Dict[Tuple[str, str], Dict[str, Any]]:
-    """(node, tag) -> ``source_props`` of every model of the operator's own in the stack (an ``EstateSpec``);
-    every problem at once, as one ConfigError."""
+def sources(spec: Any, project: str = "", stack: str = "") -> Dict[Tuple[str, str], Dict[str, Any]]:
+    """(node, tag) -> ``source_props`` of every model of the operator's own in the stack (an ``EstateSpec`` of
+    ``project``/``stack``); every problem at once, as one ConfigError."""
     from core.fields import NAMESPACE
 
+    jobs = {name: JobOutputs.of(spec, project, stack, name) for name, job in spec.jobs.items()
+            if job.bucket in spec.storage}
     out: Dict[Tuple[str, str], Dict[str, Any]] = {}
     problems = []
     for node_name, node in spec.nodes.items():
@@ -97,7 +170,7 @@ def sources(spec: Any) -> Dict[Tuple[str, str], Dict[str, Any]]:
             for tag, model in w.own_models().items():
                 try:
                     out[(node_name, tag)] = source_props(model, f"{NAMESPACE}:nodes.{node_name}.workloads.{wname}."
-                                                                f"gguf_models.{tag}")
+                                                                f"gguf_models.{tag}", jobs)
                 except ConfigError as err:
                     problems += err.problems
     if problems:

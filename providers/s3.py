@@ -6,7 +6,10 @@ operations a job needs are four (put a file, get an object, list a prefix, put a
 runner on the machine (``assets/job/estate_job.py``, shipped beside it as ``estate_s3.py``), the job
 provider's refresh and the job agent on the gateway host all use this one module. Files are streamed
 (``UNSIGNED-PAYLOAD`` over TLS, or loopback in the sandbox), so a checkpoint of any size never sits in
-memory. It speaks to AWS (``https://s3.<region>.amazonaws.com``) or an S3-compatible ``endpoint``.
+memory. A file larger than one part (``part_size``, default 64 MiB) goes up as a multipart upload
+(CreateMultipartUpload, UploadPart for each part read from its offset, CompleteMultipartUpload; AbortMultipartUpload
+when any of it fails, so no half-uploaded parts are left billing as storage): a single PUT stops at 5 GiB,
+which a 7B GGUF or a checkpoint passes. A download is streamed to its file likewise. It speaks to AWS (``https://s3.<region>.amazonaws.com``) or an S3-compatible ``endpoint``.
 
 It imports nothing but the standard library: the machine runs it as a file of its own.
 """
@@ -19,18 +22,53 @@ import http.client
 import os
 import urllib.parse
 import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape
 from typing import BinaryIO, Dict, Iterator, List, Optional, Tuple, Union
 
 UNSIGNED = "UNSIGNED-PAYLOAD"
+NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 TIMEOUT = 60.0
 MAX_LIST_PAGES = 10000
 """A listing follows at most this many continuation pages (10 million keys): never an endless loop."""
+MiB = 1 << 20
+MIN_PART = 5 * MiB
+"""S3's smallest part (every part but the last)."""
+MAX_PART = 5 * 1024 * MiB
+"""S3's largest part, and its largest single PUT."""
+MAX_PARTS = 10000
+"""S3's most parts in one upload: a file that would need more gets larger parts."""
+PART_SIZE = 64 * MiB
+"""The default part size, and the size above which a file is uploaded in parts."""
+BLOCK = MiB
+MAX_OBJECT = 5 * 1024 * 1024 * MiB
+"""S3's largest object (5 TiB): a download reads no more."""
 
 
 class S3Error(RuntimeError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+class _Slice:
+    """``length`` bytes of an open file from ``offset``, read in blocks: one part's body, never in memory whole."""
+
+    def __init__(self, f: BinaryIO, offset: int, length: int):
+        self.f, self.left = f, length
+        f.seek(offset)
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        data = self.f.read(n) if n else b""
+        self.left -= len(data)
+        return data
+
+
+def part_size_for(size: int, part_size: int) -> int:
+    """The part size an upload of ``size`` bytes uses: ``part_size``, or larger where S3's 10,000 parts would
+    not hold the file."""
+    need = -(-size // MAX_PARTS)
+    return min(MAX_PART, max(part_size, need))
 
 
 def _sign(key: bytes, msg: str) -> bytes:
@@ -45,7 +83,10 @@ class S3:
     """``S3(bucket, access_key, secret_key, endpoint=None, region="us-east-1")``."""
 
     def __init__(self, bucket: str, access_key: str, secret_key: str, endpoint: Optional[str] = None,
-                 region: str = "us-east-1", session_token: Optional[str] = None):
+                 region: str = "us-east-1", session_token: Optional[str] = None, part_size: int = PART_SIZE):
+        if not MIN_PART <= part_size <= MAX_PART:
+            raise ValueError(f"part_size: S3 takes parts of {MIN_PART} to {MAX_PART} bytes (got {part_size})")
+        self.part_size = part_size
         self.bucket, self.access_key, self.secret_key = bucket, access_key, secret_key
         self.region, self.session_token = region or "us-east-1", session_token
         url = urllib.parse.urlsplit(endpoint or f"https://s3.{self.region}.amazonaws.com")
@@ -54,8 +95,9 @@ class S3:
 
     # -- signing ------------------------------------------------------------------------------------
     def _headers(self, method: str, path: str, query: Dict[str, str], payload_hash: str,
-                 extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-        now = _dt.datetime.now(_dt.timezone.utc)
+                 extra: Optional[Dict[str, str]] = None, now: Optional[_dt.datetime] = None) -> Dict[str, str]:
+        """The request's headers, ``authorization`` (Signature V4) among them; ``now`` is the signing time."""
+        now = now or _dt.datetime.now(_dt.timezone.utc)
         amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
         headers = {"host": self.host, "x-amz-date": amz_date, "x-amz-content-sha256": payload_hash,
                    **{k.lower(): v for k, v in (extra or {}).items()}}
@@ -77,6 +119,14 @@ class S3:
     def _request(self, method: str, key: str = "", query: Optional[Dict[str, str]] = None,
                  body: Union[bytes, BinaryIO, None] = None, length: Optional[int] = None,
                  extra: Optional[Dict[str, str]] = None) -> Tuple[int, bytes]:
+        status, _headers, data = self._exchange(method, key, query, body, length, extra)
+        return status, data
+
+    def _exchange(self, method: str, key: str = "", query: Optional[Dict[str, str]] = None,
+                  body: Union[bytes, BinaryIO, _Slice, None] = None, length: Optional[int] = None,
+                  extra: Optional[Dict[str, str]] = None, sink: Optional[BinaryIO] = None,
+                  ) -> Tuple[int, Dict[str, str], bytes]:
+        """(status, response headers, body); with ``sink`` a 2xx body is streamed there instead."""
         query = query or {}
         path = f"{self.base}/{_quote(self.bucket)}" + (f"/{_quote(key)}" if key else "")
         if isinstance(body, bytes):
@@ -93,8 +143,15 @@ class S3:
                              if query else "")
             conn.request(method, target, body=body, headers=headers)
             resp = conn.getresponse()
-            data = resp.read()
-            return resp.status, data
+            headers = {k.lower(): v for k, v in resp.getheaders()}
+            if sink is not None and resp.status < 300:
+                for _block in range(MAX_OBJECT // BLOCK + 1):  # S3's largest object, block by block
+                    block = resp.read(BLOCK)
+                    if not block:
+                        return resp.status, headers, b""
+                    sink.write(block)
+                raise S3Error(resp.status, f"s3 get {key} in {self.bucket}: more than {MAX_OBJECT} bytes")
+            return resp.status, headers, resp.read()
         finally:
             conn.close()
 
@@ -116,12 +173,68 @@ class S3:
         self._ok(status, body, f"put {key}")
 
     def put_file(self, key: str, path: str) -> int:
-        """Upload the file at ``path`` streamed; its size."""
+        """Upload the file at ``path`` streamed, in parts when it is larger than one part; its size."""
         size = os.path.getsize(path)
+        if size > self.part_size:
+            self.put_parts(key, path, size)
+            return size
         with open(path, "rb") as f:
             status, body = self._request("PUT", key, body=f, length=size)
         self._ok(status, body, f"put {key}")
         return size
+
+    def put_parts(self, key: str, path: str, size: Optional[int] = None) -> int:
+        """Upload the file at ``path`` as one multipart upload; the number of parts. Any failure aborts the
+        upload (its parts are deleted) before it is raised."""
+        size = os.path.getsize(path) if size is None else size
+        status, _, body = self._exchange("POST", key, {"uploads": ""})
+        self._ok(status, body, f"create multipart upload {key}")
+        upload = self._text(body, "UploadId")
+        if not upload:
+            raise S3Error(status, f"s3 create multipart upload {key} in {self.bucket}: no UploadId in the answer")
+        try:
+            step = part_size_for(size, self.part_size)
+            etags: List[str] = []
+            with open(path, "rb") as f:
+                for number, offset in enumerate(range(0, max(size, 1), step), start=1):
+                    length = min(step, size - offset)
+                    status, headers, body = self._exchange(
+                        "PUT", key, {"partNumber": str(number), "uploadId": upload},
+                        body=_Slice(f, offset, length), length=length)
+                    self._ok(status, body, f"upload part {number} of {key}")
+                    if not headers.get("etag"):
+                        raise S3Error(status, f"s3 upload part {number} of {key} in {self.bucket}: no ETag")
+                    etags.append(headers["etag"])
+            done = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(e)}</ETag></Part>"
+                           for n, e in enumerate(etags, start=1))
+            status, _, body = self._exchange("POST", key, {"uploadId": upload}, body=(
+                f'<CompleteMultipartUpload xmlns="{NS[1:-1]}">{done}</CompleteMultipartUpload>').encode())
+            # S3 may answer 200 and still fail the completion: the error is then the body.
+            if status < 300 and self._code(body):
+                status = 500
+            self._ok(status, body, f"complete multipart upload {key}")
+            return len(etags)
+        except BaseException:
+            try:
+                self._exchange("DELETE", key, {"uploadId": upload})
+            except Exception:  # noqa: BLE001 - the upload's own error is the one raised
+                pass
+            raise
+
+    @staticmethod
+    def _text(data: bytes, tag: str) -> str:
+        try:
+            root = ET.fromstring(data)
+        except ET.ParseError:
+            return ""
+        return root.findtext(f"{NS}{tag}") or root.findtext(tag) or ""
+
+    def uploads(self, prefix: str = "") -> List[Tuple[str, str]]:
+        """(key, upload id) of the multipart uploads begun and neither completed nor aborted under ``prefix``."""
+        status, _, body = self._exchange("GET", query={"uploads": "", "prefix": prefix})
+        self._ok(status, body, f"list multipart uploads {prefix}")
+        root = ET.fromstring(body)
+        return [(u.findtext(f"{NS}Key") or "", u.findtext(f"{NS}UploadId") or "") for u in root.iter(f"{NS}Upload")]
 
     def get(self, key: str) -> Optional[bytes]:
         """The object's bytes, or None when there is none."""
@@ -135,7 +248,7 @@ class S3:
         return list(self._keys(prefix))
 
     def _keys(self, prefix: str) -> Iterator[str]:
-        ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+        ns = NS
         token = None
         for _page in range(MAX_LIST_PAGES):
             query = {"list-type": "2", "prefix": prefix}
@@ -152,11 +265,13 @@ class S3:
         raise S3Error(0, f"s3 list {prefix} in {self.bucket}: more than {MAX_LIST_PAGES} pages")
 
     def download(self, key: str, path: str) -> None:
-        """Write the object to ``path`` (its directory made)."""
-        data = self.get(key)
-        if data is None:
-            raise S3Error(404, f"s3 get {key} in {self.bucket}: no such object")
+        """Stream the object to ``path`` (its directory made), replacing it only once whole."""
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path + ".part", "wb") as f:
-            f.write(data)
+            status, _, body = self._exchange("GET", key, sink=f)
+        if status >= 300:
+            os.unlink(path + ".part")
+            if status == 404 and self._code(body) in ("NoSuchKey", ""):
+                raise S3Error(404, f"s3 get {key} in {self.bucket}: no such object")
+            self._ok(status, body, f"get {key}")
         os.replace(path + ".part", path)

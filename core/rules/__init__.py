@@ -45,7 +45,7 @@ def check_estate(spec: EstateSpec) -> List[Problem]:
     if not problems:
         problems += gateway.check_reachable(spec)
     problems += storage.check(spec)
-    problems += jobs.check(spec) + jobs.check_released(spec)
+    problems += jobs.check(spec) + jobs.check_released(spec) + jobs.check_sources(spec)
     problems += budget.check(spec, estimates,
                              placed=not any(p for p in problems if p[0].endswith(".gpu")))
     return problems

@@ -38,6 +38,21 @@ def check(spec: EstateSpec) -> List[Problem]:
     return problems
 
 
+def check_sources(spec: EstateSpec) -> List[Problem]:
+    """A model made from what a job made (``gguf_models.<tag>.source: job:<job>``) names a job of the stack."""
+    problems: List[Problem] = []
+    for node_name, node in spec.nodes.items():
+        for wname, w in node.workloads.items():
+            for tag, model in w.own_models().items():
+                named = model.job()
+                if named and named[0] not in spec.jobs:
+                    known = ", ".join(sorted(spec.jobs)) or "none"
+                    problems.append((f"{NAMESPACE}:nodes.{node_name}.workloads.{wname}.gguf_models.{tag}.source",
+                                     f"no job {named[0]!r} in {NAMESPACE}:jobs (known: {known}) "
+                                     f"(got {model.source!r})"))
+    return problems
+
+
 def check_released(spec: EstateSpec) -> List[Problem]:
     """A job's machine is released by the spend watcher beside the gateway: a stack with jobs has one."""
     if spec.jobs and (spec.spend is None or spec.gateway is None):

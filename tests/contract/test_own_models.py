@@ -181,3 +181,98 @@ def test_a_gcs_source_is_read_with_the_stacks_gcp_credentials(monkeypatch, tmp_p
                              "source": source})
     assert f"{source['url']}: gcp:credentials: not a readable Google credentials" in str(err.value)
     assert "SECRET" not in str(err.value)
+
+
+# -- a model made from what a job of the stack made ------------------------------------------------------
+JOB_KEY = "gpu-estate:nodes.gw.workloads.ollama.gguf_models.line:1"
+
+
+def job_spec(run: str):
+    from core.config import parse_spec
+    from tests.unit.core.test_job_sources import stack
+
+    raw = stack({"line:1": {"source": "job:train", "system": "Answer briefly.", "parameters": PARAMETERS}})
+    raw["storage"] = {BUCKET: {"provider": "s3", "location": "us-east-1", "endpoint": "http://127.0.0.1:9",
+                               "access_key_secret": "S3_KEY", "secret_key_secret": "S3_SECRET"}}
+    raw["jobs"]["train"].update(bucket=BUCKET, outputs="models/acme/line/", run=run)
+    return parse_spec(raw)
+
+
+def job_source(run: str) -> dict:
+    spec = job_spec(run)
+    where = own_models.JobOutputs.of(spec, "gpu-estate", "sandbox", "train")
+    model = spec.nodes["gw"].workloads["ollama"].own_models()["line:1"]
+    return own_models.source_props(model, JOB_KEY, {"train": where})
+
+
+def finish(s3, run: str, state: str, gguf=None, digest_line=None, exit_code=0) -> None:
+    """What the runner leaves in the bucket for a run (assets/job/estate_job.py): the status object, and the
+    outputs the command wrote (the trainer's model.gguf and its sha256sum line)."""
+    import json
+
+    client = s3.client()
+    status = {"state": state, "run": run, "label": f"gpu-estate-sandbox-job-train-{run}", "exit_code": exit_code}
+    client.put_object(Bucket=BUCKET, Key=f"estate-jobs/gpu-estate-sandbox-job-train-{run}/status.json",
+                      Body=json.dumps(status).encode())
+    if gguf is not None:
+        client.put_object(Bucket=BUCKET, Key="models/acme/line/model.gguf", Body=gguf)
+    if digest_line is not None:
+        client.put_object(Bucket=BUCKET, Key="models/acme/line/model.gguf.sha256", Body=digest_line.encode())
+
+
+def test_a_job_source_waits_for_its_run_to_succeed_then_each_new_run_is_a_new_version(bucket, tmp_path):
+    s3, _ = bucket
+    assert own_models.JobOutputs.of(job_spec("1"), "gpu-estate", "sandbox", "train") == own_models.JobOutputs(
+        "train", BUCKET, "models/acme/line", "1", "estate-jobs/gpu-estate-sandbox-job-train-1/status.json")
+    provider = OllamaModelProvider()
+    with real_ollama.OllamaServer() as ollama:
+        def props(run):
+            return {"node": "vm", "model": "line:1", "endpoint": ollama.url, "active": True, "version": "1",
+                    "source": job_source(run)}
+
+        def tags():
+            return {m["name"]: m["digest"] for m in requests.get(f"{ollama.url}/api/tags", timeout=10).json()["models"]}
+
+        # Run 1 has not started: the model waits, and nothing is made on the node.
+        waiting = props("1")
+        assert waiting["source"]["waiting"] == "job train run 1 has not started"
+        assert "url" not in waiting["source"] and waiting["source"]["version"] == "1"
+        made = provider.create(waiting).outs
+        assert made["digest"] is None and tags() == {}
+        assert provider.read("vm/line:1", made).id == "vm/line:1"  # a refresh keeps it waiting, not gone
+
+        finish(s3, "1", "running")
+        assert props("1")["source"]["waiting"] == "job train run 1 is running"
+        assert not provider.diff("vm/line:1", made, props("1")).changes  # still waiting: no change
+
+        # Run 1 succeeded: the next `up` makes the model from its file and the digest beside it.
+        one = write_tiny_gguf(tmp_path / "one.gguf", seed=21).read_bytes()
+        finish(s3, "1", "succeeded", one, f"{hashlib.sha256(one).hexdigest()}  model.gguf\n")
+        ready = props("1")
+        assert ready["source"]["url"] == f"s3://{BUCKET}/models/acme/line/model.gguf"
+        assert ready["source"]["sha256"] == hashlib.sha256(one).hexdigest()
+        assert provider.diff("vm/line:1", made, ready).changes
+        made = provider.update("vm/line:1", made, ready).outs
+        assert tags()["line:1"] == made["digest"]
+
+        # Run 2 (promotion): while it trains the made model stays; once it succeeded the model is made again.
+        assert props("2")["source"]["waiting"] == "job train run 2 has not started"
+        assert not provider.diff("vm/line:1", made, props("2")).changes
+        two = write_tiny_gguf(tmp_path / "two.gguf", seed=22).read_bytes()
+        finish(s3, "2", "succeeded", two, f"{hashlib.sha256(two).hexdigest()}  model.gguf\n")
+        diff = provider.diff("vm/line:1", made, props("2"))
+        assert diff.changes and not diff.replaces
+        promoted = provider.update("vm/line:1", made, props("2")).outs
+        assert promoted["digest"] != made["digest"] and tags()["line:1"] == promoted["digest"]
+        shown = requests.post(f"{ollama.url}/api/show", json={"model": "line:1"}, timeout=10).json()
+        assert f"sha256-{hashlib.sha256(two).hexdigest()}" in shown["modelfile"]
+
+        # A run that failed is not served; one that succeeded without its digest is refused, naming the key.
+        finish(s3, "3", "failed", exit_code=1)
+        assert props("3")["source"]["waiting"] == ("job train run 3 ended failed (exit 1); change its run id to "
+                                                   "run it again")
+        finish(s3, "4", "succeeded", digest_line="")
+        with pytest.raises(ConfigError) as err:
+            job_source("4")
+        assert err.value.problems[0][0] == f"{JOB_KEY}.source" and "model.gguf.sha256" in err.value.problems[0][1]
+        provider.delete("vm/line:1", promoted)

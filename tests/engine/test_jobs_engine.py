@@ -221,8 +221,12 @@ def test_a_new_run_id_replaces_the_job_and_destroy_stops_a_running_one(estate):
     jobs["long"]["max_hours"] = 1
     st.set_config("gpu-estate:jobs", sandbox.auto_config(jobs))
     preview = st.preview()
-    assert preview.change_summary.get("replace") == 1
+    # The job, on a new machine, and its watch entry: the new run's caps count from its own start.
+    assert preview.change_summary.get("replace") == 2
     assert "run changed ('1' -> '2')" in preview.stdout
+    replaced = [line for line in preview.stdout.splitlines() if line.lstrip().startswith("+-")]
+    assert any("dynamic:Job" in line and "job-long" in line for line in replaced), replaced
+    assert any("job:Watch" in line and "job-long-watch" in line for line in replaced), replaced
     st.up()
     until("the long job's second run running", lambda: status(s3, "long", "2").get("state") == "running")
     assert len(job_machines(fakes)) == 1 and containers("gpu-estate-sandbox-job-long-2")

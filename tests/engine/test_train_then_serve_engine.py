@@ -1,9 +1,15 @@
-"""Train, then serve what it made, through the real engine on the sandbox's VM node: a GPU job trains the tiny
-CPU model in the sandbox's trainer image and leaves ``model.gguf`` and its sha256 under the job's outputs prefix
-(``models/<org>/<model>/<run>/``) in moto's real S3 server; once `refresh` shows the job ``succeeded``, the
-stack names that file and digest in the VM node's ``gguf_models`` with a gateway alias, and `up` makes it into
-a model in the real Ollama (0.17.4), which answers through the real LiteLLM gateway. `destroy` leaves no
-instance in the loopback clouds: nothing bills.
+"""Train, then serve what it made, through the real engine on the sandbox's VM node: the stack declares a GPU
+job and, on the VM node, a model whose source is that job (``source: job:train``) behind a gateway alias; its
+preview says the model waits for the job. The job trains the tiny CPU model in the sandbox's trainer image and
+leaves ``model.gguf`` and its sha256 under its outputs prefix in moto's real S3 server; then `up` makes the
+model in the real Ollama (0.17.4) from that file and the digest beside it, with no digest written in the
+stack, and it answers through the real LiteLLM gateway. `destroy` leaves no instance in the loopback clouds:
+nothing bills.
+
+The sandbox has one VM node (this machine's sshd), which a job's machine and a serving node cannot hold at
+once (each installs its own host key there), so the job's `up` runs before the serving node is added; the
+waiting model and a promotion to a new run, which need both at once, are driven on the real Ollama and moto
+by tests/contract/test_own_models.py.
 
 Skipped where the engine, the VM node, moto's server or the trainer image is missing, except on the project's
 CI (GPU_ESTATE_REQUIRE_VM=1), where that fails.
@@ -58,8 +64,19 @@ def refreshed_state(st, name: str) -> str:
 
 def test_a_stack_trains_then_serves_what_it_made_and_nothing_bills(estate):
     st, fakes, s3, vm = estate
+    # The stack as the operator writes it: the job, and on the serving node a model made from what it makes.
+    vm["workloads"]["ollama"]["gguf_models"] = {TAG: {"source": "job:train", "parameters": PARAMETERS}}
+    vm["workloads"]["ollama"]["model_sizes"] = {TAG: SIZES}
+    nodes = json.loads(st.get_config("gpu-estate:nodes").value)
+    gateway = json.loads(st.get_config("gpu-estate:gateway").value)
+    st.set_config("gpu-estate:nodes", sandbox.auto_config({**nodes, sandbox.VM_NODE: vm}))
+    st.set_config("gpu-estate:gateway", sandbox.auto_config({**gateway, "aliases": {"mine": TAG}}))
+    preview = st.preview()
+    assert f"{sandbox.VM_NODE}: {TAG} waits: job train run 1 has not started" in preview.stdout
 
-    # Step one: the job. `up` returns at once; refresh shows it finished, and its machine is released.
+    # The job's `up` (the serving node left out while the job's machine holds the sandbox's one VM).
+    st.set_config("gpu-estate:nodes", sandbox.auto_config(nodes))
+    st.set_config("gpu-estate:gateway", sandbox.auto_config(gateway))
     st.up()
     until("refresh showing the train job finished",
           lambda: refreshed_state(st, "train") in ("succeeded", "failed", "capped"), seconds=240)
@@ -69,17 +86,13 @@ def test_a_stack_trains_then_serves_what_it_made_and_nothing_bills(estate):
     digest = made.split()[0]
     assert made == f"{digest}  model.gguf\n" and len(digest) == 64
 
-    # Step two: the stack names what the job made, on the serving node, behind a gateway alias.
-    source = f"s3://{BUCKET}/{OUTPUTS}model.gguf"
-    vm["workloads"]["ollama"]["gguf_models"] = {TAG: {"source": source, "sha256": digest, "parameters": PARAMETERS}}
-    vm["workloads"]["ollama"]["model_sizes"] = {TAG: SIZES}
-    nodes = json.loads(st.get_config("gpu-estate:nodes").value)
-    gateway = json.loads(st.get_config("gpu-estate:gateway").value)
-    gateway["aliases"] = {"mine": TAG}
+    # The serving node back: `up` makes the model from the file and the digest the job wrote.
     st.set_config("gpu-estate:nodes", sandbox.auto_config({**nodes, sandbox.VM_NODE: vm}))
-    st.set_config("gpu-estate:gateway", sandbox.auto_config(gateway))
+    st.set_config("gpu-estate:gateway", sandbox.auto_config({**gateway, "aliases": {"mine": TAG}}))
+    source = f"s3://{BUCKET}/{OUTPUTS}model.gguf"
     up = st.up()
     assert f"{sandbox.VM_NODE}: copying {source} for {TAG}: 100%" in up.stdout
+    assert f"made {TAG} from {source} (job:train = version 1)" in up.stdout
     assert gguf_on_node(TAG) == digest  # the very file the job wrote
     shown = requests.post(f"{OLLAMA}/api/show", json={"model": TAG}, timeout=10).json()["model_info"]
     assert shown["gpu_estate.trained.a"] == pytest.approx(2, abs=0.1)  # it carries the weights the job fitted

@@ -24,7 +24,10 @@ def rent(label):
 
 
 def entry(name, instance, price, s3, **more):
-    return {"job": name, "instance": instance, "hourly_usd": price, "created_at": T0, "max_hours": 2.0,
+    """The job's watch entry (core.jobs.watch_entry as providers/job_watch.py writes it): the agent finds the
+    machine by its label on the job's clouds (``instance`` is the machine the test rented with that label)."""
+    assert instance.startswith("tensordock:")
+    return {"job": name, "clouds": ["tensordock"], "hourly_usd": price, "created_at": T0, "max_hours": 2.0,
             "max_usd": 100.0, "label": f"l-{name}", "run": "1", "bucket": "models", "endpoint": s3.endpoint,
             "region": "us-east-1", "status_prefix": f"estate-jobs/{name}", **more}
 
@@ -96,19 +99,24 @@ def test_the_caps_hold_without_the_bucket(clouds, s3):
     assert any("only its caps are watched" in line for line in said)
 
 
-def watching(s3, monkeypatch, name, budget, **caps):
-    """A running job's machine, and the watch document of a watcher holding its bucket key in its env."""
+def watching(s3, tmp_path, name, budget, **caps):
+    """A running job's machine, its watch entry (with its bucket key) in the watcher's jobs directory, and the
+    watch document."""
     job, price = rent(f"l-{name}")
     put_status(s3, name, "running")
-    monkeypatch.setenv("ESTATE_JOB_KEYS", json.dumps({name: {"access_key": s3.access_key, "secret_key": s3.secret_key}}))
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir(exist_ok=True)
+    (jobs_dir / f"{name}.json").write_text(json.dumps({**entry(name, job, price, s3, **caps), "key": {
+        "access_key": s3.access_key, "secret_key": s3.secret_key}}))
     return job, {"version": 1, "stack": "t", "budget_usd": budget, "alerts_percent": [], "stop_percent": 100,
-                 "nodes": [], "jobs": [entry(name, job, price, s3, **caps)]}
+                 "nodes": []}
 
 
 def test_the_spend_watcher_runs_the_agent_and_charges_the_job(clouds, s3, tmp_path, monkeypatch):
-    job, doc = watching(s3, monkeypatch, "ledger", 1000.0)
+    job, doc = watching(s3, tmp_path, "ledger", 1000.0)
     now = [T0 + 600]
-    watcher = Watcher(doc, tmp_path / "ledger.json", clock=lambda: now[0], say=lambda _l: None)
+    watcher = Watcher(doc, tmp_path / "ledger.json", clock=lambda: now[0], say=lambda _l: None,
+                      jobs_dir=tmp_path / "jobs")
     watcher.run_once()
     now[0] = T0 + 1800
     ledger = watcher.run_once()
@@ -122,12 +130,13 @@ def test_the_spend_watcher_runs_the_agent_and_charges_the_job(clouds, s3, tmp_pa
 
 
 def test_a_month_over_budget_caps_a_running_job(clouds, s3, tmp_path, monkeypatch):
-    job, doc = watching(s3, monkeypatch, "over", 10.0, max_hours=100.0, max_usd=1000.0)
+    job, doc = watching(s3, tmp_path, "over", 10.0, max_hours=100.0, max_usd=1000.0)
     spent = {"gone": {"usd": 11.0, "at": T0, "running": False, "rate": 1.0, "instance": "tensordock:td-0"}}
     ledger = {"version": 1, "month": "2027-01", "spent_usd": 11.0, "nodes": spent, "days": {}, "alerted": [],
               "daily_alerted": [], "stopped": [], "updated": None}
     (tmp_path / "ledger.json").write_text(json.dumps(ledger))
-    Watcher(doc, tmp_path / "ledger.json", clock=lambda: T0 + 600, say=lambda _l: None).run_once()
+    Watcher(doc, tmp_path / "ledger.json", clock=lambda: T0 + 600, say=lambda _l: None,
+            jobs_dir=tmp_path / "jobs").run_once()
     assert not listed(job)
     assert "stop threshold" in read_status(s3, "over")["reason"]
 
@@ -153,12 +162,11 @@ def test_an_unreadable_status_object_keeps_its_job_and_the_round_goes_on(clouds,
 
 
 def test_an_over_budget_round_asks_again_only_about_jobs_still_running(clouds, s3, tmp_path, monkeypatch):
-    job, doc = watching(s3, monkeypatch, "over2", 10.0, max_hours=100.0, max_usd=1000.0)
+    job, doc = watching(s3, tmp_path, "over2", 10.0, max_hours=100.0, max_usd=1000.0)
     done, done_price = rent("l-done2")
     put_status(s3, "done2", "succeeded", exit_code=0)
-    doc["jobs"].append(entry("done2", done, done_price, s3))
-    monkeypatch.setenv("ESTATE_JOB_KEYS", json.dumps({n: {"access_key": s3.access_key, "secret_key": s3.secret_key}
-                                                      for n in ("over2", "done2")}))
+    (tmp_path / "jobs" / "done2.json").write_text(json.dumps({**entry("done2", done, done_price, s3), "key": {
+        "access_key": s3.access_key, "secret_key": s3.secret_key}}))
     ledger = {"version": 1, "month": "2027-01", "spent_usd": 11.0, "days": {}, "alerted": [], "daily_alerted": [],
               "nodes": {"gone": {"usd": 11.0, "at": T0, "running": False, "rate": 1.0, "instance": "tensordock:td-0"}},
               "stopped": [], "updated": None}
@@ -166,11 +174,36 @@ def test_an_over_budget_round_asks_again_only_about_jobs_still_running(clouds, s
     looked = []
     look = JobAgent.look
     monkeypatch.setattr(JobAgent, "look", lambda self, jobs, over_budget=False: (
-        looked.append(([j["job"] for j in jobs], over_budget)), look(self, jobs, over_budget))[1])
-    Watcher(doc, tmp_path / "ledger.json", clock=lambda: T0 + 600, say=lambda _l: None).run_once()
+        looked.append((sorted(j["job"] for j in jobs), over_budget)), look(self, jobs, over_budget))[1])
+    Watcher(doc, tmp_path / "ledger.json", clock=lambda: T0 + 600, say=lambda _l: None,
+            jobs_dir=tmp_path / "jobs").run_once()
     assert not listed(job) and not listed(done)
     # The job that ended is released by the round's first look; the over-budget look asks only about the
     # one still running, and caps it.
-    assert looked == [(["over2", "done2"], False), (["over2"], True)]
+    assert looked == [(["done2", "over2"], False), (["over2"], True)]
     assert "stop threshold" in read_status(s3, "over2")["reason"]
     assert read_status(s3, "done2")["state"] == "succeeded"
+
+
+def test_an_entry_written_before_its_machine_is_rented_watches_the_machine_once_it_is(clouds, s3, tmp_path):
+    """The entry comes first (the job's resource depends on it): the agent finds the machine by its label."""
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    early = {**entry("early", "tensordock:-", 0.4, s3), "key": {"access_key": s3.access_key,
+                                                                "secret_key": s3.secret_key}}
+    (jobs_dir / "early.json").write_text(json.dumps(early))
+    (jobs_dir / "torn.json").write_text('{"job": "torn", "lab')  # a torn entry is said and skipped
+    doc = {"version": 1, "stack": "t", "budget_usd": 1000.0, "alerts_percent": [], "stop_percent": 100, "nodes": []}
+    said = []
+    ledger = Watcher(doc, tmp_path / "ledger.json", clock=lambda: T0 + 60, say=said.append,
+                     jobs_dir=jobs_dir).run_once()
+    assert ledger["nodes"]["job:early"]["running"] is False  # nothing rented yet: nothing to release
+    assert any("torn.json: cannot read this watch entry" in line for line in said)
+    job, _ = rent("l-early")
+    put_status(s3, "early", "running")
+    Watcher(doc, tmp_path / "ledger.json", clock=lambda: T0 + 600, say=said.append, jobs_dir=jobs_dir).run_once()
+    assert listed(job)  # within its caps
+    Watcher(doc, tmp_path / "ledger.json", clock=lambda: T0 + 2.5 * 3600, say=said.append,
+            jobs_dir=jobs_dir).run_once()
+    assert not listed(job)  # max_hours 2, counted from the entry's created_at
+    assert read_status(s3, "early")["state"] == "capped"

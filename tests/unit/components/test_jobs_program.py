@@ -1,6 +1,7 @@
 """A GPU job in the prod stack, run under Pulumi mocks: its billing resource carries its cap for the policy pack,
 its secrets (secret env, bucket key, SSH key, host key) are secret inputs only, it has its own bucket key, and
-the gateway host's spend watcher gets the job in its document and its bucket key in its 0600 env file."""
+the gateway host's spend watcher gets the job and its bucket key in a watch entry of the job's own, written over
+SSH before the job's machine is rented."""
 import base64
 import json
 
@@ -9,6 +10,7 @@ import pytest
 from tests.mocks import MOCK_SECRET, run_program, stack_config
 
 JOB = "pulumi-python:dynamic/job:Job"
+WATCH = "pulumi-python:dynamic/job:Watch"
 TOKEN = "wandb-" + "T" * 30
 
 
@@ -42,15 +44,26 @@ def test_the_job_is_one_billing_resource_stamped_at_its_cap(prod):
     assert [u.inputs["name"] for u in prod.of_type("aws:iam/user:User")] == ["gpu-estate-prod-runs-job-finetune"]
 
 
-def test_the_watcher_gets_the_job_and_its_bucket_key_as_a_secret(prod):
-    secrets = prod.named("gateway-secrets")
-    files = dict(line.split(" ", 1) for line in secrets.inputs["stdin"].splitlines())
-    env = base64.b64decode(files["/etc/estate/gateway/gateway.env"]).decode()
-    keys = json.loads(next(line for line in env.splitlines() if line.startswith("ESTATE_JOB_KEYS=")).split("=", 1)[1])
-    assert keys["finetune"]["secret_key"] == MOCK_SECRET and "stdin" in secrets.secret_paths
+def test_the_watcher_gets_the_job_and_its_bucket_key_as_a_secret_before_the_machine_is_rented(prod):
+    (watch,) = prod.of_type(WATCH)
+    entry = watch.inputs["entry"]
+    assert (watch.name, watch.inputs["directory"]) == ("job-finetune-watch", "/etc/estate/gateway/spend/jobs")
+    assert watch.inputs["file"].startswith("finetune-") and watch.inputs["file"].endswith(".json")
+    assert entry["label"] == "gpu-estate-prod-job-finetune-1" and entry["clouds"] == ["tensordock"]
+    assert (entry["max_hours"], entry["max_usd"], entry["bucket"]) == (8, 0.8, "gpu-estate-prod-runs")
+    assert entry["status_prefix"] == "estate-jobs/gpu-estate-prod-job-finetune-1"
+    assert entry["key"]["secret_key"] == MOCK_SECRET and any(p.startswith("entry") for p in watch.secret_paths)
+    gateway_host = prod.named("gateway-secrets")  # over SSH to the gateway host, pinned to its host key
+    assert watch.inputs["ssh"]["user"] == "root" and watch.inputs["ssh"]["host_key"]
+    # Written first: the job's resource waits for its watch entry (its registration follows the entry's).
+    names = [r.name for r in prod.resources]
+    assert names.index("job-finetune-watch") < names.index("job-finetune")
+    # The gateway's own files no longer carry the job: it is watched whether or not the gateway deploys.
     deploy = prod.named("gateway-deploy")
-    assert '"job": "finetune"' in deploy.inputs["stdin"] and '"max_usd": 0.8' in deploy.inputs["stdin"]
-    assert MOCK_SECRET not in deploy.inputs["stdin"]
+    assert '"job": "finetune"' not in deploy.inputs["stdin"] and MOCK_SECRET not in deploy.inputs["stdin"]
+    assert "ESTATE_JOB_KEYS" not in base64.b64decode(dict(
+        line.split(" ", 1) for line in gateway_host.inputs["stdin"].splitlines())["/etc/estate/gateway/gateway.env"]).decode()
+    assert "/etc/estate/gateway/spend/jobs:/app/spend/jobs:ro" in deploy.inputs["stdin"]
 
 
 def test_the_cost_diff_and_the_policy_pack_count_the_job_at_its_cap(prod):
