@@ -8,6 +8,9 @@ where its status object is), this agent:
 - asks the job's vendor for the machine; a machine the vendor no longer lists needs nothing;
 - reads the run's status object in the bucket (with the job's own bucket key, from ``ESTATE_JOB_KEYS``);
   a final status (``succeeded``/``failed``) deletes the machine;
+- a machine its vendor stopped under a running job (a Vast.ai bid outbid: the container and the command
+  in it are stopped, its disk still bills) is a preemption: it writes the status ``preempted`` (naming the
+  machine) and deletes it; the job's ``on_preemption`` then says whether the next `up` resumes it;
 - otherwise charges the machine's age at its $/h: at ``max_hours`` or ``max_usd`` it writes the status
   ``capped`` (with the reason), deletes the machine and writes ``capped`` again once it is gone (the runner's
   last heartbeat may land in between);
@@ -77,13 +80,16 @@ class JobAgent:
             return None
         return status
 
-    def _write_capped(self, job: Mapping[str, Any], status: Optional[Mapping[str, Any]], reason: str) -> None:
+    def _write_end(self, job: Mapping[str, Any], status: Optional[Mapping[str, Any]], reason: str,
+                      state: JobState = JobState.CAPPED) -> None:
         bucket = self._bucket(job)
         if bucket is None:
             return
-        doc = {**(status or {}), "state": JobState.CAPPED.value, "reason": reason, "capped_at": self._clock(),
-               "finished_at": self._clock(), "label": job.get("label"), "run": job.get("run"),
+        doc = {**(status or {}), "state": state.value, "reason": reason, "finished_at": self._clock(),
+               "label": job.get("label"), "run": job.get("run"), "instance": job.get("instance"),
                "started_at": (status or {}).get("started_at") or job.get("created_at")}
+        if state is JobState.CAPPED:
+            doc["capped_at"] = self._clock()
         try:
             bucket.put(f"{job['status_prefix']}/status.json", json.dumps(doc, sort_keys=True).encode(), "application/json")
         except (S3Error, OSError) as err:
@@ -122,9 +128,12 @@ class JobAgent:
                     status = self._status(job)
                     state = (status or {}).get("state")
                     hours = max(0.0, now - float(job.get("created_at") or now)) / 3600.0
-                    reason = ""
+                    reason, ending = "", JobState.CAPPED
                     if state in FINAL:
                         reason = f"the command ended ({state}, exit {status.get('exit_code')})"
+                    elif inst.status is Status.STOPPED:
+                        reason = f"its machine was stopped by {cloud} ({inst.detail or 'stopped'}): preempted"
+                        ending = JobState.PREEMPTED
                     elif hours >= float(job["max_hours"]):
                         reason = f"max_hours {job['max_hours']} reached ({hours:.4f} h)"
                     elif hours * rate >= float(job["max_usd"]):
@@ -138,12 +147,12 @@ class JobAgent:
                         continue
                     capped = state not in FINAL
                     if capped:
-                        self._write_capped(job, status, reason)
+                        self._write_end(job, status, reason, ending)
                     self._say(f"jobs: {name}: {reason}: deleting {cloud} instance {iid}")
                     gone = self._delete(c, job, iid)
                     if gone:
                         if capped:
-                            self._write_capped(job, status, reason)
+                            self._write_end(job, status, reason, ending)
                         self._say(f"jobs: {name}: {cloud} instance {iid} deleted; it bills no more")
                     seen[f"job:{name}"] = Seen(not gone, rate, instance=instance)
             except CloudError as err:

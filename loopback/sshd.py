@@ -42,7 +42,11 @@ def _free_port() -> int:
 class LoopbackSshd:
     """``with LoopbackSshd() as sshd: sshd.port, sshd.private_key, sshd.public_key, sshd.host_public_key``."""
 
-    def __init__(self, directory: Optional[Path] = None, start_seconds: float = 10.0):
+    def __init__(self, directory: Optional[Path] = None, start_seconds: float = 10.0,
+                 authorize: Optional[str] = None, force_command: Optional[str] = None):
+        """``authorize``: one more client public key it accepts (a key another loopback machine's clients hold).
+        ``force_command``: what every session runs instead of its command, which it finds in
+        ``$SSH_ORIGINAL_COMMAND`` (sshd's ``ForceCommand``): a container machine's sessions run inside it."""
         why = missing()
         if why:
             raise RuntimeError(f"loopback sshd: {why}")
@@ -55,7 +59,7 @@ class LoopbackSshd:
         self.private_key = (self.dir / "client").read_text()
         self.public_key = (self.dir / "client.pub").read_text().strip()
         self.host_public_key = (self.dir / "host.pub").read_text().strip()
-        (self.dir / "authorized_keys").write_text(self.public_key + "\n")
+        (self.dir / "authorized_keys").write_text(self.public_key + "\n" + (authorize.strip() + "\n" if authorize else ""))
         os.chmod(self.dir / "authorized_keys", 0o600)
         self.port = _free_port()
         (self.dir / "sshd_config").write_text(f"""Port {self.port}
@@ -71,7 +75,7 @@ PermitRootLogin prohibit-password
 AllowTcpForwarding yes
 MaxStartups 100
 MaxSessions 100
-""")
+""" + (f"ForceCommand {force_command}\n" if force_command else ""))
         Path("/run/sshd").mkdir(exist_ok=True)
         self.log = open(self.dir / "sshd.log", "wb")
         self.start_seconds = start_seconds

@@ -150,3 +150,21 @@ def test_an_unreadable_status_object_keeps_its_job_and_the_round_goes_on(clouds,
     assert any("torn: cannot read its status (JSONDecodeError)" in line for line in said)
     assert any("listy: its status object is not a JSON object (list)" in line for line in said)
     assert not any(s3.secret_key in line for line in said)
+
+
+def test_a_vastai_job_machine_stopped_under_its_job_is_preempted_and_deleted(clouds, s3):
+    """An interruptible bid outbid: the loopback Vast.ai stops the instance (it stays listed, billing its disk).
+    The command in it is gone: the agent writes ``preempted`` naming the machine and deletes it at once,
+    long before any cap."""
+    with gpu_cloud.client("vastai") as c:
+        offer = c.offers(NodeRequest(gpu_model="rtx4090", spot=True))[0]
+        iid = c.launch(offer, LaunchSpec(label="l-spot", image="x/y:1", disk_gb=20, bid_per_hour=offer.price_per_hour))
+    instance = f"vastai:{iid}"
+    put_status(s3, "spot", "running", instance=instance)
+    clouds["vastai"].outbid(int(iid), 0.9)
+    said = []
+    seen = agent(s3, ["spot"], T0 + 60, said).look([entry("spot", instance, offer.price_per_hour, s3)])
+    assert not clouds["vastai"].alive() and seen["job:spot"].running is False
+    final = read_status(s3, "spot")
+    assert (final["state"], final["instance"]) == ("preempted", instance) and "outbid" in final["reason"]
+    assert "capped_at" not in final
