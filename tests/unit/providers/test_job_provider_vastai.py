@@ -126,3 +126,15 @@ def test_a_status_another_machine_of_the_run_wrote_is_not_this_ones():
     old = {"state": "preempted", "instance": "vastai:1", "finished_at": 5.0}
     assert judge(old, running, 0.0, 10.0, 3.6, machine="vastai:2")["state"] == "starting"
     assert judge(old, running, 0.0, 10.0, 3.6, machine="vastai:1")["state"] == "preempted"
+
+
+def test_a_vastai_create_that_cannot_start_the_job_deletes_the_machine_it_rented(clouds, s3, monkeypatch):
+    """The instance's SSH never answers (no container machine stands behind it): the create fails and the bid
+    instance it rented is deleted, verified, before it raises: nothing bills outside the state."""
+    monkeypatch.setenv("ESTATE_READY_TIMEOUT_SECONDS", "2")
+    monkeypatch.setenv("ESTATE_POLL_SECONDS", "0.1")
+    no_machine = type("NoMachine", (), {"private_key": "not-a-key"})()
+    with pytest.raises(CloudError, match="could not be started over SSH"):
+        JobProvider(placement=Placement()).create(props(s3, no_machine, spot=True))
+    assert clouds["vastai"].alive() == []
+    assert [r[0] for r in clouds["vastai"].requests].count("DELETE") == 1
