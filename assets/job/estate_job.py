@@ -199,6 +199,25 @@ class Runner:
         subprocess.run(["docker", "kill", name], capture_output=True, timeout=KILL_SECONDS)
         proc.wait(timeout=KILL_SECONDS)
 
+    @staticmethod
+    def pump(proc: subprocess.Popen, log: Any) -> None:
+        """The command's output into ``job.log`` and this process's own log, line by line, until it closes."""
+        for line in proc.stdout:
+            log.write(line)
+            log.flush()
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+
+    @staticmethod
+    def end_group(proc: subprocess.Popen) -> None:
+        """What the command left running in its session once it ended, killed: on a VM its container's end
+        does this; on a container machine a process it left behind would hold its output open (and the
+        runner's end with it) until the cap."""
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
     def env_file(self) -> Path:
         """The command's env, the stack's and the secret, as Docker reads an env file: one ``NAME=value`` a line,
         taken literally (no quoting, no expansion); 0600, beside the secrets."""
@@ -267,12 +286,12 @@ class Runner:
                 proc = self.start()
                 capper = threading.Thread(target=self.capping, args=(proc, stop), daemon=True)
                 capper.start()
-                for line in proc.stdout:  # ends when the command's output closes
-                    log.write(line)
-                    log.flush()
-                    sys.stdout.buffer.write(line)
-                    sys.stdout.flush()
+                pump = threading.Thread(target=self.pump, args=(proc, log), daemon=True)
+                pump.start()
                 code = proc.wait()
+                if self.container:
+                    self.end_group(proc)
+                pump.join(timeout=KILL_SECONDS)
         except Exception as err:  # noqa: BLE001 - any failure still reports a final status
             error = f"{type(err).__name__}: {err}"
             print(f"estate-job: {error}", flush=True)

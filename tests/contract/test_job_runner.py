@@ -228,3 +228,15 @@ def test_on_a_container_machine_the_cap_stops_the_commands_whole_process_group(s
         time.sleep(0.1)
     else:
         pytest.fail("the command's own child outlived the cap")
+
+
+def test_on_a_container_machine_what_the_command_leaves_running_does_not_hold_its_end(s3, tmp_path):
+    """A command that ends leaving a process behind with its output open (a daemon it started) ends the job
+    all the same: the leftover is killed with the command's session, the result is the command's own."""
+    leave = ("import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+             "print('left one behind', flush=True)")
+    root, doc = job_dir(tmp_path, s3, ["python3", "-c", leave], inputs=[], container=True, mount=str(tmp_path / "m"))
+    started = time.monotonic()
+    assert estate_job.Runner(root).run() == 0
+    assert time.monotonic() - started < 60
+    assert "left one behind" in obj(s3, f"{doc['status_prefix']}/log.txt").decode()
