@@ -65,6 +65,10 @@ class Runner:
                            endpoint=self.job.get("endpoint"), region=self.job.get("region") or "us-east-1")
         self.container = bool(self.job.get("container"))
         """A container machine: the command runs here, not in a container of its own."""
+        if self.container:
+            # The command runs beside this process, as the same user: the bucket key stays in this process
+            # only, not in a file the command could read (or copy into its outputs).
+            (root / "secrets.json").unlink()
         mount = Path(self.job.get("mount") or "/job")
         self.inputs, self.outputs = (mount / "inputs", mount / "outputs") if self.container else (
             root / "inputs", root / "outputs")

@@ -5,7 +5,8 @@ A container machine is the job's own image, which may have nothing but ``sh`` an
 no ``setsid``): this does in Python what the VM's shell start does (``providers/job.py``). It writes each file
 of the bundle (``<path> <base64>`` lines, ``core.text.secret_bundle``) 0600 in a 0700 directory, replaced
 atomically, then starts ``estate_job.py`` detached in a session of its own, its output in ``runner.log``,
-unless a runner runs or has finished there (a create retried after a lost answer). It prints one line
+unless a runner runs or has finished there (a create retried after a lost answer; the bundle's secrets file
+is then removed again, as the runner removes it once read). It prints one line
 saying which. Only the standard library; nothing of the stack reaches it but the bundle, as data.
 """
 import base64
@@ -42,6 +43,11 @@ def main(directory):
     write_bundle(sys.stdin)
     pid_file = os.path.join(directory, "runner.pid")
     if os.path.exists(os.path.join(directory, "finished")) or running(pid_file):
+        # The runner holds the bucket key in memory and left no file of it for the command to read: nor does this.
+        try:
+            os.unlink(os.path.join(directory, "secrets.json"))
+        except FileNotFoundError:
+            pass
         print("estate-job: already started", flush=True)
         return 0
     with open(os.path.join(directory, "runner.log"), "ab") as log:

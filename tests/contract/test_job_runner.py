@@ -207,6 +207,7 @@ def test_on_a_container_machine_the_command_runs_beside_the_runner_not_in_docker
     log = obj(s3, f"{doc['status_prefix']}/log.txt").decode()
     assert f"lr 3e-4 $HOME token s3cr3t args ['x; touch pwned'] cwd {mount / 'outputs'}" in log
     assert (mount / "inputs" / "data" / "xs.txt").exists() and not (root / "command.env").exists()
+    assert not (root / "secrets.json").exists()  # the bucket key stayed in the runner's memory only
 
 
 def test_on_a_container_machine_the_cap_stops_the_commands_whole_process_group(s3, tmp_path, monkeypatch):
