@@ -43,9 +43,8 @@ class LoopbackSshd:
     """``with LoopbackSshd() as sshd: sshd.port, sshd.private_key, sshd.public_key, sshd.host_public_key``."""
 
     def __init__(self, directory: Optional[Path] = None, start_seconds: float = 10.0,
-                 authorize: Optional[str] = None, force_command: Optional[str] = None):
-        """``authorize``: one more client public key it accepts (a key another loopback machine's clients hold).
-        ``force_command``: what every session runs instead of its command, which it finds in
+                 force_command: Optional[str] = None):
+        """``force_command``: what every session runs instead of its command, which it finds in
         ``$SSH_ORIGINAL_COMMAND`` (sshd's ``ForceCommand``): a container machine's sessions run inside it."""
         why = missing()
         if why:
@@ -59,7 +58,7 @@ class LoopbackSshd:
         self.private_key = (self.dir / "client").read_text()
         self.public_key = (self.dir / "client.pub").read_text().strip()
         self.host_public_key = (self.dir / "host.pub").read_text().strip()
-        (self.dir / "authorized_keys").write_text(self.public_key + "\n" + (authorize.strip() + "\n" if authorize else ""))
+        (self.dir / "authorized_keys").write_text(self.public_key + "\n")
         os.chmod(self.dir / "authorized_keys", 0o600)
         self.port = _free_port()
         (self.dir / "sshd_config").write_text(f"""Port {self.port}
@@ -108,6 +107,11 @@ MaxSessions 100
         self.host_public_key = (self.dir / "host.pub").read_text().strip()
         self.start()
         return str(keep)
+
+    def authorize(self, public_key: str) -> None:
+        """Accept one more client key from the next connection on (sshd reads the file at each login)."""
+        with open(self.dir / "authorized_keys", "a") as f:
+            f.write(public_key.strip() + "\n")
 
     def answers(self) -> bool:
         with socket.socket() as s:

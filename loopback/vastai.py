@@ -49,6 +49,8 @@ class FakeVast(FakeServer):
         machine (a container of its image) and where its SSH is."""
         self.on_stop: List[Callable[[Dict[str, Any]], None]] = []
         """Called with an instance its machine stops under it (outbid): its container stops."""
+        self.on_ssh_key: List[Callable[[Dict[str, Any]], None]] = []
+        """Called with an instance once a key is attached to it (``ssh_keys``): its SSH lets the key in."""
         self.on_delete: List[Callable[[Dict[str, Any]], None]] = []
         """Called with an instance once it is destroyed or taken back: its container goes."""
         self.offers: List[Dict[str, Any]] = [
@@ -117,7 +119,7 @@ class FakeVast(FakeServer):
                 del inst["loading_since"]
             else:
                 inst["actual_status"] = "loading"
-        view = {k: v for k, v in inst.items() if k not in ("polls", "loading_since")}
+        view = {k: v for k, v in inst.items() if k not in ("polls", "loading_since", "ssh_keys")}
         if inst["bid"] is not None:
             view.update(is_bid=True, dph_base=inst["bid"], min_bid=self._offer_of(inst)["min_bid"])
         return view
@@ -149,6 +151,15 @@ class FakeVast(FakeServer):
                 if inst["intended_status"] == "running" and inst["actual_status"] in ("stopped", "scheduling"):
                     state = self._runnable(inst)
                     inst["actual_status"], inst["polls"] = (None, 0) if state == "loading" else (state, 0)
+                return 200, {"success": True}
+            if method == "POST" and len(parts) == 3 and parts[0] == "instances" and parts[2] == "ssh":
+                # What `vastai attach ssh` sends (vastai/api/keys.py: attach_ssh): the key into the instance's SSH.
+                inst = self.instances.get(int(parts[1]))
+                if inst is None:
+                    return 404, {"success": False, "error": "no_such_instance", "msg": "Instance not found"}
+                inst.setdefault("ssh_keys", []).append(str(body.get("ssh_key") or "").strip())
+                for hook in self.on_ssh_key:
+                    hook(inst)
                 return 200, {"success": True}
             if len(parts) == 2 and parts[0] == "instances":
                 inst = self.instances.get(int(parts[1]))

@@ -208,8 +208,11 @@ class JobProvider(GpuInstanceProvider):
             try:
                 inst = placed.adopted or self._wait_running(c, placed.instance_id, label)
                 # A VM's host key is the one its cloud-init installed; a container machine's is its vendor's,
-                # trusted on first contact.
-                pinned = None if Vendor(c.name).is_container else key.get("public")
+                # trusted on first contact, and its SSH lets in the stack's key once it is attached.
+                container = Vendor(c.name).is_container
+                if container and (props.get("launch") or {}).get("ssh_public_key"):
+                    c.attach_ssh_key(inst.id, props["launch"]["ssh_public_key"])
+                pinned = None if container else key.get("public")
                 self._deliver(inst, props, pinned, c.name)
             except BaseException as err:
                 # Rented (or adopted from a create that died) and not running the job: delete it before failing,

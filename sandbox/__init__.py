@@ -114,7 +114,7 @@ def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[
     TensorDock VM of the ``vm`` node (under the ``machine`` key): its SSH port is the loopback sshd, and
     deleting that instance wipes the machine's containers and files. A Vast.ai instance of a GPU job is a real
     container of its image reached over a real sshd (``loopback/container_machine.py``, under the
-    ``containers`` key, whose ``private_key`` its SSH accepts)."""
+    ``containers`` key), whose SSH lets in the keys attached to the instance."""
     td, vast, rp = FakeTensorDock(), FakeVast(), FakeRunPod()
     fly = FakeFly(token="sandbox-fly-token")  # Fly.io's Machines API, and its proxy in front of each app
     rp.api_key = "sandbox-runpod-key"  # its serverless OpenAI route answers only to the RunPod key

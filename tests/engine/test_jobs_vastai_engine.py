@@ -26,6 +26,7 @@ from pulumi import automation as auto
 
 import sandbox
 from loopback import machine as loopback_machine
+from loopback import sshd as loopback_sshd
 from sandbox.s3 import LoopbackS3
 
 pytestmark = [
@@ -37,7 +38,6 @@ pytestmark = [
 JOB_TYPE = "pulumi-python:dynamic/job:Job"
 TRAINER = "gpu-estate/sandbox-trainer:1"
 BUCKET = "models"
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXNhbmRib3hrZXk= sandbox@gpu-estate"
 
 
 def missing() -> str:
@@ -48,10 +48,15 @@ def missing() -> str:
     return "" if found.returncode == 0 else f"no image {TRAINER} (scripts/build-trainer-image.sh)"
 
 
+OPERATOR = {}
+"""The operator's SSH key pair (made by the fixture): the public half is the job's ``ssh.public_key``, which the
+program attaches to the instance; the private half is what SSH connects with (``ESTATE_SSH_PRIVATE_KEY``)."""
+
+
 def job(command, **more):
     """Seed 003's job: Vast.ai, an interruptible bid for an RTX 4090, at most $0.80."""
     return {"provider": "vastai", "market": "spot", "bid_per_hour": 0.25, "gpu": {"model": "rtx4090"},
-            "max_price_per_hour": 0.4, "ssh": {"public_key": KEY}, "image": TRAINER, "command": command,
+            "max_price_per_hour": 0.4, "ssh": {"public_key": OPERATOR["public"]}, "image": TRAINER, "command": command,
             "env": {"LR": "0.02"}, "secret_env": ["TRAINER_TOKEN"], "bucket": BUCKET, "inputs": ["datasets/line/"],
             "max_usd": 0.8, **more}
 
@@ -64,8 +69,10 @@ def estate(tmp_path_factory):
             pytest.fail(f"the Vast.ai job machines must run here: {why}")
         pytest.skip(why)
     work = sandbox.project_copy(tmp_path_factory.mktemp("project"))
-    with LoopbackS3() as s3, sandbox.fake_clouds() as fakes, \
-            sandbox.ssh_agent(fakes["containers"].private_key) as agent:
+    key = tmp_path_factory.mktemp("operator") / "id"
+    loopback_sshd.keygen(key)
+    OPERATOR.update(private=key.read_text(), public=key.with_suffix(".pub").read_text().strip())
+    with LoopbackS3() as s3, sandbox.fake_clouds() as fakes, sandbox.ssh_agent(OPERATOR["private"]) as agent:
         s3.create_bucket(BUCKET)
         s3.client().put_object(Bucket=BUCKET, Key="datasets/line/points.txt",
                                Body="".join(f"{x} {2 * x + 1}\n" for x in range(-5, 6)).encode())

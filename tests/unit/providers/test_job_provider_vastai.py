@@ -13,6 +13,7 @@ import pytest
 import sandbox
 from core.pricing import NodeRequest
 from loopback import machine as loopback_machine
+from loopback import sshd as loopback_sshd
 from loopback.container_machine import ContainerMachines
 from providers import gpu_cloud
 from providers.gpu_instance import LaunchInputs
@@ -21,9 +22,16 @@ from providers.job import NO_PYTHON, PROVIDER_VERSION, JobArgs, JobProvider, con
 from providers.placement import Placement
 
 IMAGE = loopback_machine.IMAGE  # the sandbox's Debian Python image: sh and python3, no coreutils
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFXdBfpWUE7y0nZ8rsibV0rc/1JxweHTokQjkgvrZxWD ops@estate"
 WRITE = ("import os; open(os.environ['ESTATE_JOB_OUTPUTS'] + '/out.txt', 'w').write(os.environ['TOKEN'][::-1] + "
          "os.environ['LR']); print('wrote', os.getcwd())")
+
+
+@pytest.fixture(scope="module")
+def operator(tmp_path_factory):
+    """The operator's SSH key pair: its public half is the job's ``ssh.public_key``, attached to the instance."""
+    path = tmp_path_factory.mktemp("operator") / "id"
+    loopback_sshd.keygen(path)
+    return type("Key", (), {"private_key": path.read_text(), "public_key": path.with_suffix(".pub").read_text().strip()})()
 
 
 @pytest.fixture
@@ -43,18 +51,18 @@ def machines(clouds, monkeypatch):
         held.close()
 
 
-def props(s3, machines, image=IMAGE, command=("python3", "-c", WRITE), run="1", spot=False, resume=False):
+def props(s3, key, image=IMAGE, command=("python3", "-c", WRITE), run="1", spot=False, resume=False):
     label = f"gpu-estate-test-job-vast-{run}"
     doc = {"label": label, "run": run, "image": image, "command": list(command), "env": {"LR": "0.5 $HOME"},
            "bucket": "models", "endpoint": s3.endpoint, "region": "us-east-1", "inputs": [], "outputs": f"out/{run}",
            "resume": resume, "status_prefix": f"estate-jobs/{label}", "sync_seconds": 600, "gpus": True}
     args = JobArgs(name="vast", label=label, run=run, clouds=["vastai"],
                    request=NodeRequest(gpu_model="rtx4090", min_vram_gb=24, spot=spot),
-                   launch=LaunchInputs(image="ubuntu2404", disk_gb=20, ssh_public_key=KEY, vcpu=4, ram_gb=16,
+                   launch=LaunchInputs(image="ubuntu2404", disk_gb=20, ssh_public_key=key.public_key, vcpu=4, ram_gb=16,
                                        cloud_init="#cloud-config\n"),
                    document=doc, caps={"max_hours": 1.0, "max_usd": 1.0}, ssh={"user": "root", "port": 22},
                    secrets={"s3": {"access_key": s3.access_key, "secret_key": s3.secret_key},
-                            "env": {"TOKEN": "s3cr3t-token"}, "ssh_private_key": machines.private_key},
+                            "env": {"TOKEN": "s3cr3t-token"}, "ssh_private_key": key.private_key},
                    host_key={"private": "not-this-machines-key", "public": "ssh-ed25519 AAAAnotthis"},
                    bid_per_hour=0.25 if spot else None)
     return {**args.to_props(), "version": PROVIDER_VERSION}
@@ -75,14 +83,15 @@ def until(check, seconds=60.0):
     return check()
 
 
-def test_a_spot_job_runs_inside_its_image_on_vastai(clouds, s3, machines):
-    created = JobProvider(placement=Placement()).create(props(s3, machines, spot=True))
+def test_a_spot_job_runs_inside_its_image_on_vastai(clouds, s3, machines, operator):
+    created = JobProvider(placement=Placement()).create(props(s3, operator, spot=True))
     cloud, iid = created.id.split(":")
     assert cloud == "vastai"
     (inst,) = clouds["vastai"].alive()
     # The machine is the job's image; the vendor got no env, start script or user-data of ours, no secret.
     assert (inst["image"], inst["onstart"], inst["env"]) == (IMAGE, "", {})
     assert inst["bid"] == 0.25 and created.outs["price_per_hour"] == inst["dph_total"]
+    assert inst["ssh_keys"] == [operator.public_key]  # attached, as `vastai attach ssh` does: SSH lets it in
     assert "s3cr3t-token" not in json.dumps(clouds["vastai"].requests) and s3.secret_key not in json.dumps(
         clouds["vastai"].requests)
     final = until(lambda: status(s3, inst["label"]).get("state") in ("succeeded", "failed") and status(s3, inst["label"]))
@@ -105,8 +114,8 @@ def test_an_image_without_python3_is_refused_by_the_start_naming_it(tmp_path):
     assert run.returncode == NO_PYTHON and "the job image has no python3" in run.stderr
 
 
-def test_a_machine_stopped_under_its_job_is_preempted_and_kept_until_gone(clouds, s3, machines):
-    p = props(s3, machines, command=("python3", "-c", "import time; time.sleep(600)"), run="2", spot=True)
+def test_a_machine_stopped_under_its_job_is_preempted_and_kept_until_gone(clouds, s3, machines, operator):
+    p = props(s3, operator, command=("python3", "-c", "import time; time.sleep(600)"), run="2", spot=True)
     created = JobProvider(placement=Placement()).create(p)
     label = p["label"]
     until(lambda: status(s3, label).get("state") == "running")
@@ -133,7 +142,7 @@ def test_a_vastai_create_that_cannot_start_the_job_deletes_the_machine_it_rented
     instance it rented is deleted, verified, before it raises: nothing bills outside the state."""
     monkeypatch.setenv("ESTATE_READY_TIMEOUT_SECONDS", "2")
     monkeypatch.setenv("ESTATE_POLL_SECONDS", "0.1")
-    no_machine = type("NoMachine", (), {"private_key": "not-a-key"})()
+    no_machine = type("Key", (), {"private_key": "not-a-key", "public_key": "ssh-ed25519 AAAAnot ops@estate"})()
     with pytest.raises(CloudError, match="could not be started over SSH"):
         JobProvider(placement=Placement()).create(props(s3, no_machine, spot=True))
     assert clouds["vastai"].alive() == []
