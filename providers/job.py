@@ -9,8 +9,8 @@
   image with no start script, no env and no cloud-init of ours (nothing for the vendor to read): its host
   key is its vendor's, trusted on first contact as a container node's is (``providers.host_key``), and the
   runner runs inside it (``assets/job/estate_start.py`` starts it with nothing but ``python3``; an image
-  without ``python3`` fails the create, saying so). A create that fails after renting deletes what it rented (verified) before it raises:
-  nothing bills behind the state's back.
+  without ``python3`` fails the create, saying so). A create that fails after renting deletes what it
+  rented (verified) before it raises: nothing bills behind the state's back.
 - read (``refresh``) reports the job's state (starting, running, succeeded, failed, capped, preempted), its
   duration and cost, from the status object the runner (or the job agent, at a cap) wrote in the bucket and
   from the vendor. A finished job stays in state with its result, whether or not its machine still exists,

@@ -17,8 +17,8 @@ as data (``job.json``: image, command words, env, bucket, prefixes; never code) 
 4. when the command ends, whatever its exit code, uploads the outputs, the log (``log.txt``) and the final
    status (``succeeded`` on exit 0, else ``failed``, with the exit code, times and output keys);
 5. at the job's ``max_hours`` (from this runner's start) it kills the command's container (on a container
-   machine, the command's process group) and writes ``capped``: a backstop for a job whose machine the spend watcher never learned of. The host itself is
-   never powered off.
+   machine, the command's process group) and writes ``capped``: a backstop for a job whose machine the spend
+   watcher never learned of. The host itself is never powered off.
 
 The machine is released by the spend watcher's job agent once it reads the final status (``agents/jobs.py``);
 this process never holds a vendor key. Only the standard library: the S3 client is ``estate_s3.py``, shipped

@@ -2,8 +2,9 @@
 containers of the job's image reached over a real sshd, ``loopback/container_machine.py``) and moto's real S3
 server: the machine is the job's image with nothing of ours in the vendor's env, start script or user-data;
 the runner runs inside it and uploads the command's outputs and its final status; a spot job bids as a node
-does and is priced at what the machine bills; an image without python3 is refused by the start, saying so; a machine stopped under its job (outbid) is shown preempted and kept until it is
-gone. Skipped without Docker, sshd or the sandbox image, except on the project's CI (GPU_ESTATE_REQUIRE_VM=1)."""
+does and is priced at what the machine bills; an image without python3 is refused by the start, saying so;
+a machine stopped under its job (outbid) is shown preempted and kept until it is gone; a create that cannot
+start the job deletes the bid instance it rented. Skipped without Docker, sshd or the sandbox image, except on the project's CI (GPU_ESTATE_REQUIRE_VM=1)."""
 import json
 import subprocess
 import time
