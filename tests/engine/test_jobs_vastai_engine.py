@@ -11,6 +11,8 @@ the bucket is moto's real S3 server on loopback (``storage.<name>.endpoint``).
 - A spot job outbid mid-run (its machine stopped under it) with ``on_preemption: resume`` is reported
   ``preempted`` and deleted by the watcher; `refresh` drops it; the next `up` rents again (another offer: the
   outbid machine now asks above the job's price cap) and the trainer resumes from its last checkpoint.
+- A job whose instance Vast.ai takes back outright, with ``on_preemption: report`` (the default), is shown
+  ``preempted`` by `refresh` and not run again.
 - `destroy` of a running job deletes its machine: no instance and no container is left.
 
 Skipped where the engine, sshd, Docker or the images are missing, except on the project's CI
@@ -177,6 +179,21 @@ def test_a_job_past_max_hours_is_capped_and_released(estate):
     st.refresh()
     assert jobs_in_state(st)["long"]["state"] == "capped"
     assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}
+
+
+def test_a_job_whose_instance_vastai_takes_back_is_reported_preempted(estate):
+    st, fakes, s3 = estate
+    set_jobs(st, lambda jobs: jobs.update(lost=job(["python3", "/trainer.py", "--epochs", "50", "--sleep", "600"],
+                                                   outputs="models/lost/1", max_hours=1)))
+    st.up()
+    until("the lost job running", lambda: status(s3, "lost").get("state") == "running")
+    (machine,) = machines(fakes)
+    fakes["vastai"].preempt(machine["id"])  # taken back outright: no longer listed, its container gone
+    st.refresh()
+    seen = jobs_in_state(st)["lost"]  # `report`: kept in state, shown preempted, its cost stopped at the loss
+    assert (seen["state"], seen["machine_status"]) == ("preempted", "gone") and seen["finished_at"]
+    assert set(st.up().summary.resource_changes) == {"same"}  # not run again until its run id changes
+    assert not machines(fakes) and not fakes["containers"].containers()
 
 
 def test_an_outbid_job_resumes_from_its_last_checkpoint_and_destroy_leaves_nothing(estate):
