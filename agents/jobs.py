@@ -11,6 +11,9 @@ bucket key. Each look, for every entry, this agent:
   rented yet, or released);
 - reads the run's status object in the bucket (with the entry's bucket key); a final status
   (``succeeded``/``failed``) deletes the machine;
+- a machine its vendor stopped under a running job (a Vast.ai bid outbid: the container and the command
+  in it are stopped, its disk still bills) is a preemption: it writes the status ``preempted`` (naming the
+  machine) and deletes it; the job's ``on_preemption`` then says whether the next `up` resumes it;
 - otherwise charges the time since the entry was written at the machine's $/h: at ``max_hours`` or
   ``max_usd`` it writes the status ``capped`` (with the reason), deletes the machine and writes ``capped``
   again once it is gone (the runner's last heartbeat may land in between);
@@ -80,13 +83,16 @@ class JobAgent:
             return None
         return status
 
-    def _write_capped(self, job: Mapping[str, Any], status: Optional[Mapping[str, Any]], reason: str) -> None:
+    def _write_end(self, job: Mapping[str, Any], status: Optional[Mapping[str, Any]], reason: str,
+                   instance: str, state: JobState = JobState.CAPPED) -> None:
         bucket = self._bucket(job)
         if bucket is None:
             return
-        doc = {**(status or {}), "state": JobState.CAPPED.value, "reason": reason, "capped_at": self._clock(),
-               "finished_at": self._clock(), "label": job.get("label"), "run": job.get("run"),
+        doc = {**(status or {}), "state": state.value, "reason": reason, "finished_at": self._clock(),
+               "label": job.get("label"), "run": job.get("run"), "instance": instance,
                "started_at": (status or {}).get("started_at") or job.get("created_at")}
+        if state is JobState.CAPPED:
+            doc["capped_at"] = self._clock()
         try:
             bucket.put(f"{job['status_prefix']}/status.json", json.dumps(doc, sort_keys=True).encode(), "application/json")
         except (S3Error, OSError) as err:
@@ -133,9 +139,12 @@ class JobAgent:
         status = self._status(job)
         state = (status or {}).get("state")
         hours = max(0.0, now - float(job.get("created_at") or now)) / 3600.0
-        reason = ""
+        reason, ending = "", JobState.CAPPED
         if state in FINAL:
             reason = f"the command ended ({state}, exit {status.get('exit_code')})"
+        elif inst.status is Status.STOPPED:
+            reason = f"its machine was stopped by {c.name} ({inst.detail or 'stopped'}): preempted"
+            ending = JobState.PREEMPTED
         elif hours >= float(job["max_hours"]):
             reason = f"max_hours {job['max_hours']} reached ({hours:.4f} h)"
         elif hours * rate >= float(job["max_usd"]):
@@ -148,11 +157,11 @@ class JobAgent:
             return Seen(True, rate, instance=instance)
         capped = state not in FINAL
         if capped:
-            self._write_capped(job, status, reason)
+            self._write_end(job, status, reason, instance, ending)
         self._say(f"jobs: {name}: {reason}: deleting {c.name} instance {iid}")
         gone = self._delete(c, job, iid)
         if gone:
             if capped:
-                self._write_capped(job, status, reason)
+                self._write_end(job, status, reason, instance, ending)
             self._say(f"jobs: {name}: {c.name} instance {iid} deleted; it bills no more")
         return Seen(not gone, rate, instance=instance)

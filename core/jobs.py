@@ -27,6 +27,9 @@ MACHINE_KEYS = ("provider", "failover", "gpu", "regions", "vcpu", "ram_gb", "dis
                 "max_price_per_hour", "min_reliability", "ssh")
 """The node's keys a job's machine is declared with: the same fields (types, bounds, docs) and rules."""
 
+JOB_VENDORS = (Vendor.TENSORDOCK, Vendor.VASTAI)
+"""Where a job's machine may be rented: a VM the runner drives Docker on (TensorDock), or one container of
+the job's image that the runner runs inside (Vast.ai, on-demand or an interruptible bid)."""
 JOB_DIR = "/opt/estate/jobs"
 """Where a job machine keeps the runner, its job document and secret env, logs and the outputs directory."""
 WATCH_DIR = "jobs"
@@ -73,7 +76,10 @@ class JobSpec(_JobMachine):  # type: ignore[misc,valid-type]
     """One GPU job: rented, run once, released when its command ends or a cap is reached."""
 
     image: ImageRef
-    """The image the command runs in (with Docker, on the rented VM); pin it by digest for a run you can repeat."""
+    """The image the command runs in: with Docker on a VM (TensorDock); on Vast.ai the machine is one container
+    of this image, and the runner runs inside it, so the image must have ``sh`` and ``python3`` (the runner
+    says so and the create fails, deleting the machine, when it has not). Pin it by digest for a run you can
+    repeat."""
     command: List[Arg] = Field(min_length=1)
     """The command and its arguments, each word an element: passed as data, never through a shell."""
     env: Dict[EnvName, EnvValue] = Field(default_factory=dict)
@@ -96,7 +102,8 @@ class JobSpec(_JobMachine):  # type: ignore[misc,valid-type]
     on_preemption: Preemption = Preemption.REPORT
     """A machine lost before the job finished (a spot preemption): `resume` from the outputs prefix on the next `up`, or `report` it."""
     gpus: bool = True
-    """Give the command the machine's GPUs (``docker run --gpus all``); false for a CPU-only command."""
+    """Give the command the machine's GPUs (``docker run --gpus all``); false for a CPU-only command. A
+    container machine (Vast.ai) gives its one container every GPU it rents, whatever this says."""
     sync_minutes: float = Field(10, gt=0, le=1440)
     """How often the outputs directory is uploaded while the command runs (the checkpoints a resume starts from)."""
 
@@ -107,13 +114,14 @@ class JobSpec(_JobMachine):  # type: ignore[misc,valid-type]
 
     @field_validator("provider", "failover")
     @classmethod
-    def _vm_marketplace(cls, v: Any) -> Any:
+    def _rented_by_the_hour(cls, v: Any) -> Any:
         for vendor in (v if isinstance(v, list) else [v]):
-            if vendor is not Vendor.TENSORDOCK:
+            if vendor not in JOB_VENDORS:
                 raise ValueError(
-                    "a job runs its image with Docker on a VM the estate rents and reaches over SSH: tensordock "
-                    "(a Vast.ai or RunPod machine is one container with no Docker of its own; an AWS/GCP VM is "
-                    f"not rented through a marketplace client) (got {vendor.value!r})")
+                    f"{vendor.value} cannot run a job: a job runs on a machine the estate rents by the hour and "
+                    "reaches over SSH: "
+                    f"{' or '.join(x.value for x in JOB_VENDORS)} (a RunPod pod runs its image's own command and "
+                    "takes no runner; an AWS/GCP VM is not rented through a marketplace client)")
         return v
 
     @model_validator(mode="after")

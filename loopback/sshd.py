@@ -42,7 +42,10 @@ def _free_port() -> int:
 class LoopbackSshd:
     """``with LoopbackSshd() as sshd: sshd.port, sshd.private_key, sshd.public_key, sshd.host_public_key``."""
 
-    def __init__(self, directory: Optional[Path] = None, start_seconds: float = 10.0):
+    def __init__(self, directory: Optional[Path] = None, start_seconds: float = 10.0,
+                 force_command: Optional[str] = None):
+        """``force_command``: what every session runs instead of its command, which it finds in
+        ``$SSH_ORIGINAL_COMMAND`` (sshd's ``ForceCommand``): a container machine's sessions run inside it."""
         why = missing()
         if why:
             raise RuntimeError(f"loopback sshd: {why}")
@@ -71,7 +74,7 @@ PermitRootLogin prohibit-password
 AllowTcpForwarding yes
 MaxStartups 100
 MaxSessions 100
-""")
+""" + (f"ForceCommand {force_command}\n" if force_command else ""))
         Path("/run/sshd").mkdir(exist_ok=True)
         self.log = open(self.dir / "sshd.log", "wb")
         self.start_seconds = start_seconds
@@ -104,6 +107,11 @@ MaxSessions 100
         self.host_public_key = (self.dir / "host.pub").read_text().strip()
         self.start()
         return str(keep)
+
+    def authorize(self, public_key: str) -> None:
+        """Accept one more client key from the next connection on (sshd reads the file at each login)."""
+        with open(self.dir / "authorized_keys", "a") as f:
+            f.write(public_key.strip() + "\n")
 
     def answers(self) -> bool:
         with socket.socket() as s:

@@ -8,7 +8,7 @@ sent them, ``public_ipaddr`` with a trailing newline.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from loopback.base import FakeServer, Reply
 
@@ -44,6 +44,15 @@ class FakeVast(FakeServer):
         """When set, an instance loads for this long from when it is first read loading, however often it
         is read (a booting machine's clock), instead of for ``boot_polls`` reads."""
         self.instances: Dict[int, Dict[str, Any]] = {}
+        self.on_create: List[Callable[[Dict[str, Any]], None]] = []
+        """Called with each instance as it is created (before its create answers): what the sandbox runs as the
+        machine (a container of its image) and where its SSH is."""
+        self.on_stop: List[Callable[[Dict[str, Any]], None]] = []
+        """Called with an instance its machine stops under it (outbid): its container stops."""
+        self.on_ssh_key: List[Callable[[Dict[str, Any]], None]] = []
+        """Called with an instance once a key is attached to it (``ssh_keys``): its SSH lets the key in."""
+        self.on_delete: List[Callable[[Dict[str, Any]], None]] = []
+        """Called with an instance once it is destroyed or taken back: its container goes."""
         self.offers: List[Dict[str, Any]] = [
             self.offer(5001, "RTX 3090", 2, 0.32, 0.18, "SE", 0.98),
             self.offer(5002, "RTX 3090", 2, 0.28, 0.15, "US", 0.93),
@@ -69,6 +78,8 @@ class FakeVast(FakeServer):
             inst = self.instances[int(iid)]
             self._offer_of(inst)["min_bid"] = min_bid
             inst["actual_status"], inst["cur_state"] = "stopped", "stopped"
+            for hook in self.on_stop:
+                hook(inst)
 
     def busy(self, iid: int, busy: bool = True) -> None:
         """Other renters hold the machine's GPUs: a start is accepted and sits in ``scheduling``."""
@@ -90,6 +101,8 @@ class FakeVast(FakeServer):
         with self.lock:
             inst = self.instances.pop(int(iid))
             self._return_offer(inst)
+            for hook in self.on_delete:
+                hook(inst)
 
     def _return_offer(self, inst: Dict[str, Any]) -> None:
         for o in self.offers:
@@ -106,7 +119,7 @@ class FakeVast(FakeServer):
                 del inst["loading_since"]
             else:
                 inst["actual_status"] = "loading"
-        view = {k: v for k, v in inst.items() if k not in ("polls", "loading_since")}
+        view = {k: v for k, v in inst.items() if k not in ("polls", "loading_since", "ssh_keys")}
         if inst["bid"] is not None:
             view.update(is_bid=True, dph_base=inst["bid"], min_bid=self._offer_of(inst)["min_bid"])
         return view
@@ -139,6 +152,15 @@ class FakeVast(FakeServer):
                     state = self._runnable(inst)
                     inst["actual_status"], inst["polls"] = (None, 0) if state == "loading" else (state, 0)
                 return 200, {"success": True}
+            if method == "POST" and len(parts) == 3 and parts[0] == "instances" and parts[2] == "ssh":
+                # What `vastai attach ssh` sends (vastai/api/keys.py: attach_ssh): the key into the instance's SSH.
+                inst = self.instances.get(int(parts[1]))
+                if inst is None:
+                    return 404, {"success": False, "error": "no_such_instance", "msg": "Instance not found"}
+                inst.setdefault("ssh_keys", []).append(str(body.get("ssh_key") or "").strip())
+                for hook in self.on_ssh_key:
+                    hook(inst)
+                return 200, {"success": True}
             if len(parts) == 2 and parts[0] == "instances":
                 inst = self.instances.get(int(parts[1]))
                 if inst is None:
@@ -148,6 +170,8 @@ class FakeVast(FakeServer):
                 if method == "DELETE":
                     self.instances.pop(inst["id"])
                     self._return_offer(inst)
+                    for hook in self.on_delete:
+                        hook(inst)
                     return 200, {"success": True}
                 if method == "PUT":
                     if body.get("state") == "running":
@@ -207,4 +231,6 @@ class FakeVast(FakeServer):
             # As Vast.ai lists them (readable by anyone holding the account's API key).
             "extra_env": [[k, v] for k, v in (body.get("env") or {}).items() if not k.startswith("-")],
         }
+        for hook in self.on_create:
+            hook(self.instances[iid])
         return 200, {"success": True, "new_contract": iid}

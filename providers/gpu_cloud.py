@@ -131,6 +131,10 @@ class GpuCloud(abc.ABC):
     def terminate(self, instance_id: str) -> None:
         """Destroy the instance; an instance that is already gone is not an error."""
 
+    def attach_ssh_key(self, instance_id: str, public_key: str) -> None:
+        """Let ``public_key`` into the instance's SSH. A VM vendor takes the key at create (``LaunchSpec``), so
+        this does nothing; Vast.ai lets in the account's keys and those attached to the instance."""
+
     def set_bid(self, instance_id: str, bid_per_hour: float) -> None:
         """Change a spot bid in place where the vendor allows it."""
         raise NotImplementedError(f"{self.name} cannot change a bid in place")

@@ -1,18 +1,25 @@
 """The Pulumi dynamic provider for GPU jobs: ``pulumi-python:dynamic/job:Job``.
 
 - create rents the machine through the nodes' own placement (``providers.placement``: adopt by label,
-  cheapest offer, next offer, next cloud), waits for it to run and answer SSH with the host key its
-  cloud-init installed, delivers the runner, its job document and its secrets (one 0600 bundle on an SSH
-  command's stdin, as a node's secrets arrive) and starts the runner detached; it returns without waiting
-  for the job. A create that fails after renting deletes what it rented (verified) before it raises:
-  nothing bills behind the state's back.
+  cheapest offer, next offer, next cloud; a spot bid as a node's), waits for it to run and answer SSH,
+  delivers the runner, its job document and its secrets (one 0600 bundle on an SSH command's stdin, as a
+  node's secrets arrive) and starts the runner detached; it returns without waiting for the job. A VM
+  (TensorDock) boots the bootstrap cloud-init with the host key the program generated, which SSH then
+  pins, and its runner drives Docker. A container machine (Vast.ai) is one container of the job's own
+  image with no start script, no env and no cloud-init of ours (nothing for the vendor to read): its host
+  key is its vendor's, trusted on first contact as a container node's is (``providers.host_key``), and the
+  runner runs inside it (``assets/job/estate_start.py`` starts it with nothing but ``python3``; an image
+  without ``python3`` fails the create, saying so). A create that fails after renting deletes what it
+  rented (verified) before it raises: nothing bills behind the state's back.
 - read (``refresh``) reports the job's state (starting, running, succeeded, failed, capped, preempted), its
   duration and cost, from the status object the runner (or the job agent, at a cap) wrote in the bucket and
   from the vendor. A finished job stays in state with its result, whether or not its machine still exists,
   so `up` never runs it again; only a new ``run`` id does (a replacement, which the preview names). A
   machine lost before the job finished is a preemption: with ``resume`` the job is reported gone, so the
   next `up` rents again and the runner starts from the outputs prefix; with ``report`` it stays
-  ``preempted``.
+  ``preempted``. A machine its vendor stopped under the job (a Vast.ai bid outbid) is a preemption too,
+  shown ``preempted`` while it is still listed; the job agent deletes it. A status object another machine
+  of the same run wrote (the one lost before a resume) is not this machine's.
 - update changes nothing on the machine: caps and the rest take effect through the job agent's document or
   at the next run.
 - delete deletes the machine if it still exists and returns only once the vendor no longer lists it.
@@ -33,11 +40,11 @@ from typing import Any, Dict, List, Optional
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
-from core.jobs import JOB_DIR, JobState
+from core.jobs import JOB_DIR, JOB_VENDORS, JobState
 from core.pricing import NodeRequest
 from core.text import install_secrets, secret_bundle
-from core.vendors import MARKETPLACES
-from providers.gpu_cloud import GpuCloud, Instance, Status, env_seconds
+from core.vendors import Vendor
+from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_seconds
 from providers.gpu_instance import GpuInstanceProvider, LaunchInputs, _poll, split_id, terminate_verified
 from providers.host_key import install_in_cloud_init
 from providers.http import CloudError
@@ -50,6 +57,9 @@ from providers.wait import WaitTimeout, wait_for, within
 PROVIDER_VERSION = "1"
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "assets" / "job" / "estate_job.py"
+CONTAINER_START = ROOT / "assets" / "job" / "estate_start.py"
+NO_PYTHON = 3
+"""The start's exit status on a container machine whose image has no ``python3``: the create fails at once."""
 S3_CLIENT = ROOT / "providers" / "s3.py"
 REPLACE_KEYS = ("run",)
 """A new run id is a new run: a new machine, the job run again. Nothing else re-runs a job."""
@@ -74,6 +84,16 @@ def start_script(label: str) -> str:
             "echo $! > runner.pid; echo \"estate-job: runner $(cat runner.pid)\"")
 
 
+def container_start_script(label: str) -> str:
+    """What runs on a container machine (its image may hold only ``sh`` and ``python3``): refuse an image without
+    ``python3``, naming it, else write the bundle and start the runner detached (``estate_start.py``)."""
+    d = shlex.quote(job_dir(label))
+    return ("if ! command -v python3 >/dev/null 2>&1; then echo 'estate-job: the job image has no python3; on a "
+            "container machine (Vast.ai) the job runner runs inside the job image, which needs sh and python3' >&2; "
+            f"exit {NO_PYTHON}; fi; "
+            f"exec python3 -c {shlex.quote(CONTAINER_START.read_text(encoding='utf-8'))} {d}")
+
+
 def bundle(label: str, document: Dict[str, Any], secrets: Dict[str, Any]) -> str:
     """The runner, its S3 client, the job document and its secrets, as one bundle of 0600 files."""
     d = job_dir(label)
@@ -85,11 +105,29 @@ def bundle(label: str, document: Dict[str, Any], secrets: Dict[str, Any]) -> str
     ])
 
 
-def runner_document(props: Dict[str, Any]) -> Dict[str, Any]:
+def runner_document(props: Dict[str, Any], cloud: str = Vendor.TENSORDOCK.value,
+                    instance: Optional[str] = None) -> Dict[str, Any]:
     """The job document as the runner gets it: with ``max_hours``, which the runner enforces itself too (a
-    backstop for a job the spend watcher never learned of). The state's document stays as the stack wrote it,
-    so a cap change is not read as a document change."""
-    return {**props["document"], "max_hours": (props.get("caps") or {}).get("max_hours")}
+    backstop for a job the spend watcher never learned of), whether the machine is one container (the runner
+    runs the command itself) and the machine's ``<cloud>:<id>``, which its status objects carry. The state's
+    document stays as the stack wrote it, so a cap change is not read as a document change."""
+    return {**props["document"], "max_hours": (props.get("caps") or {}).get("max_hours"),
+            "container": Vendor(cloud).is_container, "instance": instance}
+
+
+def launch_spec(props: Dict[str, Any], cloud: str) -> LaunchSpec:
+    """What the job's machine is launched with on ``cloud``. A VM boots the bootstrap cloud-init with the host
+    key the program generated for it; a container machine is the job's image itself, with no env, start
+    script or user-data: what it runs and every secret arrive over SSH."""
+    launch = LaunchInputs.from_props(props["launch"])
+    base = launch.spec(props["label"], props.get("bid_per_hour"))
+    if Vendor(cloud).is_container:
+        return base.model_copy(update={"image": props["document"]["image"], "cloud_init": None, "env": {},
+                                       "onstart": "", "ports": ()})
+    key = props.get("host_key") or {}
+    if key.get("private") and base.cloud_init:
+        base = base.model_copy(update={"cloud_init": install_in_cloud_init(base.cloud_init, key["private"], key["public"])})
+    return base
 
 
 def status_client(document: Dict[str, Any], secrets: Dict[str, Any]) -> S3:
@@ -105,11 +143,16 @@ def read_status(document: Dict[str, Any], secrets: Dict[str, Any]) -> Optional[D
 
 
 def judge(status: Optional[Dict[str, Any]], inst: Optional[Instance], created_at: float, now: float,
-          price: float, known_finished: Optional[float] = None) -> Dict[str, Any]:
+          price: float, known_finished: Optional[float] = None, machine: Optional[str] = None) -> Dict[str, Any]:
     """The job as refresh shows it: its state, duration and cost, from its status object and its machine.
     ``known_finished`` is the end the state already holds: a preempted job keeps the time its loss was first
-    seen, so its duration and cost stop growing at every refresh after it."""
-    gone = inst is None or inst.status is Status.GONE
+    seen, so its duration and cost stop growing at every refresh after it. A status object that names another
+    machine than ``machine`` (``<cloud>:<id>``) is the last machine's of the same run (lost before a resume):
+    not this one's. A machine its vendor stopped (an outbid spot bid) is lost as a gone one is: a job's
+    machine never stops but at its end."""
+    if status and machine and status.get("instance") and status["instance"] != machine:
+        status = None
+    gone = inst is None or inst.status in (Status.GONE, Status.STOPPED)
     state = (status or {}).get("state") or "starting"
     started = float((status or {}).get("started_at") or created_at)
     finished = (status or {}).get("finished_at") or (status or {}).get("capped_at")
@@ -130,8 +173,9 @@ class JobProvider(GpuInstanceProvider):
     def check(self, _olds: Dict[str, Any], news: Dict[str, Any]) -> CheckResult:
         failures: List[CheckFailure] = []
         clouds = news.get("clouds") or []
-        if not clouds or any(c not in MARKETPLACES for c in clouds):
-            failures.append(CheckFailure("clouds", f"one or more of {', '.join(MARKETPLACES)} (got {clouds!r})"))
+        allowed = [v.value for v in JOB_VENDORS]
+        if not clouds or any(c not in allowed for c in clouds):
+            failures.append(CheckFailure("clouds", f"one or more of {', '.join(allowed)} (got {clouds!r})"))
         for key in ("label", "run", "document"):
             if not news.get(key):
                 failures.append(CheckFailure(key, "required"))
@@ -157,17 +201,19 @@ class JobProvider(GpuInstanceProvider):
     def create(self, props: Dict[str, Any]) -> CreateResult:
         label = props["label"]
         request = NodeRequest.model_validate(props["request"])
-        launch = LaunchInputs.from_props(props["launch"])
         key = props.get("host_key") or {}
-        base = launch.spec(label, props.get("bid_per_hour"))
-        if key.get("private") and base.cloud_init:
-            base = base.model_copy(update={"cloud_init": install_in_cloud_init(base.cloud_init, key["private"], key["public"])})
         created_at = time.time()
 
         def settle(c: GpuCloud, placed: Placed) -> CreateResult:
             try:
                 inst = placed.adopted or self._wait_running(c, placed.instance_id, label)
-                self._deliver(inst, props, key.get("public"))
+                # A VM's host key is the one its cloud-init installed; a container machine's is its vendor's,
+                # trusted on first contact, and its SSH lets in the stack's key once it is attached.
+                container = Vendor(c.name).is_container
+                if container and (props.get("launch") or {}).get("ssh_public_key"):
+                    c.attach_ssh_key(inst.id, props["launch"]["ssh_public_key"])
+                pinned = None if container else key.get("public")
+                self._deliver(inst, props, pinned, c.name)
             except BaseException as err:
                 # Rented (or adopted from a create that died) and not running the job: delete it before failing,
                 # or it bills outside the state. A job machine holds nothing the bucket does not.
@@ -183,9 +229,10 @@ class JobProvider(GpuInstanceProvider):
                             "shows its state")
             return CreateResult(f"{c.name}:{inst.id}", outs)
 
-        return self.placement.place(label, props["clouds"], self._client, request, lambda _cloud: base, settle)
+        return self.placement.place(label, props["clouds"], self._client, request,
+                                    lambda cloud: launch_spec(props, cloud), settle)
 
-    def _deliver(self, inst: Instance, props: Dict[str, Any], host_key: Optional[str]) -> None:
+    def _deliver(self, inst: Instance, props: Dict[str, Any], host_key: Optional[str], cloud: str) -> None:
         """The bundle over SSH, pinned to the host key the machine was launched with, then the runner started;
         SSH is tried until it answers or the ready timeout passes (a VM's sshd comes up after its state says
         running)."""
@@ -196,8 +243,11 @@ class JobProvider(GpuInstanceProvider):
             raise CloudError(f"{props['label']}: no SSH private key (config secret gpu-estate:sshPrivateKey or "
                              f"{ssh.get('key_env')}) to start the job with")
         host, port, user = inst.ssh_host or inst.address, int(inst.ssh_port or ssh.get("port") or 22), ssh.get("user") or "root"
-        script = f"{install_secrets(job_dir(props['label']) + '/.manifest')}; {start_script(props['label'])}"
-        stdin = bundle(props["label"], runner_document(props), secrets)
+        if Vendor(cloud).is_container:
+            script = container_start_script(props["label"])
+        else:
+            script = f"{install_secrets(job_dir(props['label']) + '/.manifest')}; {start_script(props['label'])}"
+        stdin = bundle(props["label"], runner_document(props, cloud, f"{cloud}:{inst.id}"), secrets)
         last: List[str] = []
 
         def attempt() -> bool:
@@ -207,6 +257,10 @@ class JobProvider(GpuInstanceProvider):
                 last[:] = [str(err)]
                 if "host key" in str(err).lower() or "REMOTE HOST IDENTIFICATION" in str(err):
                     raise
+                if "has no python3" in str(err):
+                    raise CloudError(f"{props['label']}: {props['document']['image']}: the job image has no "
+                                     "python3; on Vast.ai the job runner runs inside the job image, which needs "
+                                     "sh and python3") from None
                 return False
             pulumi.log.info(f"{props['name']}: {out.strip().splitlines()[-1] if out.strip() else 'started'}")
             return True
@@ -231,8 +285,11 @@ class JobProvider(GpuInstanceProvider):
             return ReadResult(id_, props, {k: props.get(k) for k in (*INPUT_KEYS, *SECRET_INPUTS) if k in props})
         price = float(props.get("price_per_hour") or 0.0)
         seen = judge(status, inst, float(props.get("created_at") or time.time()), time.time(), price,
-                     known_finished=props.get("finished_at"))
-        if seen["state"] == JobState.PREEMPTED.value and (props.get("document") or {}).get("resume"):
+                     known_finished=props.get("finished_at"), machine=id_)
+        gone = inst is None or inst.status is Status.GONE
+        # A stopped machine (outbid) still bills its disk: it stays in state, shown preempted, until the job
+        # agent (or a destroy) has deleted it; only then does a resume rent again.
+        if seen["state"] == JobState.PREEMPTED.value and gone and (props.get("document") or {}).get("resume"):
             pulumi.log.warn(f"{props.get('name')}: its machine is gone before the job finished; the next `up` "
                             "rents again and resumes from the outputs prefix")
             return ReadResult("", {})

@@ -270,6 +270,15 @@ class Client(GpuCloud):
     def stop(self, instance_id: str) -> None:
         self._put(instance_id, {"state": "stopped"}, "stop")
 
+    def attach_ssh_key(self, instance_id: str, public_key: str) -> None:
+        """The key into the instance's SSH, as ``vastai attach ssh`` does (``POST /instances/<id>/ssh/``)."""
+        resp = self.http.request("POST", f"/instances/{instance_id}/ssh/", json={"ssh_key": public_key})
+        data = json_body(resp)
+        if resp.status_code == 404 or _error(data).startswith("no_such_instance"):
+            raise NotFound(f"Vast.ai: instance {instance_id} is gone")
+        if resp.status_code != 200 or (isinstance(data, dict) and data.get("success") is False):
+            raise CloudError(f"Vast.ai: attaching an SSH key to {instance_id} failed ({resp.status_code}): {_error(data)}")
+
     def set_bid(self, instance_id: str, bid_per_hour: float) -> None:
         resp = self.http.request("PUT", f"/instances/bid_price/{instance_id}/",
                                  json={"client_id": "me", "price": bid_per_hour})

@@ -24,6 +24,7 @@ from core.vendors import (
     FLY_API_TOKEN_ENV, FLY_API_URL_ENV, FLY_APPS_URL_ENV, FLY_DEFAULT_URL,
 )
 from loopback import machine as loopback_machine
+from loopback import sshd as loopback_sshd
 from loopback.fly import FakeFly
 from loopback.ollama import FakeOllama
 from loopback.runpod import FakeRunPod
@@ -111,7 +112,9 @@ def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[
     """The three marketplaces, each with a loopback Ollama behind the port its instances map for 11434.
     The Ollama servers are under the ``ollama`` key, by cloud. With ``vm``, this machine stands in for the
     TensorDock VM of the ``vm`` node (under the ``machine`` key): its SSH port is the loopback sshd, and
-    deleting that instance wipes the machine's containers and files."""
+    deleting that instance wipes the machine's containers and files. A Vast.ai instance of a GPU job is a real
+    container of its image reached over a real sshd (``loopback/container_machine.py``, under the
+    ``containers`` key), whose SSH lets in the keys attached to the instance."""
     td, vast, rp = FakeTensorDock(), FakeVast(), FakeRunPod()
     fly = FakeFly(token="sandbox-fly-token")  # Fly.io's Machines API, and its proxy in front of each app
     rp.api_key = "sandbox-runpod-key"  # its serverless OpenAI route answers only to the RunPod key
@@ -126,6 +129,15 @@ def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[
 
     comfyui, bridge = held.enter_context(node_bridge("sandbox", IMAGES_NODE))
     vast.port_map[bridge.port] = bridge.httpd.server_address[1]
+    containers = None
+    if not loopback_sshd.missing():
+        # A Vast.ai job's machine is a real container of the job's image, its SSH sessions inside it.
+        from loopback.container_machine import ContainerMachines
+
+        vast_jobs = label("job-", stack_name)
+        containers = ContainerMachines(lambda inst: str(inst.get("label") or "").startswith(vast_jobs))
+        containers.attach(vast)
+        held.callback(containers.close)
     try:
         if vm:
             held.enter_context(_vm_node_lock())
@@ -145,7 +157,7 @@ def fake_clouds(vm: bool = False, stack_name: str = "sandbox") -> Iterator[Dict[
             td.on_create.append(lambda inst: machine.boot(inst["cloud_init"])
                                 if inst["name"] == label(VM_NODE, stack_name) or inst["name"].startswith(jobs) else None)
         yield {"tensordock": td, "vastai": vast, "runpod": rp, "fly": fly, "ollama": ollamas, "machine": machine,
-               "registry": registry, "comfyui": comfyui}
+               "registry": registry, "comfyui": comfyui, "containers": containers}
     finally:
         for f in (td, vast, rp, fly, *ollamas.values()):
             f.close()

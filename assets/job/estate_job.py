@@ -9,13 +9,16 @@ as data (``job.json``: image, command words, env, bucket, prefixes; never code) 
    checkpoints), and writes ``running``;
 2. runs the command in the image with Docker, its words as arguments (``docker run ... <image> <words>``, no
    shell), the inputs at ``/job/inputs`` (read-only) and the outputs at ``/job/outputs``, its env from a 0600
-   env file; streams its output to ``job.log`` and this process's own log line by line;
+   env file; streams its output to ``job.log`` and this process's own log line by line. On a container
+   machine (``"container": true`` in the document: Vast.ai, where the machine is the job's image and this
+   runner runs inside it) the command runs as this process's child in a session of its own, its words as
+   arguments, with ``/job/inputs`` and ``/job/outputs`` the very directories and its env passed as data;
 3. every ``sync_seconds`` uploads the outputs that changed, the log and a ``running`` status (its heartbeat);
 4. when the command ends, whatever its exit code, uploads the outputs, the log (``log.txt``) and the final
    status (``succeeded`` on exit 0, else ``failed``, with the exit code, times and output keys);
-5. at the job's ``max_hours`` (from this runner's start) it kills the command's container and writes
-   ``capped``: a backstop for a job whose machine the spend watcher never learned of. The host itself is
-   never powered off.
+5. at the job's ``max_hours`` (from this runner's start) it kills the command's container (on a container
+   machine, the command's process group) and writes ``capped``: a backstop for a job whose machine the spend
+   watcher never learned of. The host itself is never powered off.
 
 The machine is released by the spend watcher's job agent once it reads the final status (``agents/jobs.py``);
 this process never holds a vendor key. Only the standard library: the S3 client is ``estate_s3.py``, shipped
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,7 +63,15 @@ class Runner:
         self.secret_env: Dict[str, str] = dict(secrets.get("env") or {})
         self.s3 = s3mod.S3(self.job["bucket"], secrets["s3"]["access_key"], secrets["s3"]["secret_key"],
                            endpoint=self.job.get("endpoint"), region=self.job.get("region") or "us-east-1")
-        self.inputs, self.outputs = root / "inputs", root / "outputs"
+        self.container = bool(self.job.get("container"))
+        """A container machine: the command runs here, not in a container of its own."""
+        if self.container:
+            # The command runs beside this process, as the same user: the bucket key stays in this process
+            # only, not in a file the command could read (or copy into its outputs).
+            (root / "secrets.json").unlink()
+        mount = Path(self.job.get("mount") or "/job")
+        self.inputs, self.outputs = (mount / "inputs", mount / "outputs") if self.container else (
+            root / "inputs", root / "outputs")
         self.log_path = root / "job.log"
         self.started = now()
         self.uploaded: Dict[str, tuple] = {}
@@ -77,7 +89,7 @@ class Runner:
         being written) no other state is: the syncer's heartbeat, however late, never turns ``succeeded``
         back into ``running`` (which would leave the machine billing until its cap)."""
         doc = {"state": state, "label": self.job["label"], "run": self.job["run"], "host": socket.gethostname(),
-               "started_at": self.started, "updated_at": now(), **more}
+               "instance": self.job.get("instance"), "started_at": self.started, "updated_at": now(), **more}
         with self.status_lock:
             if self.final and not final:
                 return
@@ -160,6 +172,56 @@ class Runner:
             cmd += ["-e", "ESTATE_JOB_RESUMED=1"]
         return cmd + ["--", job["image"], *job["command"]]
 
+    def command_env(self) -> Dict[str, str]:
+        """The command's env on a container machine: the machine's own (its image's), then the stack's and the
+        secret, then where its inputs and outputs are."""
+        env = {**os.environ, **self.job.get("env", {}), **self.secret_env,
+               "ESTATE_JOB_INPUTS": str(self.inputs), "ESTATE_JOB_OUTPUTS": str(self.outputs)}
+        if self.job.get("resumed"):
+            env["ESTATE_JOB_RESUMED"] = "1"
+        return env
+
+    def start(self) -> subprocess.Popen:
+        """The command, started: in its image with Docker on a VM, as a child here on a container machine."""
+        if not self.container:
+            return subprocess.Popen(self.docker_command(self.env_file()), stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(list(self.job["command"]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=self.command_env(), cwd=str(self.outputs),
+                                start_new_session=True)
+
+    def stop_command(self, proc: subprocess.Popen) -> None:
+        """Stop the command at the cap: its container on a VM, its process group on a container machine."""
+        if self.container:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                proc.kill()
+            proc.wait(timeout=KILL_SECONDS)
+            return
+        name = CONTAINER.format(label=self.job["label"])
+        subprocess.run(["docker", "kill", name], capture_output=True, timeout=KILL_SECONDS)
+        proc.wait(timeout=KILL_SECONDS)
+
+    @staticmethod
+    def pump(proc: subprocess.Popen, log: Any) -> None:
+        """The command's output into ``job.log`` and this process's own log, line by line, until it closes."""
+        for line in proc.stdout:
+            log.write(line)
+            log.flush()
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+
+    @staticmethod
+    def end_group(proc: subprocess.Popen) -> None:
+        """What the command left running in its session once it ended, killed: on a VM its container's end
+        does this; on a container machine a process it left behind would hold its output open (and the
+        runner's end with it) until the cap."""
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
     def env_file(self) -> Path:
         """The command's env, the stack's and the secret, as Docker reads an env file: one ``NAME=value`` a line,
         taken literally (no quoting, no expansion); 0600, beside the secrets."""
@@ -198,10 +260,8 @@ class Runner:
                 return  # the command ended on its own just before its cap: its own exit code stands
             self.capped = f"max_hours {hours:g} reached on the machine; the command was stopped"
             print(f"estate-job: {self.capped}", flush=True)
-            name = CONTAINER.format(label=self.job["label"])
             try:
-                subprocess.run(["docker", "kill", name], capture_output=True, timeout=KILL_SECONDS)
-                proc.wait(timeout=KILL_SECONDS)
+                self.stop_command(proc)
             except (OSError, subprocess.SubprocessError):
                 proc.kill()  # the client at least: its output closes and the final status is written
             return
@@ -223,20 +283,19 @@ class Runner:
                 n = self.fetch(self.job["outputs"], self.outputs)
                 self.job["resumed"] = n > 0
                 print(f"estate-job: resuming from {n} objects under {self.job['outputs']}", flush=True)
-            cmd = self.docker_command(self.env_file())
             self.status("running")
             syncer = threading.Thread(target=self.syncing, args=(stop,), daemon=True)
             syncer.start()
             with open(self.log_path, "ab") as log:
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                proc = self.start()
                 capper = threading.Thread(target=self.capping, args=(proc, stop), daemon=True)
                 capper.start()
-                for line in proc.stdout:  # ends when the command's output closes
-                    log.write(line)
-                    log.flush()
-                    sys.stdout.buffer.write(line)
-                    sys.stdout.flush()
+                pump = threading.Thread(target=self.pump, args=(proc, log), daemon=True)
+                pump.start()
                 code = proc.wait()
+                if self.container:
+                    self.end_group(proc)
+                pump.join(timeout=KILL_SECONDS)
         except Exception as err:  # noqa: BLE001 - any failure still reports a final status
             error = f"{type(err).__name__}: {err}"
             print(f"estate-job: {error}", flush=True)

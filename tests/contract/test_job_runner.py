@@ -185,3 +185,59 @@ def test_a_command_that_ended_just_before_its_cap_keeps_its_own_result(bucket, t
     proc.wait()  # but the command had already ended
     runner.capping(proc, threading.Event())
     assert runner.capped == ""
+
+
+CONTAINER_TRAIN = ("import os, sys; i, o = os.environ['ESTATE_JOB_INPUTS'], os.environ['ESTATE_JOB_OUTPUTS']; "
+                   "data = open(i + '/data/xs.txt').read(); "
+                   "open(o + '/weights.txt', 'w').write(str(sum(map(int, data.split())))); "
+                   "print('lr', os.environ['LR'], 'token', os.environ['TOKEN'], 'args', sys.argv[1:], 'cwd', os.getcwd())")
+
+
+def test_on_a_container_machine_the_command_runs_beside_the_runner_not_in_docker(s3, tmp_path):
+    """Vast.ai: the machine is the job's image and the runner runs inside it; the command is its child, its words
+    as arguments, its env as data, its inputs and outputs under the mount (``/job`` on the machine)."""
+    s3.client().put_object(Bucket="models", Key="data/xs.txt", Body=b"1 2 3\n")
+    mount = tmp_path / "mount"
+    root, doc = job_dir(tmp_path, s3, ["python3", "-c", CONTAINER_TRAIN, "x; touch pwned"], container=True,
+                        mount=str(mount), instance="vastai:42")
+    assert estate_job.Runner(root).run() == 0
+    assert obj(s3, f"{doc['outputs']}/weights.txt") == b"6"
+    status = json.loads(obj(s3, f"{doc['status_prefix']}/status.json"))
+    assert (status["state"], status["exit_code"], status["instance"]) == ("succeeded", 0, "vastai:42")
+    log = obj(s3, f"{doc['status_prefix']}/log.txt").decode()
+    assert f"lr 3e-4 $HOME token s3cr3t args ['x; touch pwned'] cwd {mount / 'outputs'}" in log
+    assert (mount / "inputs" / "data" / "xs.txt").exists() and not (root / "command.env").exists()
+    assert not (root / "secrets.json").exists()  # the bucket key stayed in the runner's memory only
+
+
+def test_on_a_container_machine_the_cap_stops_the_commands_whole_process_group(s3, tmp_path, monkeypatch):
+    monkeypatch.setattr(estate_job, "CAP_POLL_SECONDS", 0.2)
+    pid_file = tmp_path / "child.pid"
+    spawn = ("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+             f"open({str(pid_file)!r}, 'w').write(str(c.pid)); print('working', flush=True); time.sleep(600)")
+    root, doc = job_dir(tmp_path, s3, ["python3", "-c", spawn], inputs=[], container=True,
+                        mount=str(tmp_path / "mount"), max_hours=2.0 / 3600)
+    started = time.monotonic()
+    assert estate_job.Runner(root).run() == 1
+    assert time.monotonic() - started < 60
+    status = json.loads(obj(s3, f"{doc['status_prefix']}/status.json"))
+    assert status["state"] == "capped" and "max_hours" in status["reason"]
+    child = int(pid_file.read_text())
+    for _ in range(50):  # the killed grandchild is reaped by init: gone within moments
+        if not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the command's own child outlived the cap")
+
+
+def test_on_a_container_machine_what_the_command_leaves_running_does_not_hold_its_end(s3, tmp_path):
+    """A command that ends leaving a process behind with its output open (a daemon it started) ends the job
+    all the same: the leftover is killed with the command's session, the result is the command's own."""
+    leave = ("import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+             "print('left one behind', flush=True)")
+    root, doc = job_dir(tmp_path, s3, ["python3", "-c", leave], inputs=[], container=True, mount=str(tmp_path / "m"))
+    started = time.monotonic()
+    assert estate_job.Runner(root).run() == 0
+    assert time.monotonic() - started < 60
+    assert "left one behind" in obj(s3, f"{doc['status_prefix']}/log.txt").decode()

@@ -194,7 +194,7 @@ def test_vastais_own_sdk_drives_the_loopback_vast(vast):
     iid = out["create"]["new_contract"]
     assert out["show"]["id"] == iid and out["show"]["label"] == "contract-node"
     assert [i["id"] for i in out["list"]] == [iid]
-    assert all(r.get("success", True) for r in (out["bid"], out["stop"], out["start"], out["destroy"]))
+    assert all(r.get("success", True) for r in (out["bid"], out["stop"], out["start"], out["attach"], out["destroy"]))
     assert out["after"] == [] and vast.alive() == []
     # Every GPU name the project searches Vast.ai for is one the SDK knows.
     from core import catalog
@@ -216,6 +216,7 @@ def test_the_project_vast_client_sends_what_the_sdk_sends(vast):
     inst = c.get(iid)
     c.find("contract-node")
     c.set_bid(iid, offer.min_bid + 0.05)
+    c.attach_ssh_key(iid, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXNhbmRib3hrZXk= contract@estate")
     c.stop(iid)
     c.start(iid)
     c.terminate(iid)
@@ -224,11 +225,14 @@ def test_the_project_vast_client_sends_what_the_sdk_sends(vast):
     # Search: the same call, the same query keys the SDK sends that matter for the price.
     sdk_search, our_search = first(sdk, "POST", "/api/v0/bundles/"), first(ours, "POST", "/api/v0/bundles/")
     assert sdk_search and our_search and {"allocated_storage", "external", "type", "order"} <= our_search[2]
-    # Create, bid, start/stop, destroy: same method and path.
+    # Create, bid, attach an SSH key, start/stop, destroy: same method and path.
     for method, path in (("PUT", "/api/v0/asks/{id}/"), ("PUT", "/api/v0/instances/bid_price/{id}/"),
+                         ("POST", "/api/v0/instances/{id}/ssh/"),
                          ("PUT", "/api/v0/instances/{id}/"), ("DELETE", "/api/v0/instances/{id}/")):
         assert first(sdk, method, path), (method, path)
         assert first(ours, method, path), (method, path)
+    attach = "/api/v0/instances/{id}/ssh/"
+    assert first(sdk, "POST", attach)[2] == first(ours, "POST", attach)[2] == {"ssh_key"}
     sdk_create, our_create = first(sdk, "PUT", "/api/v0/asks/{id}/")[2], first(ours, "PUT", "/api/v0/asks/{id}/")[2]
     # Where they differ, and why: the project never asks for Jupyter or a template, and always sends
     # cancel_unavail (a failed scheduling must not leave a stopped, billing instance).

@@ -26,6 +26,7 @@ out["bid"] = vast.change_bid(iid, price=offer["min_bid"] + 0.05)
 out["stop"] = vast.stop_instance(iid)
 out["start"] = vast.start_instance(iid)
 out["label"] = vast.label_instance(iid, "contract-node")
+out["attach"] = vast.attach_ssh(iid, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXNhbmRib3hrZXk= contract@sdk")
 out["destroy"] = vast.destroy_instance(iid)
 out["after"] = vast.show_instances()
 # The GPU names the SDK declares (module constants such as RTX_3090 = "RTX 3090").

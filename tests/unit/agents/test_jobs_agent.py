@@ -26,8 +26,7 @@ def rent(label):
 def entry(name, instance, price, s3, **more):
     """The job's watch entry (core.jobs.watch_entry as providers/job_watch.py writes it): the agent finds the
     machine by its label on the job's clouds (``instance`` is the machine the test rented with that label)."""
-    assert instance.startswith("tensordock:")
-    return {"job": name, "clouds": ["tensordock"], "hourly_usd": price, "created_at": T0, "max_hours": 2.0,
+    return {"job": name, "clouds": [instance.partition(":")[0]], "hourly_usd": price, "created_at": T0, "max_hours": 2.0,
             "max_usd": 100.0, "label": f"l-{name}", "run": "1", "bucket": "models", "endpoint": s3.endpoint,
             "region": "us-east-1", "status_prefix": f"estate-jobs/{name}", **more}
 
@@ -207,3 +206,21 @@ def test_an_entry_written_before_its_machine_is_rented_watches_the_machine_once_
             jobs_dir=jobs_dir).run_once()
     assert not listed(job)  # max_hours 2, counted from the entry's created_at
     assert read_status(s3, "early")["state"] == "capped"
+
+
+def test_a_vastai_job_machine_stopped_under_its_job_is_preempted_and_deleted(clouds, s3):
+    """An interruptible bid outbid: the loopback Vast.ai stops the instance (it stays listed, billing its disk).
+    The command in it is gone: the agent writes ``preempted`` naming the machine and deletes it at once,
+    long before any cap."""
+    with gpu_cloud.client("vastai") as c:
+        offer = c.offers(NodeRequest(gpu_model="rtx4090", spot=True))[0]
+        iid = c.launch(offer, LaunchSpec(label="l-spot", image="x/y:1", disk_gb=20, bid_per_hour=offer.price_per_hour))
+    instance = f"vastai:{iid}"
+    put_status(s3, "spot", "running", instance=instance)
+    clouds["vastai"].outbid(int(iid), 0.9)
+    said = []
+    seen = agent(s3, ["spot"], T0 + 60, said).look([entry("spot", instance, offer.price_per_hour, s3)])
+    assert not clouds["vastai"].alive() and seen["job:spot"].running is False
+    final = read_status(s3, "spot")
+    assert (final["state"], final["instance"]) == ("preempted", instance) and "outbid" in final["reason"]
+    assert "capped_at" not in final

@@ -78,3 +78,30 @@ def test_the_cost_diff_and_the_policy_pack_count_the_job_at_its_cap(prod):
                                max_increase_pct=None, max_total=None)
     assert "job:finetune (new)" in verdict.markdown and verdict.failures  # past a $0.50 limit: it fails
     assert node_stamps(JOB, job.inputs)["hourly_usd"] == 0.4
+
+
+@pytest.fixture(scope="module")
+def vast_spot():
+    """Seed 003's job as the prod stack declares it: a Vast.ai interruptible bid, TensorDock as its failover."""
+    config = stack_config("prod")
+    config["gpu-estate:storage"] = {**config["gpu-estate:storage"],
+                                   "runs": {"provider": "s3", "location": "us-east-1"}}
+    config["gpu-estate:jobs"] = {"finetune": {
+        "provider": "vastai", "market": "spot", "bid_per_hour": 0.3, "failover": ["tensordock"],
+        "gpu": {"model": "RTX_4090"}, "max_price_per_hour": 0.4,
+        "ssh": {"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXNhbmRib3hrZXk= ops@estate"},
+        "image": "ghcr.io/acme/trainer:1.2", "command": ["python3", "train.py"], "secret_env": ["WANDB_API_KEY"],
+        "bucket": "runs", "outputs": "models/acme/tiny/3", "max_hours": 8, "max_usd": 0.8}}
+    config["gpu-estate:WANDB_API_KEY"] = TOKEN
+    return run_program(config, stack="prod")
+
+
+def test_a_vastai_spot_job_bids_like_a_spot_node_and_is_stamped_as_one(vast_spot):
+    (job,) = vast_spot.of_type(JOB)
+    assert job.inputs["clouds"] == ["vastai", "tensordock"] and job.inputs["bid_per_hour"] == 0.3
+    assert job.inputs["request"]["spot"] is True
+    s = job.inputs["stamps"]
+    assert (s["provider"], s["market"], s["hourly_usd"], s["monthly_usd"]) == ("vastai", "spot", 0.4, 0.8)
+    # The job's image is the container machine's (the provider launches it there); no secret rides in the launch.
+    assert job.inputs["document"]["image"] == "ghcr.io/acme/trainer:1.2"
+    assert TOKEN not in json.dumps(job.inputs["launch"]) and TOKEN not in json.dumps(job.inputs["document"])

@@ -66,8 +66,8 @@ def test_a_job_without_a_cap_is_refused_naming_the_key(key):
 @pytest.mark.parametrize("path,value,key,says", [
     ("jobs__train__max_hours", 0, "gpu-estate:jobs.train.max_hours", "greater than 0"),
     ("jobs__train__max_usd", -1, "gpu-estate:jobs.train.max_usd", "greater than 0"),
-    ("jobs__train__provider", "vastai", "gpu-estate:jobs.train.provider", "tensordock"),
-    ("jobs__train__failover", ["runpod"], "gpu-estate:jobs.train.failover", "runpod"),
+    ("jobs__train__provider", "runpod", "gpu-estate:jobs.train.provider", "tensordock or vastai"),
+    ("jobs__train__failover", ["aws"], "gpu-estate:jobs.train.failover", "aws"),
     ("jobs__train__market", "spot", "gpu-estate:jobs.train", "spot"),  # the node's own rule
     ("jobs__train__gpu", None, "gpu-estate:jobs.train", "gpu.model"),
     ("jobs__train__bucket", "nowhere", "gpu-estate:jobs.train.bucket", "nowhere"),
@@ -141,3 +141,13 @@ def test_a_month_over_budget_rents_no_new_job():
     assert "would start job train" in spend.refusal(spec, over, now)
     # A job the watcher has seen (rented before the month went over) is not rented again by `up`.
     assert spend.refusal(spec, {**over, "nodes": {"job:train": {}}}, now) is None
+
+
+def test_a_spot_job_on_vastai_is_declared_like_a_spot_node_and_priced_at_its_cap():
+    """Seed 003's budget training job: a Vast.ai interruptible bid for an RTX 4090, 8 hours, at most $0.80."""
+    raw = config(jobs__train__provider="vastai", jobs__train__market="spot", jobs__train__bid_per_hour=0.3,
+                 jobs__train__regions=None, jobs__train__failover=["tensordock"])
+    job = parse_spec(raw).jobs["train"]
+    assert (job.provider.value, job.market.value, job.bid_per_hour) == ("vastai", "spot", 0.3)
+    est = pricing.estimate_job("train", job)
+    assert est.monthly_usd == pytest.approx(job.cap_usd(est.hourly_usd)) and est.monthly_usd <= 0.8
