@@ -47,6 +47,9 @@ TOKEN_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 900.0
 """Between two chunks of a service's answer (LiteLLM's own timeout ends a request sooner)."""
+MAX_BODY = 32 << 20
+"""The largest request body taken (a chat with its images fits well within); read only once the bearer is
+checked, so nothing else on the host makes the proxy hold a body in memory."""
 FORWARDED = ("content-type", "accept", "user-agent")
 """The request headers passed on (LiteLLM's bearer never is)."""
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "proxy-authenticate",
@@ -199,12 +202,20 @@ def handler(proxy: IdentityProxy) -> type:
             self.wfile.write(body)
 
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
             name, _, rest = self.path.lstrip("/").partition("/")
             if not proxy.allowed(self.headers.get("Authorization") or ""):
+                self.close_connection = True  # its body, if any, is never read
                 self._answer(401, _error(401, "the identity proxy takes only the gateway's bearer", "auth_error"))
                 return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY:
+                self.close_connection = True
+                self._answer(413, _error(413, f"a request body is at most {MAX_BODY} bytes here", "invalid_request_error"))
+                return
+            body = self.rfile.read(length) if length else None
             url = proxy.urls().get(name)
             if url is None:
                 self._answer(404, _error(404, f"the identity proxy signs no service {name!r}", "not_found_error"))

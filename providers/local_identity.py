@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import pulumi
+from pulumi.dynamic import UpdateResult
 
 from agents.process import alive, stop_process
 from core import identity
@@ -39,7 +40,9 @@ class LocalIdentityProxyProvider(LocalSpendWatcherProvider):
     OUTPUTS = ("url",)
 
     def _command(self, props: Dict[str, Any], doc: Path) -> Tuple[List[str], Dict[str, str], Dict[str, Any]]:
-        port = int(props.get("port") or 0) or free_port()
+        # A restart (new keys) keeps the address it had while that port is free: a new one would change
+        # LiteLLM's config, and so restart LiteLLM, which new keys must not.
+        port = int(props.get("port") or 0) or _kept(props.get("url")) or free_port()
         env = {identity.KEYS_ENV: json.dumps(props.get("keys") or {}, sort_keys=True),
                identity.BEARER_ENV: props.get("bearer") or ""}
         return (["agents.identity", "--document", str(doc), "--port", str(port)], env,
@@ -60,6 +63,27 @@ class LocalIdentityProxyProvider(LocalSpendWatcherProvider):
             tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
             raise CloudError(f"identity: the proxy did not listen on 127.0.0.1:{port}:\n{tail}")
         return outs
+
+
+    def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
+        return super().update(_id, olds, {**news, "url": olds.get("url")})
+
+
+def _kept(url: Optional[str]) -> int:
+    """The port of the proxy's previous address, if it is free to listen on again; else 0."""
+    try:
+        port = int(str(url or "").rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+    with socket.socket() as s:
+        # As the proxy's server binds it (ThreadingHTTPServer reuses the address): the old process's closed
+        # connections may still hold the port in TIME_WAIT.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
+    return port
 
 
 def _listening(port: int) -> bool:

@@ -140,6 +140,25 @@ def test_the_proxy_refuses_anyone_without_the_gateways_bearer(proxy, run):
     assert resp.status_code == 404 and "elsewhere" in resp.json()["error"]["message"]
 
 
+def test_a_body_is_read_only_from_the_bearer_and_only_up_to_its_bound(proxy, run):
+    """A client without the bearer announcing 10 GB and sending none is answered at once, its body never
+    awaited; with the bearer, a body above the bound is refused before it is read."""
+    import socket
+
+    url, _ = proxy
+    port = int(url.rsplit(":", 1)[1])
+
+    def ask(bearer: str) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall((f"POST /llama-l4/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bearer}\r\n"
+                       f"Content-Type: application/json\r\nContent-Length: {10 << 30}\r\n\r\n").encode())
+            return s.recv(4096)
+
+    assert ask("guess").startswith(b"HTTP/1.1 401")
+    assert ask(BEARER).startswith(b"HTTP/1.1 413")
+    assert run.requests == []
+
+
 def test_a_token_endpoint_failing_is_an_openai_error_and_a_new_url_is_read_again(proxy, run, google):
     url, doc = proxy
     google.inject("status", status=503, body={"error": "temporarily_unavailable"})
