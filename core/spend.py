@@ -5,7 +5,8 @@ starts, reads the ledger's verdict), the watcher on the gateway host (``agents.s
 
 - The **watch document** (``watch_document``) is what the program tells the watcher: the budget, the
   thresholds, the month the operator resumed, and each pay-per-use node with its marketplace instance
-  (``<cloud>:<id>``) and launch price. It holds no secret.
+  (``<cloud>:<id>``) and launch price, then what bills without a machine the watcher can ask (hosted
+  services, serverless endpoints, buckets) at its estimate. It holds no secret.
 - The **ledger** is a JSON document the watcher rewrites each run: this month's dollars per node and per
   day, the last observation of each node, the alerts already posted and the nodes it stopped.
 - **Accrual**: between two runs a node is charged the elapsed time at its billed rate when it was seen
@@ -64,12 +65,32 @@ def watch_document(spec: EstateSpec, stack: str, machines: Mapping[str, Optional
             # An AWS or GCP machine the watcher cannot ask: its expected hours spread over the month.
             entry["share"] = round(node.hours_per_month / HOURS_IN_MONTH, 4)
         nodes.append(entry)
+    nodes += estimated_entries(spec)
     return {
         "version": LEDGER_VERSION, "stack": stack,
         "budget_usd": spec.budget.monthly_usd, "daily_usd": spec.budget.daily_usd,
         "alerts_percent": list(s.alerts_percent), "stop_percent": s.stop_percent,
         "resume_month": s.resume_month, "nodes": nodes,
     }
+
+
+ESTIMATED = "estimate:"
+"""How the watch document names what bills without a machine the watcher can ask: ``estimate:<what>``."""
+
+
+def estimated_entries(spec: EstateSpec) -> List[Dict[str, Any]]:
+    """What the budget counts but no marketplace shows the watcher: each hosted service (Fly.io, Cloud Run),
+    serverless endpoint and bucket at its estimate, spread over the month as an AWS/GCP node's share is, so
+    the month's spend the watcher compares with the budget is the same sum the budget was checked against.
+    It is never stopped from here."""
+    from core import pricing
+
+    monthly = [(f"service:{name}", s.estimate(name).monthly_usd) for name, s in spec.services.items()]
+    monthly += [(f"serverless:{name}", pricing.estimate_endpoint(name, e).monthly_usd)
+                for name, e in spec.serverless.items()]
+    monthly += [(f"storage:{name}", b.monthly_usd) for name, b in spec.storage.items()]
+    return [{"node": what, "instance": f"{ESTIMATED}{what}", "hourly_usd": round(usd / HOURS_IN_MONTH, 6)}
+            for what, usd in monthly if usd > 0]
 
 
 def new_ledger(month: str) -> Dict[str, Any]:

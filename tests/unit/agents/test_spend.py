@@ -88,6 +88,33 @@ def test_aws_and_gcp_nodes_are_counted_at_their_share_of_the_month_and_never_blo
     assert spend.refusal(parse_spec(raw), over, T0) is None  # burst and gcp-dev run on: the watcher never stops them
 
 
+def test_what_bills_without_a_machine_is_counted_at_its_estimate_and_never_stopped(tmp_path):
+    """Prod's hosted services (Fly.io, Cloud Run), its serverless endpoint and its buckets: the budget counts
+    them, so the watcher's month does too, each at its estimate spread over the month."""
+    from core import pricing
+
+    spec = parse_spec(stack_estate("prod"))
+    doc = spend.watch_document(spec, "gpu-estate-prod", {}, {})
+    est = pricing.estimate_estate(spec)
+    entries = {n["node"]: n for n in doc["nodes"] if n["instance"].startswith(spend.ESTIMATED)}
+    expected = {**{f"service:{s.service}": s.monthly_usd for s in est.services},
+                **{f"serverless:{e.endpoint}": e.monthly_usd for e in est.endpoints},
+                **{f"storage:{n}": b.monthly_usd for n, b in spec.storage.items()}}
+    assert set(entries) == {k for k, v in expected.items() if v > 0} and "service:chat-fallback" in entries
+    total = sum(e["hourly_usd"] for e in entries.values()) * 730
+    assert total == pytest.approx(sum(expected.values()), abs=0.05)
+    stops = []
+    w = Watcher(doc, tmp_path / "ledger.json", client=None, clock=lambda: T0, say=lambda _: None)
+    w._stop = lambda node: stops.append(node) or True
+    fly = w._look(entries["service:chat-fallback"])
+    assert (fly.running, fly.seen) == (True, False) and fly.rate == entries["service:chat-fallback"]["hourly_usd"]
+    # A month over budget: the watcher stops what it can see, never what it only estimates.
+    w.document = {**doc, "nodes": list(entries.values()), "budget_usd": 0.01}
+    write_ledger(tmp_path / "ledger.json", {**spend.new_ledger(spend.month_of(T0)), "spent_usd": 1.0})
+    w.run_once()
+    assert stops == []
+
+
 def test_each_threshold_is_posted_once_and_only_the_highest_of_several_passed_at_once():
     doc = document([], budget=100.0, daily=10.0)
     ledger = {**spend.new_ledger("2026-12"), "spent_usd": 85.0, "days": {"2026-12-02": 12.0}}
@@ -366,7 +393,9 @@ def test_prod_deploys_the_watcher_with_its_webhook_and_keys_in_the_secret_env_fi
     marker, body = body.split("'\n", 1)
     watch = json.loads(body.split(f"\n{marker}\n", 1)[0])
     assert watch["budget_usd"] == 500 and watch["alerts_percent"] == [50, 80] and watch["daily_usd"] == 25
-    assert {n["node"] for n in watch["nodes"]} == {"inference", "training", "qwen", "batch", "burst", "gcp-dev"}
+    assert {n["node"] for n in watch["nodes"]} == {"inference", "training", "qwen", "batch", "burst", "gcp-dev",
+                                                   "service:llama-l4", "service:chat-fallback",
+                                                   "serverless:goblin-inference", "storage:models"}
     stdin = dict(line.split(" ", 1) for line in mocks.named("gateway-secrets").inputs["stdin"].splitlines())
     env = base64.b64decode(stdin["/etc/estate/gateway/gateway.env"]).decode()
     assert "ESTATE_SPEND_WEBHOOK=https://hooks.example.com/services/T0/B0/xyz\n" in env and "VASTAI_API_KEY=" in env
