@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from core.pricing import NodeRequest
 from core.text import bare_key
+from core.workloads.node_files import CHECKPOINT_SCRIPT, ESTATE_DIR
 from core.vendors import MARKETPLACE_CONFIG_KEYS, MARKETPLACES, Vendor, machine_id
 from providers import gpu_cloud, status_watch
 from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_seconds
@@ -195,12 +196,59 @@ def same_image(old: Optional[str], new: Optional[str]) -> bool:
     return old_ref == new_ref and (not old_digest or not new_digest or old_digest == new_digest)
 
 
+def without_boot_fetch(key: str, text: Optional[str]) -> Optional[str]:
+    """A launch's ``cloud_init`` or ``onstart`` as it is rendered now, from one rendered before a workload's
+    model files were resources of their own (``providers/model_files.py``): the boot-time fetch of them
+    taken out. A VM's user-data held the fetch script as a ``write_files`` entry and one ``runcmd`` line; a
+    container's start script wrote it with a heredoc and ran it in the background. Anything else is
+    returned as it was."""
+    if not text or CHECKPOINT_SCRIPT not in text:
+        return text
+    out: List[str] = []
+    lines = iter(text.split("\n"))
+    for line in lines:
+        if key == "cloud_init" and line == f"  - path: {CHECKPOINT_SCRIPT}":
+            # The entry's own keys and its content are indented deeper than the next entry's "  - ", and the
+            # script's last newline left one empty line after it.
+            for rest in lines:
+                if not (rest.startswith("    ") or rest == ""):
+                    line = rest
+                    break
+            else:
+                break
+        if key == "cloud_init" and line == f"  - [{CHECKPOINT_SCRIPT}]":
+            continue
+        if key == "onstart" and line == f"cat > {CHECKPOINT_SCRIPT} <<'ESTATE_FETCH'":
+            for rest in lines:
+                if rest == "ESTATE_FETCH":
+                    break
+            continue
+        if key == "onstart" and line in (f"mkdir -p {ESTATE_DIR} && chmod 0755 {CHECKPOINT_SCRIPT}",
+                                         f"nohup {CHECKPOINT_SCRIPT} >/var/log/estate-checkpoints.log 2>&1 &"):
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def _launch_changed(key: str, old: Any, new: Any) -> bool:
+    """Whether the launch's ``key`` changed in what the machine *is*: another image (not the same one pinned
+    by digest), or another script once a retired boot-time fetch of model files is set aside (the machine
+    keeps the script it was launched with, whose fetch already ran; the files are resources now)."""
+    if old == new:
+        return False
+    if key == "image":
+        return not same_image(old, new)
+    if key in ("cloud_init", "onstart") and isinstance(old, str):
+        return without_boot_fetch(key, old) != new
+    return True
+
+
 def replace_reasons(id_: str, olds: Dict[str, Any], news: Dict[str, Any]) -> List[str]:
     """The input keys (``launch.image``, ``request.gpu_count``, ...) whose change makes a new machine."""
     reasons: List[str] = []
     old_launch, new_launch = olds.get("launch") or {}, news.get("launch") or {}
-    reasons += [f"launch.{k}" for k in sorted(set(old_launch) | set(new_launch)) if old_launch.get(k) != new_launch.get(k)
-                and not (k == "image" and same_image(old_launch.get(k), new_launch.get(k)))]
+    reasons += [f"launch.{k}" for k in sorted(set(old_launch) | set(new_launch))
+                if _launch_changed(k, old_launch.get(k), new_launch.get(k))]
     if olds.get("secrets") != news.get("secrets"):
         reasons.append("secrets")
     old_req, new_req = olds.get("request") or {}, news.get("request") or {}

@@ -47,7 +47,8 @@ class ComfyUi(BaseWorkload):
     kind: Literal[WorkloadKind.COMFYUI] = WorkloadKind.COMFYUI
     checkpoints: List[Checkpoint] = Field(default_factory=list)
     """Files downloaded into models/ with their sha256 checked, Hugging Face's with the workload's
-    ``HF_TOKEN`` when its ``secret_env`` names one."""
+    ``HF_TOKEN`` when its ``secret_env`` names one: each a resource of its own, added, changed and deleted
+    over SSH without touching the machine (``providers/model_files.py``)."""
     workflows: Dict[str, Workflow] = Field(default_factory=dict)
     """Workflow template name (``flux.1-dev``, ``sd3.5-large``, ``sdxl-lightning``) -> its figures: each is an
     image model gateway aliases may name, answered by the images bridge beside ComfyUI."""
@@ -165,7 +166,12 @@ class ComfyUi(BaseWorkload):
                                         f"GPU (assets/comfyui/workflows/{w}.json): give vram_gb at least that, or drop "
                                         f"the workflow (got vram_gb: {self.vram_gb:g})")
                     for w in self.workflows if workflow_vram_gb(w) > self.vram_gb]
+        first: Dict[tuple, int] = {}
         for i, c in enumerate(self.checkpoints):
+            j = first.setdefault((c.kind, c.name), i)
+            if j != i:
+                out.append((f"{path}.checkpoints[{i}].name", f"{c.kind}/{c.name} is checkpoints[{j}] already: one file "
+                                                             f"of a name per models/ subfolder (got {c.name!r} twice)"))
             if c.gated and not c.on_hugging_face:
                 out.append((f"{path}.checkpoints[{i}].gated", f"the token is sent to Hugging Face only, and {c.name} "
                                                               f"comes from elsewhere (got url {c.url!r})"))
