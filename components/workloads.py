@@ -113,16 +113,19 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
             "healthcheck": _healthcheck(info.healthcheck),
         }
         if w.entrypoint_words():
-            svc["entrypoint"] = [compose_literal(a) for a in w.entrypoint_words()]
+            svc["entrypoint"] = list(w.entrypoint_words())
         args = preset_args(node, name)
         if args:
-            svc["command"] = [compose_literal(a) for a in args]
+            svc["command"] = list(args)
         if w.secret_env:
             svc["env_file"] = [f"{SECRETS_DIR}/{name}.env"]
         if node.uses_gpu(name):
             svc["deploy"] = {"resources": {"reservations": {"devices": [
                 {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}}
         svc, mounted = w.compose_service(node, name, svc, secrets)
+        for key in ("entrypoint", "command"):  # the kind's own words too (a shell's $ variables)
+            if svc.get(key):
+                svc = {**svc, key: [compose_literal(a) for a in svc[key]]}
         top_secrets.update(mounted)
         services[name] = {k: v for k, v in svc.items() if v is not None}
     doc: Dict[str, object] = {"name": COMPOSE_PROJECT, "services": services}

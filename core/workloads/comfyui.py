@@ -13,6 +13,7 @@ from core.catalog import ASSETS
 from core.fields import HF_TOKEN, Checkpoint, StackModel
 from core.kinds import WorkloadKind
 from core.templates import asset
+from core.text import respawned
 from core.workloads.base import BaseWorkload, image_usd, listen_host
 
 if TYPE_CHECKING:
@@ -123,14 +124,15 @@ class ComfyUi(BaseWorkload):
 
     def compose_service(self, node, name, service, secrets):
         """With workflows, the container also publishes the bridge's port and starts it before ComfyUI's
-        own entrypoint (the image's, run as it would be)."""
+        own entrypoint (the image's, run as it would be), started again whenever it exits (with a backoff):
+        ComfyUI is the container's main process, so nothing else would notice a dead bridge."""
         side = self.side_command(node, name)
         if side is None:
             return service, {}
         bind = str(service["ports"][0]).rsplit(":", 2)[0]
         start = self.facts().start_command
         return {**service, "ports": [*service["ports"], f"{bind}:{self.images_port}:{self.images_port}"],
-                "entrypoint": ["sh", "-c", f"{side} & exec {start}"]}, {}
+                "entrypoint": ["sh", "-c", f"({respawned(side, 'the images bridge')}) & exec {start}"]}, {}
 
     def downloads(self) -> List[Checkpoint]:
         return list(self.checkpoints)
