@@ -2,7 +2,8 @@
 real disk under /opt/estate), downloaded from a file host on 127.0.0.1: the preview lists each file as a
 resource of its own; `up` downloads them (progress in the engine's output) with their sha256 checked; a file
 deleted on the node is seen by refresh and downloaded again by the next `up`; a file dropped from the stack
-is deleted from the node, and the machine is never replaced by any of it; a file whose sha256 is not the
+is deleted from the node, and the machine is never replaced by any of it; a machine replaced for what it
+is takes its files with it and the new one gets them; a file whose sha256 is not the
 stack's fails the `up` naming it and the expected digest, leaving nothing on the node; and destroy, with the
 node's sshd already down, goes through (the files go with the machine, never connected to) and leaves
 nothing.
@@ -130,6 +131,17 @@ def test_model_files_are_downloaded_checked_restored_deleted_and_go_with_the_mac
     dropped = st.up()
     assert dropped.summary.resource_changes.get("delete") == 1 and "replace" not in dropped.summary.resource_changes
     assert set(on_node()) == {"a.safetensors"} and machine_ids(st) == machine
+
+    # The machine replaced (a bigger disk is another machine): the old one goes with its files, never
+    # connected to for them, and the next up downloads them onto the new one.
+    nodes = json.loads(st.get_config("gpu-estate:nodes").value)
+    nodes["vm"]["disk_gb"] = int(nodes["vm"].get("disk_gb") or 100) + 20
+    st.set_config("gpu-estate:nodes", sandbox.auto_config(nodes))
+    replaced = st.up()
+    assert machine_ids(st) != machine and "delete" not in replaced.summary.resource_changes
+    assert set(files_in_state(st)) == {"a.safetensors"} and on_node() == {"a.safetensors": DATA["a.safetensors"]}
+    assert "vm: downloading a.safetensors: 100%" in replaced.stdout
+    machine = machine_ids(st)
 
     # A file whose bytes are not the stack's sha256: the up fails naming it and the digest, nothing is left.
     wrong = "0" * 64
