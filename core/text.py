@@ -59,16 +59,3 @@ def install_secrets(manifest: str) -> str:
             f'if [ -f {manifest} ]; then grep -vxF -f "$new" {manifest} | while read -r old; do rm -f "$old"; done; fi; '
             f'install -d -m 0700 "$(dirname {manifest})"; mv "$new" {manifest}')
 
-
-RESPAWN_MAX_SECONDS = 60
-
-
-def respawned(command: str, what: str) -> str:
-    """Shell that runs ``command`` (fixed words of the estate's, already quoted) again whenever it exits: after
-    1 s, then twice as long each time up to a minute, and after 1 s again once a run lasted a minute. Each
-    exit is said on stderr with its status, naming ``what``."""
-    cap = RESPAWN_MAX_SECONDS
-    return (f"d=1; while :; do s=$(date +%s); {command}; c=$?; "
-            f"if [ $(($(date +%s) - s)) -ge {cap} ]; then d=1; fi; "
-            f'echo "gpu-estate: {what} exited ($c); starting it again in ${{d}}s" >&2; '
-            f"sleep $d; if [ $d -lt {cap} ]; then d=$((d * 2)); fi; done")

@@ -27,11 +27,12 @@ import pulumi
 from pulumi.dynamic import (
     CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult,
 )
+import yaml
 from pydantic import ValidationError
 
 from core.pricing import NodeRequest
 from core.text import bare_key
-from core.workloads.node_files import CHECKPOINT_SCRIPT, ESTATE_DIR
+from core.workloads.node_files import CHECKPOINT_SCRIPT, COMPOSE_FILE, ESTATE_DIR
 from core.vendors import MARKETPLACE_CONFIG_KEYS, MARKETPLACES, Vendor, machine_id
 from providers import gpu_cloud, status_watch
 from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_seconds
@@ -230,16 +231,47 @@ def without_boot_fetch(key: str, text: Optional[str]) -> Optional[str]:
     return "\n".join(out)
 
 
+def _with_bridge_respawned(compose: Dict[str, Any]) -> Dict[str, Any]:
+    """A compose project rendered before the images bridge was started again on exit, with each
+    ``sh -c "<bridge> & exec <ComfyUI>"`` entrypoint as it is rendered now (``comfyui.respawned``)."""
+    from core.workloads.comfyui import respawned
+
+    for svc in (compose.get("services") or {}).values():
+        entry = svc.get("entrypoint") if isinstance(svc, dict) else None
+        if (isinstance(entry, list) and len(entry) == 3 and entry[:2] == ["sh", "-c"] and " & exec " in entry[2]
+                and not entry[2].startswith("(")):
+            side, start = entry[2].replace("$$", "$").rsplit(" & exec ", 1)
+            svc["entrypoint"] = ["sh", "-c", f"({respawned(side, 'the images bridge')}) & exec {start}".replace("$", "$$")]
+    return compose
+
+
+def _cloud_init_doc(text: str, upgrade: bool) -> Any:
+    """A VM's user-data as data, its compose project parsed too (``upgrade``: brought to today's bridge
+    entrypoint); the text itself where it is not YAML."""
+    try:
+        doc = yaml.safe_load(text)
+        for f in doc.get("write_files") or []:
+            if f.get("path") == COMPOSE_FILE:
+                compose = yaml.safe_load(f["content"])
+                f["content"] = _with_bridge_respawned(compose) if upgrade else compose
+        return doc
+    except (yaml.YAMLError, AttributeError, TypeError):
+        return text
+
+
 def _launch_changed(key: str, old: Any, new: Any) -> bool:
     """Whether the launch's ``key`` changed in what the machine *is*: another image (not the same one pinned
-    by digest), or another script once a retired boot-time fetch of model files is set aside (the machine
-    keeps the script it was launched with, whose fetch already ran; the files are resources now)."""
+    by digest), or another script once what retired from it is set aside: the boot-time fetch of model
+    files (they are resources now; the machine keeps the script it was launched with, whose fetch already
+    ran) and a VM's images bridge started once (a machine launched so keeps it until it is replaced)."""
     if old == new:
         return False
     if key == "image":
         return not same_image(old, new)
-    if key in ("cloud_init", "onstart") and isinstance(old, str):
+    if key == "onstart" and isinstance(old, str):
         return without_boot_fetch(key, old) != new
+    if key == "cloud_init" and isinstance(old, str) and isinstance(new, str):
+        return _cloud_init_doc(without_boot_fetch(key, old), True) != _cloud_init_doc(new, False)
     return True
 
 

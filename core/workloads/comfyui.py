@@ -13,7 +13,6 @@ from core.catalog import ASSETS
 from core.fields import HF_TOKEN, Checkpoint, StackModel
 from core.kinds import WorkloadKind
 from core.templates import asset
-from core.text import respawned
 from core.workloads.base import BaseWorkload, image_usd, listen_host
 
 if TYPE_CHECKING:
@@ -22,6 +21,20 @@ if TYPE_CHECKING:
 WORKFLOWS_DIR = ASSETS / "comfyui" / "workflows"
 BRIDGE_DIR = "estate-images"
 """The bridge's directory in ComfyUI's data directory: its script, workflows and config."""
+
+
+RESPAWN_MAX_SECONDS = 60
+
+
+def respawned(command: str, what: str) -> str:
+    """Shell that runs ``command`` (fixed words of the estate's, already quoted) again whenever it exits: after
+    1 s, then twice as long each time up to a minute, and after 1 s again once a run lasted a minute. Each
+    exit is said on stderr with its status, naming ``what``."""
+    cap = RESPAWN_MAX_SECONDS
+    return (f"d=1; while :; do s=$(date +%s); {command}; c=$?; "
+            f"if [ $(($(date +%s) - s)) -ge {cap} ]; then d=1; fi; "
+            f'echo "gpu-estate: {what} exited ($c); starting it again in ${{d}}s" >&2; '
+            f"sleep $d; if [ $d -lt {cap} ]; then d=$((d * 2)); fi; done")
 
 
 def workflow_templates() -> List[str]:
