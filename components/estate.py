@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 
 import pulumi
 
-from components import services
+from components import services, workloads
 from components.edge import Edge, EdgeArgs
 from components.gateway import CONFIG_DIR, SPEND_DIR, SPEND_JOBS
 from components.gateway_host import Gateway, GatewayArgs
@@ -26,6 +26,8 @@ from core.stamps import endpoint_stamp, image_stamps
 from core.text import digest
 from core.topology import EstatePlan
 from providers import own_models
+from providers.model_files import ModelFile, ModelFileArgs
+from providers.model_files import resource_name as files_resource_name
 from providers.ollama import OllamaModel, OllamaModelArgs, resource_name
 from providers.runpod_serverless import EndpointInputs, ServerlessEndpoint, ServerlessEndpointArgs, TemplateInputs
 from agents.spend import replace_text
@@ -211,6 +213,7 @@ class Estate(pulumi.ComponentResource):
             ), child)
         self.jobs = self._create_jobs(stack, child)
         self.models = self._model_library(spec)
+        self.files = self._model_files(spec)
         self.serverless = self._create_serverless(stack, child)
         self.services = self._create_services(stack, child)
         # The bearers the services' providers made, for the gateway's env file.
@@ -331,6 +334,27 @@ class Estate(pulumi.ComponentResource):
                     ), pulumi.ResourceOptions(parent=gpu_node, depends_on=gpu_node.workloads_ready,
                                               deleted_with=gpu_node.gone_with))
         return models
+
+    def _model_files(self, spec: EstateSpec) -> Dict[str, ModelFile]:
+        """One resource per (node, workload, file) its workloads load from disk (ComfyUI's checkpoints): editing
+        the list downloads or deletes exactly those, and never touches the machine. Each is made once the
+        node's workloads and secrets are delivered (a gated file's token is read from them on the node) and is
+        deleted with the machine, so destroying or replacing it never connects to it for its files."""
+        files = {}
+        for node_name, node in spec.nodes.items():
+            wanted = workloads.node_files(node)
+            if not wanted:
+                continue
+            gpu_node = self.nodes[node_name]
+            target = gpu_node.files_target()
+            for f in wanted:
+                name = files_resource_name(node_name, f.workload, f.file.kind, f.file.name)
+                files[name] = ModelFile(name, ModelFileArgs(
+                    node=node_name, workload=f.workload, path=f.path, url=f.file.url, sha256=f.file.sha256,
+                    size_gb=f.file.size_gb, ssh=target, token_file=f.token_file, instance=gpu_node.machine_id,
+                    active=node.power.serves,
+                ), gpu_node.on_machine(pulumi.ResourceOptions(parent=gpu_node), gpu_node.workloads_ready))
+        return files
 
     def gateway_outputs(self) -> Dict[str, object]:
         """Where clients reach the gateway, its tunnels and the hash of the config it runs."""

@@ -21,6 +21,7 @@ from core.spec import Access, NodeSpec
 from core.stamps import node_stamp
 from core.text import digest, install_secrets, secret_bundle
 from core.vendors import Family
+from providers.model_files import NodeSsh
 from providers.ollama import SshTarget
 
 TYPE = "gpu-estate:index:GpuNode"
@@ -73,7 +74,9 @@ class GpuNode(pulumi.ComponentResource):
         vm = not spec.provider.is_container and spec.provider.info.family is not Family.HOST
         machine = machines.build(MachineRequest(
             name=name, parent=self, spec=spec, label=args.label, estimate=args.estimate, request=args.request,
-            stamp=self.stamp, open_ports=tuple(args.open_ports), reached_over_ssh=args.reached_over_ssh or self.over_ssh,
+            stamp=self.stamp, open_ports=tuple(args.open_ports),
+            # Model files are delivered over SSH too (``files_target``).
+            reached_over_ssh=args.reached_over_ssh or self.over_ssh or bool(workloads.node_files(spec)),
             # The node's cloud-init: never a secret in it. Nodes whose workloads arrive over SSH get the
             # bootstrap only, which no workload edit changes.
             cloud_init=workloads.render_cloud_init(spec, args.open_ports, workloads=not self.over_ssh) if vm else ""))
@@ -229,6 +232,19 @@ class GpuNode(pulumi.ComponentResource):
             pg_password=p.get("pg"),
             buckets={k.removeprefix("bucket:"): v for k, v in p.items() if k.startswith("bucket:")},
             env={k.removeprefix("env:"): v for k, v in p.items() if k.startswith("env:")}))
+
+    def files_target(self) -> pulumi.Output:
+        """How ``providers.model_files`` reaches this node's machine (a container node's one container) over
+        SSH: its endpoint, user, pinned host key and where the operator's key is (``ssh.private_key_env``,
+        else the config secret or the SSH agent); None until the machine has an SSH endpoint."""
+        spec = self.spec
+
+        def target(args):
+            host, port, host_key = args
+            return None if not host else dataclasses.asdict(NodeSsh(
+                host=host, port=int(port or spec.ssh.port), user=spec.ssh.user, host_key=host_key,
+                key_env=spec.ssh.private_key_env))
+        return pulumi.Output.all(self.ssh_host, self.ssh_port, self.host_key()).apply(target)
 
     def service_target(self, workload: str) -> Dict[str, pulumi.Input]:
         """How a provider on the operator's machine reaches one of the node's services: an ``endpoint``

@@ -4,7 +4,7 @@ VM-like nodes (TensorDock, AWS, GCP, an owned host) run every workload as a cont
 project written by cloud-init: the compose file is plain data the node's own Docker runs at boot, needs no
 Docker API reachable from the operator's machine, and survives the operator going away. Container nodes
 (Vast.ai, RunPod) are themselves one container: the primary workload's image, env and ports become the
-instance's, and a start script runs the idle watcher and checkpoint downloads beside it. Both read the
+instance's, and a start script runs the idle watcher beside it. Both read the
 same workload classes (``core/workloads``) and the same env.
 
 Persistent data lives in bind mounts under ``/opt/estate/data/<workload>``, so replacing a container
@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
+from core.fields import Checkpoint
 from core.spec import Access, NodeSpec
 from core.templates import asset, render
 from core.text import heredoc_script
@@ -112,16 +113,19 @@ def compose_project(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> Di
             "healthcheck": _healthcheck(info.healthcheck),
         }
         if w.entrypoint_words():
-            svc["entrypoint"] = [compose_literal(a) for a in w.entrypoint_words()]
+            svc["entrypoint"] = list(w.entrypoint_words())
         args = preset_args(node, name)
         if args:
-            svc["command"] = [compose_literal(a) for a in args]
+            svc["command"] = list(args)
         if w.secret_env:
             svc["env_file"] = [f"{SECRETS_DIR}/{name}.env"]
         if node.uses_gpu(name):
             svc["deploy"] = {"resources": {"reservations": {"devices": [
                 {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}}
         svc, mounted = w.compose_service(node, name, svc, secrets)
+        for key in ("entrypoint", "command"):  # the kind's own words too (a shell's $ variables)
+            if svc.get(key):
+                svc = {**svc, key: [compose_literal(a) for a in svc[key]]}
         top_secrets.update(mounted)
         services[name] = {k: v for k, v in svc.items() if v is not None}
     doc: Dict[str, object] = {"name": COMPOSE_PROJECT, "services": services}
@@ -140,30 +144,30 @@ def render_compose(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> str
     return yaml.safe_dump(compose_project(node, secrets), sort_keys=False)
 
 
-def _downloading(node: NodeSpec) -> Optional[str]:
-    """The node's workload that downloads files (checkpoints) onto it, if any."""
-    return next((n for n, w in node.workloads.items() if w.downloads()), None)
+@dataclasses.dataclass(frozen=True)
+class NodeFile:
+    """One file a workload loads from its node's disk (``BaseWorkload.downloads``), where it lives there."""
+
+    workload: str
+    file: Checkpoint
+    path: str
+    """On a VM, under the workload's data directory on the host (its bind mount); on a container node,
+    under its data path inside the one container SSH reaches."""
+    token_file: Optional[str]
+    """The workload's secret env file holding ``HF_TOKEN`` for a file Hugging Face serves, else None."""
 
 
-def downloads_dir(node: NodeSpec, on_vm: bool = True) -> Optional[str]:
-    """Where the node's downloads go: under the workload's data directory on a VM, under its data path
-    inside the one container of a container node."""
-    name = _downloading(node)
-    if name is None:
-        return None
-    root = f"{DATA_DIR}/{name}" if on_vm else node.info(name).data_path
-    return f"{root}/{node.workloads[name].downloads_dir}"
-
-
-def checkpoint_script(node: NodeSpec, models_dir: str) -> Optional[str]:
-    """A script that downloads each checkpoint once and refuses a file whose sha256 differs. Hugging Face's
-    files go with the workload's ``HF_TOKEN`` when its ``secret_env`` names one, read from its secret file."""
-    name = _downloading(node)
-    if name is None:
-        return None
-    w = node.workloads[name]
-    token_file = f"{SECRETS_DIR}/{name}.env" if w.download_token else None
-    return render("fetch-checkpoints.sh.j2", models_dir=models_dir, checkpoints=w.downloads(), token_file=token_file)
+def node_files(node: NodeSpec) -> List[NodeFile]:
+    """Every file the node's workloads load, as ``providers.model_files`` resources deliver them over SSH
+    (never in what the machine is launched with: editing them never replaces it)."""
+    out: List[NodeFile] = []
+    for name, w in node.workloads.items():
+        root = node.info(name).data_path if node.provider.is_container else f"{DATA_DIR}/{name}"
+        for c in w.downloads():
+            token = f"{SECRETS_DIR}/{name}.env" if w.download_token and c.on_hugging_face else None
+            out.append(NodeFile(workload=name, file=c, path=f"{root}/{w.downloads_dir}/{c.kind}/{c.name}",
+                                token_file=token))
+    return out
 
 
 def idle_stop_command(node: NodeSpec) -> Optional[str]:
@@ -214,32 +218,24 @@ def render_cloud_init(node: NodeSpec, open_ports: Tuple[int, ...] = (), workload
         files.append({"path": IDLE_SCRIPT, "content": asset("idle/estate-idle.sh"), "permissions": "0755"})
         files += [{"path": f"/etc/systemd/system/{name}", "content": text, "permissions": "0644"}
                   for name, text in units.items()]
-    fetch = checkpoint_script(node, downloads_dir(node)) if workloads else None
-    if fetch:
-        files.append({"path": CHECKPOINT_SCRIPT, "content": fetch, "permissions": "0755"})
     if workloads:
         files += [{"path": path, "content": text, "permissions": "0644"} for path, text in data_files(node).items()]
     data_dirs = [f"{DATA_DIR}/{n}" for n in node.workloads]
     return render("cloud-init.yaml.j2", compose=render_compose(node) if workloads else None,
                   ssh_port=node.ssh.port, open_ports=sorted(set(open_ports)), files=files, data_dirs=data_dirs,
-                  idle_timer=bool(units), fetch_checkpoints=bool(fetch))
+                  idle_timer=bool(units))
 
 
 def deploy_script(node: NodeSpec, secrets: Optional[NodeSecrets] = None) -> str:
     """What runs on a node reached over SSH when its workloads change: wait for the bootstrap, write the
-    compose project and checkpoint script, fetch checkpoints, bring the project to the new state."""
+    compose project, bring the project to the new state. (Its model files are resources of their own.)"""
     files = {COMPOSE_FILE: render_compose(node, secrets), **data_files(node)}
-    fetch = checkpoint_script(node, downloads_dir(node))
-    if fetch:
-        files[CHECKPOINT_SCRIPT] = fetch
     # Docker comes with the bootstrap: wait for cloud-init where it booted the machine (an owned host
     # that no cloud-init booted has no /run/cloud-init, and `cloud-init status --wait` would never end).
     lines = ["if [ -d /run/cloud-init ] && command -v cloud-init >/dev/null; then "
              "cloud-init status --wait >/dev/null || true; fi",
              heredoc_script(files).rstrip("\n"),
              "mkdir -p " + " ".join(f"{DATA_DIR}/{n}" for n in node.workloads)]
-    if fetch:
-        lines.append(f"chmod 0755 {CHECKPOINT_SCRIPT} && {CHECKPOINT_SCRIPT}")
     lines.append(f"docker compose -f {COMPOSE_FILE} up -d --remove-orphans")
     return "\n".join(lines) + "\n"
 
@@ -278,8 +274,7 @@ def start_command(node: NodeSpec, name: str) -> Optional[str]:
 
 
 def container_start(node: NodeSpec) -> str:
-    """The start script of a container node: idle watcher and checkpoint downloads in the background,
-    then the workloads: the add-ons in the background and the primary in the foreground.
+    """The start script of a container node: the idle watcher in the background, then the workloads: the add-ons in the background and the primary in the foreground.
 
     A node with ``secret_env`` has its secrets delivered over SSH once it is up (never in the vendor's
     env): its workloads wait for them, start with them exported, and run as one process group that the
@@ -293,11 +288,6 @@ def container_start(node: NodeSpec) -> str:
                   f"chmod 0755 {IDLE_SCRIPT}",
                   f"ESTATE_IDLE_MINUTES={node.idle_shutdown_minutes} ESTATE_STOP_COMMAND={shlex.quote(stop)} "
                   f"ESTATE_IDLE_STATE=/tmp/estate-idle-since nohup {IDLE_SCRIPT} --loop >/var/log/estate-idle.log 2>&1 &"]
-    fetch = checkpoint_script(node, downloads_dir(node, on_vm=False))
-    if fetch:
-        lines += [f"cat > {CHECKPOINT_SCRIPT} <<'ESTATE_FETCH'", fetch.rstrip("\n"), "ESTATE_FETCH",
-                  f"mkdir -p {ESTATE_DIR} && chmod 0755 {CHECKPOINT_SCRIPT}",
-                  f"nohup {CHECKPOINT_SCRIPT} >/var/log/estate-checkpoints.log 2>&1 &"]
     files = data_files(node, on_vm=False)
     if files:
         lines.append(heredoc_script(files).rstrip("\n").removeprefix("set -eu\n"))

@@ -76,7 +76,7 @@ class StackModel(BaseModel):
 
 
 class Checkpoint(StackModel):
-    """A file ComfyUI loads, downloaded once onto its node and checked."""
+    """A file ComfyUI loads, downloaded onto its node and checked by its sha256 (``providers/model_files.py``)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+\.(safetensors|ckpt|gguf)$")
     """The file's name in its models/ subfolder (``.safetensors``, ``.ckpt`` or ``.gguf``)."""

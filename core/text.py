@@ -58,3 +58,4 @@ def install_secrets(manifest: str) -> str:
             'printf "%s\\n" "$path" >> "$new"; done; '
             f'if [ -f {manifest} ]; then grep -vxF -f "$new" {manifest} | while read -r old; do rm -f "$old"; done; fi; '
             f'install -d -m 0700 "$(dirname {manifest})"; mv "$new" {manifest}')
+

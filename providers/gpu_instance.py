@@ -27,10 +27,12 @@ import pulumi
 from pulumi.dynamic import (
     CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult,
 )
+import yaml
 from pydantic import ValidationError
 
 from core.pricing import NodeRequest
 from core.text import bare_key
+from core.workloads.node_files import CHECKPOINT_SCRIPT, COMPOSE_FILE, ESTATE_DIR
 from core.vendors import MARKETPLACE_CONFIG_KEYS, MARKETPLACES, Vendor, machine_id
 from providers import gpu_cloud, status_watch
 from providers.gpu_cloud import GpuCloud, Instance, LaunchSpec, Status, env_seconds
@@ -195,12 +197,90 @@ def same_image(old: Optional[str], new: Optional[str]) -> bool:
     return old_ref == new_ref and (not old_digest or not new_digest or old_digest == new_digest)
 
 
+def without_boot_fetch(key: str, text: Optional[str]) -> Optional[str]:
+    """A launch's ``cloud_init`` or ``onstart`` as it is rendered now, from one rendered before a workload's
+    model files were resources of their own (``providers/model_files.py``): the boot-time fetch of them
+    taken out. A VM's user-data held the fetch script as a ``write_files`` entry and one ``runcmd`` line; a
+    container's start script wrote it with a heredoc and ran it in the background. Anything else is
+    returned as it was."""
+    if not text or CHECKPOINT_SCRIPT not in text:
+        return text
+    out: List[str] = []
+    lines = iter(text.split("\n"))
+    for line in lines:
+        if key == "cloud_init" and line == f"  - path: {CHECKPOINT_SCRIPT}":
+            # The entry's own keys and its content are indented deeper than the next entry's "  - ", and the
+            # script's last newline left one empty line after it.
+            for rest in lines:
+                if not (rest.startswith("    ") or rest == ""):
+                    line = rest
+                    break
+            else:
+                break
+        if key == "cloud_init" and line == f"  - [{CHECKPOINT_SCRIPT}]":
+            continue
+        if key == "onstart" and line == f"cat > {CHECKPOINT_SCRIPT} <<'ESTATE_FETCH'":
+            for rest in lines:
+                if rest == "ESTATE_FETCH":
+                    break
+            continue
+        if key == "onstart" and line in (f"mkdir -p {ESTATE_DIR} && chmod 0755 {CHECKPOINT_SCRIPT}",
+                                         f"nohup {CHECKPOINT_SCRIPT} >/var/log/estate-checkpoints.log 2>&1 &"):
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def _with_bridge_respawned(compose: Dict[str, Any]) -> Dict[str, Any]:
+    """A compose project rendered before the images bridge was started again on exit, with each
+    ``sh -c "<bridge> & exec <ComfyUI>"`` entrypoint as it is rendered now (``comfyui.respawned``)."""
+    from core.workloads.comfyui import respawned
+
+    for svc in (compose.get("services") or {}).values():
+        entry = svc.get("entrypoint") if isinstance(svc, dict) else None
+        if (isinstance(entry, list) and len(entry) == 3 and entry[:2] == ["sh", "-c"] and " & exec " in entry[2]
+                and not entry[2].startswith("(")):
+            side, start = entry[2].replace("$$", "$").rsplit(" & exec ", 1)
+            svc["entrypoint"] = ["sh", "-c", f"({respawned(side, 'the images bridge')}) & exec {start}".replace("$", "$$")]
+    return compose
+
+
+def _cloud_init_doc(text: str, upgrade: bool) -> Any:
+    """A VM's user-data as data, its compose project parsed too (``upgrade``: brought to today's bridge
+    entrypoint); the text itself where it is not YAML."""
+    try:
+        doc = yaml.safe_load(text)
+        for f in doc.get("write_files") or []:
+            if f.get("path") == COMPOSE_FILE:
+                compose = yaml.safe_load(f["content"])
+                f["content"] = _with_bridge_respawned(compose) if upgrade else compose
+        return doc
+    except (yaml.YAMLError, AttributeError, TypeError):
+        return text
+
+
+def _launch_changed(key: str, old: Any, new: Any) -> bool:
+    """Whether the launch's ``key`` changed in what the machine *is*: another image (not the same one pinned
+    by digest), or another script once what retired from it is set aside: the boot-time fetch of model
+    files (they are resources now; the machine keeps the script it was launched with, whose fetch already
+    ran) and a VM's images bridge started once (a machine launched so keeps it until it is replaced)."""
+    if old == new:
+        return False
+    if key == "image":
+        return not same_image(old, new)
+    if key == "onstart" and isinstance(old, str):
+        return without_boot_fetch(key, old) != new
+    if key == "cloud_init" and isinstance(old, str) and isinstance(new, str):
+        return _cloud_init_doc(without_boot_fetch(key, old), True) != _cloud_init_doc(new, False)
+    return True
+
+
 def replace_reasons(id_: str, olds: Dict[str, Any], news: Dict[str, Any]) -> List[str]:
     """The input keys (``launch.image``, ``request.gpu_count``, ...) whose change makes a new machine."""
     reasons: List[str] = []
     old_launch, new_launch = olds.get("launch") or {}, news.get("launch") or {}
-    reasons += [f"launch.{k}" for k in sorted(set(old_launch) | set(new_launch)) if old_launch.get(k) != new_launch.get(k)
-                and not (k == "image" and same_image(old_launch.get(k), new_launch.get(k)))]
+    reasons += [f"launch.{k}" for k in sorted(set(old_launch) | set(new_launch))
+                if _launch_changed(k, old_launch.get(k), new_launch.get(k))]
     if olds.get("secrets") != news.get("secrets"):
         reasons.append("secrets")
     old_req, new_req = olds.get("request") or {}, news.get("request") or {}

@@ -21,13 +21,12 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import tempfile
 from typing import Any, Dict, List, Optional
 
 import pulumi
 from pulumi.dynamic import ConfigureRequest, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from core.text import known_hosts_line
+from providers import ssh_forward
 from providers.resource import DynamicResource
 
 CONNECT_TIMEOUT_SECONDS = 20
@@ -53,13 +52,16 @@ class HostCleanupArgs:
     """What stays on the host if the script cannot run there (units, directories, files), for the warning."""
 
 
-def ssh_argv(host: str, port: int, user: str, known_hosts: str, key_file: Optional[str]) -> List[str]:
-    """OpenSSH running a script from stdin: no prompt, the pinned host key only, and the operator's key
-    file when there is one (else the SSH agent, as pulumi-command uses)."""
+def ssh_argv(host: str, port: int, user: str, known_hosts: str, key_file: Optional[str],
+             remote: str = "sh -s") -> List[str]:
+    """OpenSSH running ``remote`` (a script from stdin by default; else fixed text of the estate's): no
+    prompt, the pinned host key only, and the operator's key file when there is one (else the SSH agent, as
+    pulumi-command uses). A connection that stops answering ends within a minute."""
     return [shutil.which("ssh") or "ssh", "-T", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", f"ConnectTimeout={CONNECT_TIMEOUT_SECONDS}", *(["-i", key_file] if key_file else []),
-            "-p", str(int(port)), f"{user}@{host}", "sh -s"]
+            "-o", f"ConnectTimeout={CONNECT_TIMEOUT_SECONDS}", "-o", "ServerAliveInterval=15",
+            "-o", "ServerAliveCountMax=4", *(["-i", key_file] if key_file else []),
+            "-p", str(int(port)), f"{user}@{host}", remote]
 
 
 def manual_command(props: Dict[str, Any]) -> str:
@@ -91,15 +93,7 @@ class HostCleanupProvider(ResourceProvider):
 
     def run(self, props: Dict[str, Any]) -> subprocess.CompletedProcess:
         key = self._private_key or os.environ.get("ESTATE_SSH_PRIVATE_KEY")
-        with tempfile.TemporaryDirectory(prefix="estate-cleanup-") as tmp:
-            known_hosts = os.path.join(tmp, "known_hosts")
-            with open(known_hosts, "w") as f:
-                f.write(known_hosts_line(props["host"], int(props["port"]), props["host_key"]) + "\n")
-            key_file = None
-            if key:
-                key_file = os.path.join(tmp, "key")
-                with os.fdopen(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-                    f.write(key.strip() + "\n")
+        with ssh_forward.credentials(props["host"], int(props["port"]), key, props["host_key"]) as (key_file, known_hosts):
             argv = ssh_argv(props["host"], int(props["port"]), props["user"], known_hosts, key_file)
             return subprocess.run(argv, input=props["script"], capture_output=True, text=True,
                                   timeout=CONNECT_TIMEOUT_SECONDS + RUN_TIMEOUT_SECONDS)

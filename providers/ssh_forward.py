@@ -58,16 +58,18 @@ def ssh_command(host: str, port: int, user: str, key_file: str, local: int, remo
 
 
 @contextlib.contextmanager
-def credentials(host: str, port: int, private_key: str, host_key: Optional[str],
-                 known_hosts: Optional[str] = None) -> Iterator[Tuple[str, str]]:
+def credentials(host: str, port: int, private_key: Optional[str], host_key: Optional[str],
+                 known_hosts: Optional[str] = None) -> Iterator[Tuple[Optional[str], str]]:
     """(key file, known_hosts file) for one OpenSSH call, in a private temporary directory removed
-    afterwards: the key 0600, and the pinned host key alone when there is one, else ``known_hosts`` (trust
-    on first use, kept there) or a throwaway file."""
+    afterwards: the key 0600 (None without one: the SSH agent's keys), and the pinned host key alone when
+    there is one, else ``known_hosts`` (trust on first use, kept there) or a throwaway file."""
     with tempfile.TemporaryDirectory(prefix="estate-ssh-") as tmp:
-        key_file = os.path.join(tmp, "key")
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(private_key.strip() + "\n")
+        key_file: Optional[str] = None
+        if private_key:
+            key_file = os.path.join(tmp, "key")
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(private_key.strip() + "\n")
         if host_key or known_hosts is None:
             known_hosts = os.path.join(tmp, "known_hosts")
             if host_key:

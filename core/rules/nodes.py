@@ -30,8 +30,6 @@ def _start_script_reason(node) -> str:
         reasons.append(f"{len(node.workloads)} workloads in one container")
     if node.idle_shutdown_minutes:
         reasons.append("the idle watcher")
-    if any(w.downloads() for w in node.workloads.values()):
-        reasons.append("checkpoint downloads")
     if any(w.secret_env for w in node.workloads.values()):
         reasons.append("secrets delivered over SSH")
     return ", ".join(reasons)
@@ -101,6 +99,14 @@ def check(spec: EstateSpec, estimates: Dict[str, object]) -> List[Problem]:
                                      f"readable: put the value in RunPod's secret store and reference it in env as "
                                      f"'{{{{ RUNPOD_SECRET_<name> }}}}' (got secret_env {w.secret_env} on "
                                      f"{wname})"))
+            for wname, w in node.workloads.items():
+                if w.downloads():
+                    # Model files arrive over SSH into the container (providers/model_files.py); a pod runs its
+                    # image as it is, with no SSH server of the estate's in it.
+                    problems.append((f"{base}.workloads.{wname}.checkpoints" if i == 0 else where,
+                                     f"a RunPod pod runs its image as it is, with no SSH server to deliver model "
+                                     f"files into: put {wname} on another provider, or bake its files into its "
+                                     f"image (got {len(w.downloads())} checkpoints)"))
             if i > 0 and node.provider.info.replaces_entrypoint and _needs_start_script(node):
                 problems.append((where, "this node needs its start script (" + _start_script_reason(node)
                                  + "), which a RunPod pod cannot run (got failover to runpod)"))

@@ -23,6 +23,20 @@ BRIDGE_DIR = "estate-images"
 """The bridge's directory in ComfyUI's data directory: its script, workflows and config."""
 
 
+RESPAWN_MAX_SECONDS = 60
+
+
+def respawned(command: str, what: str) -> str:
+    """Shell that runs ``command`` (fixed words of the estate's, already quoted) again whenever it exits: after
+    1 s, then twice as long each time up to a minute, and after 1 s again once a run lasted a minute. Each
+    exit is said on stderr with its status, naming ``what``."""
+    cap = RESPAWN_MAX_SECONDS
+    return (f"d=1; while :; do s=$(date +%s); {command}; c=$?; "
+            f"if [ $(($(date +%s) - s)) -ge {cap} ]; then d=1; fi; "
+            f'echo "gpu-estate: {what} exited ($c); starting it again in ${{d}}s" >&2; '
+            f"sleep $d; if [ $d -lt {cap} ]; then d=$((d * 2)); fi; done")
+
+
 def workflow_templates() -> List[str]:
     """The workflow templates the estate has (``assets/comfyui/workflows/<name>.json``)."""
     return sorted(p.stem for p in WORKFLOWS_DIR.glob("*.json"))
@@ -47,7 +61,8 @@ class ComfyUi(BaseWorkload):
     kind: Literal[WorkloadKind.COMFYUI] = WorkloadKind.COMFYUI
     checkpoints: List[Checkpoint] = Field(default_factory=list)
     """Files downloaded into models/ with their sha256 checked, Hugging Face's with the workload's
-    ``HF_TOKEN`` when its ``secret_env`` names one."""
+    ``HF_TOKEN`` when its ``secret_env`` names one: each a resource of its own, added, changed and deleted
+    over SSH without touching the machine (``providers/model_files.py``)."""
     workflows: Dict[str, Workflow] = Field(default_factory=dict)
     """Workflow template name (``flux.1-dev``, ``sd3.5-large``, ``sdxl-lightning``) -> its figures: each is an
     image model gateway aliases may name, answered by the images bridge beside ComfyUI."""
@@ -122,14 +137,15 @@ class ComfyUi(BaseWorkload):
 
     def compose_service(self, node, name, service, secrets):
         """With workflows, the container also publishes the bridge's port and starts it before ComfyUI's
-        own entrypoint (the image's, run as it would be)."""
+        own entrypoint (the image's, run as it would be), started again whenever it exits (with a backoff):
+        ComfyUI is the container's main process, so nothing else would notice a dead bridge."""
         side = self.side_command(node, name)
         if side is None:
             return service, {}
         bind = str(service["ports"][0]).rsplit(":", 2)[0]
         start = self.facts().start_command
         return {**service, "ports": [*service["ports"], f"{bind}:{self.images_port}:{self.images_port}"],
-                "entrypoint": ["sh", "-c", f"{side} & exec {start}"]}, {}
+                "entrypoint": ["sh", "-c", f"({respawned(side, 'the images bridge')}) & exec {start}"]}, {}
 
     def downloads(self) -> List[Checkpoint]:
         return list(self.checkpoints)
@@ -165,7 +181,12 @@ class ComfyUi(BaseWorkload):
                                         f"GPU (assets/comfyui/workflows/{w}.json): give vram_gb at least that, or drop "
                                         f"the workflow (got vram_gb: {self.vram_gb:g})")
                     for w in self.workflows if workflow_vram_gb(w) > self.vram_gb]
+        first: Dict[tuple, int] = {}
         for i, c in enumerate(self.checkpoints):
+            j = first.setdefault((c.kind, c.name), i)
+            if j != i:
+                out.append((f"{path}.checkpoints[{i}].name", f"{c.kind}/{c.name} is checkpoints[{j}] already: one file "
+                                                             f"of a name per models/ subfolder (got {c.name!r} twice)"))
             if c.gated and not c.on_hugging_face:
                 out.append((f"{path}.checkpoints[{i}].gated", f"the token is sent to Hugging Face only, and {c.name} "
                                                               f"comes from elsewhere (got url {c.url!r})"))

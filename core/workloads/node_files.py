@@ -21,6 +21,8 @@ WORKLOADS_PID = f"{RUN_DIR}/workloads.pid"
 """Process group of a container node's workloads, restarted when its secrets change."""
 IDLE_SCRIPT = "/usr/local/sbin/estate-idle"
 CHECKPOINT_SCRIPT = f"{ESTATE_DIR}/fetch-checkpoints.sh"
+"""Where machines launched before model files were resources of their own keep the script that fetched them
+at boot (``providers.gpu_instance.without_boot_fetch``); removed with the node's workloads."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -194,24 +194,28 @@ def test_env_values_reach_the_container_exactly_as_given(tmp_path):
         subprocess.run([*compose, "down"], capture_output=True, timeout=120)
 
 
-def test_a_hostile_checkpoint_never_reaches_the_script_and_a_tricky_one_stays_quoted(tmp_path):
-    # A URL the spec allows, with characters a shell would act on outside quotes (& ? = ~ %):
+def test_a_tricky_checkpoint_url_reaches_curl_as_one_argument_and_never_as_code(tmp_path):
+    """A URL the spec allows, with characters a shell would act on outside quotes (& ? = ~ %): the node's
+    fetch script (providers/model_files.py, fixed text) reads it as a line of data and hands it to curl as one
+    argument, exactly."""
+    from providers import model_files
+
     cfg = stack_estate("prod")
     url = "https://example.com/dl?file=sdxl&token=a~b%20c"
     cfg["nodes"]["qwen"]["workloads"]["comfyui"]["checkpoints"] = [{**CHECKPOINT, "url": url}]
     node = parse_spec(cfg).nodes["qwen"]
-    script = workloads.checkpoint_script(node, str(tmp_path / "models"))
-    (tmp_path / "fetch.sh").write_text(script)
-    assert subprocess.run(["sh", "-n", str(tmp_path / "fetch.sh")], capture_output=True).returncode == 0
-    # Run it with curl stubbed: it must be called with the URL as one argument, exactly.
+    (f,) = workloads.node_files(node)
+    assert f.file.url == url
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "argv"
-    (bin_dir / "curl").write_text(f'#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done > {log}\nexit 1\n')
+    (bin_dir / "curl").write_text(f'#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done > {log}\nexit 22\n')
     (bin_dir / "curl").chmod(0o755)
-    subprocess.run(["sh", str(tmp_path / "fetch.sh")], env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
-                   capture_output=True, text=True, timeout=30)
-    assert log.exists() and url in log.read_text().splitlines()
+    dest = tmp_path / "models" / f.file.kind / f.file.name
+    run = subprocess.run(["sh", "-c", model_files.FETCH_SCRIPT], input=f"{dest}\n{url}\n{f.file.sha256}\n\n",
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 5 and "curl exit 22" in run.stderr
+    assert url in log.read_text().splitlines() and not dest.exists()
 
 
 # Money and hours where they appear, and the other numbers beside them: non-finite or negative is refused

@@ -1,6 +1,6 @@
 """Workloads and node bootstrap: compose, cloud-init (checked by cloud-init's own schema validator),
 the idle watcher (its units checked by systemd-analyze, its script run against a loopback Ollama) and
-the ComfyUI checkpoint downloads (run against a loopback file server)."""
+and where ComfyUI's model files go on a node (never in what it is launched with)."""
 import hashlib
 import os
 import shutil
@@ -218,111 +218,58 @@ def test_a_model_loaded_in_ollama_counts_as_busy(tmp_path, ollama, monkeypatch):
     assert "ollama has a model loaded" in out and not stopped.exists()
 
 
-# -- ComfyUI checkpoints -----------------------------------------------------------------------------
+# -- ComfyUI's model files ----------------------------------------------------------------------------
 
-@pytest.fixture
-def file_server(tmp_path):
-    root = tmp_path / "served"
-    root.mkdir()
-    handler = lambda *a, **k: SimpleHTTPRequestHandler(*a, directory=str(root), **k)  # noqa: E731
-    SimpleHTTPRequestHandler.log_message = lambda *a: None
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+def checkpoint_node(raw, node="qwen", secret_env=()):
+    """``node``'s ComfyUI with two files: one Hugging Face serves, one from elsewhere."""
+    comfy = raw["nodes"][node]["workloads"]["comfyui"]
+    raw["nodes"][node]["workloads"]["comfyui"] = {**comfy, **({"secret_env": list(secret_env)} if secret_env else {}),
+                                                  "checkpoints": [
+        {"name": "flux1-dev.safetensors", "url": "https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/"
+         "flux1-dev.safetensors", "sha256": "a" * 64, "size_gb": 23.8, "kind": "unet", "gated": bool(secret_env)},
+        {"name": "ae.safetensors", "url": "https://example.com/ae.safetensors", "sha256": "b" * 64, "size_gb": 0.3,
+         "kind": "vae"}]}
+    return parse_spec(raw).nodes[node]
 
 
-def checkpoint_node(url, sha):
+def test_model_files_live_in_comfyuis_models_directory_on_a_vm_and_in_a_container():
+    container = checkpoint_node(stack_estate("prod"))
+    assert container.provider.is_container
+    assert [(f.workload, f.path, f.token_file) for f in workloads.node_files(container)] == [
+        ("comfyui", "/root/ComfyUI/models/unet/flux1-dev.safetensors", None),
+        ("comfyui", "/root/ComfyUI/models/vae/ae.safetensors", None)]
     raw = stack_estate("prod")
-    raw["nodes"]["qwen"]["workloads"]["comfyui"] = {**raw["nodes"]["qwen"]["workloads"]["comfyui"], "checkpoints": [
-        {"name": "flux1-dev.safetensors", "url": url, "sha256": sha, "size_gb": 0.001}]}
-    return parse_spec(raw).nodes["qwen"]
+    raw["nodes"]["qwen"].update(provider="tensordock", ssh={"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXNhbmRib3hrZXk= op@host"})
+    raw["nodes"]["qwen"].pop("market", None)
+    raw["nodes"]["qwen"].pop("bid_per_hour", None)
+    raw["budget"]["monthly_usd"] = 5000
+    vm = checkpoint_node(raw, secret_env=["HF_TOKEN"])
+    # A gated file goes with the workload's token, read on the node from its secret env file; the other
+    # file's host never sees it.
+    assert [(f.path, f.token_file) for f in workloads.node_files(vm)] == [
+        ("/opt/estate/data/comfyui/ComfyUI/models/unet/flux1-dev.safetensors", "/opt/estate/secrets/comfyui.env"),
+        ("/opt/estate/data/comfyui/ComfyUI/models/vae/ae.safetensors", None)]
 
 
-@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("sha256sum")), reason="needs curl and sha256sum")
-def test_checkpoints_are_downloaded_once_and_checked(tmp_path, file_server):
-    root, base = file_server
-    data = os.urandom(4096)
-    (root / "flux.safetensors").write_bytes(data)
-    node = checkpoint_node(f"{base}/flux.safetensors", hashlib.sha256(data).hexdigest())
-    script = tmp_path / "fetch.sh"
-    script.write_text(workloads.checkpoint_script(node, str(tmp_path / "models")))
-    first = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=60)
-    assert first.returncode == 0, first.stderr
-    assert (tmp_path / "models" / "checkpoints" / "flux1-dev.safetensors").read_bytes() == data
-    again = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=60)
-    assert again.stdout.startswith("ok ")
-
-
-@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("sha256sum")), reason="needs curl and sha256sum")
-def test_a_checkpoint_with_the_wrong_sha256_is_refused(tmp_path, file_server):
-    root, base = file_server
-    (root / "flux.safetensors").write_bytes(b"tampered")
-    node = checkpoint_node(f"{base}/flux.safetensors", "0" * 64)
-    script = tmp_path / "fetch.sh"
-    script.write_text(workloads.checkpoint_script(node, str(tmp_path / "models")))
-    run = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=60)
-    assert run.returncode != 0 and "sha256 mismatch" in run.stderr
-    assert not list((tmp_path / "models" / "checkpoints").iterdir())
-
-
-@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("sha256sum")), reason="needs curl and sha256sum")
-def test_a_gated_checkpoint_is_fetched_with_the_token_from_its_secret_file(tmp_path):
-    """Seed 002's FLUX.1-dev is gated on Hugging Face: the download sends the workload's HF_TOKEN, read from
-    its 0600 secret env file, and the token is on no command line. Hugging Face is played by a server on
-    127.0.0.1 that answers only with the token (curl resolves huggingface.co there)."""
-    data, token, seen = os.urandom(2048), "hf_gatedtoken1234567890", []
-
-    class Gated(SimpleHTTPRequestHandler):
-        def do_GET(self):
-            seen.append(self.headers.get("Authorization"))
-            if self.headers.get("Authorization") != f"Bearer {token}":
-                self.send_error(401)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *a):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Gated)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    port = httpd.server_address[1]
-    try:
-        raw = stack_estate("prod")
-        raw["nodes"]["qwen"]["workloads"]["comfyui"] = {**raw["nodes"]["qwen"]["workloads"]["comfyui"],
-                                                        "secret_env": ["HF_TOKEN"], "checkpoints": [
-            {"name": "flux1-dev.safetensors", "url": f"http://huggingface.co:{port}/black-forest-labs/FLUX.1-dev/"
-             "resolve/main/flux1-dev.safetensors", "sha256": hashlib.sha256(data).hexdigest(), "size_gb": 0.001,
-             "gated": True}]}
-        node = parse_spec(raw).nodes["qwen"]
-        secrets = tmp_path / "comfyui.env"
-        secrets.write_text(f"HF_TOKEN={token}\n")
-        script = workloads.checkpoint_script(node, str(tmp_path / "models"))
-        assert token not in script and "/opt/estate/secrets/comfyui.env" in script
-        script = script.replace("/opt/estate/secrets/comfyui.env", str(secrets))
-        (tmp_path / "fetch.sh").write_text(script)
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        argv = tmp_path / "argv"
-        real_curl = shutil.which("curl")
-        (bin_dir / "curl").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {argv}\n'
-                                      f'exec {real_curl} --resolve huggingface.co:{port}:127.0.0.1 "$@"\n')
-        (bin_dir / "curl").chmod(0o755)
-        scratch = tmp_path / "scratch"  # where the header file is made, and must be gone from
-        scratch.mkdir()
-        run = subprocess.run(["sh", str(tmp_path / "fetch.sh")], capture_output=True, text=True, timeout=60,
-                             env={"PATH": f"{bin_dir}:/usr/bin:/bin", "TMPDIR": str(scratch)})
-        assert run.returncode == 0, run.stderr
-        assert (tmp_path / "models" / "checkpoints" / "flux1-dev.safetensors").read_bytes() == data
-        assert seen == [f"Bearer {token}"] and token not in argv.read_text()
-        assert not list(scratch.iterdir())
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+def test_model_files_are_in_nothing_a_machine_is_launched_with_nor_its_deploy():
+    """Editing a file is never a new machine: neither a VM's user-data nor a container's start script, nor
+    the compose deploy over SSH, holds them (their resources deliver them, providers/model_files.py)."""
+    container = checkpoint_node(stack_estate("prod"), secret_env=["HF_TOKEN"])
+    start = workloads.container_launch(container)[3]
+    raw = stack_estate("prod")
+    qwen = raw["nodes"]["qwen"]
+    raw["nodes"]["td"] = {**{k: v for k, v in qwen.items() if k not in ("market", "bid_per_hour")},
+                          "provider": "tensordock", "access": "direct",
+                          "ssh": {"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXNhbmRib3hrZXk= op@host"},
+                          "workloads": {"comfyui": qwen["workloads"]["comfyui"]}}
+    raw["budget"]["monthly_usd"] = 5000
+    vm = checkpoint_node(raw, node="td")
+    assert not workloads.delivered_over_ssh(vm)  # its compose project rides in its cloud-init
+    launch = [start, workloads.render_cloud_init(vm), workloads.deploy_script(vm)]
+    for text in launch:
+        assert workloads.CHECKPOINT_SCRIPT not in text and "a" * 64 not in text and "example.com/ae" not in text
+    raw["nodes"]["td"]["workloads"]["comfyui"] = dict(raw["nodes"]["td"]["workloads"]["comfyui"], checkpoints=[])
+    assert workloads.render_cloud_init(parse_spec(raw).nodes["td"]) == launch[1]
 
 
 def test_secrets_on_container_nodes_are_refused():
@@ -497,23 +444,6 @@ def test_a_model_of_a_registry_has_the_size_of_the_same_model():
     assert ollama_model("127.0.0.1:5000/library/unknown:1") is None
     assert [registry_of(t) for t in ("qwen3:8b", "library/qwen3:8b", "hf.co/org/m:Q4", "localhost/x:1")] == \
         [None, None, "hf.co", "localhost"]
-
-
-def test_a_checkpoint_script_without_a_token_is_the_one_nodes_were_launched_with():
-    """The script is part of a Vast.ai node's onstart and a direct VM's user-data, both of which re-rent the
-    machine when they change: without a token it holds none of the token's machinery."""
-    from core.fields import Checkpoint
-
-    c = Checkpoint(name="sd.safetensors", url="https://huggingface.co/a/b/resolve/main/sd.safetensors",
-                   sha256="0" * 64, size_gb=2)
-    from core.templates import render
-
-    plain = render("fetch-checkpoints.sh.j2", models_dir="/m", checkpoints=[c], token_file=None)
-    assert "TOKEN_FILE" not in plain and "auth" not in plain
-    assert plain.splitlines()[-1] == f"fetch checkpoints sd.safetensors '{c.url}' {c.sha256}"
-    assert 'url="$3"; sum="$4"\n' in plain
-    gated = render("fetch-checkpoints.sh.j2", models_dir="/m", checkpoints=[c], token_file="/s/comfyui.env")
-    assert gated.splitlines()[-1].endswith(" token") and "TOKEN_FILE=/s/comfyui.env" in gated
 
 
 def test_vram_gb_of_zero_is_no_figure_as_it_always_was(prod):

@@ -101,9 +101,11 @@ def test_on_a_vm_the_bridge_runs_in_comfyuis_container_from_files_the_deploy_wri
     svc = workloads.compose_project(node)["services"]["comfyui"]
     assert svc["ports"] == ["127.0.0.1:8188:8188", "127.0.0.1:8189:8189"]
     assert svc["entrypoint"][:2] == ["sh", "-c"]
-    assert svc["entrypoint"][2] == ("python3 /root/estate-images/images_bridge.py --config "
-                                    "/root/estate-images/config.json --host 0.0.0.0 --port 8189 "
-                                    "& exec /runner-scripts/entrypoint.sh")
+    bridge = ("python3 /root/estate-images/images_bridge.py --config /root/estate-images/config.json "
+              "--host 0.0.0.0 --port 8189")
+    # Started again whenever it exits (compose interpolates $: the file holds $$ for the shell's one).
+    assert svc["entrypoint"][2].startswith(f"(d=1; while :; do s=$$(date +%s); {bridge}; c=$$?; ")
+    assert svc["entrypoint"][2].endswith("done) & exec /runner-scripts/entrypoint.sh")
     files = workloads.data_files(node)
     assert files["/opt/estate/data/comfyui/estate-images/images_bridge.py"] == asset("comfyui/images_bridge.py")
     config = json.loads(files["/opt/estate/data/comfyui/estate-images/config.json"])
@@ -115,6 +117,73 @@ def test_on_a_vm_the_bridge_runs_in_comfyuis_container_from_files_the_deploy_wri
     assert "cat > /opt/estate/data/comfyui/estate-images/workflows/flux.1-dev.json.tmp" in script
     cloud_init = yaml.safe_load(workloads.render_cloud_init(node).split("\n", 1)[1])
     assert "/opt/estate/data/comfyui/estate-images/config.json" in {f["path"] for f in cloud_init["write_files"]}
+
+
+def _children(pid: int) -> list:
+    """The processes ``pid`` started, and theirs."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        return []
+    return kids + [g for k in kids for g in _children(k)]
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status in (200, 503)
+    except OSError as err:
+        return getattr(err, "code", None) == 503  # the bridge answering that ComfyUI is down
+
+
+def _until(what, ok, seconds=20.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not ok():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {seconds:g} s")
+        time.sleep(0.2)
+
+
+def test_on_a_vm_a_dead_bridge_is_started_again_beside_comfyui(tmp_path):
+    """The compose entrypoint as Docker runs it (compose's $$ read back as $), with the real bridge from the
+    files the deploy writes and a stand-in for ComfyUI's own entrypoint: the bridge killed outright (as the
+    kernel's OOM killer would) answers again after the backoff, and ComfyUI's process is left alone."""
+    import os
+    import shlex
+    import signal
+    import sys
+
+    from providers.ssh_forward import free_port
+
+    node = parse_spec(stack(FLUX, provider="tensordock")).nodes["art"]
+    entry = workloads.compose_project(node)["services"]["comfyui"]["entrypoint"][2].replace("$$", "$")
+    for path, text in workloads.data_files(node).items():
+        target = tmp_path / path.split("/estate-images/", 1)[1]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    port = free_port()
+    entry = (entry.replace("/root/estate-images", str(tmp_path)).replace("python3 ", f"{shlex.quote(sys.executable)} ")
+             .replace("--host 0.0.0.0 --port 8189", f"--host 127.0.0.1 --port {port}")
+             .replace("exec /runner-scripts/entrypoint.sh", "exec sleep 60"))
+    proc = subprocess.Popen(["sh", "-c", entry], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/health"
+    try:
+        _until("the bridge answering", lambda: _answers(url))
+        bridges = [p for p in _children(proc.pid) if open(f"/proc/{p}/cmdline").read().split("\0")[0] == sys.executable]
+        assert len(bridges) == 1
+        os.kill(bridges[0], signal.SIGKILL)
+        _until("the bridge gone", lambda: not _answers(url), seconds=5)
+        _until("the bridge answering again", lambda: _answers(url))
+        assert proc.poll() is None  # ComfyUI's stand-in (the container's main process) still runs
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert "gpu-estate: the images bridge exited (137); starting it again in 1s" in proc.stderr.read()
 
 
 def test_on_a_container_node_the_start_script_writes_the_bridge_and_starts_it_beside_comfyui(tmp_path):

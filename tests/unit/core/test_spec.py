@@ -98,6 +98,18 @@ BAD = [
     ("nodes.qwen.workloads.comfyui.checkpoints", [{"name": "x.safetensors", "gated": True, "size_gb": 2,
       "url": "https://civitai.com/api/download/models/1", "sha256": "0" * 64}],
      "gpu-estate:nodes.qwen.workloads.comfyui.checkpoints[0].gated", "Hugging Face only"),
+    # One file of a name per models/ subfolder: each is a resource of its own, named by it.
+    ("nodes.qwen.workloads.comfyui.checkpoints", [{"name": "x.safetensors", "size_gb": 2, "sha256": "0" * 64,
+      "url": f"https://example.com/{n}/x.safetensors"} for n in (1, 2)],
+     "gpu-estate:nodes.qwen.workloads.comfyui.checkpoints[1].name", "checkpoints/x.safetensors is checkpoints[0] already"),
+    # Every file counts on the node's disk, beside its workloads and models.
+    ("nodes.qwen.workloads.comfyui.checkpoints", [{"name": "big.safetensors", "size_gb": 150, "sha256": "0" * 64,
+      "url": "https://example.com/big.safetensors"}], "gpu-estate:nodes.qwen.disk_gb",
+     "workloads and models need 243.5 GB, node has 200 GB"),
+    # A RunPod pod has no SSH server of the estate's to deliver model files into.
+    ("nodes.batch.workloads", {"comfyui": {"kind": "comfyui", "vram_gb": 8, "checkpoints": [
+        {"name": "x.safetensors", "size_gb": 2, "sha256": "0" * 64, "url": "https://example.com/x.safetensors"}]}},
+     "gpu-estate:nodes.batch.workloads.comfyui.checkpoints", "a RunPod pod runs its image as it is"),
 ]
 
 
