@@ -223,6 +223,7 @@ class OllamaModelProvider(ResourceProvider):
         super().__init__()
         self._private_key: Optional[str] = None
         self._store_config: Dict[str, str] = {}
+        self._config: Any = None
 
     def configure(self, req: ConfigureRequest) -> None:
         from providers import stores
@@ -230,6 +231,16 @@ class OllamaModelProvider(ResourceProvider):
         self._private_key = req.config.get("gpu-estate:sshPrivateKey") or None
         # The buckets' credentials as the stack has them (gcp:credentials, ...), for caches and own models.
         self._store_config = {k: v for k in stores.config_keys() if (v := req.config.get(k))}
+        # The stack's config secrets, for the access key a model's bucket at an endpoint of its own names.
+        self._config = req.config
+
+    def _config_for(self, access: Optional[Dict[str, Any]]) -> Dict[str, str]:
+        """The store config for a source reached through ``access`` (its config secrets read only then)."""
+        from providers import stores
+
+        if not access or self._config is None:
+            return self._store_config
+        return {**self._store_config, **{k: v for k in stores.config_keys(access) if (v := self._config.get(k))}}
 
     @contextlib.contextmanager
     def _client(self, props: Dict[str, Any]) -> Iterator[OllamaClient]:
@@ -354,7 +365,8 @@ class OllamaModelProvider(ResourceProvider):
             if c.has_blob(sha):
                 pulumi.log.info(f"{node}: {tag}: the node holds sha256:{sha[:12]} already")
             else:
-                size, chunks = own_models.open_gguf(url, config=self._store_config)
+                size, chunks = own_models.open_gguf(url, config=self._config_for(source.get("store")),
+                                                    access=source.get("store"))
                 c.push_blob(sha, own_models.counted(
                     chunks, size, lambda pct: pulumi.log.info(f"{node}: copying {url} for {tag}: {pct}%")))
             body = {"files": {GGUF_FILE: f"sha256:{sha}"}, "parameters": source.get("parameters") or {},
