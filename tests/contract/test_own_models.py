@@ -338,3 +338,58 @@ def test_a_bucket_at_an_endpoint_is_read_with_its_config_secrets_not_the_default
     # ... and without the stack's secrets the reason names the missing one.
     waiting = own_models.sources(job_spec("e1", models), "gpu-estate", "sandbox", {})[("gw", "line:1")]["waiting"]
     assert waiting.startswith("job train run e1: its status cannot be read (no config secret gpu-estate:S3_KEY")
+
+
+def shown_blob(ollama) -> str:
+    """The digest of the GGUF the node's line:1 is made of (its Modelfile's FROM)."""
+    shown = requests.post(f"{ollama.url}/api/show", json={"model": "line:1"}, timeout=10).json()
+    return re.search(r"sha256-([0-9a-f]{64})", shown["modelfile"]).group(1)
+
+
+def test_a_waiting_job_source_keeps_the_earlier_runs_model_on_a_nodes_new_machine(no_aws_default, tmp_path):
+    s3, _ = no_aws_default
+    provider = configured(s3)
+
+    def tags(ollama):
+        return {m["name"]: m["digest"] for m in requests.get(f"{ollama.url}/api/tags", timeout=10).json()["models"]}
+
+    def props(run, ollama, instance):
+        return {"node": "vm", "model": "line:1", "endpoint": ollama.url, "instance": instance, "active": True,
+                "version": "1", "source": job_source(run, s3)}
+
+    one = write_tiny_gguf(tmp_path / "one.gguf", seed=31).read_bytes()
+    finish(s3, "m1", "succeeded", one, f"{hashlib.sha256(one).hexdigest()}  model.gguf\n")
+    with real_ollama.OllamaServer() as first:
+        made = provider.create(props("m1", first, "i-1")).outs
+        earlier = made["source"]
+        assert earlier["url"] and tags(first)["line:1"] == made["digest"]
+    # Run m2 trains; meanwhile the node's machine is replaced (failover, a re-rent): its Ollama holds nothing.
+    finish(s3, "m2", "running")
+    with real_ollama.OllamaServer() as second:
+        moved = props("m2", second, "i-2")
+        assert moved["source"]["waiting"] == "job train run m2 is running"
+        assert provider.diff("vm/line:1", made, moved).changes
+        kept = provider.update("vm/line:1", made, moved).outs
+        # The earlier run's model is made on the new machine, and the state keeps where it came from.
+        assert tags(second)["line:1"] == kept["digest"] == kept["pulled_digest"]
+        assert kept["source"] == earlier and shown_blob(second) == earlier["sha256"]
+        assert not provider.diff("vm/line:1", kept, props("m2", second, "i-2")).changes
+        # The new run failed: the earlier model keeps serving, and its source stays in state.
+        finish(s3, "m2", "failed", exit_code=1)
+        failed = props("m2", second, "i-2")
+        assert failed["source"]["waiting"].startswith("job train run m2 ended failed")
+        assert not provider.diff("vm/line:1", kept, failed).changes
+        assert provider.read("vm/line:1", kept).outs == kept
+
+    # Another new machine while a run m3 trains and has already overwritten the earlier bytes: the earlier
+    # model cannot be made again (Ollama refuses bytes of another digest), which is said, not a failed update.
+    two = write_tiny_gguf(tmp_path / "two.gguf", seed=32).read_bytes()
+    finish(s3, "m3", "running", two)
+    with real_ollama.OllamaServer() as third:
+        gone = provider.update("vm/line:1", kept, props("m3", third, "i-3")).outs
+        assert gone["digest"] is None and tags(third) == {} and gone["source"] == earlier
+        # Once m3 succeeded, the next `up` makes its model.
+        finish(s3, "m3", "succeeded", two, f"{hashlib.sha256(two).hexdigest()}  model.gguf\n")
+        promoted = provider.update("vm/line:1", gone, props("m3", third, "i-3")).outs
+        assert tags(third)["line:1"] == promoted["digest"] and promoted["source"]["url"] == earlier["url"]
+        assert promoted["source"]["sha256"] == shown_blob(third) == hashlib.sha256(two).hexdigest()
