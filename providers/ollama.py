@@ -83,8 +83,9 @@ class OllamaModelArgs:
 
     source: pulumi.Input[Optional[Dict[str, Any]]] = None
     """A model of the operator's own: its GGUF's ``url`` and ``sha256``, the Modelfile's ``template``, ``system``
-    and ``parameters``, and the registry ``ref`` and ``version`` it was resolved from (``own_models.source_props``).
-    Absent from the inputs when None, as ``insecure``."""
+    and ``parameters``, the registry ``ref`` and ``version`` it was resolved from, and ``store`` for a bucket at an
+    endpoint of its own (its endpoint, region and the names of the config secrets holding its key;
+    ``own_models.source_props``). Absent from the inputs when None, as ``insecure``."""
     cache: Optional[str] = None
     """``s3://<bucket>/<prefix>`` the node's pulled models are kept in and a new machine fills from
     (``providers.model_cache``). Absent from the inputs when None."""
