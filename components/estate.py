@@ -181,7 +181,11 @@ class Estate(pulumi.ComponentResource):
         # Before anything is registered: a month over its budget starts no node unless the operator says so.
         check_spend(stack)
         # And the versions the registry's aliases name now, so an alias that names nothing rents nothing.
-        self.model_sources = own_models.sources(spec, stack.project, stack.stack)
+        # A bucket at an endpoint of its own is read with the access key in its config secrets: read here, in
+        # the program's memory only (the model's source names the secrets, never their values).
+        config = pulumi.Config(NAMESPACE)
+        keys = {f"{NAMESPACE}:{n}": v for b in spec.storage.values() for n in b.secret_names if (v := config.get(n))}
+        self.model_sources = own_models.sources(spec, stack.project, stack.stack, keys)
         # Registered before any node, so the policy pack can refuse an estate over budget before anything
         # is rented, even on `up --skip-preview`, where stack policies only run after the resources.
         super().__init__(TYPE, name, {"stamps": {"monthly_usd": round(estimate.monthly_usd, 2),

@@ -15,9 +15,10 @@
   ``HEAD`` finds the blob there already; Ollama refuses bytes of another digest), then ``POST /api/create``
   with ``files`` and the Modelfile's template, system prompt and parameters, read to its ``success`` line.
   Refresh, drift and delete are as for a pulled tag; a new ``source`` (another version) makes it again.
-  A ``source`` that is ``waiting`` (a job's run that has not succeeded yet) makes nothing: a model made before
-  stays as it is (no change), one never made is recorded as waiting, and the first `up` whose ``source`` has
-  a GGUF makes it.
+  A ``source`` that is ``waiting`` (a job's run that has not succeeded yet) makes nothing new: a model made
+  before stays as it is (no change) and its state keeps the source it was made from, so a node's new machine
+  (failover, a re-rent) gets that earlier model made again meanwhile; one never made is recorded as waiting,
+  and the first `up` whose ``source`` has a GGUF makes it.
 - While the node is powered off (``active`` false) nothing is contacted: the models stay on its disk.
 
 Nodes with ``access: ssh`` publish nothing but SSH; the provider then reaches Ollama through an OpenSSH
@@ -82,8 +83,9 @@ class OllamaModelArgs:
 
     source: pulumi.Input[Optional[Dict[str, Any]]] = None
     """A model of the operator's own: its GGUF's ``url`` and ``sha256``, the Modelfile's ``template``, ``system``
-    and ``parameters``, and the registry ``ref`` and ``version`` it was resolved from (``own_models.source_props``).
-    Absent from the inputs when None, as ``insecure``."""
+    and ``parameters``, the registry ``ref`` and ``version`` it was resolved from, and ``store`` for a bucket at an
+    endpoint of its own (its endpoint, region and the names of the config secrets holding its key;
+    ``own_models.source_props``). Absent from the inputs when None, as ``insecure``."""
     cache: Optional[str] = None
     """``s3://<bucket>/<prefix>`` the node's pulled models are kept in and a new machine fills from
     (``providers.model_cache``). Absent from the inputs when None."""
@@ -223,6 +225,7 @@ class OllamaModelProvider(ResourceProvider):
         super().__init__()
         self._private_key: Optional[str] = None
         self._store_config: Dict[str, str] = {}
+        self._config: Any = None
 
     def configure(self, req: ConfigureRequest) -> None:
         from providers import stores
@@ -230,6 +233,16 @@ class OllamaModelProvider(ResourceProvider):
         self._private_key = req.config.get("gpu-estate:sshPrivateKey") or None
         # The buckets' credentials as the stack has them (gcp:credentials, ...), for caches and own models.
         self._store_config = {k: v for k in stores.config_keys() if (v := req.config.get(k))}
+        # The stack's config secrets, for the access key a model's bucket at an endpoint of its own names.
+        self._config = req.config
+
+    def _config_for(self, access: Optional[Dict[str, Any]]) -> Dict[str, str]:
+        """The store config for a source reached through ``access`` (its config secrets read only then)."""
+        from providers import stores
+
+        if not access or self._config is None:
+            return self._store_config
+        return {**self._store_config, **{k: v for k in stores.config_keys(access) if (v := self._config.get(k))}}
 
     @contextlib.contextmanager
     def _client(self, props: Dict[str, Any]) -> Iterator[OllamaClient]:
@@ -272,22 +285,35 @@ class OllamaModelProvider(ResourceProvider):
         return DiffResult(changes=bool(replaces or changed), replaces=replaces, stables=["node"],
                           delete_before_replace=False)
 
-    def _ensure(self, props: Dict[str, Any], force: bool) -> Dict[str, Any]:
+    def _ensure(self, props: Dict[str, Any], force: bool, made: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """The model on the node as ``props`` say; ``made``: the source it was made from before, which a source
+        that waits keeps in state and makes the model from again where the node lacks it (a new machine)."""
         node, tag = props["node"], props["model"]
         outs = {k: props.get(k) for k in INPUT_KEYS if k not in OPTIONAL_KEYS or props.get(k)}
+        waiting = (props.get("source") or {}).get("waiting")
+        if waiting and made:
+            outs["source"] = made  # what the node serves until the new run has succeeded
         if not props.get("active"):
             pulumi.log.info(f"{node}: powered off; {tag} stays as it is on the node's disk")
             return {**outs, "digest": props.get("digest"), "pulled_digest": props.get("pulled_digest")}
-        waiting = (props.get("source") or {}).get("waiting")
-        if waiting and not props.get("digest"):
+        if waiting and not props.get("digest") and not made:
             pulumi.log.warn(f"{node}: {tag} waits: {waiting}; nothing is made on the node yet")
             return {**outs, "digest": None, "pulled_digest": None, "pulled": False}
         with self._client(props) as c:
             digest = c.digest(tag)
-            if waiting:  # made before: kept as the node holds it
+            if waiting and not (made and (force or not digest)):  # made before: kept as the node holds it
+                if not digest:
+                    pulumi.log.warn(f"{node}: {tag} is not on the node and waits: {waiting}")
                 return {**outs, "digest": digest, "pulled_digest": props.get("pulled_digest") or digest,
                         "pulled": False}
-            if props.get("source"):
+            if waiting:  # a new machine (or a model changed on it): the earlier run's model, made again meanwhile
+                pulumi.log.info(f"{node}: {tag} waits: {waiting}; making it again from {made['url']} meanwhile")
+                try:
+                    self._make(c, node, tag, made)
+                except OllamaError as err:  # the earlier bytes may be gone: the new run's model comes once it succeeded
+                    pulumi.log.warn(f"{err}; {tag} waits: {waiting}")
+                    return {**outs, "digest": None, "pulled_digest": None, "pulled": False}
+            elif props.get("source"):
                 self._make(c, node, tag, props["source"])
             elif digest and not force:
                 self._cache(props, present=True)
@@ -354,7 +380,8 @@ class OllamaModelProvider(ResourceProvider):
             if c.has_blob(sha):
                 pulumi.log.info(f"{node}: {tag}: the node holds sha256:{sha[:12]} already")
             else:
-                size, chunks = own_models.open_gguf(url, config=self._store_config)
+                size, chunks = own_models.open_gguf(url, config=self._config_for(source.get("store")),
+                                                    access=source.get("store"))
                 c.push_blob(sha, own_models.counted(
                     chunks, size, lambda pct: pulumi.log.info(f"{node}: copying {url} for {tag}: {pct}%")))
             body = {"files": {GGUF_FILE: f"sha256:{sha}"}, "parameters": source.get("parameters") or {},
@@ -377,7 +404,8 @@ class OllamaModelProvider(ResourceProvider):
             pulumi.log.info(f"{news['node']}: {news['model']} is {str(olds.get('digest'))[:12]} on the node, "
                             f"not the {str(olds.get('pulled_digest'))[:12]} pulled; pulling it again")
         props = {**news, "digest": olds.get("digest"), "pulled_digest": olds.get("pulled_digest")}
-        return UpdateResult(self._ensure(props, force=drift))
+        made = olds.get("source") if (olds.get("source") or {}).get("url") else None
+        return UpdateResult(self._ensure(props, force=drift, made=made))
 
     def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
         if not props.get("active") or ((props.get("source") or {}).get("waiting") and not props.get("digest")):

@@ -13,7 +13,10 @@ version, and the GGUF's bytes read from the estate's bucket.
   provider makes nothing (a model made from an earlier run stays as it is).
 - ``open_gguf`` streams a ``gs://`` or ``s3://`` object through its store's own client
   (``providers/stores``: google-cloud-storage with the stack's GCP credentials, boto3 with the operator's
-  AWS ones). The bytes go from the bucket through the operator's machine to the node's Ollama
+  AWS ones). A GGUF (or a job's status) in an existing bucket of the stack at an S3-compatible endpoint (R2,
+  MinIO) is read at that endpoint with the access key in the config secrets the bucket names: the model's
+  ``source`` carries the endpoint, region and the secrets' names (``store``), never the keys, which the
+  program reads from its stack config and the provider from the stack config the engine hands it. The bytes go from the bucket through the operator's machine to the node's Ollama
   (``POST /api/blobs/sha256:<digest>``), which checks the digest.
 """
 from __future__ import annotations
@@ -58,24 +61,34 @@ class JobOutputs:
     outputs: str
     run: str
     status_key: str
+    access: Optional[Mapping[str, str]] = None
+    """How the bucket is reached when it is an existing one at an S3-compatible endpoint (``stores.access_of``)."""
 
     @classmethod
     def of(cls, spec: Any, project: str, stack: str, name: str) -> "JobOutputs":
         job = spec.jobs[name]
         bucket = spec.storage[job.bucket].store_name(project, stack, job.bucket)
         label = core_jobs.label(project, stack, name, job.run)
-        return cls(name, bucket, job.outputs, job.run, f"{core_jobs.status_prefix(label)}/status.json")
+        return cls(name, bucket, job.outputs, job.run, f"{core_jobs.status_prefix(label)}/status.json",
+                   stores.access_of(spec.storage[job.bucket]))
 
 
-def resolve_job(model: GgufModel, key: str, where: JobOutputs, store: Optional[stores.Store] = None) -> Resolved:
+def accesses(spec: Any) -> Dict[str, Dict[str, str]]:
+    """Bucket name at its store -> how it is reached, for the stack's buckets at an endpoint of their own."""
+    return {name: access for name, bucket in spec.storage.items() if (access := stores.access_of(bucket))}
+
+
+def resolve_job(model: GgufModel, key: str, where: JobOutputs, store: Optional[stores.Store] = None,
+                config: Optional[Mapping[str, str]] = None) -> Resolved:
     """What a ``job:`` source names now: the file and its digest once the job's run has succeeded, else why it
     waits. A run that succeeded without the digest beside its file is a ConfigError naming ``key``. A job's
-    bucket is an S3 one (its runner writes through the S3 API)."""
+    bucket is an S3 one (its runner writes through the S3 API), read at its endpoint with the access key
+    ``config`` (the stack's) holds where it has one."""
     _job, file = model.job() or ("", "")
     url = f"s3://{where.bucket}/{job_file(where.outputs, file)}"
     what = f"job {where.job} run {where.run}"
-    store = store or stores.for_url(url)
     try:
+        store = store or stores.for_url(url, config, where.access)
         raw = store.read(where.bucket, where.status_key)
         status = json.loads(raw) if raw else None
     except (stores.StoreError, ValueError) as err:
@@ -117,16 +130,18 @@ def resolve_alias(tracking_uri: str, name: str, alias: str) -> Tuple[str, str, O
     return str(version.get("version")), version_file(source), tags.get(SHA256_TAG)
 
 
-def resolve(model: GgufModel, key: str, jobs: Optional[Dict[str, JobOutputs]] = None) -> Resolved:
+def resolve(model: GgufModel, key: str, jobs: Optional[Dict[str, JobOutputs]] = None,
+            config: Optional[Mapping[str, str]] = None) -> Resolved:
     """Where ``model``'s GGUF is and its digest; a ConfigError naming ``key`` when that cannot be known. ``jobs``
-    gives the stack's jobs' outputs, for a ``job:`` source."""
+    gives the stack's jobs' outputs, for a ``job:`` source; ``config`` the stack's config secrets their buckets'
+    access keys are in."""
     job = model.job()
     if job is not None:
         if job[0] not in (jobs or {}):
             known = ", ".join(sorted(jobs or {})) or "none"
             raise ConfigError([(f"{key}.source", f"no job {job[0]!r} in the stack's jobs (known: {known}) "
                                                   f"(got {model.source!r})")])
-        return resolve_job(model, key, (jobs or {})[job[0]])
+        return resolve_job(model, key, (jobs or {})[job[0]], config=config)
     named = model.alias()
     if named is None:
         return Resolved(url=model.source, sha256=model.sha256 or "")
@@ -143,11 +158,17 @@ def resolve(model: GgufModel, key: str, jobs: Optional[Dict[str, JobOutputs]] = 
     return Resolved(url=url, sha256=sha256, version=version)
 
 
-def source_props(model: GgufModel, key: str, jobs: Optional[Dict[str, JobOutputs]] = None) -> Dict[str, Any]:
+def source_props(model: GgufModel, key: str, jobs: Optional[Dict[str, JobOutputs]] = None,
+                 config: Optional[Mapping[str, str]] = None,
+                 buckets: Optional[Mapping[str, Mapping[str, str]]] = None) -> Dict[str, Any]:
     """The model resource's ``source`` input: where the GGUF is, its digest and the Modelfile's parts, or (a job
-    source whose run has not succeeded) ``waiting``: why it cannot be made yet."""
-    r = resolve(model, key, jobs)
+    source whose run has not succeeded) ``waiting``: why it cannot be made yet. ``buckets`` (``accesses``): a
+    GGUF in one of them is read at its endpoint (``store``: the endpoint, region and the config secrets' names)."""
+    r = resolve(model, key, jobs, config)
     props: Dict[str, Any] = ({"waiting": r.waiting} if r.waiting else {"url": r.url, "sha256": r.sha256})
+    where = gguf_location(r.url) if r.url else None
+    if where is not None and where.scheme == "s3" and where.bucket in (buckets or {}):
+        props["store"] = dict((buckets or {})[where.bucket])
     props["parameters"] = dict(model.parameters)
     for k, v in (("ref", model.source if r.version else None), ("version", r.version),
                  ("template", model.template), ("system", model.system)):
@@ -156,9 +177,11 @@ def source_props(model: GgufModel, key: str, jobs: Optional[Dict[str, JobOutputs
     return props
 
 
-def sources(spec: Any, project: str = "", stack: str = "") -> Dict[Tuple[str, str], Dict[str, Any]]:
+def sources(spec: Any, project: str = "", stack: str = "",
+            config: Optional[Mapping[str, str]] = None) -> Dict[Tuple[str, str], Dict[str, Any]]:
     """(node, tag) -> ``source_props`` of every model of the operator's own in the stack (an ``EstateSpec`` of
-    ``project``/``stack``); every problem at once, as one ConfigError."""
+    ``project``/``stack``; ``config``: its config secrets, ``gpu-estate:<NAME>`` -> value, for the access keys of
+    its buckets at an endpoint); every problem at once, as one ConfigError."""
     from core.fields import NAMESPACE
 
     jobs = {name: JobOutputs.of(spec, project, stack, name) for name, job in spec.jobs.items()
@@ -170,7 +193,8 @@ def sources(spec: Any, project: str = "", stack: str = "") -> Dict[Tuple[str, st
             for tag, model in w.own_models().items():
                 try:
                     out[(node_name, tag)] = source_props(model, f"{NAMESPACE}:nodes.{node_name}.workloads.{wname}."
-                                                                f"gguf_models.{tag}", jobs)
+                                                                f"gguf_models.{tag}", jobs, config,
+                                                   accesses(spec))
                 except ConfigError as err:
                     problems += err.problems
     if problems:
@@ -178,14 +202,15 @@ def sources(spec: Any, project: str = "", stack: str = "") -> Dict[Tuple[str, st
     return out
 
 
-def open_gguf(url: str, store: Optional[stores.Store] = None,
-              config: Optional[Mapping[str, str]] = None) -> Tuple[int, Iterator[bytes]]:
-    """(size, chunks) of the GGUF at ``url``, read through its store (``config``: the stack's, for credentials)."""
+def open_gguf(url: str, store: Optional[stores.Store] = None, config: Optional[Mapping[str, str]] = None,
+              access: Optional[Mapping[str, str]] = None) -> Tuple[int, Iterator[bytes]]:
+    """(size, chunks) of the GGUF at ``url``, read through its store (``config``: the stack's, for credentials;
+    ``access``: the source's ``store``, a bucket at an endpoint of its own)."""
     where = gguf_location(url)
     if where is None:
         raise SourceError(f"{url}: not a gs://<bucket>/<path>.gguf or s3://<bucket>/<path>.gguf")
     try:
-        return (store or stores.for_url(url, config)).stream(where.bucket, where.key)
+        return (store or stores.for_url(url, config, access)).stream(where.bucket, where.key)
     except stores.StoreError as err:
         raise SourceError(f"{url}: {err}") from err
 

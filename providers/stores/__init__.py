@@ -2,6 +2,7 @@
 (``s3.py``, ``gs.py``), each through its vendor's own client library, picked by the URL's scheme.
 
     store = stores.for_url("gs://acme-models/cache/qwen", config)   # config: the stack's config, for credentials
+    store = stores.for_url("s3://r2-models/x.gguf", config, access)  # an existing bucket at an S3-compatible endpoint
     store.read(bucket, key)       # the object's bytes, or None where there is none
     store.exists(bucket, key)
     store.stream(bucket, key)     # (size, chunks); Missing where there is none
@@ -17,9 +18,10 @@ after its scheme.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Iterator, Mapping, Optional, Protocol, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Protocol, Tuple
 
 from core import buckets
+from core.fields import NAMESPACE
 
 CHUNK = 1 << 20
 
@@ -53,11 +55,34 @@ def module(scheme: str) -> Any:
     return importlib.import_module(f"{__name__}.{scheme}")
 
 
-def config_keys() -> Tuple[str, ...]:
-    """The stack config keys every store reads its credentials from (``gcp:credentials``, ...)."""
-    return tuple(k for scheme in buckets.SCHEMES for k in getattr(module(scheme), "CONFIG_KEYS", ()))
+SECRET_FIELDS = ("access_key_secret", "secret_key_secret")
+"""The fields of an ``access`` naming the config secrets (``gpu-estate:<NAME>``) its keys are in."""
 
 
-def for_url(url: str, config: Optional[Mapping[str, str]] = None) -> Store:
-    """The store of ``url``'s scheme, with the stack's ``config`` (its credentials keys) where it has any."""
-    return module(url.partition("://")[0]).open_store(dict(config or {}))
+def access_of(bucket: Any) -> Optional[Dict[str, str]]:
+    """How the operator's machine reaches a bucket of the stack (a ``BucketSpec``) other than through its store's
+    default: an existing bucket at an S3-compatible ``endpoint`` (R2, MinIO) gives its endpoint, region and
+    the NAMES of the config secrets holding its access key, never their values; None for any other bucket."""
+    if getattr(bucket, "endpoint", None) is None:
+        return None
+    return {"endpoint": str(bucket.endpoint), "region": str(bucket.location),
+            **{k: str(getattr(bucket, k)) for k in SECRET_FIELDS}}
+
+
+def secret_key(name: str) -> str:
+    """The stack config key of the config secret ``name``."""
+    return f"{NAMESPACE}:{name}"
+
+
+def config_keys(access: Optional[Mapping[str, str]] = None) -> Tuple[str, ...]:
+    """The stack config keys every store reads its credentials from (``gcp:credentials``, ...), and those of
+    ``access``'s access key."""
+    keys = tuple(k for scheme in buckets.SCHEMES for k in getattr(module(scheme), "CONFIG_KEYS", ()))
+    return keys + tuple(secret_key(access[k]) for k in SECRET_FIELDS if access and access.get(k))
+
+
+def for_url(url: str, config: Optional[Mapping[str, str]] = None,
+            access: Optional[Mapping[str, str]] = None) -> Store:
+    """The store of ``url``'s scheme, with the stack's ``config`` (its credentials keys) where it has any, at
+    ``access``'s endpoint with its access key where the bucket has one (``access_of``)."""
+    return module(url.partition("://")[0]).open_store(dict(config or {}), dict(access) if access else None)

@@ -131,8 +131,11 @@ class GcsStore:
             pass
 
 
-def open_store(config: Dict[str, str]) -> GcsStore:
+def open_store(config: Dict[str, str], access: Optional[Dict[str, str]] = None) -> GcsStore:
     from google.cloud import storage
+
+    if access:
+        raise StoreError(f"a gs:// bucket has no endpoint of its own (got {access.get('endpoint')!r})")
 
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         return GcsStore(storage.Client())

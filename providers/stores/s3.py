@@ -1,10 +1,15 @@
 """``s3://`` buckets through boto3 (the AWS SDK) and the operator's AWS credentials: the default chain
-(environment, ``~/.aws``, SSO, an instance role); ``AWS_ENDPOINT_URL_S3`` points it at another S3 API."""
+(environment, ``~/.aws``, SSO, an instance role); ``AWS_ENDPOINT_URL_S3`` points it at another S3 API.
+
+An existing bucket of the stack at an S3-compatible endpoint (``storage.<bucket>.endpoint``: R2, MinIO) is
+reached at that endpoint, in its region, with the access key in the stack's config secrets its
+``access_key_secret``/``secret_key_secret`` name (``stores.access_of``), whatever the default chain holds.
+None of the keys reaches a message: a missing one is named."""
 from __future__ import annotations
 
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-from providers.stores import CHUNK, Missing, StoreError
+from providers.stores import CHUNK, SECRET_FIELDS, Missing, StoreError, secret_key
 
 MISSING_CODES = ("404", "NoSuchKey", "NotFound")
 
@@ -76,5 +81,17 @@ class S3Store:
         self._call("delete_object", Bucket=bucket, Key=key)
 
 
-def open_store(_config: Dict[str, str]) -> S3Store:
-    return S3Store()
+def open_store(config: Dict[str, str], access: Optional[Dict[str, str]] = None) -> S3Store:
+    if not access:
+        return S3Store()
+    import boto3
+
+    keys = []
+    for field in SECRET_FIELDS:
+        name = secret_key(access[field])
+        if not config.get(name):
+            raise StoreError(f"no config secret {name} (the access key of the bucket at {access['endpoint']}): "
+                             f"run `pulumi config set --secret {name} ...`")
+        keys.append(config[name])
+    return S3Store(boto3.client("s3", endpoint_url=access["endpoint"], region_name=access.get("region") or None,
+                                aws_access_key_id=keys[0], aws_secret_access_key=keys[1]))

@@ -6,6 +6,7 @@ Skipped where the real Ollama, a bucket server or MLflow's venv is missing, exce
 (GPU_ESTATE_REQUIRE_VM=1), where that fails.
 """
 import hashlib
+import re
 
 import pytest
 import requests
@@ -185,27 +186,55 @@ def test_a_gcs_source_is_read_with_the_stacks_gcp_credentials(monkeypatch, tmp_p
 
 # -- a model made from what a job of the stack made ------------------------------------------------------
 JOB_KEY = "gpu-estate:nodes.gw.workloads.ollama.gguf_models.line:1"
+ENDPOINT: list = []
+"""The job's bucket's endpoint: the moto server of the module's ``bucket``, an existing bucket of the stack."""
 
 
-def job_spec(run: str):
+def job_spec(run: str, models=None):
     from core.config import parse_spec
     from tests.unit.core.test_job_sources import stack
 
-    raw = stack({"line:1": {"source": "job:train", "system": "Answer briefly.", "parameters": PARAMETERS}})
-    raw["storage"] = {BUCKET: {"provider": "s3", "location": "us-east-1", "endpoint": "http://127.0.0.1:9",
+    raw = stack(models or {"line:1": {"source": "job:train", "system": "Answer briefly.", "parameters": PARAMETERS}})
+    raw["storage"] = {BUCKET: {"provider": "s3", "location": "us-east-1", "endpoint": ENDPOINT[0],
                                "access_key_secret": "S3_KEY", "secret_key_secret": "S3_SECRET"}}
     raw["jobs"]["train"].update(bucket=BUCKET, outputs="models/acme/line/", run=run)
     return parse_spec(raw)
 
 
-def job_source(run: str) -> dict:
-    spec = job_spec(run)
-    where = own_models.JobOutputs.of(spec, "gpu-estate", "sandbox", "train")
-    model = spec.nodes["gw"].workloads["ollama"].own_models()["line:1"]
-    return own_models.source_props(model, JOB_KEY, {"train": where})
+def stack_secrets(s3) -> dict:
+    """The stack's config secrets the bucket names, as the program reads them and the engine hands a provider."""
+    return {"gpu-estate:S3_KEY": s3.access_key, "gpu-estate:S3_SECRET": s3.secret_key}
 
 
-def finish(s3, run: str, state: str, gguf=None, digest_line=None, exit_code=0) -> None:
+def job_source(run: str, s3, models=None, tag: str = "line:1") -> dict:
+    return own_models.sources(job_spec(run, models), "gpu-estate", "sandbox", stack_secrets(s3))[("gw", tag)]
+
+
+def configured(s3, secrets=True) -> OllamaModelProvider:
+    """The model library's provider as the engine configures it: with the stack's config."""
+    from pulumi.dynamic import ConfigureRequest
+    from pulumi.dynamic.config import Config
+
+    provider = OllamaModelProvider()
+    provider.configure(ConfigureRequest(Config(stack_secrets(s3) if secrets else {}, "gpu-estate")))
+    return provider
+
+
+@pytest.fixture()
+def no_aws_default(bucket, monkeypatch, tmp_path):
+    """The operator's machine with no AWS default chain at all (no AWS_ENDPOINT_URL_S3, no keys, no files, no
+    instance metadata): the bucket at its endpoint is reached with the keys its config secrets hold, or not."""
+    for k in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+              "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(k, raising=False)
+    for k in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(k, str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    ENDPOINT[:] = [bucket[0].endpoint]
+    return bucket
+
+
+def finish(s3, run: str, state: str, gguf=None, digest_line=None, exit_code=0, outputs="models/acme/line") -> None:
     """What the runner leaves in the bucket for a run (assets/job/estate_job.py): the status object, and the
     outputs the command wrote (the trainer's model.gguf and its sha256sum line)."""
     import json
@@ -215,20 +244,22 @@ def finish(s3, run: str, state: str, gguf=None, digest_line=None, exit_code=0) -
     client.put_object(Bucket=BUCKET, Key=f"estate-jobs/gpu-estate-sandbox-job-train-{run}/status.json",
                       Body=json.dumps(status).encode())
     if gguf is not None:
-        client.put_object(Bucket=BUCKET, Key="models/acme/line/model.gguf", Body=gguf)
+        client.put_object(Bucket=BUCKET, Key=f"{outputs}/model.gguf", Body=gguf)
     if digest_line is not None:
-        client.put_object(Bucket=BUCKET, Key="models/acme/line/model.gguf.sha256", Body=digest_line.encode())
+        client.put_object(Bucket=BUCKET, Key=f"{outputs}/model.gguf.sha256", Body=digest_line.encode())
 
 
-def test_a_job_source_waits_for_its_run_to_succeed_then_each_new_run_is_a_new_version(bucket, tmp_path):
-    s3, _ = bucket
+def test_a_job_source_waits_for_its_run_to_succeed_then_each_new_run_is_a_new_version(no_aws_default, tmp_path):
+    s3, _ = no_aws_default
+    access = {"endpoint": s3.endpoint, "region": "us-east-1", "access_key_secret": "S3_KEY",
+              "secret_key_secret": "S3_SECRET"}
     assert own_models.JobOutputs.of(job_spec("1"), "gpu-estate", "sandbox", "train") == own_models.JobOutputs(
-        "train", BUCKET, "models/acme/line", "1", "estate-jobs/gpu-estate-sandbox-job-train-1/status.json")
-    provider = OllamaModelProvider()
+        "train", BUCKET, "models/acme/line", "1", "estate-jobs/gpu-estate-sandbox-job-train-1/status.json", access)
+    provider = configured(s3)
     with real_ollama.OllamaServer() as ollama:
         def props(run):
             return {"node": "vm", "model": "line:1", "endpoint": ollama.url, "active": True, "version": "1",
-                    "source": job_source(run)}
+                    "source": job_source(run, s3)}
 
         def tags():
             return {m["name"]: m["digest"] for m in requests.get(f"{ollama.url}/api/tags", timeout=10).json()["models"]}
@@ -251,6 +282,9 @@ def test_a_job_source_waits_for_its_run_to_succeed_then_each_new_run_is_a_new_ve
         ready = props("1")
         assert ready["source"]["url"] == f"s3://{BUCKET}/models/acme/line/model.gguf"
         assert ready["source"]["sha256"] == hashlib.sha256(one).hexdigest()
+        # The model's source says where the bucket is and which config secrets hold its key, never the key.
+        assert ready["source"]["store"] == access
+        assert s3.access_key not in str(ready) and s3.secret_key not in str(ready)
         assert provider.diff("vm/line:1", made, ready).changes
         made = provider.update("vm/line:1", made, ready).outs
         assert tags()["line:1"] == made["digest"]
@@ -273,6 +307,89 @@ def test_a_job_source_waits_for_its_run_to_succeed_then_each_new_run_is_a_new_ve
                                                    "run it again")
         finish(s3, "4", "succeeded", digest_line="")
         with pytest.raises(ConfigError) as err:
-            job_source("4")
+            job_source("4", s3)
         assert err.value.problems[0][0] == f"{JOB_KEY}.source" and "model.gguf.sha256" in err.value.problems[0][1]
         provider.delete("vm/line:1", promoted)
+
+
+def test_a_bucket_at_an_endpoint_is_read_with_its_config_secrets_not_the_default_chain(no_aws_default, tmp_path):
+    s3, digests = no_aws_default
+    # A GGUF named by its s3:// URL in the stack's bucket at an endpoint: its source says how to reach it.
+    source = url(1)
+    models = {"plain:1": {"source": source, "sha256": digests[1], "parameters": PARAMETERS},
+              "line:1": {"source": "job:train", "parameters": PARAMETERS}}
+    props = {"node": "vm", "model": "plain:1", "active": True,
+             "source": job_source("e1", s3, models, "plain:1")}
+    assert props["source"]["store"] == {"endpoint": s3.endpoint, "region": "us-east-1",
+                                        "access_key_secret": "S3_KEY", "secret_key_secret": "S3_SECRET"}
+    with real_ollama.OllamaServer() as ollama:
+        props["endpoint"] = ollama.url
+        # A provider the engine gave no such secret: refused naming the key, never asking AWS instead.
+        with pytest.raises(OllamaError, match=re.escape(f"{source}: no config secret gpu-estate:S3_KEY (the access key "
+                                                        f"of the bucket at {s3.endpoint})")):
+            configured(s3, secrets=False).create(props)
+        outs = configured(s3).create(props).outs
+        tags = {m["name"]: m["digest"] for m in requests.get(f"{ollama.url}/api/tags", timeout=10).json()["models"]}
+        assert outs["digest"] == tags["plain:1"]
+        assert outs["source"]["store"]["endpoint"] == s3.endpoint and s3.secret_key not in str(outs)
+
+    # A job source's status is read at the endpoint too: a run not started says so, not "cannot be read" ...
+    assert job_source("e1", s3, models)["waiting"] == "job train run e1 has not started"
+    # ... and without the stack's secrets the reason names the missing one.
+    waiting = own_models.sources(job_spec("e1", models), "gpu-estate", "sandbox", {})[("gw", "line:1")]["waiting"]
+    assert waiting.startswith("job train run e1: its status cannot be read (no config secret gpu-estate:S3_KEY")
+
+
+def shown_blob(ollama) -> str:
+    """The digest of the GGUF the node's line:1 is made of (its Modelfile's FROM)."""
+    shown = requests.post(f"{ollama.url}/api/show", json={"model": "line:1"}, timeout=10).json()
+    return re.search(r"sha256-([0-9a-f]{64})", shown["modelfile"]).group(1)
+
+
+def test_a_waiting_job_source_keeps_the_earlier_runs_model_on_a_nodes_new_machine(no_aws_default, tmp_path):
+    s3, _ = no_aws_default
+    provider = configured(s3)
+
+    def tags(ollama):
+        return {m["name"]: m["digest"] for m in requests.get(f"{ollama.url}/api/tags", timeout=10).json()["models"]}
+
+    def props(run, ollama, instance):
+        return {"node": "vm", "model": "line:1", "endpoint": ollama.url, "instance": instance, "active": True,
+                "version": "1", "source": job_source(run, s3)}
+
+    one = write_tiny_gguf(tmp_path / "one.gguf", seed=31).read_bytes()
+    finish(s3, "m1", "succeeded", one, f"{hashlib.sha256(one).hexdigest()}  model.gguf\n")
+    with real_ollama.OllamaServer() as first:
+        made = provider.create(props("m1", first, "i-1")).outs
+        earlier = made["source"]
+        assert earlier["url"] and tags(first)["line:1"] == made["digest"]
+    # Run m2 trains; meanwhile the node's machine is replaced (failover, a re-rent): its Ollama holds nothing.
+    finish(s3, "m2", "running")
+    with real_ollama.OllamaServer() as second:
+        moved = props("m2", second, "i-2")
+        assert moved["source"]["waiting"] == "job train run m2 is running"
+        assert provider.diff("vm/line:1", made, moved).changes
+        kept = provider.update("vm/line:1", made, moved).outs
+        # The earlier run's model is made on the new machine, and the state keeps where it came from.
+        assert tags(second)["line:1"] == kept["digest"] == kept["pulled_digest"]
+        assert kept["source"] == earlier and shown_blob(second) == earlier["sha256"]
+        assert not provider.diff("vm/line:1", kept, props("m2", second, "i-2")).changes
+        # The new run failed: the earlier model keeps serving, and its source stays in state.
+        finish(s3, "m2", "failed", exit_code=1)
+        failed = props("m2", second, "i-2")
+        assert failed["source"]["waiting"].startswith("job train run m2 ended failed")
+        assert not provider.diff("vm/line:1", kept, failed).changes
+        assert provider.read("vm/line:1", kept).outs == kept
+
+    # Another new machine while a run m3 trains and has already overwritten the earlier bytes: the earlier
+    # model cannot be made again (Ollama refuses bytes of another digest), which is said, not a failed update.
+    two = write_tiny_gguf(tmp_path / "two.gguf", seed=32).read_bytes()
+    finish(s3, "m3", "running", two)
+    with real_ollama.OllamaServer() as third:
+        gone = provider.update("vm/line:1", kept, props("m3", third, "i-3")).outs
+        assert gone["digest"] is None and tags(third) == {} and gone["source"] == earlier
+        # Once m3 succeeded, the next `up` makes its model.
+        finish(s3, "m3", "succeeded", two, f"{hashlib.sha256(two).hexdigest()}  model.gguf\n")
+        promoted = provider.update("vm/line:1", gone, props("m3", third, "i-3")).outs
+        assert tags(third)["line:1"] == promoted["digest"] and promoted["source"]["url"] == earlier["url"]
+        assert promoted["source"]["sha256"] == shown_blob(third) == hashlib.sha256(two).hexdigest()

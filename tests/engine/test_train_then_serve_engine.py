@@ -47,8 +47,12 @@ def estate(tmp_path_factory):
                                                                      outputs=OUTPUTS, max_hours=1)})
         vm = cfg["gpu-estate:nodes"][sandbox.VM_NODE]
         vm["workloads"] = {"ollama": {k: v for k, v in vm["workloads"]["ollama"].items() if k != "secret_env"}}
-        # The job reaches the bucket with the storage's keys; the node's copy of a GGUF with the operator's.
-        env = {**sandbox.engine_env(fakes, tmp_path_factory.mktemp("engine"), agent), **s3.env()}
+        # The bucket is an existing one at moto's endpoint: the job, the preview's read of its status and the
+        # node's copy of its GGUF all reach it with the keys in the storage's config secrets. The operator's
+        # machine has no AWS default chain at all (no AWS_ENDPOINT_URL_S3, no keys, no instance metadata).
+        none = str(tmp_path_factory.mktemp("no-aws") / "none")
+        env = {**sandbox.engine_env(fakes, tmp_path_factory.mktemp("engine"), agent),
+               "AWS_EC2_METADATA_DISABLED": "true", "AWS_SHARED_CREDENTIALS_FILE": none, "AWS_CONFIG_FILE": none}
         st = sandbox.stack(env, work_dir=work)
         for name, value in (("JOBS_S3_KEY", s3.access_key), ("JOBS_S3_SECRET", s3.secret_key),
                             ("TRAINER_TOKEN", "trainer-token-value")):
