@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import pulumi
 from pulumi.dynamic import UpdateResult
 
-from agents.process import alive, stop_process
+from providers.local import alive, stop_process
 from core import identity
 from providers.http import CloudError
 from providers.local_spend import LocalSpendWatcherProvider
