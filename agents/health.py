@@ -40,7 +40,8 @@ from urllib.parse import urlsplit
 import requests
 
 from agents import rounds
-from agents.spend import post_failure, read_ledger, replace_text
+from agents.spend import post_failure, read_ledger
+from providers.local import replace_text
 from core import health, status
 from core.health import Alert, Result
 from core.spend import WEBHOOK_ENV

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -39,6 +38,7 @@ from core.jobs import WATCH_DIR
 from core.spend import WEBHOOK_ENV, Seen
 from core.vendors import machine_id
 from providers import gpu_cloud
+from providers.local import replace_text
 from providers.gpu_cloud import Status
 from providers.http import CloudError
 
@@ -62,16 +62,6 @@ def read_resume(ledger_path: Path) -> Optional[str]:
     return text if re.fullmatch(MONTH_PATTERN, text) else None
 
 
-def replace_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically (a reader sees the old file or the new, never half of one),
-    creating its directory: the ledger, the watch document and the resume file beside a local gateway."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def write_ledger(path: Path, ledger: Mapping[str, Any]) -> None:

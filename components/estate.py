@@ -30,7 +30,7 @@ from providers.model_files import ModelFile, ModelFileArgs
 from providers.model_files import resource_name as files_resource_name
 from providers.ollama import OllamaModel, OllamaModelArgs, resource_name
 from providers.runpod_serverless import EndpointInputs, ServerlessEndpoint, ServerlessEndpointArgs, TemplateInputs
-from agents.spend import replace_text
+from providers.local import replace_text
 from providers.ssh_forward import ForwardError, read_file, write_file
 
 TYPE = "gpu-estate:index:Estate"

@@ -77,8 +77,8 @@ def main() -> None:
     # concurrent.futures when its module runs, so the larger pool goes in first.
     larger_pool()
     # The SDK's host never looks for its engine: after a killed CLI it would serve nobody forever, and the
-    # processes it started with it (agents.process.follow_engine).
-    from agents.process import follow_engine
+    # processes it started with it (providers.local.follow_engine).
+    from providers.local import follow_engine
 
     follow_engine()
     runpy.run_module("pulumi.dynamic", run_name="__main__", alter_sys=True)

@@ -3,7 +3,7 @@
 For a workstation or the sandbox: the gateway reaches nodes directly or through SSH forwards of its own
 (``providers.local_tunnel``), listens on 127.0.0.1, and keeps
 its config, log and pid under ``state_dir``. The process outlives an `up` that ends (its own session),
-not a killed one (``agents.process.follow_engine``); read reports it gone when it died, and diff
+not a killed one (``providers.local.follow_engine``); read reports it gone when it died, and diff
 restarts it, so the next `up` starts it again; read keeps it when it lives but answers
 slowly (never a second, unmanaged gateway); a config change restarts it with the
 same master key; delete stops it, and one that will not stop is named in a warning and left (it bills
@@ -27,7 +27,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 
 from core.text import digest
 from providers.http import CloudError
-from agents.process import alive, delete_process, spawn, stop_process
+from providers.local import alive, delete_process, spawn, stop_process
 from providers.resource import DynamicResource
 from providers.ssh_forward import free_port
 from providers.wait import WaitTimeout, wait_for, within

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import pulumi
 from pulumi.dynamic import UpdateResult
 
-from agents.process import alive, stop_process
+from providers.local import alive, stop_process
 from core import identity
 from providers.http import CloudError
 from providers.local_spend import LocalSpendWatcherProvider
@@ -79,6 +79,7 @@ def _kept(url: Optional[str]) -> int:
         # As the proxy's server binds it (ThreadingHTTPServer reuses the address): the old process's closed
         # connections may still hold the port in TIME_WAIT.
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

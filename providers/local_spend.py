@@ -23,9 +23,9 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from core.spend import LEDGER_FILE, LOCAL_DOCUMENT_FILE, WEBHOOK_ENV
-from agents.process import alive, delete_process, spawn, stop_process
+from providers.local import alive, delete_process, spawn, stop_process
 from providers.resource import DynamicResource
-from agents.spend import replace_text
+from providers.local import replace_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RESTARTS = ("every_seconds", "webhook", "state_dir")

@@ -8,7 +8,7 @@ key and the ``known_hosts`` are written to a private temporary directory only un
 
 The local ports are picked here (a workstation's own Ollama may hold 11434) and are outputs the gateway's
 config reads; a restarted tunnel keeps them where they are still free. The process runs in a session of
-its own, so it outlives an `up` that ends, not a killed one (``agents.process.follow_engine``); a tunnel
+its own, so it outlives an `up` that ends, not a killed one (``providers.local.follow_engine``); a tunnel
 that died (the node rebooted, the connection dropped) is started again in place by the next `up`, and
 delete stops it.
 """
@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 import pulumi
 from pulumi.dynamic import ConfigureRequest, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from agents.process import alive, delete_process, spawn, stop_process
+from providers.local import alive, delete_process, spawn, stop_process
 from providers import ssh_forward
 from providers.http import CloudError
 from providers.resource import DynamicResource

@@ -13,7 +13,7 @@ import pytest
 
 import sandbox
 from agents import health as agent
-from agents.process import spawn, stop_process
+from providers.local import spawn, stop_process
 from providers.wait import wait_for, within
 
 PROBE = {"type": "postgres", "user": "estate", "database": "vectors"}

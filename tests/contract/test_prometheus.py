@@ -11,7 +11,7 @@ import yaml
 
 import sandbox
 from agents import health as agent
-from agents.process import stop_process
+from providers.local import stop_process
 from core import health
 from providers.wait import wait_for, within
 from tests.unit.agents.test_health_agent import Listener, document

@@ -6,7 +6,7 @@ import os
 
 import requests
 
-from agents.process import alive
+from providers.local import alive
 from providers.local_health import LocalHealthAgentArgs, LocalHealthAgentProvider
 from providers.local_spend import LocalSpendWatcherArgs, LocalSpendWatcherProvider
 from providers.wait import wait_for, within

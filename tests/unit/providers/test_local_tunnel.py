@@ -6,7 +6,7 @@ import os
 import pytest
 import requests
 
-from agents.process import alive, stop_process
+from providers.local import alive, stop_process
 from providers.http import CloudError
 from providers.local_tunnel import KEY_ENV, LocalTunnelProvider
 

@@ -1,4 +1,5 @@
-"""Processes the program leaves running on this machine (the local gateway, the local spend watcher).
+"""What the program leaves on this machine: processes (the local gateway, the local spend watcher) and the
+files written beside them (``replace_text``).
 
 Each runs in a session of its own, so it outlives the engine after an `up` that ends normally (the CLI
 closes its plugins by killing their process groups) and is stopped as a whole process group by its
@@ -18,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, List, Mapping, Optional, Set, Tuple
@@ -213,3 +215,15 @@ def follow_engine(every: Optional[float] = None, exit: Callable[[int], None] = o
     thread = threading.Thread(target=watch, name="follow-engine", daemon=True)
     thread.start()
     return thread
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (a reader sees the old file or the new, never half of one),
+    creating its directory: the ledger, the watch document and the resume file beside a local gateway."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)

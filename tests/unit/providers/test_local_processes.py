@@ -1,4 +1,4 @@
-"""The processes the program leaves running on this machine (``agents.process``): a zombie is not running,
+"""The processes the program leaves running on this machine (``providers.local``): a zombie is not running,
 a process that will not stop is named and left instead of holding a destroy back, and a provider host
 whose engine died stops what it started and exits."""
 import os
@@ -8,7 +8,7 @@ import sys
 import textwrap
 import time
 
-from agents import process
+from providers import local as process
 
 
 def wait_for(check, seconds=10.0):
@@ -71,7 +71,7 @@ def test_a_provider_host_whose_engine_died_stops_what_it_started_and_exits(tmp_p
     host = textwrap.dedent(f"""
         import os, sys, time
         sys.path.insert(0, {str(process.__file__).rsplit("/agents/", 1)[0]!r})
-        from agents import process
+        from providers import local as process
         process.follow_engine(every=0.1)
         child = process.spawn([sys.executable, "-c", "import time; time.sleep(600)"], os.environ,
                               __import__("pathlib").Path({str(tmp_path / "child.log")!r}), __import__("pathlib").Path("."))
@@ -105,7 +105,7 @@ def test_a_killed_engine_s_host_stops_even_with_its_stderr_a_dead_pipe_and_inter
     host = textwrap.dedent(f"""
         import os, sys, time
         sys.path.insert(0, {str(process.__file__).rsplit("/agents/", 1)[0]!r})
-        from agents import process
+        from providers import local as process
         process.follow_engine(every=0.1)
         child = process.spawn([sys.executable, "-c", "import time; time.sleep(600)"], os.environ,
                               __import__("pathlib").Path({str(tmp_path / "child.log")!r}), __import__("pathlib").Path("."))
