@@ -44,6 +44,7 @@ setup: $(VPY) $(VENV)-gateway/bin/litellm $(VENV)-runpod/bin/python $(VENV)-vast
 	bash scripts/build-compose.sh
 	bash scripts/build-ollama.sh
 	bash scripts/build-registry.sh
+	bash scripts/build-caddy.sh
 	bash scripts/build-fake-gcs.sh
 	bash scripts/build-fly-client.sh
 	bash scripts/build-sandbox-image.sh

@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import shlex
 import tarfile
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
@@ -27,6 +28,7 @@ import yaml
 
 from agents import library
 from core.config import PROJECT_ROOT
+from core.images import default_image
 from core.jobs import WATCH_DIR
 from core.vendors import RUNPOD_API_KEY_ENV
 from core import health, identity
@@ -66,6 +68,27 @@ SECRETS_MANIFEST = f"{CONFIG_DIR}/.secrets-manifest"
 KNOWN_HOSTS = f"{CONFIG_DIR}/known_hosts"
 """The tunnelled nodes' pinned host keys: autossh accepts no other (``StrictHostKeyChecking=yes``)."""
 DOCKER = "/usr/bin/docker"
+LITELLM_UNITS = {"blue": "estate-litellm-blue.service", "green": "estate-litellm-green.service"}
+"""LiteLLM's two instances: one is live behind the front, the other starts on a new config (``switch_script``)."""
+FRONT_UNIT = "estate-gateway-front.service"
+"""Caddy on ``gateway.port``, proxying to the live LiteLLM instance; a switch reloads it, never restarts it."""
+FRONT_DIR = f"{CONFIG_DIR}/front"
+FRONT_ADMIN = "/run/estate-gateway-front.sock"
+"""The front's admin socket, inside its container (the edge's Caddy keeps its own admin port)."""
+FRONT_WAIT_SECONDS = 30
+"""How long a request the front finds no instance for waits for one (a host's reboot, a crashed instance)."""
+SWITCH_SCRIPT = f"{CONFIG_DIR}/litellm-switch.sh"
+SWITCH_WAIT_SECONDS = 180
+"""How long a new LiteLLM instance has to become ready before the switch gives up and keeps the live one."""
+UNITS_MANIFEST = f"{CONFIG_DIR}/.units"
+"""The units the last deploy wrote: one no longer named is stopped and removed by the next."""
+LEGACY_UNITS = ("estate-litellm.service",)
+"""What a deploy made before the front existed, taken down once the front holds the gateway's port."""
+LIVE_READ = (f"{CONFIG_DIR}/spend/", KNOWN_HOSTS)
+"""Files every reader reads afresh, so a change restarts nothing: the spend document and the jobs' watch
+entries (the wake hook looks at them per request through a directory mount, the watcher per run), and the
+tunnels' ``known_hosts`` (ssh reads it on each connection; a node with a new key is a new connection)."""
+SYSTEMD_DIR = "/etc/systemd/system"
 
 
 def tunnel_authorization(public_key: str, remote_ports: Iterable[int]) -> str:
@@ -299,11 +322,14 @@ def gateway_units(plan: EstatePlan, ssh: Mapping[str, Tuple[str, int, str]],
     node = spec.nodes[g.node]
     image = image or node.image_for(next(n for n, w in node.workloads.items() if w.on_gateway_host))
     signing = bool(identity.needs_proxy(spec.services))
-    units = {"estate-litellm.service": render(
-        "gateway/estate-litellm.service.j2", image=image, port=g.port, config_dir=CONFIG_DIR, docker=docker,
+    units = {unit: render(
+        "gateway/estate-litellm.service.j2", image=image, port=g.backend_ports[i], config_dir=CONFIG_DIR, docker=docker,
         wake=bool(plan.wake), hook=WAKE_HOOK, document=WAKE_DOCUMENT, spend=spec.spend is not None,
         spend_dir=SPEND_DIR, after=[f"estate-tunnel-{n}.service" for n in plan.tunnels] + ([identity.UNIT] if signing else []),
-        usage=spec.health is not None, usage_hook=health.USAGE_HOOK, health_dir=HEALTH_DIR)}
+        usage=spec.health is not None, usage_hook=health.USAGE_HOOK, health_dir=HEALTH_DIR, color=color,
+        front_port=g.port, drain=drain_seconds(plan)) for i, (color, unit) in enumerate(LITELLM_UNITS.items())}
+    units[FRONT_UNIT] = render("gateway/estate-gateway-front.service.j2", docker=docker, config_dir=CONFIG_DIR,
+                               image=default_image("caddy"), port=g.port)
     if spec.health is not None:
         units[HEALTH_UNIT] = render("gateway/estate-health.service.j2", docker=docker, config_dir=CONFIG_DIR, image=image,
                                     document=HEALTH_DOCUMENT, health_dir=HEALTH_DIR, port=spec.health.port,
@@ -333,3 +359,110 @@ def known_hosts(ssh: Mapping[str, Tuple]) -> str:
     """The ``known_hosts`` of the tunnels: each node's pinned key at its SSH address."""
     return "".join(known_hosts_line(v[0], v[1], v[3]) + "\n" for _, v in sorted(ssh.items())
                    if len(v) > 3 and v[0] and v[3])
+
+
+def drain_seconds(plan: EstatePlan) -> int:
+    """How long a stopping LiteLLM instance may take to answer what it still has: the longest request timeout."""
+    g = plan.spec.gateway
+    return int(max([g.timeout("default"), *g.timeouts.values()]))
+
+
+def front_files(plan: EstatePlan, admin: str = FRONT_ADMIN) -> Dict[str, str]:
+    """The front's Caddyfile for each LiteLLM instance, under ``front/`` of the config directory; the switch
+    copies the new instance's to ``front/Caddyfile`` and has Caddy reload it."""
+    g = plan.spec.gateway
+    return {f"front/{color}.Caddyfile": render("gateway/front.Caddyfile.j2", color=color, upstream=port, port=g.port,
+                                               admin=admin, wait=FRONT_WAIT_SECONDS, grace=drain_seconds(plan))
+            for color, port in zip(LITELLM_UNITS, g.backend_ports)}
+
+
+def switch_script(plan: EstatePlan, config_dir: str = CONFIG_DIR, reload: Optional[str] = None,
+                  wait: int = SWITCH_WAIT_SECONDS) -> str:
+    """``litellm-switch.sh``: start the LiteLLM instance that is not live, and once it is ready make it the
+    front's upstream and stop the other (``assets/gateway/litellm-switch.sh.j2``). ``reload`` is the command
+    that has the front reload its Caddyfile (on a host, Caddy in the front's container)."""
+    g = plan.spec.gateway
+    reload = reload or (f"docker exec estate-gateway-front caddy reload --config {FRONT_DIR}/Caddyfile "
+                        f"--adapter caddyfile --address unix/{FRONT_ADMIN}")
+    return render("gateway/litellm-switch.sh.j2", config_dir=config_dir, reload=reload, wait=int(wait),
+                  front_port=g.port, ports=dict(zip(LITELLM_UNITS, g.backend_ports)))
+
+
+def input_paths(unit: str) -> List[str]:
+    """The paths under the config directory a unit's text names (its mounts, env files, keys)."""
+    return sorted(set(re.findall(re.escape(CONFIG_DIR) + r"(?:/[A-Za-z0-9_.-]+)*", unit)))
+
+
+def stamp_units(units: Mapping[str, str], files: Mapping[str, str], digests: Mapping[str, str]) -> Dict[str, str]:
+    """Each unit with ``Environment=ESTATE_INPUTS=<sha256>`` over what it reads: every file (full path ->
+    text) at or under a path its text names, and the digest given for such a path (the shipped modules, a
+    secret file's keyed digest), except what is read afresh anyway (``LIVE_READ``). A unit file then
+    changes exactly when its unit or an input does, which is what the deploy restarts on (``units_script``)."""
+    out = {}
+    for name, text in units.items():
+        parts = []
+        for path in input_paths(text):
+            under = path.rstrip("/") + "/"
+            for f in sorted(files):
+                if (f == path or f.startswith(under)) and not f.startswith(LIVE_READ):
+                    parts.append(f"{f} {digest(files[f])}")
+            for f in sorted(digests):
+                if f == path or f.startswith(under):
+                    parts.append(f"{f} {digests[f]}")
+        stamp = f"Environment=ESTATE_INPUTS={digest(chr(10).join(parts))}\n"
+        head, sep, rest = text.partition("[Service]\n")
+        out[name] = head + sep + stamp + rest if sep else text
+    return out
+
+
+def units_script(units: Mapping[str, str], root: str = SYSTEMD_DIR, config_dir: str = CONFIG_DIR,
+                 oneshot: Iterable[str] = (SPEND_UNIT,)) -> str:
+    """Shell that installs the units and restarts only those whose file changed: each is compared with the one
+    on disk before it replaces it; a changed unit restarts, an unchanged one is only started (nothing
+    happens to one running), a one-shot service is left to its timer; LiteLLM's instances switch
+    (``switch_script``) instead of restarting; units the last deploy wrote that are gone are stopped and
+    removed. Each unit restarted or switched is named in the output."""
+    names = sorted(units)
+    manifest = f"{config_dir}/.units"
+    lines = ['changed=""']
+    for name in names:
+        text = units[name]
+        marker = "ESTATE_UNIT_" + digest(text)[:12].upper()
+        path = f"{root}/{name}"
+        lines += [f"cat > {path}.estate-new <<'{marker}'", text.rstrip("\n"), marker,
+                  f'if cmp -s {path}.estate-new {path}; then rm -f {path}.estate-new; '
+                  f'else mv {path}.estate-new {path}; changed="$changed {name}"; fi']
+    known = " ".join(names)
+    legacy = " ".join(LEGACY_UNITS)
+    lines += [
+        'stale=""',
+        f'for u in $(cat {manifest} 2>/dev/null || echo {legacy}); do',
+        f'  case " {known} " in *" $u "*) ;; *) if [ -e {root}/$u ]; then stale="$stale $u"; fi ;; esac',
+        "done",
+        "systemctl daemon-reload",
+    ]
+    managed = {*LITELLM_UNITS.values(), FRONT_UNIT, *oneshot}
+    for name in names:
+        if name in managed:
+            continue
+        lines += [f"systemctl enable {name}",
+                  f'case " $changed " in *" {name} "*) echo "restarting {name}"; systemctl restart {name} ;; '
+                  f"*) systemctl start {name} ;; esac"]
+    litellm = "|".join(f'*" {u} "*' for u in LITELLM_UNITS.values())
+    live = f"{config_dir}/front/live"
+    lines += [
+        f'case " $changed " in {litellm}) switch=1 ;; *) switch= ;; esac',
+        f'if [ ! -s {live} ]; then switch=1; fi',
+        # The front: started by the first switch; restarted on a changed unit or Caddyfile (a new port or
+        # image), from the live instance's Caddyfile.
+        f'front=; if systemctl is-active --quiet {FRONT_UNIT}; then front=1; fi',
+        f'if [ -n "$switch" ]; then bash {config_dir}/litellm-switch.sh $stale; fi',
+        f'case " $changed " in *" {FRONT_UNIT} "*) if [ -n "$front" ]; then '
+        f'cp {config_dir}/front/"$(cat {live})".Caddyfile {config_dir}/front/Caddyfile; '
+        f'echo "restarting {FRONT_UNIT}"; systemctl restart {FRONT_UNIT}; fi ;; *) systemctl start {FRONT_UNIT} ;; esac',
+        'for u in $stale; do if [ -z "$switch" ]; then echo "stopping $u"; systemctl disable --now "$u" || true; fi; '
+        f'rm -f {root}/"$u"; done',
+        'if [ -n "$stale" ]; then systemctl daemon-reload; fi',
+        f"printf '%s\\n' {known} > {manifest}",
+    ]
+    return "\n".join(lines) + "\n"

@@ -21,6 +21,8 @@ One component, two ways to deploy, the same outputs (``url``, ``master_key``, ``
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -29,7 +31,7 @@ import pulumi
 from components import gateway as gw
 from components.stack import StackSecrets
 from core import health, identity, spend
-from core.text import RUN_STDIN, heredoc_script, install_secrets, secret_bundle
+from core.text import RUN_STDIN, digest, heredoc_script, install_secrets, secret_bundle
 from core.topology import EstatePlan
 
 TYPE = "gpu-estate:index:Gateway"
@@ -281,28 +283,34 @@ class Gateway(pulumi.ComponentResource):
             lambda files: secret_bundle(sorted(files.items())))
         remove_secrets = "rm -f " + " ".join(sorted(secrets)) + f" {gw.SECRETS_MANIFEST}"
 
-        files = pulumi.Output.all(self.files, units, known_hosts).apply(lambda cu: {
-            **{f"{gw.CONFIG_DIR}/{path}": text for path, text in cu[0].items()},
-            **({gw.KNOWN_HOSTS: cu[2]} if plan.tunnels else {}),
-            **{f"/etc/systemd/system/{u}": text for u, text in cu[1].items()}})
-        names = units.apply(lambda u: " ".join(sorted(u)))
-        # The spend watcher's one-shot service runs from its timer only, never inside `up`.
-        started = units.apply(lambda u: " ".join(sorted(n for n in u if n != gw.SPEND_UNIT)))
         # the wake hook, the spend watcher or the health agent
         shipped = bool(plan.wake) or plan.spec.spend is not None or plan.spec.health is not None or bool(signed)
         library = gw.library_script() if shipped else ""
-        script = pulumi.Output.all(files, started).apply(lambda fn: heredoc_script(fn[0]) + library + "\n".join([
+        # Each unit carries a digest of what it reads, so its file changes exactly when that does and the
+        # deploy restarts it then only (``gw.units_script``). A secret file enters as an HMAC under a key of
+        # the estate's own (a secret in state), never as a plain digest someone could test guesses against.
+        inputs_key = random.RandomPassword(f"{name}-inputs-key", length=40, special=False, opts=child)
+        keyed = pulumi.Output.unsecret(pulumi.Output.all(inputs_key.result, pulumi.Output.all(**secrets)).apply(
+            lambda ks: {path: hmac.new(ks[0].encode(), text.encode(), hashlib.sha256).hexdigest()
+                        for path, text in ks[1].items()}))
+        lib_digest = {f"{gw.CONFIG_DIR}/lib": digest(library)} if shipped else {}
+        files = pulumi.Output.all(self.files, known_hosts).apply(lambda fk: {
+            **{f"{gw.CONFIG_DIR}/{path}": text for path, text in {**fk[0], **gw.front_files(plan)}.items()},
+            gw.SWITCH_SCRIPT: gw.switch_script(plan),
+            **({gw.KNOWN_HOSTS: fk[1]} if plan.tunnels else {})})
+        stamped = pulumi.Output.all(units, files, keyed).apply(
+            lambda ufk: gw.stamp_units(ufk[0], ufk[1], {**ufk[2], **lib_digest}))
+        names = units.apply(lambda u: " ".join(sorted(u)))
+        script = pulumi.Output.all(files, stamped).apply(lambda fu: heredoc_script(fu[0]) + library + "\n".join([
             "command -v autossh >/dev/null || (apt-get update -qq && apt-get install -y -qq autossh)",
-            "systemctl daemon-reload",
-            f"systemctl enable {fn[1]}",
-            f"systemctl restart {fn[1]}",
-        ]) + "\n")
-        dirs = [d for d, used in (("wake", plan.wake), ("spend", plan.spec.spend is not None),
+            "command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)",
+        ]) + "\n" + gw.units_script(fu[1]))
+        dirs = [d for d, used in (("front", True), ("wake", plan.wake), ("spend", plan.spec.spend is not None),
                                   ("health", plan.spec.health is not None), ("identity", bool(signed)),
                                   ("lib", shipped)) if used]
         stop = names.apply(lambda n: f"systemctl disable --now {n} || true; rm -f "
                                      + " ".join(f"/etc/systemd/system/{u}" for u in n.split())
-                                     + f" {gw.CONFIG_DIR}/config.yaml"
+                                     + f" {gw.CONFIG_DIR}/config.yaml {gw.SWITCH_SCRIPT} {gw.UNITS_MANIFEST}"
                                      + "".join(f"; rm -rf {gw.CONFIG_DIR}/{d}" for d in dirs)
                                      + "; systemctl daemon-reload")
         # On a host the estate does not rent, what these commands leave is removed by a cleanup that warns
@@ -317,7 +325,8 @@ class Gateway(pulumi.ComponentResource):
                     f"--shell /usr/sbin/nologin estate-tunnel; {install_secrets(gw.SECRETS_MANIFEST)}; "
                     f"if [ -f {key_path} ]; then chown estate-tunnel {key_path}; fi"),
             delete=remove_secrets, stdin=bundle, silent=True, opts=on_host)]
-        # A changed config or unit re-runs the script in place: the units restart on the new files.
+        # A changed config or unit re-runs the script in place: the units whose inputs changed restart, and
+        # LiteLLM switches to a new instance behind its front.
         self.deploy = host_node.command(
             f"{name}-deploy", create=RUN_STDIN, stdin=script, delete=stop, opts=on_host,
             depends=list(self.secret_commands) + authorized)

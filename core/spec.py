@@ -11,7 +11,7 @@ import dataclasses
 import enum
 import math
 import re
-from typing import Annotated, Dict, List, Optional
+from typing import Annotated, Dict, List, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -376,7 +376,11 @@ class GatewaySpec(_Model):
     num_retries: int = Field(2, ge=0, le=10)
     """Retries of a failed request before its fallbacks are tried."""
     port: int = Field(4000, ge=0, le=65535)
-    """Where LiteLLM listens on the gateway host's loopback; 0 (local deploy only) takes a free port."""
+    """Where clients reach LiteLLM on the gateway host's loopback (over SSH, its front: ``backend_ports``); 0
+    (local deploy only) takes a free port."""
+    backend_ports: Tuple[Annotated[int, Field(ge=1, le=65535)], Annotated[int, Field(ge=1, le=65535)]] = (4102, 4103)
+    """Where LiteLLM's two instances listen on the gateway host's loopback, behind the front on ``port``:
+    a new config starts the one not live, and the front switches to it once it is ready (docs/gateway.md)."""
     identity_port: int = Field(4101, ge=1, le=65535)
     """Where the identity proxy listens on the gateway host's loopback: it signs the gateway's requests to
     services that check a Google ID token (``provider: cloudrun``) and runs only for them; a local gateway's

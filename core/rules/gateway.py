@@ -31,6 +31,7 @@ def check(spec: EstateSpec) -> List[Problem]:
                                                          f"gateway host {g.node!r}: give the health agent another port "
                                                          f"(got {spec.health.port})"))
     problems += _identity_port(spec)
+    problems += _backend_ports(spec)
     gpath = f"{NAMESPACE}:gateway"
     if g.node not in spec.nodes:
         problems.append((f"{gpath}.node", f"no node {g.node!r} in {NAMESPACE}:nodes"))
@@ -114,6 +115,30 @@ def check_reachable(spec: EstateSpec) -> List[Problem]:
                              f"node {route.node!r} has access 'direct': the edge only reaches nodes through the "
                              "gateway's SSH tunnels"))
     return problems
+
+
+def _backend_ports(spec: EstateSpec) -> List[Problem]:
+    """LiteLLM's two instances behind the front (``gateway.backend_ports``) need two ports of their own on the
+    gateway host: neither the front's, the health agent's, the identity proxy's, SSH's nor a workload's."""
+    g = spec.gateway
+    if g.deploy == "local" or g.node not in spec.nodes:
+        return []
+    host = spec.nodes[g.node]
+    taken = {**{host.port(w): f"workload {w}" for w in host.workloads if not host.workloads[w].on_gateway_host},
+             **reserved_ports(spec, g.node)}
+    if spec.health is not None:
+        taken[spec.health.port] = f"the health agent (health.port {spec.health.port})"
+    if needs_proxy(spec.services):
+        taken[g.identity_port] = f"the identity proxy (gateway.identity_port {g.identity_port})"
+    blue, green = g.backend_ports
+    if blue == green:
+        return [(f"{NAMESPACE}:gateway.backend_ports", f"LiteLLM's two instances need two ports (got {blue} twice)")]
+    for port in (blue, green):
+        if port in taken:
+            return [(f"{NAMESPACE}:gateway.backend_ports",
+                     f"{taken[port]} already listens on {port} on the gateway host {g.node!r}: give LiteLLM's "
+                     f"instances other ports (got {[blue, green]})")]
+    return []
 
 
 def _identity_port(spec: EstateSpec) -> List[Problem]:

@@ -135,7 +135,7 @@ def test_gateway_units_pass_systemd_analyze_verify(tmp_path, prod):
     docker.chmod(0o755)
     plan = tunnel_plan(prod)
     units = gateway.gateway_units(plan_estate(prod), {"qwen": ("198.51.100.7", 40022, "root")}, docker=str(docker))
-    assert set(units) == {"estate-litellm.service", *(f"estate-tunnel-{n}.service" for n in plan),
+    assert set(units) == {*gateway.LITELLM_UNITS.values(), gateway.FRONT_UNIT, *(f"estate-tunnel-{n}.service" for n in plan),
                           gateway.SPEND_UNIT, gateway.SPEND_TIMER, "estate-identity.service"}  # for Cloud Run
     qwen = units["estate-tunnel-qwen.service"]
     assert ("-L 127.0.0.1:11435:127.0.0.1:11434 -L 127.0.0.1:8189:127.0.0.1:8189 -L 127.0.0.1:8188:127.0.0.1:8188 "

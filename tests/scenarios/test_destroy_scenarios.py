@@ -63,7 +63,8 @@ class OwnedHost:
     """A host the estate does not rent (``provider: host``), reached at the loopback sshd. Its sessions run
     on this machine with ``/etc`` under an overlay kept in ``box`` (what the gateway writes to
     ``/etc/estate/gateway`` and ``/etc/systemd/system`` lands in ``box/upper``), with ``systemctl`` and
-    ``useradd`` recording their calls and ``apt-get`` refused (nothing leaves 127.0.0.1)."""
+    ``useradd`` recording their calls, ``curl`` and ``docker`` standing in for LiteLLM's readiness and the front's
+    reload, and ``apt-get`` refused (nothing leaves 127.0.0.1)."""
 
     def __init__(self, box: Path):
         self.box = box
@@ -71,6 +72,8 @@ class OwnedHost:
             (box / d).mkdir(parents=True, exist_ok=True)
         for tool, body in (("systemctl", f'echo "$*" >> {box}/systemctl.log'),
                            ("useradd", f'echo "$*" >> {box}/useradd.log'),
+                           # No LiteLLM answers on the boxed host: its readiness passes, the front's reload is recorded.
+                           ("curl", "exit 0"), ("docker", f'echo "$*" >> {box}/docker.log'),
                            ("apt-get", 'echo "apt-get: refused on the boxed host" >&2; exit 1')):
             (box / "bin" / tool).write_text(f"#!/bin/sh\n{body}\n")
             (box / "bin" / tool).chmod(0o755)
@@ -190,7 +193,7 @@ def test_destroy_with_the_gateway_host_unreachable_removes_everything_that_bills
     assert all(sandbox.alive(fakes).values())
     config = host.file("/etc/estate/gateway/config.yaml")
     assert config and "model_list" in config  # the gateway was deployed over SSH to the owned host
-    assert "restart" in host.systemctl() and "estate-litellm.service" in host.systemctl()
+    assert "restart" in host.systemctl() and "estate-litellm-blue.service" in host.systemctl()
     deployed = host.systemctl()
     host.sshd.stop()  # the VPS is down (or its address changed) at destroy time
     out: List[str] = []
@@ -201,7 +204,7 @@ def test_destroy_with_the_gateway_host_unreachable_removes_everything_that_bills
     # The warning names the host, exactly what is left there, and how to remove it.
     port = host.sshd.port
     assert f"gw: root@127.0.0.1:{port} could not be reached over SSH" in text, text
-    assert "Left on that host: the gateway's systemd units" in text and "estate-litellm.service" in text
+    assert "Left on that host: the gateway's systemd units" in text and "estate-litellm-blue.service" in text
     assert "/etc/estate/gateway/gateway.env" in text and "The destroy goes on." in text
     assert host.file("/etc/estate/gateway/config.yaml") == config  # left where it said
     assert host.systemctl() == deployed  # nothing reached the host
@@ -216,7 +219,7 @@ def test_destroy_with_the_gateway_host_unreachable_removes_everything_that_bills
     assert done.returncode == 0, done.stderr
     assert host.file("/etc/estate/gateway/config.yaml") is None
     assert host.file("/etc/estate/gateway/gateway.env") is None
-    assert "disable --now" in host.systemctl() and "estate-litellm.service" in host.systemctl().split("disable")[-1]
+    assert "disable --now" in host.systemctl() and "estate-litellm-blue.service" in host.systemctl().split("disable")[-1]
 
 
 def test_destroy_with_the_gateway_host_answering_removes_the_gateway_there_too(owned_gateway):
@@ -229,9 +232,9 @@ def test_destroy_with_the_gateway_host_answering_removes_the_gateway_there_too(o
     # The cleanup ran the commands' delete scripts there: units disabled, files and secrets gone.
     assert host.file("/etc/estate/gateway/config.yaml") is None
     assert host.file("/etc/estate/gateway/gateway.env") is None
-    assert host.file("/etc/systemd/system/estate-litellm.service") is None
+    assert host.file("/etc/systemd/system/estate-litellm-blue.service") is None
     stopped = host.systemctl().split("disable --now", 1)
-    assert len(stopped) == 2 and "estate-litellm.service" in stopped[1]
+    assert len(stopped) == 2 and "estate-litellm-blue.service" in stopped[1]
 
 
 # -- processes on this machine ------------------------------------------------------------------------------

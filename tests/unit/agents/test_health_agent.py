@@ -335,11 +335,11 @@ def test_the_health_unit_passes_systemd_analyze_verify_and_litellm_loads_the_usa
     assert "-m agents.health --document /app/health/checks.json --state-dir /var/lib/estate/health --serve 4200" in unit
     assert "-e ESTATE_SPEND_LEDGER=/var/lib/estate/spend/spend-ledger.json" in unit  # prod runs the spend watcher
     assert ("-v /etc/estate/gateway/health/estate_usage.py:/app/estate_usage.py:ro -v /var/lib/estate/health:/var/lib/estate/health "
-            "-e ESTATE_USAGE_DIR=/var/lib/estate/health") in units["estate-litellm.service"]
+            "-e ESTATE_USAGE_DIR=/var/lib/estate/health") in units["estate-litellm-blue.service"]
     assert gateway.litellm_config(plan)["litellm_settings"]["callbacks"] == ["estate_usage.handler", "prometheus"]
-    for name in (gateway.HEALTH_UNIT, "estate-litellm.service"):
+    for name in (gateway.HEALTH_UNIT, "estate-litellm-blue.service"):
         (tmp_path / name).write_text(units[name])
-    run = subprocess.run(["systemd-analyze", "verify", str(tmp_path / gateway.HEALTH_UNIT), str(tmp_path / "estate-litellm.service")],
+    run = subprocess.run(["systemd-analyze", "verify", str(tmp_path / gateway.HEALTH_UNIT), str(tmp_path / "estate-litellm-blue.service")],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
 

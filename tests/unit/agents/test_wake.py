@@ -225,17 +225,17 @@ def test_the_gateway_unit_mounts_the_hook_and_its_library_and_passes_systemd_ana
     docker.write_text("#!/bin/sh\n")
     docker.chmod(0o755)
     plan = plan_estate(parse_spec(prod_with_an_idle_node()))
-    unit = gateway.gateway_units(plan, {}, docker=str(docker))["estate-litellm.service"]
+    unit = gateway.gateway_units(plan, {}, docker=str(docker))["estate-litellm-blue.service"]
     for mount in ("/etc/estate/gateway/wake/estate_wake.py:/app/estate_wake.py:ro",
                   "/etc/estate/gateway/wake/wake.json:/app/wake.json:ro",
                   "/etc/estate/gateway/lib:/app/estate-lib:ro", "-e PYTHONPATH=/app/estate-lib"):
         assert mount in unit
-    (tmp_path / "estate-litellm.service").write_text(unit)
-    run = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "estate-litellm.service")],
+    (tmp_path / "estate-litellm-blue.service").write_text(unit)
+    run = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "estate-litellm-blue.service")],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     # prod as committed wakes nothing: its unit is the one it always had.
-    assert "estate-lib" not in gateway.gateway_units(plan_estate(parse_spec(stack_estate("prod"))), {})["estate-litellm.service"]
+    assert "estate-lib" not in gateway.gateway_units(plan_estate(parse_spec(stack_estate("prod"))), {})["estate-litellm-blue.service"]
 
 
 def test_an_ssh_gateway_gets_the_hook_its_library_and_the_vendor_key_it_starts_nodes_with():

@@ -31,10 +31,14 @@ def test_the_gateway_host_gets_the_rendered_config_and_its_units(prod):
     body = script.split("cat > /etc/estate/gateway/config.yaml.tmp <<'", 1)[1].split("\n", 1)[1]
     config = yaml.safe_load(body.split("\nESTATE_", 1)[0])
     assert {m["model_name"] for m in config["model_list"]} >= {"gpt-4", "coder", "openai-gpt-4o"}
-    restart = [line for line in script.splitlines() if line.startswith("systemctl restart")][0]
-    for unit in ("estate-litellm.service", "estate-cloudflared.service", "estate-tunnel-qwen.service",
-                 "estate-tunnel-inference.service", "estate-tunnel-training.service"):
-        assert unit in restart
+    # Each unit is installed and restarted when its file changed; LiteLLM switches instances behind its front
+    # (tests/unit/components/test_gateway_deploy.py runs the script).
+    for unit in ("estate-cloudflared.service", "estate-tunnel-qwen.service", "estate-tunnel-inference.service",
+                 "estate-tunnel-training.service"):
+        assert f'*" {unit} "*) echo "restarting {unit}"; systemctl restart {unit}' in script
+    for unit in ("estate-litellm-blue.service", "estate-litellm-green.service", "estate-gateway-front.service"):
+        assert f"cat > /etc/systemd/system/{unit}.estate-new" in script
+    assert "bash /etc/estate/gateway/litellm-switch.sh" in script
     assert "systemctl disable --now" in deploy.inputs["delete"]
 
 
@@ -100,7 +104,7 @@ def test_a_changed_gateway_config_updates_the_deploy_in_place(prod):
     before = commands(prod)["gateway-deploy"]
     # The script that writes the config and restarts the units changes (an update runs it again) ...
     assert changed.inputs["stdin"] != before.inputs["stdin"]
-    assert "systemctl restart" in changed.inputs["stdin"]
+    assert "litellm-switch.sh" in changed.inputs["stdin"]
     # ... and nothing can make pulumi-command replace it create-before-delete.
     for cmd in (changed, before, *commands(prod).values()):
         assert "triggers" not in cmd.inputs

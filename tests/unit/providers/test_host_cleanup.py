@@ -107,7 +107,7 @@ def test_the_program_gives_an_owned_host_s_commands_a_cleanup_and_a_rented_machi
     assert gateway["host_key"] == config["gpu-estate:nodes"]["vps"]["ssh"]["host_key"]
     # The same scripts the commands would run, the units first, then the secret files.
     assert gateway["script"] == f"{commands['gateway-deploy']['delete']}\n{commands['gateway-secrets']['delete']}\n"
-    for path in ("/etc/estate/gateway/gateway.env", "/etc/estate/gateway/tunnel_key", "estate-litellm.service"):
+    for path in ("/etc/estate/gateway/gateway.env", "/etc/estate/gateway/tunnel_key", "estate-litellm-blue.service"):
         assert path in gateway["left"]
     tunnel = cleanups["gateway-authorize-homelab-cleanup"]
     assert tunnel["host"] == "198.51.100.20"
