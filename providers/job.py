@@ -18,7 +18,8 @@
   machine lost before the job finished is a preemption: with ``resume`` the job is reported gone, so the
   next `up` rents again and the runner starts from the outputs prefix; with ``report`` it stays
   ``preempted``. A machine its vendor stopped under the job (a Vast.ai bid outbid) is a preemption too,
-  shown ``preempted`` while it is still listed; the job agent deletes it. A status object another machine
+  shown ``preempted`` while it is still listed; the job agent deletes it. So is a running machine whose
+  runner is lost (its heartbeat too old: it died with the machine up, and nothing restarts it). A status object another machine
   of the same run wrote (the one lost before a resume) is not this machine's.
 - update changes nothing on the machine: caps and the rest take effect through the job agent's document or
   at the next run.
@@ -40,7 +41,7 @@ from typing import Any, Dict, List, Optional
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
-from core.jobs import JOB_DIR, JOB_VENDORS, JobState
+from core.jobs import JOB_DIR, JOB_VENDORS, JobState, runner_lost
 from core.pricing import NodeRequest
 from core.text import install_secrets, secret_bundle
 from core.vendors import Vendor
@@ -143,26 +144,34 @@ def read_status(document: Dict[str, Any], secrets: Dict[str, Any]) -> Optional[D
 
 
 def judge(status: Optional[Dict[str, Any]], inst: Optional[Instance], created_at: float, now: float,
-          price: float, known_finished: Optional[float] = None, machine: Optional[str] = None) -> Dict[str, Any]:
+          price: float, known_finished: Optional[float] = None, machine: Optional[str] = None,
+          heartbeat: Optional[float] = None) -> Dict[str, Any]:
     """The job as refresh shows it: its state, duration and cost, from its status object and its machine.
     ``known_finished`` is the end the state already holds: a preempted job keeps the time its loss was first
     seen, so its duration and cost stop growing at every refresh after it. A status object that names another
     machine than ``machine`` (``<cloud>:<id>``) is the last machine's of the same run (lost before a resume):
     not this one's. A machine its vendor stopped (an outbid spot bid) is lost as a gone one is: a job's
-    machine never stops but at its end."""
+    machine never stops but at its end. A running machine whose runner is lost (``core.jobs.runner_lost``,
+    with the runner's ``heartbeat`` seconds: its heartbeat too old, or no status long after the create) is
+    a preemption as the job agent counts it: nothing runs the job there any more."""
+    lost = ""
+    if machine and inst is not None and inst.status not in (Status.GONE, Status.STOPPED):
+        lost = runner_lost(status, heartbeat, created_at, now, machine)
     if status and machine and status.get("instance") and status["instance"] != machine:
         status = None
     gone = inst is None or inst.status in (Status.GONE, Status.STOPPED)
     state = (status or {}).get("state") or "starting"
     started = float((status or {}).get("started_at") or created_at)
     finished = (status or {}).get("finished_at") or (status or {}).get("capped_at")
-    if state not in (s.value for s in JobState if s.finished) and gone:
+    reason = (status or {}).get("reason") or (status or {}).get("error")
+    if state not in (s.value for s in JobState if s.finished) and (gone or lost):
         state, finished = JobState.PREEMPTED.value, finished or known_finished or now
+        reason = lost or reason
     end = float(finished) if finished else now
     duration = max(0.0, end - float(created_at))
     return {"state": state, "exit_code": (status or {}).get("exit_code"),
             "duration_s": round(duration, 1), "cost_usd": round(duration / 3600 * price, 4),
-            "started_at": started, "finished_at": finished, "reason": (status or {}).get("reason") or (status or {}).get("error")}
+            "started_at": started, "finished_at": finished, "reason": reason}
 
 
 class JobProvider(GpuInstanceProvider):
@@ -285,7 +294,8 @@ class JobProvider(GpuInstanceProvider):
             return ReadResult(id_, props, {k: props.get(k) for k in (*INPUT_KEYS, *SECRET_INPUTS) if k in props})
         price = float(props.get("price_per_hour") or 0.0)
         seen = judge(status, inst, float(props.get("created_at") or time.time()), time.time(), price,
-                     known_finished=props.get("finished_at"), machine=id_)
+                     known_finished=props.get("finished_at"), machine=id_,
+                     heartbeat=(props.get("document") or {}).get("heartbeat_seconds"))
         gone = inst is None or inst.status is Status.GONE
         # A stopped machine (outbid) still bills its disk: it stays in state, shown preempted, until the job
         # agent (or a destroy) has deleted it; only then does a resume rent again.

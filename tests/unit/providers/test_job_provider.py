@@ -112,3 +112,28 @@ def test_the_runner_gets_the_jobs_max_hours_to_hold_on_the_machine(s3):
     doc = runner_document(p)
     assert doc["max_hours"] == p["caps"]["max_hours"] > 0
     assert "max_hours" not in p["document"]  # the state's document is unchanged
+
+
+def test_refresh_reports_a_lost_runner_on_a_running_machine_as_preempted(clouds, s3):
+    """The runner died with its machine up (a host reboot; a Vast.ai bid paused and resumed): its heartbeat is
+    hours old. Refresh shows the job ``preempted`` naming why, as the job agent counts it; with ``resume``
+    it stays in state while its machine is listed (the agent deletes it) and is gone once the machine is, so
+    the next `up` rents again. A recent heartbeat is a running job."""
+    p = JobProvider(placement=Placement())
+    machine = rent("gpu-estate-test-job-train-1")
+    now = time.time()
+    outs = {**props(s3), "created_at": now - 5 * 3600, "price_per_hour": 0.4, "state": "running", "id": machine}
+    outs["document"] = {**outs["document"], "heartbeat_seconds": 60.0}
+    key = "estate-jobs/gpu-estate-test-job-train-1/status.json"
+    s3.client().put_object(Bucket="models", Key=key, Body=json.dumps(
+        {"state": "running", "started_at": now - 5 * 3600, "updated_at": now - 60, "instance": machine}).encode())
+    assert p.read(machine, outs).outs["state"] == "running"
+    s3.client().put_object(Bucket="models", Key=key, Body=json.dumps(
+        {"state": "running", "started_at": now - 5 * 3600, "updated_at": now - 4 * 3600, "instance": machine}).encode())
+    lost = p.read(machine, outs)
+    assert lost.id == machine and lost.outs["state"] == "preempted"
+    assert "stopped answering" in lost.outs["reason"] and machine in lost.outs["reason"]
+    resumed = {**outs, "document": {**outs["document"], "resume": True}}
+    assert p.read(machine, resumed).id == machine  # still listed: it bills until deleted, so it stays in state
+    p.delete(machine, lost.outs)
+    assert p.read(machine, resumed).id == ""
