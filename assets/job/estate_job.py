@@ -20,8 +20,9 @@ as data (``job.json``: image, command words, env, bucket, prefixes; never code) 
 4. when the command ends, whatever its exit code, uploads the outputs, the log (``log.txt``) and the final
    status (``succeeded`` on exit 0, else ``failed``, with the exit code, times and output keys);
 5. at the job's ``max_hours`` (from this runner's start) it kills the command's container (on a container
-   machine, the command's process group) and writes ``capped``: a backstop for a job whose machine the spend
-   watcher never learned of. The host itself is never powered off.
+   machine, the command's process group) and writes ``capped``: a backstop for a spend watcher that stopped
+   after the job started. The host is not powered off: no vendor stops billing for that (only its API,
+   with the account's key, deletes the machine), which is why a job is launched only once the watcher runs.
 
 The machine is released by the spend watcher's job agent once it reads the final status (``agents/jobs.py``);
 this process never holds a vendor key. Only the standard library: the S3 client is ``estate_s3.py``, shipped
@@ -267,8 +268,8 @@ class Runner:
     def capping(self, proc: subprocess.Popen, stop: threading.Event) -> None:
         """The job's ``max_hours`` as a backstop on the machine itself: at the cap, counted from this runner's
         start, the command's container is killed and the final status is ``capped``. The spend watcher
-        deletes the machine at the same cap; this holds when it never learned of the job (an `up` that failed
-        after the job started). Only the container is stopped, never the host."""
+        deletes the machine at the same cap; this holds the command when the watcher stopped after the job
+        started. Only the command is stopped: nothing on the machine stops its billing."""
         hours = float(self.job.get("max_hours") or 0)
         if hours <= 0:
             return
