@@ -52,7 +52,7 @@ from providers.http import CloudError
 from providers.placement import Placed
 from providers.resource import DynamicResource
 from providers.s3 import S3, S3Error
-from providers.ssh_forward import ForwardError, run_remote
+from providers.ssh_forward import CONNECT_TIMEOUT_SECONDS, ForwardError, run_remote
 from providers.wait import WaitTimeout, wait_for, within
 
 PROVIDER_VERSION = "1"
@@ -61,6 +61,15 @@ RUNNER = ROOT / "assets" / "job" / "estate_job.py"
 CONTAINER_START = ROOT / "assets" / "job" / "estate_start.py"
 NO_PYTHON = 3
 """The start's exit status on a container machine whose image has no ``python3``: the create fails at once."""
+OLD_PYTHON = 4
+"""The start's exit status on a machine whose ``python3`` is older than ``MIN_PYTHON``: the create fails at once."""
+NOT_STARTED = 5
+"""The start's exit status when the runner did not start (``assets/job/estate_start.py``): the create fails at
+once, naming the end of the runner's log."""
+MIN_PYTHON = (3, 7)
+"""The oldest Python the runner runs on (``from __future__ import annotations``)."""
+START_CONFIRM_SECONDS = 15.0
+"""How long the start waits for a new runner's first status before it counts it as not started."""
 S3_CLIENT = ROOT / "providers" / "s3.py"
 REPLACE_KEYS = ("run",)
 """A new run id is a new run: a new machine, the job run again. Nothing else re-runs a job."""
@@ -73,26 +82,39 @@ def job_dir(label: str) -> str:
     return f"{JOB_DIR}/{label}"
 
 
+def python_check() -> str:
+    """Shell that refuses a ``python3`` older than ``MIN_PYTHON``, naming its version (checked with syntax any
+    Python 3 reads, before the start's own code is compiled)."""
+    need = ".".join(map(str, MIN_PYTHON))
+    return (f"if ! python3 -c 'import sys; sys.exit(0 if sys.version_info >= {MIN_PYTHON!r} else 1)' 2>/dev/null; then "
+            f"echo \"estate-job: the machine's python3 is $(python3 -V 2>&1), older than {need}: the job runner "
+            f"needs {need} or newer\" >&2; exit {OLD_PYTHON}; fi; ")
+
+
+def runner_start(label: str) -> str:
+    """Shell that starts the runner with ``estate_start.py`` (its bundle, if any, on stdin) and waits for its first
+    status (``START_CONFIRM_SECONDS``)."""
+    d = shlex.quote(job_dir(label))
+    return (python_check() +
+            f"exec python3 -c {shlex.quote(CONTAINER_START.read_text(encoding='utf-8'))} {d} {START_CONFIRM_SECONDS:g}")
+
+
 def start_script(label: str) -> str:
-    """What runs on the machine once the bundle is written: wait for the bootstrap (Docker), then start the
-    runner detached unless one runs or has finished there (a create retried after a lost answer)."""
+    """What runs on a VM once the bundle is written: wait for the bootstrap (Docker), then start the runner
+    detached unless one runs or has finished there (a create retried after a lost answer), and confirm it
+    wrote its first status (``estate_start.py``, with no bundle: the VM's files came through the manifest)."""
     d = shlex.quote(job_dir(label))
     return (f"set -eu; cd {d}; "
             "if [ -d /run/cloud-init ] && command -v cloud-init >/dev/null; then cloud-init status --wait >/dev/null || true; fi; "
-            "if [ -e finished ] || { [ -e runner.pid ] && kill -0 \"$(cat runner.pid)\" 2>/dev/null; }; then "
-            "echo 'estate-job: already started'; exit 0; fi; "
-            f"setsid nohup python3 {d}/estate_job.py {d} > {d}/runner.log 2>&1 < /dev/null & "
-            "echo $! > runner.pid; echo \"estate-job: runner $(cat runner.pid)\"")
+            f"{runner_start(label)} < /dev/null")
 
 
 def container_start_script(label: str) -> str:
     """What runs on a container machine (its image may hold only ``sh`` and ``python3``): refuse an image without
     ``python3``, naming it, else write the bundle and start the runner detached (``estate_start.py``)."""
-    d = shlex.quote(job_dir(label))
     return ("if ! command -v python3 >/dev/null 2>&1; then echo 'estate-job: the job image has no python3; on a "
             "container machine (Vast.ai) the job runner runs inside the job image, which needs sh and python3' >&2; "
-            f"exit {NO_PYTHON}; fi; "
-            f"exec python3 -c {shlex.quote(CONTAINER_START.read_text(encoding='utf-8'))} {d}")
+            f"exit {NO_PYTHON}; fi; " + runner_start(label))
 
 
 def bundle(label: str, document: Dict[str, Any], secrets: Dict[str, Any]) -> str:
@@ -261,7 +283,8 @@ class JobProvider(GpuInstanceProvider):
 
         def attempt() -> bool:
             try:
-                out = run_remote(host, port, user, private, script, stdin=stdin, host_key=host_key)
+                out = run_remote(host, port, user, private, script, stdin=stdin, host_key=host_key,
+                                 timeout=CONNECT_TIMEOUT_SECONDS + START_CONFIRM_SECONDS)
             except ForwardError as err:
                 last[:] = [str(err)]
                 if "host key" in str(err).lower() or "REMOTE HOST IDENTIFICATION" in str(err):
@@ -270,6 +293,9 @@ class JobProvider(GpuInstanceProvider):
                     raise CloudError(f"{props['label']}: {props['document']['image']}: the job image has no "
                                      "python3; on Vast.ai the job runner runs inside the job image, which needs "
                                      "sh and python3") from None
+                if "estate-job: the runner did not start" in str(err) or "older than" in str(err):
+                    # Started again it would fail the same way: the create fails now (deleting the machine).
+                    raise CloudError(f"{props['label']}: {str(err).split('failed: ', 1)[-1]}") from None
                 return False
             pulumi.log.info(f"{props['name']}: {out.strip().splitlines()[-1] if out.strip() else 'started'}")
             return True

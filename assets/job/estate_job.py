@@ -300,6 +300,7 @@ class Runner:
         beat = threading.Thread(target=self.beating, args=(beat_stop,), daemon=True)
         try:
             self.status("starting")
+            (self.root / "started").write_text("starting\n")  # what the start waits for (estate_start.py)
             beat.start()
             for prefix in self.job.get("inputs") or []:
                 n = self.fetch(prefix, self.inputs / prefix.rstrip("/"))

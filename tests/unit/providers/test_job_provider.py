@@ -137,3 +137,18 @@ def test_refresh_reports_a_lost_runner_on_a_running_machine_as_preempted(clouds,
     assert p.read(machine, resumed).id == machine  # still listed: it bills until deleted, so it stays in state
     p.delete(machine, lost.outs)
     assert p.read(machine, resumed).id == ""
+
+
+def test_the_start_reports_a_runner_that_dies_at_once_with_the_end_of_its_log(tmp_path):
+    """``estate_start.py`` as a machine runs it (here, on this machine, with an empty bundle): a runner that exits
+    before its first status (its job document missing) is reported with its exit and its log's end, and the
+    start exits NOT_STARTED, which the create fails on."""
+    import shutil
+    import subprocess
+    import sys
+    from providers.job import CONTAINER_START, NOT_STARTED, RUNNER
+    shutil.copy(RUNNER, tmp_path / "estate_job.py")
+    run = subprocess.run([sys.executable, str(CONTAINER_START), str(tmp_path), "10"], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == NOT_STARTED
+    assert "the runner did not start: it exited with status 1" in run.stderr and "job.json" in run.stderr
