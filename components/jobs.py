@@ -84,6 +84,7 @@ class GpuJob(pulumi.ComponentResource):
             secrets=secrets, host_key=pulumi.Output.secret(pulumi.Output.all(
                 private=host_key.private_key, public=host_key.public_key)),
             bid_per_hour=job.bid_per_hour, stamps=core_jobs.stamp(name, job, self.estimate),
+            caps_from=self.watch.created_at if self.watch is not None else None,
         ), pulumi.ResourceOptions(parent=self, depends_on=[r for r in (self.watch, args.watcher) if r is not None] or None))
 
     def _watch(self, name: str, args: GpuJobArgs, label: str, child: pulumi.ResourceOptions) -> Optional[JobWatch]:

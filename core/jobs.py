@@ -195,6 +195,21 @@ def runner_lost(status: Optional[Dict[str, Any]], heartbeat: Optional[float], cr
     return ""
 
 
+def caps_used(since: Optional[float], now: float, max_hours: float, max_usd: float, hourly_usd: float) -> str:
+    """Why the run's caps are used up already, counted from ``since`` (its watch entry's ``created_at``, the
+    time the caps count from across the machines a resume rents), or ``''``: a resumed run whose caps ran out
+    while it waited for the next `up` is not rented again only to be capped at the agent's first look."""
+    if since is None:
+        return ""
+    hours = max(0.0, now - float(since)) / 3600.0
+    if hours >= max_hours:
+        return f"max_hours {max_hours:g} reached ({hours:.2f} h since the run began) before a machine was rented"
+    if hours * hourly_usd >= max_usd:
+        return (f"max_usd {max_usd:g} reached (${hours * hourly_usd:.2f} at ${hourly_usd}/h since the run began) "
+                "before a machine was rented")
+    return ""
+
+
 def label(project: str, stack: str, name: str, run: str) -> str:
     """The job machine's name at its vendor: one per run, so a new run never adopts the last run's machine."""
     return f"{project}-{stack}-job-{name}-{run}".lower().replace(".", "-").replace("_", "-")

@@ -20,7 +20,9 @@
   ``preempted``. A machine its vendor stopped under the job (a Vast.ai bid outbid) is a preemption too,
   shown ``preempted`` while it is still listed; the job agent deletes it. So is a running machine whose
   runner is lost (its heartbeat too old: it died with the machine up, and nothing restarts it). A status object another machine
-  of the same run wrote (the one lost before a resume) is not this machine's.
+  of the same run wrote (the one lost before a resume) is not this machine's. A resume whose caps ran out
+  meanwhile (counted from ``caps_from``, the run's watch entry's ``created_at``) is shown ``capped`` and
+  kept; a create past them rents nothing and reports ``capped`` (``core.jobs.caps_used``).
 - update changes nothing on the machine: caps and the rest take effect through the job agent's document or
   at the next run.
 - delete deletes the machine if it still exists and returns only once the vendor no longer lists it.
@@ -41,7 +43,7 @@ from typing import Any, Dict, List, Optional
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
-from core.jobs import JOB_DIR, JOB_VENDORS, JobState, runner_lost
+from core.jobs import JOB_DIR, JOB_VENDORS, JobState, caps_used, runner_lost
 from core.pricing import NodeRequest
 from core.text import install_secrets, secret_bundle
 from core.vendors import Vendor
@@ -74,7 +76,11 @@ S3_CLIENT = ROOT / "providers" / "s3.py"
 REPLACE_KEYS = ("run",)
 """A new run id is a new run: a new machine, the job run again. Nothing else re-runs a job."""
 INPUT_KEYS = ("label", "name", "run", "clouds", "request", "launch", "bid_per_hour", "document", "ssh", "stamps",
-              "caps", "version")
+              "caps", "caps_from", "version")
+QUIET_KEYS = ("caps", "caps_from", "stamps", "version")
+"""Inputs whose change takes effect without a word: the caps (the job agent reads them from the watch entry)."""
+NOT_RENTED = "unrented"
+"""The id's cloud of a job whose caps were used up before a machine was rented: nothing of it exists anywhere."""
 SECRET_INPUTS = ("secrets", "host_key")
 
 
@@ -223,7 +229,7 @@ class JobProvider(GpuInstanceProvider):
             return DiffResult(changes=True, replaces=["run"], stables=[], delete_before_replace=True)
         changed = [k for k in INPUT_KEYS if olds.get(k) != news.get(k)]
         changed += [k for k in SECRET_INPUTS if olds.get(k) != news.get(k)]
-        if changed and any(k not in ("caps", "stamps", "version") for k in changed):
+        if changed and any(k not in QUIET_KEYS for k in changed):
             pulumi.log.warn(f"{news.get('name')}: {', '.join(changed)} changed; a job is not run again for that: the "
                             "change applies at its next run (change its run id)")
         return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=True)
@@ -234,6 +240,17 @@ class JobProvider(GpuInstanceProvider):
         request = NodeRequest.model_validate(props["request"])
         key = props.get("host_key") or {}
         created_at = time.time()
+        caps = props.get("caps") or {}
+        used = caps_used(props.get("caps_from"), created_at, float(caps.get("max_hours") or 0),
+                         float(caps.get("max_usd") or 0), float((props.get("stamps") or {}).get("hourly_usd") or 0))
+        if used:
+            # A resumed run whose caps ran out meanwhile: renting would only bill until the agent's first look.
+            pulumi.log.warn(f"{props['name']}: {used}: no machine is rented (change its run id to run it again)")
+            outs = {**_inputs(props), "cloud": None, "instance_id": None, "machine_status": Status.GONE.value,
+                    "price_per_hour": 0.0, "created_at": created_at, "state": JobState.CAPPED.value,
+                    "exit_code": None, "duration_s": 0.0, "cost_usd": 0.0, "started_at": None,
+                    "finished_at": created_at, "reason": used}
+            return CreateResult(f"{NOT_RENTED}:{label}", outs)
 
         def settle(c: GpuCloud, placed: Placed) -> CreateResult:
             try:
@@ -309,6 +326,9 @@ class JobProvider(GpuInstanceProvider):
 
     # -- read / update / delete ---------------------------------------------------------------------
     def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
+        inputs = {k: props.get(k) for k in (*INPUT_KEYS, *SECRET_INPUTS) if k in props}
+        if id_.startswith(f"{NOT_RENTED}:"):
+            return ReadResult(id_, props, inputs)  # capped before a machine was rented: nothing to ask
         cloud, iid = split_id(id_)
         with self._client(cloud) as c:
             inst = c.get(iid)
@@ -326,6 +346,15 @@ class JobProvider(GpuInstanceProvider):
         # A stopped machine (outbid) still bills its disk: it stays in state, shown preempted, until the job
         # agent (or a destroy) has deleted it; only then does a resume rent again.
         if seen["state"] == JobState.PREEMPTED.value and gone and (props.get("document") or {}).get("resume"):
+            caps = props.get("caps") or {}
+            used = caps_used(props.get("caps_from"), time.time(), float(caps.get("max_hours") or 0),
+                             float(caps.get("max_usd") or 0), float((props.get("stamps") or {}).get("hourly_usd") or 0))
+            if used:
+                pulumi.log.warn(f"{props.get('name')}: its machine is gone before the job finished, and {used}: "
+                                "it is not rented again (change its run id to run it again)")
+                outs = {**props, **seen, "state": JobState.CAPPED.value, "reason": used,
+                        "machine_status": Status.GONE.value}
+                return ReadResult(id_, outs, inputs)
             pulumi.log.warn(f"{props.get('name')}: its machine is gone before the job finished; the next `up` "
                             "rents again and resumes from the outputs prefix")
             return ReadResult("", {})
@@ -336,6 +365,8 @@ class JobProvider(GpuInstanceProvider):
         return UpdateResult({**olds, **_inputs(news), **{k: news.get(k) for k in SECRET_INPUTS}})
 
     def delete(self, id_: str, props: Dict[str, Any]) -> None:
+        if id_.startswith(f"{NOT_RENTED}:"):
+            return  # capped before a machine was rented
         cloud, iid = split_id(id_)
         with self._client(cloud) as c:
             inst = c.get(iid)
@@ -366,6 +397,9 @@ class JobArgs:
     secrets: pulumi.Input[Dict[str, Any]]
     """``env`` (the job's secret env), ``s3`` (its bucket access key) and ``ssh_private_key``: a secret."""
     host_key: Optional[pulumi.Input[Dict[str, str]]] = None
+    caps_from: Optional[pulumi.Input[float]] = None
+    """When the run's caps count from: its watch entry's ``created_at`` (``job:Watch``), across the machines a
+    resume rents. A create past them rents nothing and reports the job ``capped``."""
     bid_per_hour: Optional[float] = None
     stamps: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -373,7 +407,8 @@ class JobArgs:
         return {"name": self.name, "label": self.label, "run": self.run, "clouds": list(self.clouds),
                 "request": json.loads(self.request.model_dump_json()), "launch": self.launch.to_props(),
                 "document": self.document, "caps": self.caps, "ssh": self.ssh, "secrets": self.secrets,
-                "host_key": self.host_key, "bid_per_hour": self.bid_per_hour, "stamps": self.stamps}
+                "host_key": self.host_key, "caps_from": self.caps_from, "bid_per_hour": self.bid_per_hour,
+                "stamps": self.stamps}
 
 
 OUTPUT_KEYS = ("cloud", "instance_id", "machine_status", "ssh_host", "ssh_port", "price_per_hour", "region",

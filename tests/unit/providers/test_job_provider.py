@@ -152,3 +152,28 @@ def test_the_start_reports_a_runner_that_dies_at_once_with_the_end_of_its_log(tm
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == NOT_STARTED
     assert "the runner did not start: it exited with status 1" in run.stderr and "job.json" in run.stderr
+
+
+def test_a_resumed_run_whose_caps_ran_out_meanwhile_is_capped_without_renting(clouds, s3):
+    """Preempted at hour 1 of max_hours 4, and the next `up` 5 h later: the caps count from the run's watch entry
+    (``caps_from``), so refresh shows the job ``capped`` instead of dropping it for a resume, and a create (an
+    `up` whose refresh had dropped it earlier) rents nothing and reports ``capped``."""
+    p = JobProvider(placement=Placement())
+    began = time.time() - 5 * 3600
+    given = {**props(s3, resume=True, max_hours=4.0, max_usd=100.0), "caps_from": began}
+    created = p.create(given)
+    assert created.outs["state"] == "capped" and "max_hours 4 reached" in created.outs["reason"]
+    assert clouds["tensordock"].alive() == [] and "POST" not in [r[0] for r in clouds["tensordock"].requests]
+    assert p.read(created.id, created.outs).outs["state"] == "capped"
+    p.delete(created.id, created.outs)  # nothing was rented: nothing to delete
+    # The refresh that sees the first machine gone keeps the job, capped, rather than leave it for a resume.
+    machine = rent("gpu-estate-test-job-train-1")
+    outs = {**given, "created_at": began, "price_per_hour": 0.4, "state": "running"}
+    s3.client().put_object(Bucket="models", Key="estate-jobs/gpu-estate-test-job-train-1/status.json",
+                           Body=json.dumps({"state": "preempted", "started_at": began, "instance": machine,
+                                            "finished_at": began + 3600}).encode())
+    p.delete(machine, outs)
+    read = p.read(machine, outs)
+    assert (read.id, read.outs["state"]) == (machine, "capped") and "max_hours 4 reached" in read.outs["reason"]
+    # Within its caps the same refresh leaves it for the next `up` to resume.
+    assert p.read(machine, {**outs, "caps_from": time.time() - 1800}).id == ""
