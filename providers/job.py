@@ -19,10 +19,11 @@
   next `up` rents again and the runner starts from the outputs prefix; with ``report`` it stays
   ``preempted``. A machine its vendor stopped under the job (a Vast.ai bid outbid) is a preemption too,
   shown ``preempted`` while it is still listed; the job agent deletes it. So is a running machine whose
-  runner is lost (its heartbeat too old: it died with the machine up, and nothing restarts it). A status object another machine
-  of the same run wrote (the one lost before a resume) is not this machine's. A resume whose caps ran out
-  meanwhile (counted from ``caps_from``, the run's watch entry's ``created_at``) is shown ``capped`` and
-  kept; a create past them rents nothing and reports ``capped`` (``core.jobs.caps_used``).
+  runner is lost (its heartbeat too old: it died with the machine up, and nothing restarts it). A status
+  object another machine of the same run wrote (the one lost before a resume) is not this machine's. A
+  resume whose caps ran out meanwhile (counted from ``caps_from``, the run's watch entry's ``created_at``)
+  is shown ``capped`` and kept; a create past them rents nothing and reports ``capped``
+  (``core.jobs.caps_used``).
 - update changes nothing on the machine: caps and the rest take effect through the job agent's document or
   at the next run.
 - delete deletes the machine if it still exists and returns only once the vendor no longer lists it.
