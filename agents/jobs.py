@@ -14,9 +14,15 @@ bucket key. Each look, for every entry, this agent:
 - a machine its vendor stopped under a running job (a Vast.ai bid outbid: the container and the command
   in it are stopped, its disk still bills) is a preemption: it writes the status ``preempted`` (naming the
   machine) and deletes it; the job's ``on_preemption`` then says whether the next `up` resumes it;
+- a running machine whose runner is lost (``core.jobs.runner_lost``: a non-final status whose heartbeat is
+  older than ``core.jobs.lost_after`` of the entry's ``heartbeat_seconds``, or no status object long after
+  the entry was written) is a preemption too: the runner died with the machine up (a Vast.ai bid paused and
+  resumed on its own, a host reboot) and nothing restarts it; it writes ``preempted`` naming the machine and
+  the heartbeat's age, and deletes it;
 - otherwise charges the time since the entry was written at the machine's $/h: at ``max_hours`` or
   ``max_usd`` it writes the status ``capped`` (with the reason), deletes the machine and writes ``capped``
-  again once it is gone (the runner's last heartbeat may land in between);
+  again once it is gone (the runner's last heartbeat may land in between), unless the status read again is
+  final by then (the command's own end stands);
 - at the month's stop threshold (``spend.stop_percent``, unless the month is resumed) caps every running job;
 - verifies each delete: the vendor must stop listing the machine within ``ESTATE_JOB_DELETE_SECONDS``
   (default 120), else the next look deletes again and says so.
@@ -31,7 +37,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from core.jobs import JobState
+from core.jobs import JobState, runner_lost
 from core.spend import Seen
 from providers import gpu_cloud
 from providers.gpu_cloud import Status
@@ -62,13 +68,14 @@ class JobAgent:
                   region=job.get("region") or "us-east-1")
 
     def _status(self, job: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+        """The run's status object; ``{}`` when the bucket holds none, None when it cannot be read."""
         bucket = self._bucket(job)
         if bucket is None:
             self._say(f"jobs: {job['job']}: no bucket key in its watch entry; only its caps are watched")
             return None
         try:
             data = bucket.get(f"{job['status_prefix']}/status.json")
-            status = json.loads(data) if data else None
+            status = json.loads(data) if data else {}
         except S3Error as err:
             self._say(f"jobs: {job['job']}: cannot read its status ({err}); only its caps are watched this look")
             return None
@@ -77,7 +84,7 @@ class JobAgent:
             self._say(f"jobs: {job['job']}: cannot read its status ({type(err).__name__}); "
                       "only its caps are watched this look")
             return None
-        if status is not None and not isinstance(status, dict):
+        if not isinstance(status, dict):
             self._say(f"jobs: {job['job']}: its status object is not a JSON object ({type(status).__name__}); "
                       "only its caps are watched this look")
             return None
@@ -140,11 +147,16 @@ class JobAgent:
         state = (status or {}).get("state")
         hours = max(0.0, now - float(job.get("created_at") or now)) / 3600.0
         reason, ending = "", JobState.CAPPED
+        # An unread bucket (None) judges no runner: only the caps hold this look.
+        lost = "" if status is None else runner_lost(status, job.get("heartbeat_seconds"),
+                                                      float(job.get("created_at") or now), now, instance)
         if state in FINAL:
             reason = f"the command ended ({state}, exit {status.get('exit_code')})"
         elif inst.status is Status.STOPPED:
             reason = f"its machine was stopped by {c.name} ({inst.detail or 'stopped'}): preempted"
             ending = JobState.PREEMPTED
+        elif lost:
+            reason, ending = lost, JobState.PREEMPTED
         elif hours >= float(job["max_hours"]):
             reason = f"max_hours {job['max_hours']} reached ({hours:.4f} h)"
         elif hours * rate >= float(job["max_usd"]):
@@ -162,6 +174,12 @@ class JobAgent:
         gone = self._delete(c, job, iid)
         if gone:
             if capped:
-                self._write_end(job, status, reason, instance, ending)
+                # The runner's last write may have landed in between: a final one (the command's own end) stands.
+                again = self._status(job)
+                if (again or {}).get("state") in FINAL:
+                    if again["state"] != ending.value:
+                        self._say(f"jobs: {name}: its runner wrote {again['state']} meanwhile; that stands")
+                else:
+                    self._write_end(job, again or status, reason, instance, ending)
             self._say(f"jobs: {name}: {c.name} instance {iid} deleted; it bills no more")
         return Seen(not gone, rate, instance=instance)

@@ -215,7 +215,6 @@ class Estate(pulumi.ComponentResource):
                 # The gateway host deployed over SSH is reached whatever its own access says.
                 reached_over_ssh=spec.gateway_over_ssh(node_name),
             ), child)
-        self.jobs = self._create_jobs(stack, child)
         self.models = self._model_library(spec)
         self.files = self._model_files(spec)
         self.serverless = self._create_serverless(stack, child)
@@ -242,6 +241,8 @@ class Estate(pulumi.ComponentResource):
                 services={n: s.url for n, s in self.services.items()},
                 ready=[*self.models.values(), *self.serverless.values(), *(s.resource for s in self.services.values())],
             ), child)
+        # After the gateway: a job's machine is rented only once the spend watcher that releases it runs.
+        self.jobs = self._create_jobs(stack, child)
         self.cost = pricing.cost_table(estimate, spec.budget.monthly_usd)
         self.capacity = capacity_table(spec)
         self.urls = url_map(plan)
@@ -280,7 +281,7 @@ class Estate(pulumi.ComponentResource):
             spec=job, project=stack.project, stack=stack.stack, bucket=stack.spec.storage[job.bucket],
             bucket_name=self.buckets[job.bucket].bucket_name, bucket_access=self.buckets[job.bucket].access[f"job-{name}"],
             secret_env={n: stack.secrets.env[n] for n in job.secret_env}, ssh_private_key=stack.secrets.ssh_private_key,
-            watch_dir=watch_dir, watch_host=watch_host,
+            watch_dir=watch_dir, watch_host=watch_host, watcher=self.gateway.watcher if self.gateway else None,
         ), opts) for name, job in stack.spec.jobs.items()}
 
     def _create_serverless(self, stack: Stack, opts: pulumi.ResourceOptions) -> Dict[str, ServerlessEndpoint]:

@@ -153,6 +153,12 @@ class Gateway(pulumi.ComponentResource):
         self.register_outputs({"url": self.url, "master_key": self.master_key, "config": self.config,
                                "tunnels": self.tunnels})
 
+    @property
+    def watcher(self) -> Optional[pulumi.Resource]:
+        """What a GPU job waits for before its machine is rented: the local spend watcher's process, or the
+        gateway host's deploy, which enables the spend watcher's timer."""
+        return getattr(self, "spend_watcher", None) or getattr(self, "deploy", None)
+
     def _identity(self, name: str, args: GatewayArgs) -> Optional[pulumi.Output]:
         """With a service checking a Google ID token: the bearer LiteLLM's route presents to the identity proxy
         (a secret), and on a local gateway the proxy's process (``providers.local_identity``), whose free port

@@ -1,9 +1,13 @@
-"""A GPU job as the estate builds it: its machine's host key and its ``job:Job`` resource.
+"""A GPU job as the estate builds it: its machine's host key, its watch entry and its ``job:Job`` resource.
 
 The job's machine is placed like a node's (its ``NodeSpec`` from ``core.jobs``: the same request, price
 cap and bootstrap cloud-init, never a secret in it); what runs there arrives over SSH (``providers/job.py``).
-The component also gives the spend watcher what its job agent reads (``watch``: machine, $/h, start, caps,
-where the status object is) and the job's bucket key (``bucket_key``, a secret).
+Its watch entry (``job:Watch``, ``providers/job_watch.py``) gives the spend watcher's job agent what it reads
+(label, clouds, $/h, caps, where the status object is, the job's bucket key as a secret), written beside
+the watcher before the machine is rented. The machine is rented only after the entry and after the spend
+watcher itself runs (``watcher``: the local watcher's process, or the gateway host's deploy that enables its
+timer): nothing on the machine can stop its own billing (a vendor bills until its API deletes the machine),
+so a job is never launched with nothing to release it.
 """
 from __future__ import annotations
 
@@ -48,6 +52,8 @@ class GpuJobArgs:
     """The directory the spend watcher reads the job's watch entry from (on the gateway host)."""
     watch_host: Optional[Any] = None
     """``gateway.deploy: ssh``: the gateway host's ``GpuNode``, reached over SSH; None: this machine."""
+    watcher: Optional[pulumi.Resource] = None
+    """What runs the spend watcher (``Gateway.watcher``): the job's machine is rented only after it."""
 
 
 class GpuJob(pulumi.ComponentResource):
@@ -78,7 +84,8 @@ class GpuJob(pulumi.ComponentResource):
             secrets=secrets, host_key=pulumi.Output.secret(pulumi.Output.all(
                 private=host_key.private_key, public=host_key.public_key)),
             bid_per_hour=job.bid_per_hour, stamps=core_jobs.stamp(name, job, self.estimate),
-        ), pulumi.ResourceOptions(parent=self, depends_on=[self.watch] if self.watch is not None else None))
+            caps_from=self.watch.created_at if self.watch is not None else None,
+        ), pulumi.ResourceOptions(parent=self, depends_on=[r for r in (self.watch, args.watcher) if r is not None] or None))
 
     def _watch(self, name: str, args: GpuJobArgs, label: str, child: pulumi.ResourceOptions) -> Optional[JobWatch]:
         """The job's watch entry on the gateway host, written before its machine is rented; None without a

@@ -43,6 +43,17 @@ BucketPrefix = Annotated[str, StringConstraints(
 """A key prefix in the job's bucket (``datasets/chat/``, ``models/myorg/tiny/3``): no ``..``, no leading ``/``."""
 RunId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
 
+HEARTBEAT_SECONDS = 60.0
+"""The longest the runner goes between two writes of its status object (its heartbeat), whatever else it is
+doing (downloading inputs, uploading a checkpoint): its own thread writes it (``assets/job/estate_job.py``)."""
+LOST_MARGIN_SECONDS = 300.0
+"""Beyond two heartbeats, what a heartbeat may be late by before its runner is counted lost: a write retried,
+the machine's clock against the gateway host's."""
+NO_STATUS_SECONDS = 1800.0
+"""How long after the job's watch entry was written a machine may carry no status object at all: the create
+waits for the machine and its SSH (``ESTATE_READY_TIMEOUT_SECONDS``, 900 by default) and then for the
+runner's first status; past this its runner is counted lost."""
+
 
 class Preemption(str, enum.Enum):
     RESUME = "resume"
@@ -143,6 +154,62 @@ class JobSpec(_JobMachine):  # type: ignore[misc,valid-type]
         return round(min(self.max_usd, self.max_hours * hourly_usd), 4)
 
 
+def heartbeat_seconds(sync_seconds: float) -> float:
+    """How often the runner writes its heartbeat: at most ``HEARTBEAT_SECONDS`` apart, more often when the job
+    syncs more often."""
+    return min(HEARTBEAT_SECONDS, float(sync_seconds))
+
+
+def lost_after(heartbeat: float) -> float:
+    """How old a non-final status's heartbeat (its ``updated_at``) may be before its runner is counted lost."""
+    return 2 * float(heartbeat) + LOST_MARGIN_SECONDS
+
+
+def runner_lost(status: Optional[Dict[str, Any]], heartbeat: Optional[float], created_at: float, now: float,
+                machine: str) -> str:
+    """Why the runner on ``machine`` (``<cloud>:<id>``, still running) is lost, or ``''``: its non-final status's
+    heartbeat is older than ``lost_after`` (the runner died with the machine still up: a Vast.ai bid paused and
+    resumed, a host reboot; nothing restarts it), or there is no status object at all ``NO_STATUS_SECONDS``
+    after ``created_at``. ``heartbeat`` None (a job started before heartbeats) judges nothing; nor does a
+    status another machine of the same run wrote (the one lost before a resume: this machine's runner writes
+    its own once it starts)."""
+    if not heartbeat:
+        return ""
+    if not status:
+        age = now - float(created_at)
+        if age > NO_STATUS_SECONDS:
+            return (f"the runner on {machine} never answered: no status object {age / 60:.0f} min after the job "
+                    "was started")
+        return ""
+    if status.get("instance") and status["instance"] != machine:
+        return ""
+    if status.get("state") in (s.value for s in JobState if s.finished):
+        return ""
+    beat = status.get("updated_at") or status.get("started_at")
+    if not isinstance(beat, (int, float)):
+        return ""
+    age = now - float(beat)
+    if age > lost_after(heartbeat):
+        return (f"the runner on {machine} stopped answering: its last heartbeat is {age / 60:.0f} min old "
+                f"(it writes one every {heartbeat:g} s)")
+    return ""
+
+
+def caps_used(since: Optional[float], now: float, max_hours: float, max_usd: float, hourly_usd: float) -> str:
+    """Why the run's caps are used up already, counted from ``since`` (its watch entry's ``created_at``, the
+    time the caps count from across the machines a resume rents), or ``''``: a resumed run whose caps ran out
+    while it waited for the next `up` is not rented again only to be capped at the agent's first look."""
+    if since is None:
+        return ""
+    hours = max(0.0, now - float(since)) / 3600.0
+    if hours >= max_hours:
+        return f"max_hours {max_hours:g} reached ({hours:.2f} h since the run began) before a machine was rented"
+    if hours * hourly_usd >= max_usd:
+        return (f"max_usd {max_usd:g} reached (${hours * hourly_usd:.2f} at ${hourly_usd}/h since the run began) "
+                "before a machine was rented")
+    return ""
+
+
 def label(project: str, stack: str, name: str, run: str) -> str:
     """The job machine's name at its vendor: one per run, so a new run never adopts the last run's machine."""
     return f"{project}-{stack}-job-{name}-{run}".lower().replace(".", "-").replace("_", "-")
@@ -167,6 +234,7 @@ def watch_entry(name: str, job: JobSpec, job_label: str, bucket: str, endpoint: 
     where its status object is."""
     return {"job": name, "label": job_label, "run": job.run, "clouds": [job.provider.value, *(f.value for f in job.failover)],
             "hourly_usd": hourly_usd, "max_hours": job.max_hours, "max_usd": job.max_usd, "bucket": bucket,
+            "heartbeat_seconds": heartbeat_seconds(job.sync_minutes * 60),
             "endpoint": endpoint, "region": region, "status_prefix": status_prefix(job_label)}
 
 
@@ -192,7 +260,8 @@ def job_document(job: JobSpec, job_label: str, bucket_url: str, endpoint: Option
         "env": dict(job.env), "bucket": bucket_url.split("://", 1)[1].split("/", 1)[0],
         "endpoint": endpoint, "region": region, "inputs": list(job.inputs), "outputs": job.outputs,
         "status_prefix": status_prefix(job_label), "resume": job.on_preemption is Preemption.RESUME,
-        "sync_seconds": job.sync_minutes * 60, "gpus": job.gpus,
+        "sync_seconds": job.sync_minutes * 60, "heartbeat_seconds": heartbeat_seconds(job.sync_minutes * 60),
+        "gpus": job.gpus,
     }
 
 

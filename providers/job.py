@@ -18,8 +18,12 @@
   machine lost before the job finished is a preemption: with ``resume`` the job is reported gone, so the
   next `up` rents again and the runner starts from the outputs prefix; with ``report`` it stays
   ``preempted``. A machine its vendor stopped under the job (a Vast.ai bid outbid) is a preemption too,
-  shown ``preempted`` while it is still listed; the job agent deletes it. A status object another machine
-  of the same run wrote (the one lost before a resume) is not this machine's.
+  shown ``preempted`` while it is still listed; the job agent deletes it. So is a running machine whose
+  runner is lost (its heartbeat too old: it died with the machine up, and nothing restarts it). A status
+  object another machine of the same run wrote (the one lost before a resume) is not this machine's. A
+  resume whose caps ran out meanwhile (counted from ``caps_from``, the run's watch entry's ``created_at``)
+  is shown ``capped`` and kept; a create past them rents nothing and reports ``capped``
+  (``core.jobs.caps_used``).
 - update changes nothing on the machine: caps and the rest take effect through the job agent's document or
   at the next run.
 - delete deletes the machine if it still exists and returns only once the vendor no longer lists it.
@@ -40,7 +44,7 @@ from typing import Any, Dict, List, Optional
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, UpdateResult
 
-from core.jobs import JOB_DIR, JOB_VENDORS, JobState
+from core.jobs import JOB_DIR, JOB_VENDORS, JobState, caps_used, runner_lost
 from core.pricing import NodeRequest
 from core.text import install_secrets, secret_bundle
 from core.vendors import Vendor
@@ -51,7 +55,7 @@ from providers.http import CloudError
 from providers.placement import Placed
 from providers.resource import DynamicResource
 from providers.s3 import S3, S3Error
-from providers.ssh_forward import ForwardError, run_remote
+from providers.ssh_forward import CONNECT_TIMEOUT_SECONDS, ForwardError, run_remote
 from providers.wait import WaitTimeout, wait_for, within
 
 PROVIDER_VERSION = "1"
@@ -60,11 +64,24 @@ RUNNER = ROOT / "assets" / "job" / "estate_job.py"
 CONTAINER_START = ROOT / "assets" / "job" / "estate_start.py"
 NO_PYTHON = 3
 """The start's exit status on a container machine whose image has no ``python3``: the create fails at once."""
+OLD_PYTHON = 4
+"""The start's exit status on a machine whose ``python3`` is older than ``MIN_PYTHON``: the create fails at once."""
+NOT_STARTED = 5
+"""The start's exit status when the runner did not start (``assets/job/estate_start.py``): the create fails at
+once, naming the end of the runner's log."""
+MIN_PYTHON = (3, 7)
+"""The oldest Python the runner runs on (``from __future__ import annotations``)."""
+START_CONFIRM_SECONDS = 15.0
+"""How long the start waits for a new runner's first status before it counts it as not started."""
 S3_CLIENT = ROOT / "providers" / "s3.py"
 REPLACE_KEYS = ("run",)
 """A new run id is a new run: a new machine, the job run again. Nothing else re-runs a job."""
 INPUT_KEYS = ("label", "name", "run", "clouds", "request", "launch", "bid_per_hour", "document", "ssh", "stamps",
-              "caps", "version")
+              "caps", "caps_from", "version")
+QUIET_KEYS = ("caps", "caps_from", "stamps", "version")
+"""Inputs whose change takes effect without a word: the caps (the job agent reads them from the watch entry)."""
+NOT_RENTED = "unrented"
+"""The id's cloud of a job whose caps were used up before a machine was rented: nothing of it exists anywhere."""
 SECRET_INPUTS = ("secrets", "host_key")
 
 
@@ -72,26 +89,39 @@ def job_dir(label: str) -> str:
     return f"{JOB_DIR}/{label}"
 
 
+def python_check() -> str:
+    """Shell that refuses a ``python3`` older than ``MIN_PYTHON``, naming its version (checked with syntax any
+    Python 3 reads, before the start's own code is compiled)."""
+    need = ".".join(map(str, MIN_PYTHON))
+    return (f"if ! python3 -c 'import sys; sys.exit(0 if sys.version_info >= {MIN_PYTHON!r} else 1)' 2>/dev/null; then "
+            f"echo \"estate-job: the machine's python3 is $(python3 -V 2>&1), older than {need}: the job runner "
+            f"needs {need} or newer\" >&2; exit {OLD_PYTHON}; fi; ")
+
+
+def runner_start(label: str) -> str:
+    """Shell that starts the runner with ``estate_start.py`` (its bundle, if any, on stdin) and waits for its first
+    status (``START_CONFIRM_SECONDS``)."""
+    d = shlex.quote(job_dir(label))
+    return (python_check() +
+            f"exec python3 -c {shlex.quote(CONTAINER_START.read_text(encoding='utf-8'))} {d} {START_CONFIRM_SECONDS:g}")
+
+
 def start_script(label: str) -> str:
-    """What runs on the machine once the bundle is written: wait for the bootstrap (Docker), then start the
-    runner detached unless one runs or has finished there (a create retried after a lost answer)."""
+    """What runs on a VM once the bundle is written: wait for the bootstrap (Docker), then start the runner
+    detached unless one runs or has finished there (a create retried after a lost answer), and confirm it
+    wrote its first status (``estate_start.py``, with no bundle: the VM's files came through the manifest)."""
     d = shlex.quote(job_dir(label))
     return (f"set -eu; cd {d}; "
             "if [ -d /run/cloud-init ] && command -v cloud-init >/dev/null; then cloud-init status --wait >/dev/null || true; fi; "
-            "if [ -e finished ] || { [ -e runner.pid ] && kill -0 \"$(cat runner.pid)\" 2>/dev/null; }; then "
-            "echo 'estate-job: already started'; exit 0; fi; "
-            f"setsid nohup python3 {d}/estate_job.py {d} > {d}/runner.log 2>&1 < /dev/null & "
-            "echo $! > runner.pid; echo \"estate-job: runner $(cat runner.pid)\"")
+            f"{runner_start(label)} < /dev/null")
 
 
 def container_start_script(label: str) -> str:
     """What runs on a container machine (its image may hold only ``sh`` and ``python3``): refuse an image without
     ``python3``, naming it, else write the bundle and start the runner detached (``estate_start.py``)."""
-    d = shlex.quote(job_dir(label))
     return ("if ! command -v python3 >/dev/null 2>&1; then echo 'estate-job: the job image has no python3; on a "
             "container machine (Vast.ai) the job runner runs inside the job image, which needs sh and python3' >&2; "
-            f"exit {NO_PYTHON}; fi; "
-            f"exec python3 -c {shlex.quote(CONTAINER_START.read_text(encoding='utf-8'))} {d}")
+            f"exit {NO_PYTHON}; fi; " + runner_start(label))
 
 
 def bundle(label: str, document: Dict[str, Any], secrets: Dict[str, Any]) -> str:
@@ -143,26 +173,34 @@ def read_status(document: Dict[str, Any], secrets: Dict[str, Any]) -> Optional[D
 
 
 def judge(status: Optional[Dict[str, Any]], inst: Optional[Instance], created_at: float, now: float,
-          price: float, known_finished: Optional[float] = None, machine: Optional[str] = None) -> Dict[str, Any]:
+          price: float, known_finished: Optional[float] = None, machine: Optional[str] = None,
+          heartbeat: Optional[float] = None) -> Dict[str, Any]:
     """The job as refresh shows it: its state, duration and cost, from its status object and its machine.
     ``known_finished`` is the end the state already holds: a preempted job keeps the time its loss was first
     seen, so its duration and cost stop growing at every refresh after it. A status object that names another
     machine than ``machine`` (``<cloud>:<id>``) is the last machine's of the same run (lost before a resume):
     not this one's. A machine its vendor stopped (an outbid spot bid) is lost as a gone one is: a job's
-    machine never stops but at its end."""
+    machine never stops but at its end. A running machine whose runner is lost (``core.jobs.runner_lost``,
+    with the runner's ``heartbeat`` seconds: its heartbeat too old, or no status long after the create) is
+    a preemption as the job agent counts it: nothing runs the job there any more."""
+    lost = ""
+    if machine and inst is not None and inst.status not in (Status.GONE, Status.STOPPED):
+        lost = runner_lost(status, heartbeat, created_at, now, machine)
     if status and machine and status.get("instance") and status["instance"] != machine:
         status = None
     gone = inst is None or inst.status in (Status.GONE, Status.STOPPED)
     state = (status or {}).get("state") or "starting"
     started = float((status or {}).get("started_at") or created_at)
     finished = (status or {}).get("finished_at") or (status or {}).get("capped_at")
-    if state not in (s.value for s in JobState if s.finished) and gone:
+    reason = (status or {}).get("reason") or (status or {}).get("error")
+    if state not in (s.value for s in JobState if s.finished) and (gone or lost):
         state, finished = JobState.PREEMPTED.value, finished or known_finished or now
+        reason = lost or reason
     end = float(finished) if finished else now
     duration = max(0.0, end - float(created_at))
     return {"state": state, "exit_code": (status or {}).get("exit_code"),
             "duration_s": round(duration, 1), "cost_usd": round(duration / 3600 * price, 4),
-            "started_at": started, "finished_at": finished, "reason": (status or {}).get("reason") or (status or {}).get("error")}
+            "started_at": started, "finished_at": finished, "reason": reason}
 
 
 class JobProvider(GpuInstanceProvider):
@@ -192,7 +230,7 @@ class JobProvider(GpuInstanceProvider):
             return DiffResult(changes=True, replaces=["run"], stables=[], delete_before_replace=True)
         changed = [k for k in INPUT_KEYS if olds.get(k) != news.get(k)]
         changed += [k for k in SECRET_INPUTS if olds.get(k) != news.get(k)]
-        if changed and any(k not in ("caps", "stamps", "version") for k in changed):
+        if changed and any(k not in QUIET_KEYS for k in changed):
             pulumi.log.warn(f"{news.get('name')}: {', '.join(changed)} changed; a job is not run again for that: the "
                             "change applies at its next run (change its run id)")
         return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=True)
@@ -203,6 +241,17 @@ class JobProvider(GpuInstanceProvider):
         request = NodeRequest.model_validate(props["request"])
         key = props.get("host_key") or {}
         created_at = time.time()
+        caps = props.get("caps") or {}
+        used = caps_used(props.get("caps_from"), created_at, float(caps.get("max_hours") or 0),
+                         float(caps.get("max_usd") or 0), float((props.get("stamps") or {}).get("hourly_usd") or 0))
+        if used:
+            # A resumed run whose caps ran out meanwhile: renting would only bill until the agent's first look.
+            pulumi.log.warn(f"{props['name']}: {used}: no machine is rented (change its run id to run it again)")
+            outs = {**_inputs(props), "cloud": None, "instance_id": None, "machine_status": Status.GONE.value,
+                    "price_per_hour": 0.0, "created_at": created_at, "state": JobState.CAPPED.value,
+                    "exit_code": None, "duration_s": 0.0, "cost_usd": 0.0, "started_at": None,
+                    "finished_at": created_at, "reason": used}
+            return CreateResult(f"{NOT_RENTED}:{label}", outs)
 
         def settle(c: GpuCloud, placed: Placed) -> CreateResult:
             try:
@@ -252,7 +301,8 @@ class JobProvider(GpuInstanceProvider):
 
         def attempt() -> bool:
             try:
-                out = run_remote(host, port, user, private, script, stdin=stdin, host_key=host_key)
+                out = run_remote(host, port, user, private, script, stdin=stdin, host_key=host_key,
+                                 timeout=CONNECT_TIMEOUT_SECONDS + START_CONFIRM_SECONDS)
             except ForwardError as err:
                 last[:] = [str(err)]
                 if "host key" in str(err).lower() or "REMOTE HOST IDENTIFICATION" in str(err):
@@ -261,6 +311,9 @@ class JobProvider(GpuInstanceProvider):
                     raise CloudError(f"{props['label']}: {props['document']['image']}: the job image has no "
                                      "python3; on Vast.ai the job runner runs inside the job image, which needs "
                                      "sh and python3") from None
+                if "estate-job: the runner did not start" in str(err) or "older than" in str(err):
+                    # Started again it would fail the same way: the create fails now (deleting the machine).
+                    raise CloudError(f"{props['label']}: {str(err).split('failed: ', 1)[-1]}") from None
                 return False
             pulumi.log.info(f"{props['name']}: {out.strip().splitlines()[-1] if out.strip() else 'started'}")
             return True
@@ -274,6 +327,9 @@ class JobProvider(GpuInstanceProvider):
 
     # -- read / update / delete ---------------------------------------------------------------------
     def read(self, id_: str, props: Dict[str, Any]) -> ReadResult:
+        inputs = {k: props.get(k) for k in (*INPUT_KEYS, *SECRET_INPUTS) if k in props}
+        if id_.startswith(f"{NOT_RENTED}:"):
+            return ReadResult(id_, props, inputs)  # capped before a machine was rented: nothing to ask
         cloud, iid = split_id(id_)
         with self._client(cloud) as c:
             inst = c.get(iid)
@@ -285,11 +341,21 @@ class JobProvider(GpuInstanceProvider):
             return ReadResult(id_, props, {k: props.get(k) for k in (*INPUT_KEYS, *SECRET_INPUTS) if k in props})
         price = float(props.get("price_per_hour") or 0.0)
         seen = judge(status, inst, float(props.get("created_at") or time.time()), time.time(), price,
-                     known_finished=props.get("finished_at"), machine=id_)
+                     known_finished=props.get("finished_at"), machine=id_,
+                     heartbeat=(props.get("document") or {}).get("heartbeat_seconds"))
         gone = inst is None or inst.status is Status.GONE
         # A stopped machine (outbid) still bills its disk: it stays in state, shown preempted, until the job
         # agent (or a destroy) has deleted it; only then does a resume rent again.
         if seen["state"] == JobState.PREEMPTED.value and gone and (props.get("document") or {}).get("resume"):
+            caps = props.get("caps") or {}
+            used = caps_used(props.get("caps_from"), time.time(), float(caps.get("max_hours") or 0),
+                             float(caps.get("max_usd") or 0), float((props.get("stamps") or {}).get("hourly_usd") or 0))
+            if used:
+                pulumi.log.warn(f"{props.get('name')}: its machine is gone before the job finished, and {used}: "
+                                "it is not rented again (change its run id to run it again)")
+                outs = {**props, **seen, "state": JobState.CAPPED.value, "reason": used,
+                        "machine_status": Status.GONE.value}
+                return ReadResult(id_, outs, inputs)
             pulumi.log.warn(f"{props.get('name')}: its machine is gone before the job finished; the next `up` "
                             "rents again and resumes from the outputs prefix")
             return ReadResult("", {})
@@ -300,6 +366,8 @@ class JobProvider(GpuInstanceProvider):
         return UpdateResult({**olds, **_inputs(news), **{k: news.get(k) for k in SECRET_INPUTS}})
 
     def delete(self, id_: str, props: Dict[str, Any]) -> None:
+        if id_.startswith(f"{NOT_RENTED}:"):
+            return  # capped before a machine was rented
         cloud, iid = split_id(id_)
         with self._client(cloud) as c:
             inst = c.get(iid)
@@ -330,6 +398,9 @@ class JobArgs:
     secrets: pulumi.Input[Dict[str, Any]]
     """``env`` (the job's secret env), ``s3`` (its bucket access key) and ``ssh_private_key``: a secret."""
     host_key: Optional[pulumi.Input[Dict[str, str]]] = None
+    caps_from: Optional[pulumi.Input[float]] = None
+    """When the run's caps count from: its watch entry's ``created_at`` (``job:Watch``), across the machines a
+    resume rents. A create past them rents nothing and reports the job ``capped``."""
     bid_per_hour: Optional[float] = None
     stamps: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -337,7 +408,8 @@ class JobArgs:
         return {"name": self.name, "label": self.label, "run": self.run, "clouds": list(self.clouds),
                 "request": json.loads(self.request.model_dump_json()), "launch": self.launch.to_props(),
                 "document": self.document, "caps": self.caps, "ssh": self.ssh, "secrets": self.secrets,
-                "host_key": self.host_key, "bid_per_hour": self.bid_per_hour, "stamps": self.stamps}
+                "host_key": self.host_key, "caps_from": self.caps_from, "bid_per_hour": self.bid_per_hour,
+                "stamps": self.stamps}
 
 
 OUTPUT_KEYS = ("cloud", "instance_id", "machine_status", "ssh_host", "ssh_port", "price_per_hour", "region",

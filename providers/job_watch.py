@@ -17,7 +17,8 @@ early by the launch's minutes, never late).
 
 A new run (a new ``label``) replaces the entry, so the new run's caps count from its own start; anything else
 rewrites it in place, keeping ``created_at``. Delete removes the file (the job's resource, which depends on
-it, is deleted first). Refresh reports an entry whose file is gone as changed, and the next `up` writes it
+it, is deleted first); a gateway host that cannot be reached gets a warning naming the file left there, and
+the destroy goes on. Refresh reports an entry whose file is gone as changed, and the next `up` writes it
 again with its ``created_at``.
 """
 from __future__ import annotations
@@ -141,7 +142,21 @@ class JobWatchProvider(ResourceProvider):
             self._remote(props, remove_script(path))
 
     def delete(self, _id: str, props: Dict[str, Any]) -> None:
-        self._remove(props)  # a host that cannot be reached fails the delete: the entry stays in state
+        """The entry removed. A gateway host that cannot be reached (or fails the removal) is warned about,
+        naming what is left there and how to remove it, and the destroy goes on (``providers.host_cleanup``'s
+        rule): the entry bills nothing, and failing here would keep every GPU node whose delete had not
+        started yet rented. The bucket key it holds is the job's own, deleted with the job's bucket user."""
+        try:
+            self._remove(props)
+        except CloudError as err:
+            ssh = props["ssh"]
+            path = props.get("path") or self._path(props)
+            pulumi.log.warn(
+                f"{props['name']}: its watch entry could not be removed ({err}). Left on the gateway host: {path} "
+                "(the job's label, caps and its bucket key, which the destroy deletes with the job's bucket user); "
+                "nothing there bills. Once the host answers, remove it with:\n"
+                f"ssh -p {int(ssh['port'])} {shlex.quote(ssh['user'] + '@' + ssh['host'])} "
+                f"{shlex.quote(remove_script(path))}\nThe destroy goes on.")
 
 
 @dataclasses.dataclass(frozen=True)

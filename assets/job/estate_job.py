@@ -13,12 +13,16 @@ as data (``job.json``: image, command words, env, bucket, prefixes; never code) 
    machine (``"container": true`` in the document: Vast.ai, where the machine is the job's image and this
    runner runs inside it) the command runs as this process's child in a session of its own, its words as
    arguments, with ``/job/inputs`` and ``/job/outputs`` the very directories and its env passed as data;
-3. every ``sync_seconds`` uploads the outputs that changed, the log and a ``running`` status (its heartbeat);
+3. every ``sync_seconds`` uploads the outputs that changed and the log; from its start to its end, every
+   ``heartbeat_seconds`` (``core.jobs.heartbeat_seconds``, given in the document), writes its current status
+   again (``updated_at`` is its heartbeat) from a thread of its own, so a long download or upload never
+   delays it: the job agent counts a runner whose heartbeat is late by ``core.jobs.lost_after`` as lost;
 4. when the command ends, whatever its exit code, uploads the outputs, the log (``log.txt``) and the final
    status (``succeeded`` on exit 0, else ``failed``, with the exit code, times and output keys);
 5. at the job's ``max_hours`` (from this runner's start) it kills the command's container (on a container
-   machine, the command's process group) and writes ``capped``: a backstop for a job whose machine the spend
-   watcher never learned of. The host itself is never powered off.
+   machine, the command's process group) and writes ``capped``: a backstop for a spend watcher that stopped
+   after the job started. The host is not powered off: no vendor stops billing for that (only its API,
+   with the account's key, deletes the machine), which is why a job is launched only once the watcher runs.
 
 The machine is released by the spend watcher's job agent once it reads the final status (``agents/jobs.py``);
 this process never holds a vendor key. Only the standard library: the S3 client is ``estate_s3.py``, shipped
@@ -79,6 +83,7 @@ class Runner:
         self.capped = ""  # why the runner stopped the command at its own cap, or ''
         self.status_lock = threading.Lock()  # one status write at a time; none but a final after a final
         self.final = False
+        self.state = "starting"  # what the heartbeat writes again
 
     # -- the status object --------------------------------------------------------------------------
     def key(self, name: str) -> str:
@@ -94,6 +99,7 @@ class Runner:
             if self.final and not final:
                 return
             self.final = self.final or final
+            self.state = state
             self.s3.put(self.key("status.json"), json.dumps(doc, sort_keys=True).encode(), "application/json")
         print(f"estate-job: {self.job['label']}: {state}", flush=True)
 
@@ -240,15 +246,30 @@ class Runner:
             try:
                 self.push_outputs()
                 self.push_log()
-                self.status("running")
             except Exception as err:  # noqa: BLE001 - a failed sync is retried at the next one
                 print(f"estate-job: sync failed ({err}); trying again in {every:g} s", flush=True)
+
+    def heartbeat_every(self) -> float:
+        """Seconds between heartbeats: the document's ``heartbeat_seconds``, else (a document from before
+        heartbeats) its ``sync_seconds``."""
+        return max(SYNC_FLOOR_SECONDS, float(self.job.get("heartbeat_seconds") or self.job.get("sync_seconds") or 600))
+
+    def beating(self, stop: threading.Event) -> None:
+        """The heartbeat: the current status written again every ``heartbeat_every`` seconds until ``stop``, on
+        its own thread, so no download or upload holds it back (a status write never waits for the outputs'
+        lock)."""
+        every = self.heartbeat_every()
+        while not stop.wait(every):
+            try:
+                self.status(self.state)
+            except Exception as err:  # noqa: BLE001 - a failed heartbeat is written again at the next one
+                print(f"estate-job: heartbeat failed ({type(err).__name__}); trying again in {every:g} s", flush=True)
 
     def capping(self, proc: subprocess.Popen, stop: threading.Event) -> None:
         """The job's ``max_hours`` as a backstop on the machine itself: at the cap, counted from this runner's
         start, the command's container is killed and the final status is ``capped``. The spend watcher
-        deletes the machine at the same cap; this holds when it never learned of the job (an `up` that failed
-        after the job started). Only the container is stopped, never the host."""
+        deletes the machine at the same cap; this holds the command when the watcher stopped after the job
+        started. Only the command is stopped: nothing on the machine stops its billing."""
         hours = float(self.job.get("max_hours") or 0)
         if hours <= 0:
             return
@@ -274,8 +295,13 @@ class Runner:
         stop = threading.Event()
         syncer: Optional[threading.Thread] = None
         capper: Optional[threading.Thread] = None
+        # The heartbeat goes on past the command's end, through the last uploads, until the final status.
+        beat_stop = threading.Event()
+        beat = threading.Thread(target=self.beating, args=(beat_stop,), daemon=True)
         try:
             self.status("starting")
+            (self.root / "started").write_text("starting\n")  # what the start waits for (estate_start.py)
+            beat.start()
             for prefix in self.job.get("inputs") or []:
                 n = self.fetch(prefix, self.inputs / prefix.rstrip("/"))
                 print(f"estate-job: input {prefix}: {n} objects", flush=True)
@@ -300,10 +326,19 @@ class Runner:
             error = f"{type(err).__name__}: {err}"
             print(f"estate-job: {error}", flush=True)
         finally:
-            stop.set()  # on every path: no heartbeat outlives the command
+            stop.set()  # on every path: no sync or cap watch outlives the command
             for thread in (syncer, capper):
                 if thread is not None:
                     thread.join(timeout=60)
+        try:
+            return self.finish(code, error)
+        finally:
+            beat_stop.set()
+            if beat.is_alive():
+                beat.join(timeout=60)
+
+    def finish(self, code: Optional[int], error: str) -> int:
+        """The last uploads and the final status, with the heartbeat still going."""
         finished = now()
         state = "succeeded" if code == 0 and not error else "failed"
         if self.capped:

@@ -241,3 +241,39 @@ def test_on_a_container_machine_what_the_command_leaves_running_does_not_hold_it
     assert estate_job.Runner(root).run() == 0
     assert time.monotonic() - started < 60
     assert "left one behind" in obj(s3, f"{doc['status_prefix']}/log.txt").decode()
+
+
+def test_the_heartbeat_goes_on_through_a_long_download_and_a_long_last_upload(bucket, tmp_path, monkeypatch):
+    """The job agent counts a runner lost when its heartbeat is late (``core.jobs.lost_after``): a slow but live
+    runner must keep writing it while it downloads its inputs and while it uploads its outputs after the
+    command ended, every ``heartbeat_seconds``, whatever ``sync_seconds`` says."""
+    monkeypatch.setattr(estate_job, "SYNC_FLOOR_SECONDS", 0.05)
+    bucket.client().put_object(Bucket="models", Key="data/xs.txt", Body=b"1 2 3\n")
+    root, doc = job_dir(tmp_path, bucket, ["sh", "-c", "echo w > weights.txt"], container=True,
+                        mount=str(tmp_path / "mount"), heartbeat_seconds=0.2, sync_seconds=600)
+    runner = estate_job.Runner(root)
+    writes = []
+    put, download, put_file = runner.s3.put, runner.s3.download, runner.s3.put_file
+
+    def recording_put(key, body, *args):
+        writes.append(json.loads(body)["state"])
+        return put(key, body, *args)
+
+    def slow_download(*args):
+        time.sleep(1.2)
+        return download(*args)
+
+    def slow_put_file(key, path, *args):
+        if key.endswith("weights.txt"):
+            time.sleep(1.2)
+        return put_file(key, path, *args)
+
+    monkeypatch.setattr(runner.s3, "put", recording_put)
+    monkeypatch.setattr(runner.s3, "download", slow_download)
+    monkeypatch.setattr(runner.s3, "put_file", slow_put_file)
+    assert runner.run() == 0
+    assert writes[0] == "starting" and writes[-1] == "succeeded"
+    assert writes.count("starting") >= 4  # beats while the inputs came down
+    assert writes.index("running") < len(writes) - 1
+    assert writes[writes.index("running"):-1].count("running") >= 4  # and while the outputs went up
+    assert json.loads(obj(bucket, f"{doc['status_prefix']}/status.json"))["state"] == "succeeded"

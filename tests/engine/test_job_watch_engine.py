@@ -1,12 +1,12 @@
-"""A job's caps hold when the rest of its `up` fails, through the real engine on the sandbox's VM node.
+"""A job is never rented without a spend watcher to release it, through the real engine on the sandbox's VM
+node.
 
 The stack holds a long job (the trainer, then ten minutes asleep; ``max_hours`` 0.0005, 1.8 s) and a Vast.ai
 node whose offer search answers only after a while and then fails (loopback Vast.ai faults), so the `up`
-fails while the job's machine is being rented. The job's watch entry is written in the local gateway's
-directory before its machine is rented (the job's resource depends on it, and on nothing of the failing
-node's), so the failed `up` leaves a billing machine only with its entry beside the spend watcher. The next
-`up`, without the broken node, starts the spend watcher, which reads the entry and releases the machine at
-its cap: nothing bills afterwards.
+fails before the gateway and its spend watcher deploy. Nothing on a job's machine can stop its billing, so
+the job's resource depends on the watcher (and on its watch entry): the failed `up` rents nothing for it.
+The next `up`, without the broken node, starts the spend watcher, then rents the job's machine; the watcher
+reads the job's entry and releases the machine at its cap: nothing bills afterwards.
 
 Skipped where the engine, sshd, Docker or the images are missing, except on the project's CI
 (GPU_ESTATE_REQUIRE_VM=1), where that fails.
@@ -27,6 +27,7 @@ from tests.engine.test_jobs_engine import (JOB_TYPE, bucket_with_points, job, jo
 pytestmark = jobs_engine.pytestmark
 
 WATCH_TYPE = "pulumi-python:dynamic/job:Watch"
+WATCHER_TYPE = "pulumi-python:dynamic/spend:LocalWatcher"
 BROKEN = {"provider": "vastai", "gpu": {"model": "rtx3090"}, "max_price_per_hour": 0.3, "hours_per_month": 10,
           "workloads": {"ollama": {"models": ["llama3.2:3b"]}}}
 
@@ -58,9 +59,9 @@ def estate(tmp_path_factory):
             st.destroy()
 
 
-def test_a_job_launched_by_a_failing_up_is_watched_and_released_at_its_cap(estate):
+def test_a_failing_up_launches_no_job_and_the_next_rents_it_after_its_watcher(estate):
     st, fakes, s3, work = estate
-    # Vast.ai answers the broken node's offer search late, then fails it: the job's machine is rented meanwhile.
+    # Vast.ai answers the broken node's offer search late, then fails it: the gateway never deploys.
     fakes["vastai"].inject("hang", count=1, seconds=20)
     fakes["vastai"].inject("status", count=200, status=500)
     with pytest.raises(auto.CommandError) as failed:
@@ -70,21 +71,26 @@ def test_a_job_launched_by_a_failing_up_is_watched_and_released_at_its_cap(estat
     entry_path = work / ".estate" / "sandbox" / "gateway" / "jobs" / watch_file("long")
 
     resources = st.export_stack().deployment["resources"]
-    (watch,) = [r for r in resources if r["type"] == WATCH_TYPE]
-    (launched,) = [r for r in resources if r["type"] == JOB_TYPE]
-    assert watch["urn"] in launched.get("dependencies", [])  # the job's machine is rented after its entry
-    assert job_machines(fakes), "the job's machine was rented before the failure"
-    entry = json.loads(entry_path.read_text())
-    assert entry["label"] == "gpu-estate-sandbox-job-long-1" and entry["max_hours"] == 0.0005
-    assert entry["key"]["access_key"] == s3.access_key and oct(entry_path.stat().st_mode & 0o777) == "0o600"
-    # The gateway and its spend watcher never started: the failure stopped them.
-    assert not [r for r in resources if r["type"] == "pulumi-python:dynamic/spend:LocalWatcher"]
+    # The gateway and its spend watcher never started: the failure stopped them, and the job with them.
+    assert not [r for r in resources if r["type"] == WATCHER_TYPE]
+    assert not [r for r in resources if r["type"] == JOB_TYPE]
+    assert not job_machines(fakes), "a job's machine was rented with no spend watcher to release it"
 
-    # The next `up`, the broken node gone, starts the watcher; it reads the entry and releases the machine.
+    # The next `up`, the broken node gone, starts the watcher, then rents the job's machine; the watcher
+    # reads the job's entry and releases the machine at its cap.
     doc = json.loads(st.get_config("gpu-estate:nodes").value)
     doc.pop("broken")
     st.set_config("gpu-estate:nodes", sandbox.auto_config(doc))
     st.up()
+    resources = st.export_stack().deployment["resources"]
+    (watch,) = [r for r in resources if r["type"] == WATCH_TYPE]
+    (watcher,) = [r for r in resources if r["type"] == WATCHER_TYPE]
+    (launched,) = [r for r in resources if r["type"] == JOB_TYPE]
+    # The job's machine is rented after its entry and after the watcher runs.
+    assert {watch["urn"], watcher["urn"]} <= set(launched.get("dependencies", []))
+    entry = json.loads(entry_path.read_text())
+    assert entry["label"] == "gpu-estate-sandbox-job-long-1" and entry["max_hours"] == 0.0005
+    assert entry["key"]["access_key"] == s3.access_key and oct(entry_path.stat().st_mode & 0o777) == "0o600"
     until("the long job's machine released", lambda: not job_machines(fakes), seconds=180)
     assert status(s3, "long").get("state") == "capped"
     assert sandbox.alive(fakes) == {"tensordock": 0, "vastai": 0, "runpod": 0}

@@ -224,3 +224,70 @@ def test_a_vastai_job_machine_stopped_under_its_job_is_preempted_and_deleted(clo
     final = read_status(s3, "spot")
     assert (final["state"], final["instance"]) == ("preempted", instance) and "outbid" in final["reason"]
     assert "capped_at" not in final
+
+
+def test_a_runner_lost_on_a_running_machine_is_preempted_and_its_machine_deleted(clouds, s3):
+    """A Vast.ai bid paused and resumed between two looks, or a host reboot: the machine runs, its runner is
+    dead (nothing restarts it) and its last heartbeat is hours old. The agent writes ``preempted`` naming the
+    machine and the heartbeat's age and deletes the machine, long before max_hours; a runner whose heartbeat
+    is late by less than ``lost_after`` (a slow but live one) and a job from before heartbeats are left."""
+    from core.jobs import lost_after
+    dead, price = rent("l-dead")
+    slow, _ = rent("l-slowbeat")
+    old, _ = rent("l-oldrunner")
+    now = T0 + 5 * 3600
+    put_status(s3, "dead", "running", instance=dead, updated_at=T0 + 3600)  # 4 h old
+    put_status(s3, "slowbeat", "running", instance=slow, updated_at=now - lost_after(60.0) + 30)
+    put_status(s3, "oldrunner", "running", instance=old, updated_at=T0 + 3600)
+    said = []
+    jobs = [entry("dead", dead, price, s3, max_hours=24.0, heartbeat_seconds=60.0),
+            entry("slowbeat", slow, price, s3, max_hours=24.0, heartbeat_seconds=60.0),
+            entry("oldrunner", old, price, s3, max_hours=24.0)]  # no heartbeat_seconds: written before heartbeats
+    seen = agent(s3, ["dead", "slowbeat", "oldrunner"], now, said).look(jobs)
+    assert [listed(i) for i in (dead, slow, old)] == [False, True, True]
+    assert not seen["job:dead"].running and seen["job:slowbeat"].running
+    final = read_status(s3, "dead")
+    assert (final["state"], final["instance"]) == ("preempted", dead)
+    assert "stopped answering" in final["reason"] and "240 min old" in final["reason"] and dead in final["reason"]
+
+
+def test_a_machine_with_no_status_long_after_its_entry_is_counted_lost(clouds, s3):
+    from core.jobs import NO_STATUS_SECONDS
+    mute, price = rent("l-mute")
+    said = []
+    early = agent(s3, ["mute"], T0 + NO_STATUS_SECONDS - 60, said).look(
+        [entry("mute", mute, price, s3, max_hours=24.0, heartbeat_seconds=60.0)])
+    assert listed(mute) and early["job:mute"].running  # still within the create's own wait
+    agent(s3, ["mute"], T0 + NO_STATUS_SECONDS + 60, said).look(
+        [entry("mute", mute, price, s3, max_hours=24.0, heartbeat_seconds=60.0)])
+    assert not listed(mute)
+    final = read_status(s3, "mute")
+    assert final["state"] == "preempted" and "never answered" in final["reason"]
+
+
+def test_an_unreadable_bucket_never_counts_a_runner_lost(clouds, s3):
+    job, price = rent("l-blind2")
+    said = []
+    JobAgent(keys={}, clock=lambda: T0 + 5 * 3600, say=said.append, poll=0.05).look(
+        [entry("blind2", job, price, s3, max_hours=24.0, heartbeat_seconds=60.0)])
+    assert listed(job)
+
+
+def test_a_final_status_written_during_the_delete_is_not_overwritten(clouds, s3, monkeypatch):
+    """The runner's own end (``succeeded``) lands between the agent's first ``capped`` write and the machine's
+    delete: the agent reads the status again and keeps it (a job-made model resolves from it)."""
+    job, price = rent("l-race")
+    put_status(s3, "race", "running", instance=job)
+    said = []
+    a = agent(s3, ["race"], T0 + 2.5 * 3600, said)
+    delete = a._delete
+
+    def delete_while_the_runner_ends(c, j, iid):
+        put_status(s3, "race", "succeeded", instance=job, exit_code=0)
+        return delete(c, j, iid)
+
+    monkeypatch.setattr(a, "_delete", delete_while_the_runner_ends)
+    a.look([entry("race", job, price, s3)])
+    assert not listed(job)
+    assert read_status(s3, "race")["state"] == "succeeded"
+    assert any("wrote succeeded meanwhile" in line for line in said)

@@ -105,3 +105,23 @@ def test_a_vastai_spot_job_bids_like_a_spot_node_and_is_stamped_as_one(vast_spot
     # The job's image is the container machine's (the provider launches it there); no secret rides in the launch.
     assert job.inputs["document"]["image"] == "ghcr.io/acme/trainer:1.2"
     assert TOKEN not in json.dumps(job.inputs["launch"]) and TOKEN not in json.dumps(job.inputs["document"])
+
+
+def test_the_job_is_rented_only_once_the_spend_watcher_runs(prod):
+    """Nothing on a job's machine stops its own billing (only the vendor's API deletes it), so the job waits for
+    what runs the watcher that releases it: on a gateway host, the deploy that enables the watcher's timer."""
+    names = [r.name for r in prod.resources]
+    assert names.index("gateway-deploy") < names.index("job-finetune")
+
+
+def test_beside_a_local_gateway_the_job_waits_for_the_local_spend_watcher():
+    config = stack_config("sandbox")
+    config["gpu-estate:storage"] = {**(config.get("gpu-estate:storage") or {}),
+                                   "runs": {"provider": "s3", "location": "us-east-1"}}
+    config["gpu-estate:jobs"] = {"finetune": {
+        "provider": "tensordock", "gpu": {"model": "RTX_4090"}, "max_price_per_hour": 0.4,
+        "ssh": {"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGF0ZXNhbmRib3hrZXk= ops@estate"},
+        "image": "ghcr.io/acme/trainer:1.2", "command": ["python3", "train.py"], "bucket": "runs",
+        "outputs": "models/acme/tiny/3", "max_hours": 8, "max_usd": 0.8}}
+    names = [r.name for r in run_program(config, stack="sandbox").resources]
+    assert names.index("gateway-spend") < names.index("job-finetune")

@@ -112,3 +112,68 @@ def test_the_runner_gets_the_jobs_max_hours_to_hold_on_the_machine(s3):
     doc = runner_document(p)
     assert doc["max_hours"] == p["caps"]["max_hours"] > 0
     assert "max_hours" not in p["document"]  # the state's document is unchanged
+
+
+def test_refresh_reports_a_lost_runner_on_a_running_machine_as_preempted(clouds, s3):
+    """The runner died with its machine up (a host reboot; a Vast.ai bid paused and resumed): its heartbeat is
+    hours old. Refresh shows the job ``preempted`` naming why, as the job agent counts it; with ``resume``
+    it stays in state while its machine is listed (the agent deletes it) and is gone once the machine is, so
+    the next `up` rents again. A recent heartbeat is a running job."""
+    p = JobProvider(placement=Placement())
+    machine = rent("gpu-estate-test-job-train-1")
+    now = time.time()
+    outs = {**props(s3), "created_at": now - 5 * 3600, "price_per_hour": 0.4, "state": "running", "id": machine}
+    outs["document"] = {**outs["document"], "heartbeat_seconds": 60.0}
+    key = "estate-jobs/gpu-estate-test-job-train-1/status.json"
+    s3.client().put_object(Bucket="models", Key=key, Body=json.dumps(
+        {"state": "running", "started_at": now - 5 * 3600, "updated_at": now - 60, "instance": machine}).encode())
+    assert p.read(machine, outs).outs["state"] == "running"
+    s3.client().put_object(Bucket="models", Key=key, Body=json.dumps(
+        {"state": "running", "started_at": now - 5 * 3600, "updated_at": now - 4 * 3600, "instance": machine}).encode())
+    lost = p.read(machine, outs)
+    assert lost.id == machine and lost.outs["state"] == "preempted"
+    assert "stopped answering" in lost.outs["reason"] and machine in lost.outs["reason"]
+    resumed = {**outs, "document": {**outs["document"], "resume": True}}
+    assert p.read(machine, resumed).id == machine  # still listed: it bills until deleted, so it stays in state
+    p.delete(machine, lost.outs)
+    assert p.read(machine, resumed).id == ""
+
+
+def test_the_start_reports_a_runner_that_dies_at_once_with_the_end_of_its_log(tmp_path):
+    """``estate_start.py`` as a machine runs it (here, on this machine, with an empty bundle): a runner that exits
+    before its first status (its job document missing) is reported with its exit and its log's end, and the
+    start exits NOT_STARTED, which the create fails on."""
+    import shutil
+    import subprocess
+    import sys
+    from providers.job import CONTAINER_START, NOT_STARTED, RUNNER
+    shutil.copy(RUNNER, tmp_path / "estate_job.py")
+    run = subprocess.run([sys.executable, str(CONTAINER_START), str(tmp_path), "10"], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == NOT_STARTED
+    assert "the runner did not start: it exited with status 1" in run.stderr and "job.json" in run.stderr
+
+
+def test_a_resumed_run_whose_caps_ran_out_meanwhile_is_capped_without_renting(clouds, s3):
+    """Preempted at hour 1 of max_hours 4, and the next `up` 5 h later: the caps count from the run's watch entry
+    (``caps_from``), so refresh shows the job ``capped`` instead of dropping it for a resume, and a create (an
+    `up` whose refresh had dropped it earlier) rents nothing and reports ``capped``."""
+    p = JobProvider(placement=Placement())
+    began = time.time() - 5 * 3600
+    given = {**props(s3, resume=True, max_hours=4.0, max_usd=100.0), "caps_from": began}
+    created = p.create(given)
+    assert created.outs["state"] == "capped" and "max_hours 4 reached" in created.outs["reason"]
+    assert clouds["tensordock"].alive() == [] and "POST" not in [r[0] for r in clouds["tensordock"].requests]
+    assert p.read(created.id, created.outs).outs["state"] == "capped"
+    p.delete(created.id, created.outs)  # nothing was rented: nothing to delete
+    # The refresh that sees the first machine gone keeps the job, capped, rather than leave it for a resume.
+    machine = rent("gpu-estate-test-job-train-1")
+    outs = {**given, "created_at": began, "price_per_hour": 0.4, "state": "running"}
+    s3.client().put_object(Bucket="models", Key="estate-jobs/gpu-estate-test-job-train-1/status.json",
+                           Body=json.dumps({"state": "preempted", "started_at": began, "instance": machine,
+                                            "finished_at": began + 3600}).encode())
+    p.delete(machine, outs)
+    read = p.read(machine, outs)
+    assert (read.id, read.outs["state"]) == (machine, "capped") and "max_hours 4 reached" in read.outs["reason"]
+    # Within its caps the same refresh leaves it for the next `up` to resume.
+    assert p.read(machine, {**outs, "caps_from": time.time() - 1800}).id == ""

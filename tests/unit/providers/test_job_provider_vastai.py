@@ -19,7 +19,8 @@ from loopback.container_machine import ContainerMachines
 from providers import gpu_cloud
 from providers.gpu_instance import LaunchInputs
 from providers.http import CloudError
-from providers.job import NO_PYTHON, PROVIDER_VERSION, JobArgs, JobProvider, container_start_script, judge
+from providers import job as job_provider
+from providers.job import NO_PYTHON, OLD_PYTHON, PROVIDER_VERSION, JobArgs, JobProvider, container_start_script, judge
 from providers.placement import Placement
 
 IMAGE = loopback_machine.IMAGE  # the sandbox's Debian Python image: sh and python3, no coreutils
@@ -148,3 +149,28 @@ def test_a_vastai_create_that_cannot_start_the_job_deletes_the_machine_it_rented
         JobProvider(placement=Placement()).create(props(s3, no_machine, spot=True))
     assert clouds["vastai"].alive() == []
     assert [r[0] for r in clouds["vastai"].requests].count("DELETE") == 1
+
+
+def test_a_python3_too_old_for_the_runner_is_refused_by_the_start_naming_its_version(tmp_path):
+    fake = tmp_path / "python3"  # a python3 that is 3.6: it fails the version check and names itself
+    fake.write_text("#!/bin/sh\nif [ \"$1\" = -V ]; then echo 'Python 3.6.9'; exit 0; fi\nexit 1\n")
+    fake.chmod(0o755)
+    run = subprocess.run(["/bin/sh", "-c", container_start_script("gpu-estate-test-job-vast-1")],
+                         env={"PATH": str(tmp_path)}, capture_output=True, text=True, timeout=10)
+    assert run.returncode == OLD_PYTHON and "Python 3.6.9, older than 3.7" in run.stderr
+
+
+def test_a_runner_that_cannot_write_its_first_status_fails_the_create_which_deletes_the_machine(
+        clouds, s3, machines, operator, monkeypatch):
+    """The runner starts but its bucket does not answer: the start waits for its first status, stops it, prints
+    the end of its log and exits NOT_STARTED; the create fails at once (no retry until the ready timeout) and
+    deletes the machine rather than leave it billing until a cap."""
+    monkeypatch.setattr(job_provider, "START_CONFIRM_SECONDS", 3.0)
+    p = props(s3, operator, run="9")
+    p["document"] = {**p["document"], "endpoint": "http://127.0.0.1:9"}  # nothing listens: every write fails
+    started = time.monotonic()
+    with pytest.raises(CloudError, match="the runner did not start: it wrote no status in 3 s") as err:
+        JobProvider(placement=Placement()).create(p)
+    assert time.monotonic() - started < 25  # failed at the first start, not retried until the ready timeout
+    assert "estate-job" in str(err.value)  # the end of the runner's log
+    assert clouds["vastai"].alive() == [] and not machines.containers()

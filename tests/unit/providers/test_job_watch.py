@@ -93,3 +93,23 @@ def test_a_gateway_host_with_another_key_gets_nothing(remote, tmp_path):
     with pytest.raises(CloudError, match="gateway host"):
         p.create(other)
     assert not (tmp_path / "gateway").exists()
+
+
+def test_a_gateway_host_that_cannot_be_reached_never_stops_the_destroy(remote, tmp_path, monkeypatch):
+    """Its entry bills nothing: failing the delete would keep every GPU node whose delete had not started
+    rented. The warning names the file left on the host and the command that removes it."""
+    from providers import job_watch
+    from providers.ssh_forward import free_port
+    warned = []
+    monkeypatch.setattr(job_watch.pulumi.log, "warn", lambda msg, *a, **k: warned.append(msg))
+    p, given = remote
+    made = p.create(given)
+    path = tmp_path / "gateway" / "spend" / "jobs" / watch_file("train")
+    away = {**made.outs, "ssh": {**made.outs["ssh"], "port": free_port()}}  # nothing listens there
+    p.delete(made.id, away)
+    (message,) = warned
+    assert str(path) in message and "rm -f" in message and "The destroy goes on" in message
+    assert "job-secret" not in message
+    assert path.exists()  # honestly left, as the warning says
+    p.delete(made.id, made.outs)  # once the host answers
+    assert not path.exists()
