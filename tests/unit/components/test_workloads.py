@@ -115,20 +115,23 @@ def test_a_container_node_with_several_workloads_runs_them_all(tmp_path, prod):
     # primary last (exec), none dropped.
     bin_dir, log = tmp_path / "bin", tmp_path / "calls"
     bin_dir.mkdir()
-    for tool in ("curl", "ollama", "sh-stub"):
+    for tool in ("curl", "ollama", "sh-stub", "python3"):
         (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\n')
         (bin_dir / tool).chmod(0o755)
+    # The container's /root (the images bridge's files) is the test's directory: nothing is written or left
+    # running on this machine.
     script = start.replace("/runner-scripts/entrypoint.sh", f"{bin_dir}/sh-stub entrypoint").replace(
-        "/var/log/", f"{tmp_path}/")
+        "/var/log/", f"{tmp_path}/").replace("/root/", f"{tmp_path}/root/")
     run = subprocess.run(["sh", "-c", script], env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, capture_output=True,
                          text=True, timeout=30)
     assert run.returncode == 0, run.stderr
     for _ in range(50):  # the background start
-        if log.exists() and "ollama serve" in log.read_text():
+        if log.exists() and "ollama serve" in log.read_text() and "images_bridge.py" in log.read_text():
             break
         time.sleep(0.05)
     calls = log.read_text().splitlines()
     assert "ollama serve" in calls and "sh-stub entrypoint" in calls
+    assert any(c.startswith(f"python3 {tmp_path}/root/estate-images/images_bridge.py") for c in calls)
     assert not any(c.startswith("curl") for c in calls)  # ollama is "installed" (on PATH): no download
 
 
