@@ -97,6 +97,11 @@ class LoopbackRegistry:
         why = missing()
         if why:
             raise RuntimeError(f"loopback registry: {why}")
+        if port and not _free(port):
+            # Another server there would answer the wait below in this one's place, and every pull would go
+            # to its storage: say so instead.
+            raise RuntimeError(f"loopback registry: 127.0.0.1:{port} is already taken (a registry a killed run left "
+                               f"behind? `ss -ltnp 'sport = :{port}'` names it)")
         self.dir = Path(tempfile.mkdtemp(prefix="estate-registry-"))
         self.root = self.dir / "storage"
         self.root.mkdir()
@@ -158,3 +163,16 @@ class LoopbackRegistry:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:``port`` (bound as the registry binds it)."""
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -33,3 +33,21 @@ def test_a_second_sandbox_waits_for_the_vm_node_until_the_first_lets_go(tmp_path
     finally:
         holder.kill()
         holder.wait(timeout=30)
+
+
+def test_a_registry_port_already_taken_is_named_not_served_by_whatever_holds_it():
+    """A server left on the registry's port by a killed run would answer the start's wait in its place."""
+    import socket
+
+    import pytest
+
+    from sandbox import registry
+    from tests.conftest import required_or_skip
+
+    required_or_skip(registry.missing(), "the loopback registry")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(RuntimeError, match=rf"127\.0\.0\.1:{port} is already taken"):
+            registry.LoopbackRegistry(port=port)
