@@ -264,14 +264,8 @@ def handler(proxy: IdentityProxy) -> type:
     return Handler
 
 
-class _Server(ThreadingHTTPServer):
-    allow_reuse_port = True
-    """A restarted proxy listens again where its last one did while that one's closed connections wait out
-    TIME_WAIT (the old process is stopped first: nothing else of this user listens there)."""
-
-
 def serve(proxy: IdentityProxy, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    httpd = _Server((host, port), handler(proxy))
+    httpd = ThreadingHTTPServer((host, port), handler(proxy))
     httpd.daemon_threads = True
     return httpd
 

@@ -79,7 +79,6 @@ def _kept(url: Optional[str]) -> int:
         # As the proxy's server binds it (ThreadingHTTPServer reuses the address): the old process's closed
         # connections may still hold the port in TIME_WAIT.
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
