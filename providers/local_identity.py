@@ -5,8 +5,9 @@ gateway host's unit runs) with its document (the services' URLs) in the gateway'
 service accounts' keys (``ESTATE_IDENTITY_KEYS``) and the bearer LiteLLM's route presents
 (``ESTATE_IDENTITY_BEARER``) reach it as secret inputs in its environment, never a file or a command line.
 It is run, updated in place, restarted and stopped as the spend watcher is (``providers.local_spend``): a
-changed URL is the document rewritten in place, which the proxy reads again; new keys restart it, never
-LiteLLM.
+changed URL is the document rewritten in place, which the proxy reads again; new keys restart it, on a new
+free port, which is a change of the local LiteLLM's config (a rotation restarts the local LiteLLM too; on a
+gateway host the proxy keeps its ``identity_port``).
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import pulumi
-from pulumi.dynamic import UpdateResult
 
 from providers.local import alive, stop_process
 from core import identity
@@ -40,9 +40,7 @@ class LocalIdentityProxyProvider(LocalSpendWatcherProvider):
     OUTPUTS = ("url",)
 
     def _command(self, props: Dict[str, Any], doc: Path) -> Tuple[List[str], Dict[str, str], Dict[str, Any]]:
-        # A restart (new keys) keeps the address it had while that port is free: a new one would change
-        # LiteLLM's config, and so restart LiteLLM, which new keys must not.
-        port = int(props.get("port") or 0) or _kept(props.get("url")) or free_port()
+        port = int(props.get("port") or 0) or free_port()
         env = {identity.KEYS_ENV: json.dumps(props.get("keys") or {}, sort_keys=True),
                identity.BEARER_ENV: props.get("bearer") or ""}
         return (["agents.identity", "--document", str(doc), "--port", str(port)], env,
@@ -63,27 +61,6 @@ class LocalIdentityProxyProvider(LocalSpendWatcherProvider):
             tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
             raise CloudError(f"identity: the proxy did not listen on 127.0.0.1:{port}:\n{tail}")
         return outs
-
-
-    def update(self, _id: str, olds: Dict[str, Any], news: Dict[str, Any]) -> UpdateResult:
-        return super().update(_id, olds, {**news, "url": olds.get("url")})
-
-
-def _kept(url: Optional[str]) -> int:
-    """The port of the proxy's previous address, if it is free to listen on again; else 0."""
-    try:
-        port = int(str(url or "").rsplit(":", 1)[1])
-    except (IndexError, ValueError):
-        return 0
-    with socket.socket() as s:
-        # As the proxy's server binds it (ThreadingHTTPServer reuses the address): the old process's closed
-        # connections may still hold the port in TIME_WAIT.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return 0
-    return port
 
 
 def _listening(port: int) -> bool:

@@ -115,17 +115,6 @@ def test_the_token_is_minted_once_for_many_requests(estate):
     assert len(estate["google"].issued) == before <= 1
 
 
-def test_new_keys_restart_the_proxy_at_the_address_litellm_already_has(estate):
-    """A rotated key restarts the proxy, never LiteLLM: it listens where LiteLLM's config points."""
-    signer, old = estate["signer"], estate["proxy"]
-    rotated = {**estate["props"], "keys": {"llama-l4": json.dumps(estate["key"], indent=1)}}
-    outs = signer.update("", old, rotated).outs
-    estate["proxy"], estate["props"] = outs, rotated
-    assert outs["pid"] != old["pid"] and outs["url"] == old["url"]
-    answer = estate["client"].chat.completions.create(model="gcp-llama", messages=[{"role": "user", "content": "hi"}])
-    assert answer.choices[0].message.content == f"cloudrun answers with {MODEL}"
-
-
 def test_with_the_token_endpoint_failing_the_alias_falls_back(estate):
     """Last: LiteLLM may cool the failed route down. The service moved (a new URL after an `up`): the proxy's
     document is rewritten in place, without restarting it or LiteLLM, and the proxy needs a token for the
