@@ -103,8 +103,12 @@ class GpuJob(pulumi.ComponentResource):
             ssh = pulumi.Output.all(host.ssh_host, host.ssh_port, host.host_key()).apply(lambda a: {
                 "host": a[0], "port": int(a[1] or host.spec.ssh.port), "user": host.spec.ssh.user, "host_key": a[2],
                 "key_env": host.spec.ssh.private_key_env})
+        # Written once the watcher runs, just before the rent: the caps count from the entry's created_at, so an
+        # entry written by an `up` that failed before the watcher would have spent them before the job ran.
+        opts = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[args.watcher])) \
+            if args.watcher is not None else child
         return JobWatch(f"job-{name}-watch", JobWatchArgs(
-            name=name, file=core_jobs.watch_file(name), entry=entry, directory=args.watch_dir, ssh=ssh), child)
+            name=name, file=core_jobs.watch_file(name), entry=entry, directory=args.watch_dir, ssh=ssh), opts)
 
     def outputs(self) -> pulumi.Output:
         """What the stack exports for the job (``jobs``): state, duration, cost, machine."""

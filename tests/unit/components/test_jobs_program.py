@@ -112,6 +112,8 @@ def test_the_job_is_rented_only_once_the_spend_watcher_runs(prod):
     what runs the watcher that releases it: on a gateway host, the deploy that enables the watcher's timer."""
     names = [r.name for r in prod.resources]
     assert names.index("gateway-deploy") < names.index("job-finetune")
+    # Its watch entry too: the caps count from the entry's writing, so it is written just before the rent.
+    assert names.index("gateway-deploy") < names.index("job-finetune-watch") < names.index("job-finetune")
 
 
 def test_beside_a_local_gateway_the_job_waits_for_the_local_spend_watcher():
@@ -124,4 +126,4 @@ def test_beside_a_local_gateway_the_job_waits_for_the_local_spend_watcher():
         "image": "ghcr.io/acme/trainer:1.2", "command": ["python3", "train.py"], "bucket": "runs",
         "outputs": "models/acme/tiny/3", "max_hours": 8, "max_usd": 0.8}}
     names = [r.name for r in run_program(config, stack="sandbox").resources]
-    assert names.index("gateway-spend") < names.index("job-finetune")
+    assert names.index("gateway-spend") < names.index("job-finetune-watch") < names.index("job-finetune")
