@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -24,7 +23,7 @@ from core import identity
 from providers.http import CloudError
 from providers.local_spend import LocalSpendWatcherProvider
 from providers.resource import DynamicResource
-from providers.ssh_forward import free_port
+from providers.ssh_forward import free_port, listening
 from providers.wait import WaitTimeout, wait_for, within
 
 START_SECONDS = 30.0
@@ -51,11 +50,11 @@ class LocalIdentityProxyProvider(LocalSpendWatcherProvider):
         outs = super()._start(props)
         port = int(outs["url"].rsplit(":", 1)[1])
         try:
-            wait_for(lambda: _listening(port) or not alive(outs["pid"]), bool, within(START_SECONDS), 0.2,
+            wait_for(lambda: listening(port) or not alive(outs["pid"]), bool, within(START_SECONDS), 0.2,
                      f"the identity proxy listening on 127.0.0.1:{port}")
         except WaitTimeout:
             pass
-        if not _listening(port):
+        if not listening(port):
             stop_process(outs["pid"])
             log = Path(props["state_dir"]) / f"{self.NAME}.log"
             tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
@@ -63,12 +62,6 @@ class LocalIdentityProxyProvider(LocalSpendWatcherProvider):
         return outs
 
 
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -25,19 +24,11 @@ from pulumi.dynamic import ConfigureRequest, CreateResult, DiffResult, ReadResul
 
 from providers.local import alive, delete_process, spawn, stop_process
 from providers import ssh_forward
+from providers.ssh_forward import port_free
 from providers.http import CloudError
 from providers.resource import DynamicResource
 
 KEY_ENV = "ESTATE_SSH_PRIVATE_KEY"
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 class LocalTunnelProvider(ResourceProvider):
@@ -57,7 +48,7 @@ class LocalTunnelProvider(ResourceProvider):
         if not host:
             raise CloudError(f"{node}: no SSH address yet for the local gateway's tunnel")
         keep = keep or {}
-        ports = {str(int(r)): (keep[str(int(r))] if keep.get(str(int(r))) and _free(keep[str(int(r))])
+        ports = {str(int(r)): (keep[str(int(r))] if keep.get(str(int(r))) and port_free(keep[str(int(r))])
                                else ssh_forward.free_port()) for r in props["remote_ports"]}
         forwards = [(local, int(remote)) for remote, local in ports.items()]
         state = Path(props["state_dir"])

@@ -33,10 +33,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def port_free(port: int, reuse_address: bool = False) -> bool:
+    """Whether 127.0.0.1:``port`` can be bound (with ``reuse_address``, as a server setting SO_REUSEADDR binds it)."""
+    with socket.socket() as s:
+        if reuse_address:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def ssh_command(host: str, port: int, user: str, key_file: str, local: int, remote: int,
@@ -82,8 +95,8 @@ def wait_listening(proc: subprocess.Popen, locals_: List[int], errors: Callable[
                    user: str, host_key: Optional[str]) -> None:
     """Wait until every local port of an ``ssh -L`` process listens; raise with OpenSSH's own words
     (``errors``) when it exits first (a refused host key says so) or is not up in time."""
-    def listening() -> bool:
-        if all(_listening(p) for p in locals_):
+    def all_listening() -> bool:
+        if all(listening(p) for p in locals_):
             return True
         if proc.poll() is not None:
             err = errors().strip()
@@ -95,7 +108,7 @@ def wait_listening(proc: subprocess.Popen, locals_: List[int], errors: Callable[
         return False
 
     try:
-        wait_for(listening, bool, within(CONNECT_TIMEOUT_SECONDS + 5), 0.05, f"forward to {host}:{port}")
+        wait_for(all_listening, bool, within(CONNECT_TIMEOUT_SECONDS + 5), 0.05, f"forward to {host}:{port}")
     except WaitTimeout:
         raise ForwardError(f"ssh to {user}@{host}:{port}: forward not up after "
                            f"{CONNECT_TIMEOUT_SECONDS:.0f}s") from None

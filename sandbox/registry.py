@@ -29,7 +29,7 @@ from typing import Dict, Optional
 
 import requests
 
-from providers.ssh_forward import free_port
+from providers.ssh_forward import free_port, port_free
 from sandbox import real_ollama
 
 REGISTRY_VERSION = "3.1.2"
@@ -97,7 +97,7 @@ class LoopbackRegistry:
         why = missing()
         if why:
             raise RuntimeError(f"loopback registry: {why}")
-        if port and not _free(port):
+        if port and not port_free(port, reuse_address=True):
             # Another server there would answer the wait below in this one's place, and every pull would go
             # to its storage: say so instead.
             raise RuntimeError(f"loopback registry: 127.0.0.1:{port} is already taken (a registry a killed run left "
@@ -163,16 +163,3 @@ class LoopbackRegistry:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _free(port: int) -> bool:
-    """Whether nothing listens on 127.0.0.1:``port`` (bound as the registry binds it)."""
-    import socket
-
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
